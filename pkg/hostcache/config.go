@@ -1,0 +1,191 @@
+package hostcache
+
+import (
+	"fmt"
+	"math"
+)
+
+// Kind is the attention family of the model whose KV cache the pool holds.
+type Kind int
+
+const (
+	// MHA is multi-head (and grouped-query) attention: a K and a V tensor per
+	// layer, HeadNum heads of HeadDim elements each.
+	MHA Kind = iota
+	// MLA is multi-head latent attention (DeepSeek): one latent row of
+	// KVLoraRank+QKRopeHeadDim elements per layer, identical on every TP rank.
+	MLA
+)
+
+// String returns "MHA" or "MLA".
+func (k Kind) String() string {
+	switch k {
+	case MHA:
+		return "MHA"
+	case MLA:
+		return "MLA"
+	}
+	return fmt.Sprintf("Kind(%d)", int(k))
+}
+
+// Layout is the memory layout of the pool buffer, named as in SGLang.
+type Layout string
+
+const (
+	// LayerFirst lays the buffer out as (2, L, size, H, D) for MHA and
+	// (L, size, 1, R) for MLA.
+	LayerFirst Layout = "layer_first"
+	// PageFirst lays the buffer out as (2, size, L, H, D) for MHA and
+	// (size, L, 1, R) for MLA.
+	PageFirst Layout = "page_first"
+	// PageFirstDirect lays the buffer out as (2, pages, L, ps, H, D) for MHA
+	// and (pages, L, ps, 1, R) for MLA.
+	PageFirstDirect Layout = "page_first_direct"
+	// PageHead lays the buffer out as (2, pages, H, ps, L, D). MHA only.
+	PageHead Layout = "page_head"
+)
+
+// Layouts lists every layout, in a fixed order.
+var Layouts = []Layout{LayerFirst, PageFirst, PageFirstDirect, PageHead}
+
+// DType is the element type of the KV cache, named as in PyTorch.
+type DType string
+
+const (
+	// Float16 is IEEE half precision, 2 bytes.
+	Float16 DType = "float16"
+	// BFloat16 is bfloat16, 2 bytes.
+	BFloat16 DType = "bfloat16"
+	// Float32 is IEEE single precision, 4 bytes.
+	Float32 DType = "float32"
+	// Float8E4M3 is float8_e4m3fn, 1 byte.
+	Float8E4M3 DType = "float8_e4m3fn"
+	// Float8E5M2 is float8_e5m2, 1 byte.
+	Float8E5M2 DType = "float8_e5m2"
+)
+
+// Size returns the bytes per element, or 0 for an unknown dtype.
+func (d DType) Size() int {
+	switch d {
+	case Float16, BFloat16:
+		return 2
+	case Float32:
+		return 4
+	case Float8E4M3, Float8E5M2:
+		return 1
+	}
+	return 0
+}
+
+// Config describes a host KV pool. Every size must be positive; the fields
+// of the other kind (HeadNum and HeadDim for MLA, KVLoraRank and
+// QKRopeHeadDim for MHA) are ignored.
+type Config struct {
+	Kind     Kind
+	Layout   Layout
+	DType    DType
+	PageSize int // tokens per page
+	Pages    int // capacity in pages: the pool holds Pages*PageSize token slots
+	LayerNum int
+
+	HeadNum, HeadDim          int // MHA
+	KVLoraRank, QKRopeHeadDim int // MLA
+
+	// Lock mlocks the buffer: the host analogue of pinned memory. New fails
+	// with a clear error when RLIMIT_MEMLOCK refuses.
+	Lock bool
+}
+
+// geometry is everything derived from a valid Config, in bytes.
+type geometry struct {
+	kind     Kind
+	layout   Layout
+	ps       int64 // tokens per page
+	slots    int64 // token slots in the pool
+	layers   int64
+	row      int64 // bytes of one token in one layer (one of K or V for MHA)
+	halves   int64 // 2 for MHA (K and V), 1 for MLA
+	vOffset  int64 // bytes from K to V; 0 for MLA
+	total    int64 // bytes of the whole buffer
+	pageSize int64 // bytes of one whole page
+}
+
+// Validate reports whether c describes a pool that can be built. The error
+// wraps ErrInvalidConfig and says which field is wrong.
+func (c Config) Validate() error {
+	_, err := c.geometry()
+	return err
+}
+
+func (c Config) geometry() (geometry, error) {
+	bad := func(format string, args ...any) (geometry, error) {
+		return geometry{}, fmt.Errorf("%w: "+format, append([]any{ErrInvalidConfig}, args...)...)
+	}
+	if c.Kind != MHA && c.Kind != MLA {
+		return bad("unknown kind %d", int(c.Kind))
+	}
+	switch c.Layout {
+	case LayerFirst, PageFirst, PageFirstDirect:
+	case PageHead:
+		if c.Kind == MLA {
+			return bad("layout %q is not supported for MLA", c.Layout)
+		}
+	default:
+		return bad("unknown layout %q", c.Layout)
+	}
+	it := c.DType.Size()
+	if it == 0 {
+		return bad("unknown dtype %q", c.DType)
+	}
+	type field struct {
+		name string
+		v    int
+	}
+	positive := []field{{"PageSize", c.PageSize}, {"Pages", c.Pages}, {"LayerNum", c.LayerNum}}
+	if c.Kind == MHA {
+		positive = append(positive, field{"HeadNum", c.HeadNum}, field{"HeadDim", c.HeadDim})
+	} else {
+		positive = append(positive, field{"KVLoraRank", c.KVLoraRank})
+		if c.QKRopeHeadDim < 0 {
+			return bad("QKRopeHeadDim is %d, must not be negative", c.QKRopeHeadDim)
+		}
+	}
+	for _, f := range positive {
+		if f.v <= 0 {
+			return bad("%s is %d, must be positive", f.name, f.v)
+		}
+	}
+
+	var m checkedMul
+	g := geometry{kind: c.Kind, layout: c.Layout, ps: int64(c.PageSize), layers: int64(c.LayerNum)}
+	g.slots = m.mul(int64(c.Pages), int64(c.PageSize))
+	if c.Kind == MHA {
+		g.halves = 2
+		g.row = m.mul(m.mul(int64(c.HeadNum), int64(c.HeadDim)), int64(it))
+	} else {
+		g.halves = 1
+		r := int64(c.KVLoraRank) + int64(c.QKRopeHeadDim)
+		g.row = m.mul(r, int64(it))
+	}
+	half := m.mul(m.mul(g.layers, g.slots), g.row)
+	g.total = m.mul(half, g.halves)
+	g.pageSize = m.mul(m.mul(m.mul(g.ps, g.layers), g.row), g.halves)
+	if c.Kind == MHA {
+		g.vOffset = half
+	}
+	if m.overflow || g.total > math.MaxInt {
+		return bad("pool of %d pages x %d tokens overflows the address space", c.Pages, c.PageSize)
+	}
+	return g, nil
+}
+
+// checkedMul multiplies non-negative int64s and remembers any overflow.
+type checkedMul struct{ overflow bool }
+
+func (m *checkedMul) mul(a, b int64) int64 {
+	if a != 0 && b > math.MaxInt64/a {
+		m.overflow = true
+		return 0
+	}
+	return a * b
+}

@@ -1,0 +1,125 @@
+package hostcache
+
+import (
+	"fmt"
+	"unsafe"
+)
+
+// baseOf returns the address of mem's first byte.
+func baseOf(mem []byte) uintptr { return uintptr(unsafe.Pointer(unsafe.SliceData(mem))) }
+
+// segments checks indices and returns the buffers of every page, in order.
+// The caller holds p.mu.
+func (p *Pool) segments(indices []int64, o order) ([]segment, error) {
+	if p.mem == nil {
+		return nil, ErrClosed
+	}
+	starts, err := p.pageStarts(indices)
+	if err != nil {
+		return nil, err
+	}
+	segs := make([]segment, 0, len(starts)*p.g.buffersPerPage())
+	for _, s := range starts {
+		segs = p.g.appendSegments(segs, s, o)
+	}
+	return segs, nil
+}
+
+// GetPageBufferMeta returns, for each page in indices (PageSize slots per
+// page), the address and byte size of each of its buffers in pool memory:
+// [k, v] per page for MHA, [k_l0, v_l0, k_l1, v_l1, ...] for MHA
+// layer_first, one buffer per page for MLA and LayerNum for MLA layer_first.
+// The addresses stay valid until Close.
+func (p *Pool) GetPageBufferMeta(indices []int64) (ptrs []uintptr, sizes []int, err error) {
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	segs, err := p.segments(indices, pointerOrder)
+	if err != nil {
+		return nil, nil, err
+	}
+	base := baseOf(p.mem)
+	ptrs = make([]uintptr, len(segs))
+	sizes = make([]int, len(segs))
+	for i, s := range segs {
+		ptrs[i] = base + uintptr(s.off)
+		sizes[i] = int(s.len)
+	}
+	return ptrs, sizes, nil
+}
+
+// PageBuffers returns the buffers GetPageBufferMeta describes, as slices into
+// pool memory in the same order. The slices alias the pool and stay valid
+// until Close.
+func (p *Pool) PageBuffers(indices []int64) ([][]byte, error) {
+	return p.buffers(indices, pointerOrder)
+}
+
+// FlatPageBuffers returns the same buffers as PageBuffers, listed in the
+// order their bytes appear in a flat data page (all of K, then all of V).
+// Reading a flat page file into them in turn is SetFromFlatDataPage without
+// the copy. The order differs from PageBuffers only for MHA layer_first.
+func (p *Pool) FlatPageBuffers(indices []int64) ([][]byte, error) {
+	return p.buffers(indices, flatOrder)
+}
+
+func (p *Pool) buffers(indices []int64, o order) ([][]byte, error) {
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	segs, err := p.segments(indices, o)
+	if err != nil {
+		return nil, err
+	}
+	out := make([][]byte, len(segs))
+	for i, s := range segs {
+		out[i] = p.mem[s.off : s.off+s.len : s.off+s.len]
+	}
+	return out, nil
+}
+
+// GetDataPage returns a new copy of the page whose first slot is index, in
+// SGLang's flat order for the pool's layout.
+func (p *Pool) GetDataPage(index int64) ([]byte, error) {
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	segs, err := p.pageSegments(index)
+	if err != nil {
+		return nil, err
+	}
+	page := make([]byte, 0, p.g.pageSize)
+	for _, s := range segs {
+		page = append(page, p.mem[s.off:s.off+s.len]...)
+	}
+	return page, nil
+}
+
+// GetDummyFlatDataPage returns a new zeroed buffer of PageBytes bytes.
+func (p *Pool) GetDummyFlatDataPage() []byte { return make([]byte, p.g.pageSize) }
+
+// SetFromFlatDataPage copies a flat data page, as GetDataPage returns it,
+// into the page whose first slot is index. page must be PageBytes long.
+func (p *Pool) SetFromFlatDataPage(index int64, page []byte) error {
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	if int64(len(page)) != p.g.pageSize {
+		return fmt.Errorf("%w: %d bytes, page is %d", ErrPageLength, len(page), p.g.pageSize)
+	}
+	segs, err := p.pageSegments(index)
+	if err != nil {
+		return err
+	}
+	for _, s := range segs {
+		page = page[copy(p.mem[s.off:s.off+s.len], page):]
+	}
+	return nil
+}
+
+// pageSegments returns one page's buffers in flat order. The caller holds p.mu.
+func (p *Pool) pageSegments(index int64) ([]segment, error) {
+	if p.mem == nil {
+		return nil, ErrClosed
+	}
+	if err := p.checkStart(index); err != nil {
+		return nil, err
+	}
+	return p.g.appendSegments(make([]segment, 0, p.g.buffersPerPage()), index, flatOrder), nil
+}

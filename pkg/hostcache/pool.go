@@ -1,0 +1,193 @@
+package hostcache
+
+import (
+	"fmt"
+	"sync"
+
+	"golang.org/x/sys/unix"
+)
+
+// Pool is a host KV pool: one anonymous mmap holding every page of a model's
+// KV cache in one of SGLang's layouts, and a page allocator over it.
+//
+// A Pool is safe for concurrent use by multiple goroutines. The bytes of a
+// page are not guarded: two goroutines that write the same page, or one that
+// writes while another reads, must order themselves. See the package
+// documentation for how long buffers from GetPageBufferMeta stay valid.
+type Pool struct {
+	cfg Config
+	g   geometry
+
+	mu   sync.RWMutex
+	mem  []byte  // the mapping; nil once closed
+	free []int64 // free page numbers, popped from the end
+	used []bool  // per page: allocated by Alloc
+}
+
+// New maps a zeroed buffer for cfg and returns a pool with every page free.
+func New(cfg Config) (*Pool, error) {
+	g, err := cfg.geometry()
+	if err != nil {
+		return nil, err
+	}
+	mem, err := mapAnon(int(g.total))
+	if err != nil {
+		return nil, fmt.Errorf("hostcache: mmap %d bytes: %w", g.total, err)
+	}
+	if cfg.Lock {
+		if err := unix.Mlock(mem); err != nil {
+			_ = unix.Munmap(mem)
+			return nil, fmt.Errorf("hostcache: mlock %d bytes (raise RLIMIT_MEMLOCK, ulimit -l, or set Lock to false): %w", g.total, err)
+		}
+	}
+	pages := int64(cfg.Pages)
+	p := &Pool{cfg: cfg, g: g, mem: mem, free: make([]int64, pages), used: make([]bool, pages)}
+	for i := range p.free {
+		p.free[i] = pages - 1 - int64(i) // so that Alloc hands out low pages first
+	}
+	return p, nil
+}
+
+// mapAnon maps n bytes of private, zeroed, page-aligned memory.
+func mapAnon(n int) ([]byte, error) {
+	return unix.Mmap(-1, 0, n, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_ANON|unix.MAP_PRIVATE)
+}
+
+// Close unmaps the pool's memory. Every pointer and slice the pool handed out
+// becomes invalid. Close waits for calls in progress; a second Close, like any
+// later call, returns ErrClosed.
+func (p *Pool) Close() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.mem == nil {
+		return ErrClosed
+	}
+	err := unix.Munmap(p.mem)
+	p.mem = nil
+	if err != nil {
+		return fmt.Errorf("hostcache: munmap: %w", err)
+	}
+	return nil
+}
+
+// Config returns the configuration the pool was built with.
+func (p *Pool) Config() Config { return p.cfg }
+
+// SizePerToken returns the bytes of one token slot: all layers, K and V.
+func (p *Pool) SizePerToken() int { return int(p.g.layers * p.g.row * p.g.halves) }
+
+// PageBytes returns the bytes of one whole page, the length of a flat data
+// page.
+func (p *Pool) PageBytes() int { return int(p.g.pageSize) }
+
+// BuffersPerPage returns how many buffers GetPageBufferMeta lists per page:
+// 2 for MHA and 1 for MLA, times LayerNum for layer_first.
+func (p *Pool) BuffersPerPage() int { return p.g.buffersPerPage() }
+
+// Region returns the address and length of the pool's memory, or (0, 0) once
+// the pool is closed. Every buffer from GetPageBufferMeta lies inside it.
+func (p *Pool) Region() (base uintptr, size int) {
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	if p.mem == nil {
+		return 0, 0
+	}
+	return baseOf(p.mem), len(p.mem)
+}
+
+// Alloc reserves need token slots, a positive multiple of PageSize, as whole
+// pages, and returns their indices: PageSize consecutive slots per page.
+// With too few free pages it returns ErrNoSpace and reserves nothing.
+func (p *Pool) Alloc(need int) ([]int64, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.mem == nil {
+		return nil, ErrClosed
+	}
+	if need <= 0 || int64(need)%p.g.ps != 0 {
+		return nil, fmt.Errorf("%w: need %d is not a positive multiple of page size %d", ErrBadIndices, need, p.g.ps)
+	}
+	pages := int64(need) / p.g.ps
+	if pages > int64(len(p.free)) {
+		return nil, fmt.Errorf("%w: need %d slots, %d free", ErrNoSpace, need, int64(len(p.free))*p.g.ps)
+	}
+	out := make([]int64, 0, need)
+	for range pages {
+		pg := p.free[len(p.free)-1]
+		p.free = p.free[:len(p.free)-1]
+		p.used[pg] = true
+		for s := range p.g.ps {
+			out = append(out, pg*p.g.ps+s)
+		}
+	}
+	return out, nil
+}
+
+// Free returns whole pages to the pool. Freeing a page that is not allocated,
+// or naming a page twice, returns ErrDoubleFree and frees nothing.
+func (p *Pool) Free(indices []int64) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.mem == nil {
+		return ErrClosed
+	}
+	starts, err := p.pageStarts(indices)
+	if err != nil {
+		return err
+	}
+	seen := make(map[int64]bool, len(starts))
+	for _, s := range starts {
+		pg := s / p.g.ps
+		if !p.used[pg] || seen[pg] {
+			return fmt.Errorf("%w: page at slot %d", ErrDoubleFree, s)
+		}
+		seen[pg] = true
+	}
+	for _, s := range starts {
+		pg := s / p.g.ps
+		p.used[pg] = false
+		p.free = append(p.free, pg)
+	}
+	return nil
+}
+
+// Available returns the number of free token slots.
+func (p *Pool) Available() int {
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	return len(p.free) * int(p.g.ps)
+}
+
+// pageStarts checks that indices are whole pages inside the pool and returns
+// the first slot of each.
+func (p *Pool) pageStarts(indices []int64) ([]int64, error) {
+	ps := p.g.ps
+	if int64(len(indices))%ps != 0 {
+		return nil, fmt.Errorf("%w: %d indices for page size %d", ErrBadIndices, len(indices), ps)
+	}
+	starts := make([]int64, 0, int64(len(indices))/ps)
+	for i := 0; i < len(indices); i += int(ps) {
+		first := indices[i]
+		if err := p.checkStart(first); err != nil {
+			return nil, err
+		}
+		for j := int64(1); j < ps; j++ {
+			if indices[i+int(j)] != first+j {
+				return nil, fmt.Errorf("%w: slot %d at position %d does not follow %d", ErrBadIndices, indices[i+int(j)], i+int(j), first+j-1)
+			}
+		}
+		starts = append(starts, first)
+	}
+	return starts, nil
+}
+
+// checkStart checks that idx is in range and the first slot of a page.
+func (p *Pool) checkStart(idx int64) error {
+	if idx < 0 || idx >= p.g.slots {
+		return fmt.Errorf("%w: slot %d, pool has %d", ErrOutOfRange, idx, p.g.slots)
+	}
+	if idx%p.g.ps != 0 {
+		return fmt.Errorf("%w: slot %d is not on a page boundary (page size %d)", ErrBadIndices, idx, p.g.ps)
+	}
+	return nil
+}
