@@ -1,0 +1,95 @@
+package hicachefile
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+)
+
+// DefaultMaxBatchFileBytes is the payload limit of one V1 batch file when
+// Config.MaxBatchFileBytes is zero.
+const DefaultMaxBatchFileBytes = 64 << 20
+
+// Config describes a Store. The zero value of each field means its default.
+type Config struct {
+	// Dir is the directory that holds the files: "" means $HICACHE_FILE_DIR,
+	// else filepath.Join(os.TempDir(), "hicache"). It is created if missing.
+	Dir string
+	// ModelName names the model in every file name, with '/' replaced by
+	// '-'. It is required: it keeps different models' pages apart.
+	ModelName string
+	// TPRank and TPSize are the tensor-parallel rank and world size; TPSize
+	// 0 means 1. MLA stores leave them out of file names, since MLA KV is
+	// identical on every TP rank.
+	TPRank, TPSize int
+	// PPRank and PPSize are the pipeline-parallel rank and size; PPSize 0
+	// means 1. They appear in file names when PPSize > 1.
+	PPRank, PPSize int
+	// IsMLA marks the model's KV cache as MLA.
+	IsMLA bool
+	// MaxBatchFileBytes bounds the payload of one V1 batch file: a V1 call
+	// is split into files of at most this many page bytes, at least one
+	// page each. 0 means DefaultMaxBatchFileBytes.
+	MaxBatchFileBytes int64
+	// Sync makes every write durable before it is reported: fdatasync of
+	// each file and fsync of the directory after each rename. Off, a crash
+	// may lose recent pages but never exposes a partial one.
+	Sync bool
+}
+
+// withDefaults returns c with every zero field replaced by its default.
+func (c Config) withDefaults() Config {
+	if c.Dir == "" {
+		c.Dir = os.Getenv("HICACHE_FILE_DIR")
+		if c.Dir == "" {
+			c.Dir = filepath.Join(os.TempDir(), "hicache")
+		}
+	}
+	if c.TPSize == 0 {
+		c.TPSize = 1
+	}
+	if c.PPSize == 0 {
+		c.PPSize = 1
+	}
+	if c.MaxBatchFileBytes == 0 {
+		c.MaxBatchFileBytes = DefaultMaxBatchFileBytes
+	}
+	return c
+}
+
+// Validate reports whether c, with its defaults filled in, describes a
+// store. The error wraps ErrInvalidConfig.
+func (c Config) Validate() error {
+	c = c.withDefaults()
+	bad := func(format string, args ...any) error {
+		return fmt.Errorf("%w: "+format, append([]any{ErrInvalidConfig}, args...)...)
+	}
+	switch {
+	case c.ModelName == "":
+		return bad("ModelName is required: it keeps different models' pages apart")
+	case strings.ContainsRune(c.ModelName, 0):
+		return bad("ModelName contains NUL")
+	case c.TPSize < 0 || c.TPRank < 0 || c.TPRank >= c.TPSize:
+		return bad("TPRank %d is not in [0, TPSize %d)", c.TPRank, c.TPSize)
+	case c.PPSize < 0 || c.PPRank < 0 || c.PPRank >= c.PPSize:
+		return bad("PPRank %d is not in [0, PPSize %d)", c.PPRank, c.PPSize)
+	case c.MaxBatchFileBytes < 0:
+		return bad("MaxBatchFileBytes is %d, must not be negative", c.MaxBatchFileBytes)
+	}
+	return nil
+}
+
+// suffix returns SGLang's file-name suffix for c: "_" + model, then
+// "_{tp_rank}_{tp_size}" unless MLA, then "_{pp_size}_{pp_rank}" when
+// pp_size > 1. c has its defaults filled in.
+func (c Config) suffix() string {
+	s := "_" + strings.ReplaceAll(c.ModelName, "/", "-")
+	if !c.IsMLA {
+		s += fmt.Sprintf("_%d_%d", c.TPRank, c.TPSize)
+	}
+	if c.PPSize > 1 {
+		s += fmt.Sprintf("_%d_%d", c.PPSize, c.PPRank)
+	}
+	return s
+}

@@ -1,0 +1,123 @@
+// Package hicachefile is the file storage tier of a hierarchical KV cache:
+// the Go counterpart of SGLang's HiCacheFile backend, with its per-key copy
+// interface and a batched zero-copy interface.
+//
+// # Two interfaces
+//
+// Set, Get, BatchSet and BatchGet are SGLang's copy interface: the caller
+// hands in a flat data page (hostcache.Pool.GetDataPage) and gets one back,
+// one file per key. BatchSetV1 and BatchGetV1 take keys and host indices
+// instead, ask the registered hostcache.Pool for the page buffers, and move
+// bytes straight between pool memory and files with pwritev and preadv: no
+// intermediate page buffer, no heap allocation that grows with page size,
+// and one file per batch rather than one per key.
+//
+// # Naming
+//
+// Every store has a suffix: "_" + ModelName with '/' replaced by '-', then
+// "_{TPRank}_{TPSize}" unless IsMLA, then "_{PPSize}_{PPRank}" when PPSize >
+// 1. With suffix S, in Dir:
+//
+//	<key>S.bin                  old format: one page, SGLang's exact name
+//	.<16 hex>S.tmp              a file being written, before its rename
+//	v1S/b<16 hex>S.batch.bin    V1 batch file: many pages
+//	v1S/.<16 hex>S.tmp          a batch file being written
+//
+// A name belongs to the store only when everything before S is exactly the
+// fixed-shape token, so stores whose suffixes end alike ("_model_0_1" and
+// "_a_model_0_1", rank 1 and rank 11) never take each other's files. Keys
+// must be non-empty, not "." or "..", free of '/' and NUL, and short enough
+// that <key>S.bin fits in 255 bytes (ErrInvalidKey).
+//
+// # Old format
+//
+// A <key>S.bin file is the flat data page's raw bytes and nothing else, so
+// files written by SGLang's Python HiCacheFile load here and the other way
+// round. Get accepts a file only when its size equals the destination's.
+// An old-format file carries no checksum: a same-sized file with wrong bytes
+// cannot be detected.
+//
+// # V1 batch format
+//
+// A batch file holds the pages of one BatchSetV1 call, or of one
+// MaxBatchFileBytes chunk of it, then an index, then a fixed trailer. All
+// integers are little-endian; CRC32C is the Castagnoli polynomial.
+//
+//	offset 0          payload: page 0, page 1, ... back to back. A page is
+//	                  its pool buffers in GetPageBufferMeta order (for MHA
+//	                  page_first: K then V; for layer_first: k_l0, v_l0,
+//	                  k_l1, ...). Page i starts at i*PageBytes, a multiple
+//	                  of the page size, so O_DIRECT remains possible.
+//	indexOff          index: one entry per page, in payload order:
+//	                    keyLen  u16
+//	                    key     keyLen bytes
+//	                    offset  u64   start of the page in the file
+//	                    length  u64   bytes of the page
+//	                    crc     u32   CRC32C of the page bytes
+//	                  (22 + len(key) bytes per entry: see IndexSize)
+//	size-48           trailer, TrailerSize = 48 bytes:
+//	                    [0:8]   magic "HCBATCH1"
+//	                    [8:12]  format version, 1
+//	                    [12:16] entry count
+//	                    [16:24] indexOff
+//	                    [24:32] index length in bytes
+//	                    [32:36] CRC32C of the index
+//	                    [36:44] fingerprint of the writer's pool
+//	                    [44:48] CRC32C of trailer bytes [0:44]
+//
+// So a batch file of n pages with keys K is n*PageBytes + IndexSize(K) +
+// TrailerSize bytes. The fingerprint is a 64-bit FNV-1a hash of the pool's
+// kind, dtype, layout, page size, shape and buffer sizes.
+//
+// # The index
+//
+// A Store keeps an in-memory map from key to batch file, offset, length,
+// CRC and fingerprint. New builds it from the trailers and indexes of the
+// store's batch files already in v1S/, so pages survive a restart. Every
+// write adds its entries. When a lookup misses and v1S/'s modification time
+// changed since the last scan, the directory is scanned again and the
+// indexes of new files are loaded, so pages that another process wrote are
+// found; files that disappeared are forgotten. A lookup never scans the
+// directory when nothing changed, and Exists and BatchExists never list it
+// per call.
+//
+// # Bad files
+//
+// A bad file is a miss, never a panic and never bytes handed over as good.
+// A batch file whose trailer or index fails a check (short, wrong magic or
+// version, a checksum mismatch, an entry outside the payload or not aligned
+// to its length) is skipped whole and counted in Stats.SkippedFiles. A page
+// whose CRC32C does not match after it is read, or that lies past the end of
+// a truncated file, makes only its own key false and is dropped from the
+// index; its good neighbours in the same file still load. A page whose
+// fingerprint differs from the registered pool's (another dtype, layout or
+// shape) is a miss counted in Stats.Mismatch and is never read into the
+// pool. BatchGetV1 reads a page into the pool before it can verify it, so
+// the slots of a key reported false hold unspecified bytes.
+//
+// # Durability
+//
+// Every file is written under a temp name and renamed into place, so readers
+// in any process see a whole file or none. With Config.Sync, each file is
+// fdatasync'ed before its rename and the directory fsync'ed after it;
+// without, a crash may lose recent pages but never leaves a partial one
+// under a final name.
+//
+// # Concurrency
+//
+// A Store is safe for concurrent use by multiple goroutines, and several
+// processes may share one directory: files are immutable once renamed into
+// place, and each process's index only ever points at whole files. Two
+// writers of the same key both succeed; either copy may be served. Clear
+// removes only this store's files (old-format files whose key part holds no
+// '_', since SGLang's keys are hex hashes and such a name cannot be told
+// apart from another model's), and leaves other ranks' and models' files.
+//
+// # Zero-copy lifetime
+//
+// BatchSetV1 and BatchGetV1 use the pool's page buffers only while they run
+// and never retain them. The caller must keep the pool open for the duration
+// of a call and must not write the pages being stored, or read the pages
+// being loaded, until the call returns. RegisterMemPoolHost may switch pools
+// at any time; a call in progress keeps the pool it started with.
+package hicachefile

@@ -1,0 +1,33 @@
+package hicachefile
+
+import "errors"
+
+var (
+	// ErrNotFound is returned by Get when no file holds the key.
+	ErrNotFound = errors.New("hicachefile: key not found")
+
+	// ErrCorrupt is returned when a stored page fails a check: an old-format
+	// file of the wrong size, or a batch file whose page, index or trailer
+	// does not verify. A corrupt page is always a miss, never served.
+	ErrCorrupt = errors.New("hicachefile: corrupt page")
+
+	// ErrInvalidKey is returned for a key that cannot name a file: empty,
+	// "." or "..", containing '/' or NUL, or so long that its old-format file
+	// name would exceed 255 bytes.
+	ErrInvalidKey = errors.New("hicachefile: invalid key")
+
+	// ErrNoPool is returned by BatchSetV1 and BatchGetV1 when no host pool
+	// has been registered with RegisterMemPoolHost.
+	ErrNoPool = errors.New("hicachefile: no host pool registered")
+
+	// ErrInvalidConfig is returned by Config.Validate and New for a Config
+	// that cannot describe a store.
+	ErrInvalidConfig = errors.New("hicachefile: invalid config")
+
+	// ErrLength is returned when the lengths of a call's arguments disagree:
+	// keys and values, keys and destinations, or keys and host indices.
+	ErrLength = errors.New("hicachefile: argument lengths do not match")
+
+	// ErrClosed is returned by every Store method called after Close.
+	ErrClosed = errors.New("hicachefile: store is closed")
+)

@@ -1,0 +1,161 @@
+package hicachefile
+
+import (
+	"encoding/binary"
+	"fmt"
+	"hash/crc32"
+)
+
+// The V1 batch file format. All integers are little-endian.
+//
+//	payload   pages back to back from offset 0
+//	index     count entries: keyLen u16, key, offset u64, length u64, crc u32
+//	trailer   trailerSize bytes:
+//	            magic [8]    "HCBATCH1"
+//	            version u32  formatVersion
+//	            count u32    number of index entries
+//	            indexOff u64 offset of the index (= payload length)
+//	            indexLen u64 length of the index in bytes
+//	            indexCRC u32 CRC32C of the index bytes
+//	            fp u64       fingerprint of the writer's pool
+//	            crc u32      CRC32C of the 44 trailer bytes before it
+const (
+	batchMagic    = "HCBATCH1"
+	formatVersion = 1
+	trailerSize   = 48
+	// entryFixed is the size of an index entry without its key.
+	entryFixed = 2 + 8 + 8 + 4
+)
+
+// castagnoli is the CRC32C table: hardware accelerated on amd64 and arm64.
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// indexEntry is one page of a batch file.
+type indexEntry struct {
+	key    string
+	off    int64
+	length int64
+	crc    uint32
+}
+
+// trailer is the decoded fixed-size tail of a batch file.
+type trailer struct {
+	count    uint32
+	indexOff int64
+	indexLen int64
+	indexCRC uint32
+	fp       uint64
+}
+
+// IndexSize returns the bytes the index of a batch file takes for keys.
+func IndexSize(keys []string) int64 {
+	n := int64(0)
+	for _, k := range keys {
+		n += entryFixed + int64(len(k))
+	}
+	return n
+}
+
+// TrailerSize is the size in bytes of a batch file's trailer. A batch file
+// holding pages P with keys K is sum(len(P)) + IndexSize(K) + TrailerSize
+// bytes long.
+const TrailerSize = trailerSize
+
+// appendIndex appends the encoded index and trailer for entries to dst.
+func appendIndex(dst []byte, entries []indexEntry, fp uint64) []byte {
+	start := len(dst)
+	var indexOff int64
+	for _, e := range entries {
+		dst = binary.LittleEndian.AppendUint16(dst, uint16(len(e.key)))
+		dst = append(dst, e.key...)
+		dst = binary.LittleEndian.AppendUint64(dst, uint64(e.off))
+		dst = binary.LittleEndian.AppendUint64(dst, uint64(e.length))
+		dst = binary.LittleEndian.AppendUint32(dst, e.crc)
+		indexOff = max(indexOff, e.off+e.length)
+	}
+	index := dst[start:]
+	t := len(dst)
+	dst = append(dst, batchMagic...)
+	dst = binary.LittleEndian.AppendUint32(dst, formatVersion)
+	dst = binary.LittleEndian.AppendUint32(dst, uint32(len(entries)))
+	dst = binary.LittleEndian.AppendUint64(dst, uint64(indexOff))
+	dst = binary.LittleEndian.AppendUint64(dst, uint64(len(index)))
+	dst = binary.LittleEndian.AppendUint32(dst, crc32.Checksum(index, castagnoli))
+	dst = binary.LittleEndian.AppendUint64(dst, fp)
+	dst = binary.LittleEndian.AppendUint32(dst, crc32.Checksum(dst[t:], castagnoli))
+	return dst
+}
+
+// parseTrailer decodes and checks the last trailerSize bytes of a file of
+// fileSize bytes.
+func parseTrailer(b []byte, fileSize int64) (trailer, error) {
+	if len(b) != trailerSize || fileSize < trailerSize {
+		return trailer{}, fmt.Errorf("%w: file of %d bytes has no trailer", ErrCorrupt, fileSize)
+	}
+	if string(b[:8]) != batchMagic {
+		return trailer{}, fmt.Errorf("%w: bad magic", ErrCorrupt)
+	}
+	if got, want := binary.LittleEndian.Uint32(b[44:]), crc32.Checksum(b[:44], castagnoli); got != want {
+		return trailer{}, fmt.Errorf("%w: trailer checksum %08x, want %08x", ErrCorrupt, got, want)
+	}
+	if v := binary.LittleEndian.Uint32(b[8:]); v != formatVersion {
+		return trailer{}, fmt.Errorf("%w: format version %d, want %d", ErrCorrupt, v, formatVersion)
+	}
+	t := trailer{
+		count:    binary.LittleEndian.Uint32(b[12:]),
+		indexOff: int64(binary.LittleEndian.Uint64(b[16:])),
+		indexLen: int64(binary.LittleEndian.Uint64(b[24:])),
+		indexCRC: binary.LittleEndian.Uint32(b[32:]),
+		fp:       binary.LittleEndian.Uint64(b[36:]),
+	}
+	body := fileSize - trailerSize
+	if t.indexOff < 0 || t.indexLen < 0 || t.indexOff > body || t.indexLen != body-t.indexOff {
+		return trailer{}, fmt.Errorf("%w: index at %d+%d does not end at the trailer (%d)", ErrCorrupt, t.indexOff, t.indexLen, body)
+	}
+	if int64(t.count)*entryFixed > t.indexLen {
+		return trailer{}, fmt.Errorf("%w: %d entries cannot fit in %d index bytes", ErrCorrupt, t.count, t.indexLen)
+	}
+	return t, nil
+}
+
+// parseIndex decodes and checks the index bytes described by t. Every entry
+// it returns lies inside the payload, has a valid key, and starts at a
+// multiple of its length.
+func parseIndex(b []byte, t trailer) ([]indexEntry, error) {
+	if int64(len(b)) != t.indexLen {
+		return nil, fmt.Errorf("%w: index is %d bytes, trailer says %d", ErrCorrupt, len(b), t.indexLen)
+	}
+	if got := crc32.Checksum(b, castagnoli); got != t.indexCRC {
+		return nil, fmt.Errorf("%w: index checksum %08x, want %08x", ErrCorrupt, got, t.indexCRC)
+	}
+	entries := make([]indexEntry, 0, t.count)
+	for range t.count {
+		if len(b) < 2 {
+			return nil, fmt.Errorf("%w: index ends inside an entry", ErrCorrupt)
+		}
+		kl := int(binary.LittleEndian.Uint16(b))
+		if len(b) < entryFixed+kl {
+			return nil, fmt.Errorf("%w: index ends inside an entry", ErrCorrupt)
+		}
+		key := string(b[2 : 2+kl])
+		rest := b[2+kl:]
+		e := indexEntry{
+			key:    key,
+			off:    int64(binary.LittleEndian.Uint64(rest)),
+			length: int64(binary.LittleEndian.Uint64(rest[8:])),
+			crc:    binary.LittleEndian.Uint32(rest[16:]),
+		}
+		b = rest[20:]
+		if err := checkKeyChars(key); err != nil {
+			return nil, fmt.Errorf("%w: index entry: %v", ErrCorrupt, err)
+		}
+		if e.length <= 0 || e.off < 0 || e.off%e.length != 0 || e.off > t.indexOff-e.length {
+			return nil, fmt.Errorf("%w: entry %q at %d+%d lies outside the payload (%d bytes)", ErrCorrupt, key, e.off, e.length, t.indexOff)
+		}
+		entries = append(entries, e)
+	}
+	if len(b) != 0 {
+		return nil, fmt.Errorf("%w: %d bytes after the last index entry", ErrCorrupt, len(b))
+	}
+	return entries, nil
+}

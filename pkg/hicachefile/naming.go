@@ -1,0 +1,104 @@
+package hicachefile
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"strings"
+)
+
+// File names. With the store's suffix S (see Config.suffix):
+//
+//	<key>S.bin                      old format, in Dir, as SGLang names it
+//	.<16 hex>S.tmp                  a temp file of Set, in Dir
+//	v1S/                            the store's V1 directory, in Dir
+//	v1S/b<16 hex>S.batch.bin        a V1 batch file
+//	v1S/.<16 hex>S.tmp              a temp file of a V1 write
+//
+// The V1 and temp names put a fixed-shape token before S, so a name is ours
+// only when everything before S is exactly that token: "b…_a_model_0_1"
+// never parses as a file of the store with suffix "_model_0_1", nor
+// "_m_11_2" as one of "_m_1_2".
+const (
+	oldExt    = ".bin"
+	batchExt  = ".batch.bin"
+	tmpExt    = ".tmp"
+	tokenHex  = 16
+	maxName   = 255
+	v1DirName = "v1"
+)
+
+// checkKeyChars rejects keys that cannot be a file-name component.
+func checkKeyChars(key string) error {
+	switch {
+	case key == "":
+		return fmt.Errorf("%w: empty key", ErrInvalidKey)
+	case key == "." || key == "..":
+		return fmt.Errorf("%w: %q", ErrInvalidKey, key)
+	case strings.ContainsAny(key, "/\x00"):
+		return fmt.Errorf("%w: %q contains '/' or NUL", ErrInvalidKey, key)
+	}
+	return nil
+}
+
+// checkKey rejects keys that cannot name this store's old-format file.
+func (s *Store) checkKey(key string) error {
+	if err := checkKeyChars(key); err != nil {
+		return err
+	}
+	if n := len(key) + len(s.suffix) + len(oldExt); n > maxName {
+		return fmt.Errorf("%w: file name of %d bytes exceeds %d", ErrInvalidKey, n, maxName)
+	}
+	return nil
+}
+
+// oldName is the old-format file name of key.
+func (s *Store) oldName(key string) string { return key + s.suffix + oldExt }
+
+// newToken returns a random token of tokenHex hex digits.
+func newToken() string {
+	var b [tokenHex / 2]byte
+	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails on Linux
+	return hex.EncodeToString(b[:])
+}
+
+// isToken reports whether t is tokenHex lower-case hex digits.
+func isToken(t string) bool {
+	if len(t) != tokenHex {
+		return false
+	}
+	for _, c := range []byte(t) {
+		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return false
+		}
+	}
+	return true
+}
+
+// batchName returns a new V1 batch file name.
+func (s *Store) batchName() string { return "b" + newToken() + s.suffix + batchExt }
+
+// tmpName returns a new temp file name.
+func (s *Store) tmpName() string { return "." + newToken() + s.suffix + tmpExt }
+
+// isBatchName reports whether name is one of this store's V1 batch files.
+func (s *Store) isBatchName(name string) bool {
+	t, ok := strings.CutSuffix(name, s.suffix+batchExt)
+	return ok && len(t) == 1+tokenHex && t[0] == 'b' && isToken(t[1:])
+}
+
+// isTmpName reports whether name is one of this store's temp files.
+func (s *Store) isTmpName(name string) bool {
+	t, ok := strings.CutSuffix(name, s.suffix+tmpExt)
+	return ok && len(t) == 1+tokenHex && t[0] == '.' && isToken(t[1:])
+}
+
+// isOldName reports whether name is this store's old-format file. Old names
+// are SGLang's key+suffix+".bin", which is ambiguous when the key holds '_':
+// "k_a" under "_model_0_1" and "k" under "_a_model_0_1" name the same file.
+// SGLang's keys are hex hashes, so a key part containing '_' is taken to
+// belong to another store and left alone.
+func (s *Store) isOldName(name string) bool {
+	k, ok := strings.CutSuffix(name, s.suffix+oldExt)
+	return ok && k != "" && !strings.Contains(k, "_") && checkKeyChars(k) == nil
+}

@@ -1,0 +1,242 @@
+package hicachefile
+
+import (
+	"errors"
+	"fmt"
+	"path/filepath"
+
+	"golang.org/x/sys/unix"
+)
+
+// Set stores value as key's old-format file, SGLang's key+suffix+".bin"
+// holding the raw flat page. A key whose file already exists is skipped, as
+// SGLang's set does. The file appears whole or not at all: it is written
+// under a temp name and renamed into place.
+func (s *Store) Set(key string, value []byte) error {
+	if err := s.enter(); err != nil {
+		return err
+	}
+	defer s.life.RUnlock()
+	return s.set(key, value)
+}
+
+func (s *Store) set(key string, value []byte) error {
+	if err := s.checkKey(key); err != nil {
+		return err
+	}
+	if s.oldExists(key) {
+		s.stats.existed.Add(1)
+		return nil
+	}
+	if err := s.writeFile(s.dirfd, s.dir, s.oldName(key), [][]byte{value}); err != nil {
+		s.stats.errors.Add(1)
+		return err
+	}
+	s.stats.sets.Add(1)
+	s.stats.setBytes.Add(int64(len(value)))
+	return nil
+}
+
+// writeFile writes bufs, back to back, as the file name in the directory
+// dirfd (at path dir): to a new temp file first, then renamed over name.
+// On failure the temp file is removed and name is untouched.
+func (s *Store) writeFile(dirfd int, dir, name string, bufs [][]byte) (err error) {
+	tmp := s.tmpName()
+	fd, err := unix.Openat(dirfd, tmp, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_CLOEXEC, 0o644)
+	if err != nil {
+		return fmt.Errorf("hicachefile: create %s: %w", filepath.Join(dir, tmp), err)
+	}
+	defer func() {
+		if err != nil {
+			_ = unix.Unlinkat(dirfd, tmp, 0)
+		}
+	}()
+	err = pwritevFull(fd, bufs, 0)
+	if err == nil && s.cfg.Sync {
+		err = fdatasync(fd)
+	}
+	if cerr := unix.Close(fd); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("hicachefile: write %s: %w", filepath.Join(dir, tmp), err)
+	}
+	if err = unix.Renameat(dirfd, tmp, dirfd, name); err != nil {
+		return fmt.Errorf("hicachefile: rename %s to %s: %w", tmp, filepath.Join(dir, name), err)
+	}
+	if s.cfg.Sync {
+		if err := unix.Fsync(dirfd); err != nil {
+			return fmt.Errorf("hicachefile: fsync %s: %w", dir, err)
+		}
+	}
+	return nil
+}
+
+// Get reads key's old-format file into dst, which must be exactly the
+// file's size. A missing file is ErrNotFound; a file of another size is
+// ErrCorrupt, and dst is then left untouched.
+func (s *Store) Get(key string, dst []byte) error {
+	if err := s.enter(); err != nil {
+		return err
+	}
+	defer s.life.RUnlock()
+	s.stats.gets.Add(1)
+	err := s.readOld(key, [][]byte{dst}, int64(len(dst)))
+	s.count(err, int64(len(dst)))
+	return err
+}
+
+// count records the outcome of reading one page of n bytes.
+func (s *Store) count(err error, n int64) {
+	switch {
+	case err == nil:
+		s.stats.hits.Add(1)
+		s.stats.getBytes.Add(n)
+		return
+	case errors.Is(err, ErrCorrupt):
+		s.stats.corrupt.Add(1)
+	case errors.Is(err, ErrNotFound), errors.Is(err, ErrInvalidKey):
+	default:
+		s.stats.errors.Add(1)
+	}
+	s.stats.misses.Add(1)
+}
+
+// readOld reads key's old-format file, which must be exactly size bytes,
+// into bufs (size bytes in all), in order.
+func (s *Store) readOld(key string, bufs [][]byte, size int64) error {
+	if err := s.checkKey(key); err != nil {
+		return err
+	}
+	name := s.oldName(key)
+	fd, err := unix.Openat(s.dirfd, name, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err == unix.ENOENT {
+		return fmt.Errorf("%w: %s", ErrNotFound, key)
+	}
+	if err != nil {
+		return fmt.Errorf("hicachefile: open %s: %w", filepath.Join(s.dir, name), err)
+	}
+	defer unix.Close(fd)
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		return fmt.Errorf("hicachefile: fstat %s: %w", filepath.Join(s.dir, name), err)
+	}
+	if st.Size != size {
+		return fmt.Errorf("%w: %s is %d bytes, want %d", ErrCorrupt, filepath.Join(s.dir, name), st.Size, size)
+	}
+	if err := preadvFull(fd, bufs, 0); err != nil {
+		return fmt.Errorf("hicachefile: read %s: %w", filepath.Join(s.dir, name), err)
+	}
+	return nil
+}
+
+// BatchSet stores each value under its key with Set, in order, and stops at
+// the first failure: that entry and every later one are false, and the
+// failure is returned.
+func (s *Store) BatchSet(keys []string, values [][]byte) ([]bool, error) {
+	ok := make([]bool, len(keys))
+	if len(keys) != len(values) {
+		return ok, fmt.Errorf("%w: %d keys, %d values", ErrLength, len(keys), len(values))
+	}
+	if err := s.enter(); err != nil {
+		return ok, err
+	}
+	defer s.life.RUnlock()
+	for i, k := range keys {
+		if err := s.set(k, values[i]); err != nil {
+			return ok, err
+		}
+		ok[i] = true
+	}
+	return ok, nil
+}
+
+// BatchGet reads each key's page into the matching dst with Get and reports
+// every key: true where dst now holds the page. Misses and bad files are
+// false, never an error; only a call-level problem is.
+func (s *Store) BatchGet(keys []string, dsts [][]byte) ([]bool, error) {
+	ok := make([]bool, len(keys))
+	if len(keys) != len(dsts) {
+		return ok, fmt.Errorf("%w: %d keys, %d destinations", ErrLength, len(keys), len(dsts))
+	}
+	if err := s.enter(); err != nil {
+		return ok, err
+	}
+	defer s.life.RUnlock()
+	s.stats.gets.Add(int64(len(keys)))
+	for i, k := range keys {
+		err := s.readOld(k, [][]byte{dsts[i]}, int64(len(dsts[i])))
+		s.count(err, int64(len(dsts[i])))
+		ok[i] = err == nil
+	}
+	return ok, nil
+}
+
+// oldExists reports whether key's old-format file exists.
+func (s *Store) oldExists(key string) bool {
+	var st unix.Stat_t
+	return unix.Fstatat(s.dirfd, s.oldName(key), &st, 0) == nil && st.Mode&unix.S_IFMT == unix.S_IFREG
+}
+
+// Exists reports whether either format holds key.
+func (s *Store) Exists(key string) bool {
+	return s.BatchExists([]string{key}) == 1
+}
+
+// BatchExists returns the length of the longest prefix of keys that all
+// exist, in either format. Keys are hash-chained prefixes, so a hole ends
+// the prefix.
+func (s *Store) BatchExists(keys []string) int {
+	if s.enter() != nil {
+		return 0
+	}
+	defer s.life.RUnlock()
+	for i, k := range keys {
+		if s.checkKey(k) != nil {
+			return i
+		}
+	}
+	_, found := s.lookup(keys)
+	for i, k := range keys {
+		if !found[i] && !s.oldExists(k) {
+			return i
+		}
+	}
+	return len(keys)
+}
+
+// Clear removes this store's files from the directory: its batch files, its
+// old-format files, and its temp files. Other models' and ranks' files in a
+// shared directory stay. A file that cannot be removed does not stop the
+// others; the failures are joined in the error.
+func (s *Store) Clear() error {
+	if err := s.enter(); err != nil {
+		return err
+	}
+	defer s.life.RUnlock()
+	s.idx.scan.Lock()
+	defer s.idx.scan.Unlock()
+	defer s.idx.reset()
+	return errors.Join(
+		s.removeMatching(s.dirfd, s.dir, func(n string) bool { return s.isOldName(n) || s.isTmpName(n) }),
+		s.removeMatching(s.v1fd, s.v1Dir, func(n string) bool { return s.isBatchName(n) || s.isTmpName(n) }),
+	)
+}
+
+// removeMatching removes the files in dir whose names match.
+func (s *Store) removeMatching(dirfd int, dir string, match func(string) bool) error {
+	names, err := readDirNames(dir)
+	if err != nil {
+		return fmt.Errorf("hicachefile: list %s: %w", dir, err)
+	}
+	var errs []error
+	for _, n := range names {
+		if !match(n) {
+			continue
+		}
+		if err := unix.Unlinkat(dirfd, n, 0); err != nil && err != unix.ENOENT {
+			errs = append(errs, fmt.Errorf("hicachefile: remove %s: %w", filepath.Join(dir, n), err))
+		}
+	}
+	return errors.Join(errs...)
+}

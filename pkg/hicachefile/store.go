@@ -1,0 +1,184 @@
+package hicachefile
+
+import (
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/hicache-go/hicache/pkg/hostcache"
+)
+
+// Store is a HiCacheFile storage backend: pages as files in one directory,
+// through SGLang's per-key copy interface (Set, Get, BatchSet, BatchGet) and
+// a batched zero-copy interface against a registered host pool (BatchSetV1,
+// BatchGetV1).
+//
+// A Store is safe for concurrent use by multiple goroutines, and several
+// processes may share one directory. Close waits for calls in progress.
+type Store struct {
+	cfg    Config
+	suffix string
+	dir    string // Config.Dir
+	v1Dir  string // dir/v1<suffix>
+
+	life  sync.RWMutex // held shared by every call, exclusively by Close
+	close bool         // guarded by life
+	dirfd int          // Dir, open for *at calls
+	v1fd  int          // v1Dir, open for *at calls
+
+	pool  atomic.Pointer[poolInfo]
+	idx   index
+	stats counters
+}
+
+// poolInfo is what the V1 interface needs of the registered pool.
+type poolInfo struct {
+	pool    *hostcache.Pool
+	ps      int    // tokens per page
+	pageLen int64  // bytes of one page: the sum of its buffers
+	bpp     int    // buffers per page
+	fp      uint64 // fingerprint written into and checked against batch files
+}
+
+// New opens the store described by cfg, creating its directory if missing,
+// and indexes the batch files this store's suffix already has there.
+func New(cfg Config) (*Store, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg = cfg.withDefaults()
+	s := &Store{cfg: cfg, suffix: cfg.suffix(), dir: cfg.Dir, dirfd: -1, v1fd: -1}
+	s.v1Dir = filepath.Join(s.dir, v1DirName+s.suffix)
+	s.idx.init()
+	var err error
+	if s.dirfd, err = openDir(s.dir); err != nil {
+		return nil, err
+	}
+	if s.v1fd, err = openDir(s.v1Dir); err != nil {
+		_ = unix.Close(s.dirfd)
+		return nil, err
+	}
+	s.refresh()
+	return s, nil
+}
+
+// openDir creates path if missing and opens it for *at system calls.
+func openDir(path string) (int, error) {
+	if err := os.MkdirAll(path, 0o755); err != nil {
+		return -1, fmt.Errorf("hicachefile: %w", err)
+	}
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return -1, fmt.Errorf("hicachefile: open directory %s: %w", path, err)
+	}
+	return fd, nil
+}
+
+// Close releases the store's directory handles. Files stay on disk. Every
+// later call returns ErrClosed, or false results.
+func (s *Store) Close() error {
+	s.life.Lock()
+	defer s.life.Unlock()
+	if s.close {
+		return ErrClosed
+	}
+	s.close = true
+	return errors.Join(closeFD(s.dirfd, s.dir), closeFD(s.v1fd, s.v1Dir))
+}
+
+// closeFD closes a raw descriptor, naming path in the error.
+func closeFD(fd int, path string) error {
+	if err := unix.Close(fd); err != nil {
+		return fmt.Errorf("hicachefile: close %s: %w", path, err)
+	}
+	return nil
+}
+
+// enter marks a call in progress; it fails once the store is closed. Pair
+// with s.life.RUnlock.
+func (s *Store) enter() error {
+	s.life.RLock()
+	if s.close {
+		s.life.RUnlock()
+		return ErrClosed
+	}
+	return nil
+}
+
+// RegisterMemPoolHost sets the host pool the V1 interface moves pages to and
+// from. It may be called again to switch pools; calls already running keep
+// the pool they started with.
+func (s *Store) RegisterMemPoolHost(p *hostcache.Pool) error {
+	if p == nil {
+		return fmt.Errorf("%w: nil pool", ErrNoPool)
+	}
+	cfg := p.Config()
+	first := make([]int64, cfg.PageSize)
+	for i := range first {
+		first[i] = int64(i)
+	}
+	_, sizes, err := p.GetPageBufferMeta(first)
+	if err != nil {
+		return fmt.Errorf("hicachefile: register pool: %w", err)
+	}
+	// The fingerprint names everything that gives a page's bytes their
+	// meaning, so that a page never loads into a pool that reads it
+	// differently, even when the byte counts agree (float16 vs bfloat16).
+	if cfg.Kind == hostcache.MLA {
+		cfg.HeadNum, cfg.HeadDim = 0, 0 // ignored by the pool, so not part of the shape
+	} else {
+		cfg.KVLoraRank, cfg.QKRopeHeadDim = 0, 0
+	}
+	h := fnv.New64a()
+	fmt.Fprintf(h, "hicache-v1 kind=%s dtype=%s layout=%s ps=%d layers=%d heads=%d headdim=%d lora=%d rope=%d bufs=%v",
+		cfg.Kind, cfg.DType, cfg.Layout, cfg.PageSize, cfg.LayerNum, cfg.HeadNum, cfg.HeadDim, cfg.KVLoraRank, cfg.QKRopeHeadDim, sizes)
+	s.pool.Store(&poolInfo{pool: p, ps: cfg.PageSize, pageLen: int64(p.PageBytes()), bpp: len(sizes), fp: h.Sum64()})
+	return nil
+}
+
+// Stats is a snapshot of a store's counters since New.
+type Stats struct {
+	Sets     int64 // pages written, by either interface
+	SetBytes int64 // bytes of the pages written
+	Existed  int64 // pages not written because the key already existed
+	Gets     int64 // pages asked for, by either interface
+	GetBytes int64 // bytes of the pages served
+	Hits     int64 // pages served
+	Misses   int64 // pages not served: missing, corrupt, mismatched or failed
+	Corrupt  int64 // pages that failed a size or CRC32C check
+	Mismatch int64 // V1 pages written by a pool of another shape or dtype
+	// SkippedFiles counts batch files whose trailer or index failed its
+	// checks; none of their pages is served.
+	SkippedFiles int64
+	Errors       int64 // I/O errors other than a missing file
+}
+
+// counters are the live Stats.
+type counters struct {
+	sets, setBytes, existed, gets, getBytes, hits, misses atomic.Int64
+	corrupt, mismatch, skippedFiles, errors               atomic.Int64
+}
+
+// Stats returns a snapshot of the store's counters.
+func (s *Store) Stats() Stats {
+	c := &s.stats
+	return Stats{
+		Sets: c.sets.Load(), SetBytes: c.setBytes.Load(), Existed: c.existed.Load(),
+		Gets: c.gets.Load(), GetBytes: c.getBytes.Load(), Hits: c.hits.Load(), Misses: c.misses.Load(),
+		Corrupt: c.corrupt.Load(), Mismatch: c.mismatch.Load(), SkippedFiles: c.skippedFiles.Load(),
+		Errors: c.errors.Load(),
+	}
+}
+
+// Dir returns the directory the store keeps its files in.
+func (s *Store) Dir() string { return s.dir }
+
+// FilePath returns the path of key's old-format file, whether or not it
+// exists.
+func (s *Store) FilePath(key string) string { return filepath.Join(s.dir, s.oldName(key)) }

@@ -1,0 +1,255 @@
+package hicachefile
+
+import (
+	"cmp"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"io"
+	"path/filepath"
+	"slices"
+
+	"golang.org/x/sys/unix"
+)
+
+// v1Call checks a V1 call's arguments and returns the registered pool and
+// the page buffers of hostIndices, bpp per key in GetPageBufferMeta order.
+func (s *Store) v1Call(keys []string, hostIndices []int64) (*poolInfo, [][]byte, error) {
+	pi := s.pool.Load()
+	if pi == nil {
+		return nil, nil, ErrNoPool
+	}
+	if len(hostIndices) != len(keys)*pi.ps {
+		return nil, nil, fmt.Errorf("%w: %d keys need %d host indices (page size %d), got %d",
+			ErrLength, len(keys), len(keys)*pi.ps, pi.ps, len(hostIndices))
+	}
+	bufs, err := pi.pool.PageBuffers(hostIndices)
+	if err != nil {
+		return nil, nil, fmt.Errorf("hicachefile: %w", err)
+	}
+	return pi, bufs, nil
+}
+
+// BatchSetV1 stores the pages at hostIndices (PageSize slots per key) in the
+// registered pool under keys, moving bytes straight from pool memory to
+// batch files with pwritev. It writes one batch file per MaxBatchFileBytes
+// of pages and returns one bool per key.
+//
+// A key that already exists in either format, or repeats an earlier key of
+// the call, is skipped and reported true. An invalid key is false. When a
+// batch file cannot be written, that file's keys and every later entry are
+// false and the error is returned: the entries before it stand. Call-level
+// problems (no pool, mismatched lengths, indices the pool rejects) return an
+// error with every entry false.
+func (s *Store) BatchSetV1(keys []string, hostIndices []int64) ([]bool, error) {
+	ok := make([]bool, len(keys))
+	if err := s.enter(); err != nil {
+		return ok, err
+	}
+	defer s.life.RUnlock()
+	pi, bufs, err := s.v1Call(keys, hostIndices)
+	if err != nil {
+		return ok, err
+	}
+
+	valid := make([]string, 0, len(keys))
+	for _, k := range keys {
+		if s.checkKey(k) == nil {
+			valid = append(valid, k)
+		}
+	}
+	_, inV1 := s.lookup(valid)
+	exists := make(map[string]bool, len(valid))
+	for i, k := range valid {
+		exists[k] = inV1[i]
+	}
+
+	first := make(map[string]int, len(keys)) // key -> its first position
+	var pending []int
+	for i, k := range keys {
+		if s.checkKey(k) != nil {
+			continue
+		}
+		if _, dup := first[k]; dup {
+			continue
+		}
+		first[k] = i
+		if exists[k] || s.oldExists(k) {
+			ok[i] = true
+			s.stats.existed.Add(1)
+			continue
+		}
+		pending = append(pending, i)
+	}
+
+	perFile := int(max(1, s.cfg.MaxBatchFileBytes/pi.pageLen))
+	for chunk := range slices.Chunk(pending, perFile) {
+		if err := s.writeBatch(pi, keys, bufs, chunk); err != nil {
+			s.stats.errors.Add(1)
+			clear(ok[chunk[0]:])
+			resolveRepeats(keys, ok, first, chunk[0])
+			return ok, err
+		}
+		for _, i := range chunk {
+			ok[i] = true
+		}
+	}
+	resolveRepeats(keys, ok, first, len(keys))
+	return ok, nil
+}
+
+// resolveRepeats gives each repeated key before end its first copy's result.
+func resolveRepeats(keys []string, ok []bool, first map[string]int, end int) {
+	for i := range end {
+		if j, seen := first[keys[i]]; seen && j != i {
+			ok[i] = ok[j]
+		}
+	}
+}
+
+// writeBatch writes the pages of keys[i] for i in chunk as one batch file:
+// payload, index and trailer in one vectored write to a temp file, then a
+// rename into place.
+func (s *Store) writeBatch(pi *poolInfo, keys []string, bufs [][]byte, chunk []int) error {
+	iov := make([][]byte, 0, len(chunk)*pi.bpp+1)
+	entries := make([]indexEntry, len(chunk))
+	for n, i := range chunk {
+		page := bufs[i*pi.bpp : (i+1)*pi.bpp]
+		var crc uint32
+		for _, b := range page {
+			crc = crc32.Update(crc, castagnoli, b)
+		}
+		entries[n] = indexEntry{key: keys[i], off: int64(n) * pi.pageLen, length: pi.pageLen, crc: crc}
+		iov = append(iov, page...)
+	}
+	iov = append(iov, appendIndex(nil, entries, pi.fp))
+	name := s.batchName()
+	if err := s.writeFile(s.v1fd, s.v1Dir, name, iov); err != nil {
+		return err
+	}
+	s.idx.add(name, entries, pi.fp)
+	s.stats.sets.Add(int64(len(chunk)))
+	s.stats.setBytes.Add(int64(len(chunk)) * pi.pageLen)
+	return nil
+}
+
+// BatchGetV1 loads the page of each key into the pool at hostIndices
+// (PageSize slots per key), moving bytes straight from storage into pool
+// memory with preadv, and returns one bool per key.
+//
+// A page is accepted only when its CRC32C matches and it was written by a
+// pool of the same shape, dtype and layout as the registered one. A key
+// with no batch entry but an old-format file of exactly PageBytes is read
+// from that file. Every key is tried: a missing, corrupt, mismatched or
+// unreadable page makes only its own entry false, and the slots of a false
+// entry hold unspecified bytes. Call-level problems return an error with
+// every entry false.
+func (s *Store) BatchGetV1(keys []string, hostIndices []int64) ([]bool, error) {
+	ok := make([]bool, len(keys))
+	if err := s.enter(); err != nil {
+		return ok, err
+	}
+	defer s.life.RUnlock()
+	pi, bufs, err := s.v1Call(keys, hostIndices)
+	if err != nil {
+		return ok, err
+	}
+	s.stats.gets.Add(int64(len(keys)))
+	locs, found := s.lookup(keys)
+
+	byFile := make(map[string][]int)
+	for i, k := range keys {
+		switch {
+		case s.checkKey(k) != nil:
+			s.stats.misses.Add(1)
+		case !found[i]:
+			ok[i] = s.readOldV1(pi, k, hostIndices[i*pi.ps:(i+1)*pi.ps])
+		case locs[i].fp != pi.fp || locs[i].length != pi.pageLen:
+			s.stats.mismatch.Add(1)
+			s.stats.misses.Add(1)
+		default:
+			byFile[locs[i].file] = append(byFile[locs[i].file], i)
+		}
+	}
+	for file, idx := range byFile {
+		s.readBatch(pi, file, idx, keys, locs, bufs, ok)
+	}
+	return ok, nil
+}
+
+// readOldV1 reads key's old-format file zero-copy into the page at indices,
+// in flat-page order, and counts the outcome.
+func (s *Store) readOldV1(pi *poolInfo, key string, indices []int64) bool {
+	flat, err := pi.pool.FlatPageBuffers(indices)
+	if err == nil {
+		err = s.readOld(key, flat, pi.pageLen)
+	}
+	s.count(err, pi.pageLen)
+	return err == nil
+}
+
+// readBatch reads the pages of keys[i] for i in idx, all held by the batch
+// file name, into their pool buffers, verifies each, and sets ok. Pages that
+// lie back to back in the file are read with one preadv.
+func (s *Store) readBatch(pi *poolInfo, name string, idx []int, keys []string, locs []location, bufs [][]byte, ok []bool) {
+	page := func(i int) [][]byte { return bufs[i*pi.bpp : (i+1)*pi.bpp] }
+	fd, err := unix.Openat(s.v1fd, name, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		if err == unix.ENOENT {
+			err = fmt.Errorf("%w: batch file %s is gone", ErrNotFound, name)
+		} else {
+			err = fmt.Errorf("hicachefile: open %s: %w", filepath.Join(s.v1Dir, name), err)
+		}
+		for _, i := range idx {
+			s.finishPage(pi, keys[i], locs[i], nil, err)
+		}
+		return
+	}
+	defer unix.Close(fd)
+
+	slices.SortFunc(idx, func(a, b int) int { return cmp.Compare(locs[a].off, locs[b].off) })
+	for run := idx; len(run) > 0; {
+		n := 1
+		for n < len(run) && locs[run[n]].off == locs[run[n-1]].off+pi.pageLen {
+			n++
+		}
+		iov := make([][]byte, 0, n*pi.bpp)
+		for _, i := range run[:n] {
+			iov = append(iov, page(i)...)
+		}
+		err := preadvFull(fd, iov, locs[run[0]].off)
+		for _, i := range run[:n] {
+			if err != nil && n > 1 {
+				// Find out page by page which of the run can be read.
+				ok[i] = s.finishPage(pi, keys[i], locs[i], page(i), preadvFull(fd, page(i), locs[i].off))
+			} else {
+				ok[i] = s.finishPage(pi, keys[i], locs[i], page(i), err)
+			}
+		}
+		run = run[n:]
+	}
+}
+
+// finishPage verifies a page that was read into buf with the outcome
+// readErr, counts it, and drops its index entry if the page is bad or gone.
+// It reports whether the page is good.
+func (s *Store) finishPage(pi *poolInfo, key string, loc location, buf [][]byte, readErr error) bool {
+	err := readErr
+	if errors.Is(err, io.ErrUnexpectedEOF) {
+		err = fmt.Errorf("%w: batch file %s ends inside the page of %q", ErrCorrupt, loc.file, key)
+	}
+	if err == nil {
+		var crc uint32
+		for _, b := range buf {
+			crc = crc32.Update(crc, castagnoli, b)
+		}
+		if crc != loc.crc {
+			err = fmt.Errorf("%w: page of %q in %s has CRC32C %08x, want %08x", ErrCorrupt, key, loc.file, crc, loc.crc)
+		}
+	}
+	s.count(err, pi.pageLen)
+	if errors.Is(err, ErrCorrupt) || errors.Is(err, ErrNotFound) {
+		s.idx.drop(key, loc)
+	}
+	return err == nil
+}
