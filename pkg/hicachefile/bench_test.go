@@ -1,0 +1,111 @@
+package hicachefile
+
+import (
+	"fmt"
+	"testing"
+
+	"github.com/hicache-go/hicache/pkg/hostcache"
+)
+
+// benchShapes are the two shapes the package documentation quotes: the
+// seed's 512-byte mock page and a Llama-3-8B page of 8 MiB.
+var benchShapes = []struct {
+	name string
+	keys int
+	cfg  hostcache.Config
+}{
+	{"512B-x100", 100, hostcache.Config{Kind: hostcache.MHA, Layout: hostcache.PageFirst, DType: hostcache.Float16,
+		PageSize: 64, LayerNum: 1, HeadNum: 1, HeadDim: 2}},
+	{"8MiB-x16", 16, hostcache.Config{Kind: hostcache.MHA, Layout: hostcache.PageFirst, DType: hostcache.BFloat16,
+		PageSize: 64, LayerNum: 32, HeadNum: 8, HeadDim: 128}},
+}
+
+// BenchmarkInterfaces times what the cache controller does with each
+// interface: old write = GetDataPage per key + BatchSet; old read =
+// GetDummyFlatDataPage per key + BatchGet + SetFromFlatDataPage; new write =
+// BatchSetV1; new read = BatchGetV1. Writes start from an empty store.
+//
+//	go test -run=NONE -bench=Interfaces -count=6 ./pkg/hicachefile
+func BenchmarkInterfaces(b *testing.B) {
+	for _, shape := range benchShapes {
+		cfg := shape.cfg
+		cfg.Pages = 2 * shape.keys
+		p := newPool(b, cfg)
+		src, _ := p.Alloc(shape.keys * cfg.PageSize)
+		dst, _ := p.Alloc(shape.keys * cfg.PageSize)
+		fillRandom(b, p, src)
+		s := newStore(b, Config{Dir: b.TempDir(), ModelName: "bench"}, p)
+		keys := make([]string, shape.keys)
+		for i := range keys {
+			keys[i] = fmt.Sprintf("%064x", i)
+		}
+		pageStart := func(idx []int64, i int) int64 { return idx[i*cfg.PageSize] }
+		bytes := int64(shape.keys * p.PageBytes())
+
+		oldWrite := func() error {
+			vals := make([][]byte, len(keys))
+			for i := range keys {
+				v, err := p.GetDataPage(pageStart(src, i))
+				if err != nil {
+					return err
+				}
+				vals[i] = v
+			}
+			_, err := s.BatchSet(keys, vals)
+			return err
+		}
+		oldRead := func() error {
+			dsts := make([][]byte, len(keys))
+			for i := range dsts {
+				dsts[i] = p.GetDummyFlatDataPage()
+			}
+			ok, err := s.BatchGet(keys, dsts)
+			if err != nil {
+				return err
+			}
+			for i := range keys {
+				if !ok[i] {
+					return fmt.Errorf("miss on %d", i)
+				}
+				if err := p.SetFromFlatDataPage(pageStart(dst, i), dsts[i]); err != nil {
+					return err
+				}
+			}
+			return nil
+		}
+		newWrite := func() error { _, err := s.BatchSetV1(keys, src); return err }
+		newRead := func() error {
+			ok, err := s.BatchGetV1(keys, dst)
+			if err == nil && !all(ok) {
+				err = fmt.Errorf("miss in %v", ok)
+			}
+			return err
+		}
+
+		run := func(name string, write bool, op, setup func() error) {
+			b.Run(shape.name+"/"+name, func(b *testing.B) {
+				b.SetBytes(bytes)
+				if err := setup(); err != nil {
+					b.Fatal(err)
+				}
+				for b.Loop() {
+					if write {
+						b.StopTimer()
+						if err := s.Clear(); err != nil {
+							b.Fatal(err)
+						}
+						b.StartTimer()
+					}
+					if err := op(); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+		}
+		clearStore := s.Clear
+		run("old-set", true, oldWrite, clearStore)
+		run("old-get", false, oldRead, func() error { _ = s.Clear(); return oldWrite() })
+		run("v1-set", true, newWrite, clearStore)
+		run("v1-get", false, newRead, func() error { _ = s.Clear(); return newWrite() })
+	}
+}
