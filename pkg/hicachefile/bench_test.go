@@ -34,7 +34,9 @@ func BenchmarkInterfaces(b *testing.B) {
 		src, _ := p.Alloc(shape.keys * cfg.PageSize)
 		dst, _ := p.Alloc(shape.keys * cfg.PageSize)
 		fillRandom(b, p, src)
-		s := newStore(b, Config{Dir: b.TempDir(), ModelName: "bench"}, p)
+		dir := b.TempDir()
+		s := newStore(b, Config{Dir: dir, ModelName: "bench"}, p)
+		one := newStore(b, Config{Dir: dir, ModelName: "bench", IOWorkers: 1}, p)
 		keys := make([]string, shape.keys)
 		for i := range keys {
 			keys[i] = fmt.Sprintf("%064x", i)
@@ -81,6 +83,14 @@ func BenchmarkInterfaces(b *testing.B) {
 			}
 			return err
 		}
+		oneWrite := func() error { _, err := one.BatchSetV1(keys, src); return err }
+		oneRead := func() error {
+			ok, err := one.BatchGetV1(keys, dst)
+			if err == nil && !all(ok) {
+				err = fmt.Errorf("miss in %v", ok)
+			}
+			return err
+		}
 
 		run := func(name string, write bool, op, setup func() error) {
 			b.Run(shape.name+"/"+name, func(b *testing.B) {
@@ -107,5 +117,7 @@ func BenchmarkInterfaces(b *testing.B) {
 		run("old-get", false, oldRead, func() error { _ = s.Clear(); return oldWrite() })
 		run("v1-set", true, newWrite, clearStore)
 		run("v1-get", false, newRead, func() error { _ = s.Clear(); return newWrite() })
+		run("v1-set-1worker", true, oneWrite, clearStore)
+		run("v1-get-1worker", false, oneRead, func() error { _ = s.Clear(); return newWrite() })
 	}
 }

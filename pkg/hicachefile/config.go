@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 )
 
@@ -36,6 +37,11 @@ type Config struct {
 	// each file and fsync of the directory after each rename. Off, a crash
 	// may lose recent pages but never exposes a partial one.
 	Sync bool
+	// IOWorkers is how many goroutines share the reads and writes of one V1
+	// call when it moves more than a MiB or so: 0 means GOMAXPROCS, at most
+	// 8. Copies between the page cache and pool memory are bound by one
+	// core's memory bandwidth, so a second worker nearly doubles them.
+	IOWorkers int
 }
 
 // withDefaults returns c with every zero field replaced by its default.
@@ -51,6 +57,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.PPSize == 0 {
 		c.PPSize = 1
+	}
+	if c.IOWorkers == 0 {
+		c.IOWorkers = min(runtime.GOMAXPROCS(0), 8)
 	}
 	if c.MaxBatchFileBytes == 0 {
 		c.MaxBatchFileBytes = DefaultMaxBatchFileBytes
@@ -74,6 +83,8 @@ func (c Config) Validate() error {
 		return bad("TPRank %d is not in [0, TPSize %d)", c.TPRank, c.TPSize)
 	case c.PPSize < 0 || c.PPRank < 0 || c.PPRank >= c.PPSize:
 		return bad("PPRank %d is not in [0, PPSize %d)", c.PPRank, c.PPSize)
+	case c.IOWorkers < 0:
+		return bad("IOWorkers is %d, must not be negative", c.IOWorkers)
 	case c.MaxBatchFileBytes < 0:
 		return bad("MaxBatchFileBytes is %d, must not be negative", c.MaxBatchFileBytes)
 	}

@@ -74,12 +74,14 @@
 // A Store keeps an in-memory map from key to batch file, offset, length,
 // CRC and fingerprint. New builds it from the trailers and indexes of the
 // store's batch files already in v1S/, so pages survive a restart. Every
-// write adds its entries. When a lookup misses and v1S/'s modification time
-// changed since the last scan, the directory is scanned again and the
-// indexes of new files are loaded, so pages that another process wrote are
-// found; files that disappeared are forgotten. A lookup never scans the
-// directory when nothing changed, and Exists and BatchExists never list it
-// per call.
+// write adds its entries. Every lookup first compares v1S/'s modification
+// time with the one seen at the last scan (one fstat); when it changed, the
+// directory is listed again, the indexes of new files are loaded, so pages
+// another process wrote are found, and files that disappeared (another
+// process's Clear) are forgotten. The store's own writes do not force a
+// rescan. Exists and BatchExists never list the directory when nothing
+// changed. On a file system with coarse timestamps, a change made within
+// the same tick as the last scan is seen at the next change.
 //
 // # Bad files
 //

@@ -61,15 +61,14 @@ func (s *Store) Locate(key string) (Location, bool) {
 	return Location{Path: filepath.Join(s.v1Dir, l.file), Offset: l.off, Length: l.length}, true
 }
 
-// lookup returns the V1 location of each key. When some key misses, it
-// refreshes the index once and looks the misses up again.
+// lookup returns the V1 location of each key, after refreshing the index
+// if the V1 directory changed since the last scan. That costs one fstat
+// when nothing changed.
 func (s *Store) lookup(keys []string) ([]location, []bool) {
 	locs := make([]location, len(keys))
 	found := make([]bool, len(keys))
-	miss := s.idx.get(keys, locs, found)
-	if miss > 0 && s.refresh() {
-		s.idx.get(keys, locs, found)
-	}
+	s.refresh()
+	s.idx.get(keys, locs, found)
 	return locs, found
 }
 
@@ -91,8 +90,11 @@ func (x *index) get(keys []string, locs []location, found []bool) int {
 	return miss
 }
 
-// add records the pages of a batch file this store just wrote.
-func (x *index) add(file string, entries []indexEntry, fp uint64) {
+// add records the pages of a batch file this store just wrote. before and
+// after are the directory's mtime around the write: when the index was
+// current before it, it is current after it, and the next lookup need not
+// rescan for a change this store made itself.
+func (x *index) add(file string, entries []indexEntry, fp uint64, before, after unix.Timespec) {
 	keys := make([]string, len(entries))
 	x.mu.Lock()
 	defer x.mu.Unlock()
@@ -101,6 +103,9 @@ func (x *index) add(file string, entries []indexEntry, fp uint64) {
 		keys[i] = e.key
 	}
 	x.files[file] = keys
+	if x.scanned && x.mtime == before {
+		x.mtime = after
+	}
 }
 
 // drop forgets key if it still points at loc: its page proved bad or gone.
@@ -121,24 +126,38 @@ func (x *index) reset() {
 	x.scanned = false
 }
 
+// dirState returns the V1 directory's modification time, which every
+// create, rename and unlink in it changes.
+func (s *Store) dirState() (unix.Timespec, error) {
+	var st unix.Stat_t
+	err := unix.Fstat(s.v1fd, &st)
+	return st.Mtim, err
+}
+
+// current reports whether the index reflects the directory at mtime.
+func (x *index) current(mtime unix.Timespec) bool {
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	return x.scanned && mtime == x.mtime
+}
+
 // refresh rescans the V1 directory if it changed since the last scan: it
 // loads the index of every batch file not seen before and forgets the files
 // that are gone. It reports whether anything was scanned.
 func (s *Store) refresh() bool {
 	x := &s.idx
+	if m, err := s.dirState(); err == nil && x.current(m) {
+		return false
+	}
 	x.scan.Lock()
 	defer x.scan.Unlock()
-
-	var st unix.Stat_t
-	if err := unix.Fstat(s.v1fd, &st); err != nil {
+	mtime, err := s.dirState()
+	if err != nil {
 		s.stats.errors.Add(1)
 		return false
 	}
-	x.mu.RLock()
-	unchanged := x.scanned && st.Mtim == x.mtime
-	x.mu.RUnlock()
-	if unchanged {
-		return false
+	if x.current(mtime) {
+		return false // another goroutine scanned while this one waited
 	}
 	names, err := readDirNames(s.v1Dir)
 	if err != nil {
@@ -200,7 +219,7 @@ func (s *Store) refresh() bool {
 		}
 		x.files[l.name] = keys
 	}
-	x.mtime = st.Mtim
+	x.mtime = mtime
 	x.scanned = true
 	return true
 }

@@ -28,7 +28,9 @@ func (s *Store) set(key string, value []byte) error {
 		s.stats.existed.Add(1)
 		return nil
 	}
-	if err := s.writeFile(s.dirfd, s.dir, s.oldName(key), [][]byte{value}); err != nil {
+	if err := s.writeFile(s.dirfd, s.dir, s.oldName(key), func(fd int) error {
+		return pwritevFull(fd, [][]byte{value}, 0)
+	}); err != nil {
 		s.stats.errors.Add(1)
 		return err
 	}
@@ -37,10 +39,10 @@ func (s *Store) set(key string, value []byte) error {
 	return nil
 }
 
-// writeFile writes bufs, back to back, as the file name in the directory
-// dirfd (at path dir): to a new temp file first, then renamed over name.
-// On failure the temp file is removed and name is untouched.
-func (s *Store) writeFile(dirfd int, dir, name string, bufs [][]byte) (err error) {
+// writeFile creates the file name in the directory dirfd (at path dir):
+// write fills a new temp file, which is then renamed over name. On failure
+// the temp file is removed and name is untouched.
+func (s *Store) writeFile(dirfd int, dir, name string, write func(fd int) error) (err error) {
 	tmp := s.tmpName()
 	fd, err := unix.Openat(dirfd, tmp, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_CLOEXEC, 0o644)
 	if err != nil {
@@ -51,7 +53,7 @@ func (s *Store) writeFile(dirfd int, dir, name string, bufs [][]byte) (err error
 			_ = unix.Unlinkat(dirfd, tmp, 0)
 		}
 	}()
-	err = pwritevFull(fd, bufs, 0)
+	err = write(fd)
 	if err == nil && s.cfg.Sync {
 		err = fdatasync(fd)
 	}

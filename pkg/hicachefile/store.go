@@ -22,10 +22,11 @@ import (
 // A Store is safe for concurrent use by multiple goroutines, and several
 // processes may share one directory. Close waits for calls in progress.
 type Store struct {
-	cfg    Config
-	suffix string
-	dir    string // Config.Dir
-	v1Dir  string // dir/v1<suffix>
+	cfg     Config
+	suffix  string
+	dir     string // Config.Dir
+	v1Dir   string // dir/v1<suffix>
+	workers int    // Config.IOWorkers
 
 	life  sync.RWMutex // held shared by every call, exclusively by Close
 	close bool         // guarded by life
@@ -53,7 +54,7 @@ func New(cfg Config) (*Store, error) {
 		return nil, err
 	}
 	cfg = cfg.withDefaults()
-	s := &Store{cfg: cfg, suffix: cfg.suffix(), dir: cfg.Dir, dirfd: -1, v1fd: -1}
+	s := &Store{cfg: cfg, suffix: cfg.suffix(), dir: cfg.Dir, workers: cfg.IOWorkers, dirfd: -1, v1fd: -1}
 	s.v1Dir = filepath.Join(s.dir, v1DirName+s.suffix)
 	s.idx.init()
 	var err error

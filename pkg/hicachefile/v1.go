@@ -108,29 +108,51 @@ func resolveRepeats(keys []string, ok []bool, first map[string]int, end int) {
 }
 
 // writeBatch writes the pages of keys[i] for i in chunk as one batch file:
-// payload, index and trailer in one vectored write to a temp file, then a
-// rename into place.
+// the payload straight from pool memory, then the index and trailer, to a
+// temp file renamed into place. A large payload is split between IO workers,
+// each computing the CRC32C of its pages and writing them at their offset.
 func (s *Store) writeBatch(pi *poolInfo, keys []string, bufs [][]byte, chunk []int) error {
-	iov := make([][]byte, 0, len(chunk)*pi.bpp+1)
 	entries := make([]indexEntry, len(chunk))
 	for n, i := range chunk {
-		page := bufs[i*pi.bpp : (i+1)*pi.bpp]
-		var crc uint32
-		for _, b := range page {
-			crc = crc32.Update(crc, castagnoli, b)
-		}
-		entries[n] = indexEntry{key: keys[i], off: int64(n) * pi.pageLen, length: pi.pageLen, crc: crc}
-		iov = append(iov, page...)
+		entries[n] = indexEntry{key: keys[i], off: int64(n) * pi.pageLen, length: pi.pageLen}
 	}
-	iov = append(iov, appendIndex(nil, entries, pi.fp))
+	page := func(n int) [][]byte { i := chunk[n]; return bufs[i*pi.bpp : (i+1)*pi.bpp] }
+	pieces := s.split(len(chunk), pi.pageLen)
 	name := s.batchName()
-	if err := s.writeFile(s.v1fd, s.v1Dir, name, iov); err != nil {
+	before, _ := s.dirState()
+	err := s.writeFile(s.v1fd, s.v1Dir, name, func(fd int) error {
+		errs := make([]error, len(pieces))
+		parallel(s.workers, len(pieces), func(p int) {
+			lo, hi := pieces[p][0], pieces[p][1]
+			iov := make([][]byte, 0, (hi-lo)*pi.bpp)
+			for n := lo; n < hi; n++ {
+				entries[n].crc = crc32c(page(n))
+				iov = append(iov, page(n)...)
+			}
+			errs[p] = pwritevFull(fd, iov, entries[lo].off)
+		})
+		if err := errors.Join(errs...); err != nil {
+			return err
+		}
+		return pwritevFull(fd, [][]byte{appendIndex(nil, entries, pi.fp)}, int64(len(chunk))*pi.pageLen)
+	})
+	if err != nil {
 		return err
 	}
-	s.idx.add(name, entries, pi.fp)
+	after, _ := s.dirState()
+	s.idx.add(name, entries, pi.fp, before, after)
 	s.stats.sets.Add(int64(len(chunk)))
 	s.stats.setBytes.Add(int64(len(chunk)) * pi.pageLen)
 	return nil
+}
+
+// crc32c returns the CRC32C of the concatenation of bufs.
+func crc32c(bufs [][]byte) uint32 {
+	var crc uint32
+	for _, b := range bufs {
+		crc = crc32.Update(crc, castagnoli, b)
+	}
+	return crc
 }
 
 // BatchGetV1 loads the page of each key into the pool at hostIndices
@@ -171,9 +193,7 @@ func (s *Store) BatchGetV1(keys []string, hostIndices []int64) ([]bool, error) {
 			byFile[locs[i].file] = append(byFile[locs[i].file], i)
 		}
 	}
-	for file, idx := range byFile {
-		s.readBatch(pi, file, idx, keys, locs, bufs, ok)
-	}
+	s.readBatches(pi, byFile, keys, locs, bufs, ok)
 	return ok, nil
 }
 
@@ -188,46 +208,70 @@ func (s *Store) readOldV1(pi *poolInfo, key string, indices []int64) bool {
 	return err == nil
 }
 
-// readBatch reads the pages of keys[i] for i in idx, all held by the batch
-// file name, into their pool buffers, verifies each, and sets ok. Pages that
-// lie back to back in the file are read with one preadv.
-func (s *Store) readBatch(pi *poolInfo, name string, idx []int, keys []string, locs []location, bufs [][]byte, ok []bool) {
-	page := func(i int) [][]byte { return bufs[i*pi.bpp : (i+1)*pi.bpp] }
-	fd, err := unix.Openat(s.v1fd, name, unix.O_RDONLY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		if err == unix.ENOENT {
-			err = fmt.Errorf("%w: batch file %s is gone", ErrNotFound, name)
-		} else {
-			err = fmt.Errorf("hicachefile: open %s: %w", filepath.Join(s.v1Dir, name), err)
-		}
-		for _, i := range idx {
-			s.finishPage(pi, keys[i], locs[i], nil, err)
-		}
-		return
-	}
-	defer unix.Close(fd)
+// readRun is one preadv: pages that lie back to back in one batch file.
+type readRun struct {
+	fd    int
+	pages []int // key positions, in file order
+}
 
-	slices.SortFunc(idx, func(a, b int) int { return cmp.Compare(locs[a].off, locs[b].off) })
-	for run := idx; len(run) > 0; {
-		n := 1
-		for n < len(run) && locs[run[n]].off == locs[run[n-1]].off+pi.pageLen {
-			n++
+// readBatches reads the pages of keys[i] for the positions in byFile, each
+// list held by the batch file named by its key, into their pool buffers,
+// verifies each page, and sets ok. Pages that lie back to back in a file are
+// read with one preadv; the reads are spread over the IO workers.
+func (s *Store) readBatches(pi *poolInfo, byFile map[string][]int, keys []string, locs []location, bufs [][]byte, ok []bool) {
+	page := func(i int) [][]byte { return bufs[i*pi.bpp : (i+1)*pi.bpp] }
+	var runs []readRun
+	total := 0
+	for name, idx := range byFile {
+		fd, err := unix.Openat(s.v1fd, name, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			if err == unix.ENOENT {
+				err = fmt.Errorf("%w: batch file %s is gone", ErrNotFound, name)
+			} else {
+				err = fmt.Errorf("hicachefile: open %s: %w", filepath.Join(s.v1Dir, name), err)
+			}
+			for _, i := range idx {
+				s.finishPage(pi, keys[i], locs[i], nil, err)
+			}
+			continue
 		}
-		iov := make([][]byte, 0, n*pi.bpp)
-		for _, i := range run[:n] {
+		defer unix.Close(fd)
+		slices.SortFunc(idx, func(a, b int) int { return cmp.Compare(locs[a].off, locs[b].off) })
+		for rest := idx; len(rest) > 0; {
+			n := 1
+			for n < len(rest) && locs[rest[n]].off == locs[rest[n-1]].off+pi.pageLen {
+				n++
+			}
+			runs = append(runs, readRun{fd, rest[:n]})
+			rest = rest[n:]
+		}
+		total += len(idx)
+	}
+	// Cut runs into pieces of about an even share of the bytes, so that
+	// every worker has work, but keep small reads whole.
+	per := s.piecePages(total, pi.pageLen)
+	var pieces []readRun
+	for _, r := range runs {
+		for p := range slices.Chunk(r.pages, per) {
+			pieces = append(pieces, readRun{r.fd, p})
+		}
+	}
+	parallel(s.workers, len(pieces), func(p int) {
+		r := pieces[p]
+		iov := make([][]byte, 0, len(r.pages)*pi.bpp)
+		for _, i := range r.pages {
 			iov = append(iov, page(i)...)
 		}
-		err := preadvFull(fd, iov, locs[run[0]].off)
-		for _, i := range run[:n] {
-			if err != nil && n > 1 {
+		err := preadvFull(r.fd, iov, locs[r.pages[0]].off)
+		for _, i := range r.pages {
+			if err != nil && len(r.pages) > 1 {
 				// Find out page by page which of the run can be read.
-				ok[i] = s.finishPage(pi, keys[i], locs[i], page(i), preadvFull(fd, page(i), locs[i].off))
+				ok[i] = s.finishPage(pi, keys[i], locs[i], page(i), preadvFull(r.fd, page(i), locs[i].off))
 			} else {
 				ok[i] = s.finishPage(pi, keys[i], locs[i], page(i), err)
 			}
 		}
-		run = run[n:]
-	}
+	})
 }
 
 // finishPage verifies a page that was read into buf with the outcome
@@ -239,11 +283,7 @@ func (s *Store) finishPage(pi *poolInfo, key string, loc location, buf [][]byte,
 		err = fmt.Errorf("%w: batch file %s ends inside the page of %q", ErrCorrupt, loc.file, key)
 	}
 	if err == nil {
-		var crc uint32
-		for _, b := range buf {
-			crc = crc32.Update(crc, castagnoli, b)
-		}
-		if crc != loc.crc {
+		if crc := crc32c(buf); crc != loc.crc {
 			err = fmt.Errorf("%w: page of %q in %s has CRC32C %08x, want %08x", ErrCorrupt, key, loc.file, crc, loc.crc)
 		}
 	}
