@@ -42,6 +42,9 @@ type Config struct {
 	// 8. Copies between the page cache and pool memory are bound by one
 	// core's memory bandwidth, so a second worker nearly doubles them.
 	IOWorkers int
+	// Syscalls replaces the system calls the store makes on its files, for
+	// fault-injection tests. The zero value uses the real ones.
+	Syscalls Syscalls
 }
 
 // withDefaults returns c with every zero field replaced by its default.

@@ -236,11 +236,11 @@ func readDirNames(dir string) ([]string, error) {
 
 // loadIndex reads and checks the trailer and index of the batch file name.
 func (s *Store) loadIndex(name string) ([]indexEntry, uint64, error) {
-	fd, err := unix.Openat(s.v1fd, name, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	fd, err := s.sys.Openat(s.v1fd, name, unix.O_RDONLY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return nil, 0, &os.PathError{Op: "open", Path: filepath.Join(s.v1Dir, name), Err: err}
 	}
-	defer unix.Close(fd)
+	defer s.sys.Close(fd)
 	var st unix.Stat_t
 	if err := unix.Fstat(fd, &st); err != nil {
 		return nil, 0, fmt.Errorf("hicachefile: fstat %s: %w", name, err)
@@ -249,7 +249,7 @@ func (s *Store) loadIndex(name string) ([]indexEntry, uint64, error) {
 		return nil, 0, fmt.Errorf("%w: %s is %d bytes, shorter than a trailer", ErrCorrupt, name, st.Size)
 	}
 	tb := make([]byte, trailerSize)
-	if err := preadvFull(fd, [][]byte{tb}, st.Size-trailerSize); err != nil {
+	if err := s.sys.preadv(fd, [][]byte{tb}, st.Size-trailerSize); err != nil {
 		return nil, 0, fmt.Errorf("hicachefile: read trailer of %s: %w", name, err)
 	}
 	t, err := parseTrailer(tb, st.Size)
@@ -257,7 +257,7 @@ func (s *Store) loadIndex(name string) ([]indexEntry, uint64, error) {
 		return nil, 0, fmt.Errorf("%s: %w", name, err)
 	}
 	ib := make([]byte, t.indexLen)
-	if err := preadvFull(fd, [][]byte{ib}, t.indexOff); err != nil {
+	if err := s.sys.preadv(fd, [][]byte{ib}, t.indexOff); err != nil {
 		return nil, 0, fmt.Errorf("hicachefile: read index of %s: %w", name, err)
 	}
 	entries, err := parseIndex(ib, t)

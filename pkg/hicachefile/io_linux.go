@@ -56,6 +56,3 @@ func vectored(op func(int, [][]byte, int64) (int, error), fd int, bufs [][]byte,
 		}
 	}
 }
-
-// fdatasync flushes fd's data, and the metadata needed to read it, to disk.
-func fdatasync(fd int) error { return unix.Fdatasync(fd) }

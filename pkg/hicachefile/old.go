@@ -29,7 +29,7 @@ func (s *Store) set(key string, value []byte) error {
 		return nil
 	}
 	if err := s.writeFile(s.dirfd, s.dir, s.oldName(key), func(fd int) error {
-		return pwritevFull(fd, [][]byte{value}, 0)
+		return s.sys.pwritev(fd, [][]byte{value}, 0)
 	}); err != nil {
 		s.stats.errors.Add(1)
 		return err
@@ -44,30 +44,33 @@ func (s *Store) set(key string, value []byte) error {
 // the temp file is removed and name is untouched.
 func (s *Store) writeFile(dirfd int, dir, name string, write func(fd int) error) (err error) {
 	tmp := s.tmpName()
-	fd, err := unix.Openat(dirfd, tmp, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_CLOEXEC, 0o644)
+	fd, err := s.sys.Openat(dirfd, tmp, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_CLOEXEC, 0o644)
 	if err != nil {
 		return fmt.Errorf("hicachefile: create %s: %w", filepath.Join(dir, tmp), err)
 	}
 	defer func() {
 		if err != nil {
-			_ = unix.Unlinkat(dirfd, tmp, 0)
+			_ = s.sys.Unlinkat(dirfd, tmp, 0)
 		}
 	}()
 	err = write(fd)
 	if err == nil && s.cfg.Sync {
-		err = fdatasync(fd)
+		err = s.sys.Fdatasync(fd)
 	}
-	if cerr := unix.Close(fd); err == nil {
+	if cerr := s.sys.Close(fd); err == nil {
 		err = cerr
 	}
 	if err != nil {
 		return fmt.Errorf("hicachefile: write %s: %w", filepath.Join(dir, tmp), err)
 	}
-	if err = unix.Renameat(dirfd, tmp, dirfd, name); err != nil {
+	if err = s.sys.Renameat(dirfd, tmp, dirfd, name); err != nil {
 		return fmt.Errorf("hicachefile: rename %s to %s: %w", tmp, filepath.Join(dir, name), err)
 	}
 	if s.cfg.Sync {
-		if err := unix.Fsync(dirfd); err != nil {
+		if err = s.sys.Fsync(dirfd); err != nil {
+			// The rename may not survive a crash: take it back, so that
+			// what is reported as not written is not there either.
+			_ = s.sys.Unlinkat(dirfd, name, 0)
 			return fmt.Errorf("hicachefile: fsync %s: %w", dir, err)
 		}
 	}
@@ -111,14 +114,14 @@ func (s *Store) readOld(key string, bufs [][]byte, size int64) error {
 		return err
 	}
 	name := s.oldName(key)
-	fd, err := unix.Openat(s.dirfd, name, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	fd, err := s.sys.Openat(s.dirfd, name, unix.O_RDONLY|unix.O_CLOEXEC, 0)
 	if err == unix.ENOENT {
 		return fmt.Errorf("%w: %s", ErrNotFound, key)
 	}
 	if err != nil {
 		return fmt.Errorf("hicachefile: open %s: %w", filepath.Join(s.dir, name), err)
 	}
-	defer unix.Close(fd)
+	defer s.sys.Close(fd)
 	var st unix.Stat_t
 	if err := unix.Fstat(fd, &st); err != nil {
 		return fmt.Errorf("hicachefile: fstat %s: %w", filepath.Join(s.dir, name), err)
@@ -126,7 +129,7 @@ func (s *Store) readOld(key string, bufs [][]byte, size int64) error {
 	if st.Size != size {
 		return fmt.Errorf("%w: %s is %d bytes, want %d", ErrCorrupt, filepath.Join(s.dir, name), st.Size, size)
 	}
-	if err := preadvFull(fd, bufs, 0); err != nil {
+	if err := s.sys.preadv(fd, bufs, 0); err != nil {
 		return fmt.Errorf("hicachefile: read %s: %w", filepath.Join(s.dir, name), err)
 	}
 	return nil
@@ -236,7 +239,7 @@ func (s *Store) removeMatching(dirfd int, dir string, match func(string) bool) e
 		if !match(n) {
 			continue
 		}
-		if err := unix.Unlinkat(dirfd, n, 0); err != nil && err != unix.ENOENT {
+		if err := s.sys.Unlinkat(dirfd, n, 0); err != nil && err != unix.ENOENT {
 			errs = append(errs, fmt.Errorf("hicachefile: remove %s: %w", filepath.Join(dir, n), err))
 		}
 	}

@@ -24,9 +24,10 @@ import (
 type Store struct {
 	cfg     Config
 	suffix  string
-	dir     string // Config.Dir
-	v1Dir   string // dir/v1<suffix>
-	workers int    // Config.IOWorkers
+	dir     string   // Config.Dir
+	v1Dir   string   // dir/v1<suffix>
+	workers int      // Config.IOWorkers
+	sys     Syscalls // Config.Syscalls, nil fields filled in
 
 	life  sync.RWMutex // held shared by every call, exclusively by Close
 	close bool         // guarded by life
@@ -54,7 +55,7 @@ func New(cfg Config) (*Store, error) {
 		return nil, err
 	}
 	cfg = cfg.withDefaults()
-	s := &Store{cfg: cfg, suffix: cfg.suffix(), dir: cfg.Dir, workers: cfg.IOWorkers, dirfd: -1, v1fd: -1}
+	s := &Store{cfg: cfg, suffix: cfg.suffix(), dir: cfg.Dir, workers: cfg.IOWorkers, sys: cfg.Syscalls.withDefaults(), dirfd: -1, v1fd: -1}
 	s.v1Dir = filepath.Join(s.dir, v1DirName+s.suffix)
 	s.idx.init()
 	var err error

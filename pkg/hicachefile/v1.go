@@ -129,12 +129,12 @@ func (s *Store) writeBatch(pi *poolInfo, keys []string, bufs [][]byte, chunk []i
 				entries[n].crc = crc32c(page(n))
 				iov = append(iov, page(n)...)
 			}
-			errs[p] = pwritevFull(fd, iov, entries[lo].off)
+			errs[p] = s.sys.pwritev(fd, iov, entries[lo].off)
 		})
 		if err := errors.Join(errs...); err != nil {
 			return err
 		}
-		return pwritevFull(fd, [][]byte{appendIndex(nil, entries, pi.fp)}, int64(len(chunk))*pi.pageLen)
+		return s.sys.pwritev(fd, [][]byte{appendIndex(nil, entries, pi.fp)}, int64(len(chunk))*pi.pageLen)
 	})
 	if err != nil {
 		return err
@@ -223,7 +223,7 @@ func (s *Store) readBatches(pi *poolInfo, byFile map[string][]int, keys []string
 	var runs []readRun
 	total := 0
 	for name, idx := range byFile {
-		fd, err := unix.Openat(s.v1fd, name, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		fd, err := s.sys.Openat(s.v1fd, name, unix.O_RDONLY|unix.O_CLOEXEC, 0)
 		if err != nil {
 			if err == unix.ENOENT {
 				err = fmt.Errorf("%w: batch file %s is gone", ErrNotFound, name)
@@ -235,7 +235,7 @@ func (s *Store) readBatches(pi *poolInfo, byFile map[string][]int, keys []string
 			}
 			continue
 		}
-		defer unix.Close(fd)
+		defer s.sys.Close(fd)
 		slices.SortFunc(idx, func(a, b int) int { return cmp.Compare(locs[a].off, locs[b].off) })
 		for rest := idx; len(rest) > 0; {
 			n := 1
@@ -262,11 +262,11 @@ func (s *Store) readBatches(pi *poolInfo, byFile map[string][]int, keys []string
 		for _, i := range r.pages {
 			iov = append(iov, page(i)...)
 		}
-		err := preadvFull(r.fd, iov, locs[r.pages[0]].off)
+		err := s.sys.preadv(r.fd, iov, locs[r.pages[0]].off)
 		for _, i := range r.pages {
 			if err != nil && len(r.pages) > 1 {
 				// Find out page by page which of the run can be read.
-				ok[i] = s.finishPage(pi, keys[i], locs[i], page(i), preadvFull(r.fd, page(i), locs[i].off))
+				ok[i] = s.finishPage(pi, keys[i], locs[i], page(i), s.sys.preadv(r.fd, page(i), locs[i].off))
 			} else {
 				ok[i] = s.finishPage(pi, keys[i], locs[i], page(i), err)
 			}
