@@ -100,6 +100,9 @@ func (p *Pool) GetDummyFlatDataPage() []byte { return make([]byte, p.g.pageSize)
 func (p *Pool) SetFromFlatDataPage(index int64, page []byte) error {
 	p.mu.RLock()
 	defer p.mu.RUnlock()
+	if p.mem == nil {
+		return ErrClosed // before the length check: every call after Close is ErrClosed
+	}
 	if int64(len(page)) != p.g.pageSize {
 		return fmt.Errorf("%w: %d bytes, page is %d", ErrPageLength, len(page), p.g.pageSize)
 	}
