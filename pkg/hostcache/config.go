@@ -164,6 +164,9 @@ func (c Config) geometry() (geometry, error) {
 		g.row = m.mul(m.mul(int64(c.HeadNum), int64(c.HeadDim)), int64(it))
 	} else {
 		g.halves = 1
+		if int64(c.KVLoraRank) > math.MaxInt64-int64(c.QKRopeHeadDim) {
+			return bad("KVLoraRank %d + QKRopeHeadDim %d overflows", c.KVLoraRank, c.QKRopeHeadDim)
+		}
 		r := int64(c.KVLoraRank) + int64(c.QKRopeHeadDim)
 		g.row = m.mul(r, int64(it))
 	}
