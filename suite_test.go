@@ -4,15 +4,24 @@
 package hicache_test
 
 import (
+	"fmt"
+	"os"
 	"testing"
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 
 	_ "github.com/hicache-go/hicache/specs/hostcache"
+	"github.com/hicache-go/hicache/specs/perf"
 )
 
 func TestHiCache(t *testing.T) {
+	// A bad perf flag stops the run before any spec, whatever is selected.
+	if err := perf.CheckFlags(); err != nil {
+		fmt.Fprintf(os.Stderr, "%v\n\n", err)
+		perf.PrintUsage(os.Stderr)
+		os.Exit(2)
+	}
 	RegisterFailHandler(Fail)
 	RunSpecs(t, "HiCache")
 }

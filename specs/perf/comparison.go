@@ -1,0 +1,120 @@
+package perf
+
+import (
+	"fmt"
+	"os"
+	"runtime"
+	"time"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	"github.com/onsi/gomega/gmeasure"
+)
+
+// scenarioID orders the seed's scenarios.
+type scenarioID int
+
+const (
+	smallBatch scenarioID = iota
+	mediumBatch
+	largeBatch
+	multipleRuns
+)
+
+// scenario is one of the seed's performance cases.
+type scenario struct {
+	id    scenarioID
+	short string // the name in the summary table
+	keys  int
+}
+
+// scenarios are the seed's, under the seed's names. Multiple Runs is the
+// seed's repeated 10-key case: the same batch as Small Batch, with its
+// per-run speedups as the point of interest.
+var scenarios = []scenario{
+	{smallBatch, "Small Batch", 10},
+	{mediumBatch, "Medium Batch", 50},
+	{largeBatch, "Large Batch", 100},
+	{multipleRuns, "Multiple Runs", 10},
+}
+
+// maxKeys is the largest batch of any scenario: the pool holds it twice.
+const maxKeys = 100
+
+// title is the scenario's name as the seed prints it.
+func (s scenario) title(runs int) string {
+	if s.id == multipleRuns {
+		return fmt.Sprintf("Multiple Runs (%d keys, %d runs)", s.keys, runs)
+	}
+	return fmt.Sprintf("%s (%d keys)", s.short, s.keys)
+}
+
+var _ = Describe("Performance comparison of the old and the zero-copy interface", Serial, Label("perf"), Ordered, ContinueOnFailure, func() {
+	o, err := parseOptions()
+	if err != nil {
+		// The root suite checks the flags before RunSpecs; this only
+		// guards a suite that does not.
+		It("has valid perf flags", func() { Fail(err.Error()) })
+		return
+	}
+	var sides []side
+	if o.runOld {
+		sides = append(sides, sideOld)
+	}
+	if o.runNew {
+		sides = append(sides, sideNew)
+	}
+	sides = append(sides, sideFloor)
+
+	var dir string
+	sum := &summary{}
+	BeforeAll(func() {
+		var err error
+		dir, err = os.MkdirTemp(o.dir, "hicache-perf-")
+		Expect(err).NotTo(HaveOccurred())
+		DeferCleanup(os.RemoveAll, dir)
+		sum.env = fmt.Sprintf("-interface=%s -perf-samples=%d -perf-presets=%s\ndir %s (%s), %d CPUs, GOMAXPROCS %d",
+			o.iface, o.samples, o.presetArg, dir, fsType(dir), runtime.NumCPU(), runtime.GOMAXPROCS(0))
+	})
+
+	for _, p := range o.presets {
+		Context(p.label(), func() {
+			var r *rig
+			BeforeAll(func() {
+				var err error
+				r, err = newRig(p, dir, maxKeys)
+				Expect(err).NotTo(HaveOccurred())
+				DeferCleanup(r.close)
+			})
+
+			for _, sc := range scenarios {
+				title := sc.title(o.samples)
+				It(title, func() {
+					experiment := gmeasure.NewExperiment(fmt.Sprintf("%s [%s]", title, p.label()))
+					AddReportEntry(experiment.Name, experiment, ReportEntryVisibilityFailureOrVerbose)
+
+					_, err := r.sample(sc.keys, fmt.Sprintf("%s-warmup", sc.short), 0, sides)
+					Expect(err).NotTo(HaveOccurred(), "warm-up")
+
+					res := &result{preset: p, scenario: sc, title: title, pages: sc.keys, samples: o.samples,
+						timings: map[string][]time.Duration{}}
+					experiment.Sample(func(i int) {
+						ts, err := r.sample(sc.keys, fmt.Sprintf("%s-%d", sc.short, i), i, sides)
+						Expect(err).NotTo(HaveOccurred(), "sample %d", i)
+						for _, t := range ts {
+							experiment.RecordDuration(t.name, t.d, gmeasure.Precision(time.Microsecond))
+							res.timings[t.name] = append(res.timings[t.name], t.d)
+						}
+					}, gmeasure.SamplingConfig{N: o.samples})
+
+					AddReportEntry("Performance Comparison", res.String())
+					sum.add(res)
+				})
+			}
+		})
+	}
+
+	AfterAll(func() {
+		AddReportEntry("Performance summary", sum.String())
+	})
+})

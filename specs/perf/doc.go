@@ -1,0 +1,23 @@
+// Package perf holds the performance comparison of pkg/hicachefile's two
+// interfaces: the old per-key copy interface (BatchSet/BatchGet around
+// GetDataPage, GetDummyFlatDataPage and SetFromFlatDataPage) against the
+// zero-copy V1 interface (BatchSetV1/BatchGetV1), with plain pwrite/pread of
+// the same pages, one file per page, as the floor both are measured against.
+//
+// Every scenario is a gmeasure experiment under the seed's name, run for each
+// model preset. The specs are Serial and labelled "perf"; they never fail on
+// a timing, only on an error or on a page whose bytes came back wrong.
+//
+// The package is an ordinary package whose specs register at init; the root
+// suite_test.go pulls it in with a blank import and calls CheckFlags before
+// RunSpecs, so that a bad flag stops the run before any spec starts.
+//
+// # Flags
+//
+// Passed to the test binary after "--":
+//
+//	-perf-samples=N        samples per scenario after one warm-up (default 5)
+//	-perf-presets=a,b      model presets (default seed,llama3-8b,deepseek-v3)
+//	-interface=old|new|both
+//	-perf-dir=DIR          an existing directory to run in (default: a temp dir)
+package perf

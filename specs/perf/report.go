@@ -1,0 +1,254 @@
+package perf
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+)
+
+// stat summarises one timing over the samples.
+type stat struct {
+	median, min, max time.Duration
+}
+
+func statOf(ds []time.Duration) stat {
+	s := slices.Clone(ds)
+	slices.Sort(s)
+	n := len(s)
+	m := s[n/2]
+	if n%2 == 0 {
+		m = (s[n/2-1] + s[n/2]) / 2
+	}
+	return stat{median: m, min: s[0], max: s[n-1]}
+}
+
+// result is one scenario on one preset: every timing of every sample.
+type result struct {
+	preset   preset
+	scenario scenario
+	title    string // the scenario's title, as the spec is named
+	pages    int
+	samples  int
+	timings  map[string][]time.Duration // by timing name, one per sample
+}
+
+func (r *result) batchBytes() int64 { return int64(r.pages) * int64(r.preset.pageBytes) }
+
+func (r *result) has(name string) bool { return len(r.timings[name]) > 0 }
+
+func (r *result) stat(name string) stat { return statOf(r.timings[name]) }
+
+// rate is the throughput of a batch moved in the median time of name.
+func (r *result) rate(name string) float64 {
+	return float64(r.batchBytes()) / r.stat(name).median.Seconds()
+}
+
+// header is the seed's title line plus the preset.
+func (r *result) header() string {
+	return fmt.Sprintf("Performance Comparison: %s [%s]", r.title, r.preset.label())
+}
+
+const rule = "================================================================================"
+
+// String renders the scenario in the seed's format, with throughput, the
+// fraction of the floor, and the spread over the samples.
+func (r *result) String() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s\n%s\n%s\n", rule, r.header(), rule)
+	fmt.Fprintf(&b, "%d pages, %s per batch; median of %s after 1 warm-up, [min–max]\n",
+		r.pages, formatBytes(r.batchBytes()), plural(r.samples, "sample"))
+	line := func(prefix, name, floor string) {
+		if !r.has(name) {
+			return
+		}
+		s := r.stat(name)
+		fmt.Fprintf(&b, "%s %s: %s (%s", prefix, name, formatMs(s.median), formatRate(r.rate(name)))
+		if floor != "" && r.has(floor) {
+			fmt.Fprintf(&b, ", %.0f%% of floor", 100*r.rate(name)/r.rate(floor))
+		}
+		fmt.Fprintf(&b, ") [%.3f–%s]\n", float64(s.min)/float64(time.Millisecond), formatMs(s.max))
+	}
+	if r.has(timeBatchSet) {
+		b.WriteString("\n")
+		line("[Old Interface]", timeBatchSet, timePwrite)
+		line("[Old Interface]", timeBatchGet, timePread)
+	}
+	if r.has(timeBatchSetV1) {
+		b.WriteString("\n")
+		line("[New Interface]", timeBatchSetV1, timePwrite)
+		line("[New Interface]", timeBatchGetV1, timePread)
+	}
+	b.WriteString("\n")
+	line("[Floor]", timePwrite, "")
+	line("[Floor]", timePread, "")
+	if r.has(timeBatchSet) && r.has(timeBatchSetV1) {
+		fmt.Fprintf(&b, "\n%s\n", rule)
+		fmt.Fprintf(&b, "Write Speedup: %s\n", r.speedup(timeBatchSet, timeBatchSetV1))
+		fmt.Fprintf(&b, "Read Speedup:  %s\n", r.speedup(timeBatchGet, timeBatchGetV1))
+	}
+	b.WriteString(rule)
+	return b.String()
+}
+
+// speedup is old over new, of the medians, with the spread of the ratio
+// within each sample (both sides of a sample ran back to back).
+func (r *result) speedup(oldName, newName string) string {
+	x := r.ratio(oldName, newName)
+	word := "faster"
+	if x < 1 {
+		word = "slower"
+	}
+	o, n := r.timings[oldName], r.timings[newName]
+	lo, hi, sum := 0.0, 0.0, 0.0
+	for i := range o {
+		v := o[i].Seconds() / n[i].Seconds()
+		if i == 0 || v < lo {
+			lo = v
+		}
+		if i == 0 || v > hi {
+			hi = v
+		}
+		sum += v
+	}
+	return fmt.Sprintf("%.2fx (%s) [per sample %.2fx–%.2fx, mean %.2fx]", x, word, lo, hi, sum/float64(len(o)))
+}
+
+func (r *result) ratio(oldName, newName string) float64 {
+	return r.stat(oldName).median.Seconds() / r.stat(newName).median.Seconds()
+}
+
+// summary collects every scenario's result for the table at the end.
+type summary struct {
+	env     string // where it ran
+	results []*result
+}
+
+func (s *summary) add(r *result) { s.results = append(s.results, r) }
+
+// String renders one table of presets x scenarios: median throughput of
+// each interface and of the floor, and the speedups.
+func (s *summary) String() string {
+	if len(s.results) == 0 {
+		return "Performance summary: no scenario ran"
+	}
+	slices.SortStableFunc(s.results, func(a, b *result) int {
+		if c := presetIndex(a.preset.name) - presetIndex(b.preset.name); c != 0 {
+			return c
+		}
+		return int(a.scenario.id) - int(b.scenario.id)
+	})
+	first := s.results[0]
+	old, nw := first.has(timeBatchSet), first.has(timeBatchSetV1)
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s\nPerformance summary: median throughput over %s", rule, plural(first.samples, "sample"))
+	if old && nw {
+		b.WriteString("; speedup = old time / new time")
+	}
+	fmt.Fprintf(&b, "\n%s\n%s\n\n", s.env, rule)
+
+	// Columns for what ran: write then read, each old, new, floor and,
+	// with both interfaces, the speedup.
+	head := []string{"preset", "page", "scenario"}
+	type col struct{ old, new, floor string }
+	cols := []col{{timeBatchSet, timeBatchSetV1, timePwrite}, {timeBatchGet, timeBatchGetV1, timePread}}
+	for _, c := range []string{"write", "read"} {
+		if old {
+			head = append(head, "old "+c)
+		}
+		if nw {
+			head = append(head, "new "+c)
+		}
+		head = append(head, "floor "+c)
+		if old && nw {
+			head = append(head, "speedup")
+		}
+	}
+	rows := [][]string{head}
+	for _, r := range s.results {
+		row := []string{r.preset.name, formatBytes(int64(r.preset.pageBytes)), r.scenario.short}
+		for _, c := range cols {
+			if old {
+				row = append(row, r.rateCell(c.old))
+			}
+			if nw {
+				row = append(row, r.rateCell(c.new))
+			}
+			row = append(row, r.rateCell(c.floor))
+			if old && nw {
+				row = append(row, fmt.Sprintf("%.2fx", r.ratio(c.old, c.new)))
+			}
+		}
+		rows = append(rows, row)
+	}
+	width := make([]int, len(head))
+	for _, row := range rows {
+		for i, c := range row {
+			width[i] = max(width[i], len([]rune(c)))
+		}
+	}
+	for _, row := range rows {
+		for i, c := range row {
+			if i > 0 {
+				b.WriteString("  ")
+			}
+			pad := strings.Repeat(" ", width[i]-len([]rune(c)))
+			if i < 3 {
+				b.WriteString(c + pad)
+			} else {
+				b.WriteString(pad + c)
+			}
+		}
+		b.WriteString("\n")
+	}
+	b.WriteString(rule)
+	return b.String()
+}
+
+func (r *result) rateCell(name string) string {
+	if !r.has(name) {
+		return "-"
+	}
+	return formatRate(r.rate(name))
+}
+
+func presetIndex(name string) int {
+	return slices.Index(presetNames(), name)
+}
+
+// formatMs prints a duration in milliseconds, as the seed does.
+func formatMs(d time.Duration) string {
+	return fmt.Sprintf("%.3f ms", float64(d)/float64(time.Millisecond))
+}
+
+// formatBytes prints a size in B, KiB, MiB or GiB.
+func formatBytes(n int64) string {
+	switch {
+	case n < 1<<10:
+		return fmt.Sprintf("%d B", n)
+	case n < 1<<20:
+		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
+	case n < 1<<30:
+		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
+	}
+	return fmt.Sprintf("%.2f GiB", float64(n)/(1<<30))
+}
+
+// formatRate prints bytes per second in KiB/s, MiB/s or GiB/s.
+func formatRate(bps float64) string {
+	switch {
+	case bps < 1<<20:
+		return fmt.Sprintf("%.1f KiB/s", bps/(1<<10))
+	case bps < 1<<30:
+		return fmt.Sprintf("%.1f MiB/s", bps/(1<<20))
+	}
+	return fmt.Sprintf("%.2f GiB/s", bps/(1<<30))
+}
+
+// plural prints n and a noun, with an s unless n is 1.
+func plural(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
+}
