@@ -62,12 +62,16 @@ func (s *Store) Locate(key string) (Location, bool) {
 }
 
 // lookup returns the V1 location of each key. When some key misses, it
-// refreshes the index once and looks the misses up again.
+// refreshes the index once if the directory changed, and looks the misses
+// up again.
 func (s *Store) lookup(keys []string) ([]location, []bool) {
 	locs := make([]location, len(keys))
 	found := make([]bool, len(keys))
-	miss := s.idx.get(keys, locs, found)
-	if miss > 0 && s.refresh() {
+	if s.idx.get(keys, locs, found) > 0 {
+		// Look again even when refresh had nothing to scan: a scan that
+		// another goroutine ran while this one waited for the scan lock
+		// may have loaded the missing keys.
+		s.refresh()
 		s.idx.get(keys, locs, found)
 	}
 	return locs, found
