@@ -144,6 +144,15 @@ func (s *Store) refresh() bool {
 	if unchanged {
 		return false
 	}
+	// Only files indexed before the listing can be gone when the listing
+	// lacks them: this store's writes rename a file into place before
+	// adding it, so one added later may simply be newer than the listing.
+	x.mu.RLock()
+	known := make(map[string]bool, len(x.files))
+	for name := range x.files {
+		known[name] = true
+	}
+	x.mu.RUnlock()
 	names, err := readDirNames(s.v1Dir)
 	if err != nil {
 		s.stats.errors.Add(1)
@@ -184,7 +193,7 @@ func (s *Store) refresh() bool {
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	for name, keys := range x.files {
-		if present[name] {
+		if present[name] || !known[name] {
 			continue
 		}
 		for _, k := range keys {

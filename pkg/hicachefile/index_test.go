@@ -1,6 +1,10 @@
 package hicachefile
 
 import (
+	"fmt"
+	"runtime"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -61,3 +65,62 @@ func TestLookupAfterConcurrentRefresh(t *testing.T) {
 	}
 }
 
+// TestRefreshKeepsOwnWrites: a scan must forget only batch files that were
+// deleted, never one that this store renamed into place after the scan
+// listed the directory. Writers check, right after each BatchSetV1, that
+// the index still holds their page while other goroutines rescan.
+func TestRefreshKeepsOwnWrites(t *testing.T) {
+	const writers, rounds = 3, 60
+	cfg := mhaCfg
+	cfg.Pages = writers
+	p := newPool(t, cfg)
+	s := newStore(t, Config{Dir: t.TempDir(), ModelName: "m"}, p)
+	held := func(k string) bool {
+		s.idx.mu.RLock()
+		defer s.idx.mu.RUnlock()
+		_, ok := s.idx.entries[k]
+		return ok
+	}
+
+	stop := make(chan struct{})
+	var refreshers sync.WaitGroup
+	for range 2 {
+		refreshers.Go(func() {
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+					s.refresh()
+				}
+			}
+		})
+	}
+	var lost atomic.Int64
+	var wg sync.WaitGroup
+	for w := range writers {
+		idx, _ := p.Alloc(cfg.PageSize)
+		wg.Go(func() {
+			for r := range rounds {
+				k := fmt.Sprintf("w%dr%d", w, r)
+				if ok, err := s.BatchSetV1([]string{k}, idx); err != nil || !ok[0] {
+					t.Error(ok, err)
+					return
+				}
+				for range 200 {
+					if !held(k) {
+						lost.Add(1)
+						break
+					}
+					runtime.Gosched()
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(stop)
+	refreshers.Wait()
+	if n := lost.Load(); n > 0 {
+		t.Errorf("a rescan forgot %d of %d pages this store had just written", n, writers*rounds)
+	}
+}
