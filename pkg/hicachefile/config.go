@@ -18,7 +18,9 @@ type Config struct {
 	// else filepath.Join(os.TempDir(), "hicache"). It is created if missing.
 	Dir string
 	// ModelName names the model in every file name, with '/' replaced by
-	// '-'. It is required: it keeps different models' pages apart.
+	// '-'. It is required: it keeps different models' pages apart. It must
+	// be short enough that the store's batch file names, the longest names
+	// it makes, fit in 255 bytes.
 	ModelName string
 	// TPRank and TPSize are the tensor-parallel rank and world size; TPSize
 	// 0 means 1. MLA stores leave them out of file names, since MLA KV is
@@ -90,6 +92,9 @@ func (c Config) Validate() error {
 		return bad("IOWorkers is %d, must not be negative", c.IOWorkers)
 	case c.MaxBatchFileBytes < 0:
 		return bad("MaxBatchFileBytes is %d, must not be negative", c.MaxBatchFileBytes)
+	case 1+tokenHex+len(c.suffix())+len(batchExt) > maxName:
+		// The batch file name is the longest name the store makes itself.
+		return bad("ModelName of %d bytes makes file names longer than %d bytes", len(c.ModelName), maxName)
 	}
 	return nil
 }

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 
 	"golang.org/x/sys/unix"
@@ -19,21 +20,26 @@ type location struct {
 }
 
 // index maps keys to their V1 locations. It is built from the batch files in
-// the V1 directory, updated by every write, and refreshed when a lookup
-// misses and the directory changed since the last scan.
+// the V1 directory, updated by every write, and refreshed by any lookup that
+// finds the directory changed since the last scan. A key that several files
+// hold has one leading copy in entries and the others in alts, so that a bad
+// copy can give way to a good one and pools of different shapes can each
+// find their own.
 type index struct {
 	scan sync.Mutex // serialises refreshes, so a directory is read once
 
 	mu      sync.RWMutex
 	entries map[string]location
-	files   map[string][]string // batch files seen -> their keys; nil for a skipped file
-	mtime   unix.Timespec       // the V1 directory's mtime at the last scan
+	files   map[string][]string   // batch files seen -> their keys; nil for a skipped file
+	alts    map[string][]location // further copies of keys that several files hold
+	mtime   unix.Timespec         // the V1 directory's mtime at the last scan
 	scanned bool
 }
 
 func (x *index) init() {
 	x.entries = make(map[string]location)
 	x.files = make(map[string][]string)
+	x.alts = make(map[string][]location)
 }
 
 // Location is where BatchSetV1 stored a key's page: Length bytes at Offset
@@ -53,7 +59,11 @@ func (s *Store) Locate(key string) (Location, bool) {
 	if s.checkKey(key) != nil {
 		return Location{}, false
 	}
-	locs, found := s.lookup([]string{key})
+	var fp uint64
+	if pi := s.pool.Load(); pi != nil {
+		fp = pi.fp
+	}
+	locs, found := s.lookup([]string{key}, fp)
 	if !found[0] {
 		return Location{}, false
 	}
@@ -61,44 +71,49 @@ func (s *Store) Locate(key string) (Location, bool) {
 	return Location{Path: filepath.Join(s.v1Dir, l.file), Offset: l.off, Length: l.length}, true
 }
 
-// lookup returns the V1 location of each key, after refreshing the index
-// if the V1 directory changed since the last scan. That costs one fstat
-// when nothing changed.
-func (s *Store) lookup(keys []string) ([]location, []bool) {
+// lookup returns the V1 location of each key, as index.get does for fp,
+// after refreshing the index if the V1 directory changed since the last
+// scan. That costs one fstat when nothing changed.
+func (s *Store) lookup(keys []string, fp uint64) ([]location, []bool) {
+	s.refresh()
+	return s.idx.get(keys, fp)
+}
+
+// get returns the location of each key: the copy written by a pool with
+// fingerprint fp when a file holds one, else any copy (so that a caller can
+// tell a mismatch from a miss). fp 0 takes any copy.
+func (x *index) get(keys []string, fp uint64) ([]location, []bool) {
 	locs := make([]location, len(keys))
 	found := make([]bool, len(keys))
-	s.refresh()
-	s.idx.get(keys, locs, found)
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	for i, k := range keys {
+		locs[i], found[i] = x.entries[k]
+		if found[i] && fp != 0 && locs[i].fp != fp {
+			for _, alt := range x.alts[k] {
+				if alt.fp == fp {
+					locs[i] = alt
+					break
+				}
+			}
+		}
+	}
 	return locs, found
 }
 
-// get fills locs and found for the keys not yet found, and returns how many
-// are still missing.
-func (x *index) get(keys []string, locs []location, found []bool) int {
-	x.mu.RLock()
-	defer x.mu.RUnlock()
-	miss := 0
-	for i, k := range keys {
-		if found[i] {
-			continue
-		}
-		locs[i], found[i] = x.entries[k]
-		if !found[i] {
-			miss++
-		}
-	}
-	return miss
-}
-
-// add records the pages of a batch file this store just wrote. before and
-// after are the directory's mtime around the write: when the index was
-// current before it, it is current after it, and the next lookup need not
-// rescan for a change this store made itself.
+// add records the pages of a batch file this store just wrote; they become
+// their keys' leading copies. before and after are the directory's mtime
+// around the write: when the index was current before it, it is current
+// after it, and the next lookup need not rescan for a change this store made
+// itself.
 func (x *index) add(file string, entries []indexEntry, fp uint64, before, after unix.Timespec) {
 	keys := make([]string, len(entries))
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	for i, e := range entries {
+		if cur, dup := x.entries[e.key]; dup {
+			x.alts[e.key] = append(x.alts[e.key], cur)
+		}
 		x.entries[e.key] = location{file: file, off: e.off, length: e.length, crc: e.crc, fp: fp}
 		keys[i] = e.key
 	}
@@ -108,13 +123,39 @@ func (x *index) add(file string, entries []indexEntry, fp uint64, before, after 
 	}
 }
 
-// drop forgets key if it still points at loc: its page proved bad or gone.
-// The other pages of the same file stay.
+// drop forgets the copy of key at loc: its page proved bad or gone. The
+// other pages of the same file stay, and another copy of the key, if a file
+// holds one, takes its place.
 func (x *index) drop(key string, loc location) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
-	if cur, ok := x.entries[key]; ok && cur.file == loc.file && cur.off == loc.off {
+	x.remove(key, func(l location) bool { return l.file == loc.file && l.off == loc.off })
+}
+
+// put records a copy of key found by a scan: as its entry, or as an
+// alternative when the key has one already. The caller holds x.mu.
+func (x *index) put(key string, loc location) {
+	if _, dup := x.entries[key]; dup {
+		x.alts[key] = append(x.alts[key], loc)
+		return
+	}
+	x.entries[key] = loc
+}
+
+// remove forgets the copies of key that match, promoting an alternative copy
+// to the entry if the entry goes. The caller holds x.mu.
+func (x *index) remove(key string, match func(location) bool) {
+	alts := slices.DeleteFunc(x.alts[key], match)
+	if cur, ok := x.entries[key]; ok && match(cur) {
 		delete(x.entries, key)
+		if len(alts) > 0 {
+			x.entries[key], alts = alts[0], alts[1:]
+		}
+	}
+	if len(alts) == 0 {
+		delete(x.alts, key)
+	} else {
+		x.alts[key] = alts
 	}
 }
 
@@ -159,6 +200,15 @@ func (s *Store) refresh() bool {
 	if x.current(mtime) {
 		return false // another goroutine scanned while this one waited
 	}
+	// Only files indexed before the listing can be gone when the listing
+	// lacks them: this store's writes rename a file into place before
+	// adding it, so one added later may simply be newer than the listing.
+	x.mu.RLock()
+	known := make(map[string]bool, len(x.files))
+	for name := range x.files {
+		known[name] = true
+	}
+	x.mu.RUnlock()
 	names, err := readDirNames(s.v1Dir)
 	if err != nil {
 		s.stats.errors.Add(1)
@@ -199,22 +249,18 @@ func (s *Store) refresh() bool {
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	for name, keys := range x.files {
-		if present[name] {
+		if present[name] || !known[name] {
 			continue
 		}
 		for _, k := range keys {
-			if x.entries[k].file == name {
-				delete(x.entries, k)
-			}
+			x.remove(k, func(l location) bool { return l.file == name })
 		}
 		delete(x.files, name)
 	}
 	for _, l := range got {
 		var keys []string
 		for _, e := range l.entries {
-			if _, dup := x.entries[e.key]; !dup { // any copy of a key will do
-				x.entries[e.key] = location{file: l.name, off: e.off, length: e.length, crc: e.crc, fp: l.fp}
-			}
+			x.put(e.key, location{file: l.name, off: e.off, length: e.length, crc: e.crc, fp: l.fp})
 			keys = append(keys, e.key)
 		}
 		x.files[l.name] = keys

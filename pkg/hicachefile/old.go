@@ -201,7 +201,7 @@ func (s *Store) BatchExists(keys []string) int {
 			return i
 		}
 	}
-	_, found := s.lookup(keys)
+	_, found := s.lookup(keys, 0)
 	for i, k := range keys {
 		if !found[i] && !s.oldExists(k) {
 			return i

@@ -58,10 +58,12 @@ func (s *Store) BatchSetV1(keys []string, hostIndices []int64) ([]bool, error) {
 			valid = append(valid, k)
 		}
 	}
-	_, inV1 := s.lookup(valid)
+	// A copy written by a pool of another shape or dtype does not count:
+	// this pool could never load it.
+	locs, inV1 := s.lookup(valid, pi.fp)
 	exists := make(map[string]bool, len(valid))
 	for i, k := range valid {
-		exists[k] = inV1[i]
+		exists[k] = inV1[i] && locs[i].fp == pi.fp
 	}
 
 	first := make(map[string]int, len(keys)) // key -> its first position
@@ -177,7 +179,7 @@ func (s *Store) BatchGetV1(keys []string, hostIndices []int64) ([]bool, error) {
 		return ok, err
 	}
 	s.stats.gets.Add(int64(len(keys)))
-	locs, found := s.lookup(keys)
+	locs, found := s.lookup(keys, pi.fp)
 
 	byFile := make(map[string][]int)
 	for i, k := range keys {
@@ -193,9 +195,27 @@ func (s *Store) BatchGetV1(keys []string, hostIndices []int64) ([]bool, error) {
 			byFile[locs[i].file] = append(byFile[locs[i].file], i)
 		}
 	}
-	s.readBatches(pi, byFile, keys, locs, bufs, ok)
+	// A copy that proves bad is dropped, and another copy of the key, if
+	// another file holds one, takes its place: try those too.
+	for range maxCopies {
+		s.readBatches(pi, byFile, keys, locs, bufs, ok)
+		clear(byFile)
+		now, still := s.idx.get(keys, pi.fp)
+		for i, l := range now {
+			if !ok[i] && found[i] && still[i] && l != locs[i] && l.fp == pi.fp && l.length == pi.pageLen {
+				locs[i] = l
+				byFile[l.file] = append(byFile[l.file], i)
+			}
+		}
+		if len(byFile) == 0 {
+			break
+		}
+	}
 	return ok, nil
 }
+
+// maxCopies bounds how many copies of one key a BatchGetV1 call tries.
+const maxCopies = 4
 
 // readOldV1 reads key's old-format file zero-copy into the page at indices,
 // in flat-page order, and counts the outcome.

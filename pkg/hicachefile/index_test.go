@@ -1,0 +1,126 @@
+package hicachefile
+
+import (
+	"fmt"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// TestLookupAfterConcurrentRefresh: a lookup that misses waits for the
+// directory scan another goroutine is running. When that scan loads the
+// page, the lookup must find it, although its own refresh then has nothing
+// left to scan. The test plays the other goroutine: it holds the scan lock,
+// waits until BatchGetV1 has missed and is blocked on the lock, then does
+// the scan's work by hand.
+func TestLookupAfterConcurrentRefresh(t *testing.T) {
+	p := newPool(t, mhaCfg)
+	cfg := Config{Dir: t.TempDir(), ModelName: "m"}
+	reader := newStore(t, cfg, p)
+	writer := newStore(t, cfg, p)
+	idx, _ := p.Alloc(mhaCfg.PageSize)
+	fillRandom(t, p, idx)
+	if ok, err := writer.BatchSetV1([]string{"k"}, idx); err != nil || !ok[0] {
+		t.Fatal(ok, err)
+	}
+	loc, _ := writer.Locate("k")
+
+	x := &reader.idx
+	x.scan.Lock()
+	done := make(chan []bool)
+	go func() {
+		ok, _ := reader.BatchGetV1([]string{"k"}, idx)
+		done <- ok
+	}()
+	for reader.Stats().Gets == 0 {
+		time.Sleep(time.Millisecond)
+	}
+	time.Sleep(50 * time.Millisecond) // BatchGetV1 has missed and waits for the scan lock
+
+	// The other goroutine's scan: load the new file, note the mtime.
+	var st unix.Stat_t
+	if err := unix.Fstat(reader.v1fd, &st); err != nil {
+		t.Fatal(err)
+	}
+	name := loc.Path[len(reader.v1Dir)+1:]
+	entries, fp, err := reader.loadIndex(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	x.mu.Lock()
+	for _, e := range entries {
+		x.entries[e.key] = location{file: name, off: e.off, length: e.length, crc: e.crc, fp: fp}
+	}
+	x.files[name] = []string{"k"}
+	x.mtime = st.Mtim
+	x.mu.Unlock()
+	x.scan.Unlock()
+
+	if ok := <-done; !ok[0] {
+		t.Fatal("BatchGetV1 missed a page that the index held when its lookup retried")
+	}
+}
+
+// TestRefreshKeepsOwnWrites: a scan must forget only batch files that were
+// deleted, never one that this store renamed into place after the scan
+// listed the directory. Writers check, right after each BatchSetV1, that
+// the index still holds their page while other goroutines rescan.
+func TestRefreshKeepsOwnWrites(t *testing.T) {
+	const writers, rounds = 3, 60
+	cfg := mhaCfg
+	cfg.Pages = writers
+	p := newPool(t, cfg)
+	s := newStore(t, Config{Dir: t.TempDir(), ModelName: "m"}, p)
+	held := func(k string) bool {
+		s.idx.mu.RLock()
+		defer s.idx.mu.RUnlock()
+		_, ok := s.idx.entries[k]
+		return ok
+	}
+
+	stop := make(chan struct{})
+	var refreshers sync.WaitGroup
+	for range 2 {
+		refreshers.Go(func() {
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+					s.refresh()
+				}
+			}
+		})
+	}
+	var lost atomic.Int64
+	var wg sync.WaitGroup
+	for w := range writers {
+		idx, _ := p.Alloc(cfg.PageSize)
+		wg.Go(func() {
+			for r := range rounds {
+				k := fmt.Sprintf("w%dr%d", w, r)
+				if ok, err := s.BatchSetV1([]string{k}, idx); err != nil || !ok[0] {
+					t.Error(ok, err)
+					return
+				}
+				for range 200 {
+					if !held(k) {
+						lost.Add(1)
+						break
+					}
+					runtime.Gosched()
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(stop)
+	refreshers.Wait()
+	if n := lost.Load(); n > 0 {
+		t.Errorf("a rescan forgot %d of %d pages this store had just written", n, writers*rounds)
+	}
+}

@@ -1,0 +1,201 @@
+//go:build linux
+
+package hicachefile
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"runtime"
+	"testing"
+
+	"golang.org/x/sys/unix"
+)
+
+// openFile creates a file in a temp directory and returns it with its fd.
+func openFile(t *testing.T) (*os.File, int) {
+	t.Helper()
+	f, err := os.Create(filepath.Join(t.TempDir(), "f"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = f.Close() })
+	return f, int(f.Fd())
+}
+
+// scatter returns n buffers of random lengths in [0, maxLen], with every
+// third one empty, holding random bytes.
+func scatter(r *rand.Rand, n, maxLen int) [][]byte {
+	bufs := make([][]byte, n)
+	for i := range bufs {
+		if i%3 == 1 {
+			bufs[i] = []byte{}
+			continue
+		}
+		bufs[i] = make([]byte, r.IntN(maxLen+1))
+		for j := range bufs[i] {
+			bufs[i][j] = byte(r.Uint32())
+		}
+	}
+	return bufs
+}
+
+// shapeOf returns new zeroed buffers of the lengths of bufs.
+func shapeOf(bufs [][]byte) [][]byte {
+	out := make([][]byte, len(bufs))
+	for i, b := range bufs {
+		out[i] = make([]byte, len(b))
+	}
+	return out
+}
+
+func TestVectoredManyIovecs(t *testing.T) {
+	r := rand.New(rand.NewPCG(1, 2))
+	for _, n := range []int{1, maxIovecs - 1, maxIovecs, maxIovecs + 1, 3*maxIovecs + 7} {
+		f, fd := openFile(t)
+		bufs := scatter(r, n, 9)
+		lens := make([]int, n)
+		for i, b := range bufs {
+			lens[i] = len(b)
+		}
+		const off = 5
+		if err := pwritevFull(fd, bufs, off); err != nil {
+			t.Fatalf("%d iovecs: pwritevFull: %v", n, err)
+		}
+		for i, b := range bufs {
+			if len(b) != lens[i] {
+				t.Fatalf("pwritevFull changed the caller's buffer %d", i)
+			}
+		}
+		got, err := os.ReadFile(f.Name())
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := append(make([]byte, off), bytes.Join(bufs, nil)...)
+		if !bytes.Equal(got, want) {
+			t.Fatalf("%d iovecs: file holds %d bytes, want %d, or they differ", n, len(got), len(want))
+		}
+
+		back := shapeOf(bufs)
+		if err := preadvFull(fd, back, off); err != nil {
+			t.Fatalf("%d iovecs: preadvFull: %v", n, err)
+		}
+		for i := range bufs {
+			if !bytes.Equal(back[i], bufs[i]) {
+				t.Fatalf("%d iovecs: buffer %d read back differs", n, i)
+			}
+		}
+		runtime.KeepAlive(f)
+	}
+}
+
+func TestVectoredZeroLength(t *testing.T) {
+	f, fd := openFile(t)
+	for _, bufs := range [][][]byte{nil, {}, {{}}, {{}, nil, {}}, make([][]byte, 2*maxIovecs)} {
+		if err := pwritevFull(fd, bufs, 0); err != nil {
+			t.Fatalf("pwritevFull(%d empty buffers) = %v", len(bufs), err)
+		}
+		if err := preadvFull(fd, bufs, 1<<20); err != nil {
+			t.Fatalf("preadvFull(%d empty buffers) past EOF = %v", len(bufs), err)
+		}
+	}
+	if st, _ := f.Stat(); st.Size() != 0 {
+		t.Fatalf("file grew to %d bytes", st.Size())
+	}
+	// Empty buffers around and between data.
+	bufs := [][]byte{{}, []byte("ab"), {}, {}, []byte("c"), {}}
+	if err := pwritevFull(fd, bufs, 0); err != nil {
+		t.Fatal(err)
+	}
+	back := shapeOf(bufs)
+	if err := preadvFull(fd, back, 0); err != nil || string(bytes.Join(back, nil)) != "abc" {
+		t.Fatalf("read back %q, %v", bytes.Join(back, nil), err)
+	}
+	runtime.KeepAlive(f)
+}
+
+func TestPreadvShort(t *testing.T) {
+	f, fd := openFile(t)
+	if err := pwritevFull(fd, [][]byte{bytes.Repeat([]byte{7}, 100)}, 0); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		name string
+		bufs [][]byte
+		off  int64
+		want error
+	}{
+		{"whole file", [][]byte{make([]byte, 100)}, 0, nil},
+		{"tail", [][]byte{make([]byte, 3), {}, make([]byte, 2)}, 95, nil},
+		{"one byte past EOF", [][]byte{make([]byte, 101)}, 0, io.ErrUnexpectedEOF},
+		{"across EOF in the second buffer", [][]byte{make([]byte, 90), make([]byte, 20)}, 0, io.ErrUnexpectedEOF},
+		{"at EOF", [][]byte{make([]byte, 1)}, 100, io.ErrUnexpectedEOF},
+		{"far past EOF", [][]byte{make([]byte, 10)}, 1 << 30, io.ErrUnexpectedEOF},
+		{"many iovecs across EOF", shapeOf(scatter(rand.New(rand.NewPCG(3, 4)), 2*maxIovecs, 4)), 0, io.ErrUnexpectedEOF},
+	} {
+		err := preadvFull(fd, c.bufs, c.off)
+		if !errors.Is(err, c.want) || (c.want == nil && err != nil) {
+			t.Errorf("%s: preadvFull = %v, want %v", c.name, err, c.want)
+		}
+	}
+	runtime.KeepAlive(f)
+}
+
+// TestVectoredLoop drives vectored with a fake system call that moves few
+// bytes at a time and is interrupted now and then, as a signal-heavy
+// process or a slow device would see, and checks the kernel's iovec limit.
+func TestVectoredLoop(t *testing.T) {
+	r := rand.New(rand.NewPCG(5, 6))
+	src := scatter(r, 2500, 13)
+	file := bytes.Join(src, nil)
+	const base = 11
+	file = append(make([]byte, base), file...)
+
+	calls, intr := 0, 0
+	read := func(_ int, iov [][]byte, off int64) (int, error) {
+		calls++
+		if len(iov) == 0 || len(iov) > maxIovecs {
+			t.Fatalf("call with %d iovecs", len(iov))
+		}
+		if calls%5 == 0 {
+			intr++
+			return 0, unix.EINTR
+		}
+		budget := 1 + r.IntN(40) // a short transfer
+		n := 0
+		for _, b := range iov {
+			k := copy(b[:min(len(b), budget-n)], file[off+int64(n):])
+			n += k
+			if n == budget || k < len(b) {
+				break
+			}
+		}
+		return n, nil
+	}
+	dst := shapeOf(src)
+	if err := vectored(read, -1, dst, base); err != nil {
+		t.Fatal(err)
+	}
+	for i := range src {
+		if !bytes.Equal(dst[i], src[i]) {
+			t.Fatalf("buffer %d differs after %d calls", i, calls)
+		}
+	}
+	if intr == 0 {
+		t.Fatal("no call was interrupted")
+	}
+
+	// A failing call ends the loop with its error.
+	fail := func(int, [][]byte, int64) (int, error) { return 0, unix.EIO }
+	if err := vectored(fail, -1, shapeOf(src), 0); !errors.Is(err, unix.EIO) {
+		t.Fatalf("vectored = %v, want EIO", err)
+	}
+	// A call that moves nothing is io.ErrUnexpectedEOF, not a spin.
+	stuck := func(int, [][]byte, int64) (int, error) { return 0, nil }
+	if err := vectored(stuck, -1, [][]byte{make([]byte, 1)}, 0); !errors.Is(err, io.ErrUnexpectedEOF) {
+		t.Fatalf("vectored = %v, want io.ErrUnexpectedEOF", err)
+	}
+}
