@@ -4,7 +4,6 @@ import (
 	"cmp"
 	"errors"
 	"fmt"
-	"hash/crc32"
 	"io"
 	"path/filepath"
 	"slices"
@@ -126,12 +125,17 @@ func (s *Store) writeBatch(pi *poolInfo, keys []string, bufs [][]byte, chunk []i
 		errs := make([]error, len(pieces))
 		parallel(s.workers, len(pieces), func(p int) {
 			lo, hi := pieces[p][0], pieces[p][1]
-			iov := make([][]byte, 0, (hi-lo)*pi.bpp)
+			pages := make([][][]byte, 0, hi-lo)
 			for n := lo; n < hi; n++ {
-				entries[n].crc = crc32c(page(n))
-				iov = append(iov, page(n)...)
+				pages = append(pages, page(n))
 			}
-			errs[p] = s.sys.pwritev(fd, iov, entries[lo].off)
+			crcs, err := checksummed(pages, entries[lo].off, true, func(b [][]byte, off int64) error {
+				return s.sys.pwritev(fd, b, off)
+			})
+			for n := lo; n < hi; n++ {
+				entries[n].crc = crcs[n-lo]
+			}
+			errs[p] = err
 		})
 		if err := errors.Join(errs...); err != nil {
 			return err
@@ -146,15 +150,6 @@ func (s *Store) writeBatch(pi *poolInfo, keys []string, bufs [][]byte, chunk []i
 	s.stats.sets.Add(int64(len(chunk)))
 	s.stats.setBytes.Add(int64(len(chunk)) * pi.pageLen)
 	return nil
-}
-
-// crc32c returns the CRC32C of the concatenation of bufs.
-func crc32c(bufs [][]byte) uint32 {
-	var crc uint32
-	for _, b := range bufs {
-		crc = crc32.Update(crc, castagnoli, b)
-	}
-	return crc
 }
 
 // BatchGetV1 loads the page of each key into the pool at hostIndices
@@ -251,7 +246,7 @@ func (s *Store) readBatches(pi *poolInfo, byFile map[string][]int, keys []string
 				err = fmt.Errorf("hicachefile: open %s: %w", filepath.Join(s.v1Dir, name), err)
 			}
 			for _, i := range idx {
-				s.finishPage(pi, keys[i], locs[i], nil, err)
+				s.finishPage(pi, keys[i], locs[i], 0, err)
 			}
 			continue
 		}
@@ -278,32 +273,34 @@ func (s *Store) readBatches(pi *poolInfo, byFile map[string][]int, keys []string
 	}
 	parallel(s.workers, len(pieces), func(p int) {
 		r := pieces[p]
-		iov := make([][]byte, 0, len(r.pages)*pi.bpp)
-		for _, i := range r.pages {
-			iov = append(iov, page(i)...)
+		read := func(b [][]byte, off int64) error { return s.sys.preadv(r.fd, b, off) }
+		pages := make([][][]byte, len(r.pages))
+		for n, i := range r.pages {
+			pages[n] = page(i)
 		}
-		err := s.sys.preadv(r.fd, iov, locs[r.pages[0]].off)
-		for _, i := range r.pages {
+		crcs, err := checksummed(pages, locs[r.pages[0]].off, false, read)
+		for n, i := range r.pages {
 			if err != nil && len(r.pages) > 1 {
 				// Find out page by page which of the run can be read.
-				ok[i] = s.finishPage(pi, keys[i], locs[i], page(i), s.sys.preadv(r.fd, page(i), locs[i].off))
+				one, err := checksummed(pages[n:n+1], locs[i].off, false, read)
+				ok[i] = s.finishPage(pi, keys[i], locs[i], one[0], err)
 			} else {
-				ok[i] = s.finishPage(pi, keys[i], locs[i], page(i), err)
+				ok[i] = s.finishPage(pi, keys[i], locs[i], crcs[n], err)
 			}
 		}
 	})
 }
 
-// finishPage verifies a page that was read into buf with the outcome
-// readErr, counts it, and drops its index entry if the page is bad or gone.
-// It reports whether the page is good.
-func (s *Store) finishPage(pi *poolInfo, key string, loc location, buf [][]byte, readErr error) bool {
+// finishPage checks a page that was read with the outcome readErr and
+// CRC32C crc, counts it, and drops its index entry if the page is bad or
+// gone. It reports whether the page is good.
+func (s *Store) finishPage(pi *poolInfo, key string, loc location, crc uint32, readErr error) bool {
 	err := readErr
 	if errors.Is(err, io.ErrUnexpectedEOF) {
 		err = fmt.Errorf("%w: batch file %s ends inside the page of %q", ErrCorrupt, loc.file, key)
 	}
 	if err == nil {
-		if crc := crc32c(buf); crc != loc.crc {
+		if crc != loc.crc {
 			err = fmt.Errorf("%w: page of %q in %s has CRC32C %08x, want %08x", ErrCorrupt, key, loc.file, crc, loc.crc)
 		}
 	}
