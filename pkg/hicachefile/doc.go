@@ -115,6 +115,27 @@
 // '_', since SGLang's keys are hex hashes and such a name cannot be told
 // apart from another model's), and leaves other ranks' and models' files.
 //
+// # Performance
+//
+// Measured on this project's 2-core AMD EPYC VM (ext4 on a virtio disk,
+// page cache warm, nothing fsynced) on 2026-11-27, medians of 6 runs of 20
+// iterations with
+//
+//	go test -run=NONE -bench=Interfaces -count=6 -benchtime=20x ./pkg/hicachefile
+//
+// Old write is GetDataPage per key then BatchSet; old read is
+// GetDummyFlatDataPage per key, BatchGet, SetFromFlatDataPage; V1 is one
+// BatchSetV1 or BatchGetV1 call, CRC32C verification included.
+//
+//	                    old write   V1 write   speedup   old read   V1 read   speedup
+//	100 keys x 512 B     59.9 ms    0.277 ms    216x     0.484 ms  0.051 ms     9.5x
+//	16 keys x 8 MiB      88.4 ms    35.2 ms     2.5x     35.3 ms   15.3 ms      2.3x
+//
+// Small pages are bound by file creation (one per key against one per
+// batch); 8 MiB pages by copies: V1 moved 3.8 GB/s written and 8.8 GB/s
+// read, against 1.5 and 3.8 GB/s for the old interface. With IOWorkers 1,
+// V1 took 47.4 ms to write and 22.2 ms to read the 8 MiB pages.
+//
 // # Zero-copy lifetime
 //
 // BatchSetV1 and BatchGetV1 use the pool's page buffers only while they run
