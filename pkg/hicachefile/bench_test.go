@@ -75,22 +75,20 @@ func BenchmarkInterfaces(b *testing.B) {
 			}
 			return nil
 		}
-		newWrite := func() error { _, err := s.BatchSetV1(keys, src); return err }
-		newRead := func() error {
-			ok, err := s.BatchGetV1(keys, dst)
-			if err == nil && !all(ok) {
-				err = fmt.Errorf("miss in %v", ok)
-			}
-			return err
+		v1Write := func(s *Store) func() error {
+			return func() error { _, err := s.BatchSetV1(keys, src); return err }
 		}
-		oneWrite := func() error { _, err := one.BatchSetV1(keys, src); return err }
-		oneRead := func() error {
-			ok, err := one.BatchGetV1(keys, dst)
-			if err == nil && !all(ok) {
-				err = fmt.Errorf("miss in %v", ok)
+		v1Read := func(s *Store) func() error {
+			return func() error {
+				ok, err := s.BatchGetV1(keys, dst)
+				if err == nil && !all(ok) {
+					err = fmt.Errorf("miss in %v", ok)
+				}
+				return err
 			}
-			return err
 		}
+		newWrite, newRead := v1Write(s), v1Read(s)
+		oneWrite, oneRead := v1Write(one), v1Read(one)
 
 		run := func(name string, write bool, op, setup func() error) {
 			b.Run(shape.name+"/"+name, func(b *testing.B) {

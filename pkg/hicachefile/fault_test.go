@@ -3,6 +3,7 @@ package hicachefile
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -110,23 +111,31 @@ func samePages(t *testing.T, p *hostcache.Pool, a, b int64) bool {
 	return bytes.Equal(x, y)
 }
 
+// faultFixture returns a pool with n pages of random bytes at src, n free
+// pages at dst, and n keys for them.
+func faultFixture(t *testing.T, n int) (cfg hostcache.Config, p *hostcache.Pool, keys []string, src, dst []int64) {
+	t.Helper()
+	cfg = mhaCfg
+	cfg.Pages = 2 * n
+	p = newPool(t, cfg)
+	src, _ = p.Alloc(n * cfg.PageSize)
+	dst, _ = p.Alloc(n * cfg.PageSize)
+	fillRandom(t, p, src)
+	keys = make([]string, n)
+	for i := range keys {
+		keys[i] = fmt.Sprintf("k%d", i)
+	}
+	return cfg, p, keys, src, dst
+}
+
 // TestBatchSetV1Faults fails each successive system call of a BatchSetV1
 // that spans four batch files, until the call succeeds. Every failing run
 // must return the injected error, report a prefix of whole chunks, leave no
 // temp file, and leave on disk exactly the chunks it reported, each readable
 // byte for byte by a store without faults.
 func TestBatchSetV1Faults(t *testing.T) {
-	cfg := mhaCfg
-	cfg.Pages = 20
-	p := newPool(t, cfg)
 	const keysN, perFile = 10, 3
-	src, _ := p.Alloc(keysN * cfg.PageSize)
-	dst, _ := p.Alloc(keysN * cfg.PageSize)
-	fillRandom(t, p, src)
-	keys := make([]string, keysN)
-	for i := range keys {
-		keys[i] = "k" + string(rune('a'+i))
-	}
+	cfg, p, keys, src, dst := faultFixture(t, keysN)
 	for n := int64(1); ; n++ {
 		dir := t.TempDir()
 		f := &faults{n: n}
@@ -182,17 +191,8 @@ func TestBatchSetV1Faults(t *testing.T) {
 // Every key reported true must hold exactly its page; a fault may only turn
 // keys false.
 func TestBatchGetV1Faults(t *testing.T) {
-	cfg := mhaCfg
-	cfg.Pages = 20
-	p := newPool(t, cfg)
 	const keysN, perFile = 10, 3
-	src, _ := p.Alloc(keysN * cfg.PageSize)
-	dst, _ := p.Alloc(keysN * cfg.PageSize)
-	fillRandom(t, p, src)
-	keys := make([]string, keysN)
-	for i := range keys {
-		keys[i] = "k" + string(rune('a'+i))
-	}
+	cfg, p, keys, src, dst := faultFixture(t, keysN)
 	dir := t.TempDir()
 	w := newStore(t, Config{Dir: dir, ModelName: "m", MaxBatchFileBytes: int64(perFile * p.PageBytes())}, p)
 	if ok, err := w.BatchSetV1(keys, src); err != nil || !all(ok) {
