@@ -44,6 +44,12 @@ type Config struct {
 	// 8. Copies between the page cache and pool memory are bound by one
 	// core's memory bandwidth, so a second worker nearly doubles them.
 	IOWorkers int
+	// NoWatch makes the store find other processes' batch files by
+	// comparing the V1 directory's mtime on a miss, and listing it when it
+	// changed, instead of following it with inotify. The store falls back to
+	// that by itself where inotify is unavailable, and adds it on network
+	// file systems, whose other clients raise no inotify event here.
+	NoWatch bool
 	// Syscalls replaces the system calls the store makes on its files, for
 	// fault-injection tests. The zero value uses the real ones.
 	Syscalls Syscalls

@@ -74,14 +74,23 @@
 // A Store keeps an in-memory map from key to batch file, offset, length,
 // CRC and fingerprint. New builds it from the trailers and indexes of the
 // store's batch files already in v1S/, so pages survive a restart. Every
-// write adds its entries. Every lookup first compares v1S/'s modification
-// time with the one seen at the last scan (one fstat); when it changed, the
-// directory is listed again, the indexes of new files are loaded, so pages
-// another process wrote are found, and files that disappeared (another
-// process's Clear) are forgotten. The store's own writes do not force a
-// rescan. Exists and BatchExists never list the directory when nothing
-// changed. On a file system with coarse timestamps, a change made within
-// the same tick as the last scan is seen at the next change.
+// write adds its entries. A key that several files hold keeps every copy:
+// lookups prefer the copy written by a pool like the registered one, and a
+// copy that proves bad gives way to the next.
+//
+// The index follows other processes through inotify on v1S/: every lookup
+// first applies the pending events (one read(2) when there are none), so a
+// batch file another process renames in is loaded, and one it removes (its
+// Clear) is forgotten, without listing the directory. The directory is
+// listed again only when the kernel drops events. Where inotify is not
+// available (or with Config.NoWatch), and on network file systems (NFS,
+// SMB, FUSE, Ceph, Lustre, GPFS: other hosts' changes raise no event here),
+// the store polls: a lookup that misses compares v1S/'s modification time
+// with the one at the last listing and lists the directory when it changed;
+// Exists, BatchExists, BatchSetV1 and Locate also check that the files of
+// the keys they found still exist. A batch file whose index could not be
+// read for a passing reason (EMFILE, EIO) is tried again at the next miss.
+// Stats.Listings counts the listings.
 //
 // # Bad files
 //

@@ -24,10 +24,13 @@ var (
 	// that cannot describe a store.
 	ErrInvalidConfig = errors.New("hicachefile: invalid config")
 
-	// ErrLength is returned when the lengths of a call's arguments disagree:
-	// keys and values, keys and destinations, or keys and host indices.
+	// ErrLength is returned when a call's arguments do not fit together:
+	// keys and values, keys and destinations, or keys and host indices of
+	// different lengths, or two keys of BatchGetV1 given the same slots.
 	ErrLength = errors.New("hicachefile: argument lengths do not match")
 
-	// ErrClosed is returned by every Store method called after Close.
+	// ErrClosed is returned by the Store methods that return an error when
+	// they are called after Close; Exists, BatchExists and Locate then report
+	// nothing stored.
 	ErrClosed = errors.New("hicachefile: store is closed")
 )

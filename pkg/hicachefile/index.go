@@ -32,14 +32,16 @@ type index struct {
 	entries map[string]location
 	files   map[string][]string   // batch files seen -> their keys; nil for a skipped file
 	alts    map[string][]location // further copies of keys that several files hold
-	mtime   unix.Timespec         // the V1 directory's mtime at the last scan
-	scanned bool
+	pending map[string]bool       // batch files whose index could not be read yet
+	mtime   unix.Timespec         // the V1 directory's mtime at the last listing
+	scanned bool                  // false until the first listing, and after lost events
 }
 
 func (x *index) init() {
 	x.entries = make(map[string]location)
 	x.files = make(map[string][]string)
 	x.alts = make(map[string][]location)
+	x.pending = make(map[string]bool)
 }
 
 // Location is where BatchSetV1 stored a key's page: Length bytes at Offset
@@ -63,7 +65,7 @@ func (s *Store) Locate(key string) (Location, bool) {
 	if pi := s.pool.Load(); pi != nil {
 		fp = pi.fp
 	}
-	locs, found := s.lookup([]string{key}, fp)
+	locs, found := s.lookup([]string{key}, fp, true)
 	if !found[0] {
 		return Location{}, false
 	}
@@ -72,11 +74,33 @@ func (s *Store) Locate(key string) (Location, bool) {
 }
 
 // lookup returns the V1 location of each key, as index.get does for fp,
-// after refreshing the index if the V1 directory changed since the last
-// scan. That costs one fstat when nothing changed.
-func (s *Store) lookup(keys []string, fp uint64) ([]location, []bool) {
-	s.refresh()
-	return s.idx.get(keys, fp)
+// after bringing the index up to date (see refresh): cheaply first, and
+// once more, harder, when some key misses. With verify, a polling store
+// also checks that the files of the keys found still exist (one fstatat per
+// file), since without a watcher nothing else tells it that another process
+// removed them; a read needs no such check, as its open fails.
+func (s *Store) lookup(keys []string, fp uint64, verify bool) ([]location, []bool) {
+	s.refresh(false)
+	locs, found := s.idx.get(keys, fp)
+	again := slices.Contains(found, false)
+	if !again && verify && s.poll.Load() {
+		checked := make(map[string]bool)
+		for i, l := range locs {
+			if !found[i] || checked[l.file] {
+				continue
+			}
+			checked[l.file] = true
+			var st unix.Stat_t
+			if unix.Fstatat(s.v1fd, l.file, &st, unix.AT_SYMLINK_NOFOLLOW) != nil {
+				again = true
+				break
+			}
+		}
+	}
+	if again && s.refresh(true) {
+		locs, found = s.idx.get(keys, fp)
+	}
+	return locs, found
 }
 
 // get returns the location of each key: the copy written by a pool with
@@ -102,14 +126,12 @@ func (x *index) get(keys []string, fp uint64) ([]location, []bool) {
 }
 
 // add records the pages of a batch file this store just wrote; they become
-// their keys' leading copies. before and after are the directory's mtime
-// around the write: when the index was current before it, it is current
-// after it, and the next lookup need not rescan for a change this store made
-// itself.
-func (x *index) add(file string, entries []indexEntry, fp uint64, before, after unix.Timespec) {
+// their keys' leading copies.
+func (x *index) add(file string, entries []indexEntry, fp uint64) {
 	keys := make([]string, len(entries))
 	x.mu.Lock()
 	defer x.mu.Unlock()
+	x.removeFile(file) // a watcher may have loaded it already
 	for i, e := range entries {
 		if cur, dup := x.entries[e.key]; dup {
 			x.alts[e.key] = append(x.alts[e.key], cur)
@@ -118,9 +140,16 @@ func (x *index) add(file string, entries []indexEntry, fp uint64, before, after 
 		keys[i] = e.key
 	}
 	x.files[file] = keys
-	if x.scanned && x.mtime == before {
-		x.mtime = after
+}
+
+// removeFile forgets every copy that the batch file name holds. The caller
+// holds x.mu.
+func (x *index) removeFile(name string) {
+	for _, k := range x.files[name] {
+		x.remove(k, func(l location) bool { return l.file == name })
 	}
+	delete(x.files, name)
+	delete(x.pending, name)
 }
 
 // drop forgets the copy of key at loc: its page proved bad or gone. The
@@ -165,109 +194,6 @@ func (x *index) reset() {
 	defer x.mu.Unlock()
 	x.init()
 	x.scanned = false
-}
-
-// dirState returns the V1 directory's modification time, which every
-// create, rename and unlink in it changes.
-func (s *Store) dirState() (unix.Timespec, error) {
-	var st unix.Stat_t
-	err := unix.Fstat(s.v1fd, &st)
-	return st.Mtim, err
-}
-
-// current reports whether the index reflects the directory at mtime.
-func (x *index) current(mtime unix.Timespec) bool {
-	x.mu.RLock()
-	defer x.mu.RUnlock()
-	return x.scanned && mtime == x.mtime
-}
-
-// refresh rescans the V1 directory if it changed since the last scan: it
-// loads the index of every batch file not seen before and forgets the files
-// that are gone. It reports whether anything was scanned.
-func (s *Store) refresh() bool {
-	x := &s.idx
-	if m, err := s.dirState(); err == nil && x.current(m) {
-		return false
-	}
-	x.scan.Lock()
-	defer x.scan.Unlock()
-	mtime, err := s.dirState()
-	if err != nil {
-		s.stats.errors.Add(1)
-		return false
-	}
-	if x.current(mtime) {
-		return false // another goroutine scanned while this one waited
-	}
-	// Only files indexed before the listing can be gone when the listing
-	// lacks them: this store's writes rename a file into place before
-	// adding it, so one added later may simply be newer than the listing.
-	x.mu.RLock()
-	known := make(map[string]bool, len(x.files))
-	for name := range x.files {
-		known[name] = true
-	}
-	x.mu.RUnlock()
-	names, err := readDirNames(s.v1Dir)
-	if err != nil {
-		s.stats.errors.Add(1)
-		return false
-	}
-
-	x.mu.RLock()
-	var fresh []string
-	present := make(map[string]bool, len(names))
-	for _, n := range names {
-		if !s.isBatchName(n) {
-			continue
-		}
-		present[n] = true
-		if _, seen := x.files[n]; !seen {
-			fresh = append(fresh, n)
-		}
-	}
-	x.mu.RUnlock()
-
-	type loaded struct {
-		name    string
-		entries []indexEntry
-		fp      uint64
-	}
-	var got []loaded
-	for _, n := range fresh {
-		entries, fp, err := s.loadIndex(n)
-		if err != nil {
-			if !os.IsNotExist(err) {
-				s.stats.skippedFiles.Add(1)
-			}
-			entries = nil
-		}
-		got = append(got, loaded{n, entries, fp})
-	}
-
-	x.mu.Lock()
-	defer x.mu.Unlock()
-	for name, keys := range x.files {
-		if present[name] || !known[name] {
-			continue
-		}
-		for _, k := range keys {
-			x.remove(k, func(l location) bool { return l.file == name })
-		}
-		delete(x.files, name)
-	}
-	for _, l := range got {
-		var keys []string
-		for _, e := range l.entries {
-			x.put(e.key, location{file: l.name, off: e.off, length: e.length, crc: e.crc, fp: l.fp})
-			keys = append(keys, e.key)
-		}
-		x.files[l.name] = keys
-	}
-	x.mtime = mtime
-	x.scanned = true
-	return true
 }
 
 // readDirNames lists the names in dir, unsorted.

@@ -70,11 +70,17 @@ func TestLookupAfterConcurrentRefresh(t *testing.T) {
 // listed the directory. Writers check, right after each BatchSetV1, that
 // the index still holds their page while other goroutines rescan.
 func TestRefreshKeepsOwnWrites(t *testing.T) {
+	for _, noWatch := range []bool{false, true} {
+		t.Run(fmt.Sprintf("NoWatch=%v", noWatch), func(t *testing.T) { testRefreshKeepsOwnWrites(t, noWatch) })
+	}
+}
+
+func testRefreshKeepsOwnWrites(t *testing.T, noWatch bool) {
 	const writers, rounds = 3, 60
 	cfg := mhaCfg
 	cfg.Pages = writers
 	p := newPool(t, cfg)
-	s := newStore(t, Config{Dir: t.TempDir(), ModelName: "m"}, p)
+	s := newStore(t, Config{Dir: t.TempDir(), ModelName: "m", NoWatch: noWatch}, p)
 	held := func(k string) bool {
 		s.idx.mu.RLock()
 		defer s.idx.mu.RUnlock()
@@ -91,7 +97,7 @@ func TestRefreshKeepsOwnWrites(t *testing.T) {
 				case <-stop:
 					return
 				default:
-					s.refresh()
+					s.refresh(true)
 				}
 			}
 		})

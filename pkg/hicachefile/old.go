@@ -93,18 +93,25 @@ func (s *Store) Get(key string, dst []byte) error {
 
 // count records the outcome of reading one page of n bytes.
 func (s *Store) count(err error, n int64) {
-	switch {
-	case err == nil:
+	s.classify(err)
+	if err == nil {
 		s.stats.hits.Add(1)
 		s.stats.getBytes.Add(n)
-		return
+	} else {
+		s.stats.misses.Add(1)
+	}
+}
+
+// classify counts a failed page read as corrupt or as an I/O error; a miss
+// or an invalid key is neither.
+func (s *Store) classify(err error) {
+	switch {
+	case err == nil, errors.Is(err, ErrNotFound), errors.Is(err, ErrInvalidKey):
 	case errors.Is(err, ErrCorrupt):
 		s.stats.corrupt.Add(1)
-	case errors.Is(err, ErrNotFound), errors.Is(err, ErrInvalidKey):
 	default:
 		s.stats.errors.Add(1)
 	}
-	s.stats.misses.Add(1)
 }
 
 // readOld reads key's old-format file, which must be exactly size bytes,
@@ -183,14 +190,15 @@ func (s *Store) oldExists(key string) bool {
 	return unix.Fstatat(s.dirfd, s.oldName(key), &st, 0) == nil && st.Mode&unix.S_IFMT == unix.S_IFREG
 }
 
-// Exists reports whether either format holds key.
+// Exists reports whether either format holds key, as BatchExists does.
 func (s *Store) Exists(key string) bool {
 	return s.BatchExists([]string{key}) == 1
 }
 
 // BatchExists returns the length of the longest prefix of keys that all
 // exist, in either format. Keys are hash-chained prefixes, so a hole ends
-// the prefix.
+// the prefix. Once a pool is registered, a V1 copy counts only if that pool
+// can load it (same shape, dtype and layout).
 func (s *Store) BatchExists(keys []string) int {
 	if s.enter() != nil {
 		return 0
@@ -201,9 +209,15 @@ func (s *Store) BatchExists(keys []string) int {
 			return i
 		}
 	}
-	_, found := s.lookup(keys, 0)
+	// With a pool registered, a copy that pool could never load (written
+	// by a pool of another shape or dtype) does not count.
+	var fp uint64
+	if pi := s.pool.Load(); pi != nil {
+		fp = pi.fp
+	}
+	locs, found := s.lookup(keys, fp, true)
 	for i, k := range keys {
-		if !found[i] && !s.oldExists(k) {
+		if !(found[i] && (fp == 0 || locs[i].fp == fp)) && !s.oldExists(k) {
 			return i
 		}
 	}
@@ -212,8 +226,11 @@ func (s *Store) BatchExists(keys []string) int {
 
 // Clear removes this store's files from the directory: its batch files, its
 // old-format files, and its temp files. Other models' and ranks' files in a
-// shared directory stay. A file that cannot be removed does not stop the
-// others; the failures are joined in the error.
+// shared directory stay. Old-format files whose key contains '_' stay too:
+// SGLang's naming cannot tell them from another model's files (see the
+// package documentation). A file that cannot be removed does not stop the
+// others; the failures are joined in the error. A write in progress when
+// Clear runs may lose its temp file and fail.
 func (s *Store) Clear() error {
 	if err := s.enter(); err != nil {
 		return err

@@ -34,6 +34,12 @@ type Store struct {
 	dirfd int          // Dir, open for *at calls
 	v1fd  int          // v1Dir, open for *at calls
 
+	// watch follows the V1 directory (nil when inotify is unavailable),
+	// guarded by idx.scan. poll makes a miss compare the directory's mtime
+	// (when there is no watch, or on a network file system).
+	watch *watcher
+	poll  atomic.Bool
+
 	pool  atomic.Pointer[poolInfo]
 	idx   index
 	stats counters
@@ -66,7 +72,19 @@ func New(cfg Config) (*Store, error) {
 		_ = unix.Close(s.dirfd)
 		return nil, err
 	}
-	s.refresh()
+	if cfg.Sync {
+		// Make the directories themselves durable, in case New made them.
+		if err := syncDirs(filepath.Dir(s.dir), s.dirfd); err != nil {
+			_ = s.Close()
+			return nil, err
+		}
+	}
+	// Watch before the first listing, so that no change falls between.
+	if !cfg.NoWatch {
+		s.watch, _ = newWatcher(s.v1Dir) // without it, the store polls
+	}
+	s.poll.Store(s.watch == nil || isNetworkFS(s.v1fd))
+	s.refresh(false)
 	return s, nil
 }
 
@@ -91,7 +109,27 @@ func (s *Store) Close() error {
 		return ErrClosed
 	}
 	s.close = true
-	return errors.Join(closeFD(s.dirfd, s.dir), closeFD(s.v1fd, s.v1Dir))
+	var werr error
+	if s.watch != nil {
+		werr = s.watch.close()
+	}
+	return errors.Join(closeFD(s.dirfd, s.dir), closeFD(s.v1fd, s.v1Dir), werr)
+}
+
+// syncDirs fsyncs the directory at path and the one open at fd.
+func syncDirs(path string, fd int) error {
+	pfd, err := unix.Open(path, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("hicachefile: open directory %s: %w", path, err)
+	}
+	defer unix.Close(pfd)
+	if err := unix.Fsync(pfd); err != nil {
+		return fmt.Errorf("hicachefile: fsync %s: %w", path, err)
+	}
+	if err := unix.Fsync(fd); err != nil {
+		return fmt.Errorf("hicachefile: fsync directory: %w", err)
+	}
+	return nil
 }
 
 // closeFD closes a raw descriptor, naming path in the error.
@@ -159,12 +197,16 @@ type Stats struct {
 	// checks; none of their pages is served.
 	SkippedFiles int64
 	Errors       int64 // I/O errors other than a missing file
+	// Listings counts full listings of the V1 directory: one when the store
+	// opens, then only after lost inotify events or, when polling, after a
+	// miss in a changed directory.
+	Listings int64
 }
 
 // counters are the live Stats.
 type counters struct {
 	sets, setBytes, existed, gets, getBytes, hits, misses atomic.Int64
-	corrupt, mismatch, skippedFiles, errors               atomic.Int64
+	corrupt, mismatch, skippedFiles, errors, listings     atomic.Int64
 }
 
 // Stats returns a snapshot of the store's counters.
@@ -174,7 +216,7 @@ func (s *Store) Stats() Stats {
 		Sets: c.sets.Load(), SetBytes: c.setBytes.Load(), Existed: c.existed.Load(),
 		Gets: c.gets.Load(), GetBytes: c.getBytes.Load(), Hits: c.hits.Load(), Misses: c.misses.Load(),
 		Corrupt: c.corrupt.Load(), Mismatch: c.mismatch.Load(), SkippedFiles: c.skippedFiles.Load(),
-		Errors: c.errors.Load(),
+		Errors: c.errors.Load(), Listings: c.listings.Load(),
 	}
 }
 

@@ -59,7 +59,7 @@ func (s *Store) BatchSetV1(keys []string, hostIndices []int64) ([]bool, error) {
 	}
 	// A copy written by a pool of another shape or dtype does not count:
 	// this pool could never load it.
-	locs, inV1 := s.lookup(valid, pi.fp)
+	locs, inV1 := s.lookup(valid, pi.fp, true)
 	exists := make(map[string]bool, len(valid))
 	for i, k := range valid {
 		exists[k] = inV1[i] && locs[i].fp == pi.fp
@@ -120,7 +120,6 @@ func (s *Store) writeBatch(pi *poolInfo, keys []string, bufs [][]byte, chunk []i
 	page := func(n int) [][]byte { i := chunk[n]; return bufs[i*pi.bpp : (i+1)*pi.bpp] }
 	pieces := s.split(len(chunk), pi.pageLen)
 	name := s.batchName()
-	before, _ := s.dirState()
 	err := s.writeFile(s.v1fd, s.v1Dir, name, func(fd int) error {
 		errs := make([]error, len(pieces))
 		parallel(s.workers, len(pieces), func(p int) {
@@ -145,8 +144,7 @@ func (s *Store) writeBatch(pi *poolInfo, keys []string, bufs [][]byte, chunk []i
 	if err != nil {
 		return err
 	}
-	after, _ := s.dirState()
-	s.idx.add(name, entries, pi.fp, before, after)
+	s.idx.add(name, entries, pi.fp)
 	s.stats.sets.Add(int64(len(chunk)))
 	s.stats.setBytes.Add(int64(len(chunk)) * pi.pageLen)
 	return nil
@@ -173,19 +171,36 @@ func (s *Store) BatchGetV1(keys []string, hostIndices []int64) ([]bool, error) {
 	if err != nil {
 		return ok, err
 	}
+	seen := make(map[int64]bool, len(keys))
+	for i := range keys {
+		first := hostIndices[i*pi.ps]
+		if seen[first] {
+			return ok, fmt.Errorf("%w: slot %d is the destination of two keys", ErrLength, first)
+		}
+		seen[first] = true
+	}
 	s.stats.gets.Add(int64(len(keys)))
-	locs, found := s.lookup(keys, pi.fp)
+	defer func() {
+		hits := int64(0)
+		for _, b := range ok {
+			if b {
+				hits++
+			}
+		}
+		s.stats.hits.Add(hits)
+		s.stats.getBytes.Add(hits * pi.pageLen)
+		s.stats.misses.Add(int64(len(keys)) - hits)
+	}()
+	locs, found := s.lookup(keys, pi.fp, false)
 
 	byFile := make(map[string][]int)
 	for i, k := range keys {
 		switch {
 		case s.checkKey(k) != nil:
-			s.stats.misses.Add(1)
 		case !found[i]:
 			ok[i] = s.readOldV1(pi, k, hostIndices[i*pi.ps:(i+1)*pi.ps])
 		case locs[i].fp != pi.fp || locs[i].length != pi.pageLen:
 			s.stats.mismatch.Add(1)
-			s.stats.misses.Add(1)
 		default:
 			byFile[locs[i].file] = append(byFile[locs[i].file], i)
 		}
@@ -219,7 +234,7 @@ func (s *Store) readOldV1(pi *poolInfo, key string, indices []int64) bool {
 	if err == nil {
 		err = s.readOld(key, flat, pi.pageLen)
 	}
-	s.count(err, pi.pageLen)
+	s.classify(err)
 	return err == nil
 }
 
@@ -304,7 +319,7 @@ func (s *Store) finishPage(pi *poolInfo, key string, loc location, crc uint32, r
 			err = fmt.Errorf("%w: page of %q in %s has CRC32C %08x, want %08x", ErrCorrupt, key, loc.file, crc, loc.crc)
 		}
 	}
-	s.count(err, pi.pageLen)
+	s.classify(err)
 	if errors.Is(err, ErrCorrupt) || errors.Is(err, ErrNotFound) {
 		s.idx.drop(key, loc)
 	}

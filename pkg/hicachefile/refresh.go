@@ -1,0 +1,198 @@
+package hicachefile
+
+import (
+	"errors"
+	"os"
+	"slices"
+
+	"golang.org/x/sys/unix"
+)
+
+// refresh brings the index up to date with the V1 directory, as cheaply as
+// it can, and reports whether the index may have changed. miss says that a
+// lookup just missed, which justifies more work.
+//
+// With a watcher, pending inotify events are applied: batch files renamed
+// or written in are loaded, files removed are forgotten. That costs one
+// read(2) when nothing happened. The directory is listed in full only before
+// the first lookup, and after the kernel dropped events. When the store
+// polls (no inotify, or a network file system whose other clients raise no
+// event here), a miss lists the directory again if its mtime changed since
+// the last listing. A miss also retries the files whose index could not be
+// read for a reason other than corruption.
+func (s *Store) refresh(miss bool) bool {
+	x := &s.idx
+	x.scan.Lock()
+	defer x.scan.Unlock()
+
+	changed := false
+	if s.watch != nil {
+		changed = s.applyEvents()
+	}
+	x.mu.RLock()
+	full, retry := !x.scanned, miss && len(x.pending) > 0
+	x.mu.RUnlock()
+	if !full && miss && s.poll.Load() {
+		var st unix.Stat_t
+		if err := unix.Fstat(s.v1fd, &st); err != nil {
+			s.stats.errors.Add(1)
+		} else {
+			x.mu.RLock()
+			full = st.Mtim != x.mtime
+			x.mu.RUnlock()
+		}
+	}
+	switch {
+	case full:
+		return s.listDir() || changed
+	case retry:
+		x.mu.RLock()
+		names := make([]string, 0, len(x.pending))
+		for n := range x.pending {
+			names = append(names, n)
+		}
+		x.mu.RUnlock()
+		s.merge(s.load(names))
+		return true
+	}
+	return changed
+}
+
+// applyEvents applies the watcher's pending events to the index. The caller
+// holds x.scan.
+func (s *Store) applyEvents() bool {
+	x := &s.idx
+	var gone, fresh, written []string
+	overflow, lost := s.watch.drain(func(name string, ev event) {
+		if !s.isBatchName(name) {
+			return
+		}
+		switch ev {
+		case evGone:
+			gone = append(gone, name)
+		case evAppeared:
+			fresh = append(fresh, name)
+		case evWritten:
+			written = append(written, name)
+		}
+	})
+	if lost {
+		_ = s.watch.close()
+		s.watch = nil
+		s.poll.Store(true)
+	}
+	x.mu.Lock()
+	if overflow || lost {
+		x.scanned = false
+	}
+	for _, n := range gone {
+		x.removeFile(n)
+	}
+	// A file renamed in by this store is known already. One written in
+	// place is read again, since its old index no longer holds.
+	fresh = slices.DeleteFunc(fresh, func(n string) bool { _, known := x.files[n]; return known })
+	x.mu.Unlock()
+	fresh = append(fresh, written...)
+	s.merge(s.load(fresh))
+	return len(gone) > 0 || len(fresh) > 0
+}
+
+// loaded is the outcome of reading one batch file's index.
+type loaded struct {
+	name    string
+	entries []indexEntry
+	fp      uint64
+	err     error
+}
+
+// load reads the indexes of the batch files names.
+func (s *Store) load(names []string) []loaded {
+	out := make([]loaded, len(names))
+	for i, n := range names {
+		out[i].name = n
+		out[i].entries, out[i].fp, out[i].err = s.loadIndex(n)
+	}
+	return out
+}
+
+// merge puts loaded indexes into the index, replacing what it held of the
+// same files. A file that fails its checks is remembered as skipped, so it
+// is not read again; one that could not be read for another reason (EMFILE,
+// EIO) is retried at a later miss; one that is gone is forgotten.
+func (s *Store) merge(files []loaded) {
+	x := &s.idx
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	for _, f := range files {
+		x.removeFile(f.name)
+		switch {
+		case f.err == nil:
+			keys := make([]string, len(f.entries))
+			for i, e := range f.entries {
+				x.put(e.key, location{file: f.name, off: e.off, length: e.length, crc: e.crc, fp: f.fp})
+				keys[i] = e.key
+			}
+			x.files[f.name] = keys
+		case errors.Is(f.err, ErrCorrupt):
+			x.files[f.name] = nil
+			s.stats.skippedFiles.Add(1)
+		case errors.Is(f.err, os.ErrNotExist):
+		default:
+			x.pending[f.name] = true
+			s.stats.errors.Add(1)
+		}
+	}
+}
+
+// listDir lists the V1 directory, loads the batch files the index does not
+// know, and forgets the ones that are gone. The caller holds x.scan.
+func (s *Store) listDir() bool {
+	x := &s.idx
+	var st unix.Stat_t
+	if err := unix.Fstat(s.v1fd, &st); err != nil {
+		s.stats.errors.Add(1)
+		return false
+	}
+	// Only files indexed before the listing can be gone when the listing
+	// lacks them: this store's writes rename a file into place before
+	// adding it, so one added later may simply be newer than the listing.
+	x.mu.RLock()
+	known := make(map[string]bool, len(x.files))
+	for name := range x.files {
+		known[name] = true
+	}
+	x.mu.RUnlock()
+	names, err := readDirNames(s.v1Dir)
+	if err != nil {
+		s.stats.errors.Add(1)
+		return false
+	}
+	s.stats.listings.Add(1)
+
+	present := make(map[string]bool, len(names))
+	var fresh []string
+	x.mu.RLock()
+	for _, n := range names {
+		if !s.isBatchName(n) {
+			continue
+		}
+		present[n] = true
+		if _, seen := x.files[n]; !seen || x.pending[n] {
+			fresh = append(fresh, n)
+		}
+	}
+	x.mu.RUnlock()
+
+	got := s.load(fresh)
+	x.mu.Lock()
+	for name := range x.files {
+		if known[name] && !present[name] {
+			x.removeFile(name)
+		}
+	}
+	x.mtime = st.Mtim
+	x.scanned = true
+	x.mu.Unlock()
+	s.merge(got)
+	return true
+}

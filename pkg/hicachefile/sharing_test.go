@@ -1,0 +1,285 @@
+package hicachefile
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/hicache-go/hicache/pkg/hostcache"
+)
+
+// bothModes runs test once with inotify watching and once polling.
+func bothModes(t *testing.T, test func(t *testing.T, noWatch bool)) {
+	for _, noWatch := range []bool{false, true} {
+		t.Run(fmt.Sprintf("NoWatch=%v", noWatch), func(t *testing.T) { test(t, noWatch) })
+	}
+}
+
+// TestForeignWriteDuringOwnWrite: a page another store renames into place
+// while this store is writing its own batch must still be found, and stay
+// found after more writes of this store's own.
+func TestForeignWriteDuringOwnWrite(t *testing.T) {
+	bothModes(t, func(t *testing.T, noWatch bool) {
+		ps := mhaCfg.PageSize
+		p := newPool(t, mhaCfg)
+		idx, _ := p.Alloc(2 * ps)
+		fillRandom(t, p, idx)
+		dir := t.TempDir()
+		b := newStore(t, Config{Dir: dir, ModelName: "m", NoWatch: noWatch}, p)
+		armed := true
+		sys := Syscalls{Renameat: func(od int, op string, nd int, np string) error {
+			if armed {
+				armed = false
+				if ok, err := b.BatchSetV1([]string{"kb"}, idx[ps:]); err != nil || !ok[0] {
+					t.Errorf("B: %v %v", ok, err)
+				}
+			}
+			return unix.Renameat(od, op, nd, np)
+		}}
+		a := newStore(t, Config{Dir: dir, ModelName: "m", NoWatch: noWatch, Syscalls: sys}, p)
+		if ok, err := a.BatchSetV1([]string{"ka"}, idx[:ps]); err != nil || !ok[0] {
+			t.Fatal(ok, err)
+		}
+		if !a.Exists("kb") {
+			t.Error("Exists(kb) = false although B wrote kb before A's write finished")
+		}
+		if ok, _ := a.BatchGetV1([]string{"kb"}, idx[:ps]); !ok[0] {
+			t.Error("BatchGetV1(kb) = false")
+		}
+		fillRandom(t, p, idx[:ps])
+		if ok, err := a.BatchSetV1([]string{"ka2"}, idx[:ps]); err != nil || !ok[0] {
+			t.Fatal(ok, err)
+		}
+		if !a.Exists("kb") {
+			t.Error("kb lost after another own write")
+		}
+	})
+}
+
+// TestForeignClearSeen: after another store clears the directory, this
+// store must neither report the cleared keys as present nor skip writing
+// them again.
+func TestForeignClearSeen(t *testing.T) {
+	bothModes(t, func(t *testing.T, noWatch bool) {
+		p := newPool(t, mhaCfg)
+		idx, _ := p.Alloc(mhaCfg.PageSize)
+		fillRandom(t, p, idx)
+		dir := t.TempDir()
+		a := newStore(t, Config{Dir: dir, ModelName: "m", NoWatch: noWatch}, p)
+		b := newStore(t, Config{Dir: dir, ModelName: "m", NoWatch: noWatch}, p)
+		if ok, err := a.BatchSetV1([]string{"k"}, idx); err != nil || !ok[0] {
+			t.Fatal(ok, err)
+		}
+		if err := b.Clear(); err != nil {
+			t.Fatal(err)
+		}
+		if a.Exists("k") {
+			t.Fatal("a cleared key still exists")
+		}
+		if ok, _ := a.BatchGetV1([]string{"k"}, idx); ok[0] {
+			t.Fatal("a cleared page was served")
+		}
+		before := a.Stats().Sets
+		if ok, err := a.BatchSetV1([]string{"k"}, idx); err != nil || !ok[0] {
+			t.Fatal(ok, err)
+		}
+		if a.Stats().Sets != before+1 {
+			t.Fatal("BatchSetV1 skipped a key whose file another store had cleared")
+		}
+		if !b.Exists("k") {
+			t.Fatal("the rewritten key is not found by the store that cleared it")
+		}
+	})
+}
+
+// TestTransientLoadFailureRetried: one transient failure (EMFILE) while
+// loading another store's batch file must not hide its pages for good.
+func TestTransientLoadFailureRetried(t *testing.T) {
+	bothModes(t, func(t *testing.T, noWatch bool) {
+		ps := mhaCfg.PageSize
+		p := newPool(t, mhaCfg)
+		idx, _ := p.Alloc(2 * ps)
+		fillRandom(t, p, idx)
+		dir := t.TempDir()
+		var armed atomic.Bool
+		sys := Syscalls{Openat: func(d int, path string, fl int, m uint32) (int, error) {
+			if armed.Load() && strings.HasSuffix(path, batchExt) {
+				armed.Store(false)
+				return -1, unix.EMFILE
+			}
+			return unix.Openat(d, path, fl, m)
+		}}
+		a := newStore(t, Config{Dir: dir, ModelName: "m", NoWatch: noWatch, Syscalls: sys}, p)
+		b := newStore(t, Config{Dir: dir, ModelName: "m", NoWatch: noWatch}, p)
+		if ok, err := b.BatchSetV1([]string{"kb"}, idx[:ps]); err != nil || !ok[0] {
+			t.Fatal(ok, err)
+		}
+		armed.Store(true)
+		found := a.Exists("kb") // the load fails here, or on the retry below
+		if armed.Load() {
+			t.Fatal("setup: the fault did not fire")
+		}
+		if !found && !a.Exists("kb") {
+			t.Errorf("kb not found after a transient EMFILE; stats %+v", a.Stats())
+		}
+		if st := a.Stats(); st.SkippedFiles != 0 || st.Errors == 0 {
+			t.Errorf("a transient failure counted as a skipped file: %+v", st)
+		}
+	})
+}
+
+// TestExistsIgnoresForeignDtype: once a pool is registered, Exists counts
+// only copies that pool can load.
+func TestExistsIgnoresForeignDtype(t *testing.T) {
+	dir := t.TempDir()
+	p16 := newPool(t, mhaCfg)
+	bcfg := mhaCfg
+	bcfg.DType = hostcache.BFloat16
+	pbf := newPool(t, bcfg)
+	w := newStore(t, Config{Dir: dir, ModelName: "m"}, p16)
+	i16, _ := p16.Alloc(mhaCfg.PageSize)
+	fillRandom(t, p16, i16)
+	if ok, err := w.BatchSetV1([]string{"k"}, i16); err != nil || !ok[0] {
+		t.Fatal(ok, err)
+	}
+	r := newStore(t, Config{Dir: dir, ModelName: "m"}, pbf)
+	if r.Exists("k") {
+		t.Error("Exists(k) is true for a pool that cannot load the only copy")
+	}
+	if !w.Exists("k") {
+		t.Error("Exists(k) is false for the pool that wrote it")
+	}
+}
+
+// TestOverlappingDestinations: two keys read into the same slots would leave
+// one key's bytes under both reported trues, so it is a call-level error.
+func TestOverlappingDestinations(t *testing.T) {
+	ps := mhaCfg.PageSize
+	p := newPool(t, mhaCfg)
+	s := newStore(t, Config{Dir: t.TempDir(), ModelName: "m"}, p)
+	src, _ := p.Alloc(2 * ps)
+	dst, _ := p.Alloc(ps)
+	fillRandom(t, p, src)
+	if ok, err := s.BatchSetV1([]string{"a", "b"}, src); err != nil || !all(ok) {
+		t.Fatal(ok, err)
+	}
+	ok, err := s.BatchGetV1([]string{"a", "b"}, append(append([]int64{}, dst...), dst...))
+	if !errors.Is(err, ErrLength) || ok[0] || ok[1] {
+		t.Fatalf("BatchGetV1 into shared slots = %v, %v; want ErrLength, all false", ok, err)
+	}
+}
+
+// keyPage returns the page bytes that belong to key k: anyone can check a
+// page served for k without knowing who wrote it.
+func keyPage(k string, n int) []byte {
+	h := fnv.New64a()
+	h.Write([]byte(k))
+	r := rand.New(rand.NewPCG(h.Sum64(), 1))
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = byte(r.Uint32())
+	}
+	return b
+}
+
+// TestStressNoWrongPage: two stores on one directory, four goroutines
+// writing and reading random keys through either, while another flips bytes
+// in batch files, truncates them and clears the directory. A page reported
+// true must always be its key's bytes.
+func TestStressNoWrongPage(t *testing.T) {
+	bothModes(t, func(t *testing.T, noWatch bool) {
+		cfg := mhaCfg
+		cfg.Pages = 64
+		p := newPool(t, cfg)
+		dir := t.TempDir()
+		sc := Config{Dir: dir, ModelName: "m", MaxBatchFileBytes: int64(2 * p.PageBytes()), IOWorkers: 2, NoWatch: noWatch}
+		stores := []*Store{newStore(t, sc, p), newStore(t, sc, p)}
+		const nkeys = 24
+		var stop atomic.Bool
+		var wg sync.WaitGroup
+		var bad, hits atomic.Int64
+		for w := range 4 {
+			slots, _ := p.Alloc(4 * cfg.PageSize)
+			wg.Go(func() {
+				r := rand.New(rand.NewPCG(uint64(w), 9))
+				for !stop.Load() {
+					s := stores[r.IntN(2)]
+					ks := make([]string, 4)
+					for i := range ks {
+						ks[i] = fmt.Sprintf("k%02d", r.IntN(nkeys))
+					}
+					if r.IntN(2) == 0 {
+						for i, k := range ks {
+							if err := p.SetFromFlatDataPage(slots[i*cfg.PageSize], keyPage(k, p.PageBytes())); err != nil {
+								t.Error(err)
+								return
+							}
+						}
+						_, _ = s.BatchSetV1(ks, slots)
+						continue
+					}
+					ok, _ := s.BatchGetV1(ks, slots)
+					for i, k := range ks {
+						if !ok[i] {
+							continue
+						}
+						hits.Add(1)
+						if got, _ := p.GetDataPage(slots[i*cfg.PageSize]); !bytes.Equal(got, keyPage(k, p.PageBytes())) {
+							bad.Add(1)
+						}
+					}
+				}
+			})
+		}
+		wg.Go(func() {
+			r := rand.New(rand.NewPCG(7, 7))
+			for !stop.Load() {
+				time.Sleep(2 * time.Millisecond)
+				if r.IntN(20) == 0 {
+					_ = stores[r.IntN(2)].Clear()
+					continue
+				}
+				ents, _ := os.ReadDir(stores[0].v1Dir)
+				for _, e := range ents {
+					if !strings.HasSuffix(e.Name(), batchExt) || r.IntN(4) != 0 {
+						continue
+					}
+					f, err := os.OpenFile(filepath.Join(stores[0].v1Dir, e.Name()), os.O_RDWR, 0)
+					if err != nil {
+						continue
+					}
+					if st, err := f.Stat(); err == nil && st.Size() > 0 {
+						switch r.IntN(3) {
+						case 0:
+							_, _ = f.WriteAt([]byte{byte(r.Uint32()) | 1}, r.Int64N(st.Size()))
+						case 1:
+							_ = f.Truncate(r.Int64N(st.Size()))
+						}
+					}
+					_ = f.Close()
+				}
+			}
+		})
+		time.Sleep(time.Second)
+		stop.Store(true)
+		wg.Wait()
+		t.Logf("%d pages served and checked", hits.Load())
+		if bad.Load() != 0 {
+			t.Fatalf("%d wrong pages reported true", bad.Load())
+		}
+		if hits.Load() == 0 {
+			t.Fatal("no page was served: the test checked nothing")
+		}
+	})
+}
