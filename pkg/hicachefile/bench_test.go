@@ -2,6 +2,8 @@ package hicachefile
 
 import (
 	"fmt"
+	"os"
+	"path/filepath"
 	"testing"
 
 	"github.com/hicache-go/hicache/pkg/hostcache"
@@ -117,5 +119,46 @@ func BenchmarkInterfaces(b *testing.B) {
 		run("v1-get", false, newRead, func() error { _ = s.Clear(); return newWrite() })
 		run("v1-set-1worker", true, oneWrite, clearStore)
 		run("v1-get-1worker", false, oneRead, func() error { _ = s.Clear(); return newWrite() })
+	}
+}
+
+// BenchmarkLookupBusyDir times a one-key BatchGetV1 hit in a directory of
+// 20,000 batch files right after another store wrote a batch: with inotify
+// the write is one event to apply; polling, a hit needs no listing either.
+// Before the index followed events, this listed the whole directory.
+//
+//	go test -run=NONE -bench=LookupBusyDir ./pkg/hicachefile
+func BenchmarkLookupBusyDir(b *testing.B) {
+	for _, noWatch := range []bool{false, true} {
+		b.Run(fmt.Sprintf("NoWatch=%v", noWatch), func(b *testing.B) {
+			p := newPool(b, mhaCfg)
+			idx, _ := p.Alloc(2 * mhaCfg.PageSize)
+			fillRandom(b, p, idx)
+			dir := b.TempDir()
+			a := newStore(b, Config{Dir: dir, ModelName: "m", NoWatch: noWatch}, p)
+			other := newStore(b, Config{Dir: dir, ModelName: "m", NoWatch: noWatch}, p)
+			for i := range 20000 {
+				name := "b" + fmt.Sprintf("%016x", i) + a.suffix + batchExt
+				if err := os.WriteFile(filepath.Join(a.v1Dir, name), nil, 0o644); err != nil {
+					b.Fatal(err)
+				}
+			}
+			if ok, err := a.BatchSetV1([]string{"hot"}, idx[:mhaCfg.PageSize]); err != nil || !ok[0] {
+				b.Fatal(ok, err)
+			}
+			i := 0
+			for b.Loop() {
+				b.StopTimer()
+				if _, err := other.BatchSetV1([]string{fmt.Sprint("f", i)}, idx[:mhaCfg.PageSize]); err != nil {
+					b.Fatal(err)
+				}
+				i++
+				b.StartTimer()
+				if ok, err := a.BatchGetV1([]string{"hot"}, idx[mhaCfg.PageSize:]); err != nil || !ok[0] {
+					b.Fatal(ok, err)
+				}
+			}
+			b.ReportMetric(float64(a.Stats().Listings), "listings")
+		})
 	}
 }
