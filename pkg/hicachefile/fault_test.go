@@ -134,13 +134,19 @@ func faultFixture(t *testing.T, n int) (cfg hostcache.Config, p *hostcache.Pool,
 // temp file, and leave on disk exactly the chunks it reported, each readable
 // byte for byte by a store without faults.
 func TestBatchSetV1Faults(t *testing.T) {
+	for _, workers := range []int{1, 2} {
+		t.Run(fmt.Sprintf("IOWorkers=%d", workers), func(t *testing.T) { testBatchSetV1Faults(t, workers) })
+	}
+}
+
+func testBatchSetV1Faults(t *testing.T, workers int) {
 	const keysN, perFile = 10, 3
 	cfg, p, keys, src, dst := faultFixture(t, keysN)
 	for n := int64(1); ; n++ {
 		dir := t.TempDir()
 		f := &faults{n: n}
 		s := newStore(t, Config{Dir: dir, ModelName: "m", MaxBatchFileBytes: int64(perFile * p.PageBytes()),
-			IOWorkers: 1, Sync: true, Syscalls: f.syscalls()}, p)
+			IOWorkers: workers, Sync: true, Syscalls: f.syscalls()}, p)
 		ok, err := s.BatchSetV1(keys, src)
 		if !f.hit() {
 			if err != nil || !all(ok) {

@@ -10,16 +10,16 @@ import (
 const minPieceBytes = 1 << 20
 
 // piecePages returns how many pages of pageLen bytes one worker takes when n
-// pages are spread over the store's IO workers.
-func (s *Store) piecePages(n int, pageLen int64) int {
-	per := max((int64(n)*pageLen+int64(s.workers)-1)/int64(s.workers), minPieceBytes)
+// pages are spread over workers.
+func piecePages(workers, n int, pageLen int64) int {
+	per := max((int64(n)*pageLen+int64(workers)-1)/int64(workers), minPieceBytes)
 	return int(max(1, min(int64(n), per/pageLen)))
 }
 
-// split cuts n pages of pageLen bytes into [lo, hi) pieces for the IO
-// workers, as piecePages does.
-func (s *Store) split(n int, pageLen int64) [][2]int {
-	per := s.piecePages(n, pageLen)
+// split cuts n pages of pageLen bytes into [lo, hi) pieces for workers, as
+// piecePages does.
+func split(workers, n int, pageLen int64) [][2]int {
+	per := piecePages(workers, n, pageLen)
 	var pieces [][2]int
 	for lo := 0; lo < n; lo += per {
 		pieces = append(pieces, [2]int{lo, min(n, lo+per)})

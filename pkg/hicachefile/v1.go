@@ -7,6 +7,7 @@ import (
 	"io"
 	"path/filepath"
 	"slices"
+	"sync/atomic"
 
 	"golang.org/x/sys/unix"
 )
@@ -83,17 +84,49 @@ func (s *Store) BatchSetV1(keys []string, hostIndices []int64) ([]bool, error) {
 		pending = append(pending, i)
 	}
 
+	// Chunks go to the IO workers a whole file each; a lone chunk is split
+	// between them instead. Writes to different files do not contend for
+	// one inode's lock.
 	perFile := int(max(1, s.cfg.MaxBatchFileBytes/pi.pageLen))
-	for chunk := range slices.Chunk(pending, perFile) {
-		if err := s.writeBatch(pi, keys, bufs, chunk); err != nil {
-			s.stats.errors.Add(1)
-			clear(ok[chunk[0]:])
-			resolveRepeats(keys, ok, first, chunk[0])
-			return ok, err
+	chunks := slices.Collect(slices.Chunk(pending, perFile))
+	outer := min(s.workers, len(chunks))
+	inner := max(1, s.workers/max(1, outer))
+	names := make([]string, len(chunks))
+	errs := make([]error, len(chunks))
+	var failed atomic.Int64 // the first chunk that failed
+	failed.Store(int64(len(chunks)))
+	parallel(outer, len(chunks), func(c int) {
+		if int64(c) > failed.Load() {
+			return // an earlier chunk failed: this one would be reported false
 		}
-		for _, i := range chunk {
-			ok[i] = true
+		names[c], errs[c] = s.writeBatch(pi, keys, bufs, chunks[c], inner)
+		for errs[c] != nil {
+			f := failed.Load()
+			if int64(c) >= f || failed.CompareAndSwap(f, int64(c)) {
+				break
+			}
 		}
+	})
+	if f := int(failed.Load()); f < len(chunks) {
+		// Take back the later chunks that were written meanwhile, so that
+		// what is on disk is what the result reports.
+		for c := f + 1; c < len(chunks); c++ {
+			if errs[c] == nil && names[c] != "" {
+				s.removeBatch(pi, names[c])
+			}
+		}
+		for _, chunk := range chunks[:f] {
+			for _, i := range chunk {
+				ok[i] = true
+			}
+		}
+		s.stats.errors.Add(1)
+		clear(ok[chunks[f][0]:])
+		resolveRepeats(keys, ok, first, chunks[f][0])
+		return ok, errs[f]
+	}
+	for _, i := range pending {
+		ok[i] = true
 	}
 	resolveRepeats(keys, ok, first, len(keys))
 	return ok, nil
@@ -112,17 +145,17 @@ func resolveRepeats(keys []string, ok []bool, first map[string]int, end int) {
 // the payload straight from pool memory, then the index and trailer, to a
 // temp file renamed into place. A large payload is split between IO workers,
 // each computing the CRC32C of its pages and writing them at their offset.
-func (s *Store) writeBatch(pi *poolInfo, keys []string, bufs [][]byte, chunk []int) error {
+func (s *Store) writeBatch(pi *poolInfo, keys []string, bufs [][]byte, chunk []int, workers int) (string, error) {
 	entries := make([]indexEntry, len(chunk))
 	for n, i := range chunk {
 		entries[n] = indexEntry{key: keys[i], off: int64(n) * pi.pageLen, length: pi.pageLen}
 	}
 	page := func(n int) [][]byte { i := chunk[n]; return bufs[i*pi.bpp : (i+1)*pi.bpp] }
-	pieces := s.split(len(chunk), pi.pageLen)
+	pieces := split(workers, len(chunk), pi.pageLen)
 	name := s.batchName()
 	err := s.writeFile(s.v1fd, s.v1Dir, name, func(fd int) error {
 		errs := make([]error, len(pieces))
-		parallel(s.workers, len(pieces), func(p int) {
+		parallel(workers, len(pieces), func(p int) {
 			lo, hi := pieces[p][0], pieces[p][1]
 			pages := make([][][]byte, 0, hi-lo)
 			for n := lo; n < hi; n++ {
@@ -142,12 +175,26 @@ func (s *Store) writeBatch(pi *poolInfo, keys []string, bufs [][]byte, chunk []i
 		return s.sys.pwritev(fd, [][]byte{appendIndex(nil, entries, pi.fp)}, int64(len(chunk))*pi.pageLen)
 	})
 	if err != nil {
-		return err
+		return "", err
 	}
 	s.idx.add(name, entries, pi.fp)
 	s.stats.sets.Add(int64(len(chunk)))
 	s.stats.setBytes.Add(int64(len(chunk)) * pi.pageLen)
-	return nil
+	return name, nil
+}
+
+// removeBatch removes the batch file name, which this store just wrote, and
+// its entries and counts: its pages are reported as not stored.
+func (s *Store) removeBatch(pi *poolInfo, name string) {
+	s.idx.mu.Lock()
+	n := int64(len(s.idx.files[name]))
+	s.idx.removeFile(name)
+	s.idx.mu.Unlock()
+	s.stats.sets.Add(-n)
+	s.stats.setBytes.Add(-n * pi.pageLen)
+	if err := s.sys.Unlinkat(s.v1fd, name, 0); err != nil && err != unix.ENOENT {
+		s.stats.errors.Add(1)
+	}
 }
 
 // BatchGetV1 loads the page of each key into the pool at hostIndices
@@ -279,7 +326,7 @@ func (s *Store) readBatches(pi *poolInfo, byFile map[string][]int, keys []string
 	}
 	// Cut runs into pieces of about an even share of the bytes, so that
 	// every worker has work, but keep small reads whole.
-	per := s.piecePages(total, pi.pageLen)
+	per := piecePages(s.workers, total, pi.pageLen)
 	var pieces []readRun
 	for _, r := range runs {
 		for p := range slices.Chunk(r.pages, per) {
