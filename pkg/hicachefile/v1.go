@@ -84,20 +84,41 @@ func (s *Store) BatchSetV1(keys []string, hostIndices []int64) ([]bool, error) {
 		pending = append(pending, i)
 	}
 
-	// Chunks go to the IO workers a whole file each; a lone chunk is split
-	// between them instead. Writes to different files do not contend for
-	// one inode's lock.
 	perFile := int(max(1, s.cfg.MaxBatchFileBytes/pi.pageLen))
 	chunks := slices.Collect(slices.Chunk(pending, perFile))
+	f, err := s.writeChunks(pi, keys, bufs, chunks)
+	for _, chunk := range chunks[:f] {
+		for _, i := range chunk {
+			ok[i] = true
+		}
+	}
+	if err != nil {
+		s.stats.errors.Add(1)
+		clear(ok[chunks[f][0]:])
+		resolveRepeats(keys, ok, first, chunks[f][0])
+		return ok, err
+	}
+	resolveRepeats(keys, ok, first, len(keys))
+	return ok, nil
+}
+
+// writeChunks writes each chunk of key positions as one batch file and
+// returns the position of the first chunk that failed, with its error, or
+// len(chunks) and nil. Chunks go to the IO workers a whole file each, since
+// writes to different files do not contend for one inode's lock; a lone
+// chunk is split between them instead. Chunks after a failed one are not
+// started, or taken back if they were written meanwhile, so that the disk
+// holds exactly the chunks before the failure.
+func (s *Store) writeChunks(pi *poolInfo, keys []string, bufs [][]byte, chunks [][]int) (int, error) {
 	outer := min(s.workers, len(chunks))
 	inner := max(1, s.workers/max(1, outer))
 	names := make([]string, len(chunks))
 	errs := make([]error, len(chunks))
-	var failed atomic.Int64 // the first chunk that failed
+	var failed atomic.Int64
 	failed.Store(int64(len(chunks)))
 	parallel(outer, len(chunks), func(c int) {
 		if int64(c) > failed.Load() {
-			return // an earlier chunk failed: this one would be reported false
+			return
 		}
 		names[c], errs[c] = s.writeBatch(pi, keys, bufs, chunks[c], inner)
 		for errs[c] != nil {
@@ -107,29 +128,16 @@ func (s *Store) BatchSetV1(keys []string, hostIndices []int64) ([]bool, error) {
 			}
 		}
 	})
-	if f := int(failed.Load()); f < len(chunks) {
-		// Take back the later chunks that were written meanwhile, so that
-		// what is on disk is what the result reports.
-		for c := f + 1; c < len(chunks); c++ {
-			if errs[c] == nil && names[c] != "" {
-				s.removeBatch(pi, names[c])
-			}
-		}
-		for _, chunk := range chunks[:f] {
-			for _, i := range chunk {
-				ok[i] = true
-			}
-		}
-		s.stats.errors.Add(1)
-		clear(ok[chunks[f][0]:])
-		resolveRepeats(keys, ok, first, chunks[f][0])
-		return ok, errs[f]
+	f := int(failed.Load())
+	if f == len(chunks) {
+		return f, nil
 	}
-	for _, i := range pending {
-		ok[i] = true
+	for c := f + 1; c < len(chunks); c++ {
+		if errs[c] == nil && names[c] != "" {
+			s.removeBatch(pi, names[c])
+		}
 	}
-	resolveRepeats(keys, ok, first, len(keys))
-	return ok, nil
+	return f, errs[f]
 }
 
 // resolveRepeats gives each repeated key before end its first copy's result.
