@@ -39,6 +39,7 @@ func BenchmarkInterfaces(b *testing.B) {
 		dir := b.TempDir()
 		s := newStore(b, Config{Dir: dir, ModelName: "bench"}, p)
 		one := newStore(b, Config{Dir: dir, ModelName: "bench", IOWorkers: 1}, p)
+		direct := newStore(b, Config{Dir: dir, ModelName: "bench", DirectIO: true}, p)
 		keys := make([]string, shape.keys)
 		for i := range keys {
 			keys[i] = fmt.Sprintf("%064x", i)
@@ -91,6 +92,7 @@ func BenchmarkInterfaces(b *testing.B) {
 		}
 		newWrite, newRead := v1Write(s), v1Read(s)
 		oneWrite, oneRead := v1Write(one), v1Read(one)
+		directRead := v1Read(direct)
 
 		run := func(name string, write bool, op, setup func() error) {
 			b.Run(shape.name+"/"+name, func(b *testing.B) {
@@ -119,6 +121,8 @@ func BenchmarkInterfaces(b *testing.B) {
 		run("v1-get", false, newRead, func() error { _ = s.Clear(); return newWrite() })
 		run("v1-set-1worker", true, oneWrite, clearStore)
 		run("v1-get-1worker", false, oneRead, func() error { _ = s.Clear(); return newWrite() })
+		// From the device, not the page cache, where the buffers allow it.
+		run("v1-get-direct", false, directRead, func() error { _ = s.Clear(); return newWrite() })
 	}
 }
 

@@ -44,6 +44,15 @@ type Config struct {
 	// 8. Copies between the page cache and pool memory are bound by one
 	// core's memory bandwidth, so a second worker nearly doubles them.
 	IOWorkers int
+	// DirectIO makes BatchGetV1 read pages from batch files with O_DIRECT,
+	// straight from the device into pool memory, bypassing the page cache:
+	// for a cache larger than RAM, or to measure the disk itself. A read
+	// goes direct only where the file system supports it and the page
+	// buffers, offsets and lengths meet the alignment it reports (statx
+	// STATX_DIOALIGN; 4096 where the kernel does not say); other reads, and
+	// every write, go through the page cache. Stats.DirectBytes shows what
+	// went direct.
+	DirectIO bool
 	// NoWatch makes the store find other processes' batch files by
 	// comparing the V1 directory's mtime on a miss, and listing it when it
 	// changed, instead of following it with inotify. The store falls back to

@@ -106,6 +106,19 @@
 // pool. BatchGetV1 reads a page into the pool before it can verify it, so
 // the slots of a key reported false hold unspecified bytes.
 //
+// # Direct I/O
+//
+// With Config.DirectIO, BatchGetV1 reads batch-file pages with O_DIRECT, from
+// the device straight into pool memory, wherever the file system supports
+// it and the page buffers, file offsets and lengths meet the alignment that
+// statx (STATX_DIOALIGN) reports. The payload layout keeps that possible:
+// pages start at multiples of the page size, and pool memory is
+// page-aligned, so page_first-family pools of realistic shapes qualify.
+// Reads that do not qualify, a direct read the kernel refuses (such as the
+// unaligned end of a truncated file), the index and trailer, and every write
+// go through the page cache. Verification is the same either way.
+// Stats.DirectBytes counts what went direct.
+//
 // # Durability
 //
 // Every file is written under a temp name and renamed into place, so readers

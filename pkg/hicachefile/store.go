@@ -197,6 +197,9 @@ type Stats struct {
 	// checks; none of their pages is served.
 	SkippedFiles int64
 	Errors       int64 // I/O errors other than a missing file
+	// DirectBytes counts the bytes BatchGetV1 read with O_DIRECT (see
+	// Config.DirectIO).
+	DirectBytes int64
 	// Listings counts full listings of the V1 directory: one when the store
 	// opens, then only after lost inotify events or, when polling, after a
 	// miss in a changed directory.
@@ -207,6 +210,7 @@ type Stats struct {
 type counters struct {
 	sets, setBytes, existed, gets, getBytes, hits, misses atomic.Int64
 	corrupt, mismatch, skippedFiles, errors, listings     atomic.Int64
+	directBytes                                           atomic.Int64
 }
 
 // Stats returns a snapshot of the store's counters.
@@ -216,7 +220,7 @@ func (s *Store) Stats() Stats {
 		Sets: c.sets.Load(), SetBytes: c.setBytes.Load(), Existed: c.existed.Load(),
 		Gets: c.gets.Load(), GetBytes: c.getBytes.Load(), Hits: c.hits.Load(), Misses: c.misses.Load(),
 		Corrupt: c.corrupt.Load(), Mismatch: c.mismatch.Load(), SkippedFiles: c.skippedFiles.Load(),
-		Errors: c.errors.Load(), Listings: c.listings.Load(),
+		Errors: c.errors.Load(), Listings: c.listings.Load(), DirectBytes: c.directBytes.Load(),
 	}
 }
 

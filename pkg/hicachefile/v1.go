@@ -295,8 +295,9 @@ func (s *Store) readOldV1(pi *poolInfo, key string, indices []int64) bool {
 
 // readRun is one preadv: pages that lie back to back in one batch file.
 type readRun struct {
-	fd    int
-	pages []int // key positions, in file order
+	fd     int
+	direct directFile
+	pages  []int // key positions, in file order
 }
 
 // readBatches reads the pages of keys[i] for the positions in byFile, each
@@ -321,13 +322,17 @@ func (s *Store) readBatches(pi *poolInfo, byFile map[string][]int, keys []string
 			continue
 		}
 		defer s.sys.Close(fd)
+		direct := s.openDirect(name)
+		if direct.fd >= 0 {
+			defer s.sys.Close(direct.fd)
+		}
 		slices.SortFunc(idx, func(a, b int) int { return cmp.Compare(locs[a].off, locs[b].off) })
 		for rest := idx; len(rest) > 0; {
 			n := 1
 			for n < len(rest) && locs[rest[n]].off == locs[rest[n-1]].off+pi.pageLen {
 				n++
 			}
-			runs = append(runs, readRun{fd, rest[:n]})
+			runs = append(runs, readRun{fd, direct, rest[:n]})
 			rest = rest[n:]
 		}
 		total += len(idx)
@@ -338,15 +343,29 @@ func (s *Store) readBatches(pi *poolInfo, byFile map[string][]int, keys []string
 	var pieces []readRun
 	for _, r := range runs {
 		for p := range slices.Chunk(r.pages, per) {
-			pieces = append(pieces, readRun{r.fd, p})
+			pieces = append(pieces, readRun{r.fd, r.direct, p})
 		}
 	}
 	parallel(s.workers, len(pieces), func(p int) {
 		r := pieces[p]
-		read := func(b [][]byte, off int64) error { return s.sys.preadv(r.fd, b, off) }
 		pages := make([][][]byte, len(r.pages))
 		for n, i := range r.pages {
 			pages[n] = page(i)
+		}
+		read := func(b [][]byte, off int64) error { return s.sys.preadv(r.fd, b, off) }
+		if r.direct.fits(pages, locs[r.pages[0]].off) {
+			read = func(b [][]byte, off int64) error {
+				err := s.sys.preadv(r.direct.fd, b, off)
+				if err == nil {
+					for _, x := range b {
+						s.stats.directBytes.Add(int64(len(x)))
+					}
+					return nil
+				}
+				// The kernel refused the direct read (a truncated file ends
+				// unaligned, say): read through the page cache instead.
+				return s.sys.preadv(r.fd, b, off)
+			}
 		}
 		crcs, err := checksummed(pages, locs[r.pages[0]].off, false, read)
 		for n, i := range r.pages {

@@ -1,0 +1,115 @@
+package hicachefile
+
+import (
+	"os"
+	"testing"
+
+	"github.com/hicache-go/hicache/pkg/hostcache"
+)
+
+// directCfg has 4 KiB-aligned page buffers in the page_first family, which
+// O_DIRECT can take; oddCfg has 192-byte buffers, which it cannot.
+var (
+	directCfg = hostcache.Config{Kind: hostcache.MHA, DType: hostcache.Float16,
+		PageSize: 16, Pages: 16, LayerNum: 2, HeadNum: 2, HeadDim: 32}
+	oddCfg = hostcache.Config{Kind: hostcache.MHA, DType: hostcache.Float16,
+		PageSize: 16, Pages: 16, LayerNum: 2, HeadNum: 2, HeadDim: 3}
+)
+
+// TestDirectIO reads batch files with O_DIRECT where the buffers are
+// aligned, falls back to the page cache where they are not, and serves
+// exactly the bytes written either way.
+func TestDirectIO(t *testing.T) {
+	const n = 5
+	for _, c := range []struct {
+		name    string
+		cfg     hostcache.Config
+		aligned bool
+	}{{"aligned", directCfg, true}, {"unaligned", oddCfg, false}} {
+		for _, layout := range hostcache.Layouts {
+			t.Run(c.name+"/"+string(layout), func(t *testing.T) {
+				cfg := c.cfg
+				cfg.Layout = layout
+				p := newPool(t, cfg)
+				src, _ := p.Alloc(n * cfg.PageSize)
+				dst, _ := p.Alloc(n * cfg.PageSize)
+				fillRandom(t, p, src)
+				s := newStore(t, Config{Dir: t.TempDir(), ModelName: "m", DirectIO: true}, p)
+				keys := []string{"a", "b", "c", "d", "e"}
+				if ok, err := s.BatchSetV1(keys, src); err != nil || !all(ok) {
+					t.Fatal(ok, err)
+				}
+				if ok, err := s.BatchGetV1(keys, dst); err != nil || !all(ok) {
+					t.Fatal(ok, err)
+				}
+				for i := range n {
+					if !samePages(t, p, src[i*cfg.PageSize], dst[i*cfg.PageSize]) {
+						t.Fatalf("page %d differs", i)
+					}
+				}
+				got := s.Stats().DirectBytes
+				switch {
+				case !c.aligned && got != 0:
+					t.Fatalf("%d bytes read direct into unaligned buffers", got)
+				case c.aligned && layout != hostcache.LayerFirst && got != int64(n*p.PageBytes()):
+					if got != 0 {
+						t.Fatalf("DirectBytes = %d, want %d", got, n*p.PageBytes())
+					}
+					t.Logf("no direct reads: the file system of %s refuses O_DIRECT", s.Dir())
+				}
+			})
+		}
+	}
+}
+
+// TestDirectIOBadFiles: with O_DIRECT, a flipped byte still fails only its
+// page, and a truncated file still serves the pages wholly before the cut.
+func TestDirectIOBadFiles(t *testing.T) {
+	const n = 4
+	cfg := directCfg
+	cfg.Layout = hostcache.PageFirst
+	p := newPool(t, cfg)
+	src, _ := p.Alloc(n * cfg.PageSize)
+	dst, _ := p.Alloc(n * cfg.PageSize)
+	fillRandom(t, p, src)
+	keys := []string{"a", "b", "c", "d"}
+	for _, damage := range []string{"flip", "truncate"} {
+		t.Run(damage, func(t *testing.T) {
+			s := newStore(t, Config{Dir: t.TempDir(), ModelName: "m", DirectIO: true}, p)
+			if ok, err := s.BatchSetV1(keys, src); err != nil || !all(ok) {
+				t.Fatal(ok, err)
+			}
+			loc, _ := s.Locate("c")
+			b, err := os.ReadFile(loc.Path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := []bool{true, true, false, true}
+			switch damage {
+			case "flip":
+				b[loc.Offset+5] ^= 0x40
+				if err := os.WriteFile(loc.Path, b, 0o644); err != nil {
+					t.Fatal(err)
+				}
+			case "truncate":
+				// truncate(2) leaves the index this store loaded in use.
+				if err := os.Truncate(loc.Path, loc.Offset+loc.Length/2); err != nil {
+					t.Fatal(err)
+				}
+				want = []bool{true, true, false, false}
+			}
+			ok, err := s.BatchGetV1(keys, dst)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i := range keys {
+				if ok[i] != want[i] {
+					t.Fatalf("after %s: ok = %v, want %v", damage, ok, want)
+				}
+				if ok[i] && !samePages(t, p, src[i*cfg.PageSize], dst[i*cfg.PageSize]) {
+					t.Fatalf("after %s: page %d reported true with other bytes", damage, i)
+				}
+			}
+		})
+	}
+}
