@@ -20,13 +20,13 @@ type location struct {
 }
 
 // index maps keys to their V1 locations. It is built from the batch files in
-// the V1 directory, updated by every write, and refreshed by any lookup that
-// finds the directory changed since the last scan. A key that several files
+// the V1 directory, updated by every write, and kept up to date with other
+// processes' files by refresh (inotify events, or polling). A key that several files
 // hold has one leading copy in entries and the others in alts, so that a bad
 // copy can give way to a good one and pools of different shapes can each
 // find their own.
 type index struct {
-	scan sync.Mutex // serialises refreshes, so a directory is read once
+	scan sync.Mutex // serialises refreshes and Clear, so a directory is read once
 
 	mu      sync.RWMutex
 	entries map[string]location
