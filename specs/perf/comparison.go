@@ -73,16 +73,24 @@ var _ = Describe("Performance comparison of the old and the zero-copy interface"
 		dir, err = os.MkdirTemp(o.dir, "hicache-perf-")
 		Expect(err).NotTo(HaveOccurred())
 		DeferCleanup(os.RemoveAll, dir)
-		sum.env = fmt.Sprintf("-interface=%s -perf-samples=%d -perf-presets=%s\ndir %s (%s), %d CPUs, GOMAXPROCS %d",
-			o.iface, o.samples, o.presetArg, dir, fsType(dir), runtime.NumCPU(), runtime.GOMAXPROCS(0))
+		directFlag := ""
+		if o.direct {
+			directFlag = " -perf-direct"
+		}
+		sum.env = fmt.Sprintf("-interface=%s -perf-samples=%d -perf-presets=%s%s\ndir %s (%s), %d CPUs, GOMAXPROCS %d",
+			o.iface, o.samples, o.presetArg, directFlag, dir, fsType(dir), runtime.NumCPU(), runtime.GOMAXPROCS(0))
+		sum.readMode = o.readMode()
 	})
 
 	for _, p := range o.presets {
 		Context(p.label(), func() {
 			var r *rig
+			// Why some reads of this preset did not go O_DIRECT is said
+			// once, in the first scenario where it happens.
+			var saidFloor, saidNew bool
 			BeforeAll(func() {
 				var err error
-				r, err = newRig(p, dir, maxKeys)
+				r, err = newRig(p, dir, maxKeys, o.direct)
 				Expect(err).NotTo(HaveOccurred())
 				DeferCleanup(r.close)
 			})
@@ -90,14 +98,19 @@ var _ = Describe("Performance comparison of the old and the zero-copy interface"
 			for _, sc := range scenarios {
 				title := sc.title(o.samples)
 				It(title, func() {
-					experiment := gmeasure.NewExperiment(fmt.Sprintf("%s [%s]", title, p.label()))
+					name := fmt.Sprintf("%s [%s]", title, p.label())
+					if o.direct {
+						name += " O_DIRECT"
+					}
+					experiment := gmeasure.NewExperiment(name)
 					AddReportEntry(experiment.Name, experiment, ReportEntryVisibilityFailureOrVerbose)
 
 					_, err := r.sample(sc.keys, fmt.Sprintf("%s-warmup", sc.short), 0, sides)
 					Expect(err).NotTo(HaveOccurred(), "warm-up")
 
+					r.reads = readBytes{} // count the recorded samples only
 					res := &result{preset: p, scenario: sc, title: title, pages: sc.keys, samples: o.samples,
-						timings: map[string][]time.Duration{}}
+						timings: map[string][]time.Duration{}, readMode: o.readMode()}
 					experiment.Sample(func(i int) {
 						ts, err := r.sample(sc.keys, fmt.Sprintf("%s-%d", sc.short, i), i, sides)
 						Expect(err).NotTo(HaveOccurred(), "sample %d", i)
@@ -106,6 +119,17 @@ var _ = Describe("Performance comparison of the old and the zero-copy interface"
 							res.timings[t.name] = append(res.timings[t.name], t.d)
 						}
 					}, gmeasure.SamplingConfig{N: o.samples})
+
+					res.reads = r.reads
+					if o.direct && r.reads.v1Direct < r.reads.v1 && !saidNew {
+						saidNew = true
+						res.notes = append(res.notes, "new reads that did not go O_DIRECT went through the page cache: hicachefile reads a page direct only where "+
+							"its pool buffers, file offset and length meet the file system's O_DIRECT alignment (statx STATX_DIOALIGN)")
+					}
+					if o.direct && r.floorWhy != "" && !saidFloor {
+						saidFloor = true
+						res.notes = append(res.notes, fmt.Sprintf("floor reads fell back to the page cache: %s", r.floorWhy))
+					}
 
 					AddReportEntry("Performance Comparison", res.String())
 					sum.add(res)

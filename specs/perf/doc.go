@@ -8,6 +8,13 @@
 // model preset. The specs are Serial and labelled "perf"; they never fail on
 // a timing, only on an error or on a page whose bytes came back wrong.
 //
+// With -perf-direct the V1 store is opened with Config.DirectIO and the
+// floor preads with O_DIRECT, so that their reads time the device rather
+// than the page cache; the old interface and every write still go through
+// the page cache. Dirty pages are written back, untimed, before each direct
+// read, and each scenario reports what share of the read bytes went direct:
+// a read whose buffers are not aligned falls back to the page cache.
+//
 // The package is an ordinary package whose specs register at init; the root
 // suite_test.go pulls it in with a blank import and calls CheckFlags before
 // RunSpecs, so that a bad flag stops the run before any spec starts.
@@ -20,4 +27,5 @@
 //	-perf-presets=a,b      model presets (default seed,llama3-8b,deepseek-v3)
 //	-interface=old|new|both
 //	-perf-dir=DIR          an existing directory to run in (default: a temp dir)
+//	-perf-direct           new and floor read with O_DIRECT (default off)
 package perf

@@ -26,6 +26,7 @@ var (
 	flagPresets   = flags.String("perf-presets", "seed,llama3-8b,deepseek-v3", "comma-separated model `presets`: "+strings.Join(presetNames(), ", "))
 	flagInterface = flags.String("interface", interfaceBoth, "the interface(s) to time, the seed's `mode`: old, new or both")
 	flagDir       = flags.String("perf-dir", "", "an existing `directory` to run in, such as an NVMe mount (default: a temp dir, removed afterwards); the specs work in a temporary subdirectory of it")
+	flagDirect    = flags.Bool("perf-direct", false, "read with O_DIRECT: the new interface's store with DirectIO, and the floor's pread, so reads time the device, not the page cache (for data larger than RAM); the old interface and every write still go through the page cache (Linux only)")
 )
 
 func init() {
@@ -39,6 +40,7 @@ type options struct {
 	runOld    bool
 	runNew    bool
 	dir       string // "" means a temp dir
+	direct    bool   // new and floor read with O_DIRECT
 	iface     string // old, new or both
 	presetArg string
 }
@@ -53,13 +55,13 @@ func CheckFlags() error {
 
 // PrintUsage writes how to pass the perf flags, and each flag's meaning, to w.
 func PrintUsage(w io.Writer) {
-	fmt.Fprintln(w, "usage: go tool ginkgo --label-filter=perf -- [-interface=old|new|both] [-perf-samples=N] [-perf-presets=P1,P2] [-perf-dir=DIR]")
+	fmt.Fprintln(w, "usage: go tool ginkgo --label-filter=perf -- [-interface=old|new|both] [-perf-samples=N] [-perf-presets=P1,P2] [-perf-dir=DIR] [-perf-direct]")
 	flags.SetOutput(w)
 	flags.PrintDefaults()
 }
 
 func parseOptions() (options, error) {
-	o := options{samples: *flagSamples, dir: *flagDir, iface: *flagInterface, presetArg: *flagPresets}
+	o := options{samples: *flagSamples, dir: *flagDir, iface: *flagInterface, presetArg: *flagPresets, direct: *flagDirect}
 	var errs []error
 	if o.samples < 1 {
 		errs = append(errs, fmt.Errorf("perf: -perf-samples=%d: must be at least 1", o.samples))
@@ -88,7 +90,24 @@ func parseOptions() (options, error) {
 			errs = append(errs, fmt.Errorf("perf: -perf-dir=%s: not a directory", o.dir))
 		}
 	}
+	if o.direct && !directSupported {
+		errs = append(errs, errors.New("perf: -perf-direct: O_DIRECT reads are supported only on Linux"))
+	}
 	return o, errors.Join(errs...)
+}
+
+// readMode says how the sides read, for report headers: "" without
+// -perf-direct.
+func (o options) readMode() string {
+	switch {
+	case !o.direct:
+		return ""
+	case o.runOld && o.runNew:
+		return "reads: O_DIRECT for new and floor (old: page cache)"
+	case o.runNew:
+		return "reads: O_DIRECT for new and floor"
+	}
+	return "reads: O_DIRECT for floor (old: page cache)"
 }
 
 // parsePresets resolves a comma-separated list of preset names, in the order

@@ -31,6 +31,13 @@ type result struct {
 	pages    int
 	samples  int
 	timings  map[string][]time.Duration // by timing name, one per sample
+
+	// With -perf-direct: how the sides read, what the new and floor sides
+	// read over the samples and how much of it went O_DIRECT, and notes on
+	// why some did not, each said once per preset.
+	readMode string
+	reads    readBytes
+	notes    []string
 }
 
 func (r *result) batchBytes() int64 { return int64(r.pages) * int64(r.preset.pageBytes) }
@@ -44,9 +51,41 @@ func (r *result) rate(name string) float64 {
 	return float64(r.batchBytes()) / r.stat(name).median.Seconds()
 }
 
-// header is the seed's title line plus the preset.
+// header is the seed's title line plus the preset and, with -perf-direct,
+// how the sides read.
 func (r *result) header() string {
-	return fmt.Sprintf("Performance Comparison: %s [%s]", r.title, r.preset.label())
+	h := fmt.Sprintf("Performance Comparison: %s [%s]", r.title, r.preset.label())
+	if r.readMode != "" {
+		h += ", " + r.readMode
+	}
+	return h
+}
+
+// directShares is, with -perf-direct, the line that says what fraction of
+// the bytes the new and floor sides read went O_DIRECT.
+func (r *result) directShares() string {
+	var parts []string
+	if r.has(timeBatchGetV1) {
+		parts = append(parts, "new "+shareOf(r.reads.v1Direct, r.reads.v1))
+	}
+	parts = append(parts, "floor "+shareOf(r.reads.floorDirect, r.reads.floor))
+	return "O_DIRECT share of the bytes read over the samples: " + strings.Join(parts, ", ")
+}
+
+// shareOf prints part as a percentage of whole, and whole.
+func shareOf(part, whole int64) string {
+	if whole == 0 {
+		return "- (nothing read)"
+	}
+	return fmt.Sprintf("%s of %s", percent(part, whole), formatBytes(whole))
+}
+
+// percent prints part over whole as a percentage, "-" for an empty whole.
+func percent(part, whole int64) string {
+	if whole == 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.1f%%", 100*float64(part)/float64(whole))
 }
 
 const rule = "================================================================================"
@@ -58,6 +97,12 @@ func (r *result) String() string {
 	fmt.Fprintf(&b, "%s\n%s\n%s\n", rule, r.header(), rule)
 	fmt.Fprintf(&b, "%d pages, %s per batch; median of %s after 1 warm-up, [min–max]\n",
 		r.pages, formatBytes(r.batchBytes()), plural(r.samples, "sample"))
+	if r.readMode != "" {
+		fmt.Fprintf(&b, "%s\n", r.directShares())
+		for _, n := range r.notes {
+			fmt.Fprintf(&b, "note: %s\n", n)
+		}
+	}
 	line := func(prefix, name, floor string) {
 		if !r.has(name) {
 			return
@@ -85,7 +130,11 @@ func (r *result) String() string {
 	if r.has(timeBatchSet) && r.has(timeBatchSetV1) {
 		fmt.Fprintf(&b, "\n%s\n", rule)
 		fmt.Fprintf(&b, "Write Speedup: %s\n", r.speedup(timeBatchSet, timeBatchSetV1))
-		fmt.Fprintf(&b, "Read Speedup:  %s\n", r.speedup(timeBatchGet, timeBatchGetV1))
+		fmt.Fprintf(&b, "Read Speedup:  %s", r.speedup(timeBatchGet, timeBatchGetV1))
+		if r.readMode != "" {
+			b.WriteString("; old from the page cache, new O_DIRECT")
+		}
+		b.WriteString("\n")
 	}
 	b.WriteString(rule)
 	return b.String()
@@ -120,8 +169,9 @@ func (r *result) ratio(oldName, newName string) float64 {
 
 // summary collects every scenario's result for the table at the end.
 type summary struct {
-	env     string // where it ran
-	results []*result
+	env      string // where it ran
+	readMode string // how the sides read, with -perf-direct
+	results  []*result
 }
 
 func (s *summary) add(r *result) { s.results = append(s.results, r) }
@@ -145,6 +195,13 @@ func (s *summary) String() string {
 	if old && nw {
 		b.WriteString("; speedup = old time / new time")
 	}
+	if s.readMode != "" {
+		fmt.Fprintf(&b, "\n%s; writes: page cache, written back (untimed) before each direct read", s.readMode)
+		b.WriteString("\ndirect = share of the read bytes that went O_DIRECT, the rest through the page cache (the scenarios say why)")
+		if old && nw {
+			b.WriteString("\nthe read speedup sets old's page-cache reads against new's direct ones")
+		}
+	}
 	fmt.Fprintf(&b, "\n%s\n%s\n\n", s.env, rule)
 
 	// Columns for what ran: write then read, each old, new, floor and,
@@ -164,6 +221,13 @@ func (s *summary) String() string {
 			head = append(head, "speedup")
 		}
 	}
+	direct := s.readMode != ""
+	if direct {
+		if nw {
+			head = append(head, "new direct")
+		}
+		head = append(head, "floor direct")
+	}
 	rows := [][]string{head}
 	for _, r := range s.results {
 		row := []string{r.preset.name, formatBytes(int64(r.preset.pageBytes)), r.scenario.short}
@@ -178,6 +242,12 @@ func (s *summary) String() string {
 			if old && nw {
 				row = append(row, fmt.Sprintf("%.2fx", r.ratio(c.old, c.new)))
 			}
+		}
+		if direct {
+			if nw {
+				row = append(row, percent(r.reads.v1Direct, r.reads.v1))
+			}
+			row = append(row, percent(r.reads.floorDirect, r.reads.floor))
 		}
 		rows = append(rows, row)
 	}

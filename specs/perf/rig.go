@@ -40,10 +40,11 @@ const (
 // source slots; reads go into the separate read slots, which are zeroed
 // first, so that every read can be checked against what was written.
 type rig struct {
-	p     preset
-	dir   string
-	pool  *hostcache.Pool
-	store *hicachefile.Store
+	p      preset
+	dir    string
+	direct bool // -perf-direct: the new and floor sides read with O_DIRECT
+	pool   *hostcache.Pool
+	store  *hicachefile.Store
 
 	ps       int      // tokens per page
 	perPage  int      // buffers per page
@@ -51,18 +52,29 @@ type rig struct {
 	srcBufs  [][]byte // the source pages' buffers, perPage per page
 	dstBufs  [][]byte // the read slots' buffers
 	serial   uint64   // counts samples, stamped into the source pages
+
+	reads    readBytes // what the new and floor sides read, since the scenario reset it
+	floorWhy string    // why the floor last read a page through the page cache in direct mode
+}
+
+// readBytes counts the bytes the new and floor sides read, and how many of
+// them went O_DIRECT.
+type readBytes struct {
+	v1, v1Direct       int64 // BatchGetV1, from the store's Stats
+	floor, floorDirect int64 // the floor's pread
 }
 
 // newRig builds a pool of 2*maxKeys pages for p, fills the source pages
-// with random bytes and opens a store on dir with the pool registered.
-func newRig(p preset, dir string, maxKeys int) (r *rig, err error) {
+// with random bytes and opens a store on dir with the pool registered. With
+// direct, the store reads V1 pages with O_DIRECT and so does the floor.
+func newRig(p preset, dir string, maxKeys int, direct bool) (r *rig, err error) {
 	cfg := p.pool
 	cfg.Pages = 2 * maxKeys
 	pool, err := hostcache.New(cfg)
 	if err != nil {
 		return nil, err
 	}
-	r = &rig{p: p, dir: dir, pool: pool, ps: cfg.PageSize, perPage: pool.BuffersPerPage()}
+	r = &rig{p: p, dir: dir, direct: direct, pool: pool, ps: cfg.PageSize, perPage: pool.BuffersPerPage()}
 	defer func() {
 		if err != nil {
 			err = errors.Join(err, r.close())
@@ -88,7 +100,9 @@ func newRig(p preset, dir string, maxKeys int) (r *rig, err error) {
 	for _, b := range r.dstBufs {
 		clear(b) // fault the read slots in before anything is timed
 	}
-	if r.store, err = hicachefile.New(p.storeConfig(dir)); err != nil {
+	scfg := p.storeConfig(dir)
+	scfg.DirectIO = direct
+	if r.store, err = hicachefile.New(scfg); err != nil {
 		return r, err
 	}
 	if err = r.store.RegisterMemPoolHost(pool); err != nil {
@@ -182,6 +196,16 @@ func (r *rig) prepare() error {
 	return nil
 }
 
+// flushForDirect writes back what the last timed write left dirty, in
+// direct mode, so that the direct read that follows times the device alone:
+// the kernel would otherwise write those pages back inside the read.
+func (r *rig) flushForDirect() error {
+	if !r.direct {
+		return nil
+	}
+	return syncFS(r.dir)
+}
+
 // resetReads zeroes the first n read slots and collects garbage, before a
 // timed read.
 func (r *rig) resetReads(n int) {
@@ -259,19 +283,27 @@ func (r *rig) runNew(keys []string) (write, read time.Duration, err error) {
 		return 0, 0, err
 	}
 
+	if err := r.flushForDirect(); err != nil {
+		return 0, 0, err
+	}
 	r.resetReads(n)
+	before := r.store.Stats()
 	start = time.Now()
 	ok, err = r.store.BatchGetV1(keys, r.dst[:n*r.ps])
 	read = time.Since(start)
 	if err := allTrue("BatchGetV1", ok, n, err); err != nil {
 		return 0, 0, err
 	}
+	after := r.store.Stats()
+	r.reads.v1 += after.GetBytes - before.GetBytes
+	r.reads.v1Direct += after.DirectBytes - before.DirectBytes
 	return write, read, r.verify("new interface", keys)
 }
 
 // runFloor times the floor: plain pwrite of each page's buffers straight
 // from the pool into a new file per page in the same directory, and pread
-// back into the read slots. No copy, no temp file, no rename, no index.
+// back into the read slots. No copy, no temp file, no rename, no index. In
+// direct mode the pread is O_DIRECT where it can be (see readFloorPage).
 func (r *rig) runFloor(tag string, n int) (write, read time.Duration, err error) {
 	if err := r.prepare(); err != nil {
 		return 0, 0, err
@@ -296,10 +328,13 @@ func (r *rig) runFloor(tag string, n int) (write, read time.Duration, err error)
 	}
 	write = time.Since(start)
 
+	if err := r.flushForDirect(); err != nil {
+		return 0, 0, err
+	}
 	r.resetReads(n)
 	start = time.Now()
 	for i, p := range paths {
-		if err := readPage(p, r.dstBufs[i*r.perPage:(i+1)*r.perPage]); err != nil {
+		if err := r.readFloorPage(p, r.dstBufs[i*r.perPage:(i+1)*r.perPage]); err != nil {
 			return 0, 0, err
 		}
 	}
@@ -325,6 +360,29 @@ func writePage(path string, bufs [][]byte) error {
 		return fmt.Errorf("perf: floor: %w", err)
 	}
 	return nil
+}
+
+// readFloorPage reads one floor page into bufs: with O_DIRECT in direct
+// mode where the file system and the buffers allow it, else, and always
+// without -perf-direct, through the page cache. It counts the bytes.
+func (r *rig) readFloorPage(path string, bufs [][]byte) error {
+	var n int64
+	for _, b := range bufs {
+		n += int64(len(b))
+	}
+	r.reads.floor += n
+	if r.direct {
+		direct, why, err := readPageDirect(path, bufs)
+		if err != nil {
+			return err
+		}
+		if direct {
+			r.reads.floorDirect += n
+			return nil
+		}
+		r.floorWhy = why
+	}
+	return readPage(path, bufs)
 }
 
 // readPage preads path back to back into bufs.
