@@ -150,16 +150,18 @@
 // BatchSetV1 or BatchGetV1 call, CRC32C verification included.
 //
 //	                    old write   V1 write   speedup   old read   V1 read   speedup
-//	100 keys x 512 B     94.5 ms    1.39 ms      68x     0.650 ms  0.070 ms     9.3x
-//	16 keys x 8 MiB      69.1 ms    34.5 ms     2.0x     28.4 ms   15.8 ms      1.8x
+//	100 keys x 512 B     46.8 ms    0.260 ms    180x     0.496 ms  0.065 ms     7.6x
+//	16 keys x 8 MiB      55.3 ms    33.9 ms     1.6x     29.3 ms   12.4 ms      2.4x
 //
 // Small pages are bound by file creation: one per key against one per
-// batch. Creating a file on that disk cost between 0.2 and 0.9 ms over the
-// day, so both write columns for small pages moved by up to 5x between runs
-// (the same command earlier gave 12.7 ms against 0.21 ms); the ratio stayed
-// above 60x. 8 MiB pages are bound by copies: V1 moved 3.9 GB/s written
-// and 8.5 GB/s read, against 1.9 and 4.7 GB/s for the old interface. With
-// IOWorkers 1, V1 took 48.6 ms to write and 19.9 ms to read them.
+// batch. Creating a file on that disk cost between 0.1 and 0.9 ms over the
+// day, so the small-page write columns moved by up to 5x between runs (the
+// old write ranged 14 to 60 ms within this one); the ratio stayed above
+// 60x. 8 MiB pages are bound by copies: V1 moved 4.0 GB/s written and 10.9
+// GB/s read, against 2.4 and 4.6 GB/s for the old interface. With IOWorkers
+// 1, V1 took 50.1 ms to write and 23.5 ms to read them. With DirectIO, from
+// the virtio disk rather than the page cache, V1 read them in 81.6 ms (1.6
+// GB/s with two workers; dd with iflag=direct reads that disk at 1.1 GB/s).
 //
 // # Zero-copy lifetime
 //
