@@ -25,7 +25,7 @@ func (s *Store) openDirect(name string) directFile {
 	if !s.cfg.DirectIO {
 		return none
 	}
-	fd, err := s.sys.Openat(s.v1fd, name, unix.O_RDONLY|unix.O_CLOEXEC|unix.O_DIRECT, 0)
+	fd, err := s.sys.Openat(s.v1fd(), name, unix.O_RDONLY|unix.O_CLOEXEC|unix.O_DIRECT, 0)
 	if err != nil {
 		return none // EINVAL: no O_DIRECT here; other errors show on the buffered open
 	}

@@ -90,7 +90,10 @@
 // Exists, BatchExists, BatchSetV1 and Locate also check that the files of
 // the keys they found still exist. A batch file whose index could not be
 // read for a passing reason (EMFILE, EIO) is tried again at the next miss.
-// Stats.Listings counts the listings.
+// A miss also checks that v1S/ is still the directory the store holds open:
+// after an operator removes or moves it, the store reopens the directory
+// now at the path (creating it if need be) and lists it. Stats.Listings
+// counts the listings.
 //
 // # Bad files
 //

@@ -82,7 +82,14 @@ func (s *Store) Locate(key string) (Location, bool) {
 func (s *Store) lookup(keys []string, fp uint64, verify bool) ([]location, []bool) {
 	s.refresh(false)
 	locs, found := s.idx.get(keys, fp)
-	again := slices.Contains(found, false)
+	// A copy this pool cannot load is a miss too: a loadable one may have
+	// arrived since.
+	again := false
+	for i := range found {
+		if !found[i] || (fp != 0 && locs[i].fp != fp) {
+			again = true
+		}
+	}
 	if !again && verify && s.poll.Load() {
 		checked := make(map[string]bool)
 		for i, l := range locs {
@@ -91,13 +98,19 @@ func (s *Store) lookup(keys []string, fp uint64, verify bool) ([]location, []boo
 			}
 			checked[l.file] = true
 			var st unix.Stat_t
-			if unix.Fstatat(s.v1fd, l.file, &st, unix.AT_SYMLINK_NOFOLLOW) != nil {
+			if unix.Fstatat(s.v1fd(), l.file, &st, unix.AT_SYMLINK_NOFOLLOW) == unix.ENOENT {
+				s.idx.mu.Lock()
+				s.idx.removeFile(l.file)
+				s.idx.mu.Unlock()
 				again = true
-				break
 			}
 		}
 	}
-	if again && s.refresh(true) {
+	if again {
+		// Look again even when refresh listed nothing: a file found gone
+		// above is forgotten already, and a concurrent scan may have
+		// loaded what was missing.
+		s.refresh(true)
 		locs, found = s.idx.get(keys, fp)
 	}
 	return locs, found
@@ -196,19 +209,22 @@ func (x *index) reset() {
 	x.scanned = false
 }
 
-// readDirNames lists the names in dir, unsorted.
-func readDirNames(dir string) ([]string, error) {
-	f, err := os.Open(dir)
+// readDirNamesAt lists, unsorted, the names in the directory open at fd:
+// the directory the store reads and writes through, even if its path now
+// names another.
+func readDirNamesAt(fd int) ([]string, error) {
+	dfd, err := unix.Openat(fd, ".", unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return nil, err
 	}
+	f := os.NewFile(uintptr(dfd), ".")
 	defer f.Close()
 	return f.Readdirnames(-1)
 }
 
 // loadIndex reads and checks the trailer and index of the batch file name.
 func (s *Store) loadIndex(name string) ([]indexEntry, uint64, error) {
-	fd, err := s.sys.Openat(s.v1fd, name, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	fd, err := s.sys.Openat(s.v1fd(), name, unix.O_RDONLY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return nil, 0, &os.PathError{Op: "open", Path: filepath.Join(s.v1Dir, name), Err: err}
 	}

@@ -43,7 +43,7 @@ func TestLookupAfterConcurrentRefresh(t *testing.T) {
 
 	// The other goroutine's scan: load the new file, note the mtime.
 	var st unix.Stat_t
-	if err := unix.Fstat(reader.v1fd, &st); err != nil {
+	if err := unix.Fstat(reader.v1fd(), &st); err != nil {
 		t.Fatal(err)
 	}
 	name := loc.Path[len(reader.v1Dir)+1:]

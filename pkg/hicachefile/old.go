@@ -42,17 +42,22 @@ func (s *Store) set(key string, value []byte) error {
 // writeFile creates the file name in the directory dirfd (at path dir):
 // write fills a new temp file, which is then renamed over name. On failure
 // the temp file is removed and name is untouched.
-func (s *Store) writeFile(dirfd int, dir, name string, write func(fd int) error) (err error) {
-	tmp := s.tmpName()
+func (s *Store) writeFile(dirfd int, dir, name string, write func(fd int) error) error {
+	tmp, err := s.writeTemp(dirfd, dir, write)
+	if err != nil {
+		return err
+	}
+	return s.commit(dirfd, dir, tmp, name)
+}
+
+// writeTemp fills a new temp file in dirfd with write and returns its name.
+// On failure the temp file is removed.
+func (s *Store) writeTemp(dirfd int, dir string, write func(fd int) error) (tmp string, err error) {
+	tmp = s.tmpName()
 	fd, err := s.sys.Openat(dirfd, tmp, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_CLOEXEC, 0o644)
 	if err != nil {
-		return fmt.Errorf("hicachefile: create %s: %w", filepath.Join(dir, tmp), err)
+		return "", fmt.Errorf("hicachefile: create %s: %w", filepath.Join(dir, tmp), err)
 	}
-	defer func() {
-		if err != nil {
-			_ = s.sys.Unlinkat(dirfd, tmp, 0)
-		}
-	}()
 	err = write(fd)
 	if err == nil && s.cfg.Sync {
 		err = s.sys.Fdatasync(fd)
@@ -61,15 +66,20 @@ func (s *Store) writeFile(dirfd int, dir, name string, write func(fd int) error)
 		err = cerr
 	}
 	if err != nil {
-		return fmt.Errorf("hicachefile: write %s: %w", filepath.Join(dir, tmp), err)
+		_ = s.sys.Unlinkat(dirfd, tmp, 0)
+		return "", fmt.Errorf("hicachefile: write %s: %w", filepath.Join(dir, tmp), err)
 	}
-	if err = s.sys.Renameat(dirfd, tmp, dirfd, name); err != nil {
+	return tmp, nil
+}
+
+// commit renames the temp file tmp over name; on failure tmp is removed.
+func (s *Store) commit(dirfd int, dir, tmp, name string) error {
+	if err := s.sys.Renameat(dirfd, tmp, dirfd, name); err != nil {
+		_ = s.sys.Unlinkat(dirfd, tmp, 0)
 		return fmt.Errorf("hicachefile: rename %s to %s: %w", tmp, filepath.Join(dir, name), err)
 	}
 	if s.cfg.Sync {
-		if err = s.sys.Fsync(dirfd); err != nil {
-			// The rename may not survive a crash: take it back, so that
-			// what is reported as not written is not there either.
+		if err := s.sys.Fsync(dirfd); err != nil {
 			_ = s.sys.Unlinkat(dirfd, name, 0)
 			return fmt.Errorf("hicachefile: fsync %s: %w", dir, err)
 		}
@@ -241,13 +251,13 @@ func (s *Store) Clear() error {
 	defer s.idx.reset()
 	return errors.Join(
 		s.removeMatching(s.dirfd, s.dir, func(n string) bool { return s.isOldName(n) || s.isTmpName(n) }),
-		s.removeMatching(s.v1fd, s.v1Dir, func(n string) bool { return s.isBatchName(n) || s.isTmpName(n) }),
+		s.removeMatching(s.v1fd(), s.v1Dir, func(n string) bool { return s.isBatchName(n) || s.isTmpName(n) }),
 	)
 }
 
 // removeMatching removes the files in dir whose names match.
 func (s *Store) removeMatching(dirfd int, dir string, match func(string) bool) error {
-	names, err := readDirNames(dir)
+	names, err := readDirNamesAt(dirfd)
 	if err != nil {
 		return fmt.Errorf("hicachefile: list %s: %w", dir, err)
 	}

@@ -15,7 +15,8 @@ import (
 // With a watcher, pending inotify events are applied: batch files renamed
 // or written in are loaded, files removed are forgotten. That costs one
 // read(2) when nothing happened. The directory is listed in full only before
-// the first lookup, and after the kernel dropped events. When the store
+// the first lookup, after Clear, after the kernel dropped events, and after
+// checkDir found the directory replaced (checked on misses). When the store
 // polls (no inotify, or a network file system whose other clients raise no
 // event here), a miss lists the directory again if its mtime changed since
 // the last listing. A miss also retries the files whose index could not be
@@ -25,16 +26,16 @@ func (s *Store) refresh(miss bool) bool {
 	x.scan.Lock()
 	defer x.scan.Unlock()
 
-	changed := false
+	changed := miss && s.checkDir()
 	if s.watch != nil {
-		changed = s.applyEvents()
+		changed = s.applyEvents() || changed
 	}
 	x.mu.RLock()
 	full, retry := !x.scanned, miss && len(x.pending) > 0
 	x.mu.RUnlock()
 	if !full && miss && s.poll.Load() {
 		var st unix.Stat_t
-		if err := unix.Fstat(s.v1fd, &st); err != nil {
+		if err := unix.Fstat(s.v1fd(), &st); err != nil {
 			s.stats.errors.Add(1)
 		} else {
 			x.mu.RLock()
@@ -56,6 +57,43 @@ func (s *Store) refresh(miss bool) bool {
 		return true
 	}
 	return changed
+}
+
+// checkDir reopens the V1 directory when the one the store holds open was
+// removed or replaced under it (an operator's rm -rf, a move): otherwise
+// every write would go on failing into a dead directory, and files other
+// stores write at the path would never be seen. It costs an fstat and a
+// stat, so refresh calls it on misses only. It reports whether it reopened.
+// The caller holds x.scan.
+func (s *Store) checkDir() bool {
+	fd := s.v1fd()
+	var held, cur unix.Stat_t
+	if err := unix.Fstat(fd, &held); err != nil {
+		return false
+	}
+	if unix.Stat(s.v1Dir, &cur) == nil && held.Nlink > 0 && cur.Dev == held.Dev && cur.Ino == held.Ino {
+		return false
+	}
+	nfd, err := openDir(s.v1Dir)
+	if err != nil {
+		s.stats.errors.Add(1)
+		return false
+	}
+	if s.cfg.Sync {
+		_ = unix.Fsync(s.dirfd)
+	}
+	s.retired = append(s.retired, fd)
+	s.v1.Store(int64(nfd))
+	if s.watch != nil && s.watch.rewatch(s.v1Dir) != nil {
+		_ = s.watch.close()
+		s.watch = nil
+	}
+	if s.watch == nil && !s.cfg.NoWatch {
+		s.watch, _ = newWatcher(s.v1Dir)
+	}
+	s.poll.Store(s.watch == nil || isNetworkFS(nfd))
+	s.idx.reset() // everything it knew was in the old directory
+	return true
 }
 
 // applyEvents applies the watcher's pending events to the index. The caller
@@ -88,8 +126,9 @@ func (s *Store) applyEvents() bool {
 	for _, n := range gone {
 		x.removeFile(n)
 	}
-	// A file renamed in by this store is known already. One written in
-	// place is read again, since its old index no longer holds.
+	// A file renamed in by this store is usually known already (if its
+	// event comes first, it is loaded here and add replaces the entries).
+	// One written in place is read again: its old index no longer holds.
 	fresh = slices.DeleteFunc(fresh, func(n string) bool { _, known := x.files[n]; return known })
 	x.mu.Unlock()
 	fresh = append(fresh, written...)
@@ -149,7 +188,7 @@ func (s *Store) merge(files []loaded) {
 func (s *Store) listDir() bool {
 	x := &s.idx
 	var st unix.Stat_t
-	if err := unix.Fstat(s.v1fd, &st); err != nil {
+	if err := unix.Fstat(s.v1fd(), &st); err != nil {
 		s.stats.errors.Add(1)
 		return false
 	}
@@ -162,7 +201,7 @@ func (s *Store) listDir() bool {
 		known[name] = true
 	}
 	x.mu.RUnlock()
-	names, err := readDirNames(s.v1Dir)
+	names, err := readDirNamesAt(s.v1fd())
 	if err != nil {
 		s.stats.errors.Add(1)
 		return false

@@ -32,7 +32,12 @@ type Store struct {
 	life  sync.RWMutex // held shared by every call, exclusively by Close
 	close bool         // guarded by life
 	dirfd int          // Dir, open for *at calls
-	v1fd  int          // v1Dir, open for *at calls
+	// v1 holds the descriptor of v1Dir, open for *at calls. checkDir swaps
+	// it when the directory was removed or replaced under the store; the
+	// old descriptor stays open in retired (guarded by idx.scan) until
+	// Close, so that a call still using it never reaches a reused number.
+	v1      atomic.Int64
+	retired []int
 
 	// watch follows the V1 directory (nil when inotify is unavailable),
 	// guarded by idx.scan. poll makes a miss compare the directory's mtime
@@ -61,17 +66,19 @@ func New(cfg Config) (*Store, error) {
 		return nil, err
 	}
 	cfg = cfg.withDefaults()
-	s := &Store{cfg: cfg, suffix: cfg.suffix(), dir: cfg.Dir, workers: cfg.IOWorkers, sys: cfg.Syscalls.withDefaults(), dirfd: -1, v1fd: -1}
+	s := &Store{cfg: cfg, suffix: cfg.suffix(), dir: cfg.Dir, workers: cfg.IOWorkers, sys: cfg.Syscalls.withDefaults(), dirfd: -1}
 	s.v1Dir = filepath.Join(s.dir, v1DirName+s.suffix)
 	s.idx.init()
 	var err error
 	if s.dirfd, err = openDir(s.dir); err != nil {
 		return nil, err
 	}
-	if s.v1fd, err = openDir(s.v1Dir); err != nil {
+	v1fd, err := openDir(s.v1Dir)
+	if err != nil {
 		_ = unix.Close(s.dirfd)
 		return nil, err
 	}
+	s.v1.Store(int64(v1fd))
 	if cfg.Sync {
 		// Make the directories themselves durable, in case New made them.
 		if err := syncDirs(filepath.Dir(s.dir), s.dirfd); err != nil {
@@ -83,7 +90,7 @@ func New(cfg Config) (*Store, error) {
 	if !cfg.NoWatch {
 		s.watch, _ = newWatcher(s.v1Dir) // without it, the store polls
 	}
-	s.poll.Store(s.watch == nil || isNetworkFS(s.v1fd))
+	s.poll.Store(s.watch == nil || isNetworkFS(s.v1fd()))
 	s.refresh(false)
 	return s, nil
 }
@@ -113,7 +120,11 @@ func (s *Store) Close() error {
 	if s.watch != nil {
 		werr = s.watch.close()
 	}
-	return errors.Join(closeFD(s.dirfd, s.dir), closeFD(s.v1fd, s.v1Dir), werr)
+	errs := []error{closeFD(s.dirfd, s.dir), closeFD(s.v1fd(), s.v1Dir), werr}
+	for _, fd := range s.retired {
+		errs = append(errs, closeFD(fd, s.v1Dir+" (retired)"))
+	}
+	return errors.Join(errs...)
 }
 
 // syncDirs fsyncs the directory at path and the one open at fd.
@@ -150,6 +161,9 @@ func (s *Store) enter() error {
 	}
 	return nil
 }
+
+// v1fd returns the descriptor of the V1 directory.
+func (s *Store) v1fd() int { return int(s.v1.Load()) }
 
 // RegisterMemPoolHost sets the host pool the V1 interface moves pages to and
 // from. It may be called again to switch pools; calls already running keep
@@ -201,7 +215,8 @@ type Stats struct {
 	// Config.DirectIO).
 	DirectBytes int64
 	// Listings counts full listings of the V1 directory: one when the store
-	// opens, then only after lost inotify events or, when polling, after a
+	// opens, then after Clear, after lost inotify events, after the
+	// directory was replaced under the store, and, when polling, after a
 	// miss in a changed directory.
 	Listings int64
 }

@@ -104,15 +104,17 @@ func (s *Store) BatchSetV1(keys []string, hostIndices []int64) ([]bool, error) {
 
 // writeChunks writes each chunk of key positions as one batch file and
 // returns the position of the first chunk that failed, with its error, or
-// len(chunks) and nil. Chunks go to the IO workers a whole file each, since
-// writes to different files do not contend for one inode's lock; a lone
-// chunk is split between them instead. Chunks after a failed one are not
-// started, or taken back if they were written meanwhile, so that the disk
-// holds exactly the chunks before the failure.
+// len(chunks) and nil. The temp files are written in parallel: the IO
+// workers take a whole file each, since writes to different files do not
+// contend for one inode's lock, and split a lone chunk between them. The
+// files are then renamed into place in chunk order, stopping at the first
+// failure, so that no chunk after a failed one is ever visible, not even
+// for a moment; their temp files are removed.
 func (s *Store) writeChunks(pi *poolInfo, keys []string, bufs [][]byte, chunks [][]int) (int, error) {
 	outer := min(s.workers, len(chunks))
 	inner := max(1, s.workers/max(1, outer))
-	names := make([]string, len(chunks))
+	tmps := make([]string, len(chunks))
+	ents := make([][]indexEntry, len(chunks))
 	errs := make([]error, len(chunks))
 	var failed atomic.Int64
 	failed.Store(int64(len(chunks)))
@@ -120,7 +122,7 @@ func (s *Store) writeChunks(pi *poolInfo, keys []string, bufs [][]byte, chunks [
 		if int64(c) > failed.Load() {
 			return
 		}
-		names[c], errs[c] = s.writeBatch(pi, keys, bufs, chunks[c], inner)
+		tmps[c], ents[c], errs[c] = s.writeBatch(pi, keys, bufs, chunks[c], inner)
 		for errs[c] != nil {
 			f := failed.Load()
 			if int64(c) >= f || failed.CompareAndSwap(f, int64(c)) {
@@ -129,13 +131,31 @@ func (s *Store) writeChunks(pi *poolInfo, keys []string, bufs [][]byte, chunks [
 		}
 	})
 	f := int(failed.Load())
+	// Commit in order: nothing after the first failure is ever visible.
+	for c := range chunks {
+		if c >= f {
+			if errs[c] == nil && tmps[c] != "" {
+				_ = s.sys.Unlinkat(s.v1fd(), tmps[c], 0)
+			}
+			continue
+		}
+		name := s.batchName()
+		if err := s.commit(s.v1fd(), s.v1Dir, tmps[c], name); err != nil {
+			f, errs[c] = c, err
+			continue
+		}
+		s.idx.add(name, ents[c], pi.fp)
+		var st unix.Stat_t
+		if unix.Fstatat(s.v1fd(), name, &st, unix.AT_SYMLINK_NOFOLLOW) == unix.ENOENT {
+			s.idx.mu.Lock()
+			s.idx.removeFile(name)
+			s.idx.mu.Unlock()
+		}
+		s.stats.sets.Add(int64(len(chunks[c])))
+		s.stats.setBytes.Add(int64(len(chunks[c])) * pi.pageLen)
+	}
 	if f == len(chunks) {
 		return f, nil
-	}
-	for c := f + 1; c < len(chunks); c++ {
-		if errs[c] == nil && names[c] != "" {
-			s.removeBatch(pi, names[c])
-		}
 	}
 	return f, errs[f]
 }
@@ -153,15 +173,14 @@ func resolveRepeats(keys []string, ok []bool, first map[string]int, end int) {
 // the payload straight from pool memory, then the index and trailer, to a
 // temp file renamed into place. A large payload is split between IO workers,
 // each computing the CRC32C of its pages and writing them at their offset.
-func (s *Store) writeBatch(pi *poolInfo, keys []string, bufs [][]byte, chunk []int, workers int) (string, error) {
+func (s *Store) writeBatch(pi *poolInfo, keys []string, bufs [][]byte, chunk []int, workers int) (string, []indexEntry, error) {
 	entries := make([]indexEntry, len(chunk))
 	for n, i := range chunk {
 		entries[n] = indexEntry{key: keys[i], off: int64(n) * pi.pageLen, length: pi.pageLen}
 	}
 	page := func(n int) [][]byte { i := chunk[n]; return bufs[i*pi.bpp : (i+1)*pi.bpp] }
 	pieces := split(workers, len(chunk), pi.pageLen)
-	name := s.batchName()
-	err := s.writeFile(s.v1fd, s.v1Dir, name, func(fd int) error {
+	tmp, err := s.writeTemp(s.v1fd(), s.v1Dir, func(fd int) error {
 		errs := make([]error, len(pieces))
 		parallel(workers, len(pieces), func(p int) {
 			lo, hi := pieces[p][0], pieces[p][1]
@@ -183,26 +202,9 @@ func (s *Store) writeBatch(pi *poolInfo, keys []string, bufs [][]byte, chunk []i
 		return s.sys.pwritev(fd, [][]byte{appendIndex(nil, entries, pi.fp)}, int64(len(chunk))*pi.pageLen)
 	})
 	if err != nil {
-		return "", err
+		return "", nil, err
 	}
-	s.idx.add(name, entries, pi.fp)
-	s.stats.sets.Add(int64(len(chunk)))
-	s.stats.setBytes.Add(int64(len(chunk)) * pi.pageLen)
-	return name, nil
-}
-
-// removeBatch removes the batch file name, which this store just wrote, and
-// its entries and counts: its pages are reported as not stored.
-func (s *Store) removeBatch(pi *poolInfo, name string) {
-	s.idx.mu.Lock()
-	n := int64(len(s.idx.files[name]))
-	s.idx.removeFile(name)
-	s.idx.mu.Unlock()
-	s.stats.sets.Add(-n)
-	s.stats.setBytes.Add(-n * pi.pageLen)
-	if err := s.sys.Unlinkat(s.v1fd, name, 0); err != nil && err != unix.ENOENT {
-		s.stats.errors.Add(1)
-	}
+	return tmp, entries, nil
 }
 
 // BatchGetV1 loads the page of each key into the pool at hostIndices
@@ -309,7 +311,7 @@ func (s *Store) readBatches(pi *poolInfo, byFile map[string][]int, keys []string
 	var runs []readRun
 	total := 0
 	for name, idx := range byFile {
-		fd, err := s.sys.Openat(s.v1fd, name, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		fd, err := s.sys.Openat(s.v1fd(), name, unix.O_RDONLY|unix.O_CLOEXEC, 0)
 		if err != nil {
 			if err == unix.ENOENT {
 				err = fmt.Errorf("%w: batch file %s is gone", ErrNotFound, name)
@@ -352,13 +354,14 @@ func (s *Store) readBatches(pi *poolInfo, byFile map[string][]int, keys []string
 		for n, i := range r.pages {
 			pages[n] = page(i)
 		}
+		var direct int64 // bytes read direct, counted once the piece is kept
 		read := func(b [][]byte, off int64) error { return s.sys.preadv(r.fd, b, off) }
 		if r.direct.fits(pages, locs[r.pages[0]].off) {
 			read = func(b [][]byte, off int64) error {
 				err := s.sys.preadv(r.direct.fd, b, off)
 				if err == nil {
 					for _, x := range b {
-						s.stats.directBytes.Add(int64(len(x)))
+						direct += int64(len(x))
 					}
 					return nil
 				}
@@ -368,6 +371,10 @@ func (s *Store) readBatches(pi *poolInfo, byFile map[string][]int, keys []string
 			}
 		}
 		crcs, err := checksummed(pages, locs[r.pages[0]].off, false, read)
+		if err != nil && len(r.pages) > 1 {
+			direct = 0 // the pages are read again, one by one, below
+		}
+		defer func() { s.stats.directBytes.Add(direct) }()
 		for n, i := range r.pages {
 			if err != nil && len(r.pages) > 1 {
 				// Find out page by page which of the run can be read.

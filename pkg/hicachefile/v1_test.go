@@ -2,21 +2,31 @@ package hicachefile
 
 import (
 	"bytes"
+	"errors"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"testing"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/hicache-go/hicache/pkg/hostcache"
 )
 
-// TestBatchSetV1FailedChunk removes the V1 directory under an open store,
-// so that creating a batch file fails: the call returns the error, and the
-// failed chunk and every later entry are false, while a key before it that
-// already existed stays true. Nothing panics, and reads of the lost pages
-// are misses.
+// TestBatchSetV1FailedChunk makes creating batch files fail, so that the
+// first chunk to write fails: the call returns the error, and the failed
+// chunk and every later entry are false, while a key before it that already
+// existed stays true. Nothing panics, and the unwritten pages are misses.
 func TestBatchSetV1FailedChunk(t *testing.T) {
+	var failCreate atomic.Bool
+	sys := Syscalls{Openat: func(dirfd int, path string, flags int, mode uint32) (int, error) {
+		if failCreate.Load() && flags&unix.O_CREAT != 0 {
+			return -1, unix.ENOSPC
+		}
+		return unix.Openat(dirfd, path, flags, mode)
+	}}
 	p := newPool(t, mhaCfg)
-	s := newStore(t, Config{Dir: t.TempDir(), ModelName: "m"}, p)
+	s := newStore(t, Config{Dir: t.TempDir(), ModelName: "m", Syscalls: sys}, p)
 	idx, _ := p.Alloc(3 * mhaCfg.PageSize)
 	fillRandom(t, p, idx)
 	page, _ := p.GetDataPage(idx[0])
@@ -26,13 +36,11 @@ func TestBatchSetV1FailedChunk(t *testing.T) {
 	if ok, err := s.BatchSetV1([]string{"v"}, idx[:mhaCfg.PageSize]); err != nil || !ok[0] {
 		t.Fatal(ok, err)
 	}
-	if err := os.RemoveAll(s.v1Dir); err != nil {
-		t.Fatal(err)
-	}
+	failCreate.Store(true)
 
 	ok, err := s.BatchSetV1([]string{"old", "new1", "new2"}, idx)
-	if err == nil || !bytes.Equal(bools(ok), bools([]bool{true, false, false})) {
-		t.Fatalf("BatchSetV1 = %v, %v; want [true false false] and an error", ok, err)
+	if !errors.Is(err, unix.ENOSPC) || !bytes.Equal(bools(ok), bools([]bool{true, false, false})) {
+		t.Fatalf("BatchSetV1 = %v, %v; want [true false false] and ENOSPC", ok, err)
 	}
 	ok, err = s.BatchSetV1([]string{"new1", "old"}, idx[:2*mhaCfg.PageSize])
 	if err == nil || ok[0] || ok[1] {
@@ -41,13 +49,55 @@ func TestBatchSetV1FailedChunk(t *testing.T) {
 	if st := s.Stats(); st.Errors == 0 {
 		t.Fatalf("Stats = %+v, want errors counted", st)
 	}
-	// The page in the removed batch file is a miss; the old file still loads.
-	ok, err = s.BatchGetV1([]string{"v", "old"}, idx[:2*mhaCfg.PageSize])
-	if err != nil || ok[0] || !ok[1] {
-		t.Fatalf("BatchGetV1 = %v, %v; want [false true]", ok, err)
+	ok, err = s.BatchGetV1([]string{"v", "old", "new1"}, idx)
+	if err != nil || !ok[0] || !ok[1] || ok[2] {
+		t.Fatalf("BatchGetV1 = %v, %v; want [true true false]", ok, err)
 	}
-	if _, found := s.Locate("v"); found {
-		t.Fatal("Locate still finds a page whose file is gone")
+}
+
+// TestV1DirReplaced: an operator removes or moves the V1 directory under an
+// open store. The store must find its way to the directory now at the path:
+// its writes land there, and pages other stores write there are found.
+func TestV1DirReplaced(t *testing.T) {
+	for _, how := range []string{"removed", "moved"} {
+		t.Run(how, func(t *testing.T) {
+			bothModes(t, func(t *testing.T, noWatch bool) {
+				ps := mhaCfg.PageSize
+				p := newPool(t, mhaCfg)
+				idx, _ := p.Alloc(2 * ps)
+				fillRandom(t, p, idx)
+				dir := t.TempDir()
+				a := newStore(t, Config{Dir: dir, ModelName: "m", NoWatch: noWatch}, p)
+				if ok, err := a.BatchSetV1([]string{"before"}, idx[:ps]); err != nil || !ok[0] {
+					t.Fatal(ok, err)
+				}
+				var err error
+				if how == "removed" {
+					err = os.RemoveAll(a.v1Dir)
+				} else {
+					err = os.Rename(a.v1Dir, a.v1Dir+".old")
+				}
+				if err != nil {
+					t.Fatal(err)
+				}
+				b := newStore(t, Config{Dir: dir, ModelName: "m", NoWatch: noWatch}, p)
+				if ok, err := b.BatchSetV1([]string{"kb"}, idx[:ps]); err != nil || !ok[0] {
+					t.Fatal(ok, err)
+				}
+				if !a.Exists("kb") {
+					t.Error("a does not find a page written into the new directory")
+				}
+				if a.Exists("before") {
+					t.Error("a still finds a page whose directory is gone from the path")
+				}
+				if ok, err := a.BatchSetV1([]string{"ka"}, idx[ps:]); err != nil || !ok[0] {
+					t.Fatalf("a cannot write after the directory was %s: %v, %v", how, ok, err)
+				}
+				if !b.Exists("ka") {
+					t.Error("b does not find a's page: a wrote it somewhere else")
+				}
+			})
+		})
 	}
 }
 

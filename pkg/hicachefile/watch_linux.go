@@ -19,6 +19,7 @@ const watchMask = unix.IN_MOVED_TO | unix.IN_CLOSE_WRITE | unix.IN_DELETE | unix
 // other processes' batch files arrive and go without listing the directory.
 type watcher struct {
 	fd  int
+	wd  int // the watch on the V1 directory
 	buf []byte
 }
 
@@ -29,11 +30,23 @@ func newWatcher(dir string) (*watcher, error) {
 	if err != nil {
 		return nil, err
 	}
-	if _, err := unix.InotifyAddWatch(fd, dir, watchMask); err != nil {
+	wd, err := unix.InotifyAddWatch(fd, dir, watchMask)
+	if err != nil {
 		_ = unix.Close(fd)
 		return nil, err
 	}
-	return &watcher{fd: fd, buf: make([]byte, 64<<10)}, nil
+	return &watcher{fd: fd, wd: wd, buf: make([]byte, 64<<10)}, nil
+}
+
+// rewatch moves the watch to the directory now at dir.
+func (w *watcher) rewatch(dir string) error {
+	_, _ = unix.InotifyRmWatch(w.fd, uint32(w.wd)) // the old directory may be gone
+	wd, err := unix.InotifyAddWatch(w.fd, dir, watchMask)
+	if err != nil {
+		return err
+	}
+	w.wd = wd
+	return nil
 }
 
 // event is what drain reports of one inotify event.
@@ -48,7 +61,9 @@ const (
 // drain reads every pending event and passes each named one to fn. It
 // reports overflow when the kernel dropped events, so that only a full
 // listing can tell what changed, and lost when the watch ended (the
-// directory was removed or moved, or reading failed).
+// directory was moved, or removed and no longer held open, or reading
+// failed). A directory removed while the store holds it open raises no
+// event: Store.checkDir notices that on a miss.
 func (w *watcher) drain(fn func(name string, ev event)) (overflow, lost bool) {
 	for {
 		n, err := unix.Read(w.fd, w.buf)
