@@ -153,17 +153,17 @@
 // BatchSetV1 or BatchGetV1 call, CRC32C verification included.
 //
 //	                    old write   V1 write   speedup   old read   V1 read   speedup
-//	100 keys x 512 B     46.8 ms    0.260 ms    180x     0.496 ms  0.065 ms     7.6x
-//	16 keys x 8 MiB      55.3 ms    33.9 ms     1.6x     29.3 ms   12.4 ms      2.4x
+//	100 keys x 512 B     49.2 ms    0.322 ms    153x     0.516 ms  0.047 ms      11x
+//	16 keys x 8 MiB      68.0 ms    28.6 ms     2.4x     29.7 ms   13.0 ms      2.3x
 //
 // Small pages are bound by file creation: one per key against one per
 // batch. Creating a file on that disk cost between 0.1 and 0.9 ms over the
 // day, so the small-page write columns moved by up to 5x between runs (the
-// old write ranged 14 to 60 ms within this one); the ratio stayed above
-// 60x. 8 MiB pages are bound by copies: V1 moved 4.0 GB/s written and 10.9
-// GB/s read, against 2.4 and 4.6 GB/s for the old interface. With IOWorkers
-// 1, V1 took 50.1 ms to write and 23.5 ms to read them. With DirectIO, from
-// the virtio disk rather than the page cache, V1 read them in 81.6 ms (1.6
+// old write ranged 34 to 83 ms within this one); the ratio stayed above
+// 60x. 8 MiB pages are bound by copies: V1 moved 4.7 GB/s written and 10.3
+// GB/s read, against 2.0 and 4.5 GB/s for the old interface. With IOWorkers
+// 1, V1 took 47.6 ms to write and 21.3 ms to read them. With DirectIO, from
+// the virtio disk rather than the page cache, V1 read them in 83.0 ms (1.6
 // GB/s with two workers; dd with iflag=direct reads that disk at 1.1 GB/s).
 //
 // # Zero-copy lifetime
