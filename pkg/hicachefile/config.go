@@ -44,6 +44,13 @@ type Config struct {
 	// 8. Copies between the page cache and pool memory are bound by one
 	// core's memory bandwidth, so a second worker nearly doubles them.
 	IOWorkers int
+	// MaxBytes bounds the bytes of this store's files in Dir: its batch
+	// files and its old-format files. After every write, the least recently
+	// used files (by writes and read hits in this process; files found on
+	// disk count as used at their modification time) are removed until the
+	// total fits, sparing the files the write just made. A batch file goes
+	// whole. 0 means no bound.
+	MaxBytes int64
 	// DirectIO makes BatchGetV1 read pages from batch files with O_DIRECT,
 	// straight from the device into pool memory, bypassing the page cache:
 	// for a cache larger than RAM, or to measure the disk itself. A read
@@ -105,6 +112,8 @@ func (c Config) Validate() error {
 		return bad("PPRank %d is not in [0, PPSize %d)", c.PPRank, c.PPSize)
 	case c.IOWorkers < 0:
 		return bad("IOWorkers is %d, must not be negative", c.IOWorkers)
+	case c.MaxBytes < 0:
+		return bad("MaxBytes is %d, must not be negative", c.MaxBytes)
 	case c.MaxBatchFileBytes < 0:
 		return bad("MaxBatchFileBytes is %d, must not be negative", c.MaxBatchFileBytes)
 	case 1+tokenHex+len(c.suffix())+len(batchExt) > maxName:

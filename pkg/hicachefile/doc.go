@@ -109,6 +109,20 @@
 // pool. BatchGetV1 reads a page into the pool before it can verify it, so
 // the slots of a key reported false hold unspecified bytes.
 //
+// # Capacity
+//
+// With Config.MaxBytes, a store holds its files (batch files and old-format
+// files alike) to that many bytes: after every write it removes the least
+// recently used files until the total fits, sparing the files that write
+// made. Use is a write or a read hit in this process; files the store finds
+// on disk (at New, or written by other processes) enter as used at their
+// modification time, so the oldest go first. A batch file goes whole, with
+// all its pages. A file that cannot be removed (a read-only or NFS file
+// system) is counted in Stats.EvictErrors, still counts against the bound,
+// and is passed over: the next file goes instead, so one stuck file never
+// wedges eviction. Each process keeps its own order; a page another process
+// evicts is a miss here. Stats.Evicted and EvictedBytes count what went.
+//
 // # Direct I/O
 //
 // With Config.DirectIO, BatchGetV1 reads batch-file pages with O_DIRECT, from

@@ -1,9 +1,11 @@
 package hicachefile
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"path/filepath"
+	"slices"
 
 	"golang.org/x/sys/unix"
 )
@@ -36,6 +38,9 @@ func (s *Store) set(key string, value []byte) error {
 	}
 	s.stats.sets.Add(1)
 	s.stats.setBytes.Add(int64(len(value)))
+	id := fileID{old: true, name: s.oldName(key)}
+	s.lru.track(id, int64(len(value)), false)
+	s.evict(map[fileID]bool{id: true})
 	return nil
 }
 
@@ -149,6 +154,7 @@ func (s *Store) readOld(key string, bufs [][]byte, size int64) error {
 	if err := s.sys.preadv(fd, bufs, 0); err != nil {
 		return fmt.Errorf("hicachefile: read %s: %w", filepath.Join(s.dir, name), err)
 	}
+	s.lru.touch(fileID{old: true, name: name})
 	return nil
 }
 
@@ -249,6 +255,8 @@ func (s *Store) Clear() error {
 	s.idx.scan.Lock()
 	defer s.idx.scan.Unlock()
 	defer s.idx.reset()
+	defer s.lru.forgetAll(true)
+	defer s.lru.forgetAll(false)
 	return errors.Join(
 		s.removeMatching(s.dirfd, s.dir, func(n string) bool { return s.isOldName(n) || s.isTmpName(n) }),
 		s.removeMatching(s.v1fd(), s.v1Dir, func(n string) bool { return s.isBatchName(n) || s.isTmpName(n) }),
@@ -271,4 +279,29 @@ func (s *Store) removeMatching(dirfd int, dir string, match func(string) bool) e
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// trackOldFiles puts this store's old-format files in Dir into the eviction
+// order, oldest modification time least recently used.
+func (s *Store) trackOldFiles() error {
+	names, err := readDirNamesAt(s.dirfd)
+	if err != nil {
+		return fmt.Errorf("hicachefile: list %s: %w", s.dir, err)
+	}
+	type file struct {
+		name        string
+		size, mtime int64
+	}
+	var files []file
+	for _, n := range names {
+		var st unix.Stat_t
+		if s.isOldName(n) && unix.Fstatat(s.dirfd, n, &st, unix.AT_SYMLINK_NOFOLLOW) == nil {
+			files = append(files, file{n, st.Size, st.Mtim.Nano()})
+		}
+	}
+	slices.SortFunc(files, func(a, b file) int { return cmp.Compare(b.mtime, a.mtime) })
+	for _, f := range files {
+		s.lru.track(fileID{old: true, name: f.name}, f.size, true)
+	}
+	return nil
 }

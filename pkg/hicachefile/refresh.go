@@ -1,6 +1,7 @@
 package hicachefile
 
 import (
+	"cmp"
 	"errors"
 	"os"
 	"slices"
@@ -93,6 +94,7 @@ func (s *Store) checkDir() bool {
 	}
 	s.poll.Store(s.watch == nil || isNetworkFS(nfd))
 	s.idx.reset() // everything it knew was in the old directory
+	s.lru.forgetAll(false)
 	return true
 }
 
@@ -125,6 +127,7 @@ func (s *Store) applyEvents() bool {
 	}
 	for _, n := range gone {
 		x.removeFile(n)
+		s.lru.forget(fileID{name: n})
 	}
 	// A file renamed in by this store is usually known already (if its
 	// event comes first, it is loaded here and add replaces the entries).
@@ -142,6 +145,8 @@ type loaded struct {
 	entries []indexEntry
 	fp      uint64
 	err     error
+	size    int64 // file size and mtime, when the store bounds its bytes
+	mtime   int64
 }
 
 // load reads the indexes of the batch files names.
@@ -150,6 +155,12 @@ func (s *Store) load(names []string) []loaded {
 	for i, n := range names {
 		out[i].name = n
 		out[i].entries, out[i].fp, out[i].err = s.loadIndex(n)
+		if s.lru.on {
+			var st unix.Stat_t
+			if unix.Fstatat(s.v1fd(), n, &st, unix.AT_SYMLINK_NOFOLLOW) == nil {
+				out[i].size, out[i].mtime = st.Size, st.Mtim.Nano()
+			}
+		}
 	}
 	return out
 }
@@ -159,6 +170,14 @@ func (s *Store) load(names []string) []loaded {
 // is not read again; one that could not be read for another reason (EMFILE,
 // EIO) is retried at a later miss; one that is gone is forgotten.
 func (s *Store) merge(files []loaded) {
+	// Files found on disk join the eviction order as used at their mtime:
+	// newest first, so that the oldest ends up least recently used.
+	slices.SortFunc(files, func(a, b loaded) int { return cmp.Compare(b.mtime, a.mtime) })
+	for _, f := range files {
+		if f.err == nil || errors.Is(f.err, ErrCorrupt) {
+			s.lru.track(fileID{name: f.name}, f.size, true)
+		}
+	}
 	x := &s.idx
 	x.mu.Lock()
 	defer x.mu.Unlock()
@@ -227,6 +246,7 @@ func (s *Store) listDir() bool {
 	for name := range x.files {
 		if known[name] && !present[name] {
 			x.removeFile(name)
+			s.lru.forget(fileID{name: name})
 		}
 	}
 	x.mtime = st.Mtim

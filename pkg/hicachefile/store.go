@@ -47,6 +47,7 @@ type Store struct {
 
 	pool  atomic.Pointer[poolInfo]
 	idx   index
+	lru   lru
 	stats counters
 }
 
@@ -82,6 +83,13 @@ func New(cfg Config) (*Store, error) {
 	if cfg.Sync {
 		// Make the directories themselves durable, in case New made them.
 		if err := syncDirs(filepath.Dir(s.dir), s.dirfd); err != nil {
+			_ = s.Close()
+			return nil, err
+		}
+	}
+	if cfg.MaxBytes > 0 {
+		s.lru.init()
+		if err := s.trackOldFiles(); err != nil {
 			_ = s.Close()
 			return nil, err
 		}
@@ -214,6 +222,10 @@ type Stats struct {
 	// DirectBytes counts the bytes BatchGetV1 read with O_DIRECT (see
 	// Config.DirectIO).
 	DirectBytes int64
+	// Evicted and EvictedBytes count the files removed to keep within
+	// Config.MaxBytes; EvictErrors counts the files that could not be
+	// removed and were passed over.
+	Evicted, EvictedBytes, EvictErrors int64
 	// Listings counts full listings of the V1 directory: one when the store
 	// opens, then after Clear, after lost inotify events, after the
 	// directory was replaced under the store, and, when polling, after a
@@ -225,7 +237,7 @@ type Stats struct {
 type counters struct {
 	sets, setBytes, existed, gets, getBytes, hits, misses atomic.Int64
 	corrupt, mismatch, skippedFiles, errors, listings     atomic.Int64
-	directBytes                                           atomic.Int64
+	directBytes, evicted, evictedBytes, evictErrors       atomic.Int64
 }
 
 // Stats returns a snapshot of the store's counters.
@@ -236,6 +248,7 @@ func (s *Store) Stats() Stats {
 		Gets: c.gets.Load(), GetBytes: c.getBytes.Load(), Hits: c.hits.Load(), Misses: c.misses.Load(),
 		Corrupt: c.corrupt.Load(), Mismatch: c.mismatch.Load(), SkippedFiles: c.skippedFiles.Load(),
 		Errors: c.errors.Load(), Listings: c.listings.Load(), DirectBytes: c.directBytes.Load(),
+		Evicted: c.evicted.Load(), EvictedBytes: c.evictedBytes.Load(), EvictErrors: c.evictErrors.Load(),
 	}
 }
 

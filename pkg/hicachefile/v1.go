@@ -86,7 +86,9 @@ func (s *Store) BatchSetV1(keys []string, hostIndices []int64) ([]bool, error) {
 
 	perFile := int(max(1, s.cfg.MaxBatchFileBytes/pi.pageLen))
 	chunks := slices.Collect(slices.Chunk(pending, perFile))
-	f, err := s.writeChunks(pi, keys, bufs, chunks)
+	written := make(map[fileID]bool, len(chunks))
+	f, err := s.writeChunks(pi, keys, bufs, chunks, written)
+	s.evict(written)
 	for _, chunk := range chunks[:f] {
 		for _, i := range chunk {
 			ok[i] = true
@@ -110,7 +112,7 @@ func (s *Store) BatchSetV1(keys []string, hostIndices []int64) ([]bool, error) {
 // files are then renamed into place in chunk order, stopping at the first
 // failure, so that no chunk after a failed one is ever visible, not even
 // for a moment; their temp files are removed.
-func (s *Store) writeChunks(pi *poolInfo, keys []string, bufs [][]byte, chunks [][]int) (int, error) {
+func (s *Store) writeChunks(pi *poolInfo, keys []string, bufs [][]byte, chunks [][]int, written map[fileID]bool) (int, error) {
 	outer := min(s.workers, len(chunks))
 	inner := max(1, s.workers/max(1, outer))
 	tmps := make([]string, len(chunks))
@@ -150,6 +152,10 @@ func (s *Store) writeChunks(pi *poolInfo, keys []string, bufs [][]byte, chunks [
 			s.idx.mu.Lock()
 			s.idx.removeFile(name)
 			s.idx.mu.Unlock()
+		} else {
+			id := fileID{name: name}
+			s.lru.track(id, st.Size, false)
+			written[id] = true
 		}
 		s.stats.sets.Add(int64(len(chunks[c])))
 		s.stats.setBytes.Add(int64(len(chunks[c])) * pi.pageLen)
@@ -403,6 +409,9 @@ func (s *Store) finishPage(pi *poolInfo, key string, loc location, crc uint32, r
 	s.classify(err)
 	if errors.Is(err, ErrCorrupt) || errors.Is(err, ErrNotFound) {
 		s.idx.drop(key, loc)
+	}
+	if err == nil {
+		s.lru.touch(fileID{name: loc.file})
 	}
 	return err == nil
 }

@@ -1,0 +1,174 @@
+package hicachefile
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// batchFileCount counts the batch files in the store's V1 directory.
+func batchFileCount(t *testing.T, s *Store) int {
+	t.Helper()
+	files, err := filepath.Glob(filepath.Join(s.v1Dir, "*"+batchExt))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(files)
+}
+
+// oneKeyFile is the size of a batch file holding one page under a
+// two-byte key.
+func oneKeyFile(pageBytes int) int64 {
+	return int64(pageBytes) + IndexSize([]string{"k0"}) + TrailerSize
+}
+
+// TestEvictLRU: with room for three one-page batch files, a fourth write
+// removes the least recently used file; a read hit counts as a use.
+func TestEvictLRU(t *testing.T) {
+	ps := mhaCfg.PageSize
+	p := newPool(t, mhaCfg)
+	idx, _ := p.Alloc(5 * ps)
+	fillRandom(t, p, idx)
+	s := newStore(t, Config{Dir: t.TempDir(), ModelName: "m", MaxBatchFileBytes: int64(p.PageBytes()),
+		MaxBytes: 3 * oneKeyFile(p.PageBytes())}, p)
+	for i := range 3 {
+		if ok, err := s.BatchSetV1([]string{fmt.Sprint("k", i)}, idx[i*ps:(i+1)*ps]); err != nil || !ok[0] {
+			t.Fatal(ok, err)
+		}
+	}
+	if ok, err := s.BatchGetV1([]string{"k0"}, idx[4*ps:]); err != nil || !ok[0] {
+		t.Fatal(ok, err)
+	}
+	if ok, err := s.BatchSetV1([]string{"k3"}, idx[3*ps:4*ps]); err != nil || !ok[0] {
+		t.Fatal(ok, err)
+	}
+	if got := s.BatchExists([]string{"k0", "k2", "k3"}); got != 3 {
+		t.Fatalf("BatchExists(k0, k2, k3) = %d, want 3", got)
+	}
+	if s.Exists("k1") {
+		t.Fatal("k1, the least recently used, was not evicted")
+	}
+	if ok, _ := s.BatchGetV1([]string{"k1"}, idx[4*ps:]); ok[0] {
+		t.Fatal("an evicted page was served")
+	}
+	if n := batchFileCount(t, s); n != 3 {
+		t.Fatalf("%d batch files on disk, want 3", n)
+	}
+	if st := s.Stats(); st.Evicted != 1 || st.EvictedBytes != oneKeyFile(p.PageBytes()) {
+		t.Fatalf("Stats = %+v, want one file evicted", st)
+	}
+}
+
+// TestEvictSkipsUndeletable: a file that cannot be removed never wedges
+// eviction: the next least recently used file goes instead, and writes go
+// on succeeding.
+func TestEvictSkipsUndeletable(t *testing.T) {
+	ps := mhaCfg.PageSize
+	p := newPool(t, mhaCfg)
+	idx, _ := p.Alloc(ps)
+	fillRandom(t, p, idx)
+	var stuck string
+	sys := Syscalls{Unlinkat: func(dirfd int, path string, flags int) error {
+		if path == stuck {
+			return unix.EROFS
+		}
+		return unix.Unlinkat(dirfd, path, flags)
+	}}
+	s := newStore(t, Config{Dir: t.TempDir(), ModelName: "m", MaxBatchFileBytes: int64(p.PageBytes()),
+		MaxBytes: 3 * oneKeyFile(p.PageBytes()), Syscalls: sys}, p)
+	for i := range 3 {
+		if ok, err := s.BatchSetV1([]string{fmt.Sprint("k", i)}, idx); err != nil || !ok[0] {
+			t.Fatal(ok, err)
+		}
+	}
+	loc, _ := s.Locate("k0")
+	stuck = filepath.Base(loc.Path)
+	for i := 3; i < 6; i++ {
+		if ok, err := s.BatchSetV1([]string{fmt.Sprint("k", i)}, idx); err != nil || !ok[0] {
+			t.Fatalf("write %d after an undeletable file: %v, %v", i, ok, err)
+		}
+	}
+	st := s.Stats()
+	if st.EvictErrors != 1 {
+		t.Fatalf("EvictErrors = %d, want 1 (the file is tried once)", st.EvictErrors)
+	}
+	// The stuck file still takes room: two others fit beside it.
+	if n := batchFileCount(t, s); n != 3 {
+		t.Fatalf("%d batch files on disk, want 3 (the stuck one and the two newest)", n)
+	}
+	if got := s.BatchExists([]string{"k4", "k5"}); got != 2 {
+		t.Fatalf("the newest pages were evicted: BatchExists = %d", got)
+	}
+}
+
+// TestEvictOldFormat: old-format files count too, and go oldest first.
+func TestEvictOldFormat(t *testing.T) {
+	p := newPool(t, mhaCfg)
+	page := p.GetDummyFlatDataPage()
+	s := newStore(t, Config{Dir: t.TempDir(), ModelName: "m", MaxBytes: int64(3 * len(page))}, nil)
+	for i := range 4 {
+		if err := s.Set(fmt.Sprint("k", i), page); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.Get("k0", page); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("Get(k0) = %v, want ErrNotFound after eviction", err)
+	}
+	for i := 1; i < 4; i++ {
+		if err := s.Get(fmt.Sprint("k", i), page); err != nil {
+			t.Fatalf("Get(k%d) = %v", i, err)
+		}
+	}
+}
+
+// TestEvictFilesFoundOnDisk: a store opened on a directory that other
+// stores filled evicts the files with the oldest modification time first,
+// in both formats.
+func TestEvictFilesFoundOnDisk(t *testing.T) {
+	ps := mhaCfg.PageSize
+	p := newPool(t, mhaCfg)
+	idx, _ := p.Alloc(ps)
+	fillRandom(t, p, idx)
+	dir := t.TempDir()
+	w := newStore(t, Config{Dir: dir, ModelName: "m", MaxBatchFileBytes: int64(p.PageBytes())}, p)
+	for i := range 3 {
+		if ok, err := w.BatchSetV1([]string{fmt.Sprint("k", i)}, idx); err != nil || !ok[0] {
+			t.Fatal(ok, err)
+		}
+	}
+	page, _ := p.GetDataPage(idx[0])
+	if err := w.Set("o0", page); err != nil {
+		t.Fatal(err)
+	}
+	// Age the files: k1 oldest, then o0, then k0, then k2.
+	base := time.Now().Add(-time.Hour)
+	for i, k := range []string{"k1", "o0", "k0", "k2"} {
+		path := w.FilePath(k)
+		if strings.HasPrefix(k, "k") {
+			loc, _ := w.Locate(k)
+			path = loc.Path
+		}
+		at := base.Add(time.Duration(i) * time.Minute)
+		if err := os.Chtimes(path, at, at); err != nil {
+			t.Fatal(err)
+		}
+	}
+	file := oneKeyFile(p.PageBytes())
+	s := newStore(t, Config{Dir: dir, ModelName: "m", MaxBatchFileBytes: int64(p.PageBytes()),
+		MaxBytes: 3*file + int64(len(page))}, p)
+	if ok, err := s.BatchSetV1([]string{"k3"}, idx); err != nil || !ok[0] {
+		t.Fatal(ok, err)
+	}
+	if s.Exists("k1") {
+		t.Fatal("k1, the oldest file on disk, was not evicted")
+	}
+	if got := s.BatchExists([]string{"o0", "k0", "k2", "k3"}); got != 4 {
+		t.Fatalf("BatchExists = %d, want 4: only k1 should have gone", got)
+	}
+}
