@@ -222,8 +222,9 @@ func (s *Store) writeBatch(pi *poolInfo, keys []string, bufs [][]byte, chunk []i
 // with no batch entry but an old-format file of exactly PageBytes is read
 // from that file. Every key is tried: a missing, corrupt, mismatched or
 // unreadable page makes only its own entry false, and the slots of a false
-// entry hold unspecified bytes. Call-level problems return an error with
-// every entry false.
+// entry hold unspecified bytes. Call-level problems (no pool, mismatched
+// lengths, indices the pool rejects, two keys given the same slots) return
+// an error with every entry false.
 func (s *Store) BatchGetV1(keys []string, hostIndices []int64) ([]bool, error) {
 	ok := make([]bool, len(keys))
 	if err := s.enter(); err != nil {
