@@ -1,8 +1,9 @@
 package hicachefile
 
 import (
-	"container/list"
+	"container/heap"
 	"sync"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -14,23 +15,45 @@ type fileID struct {
 	name string
 }
 
-// lruFile is a tracked file and its place in the recency list.
+// lruFile is a tracked file and its place in the heap.
 type lruFile struct {
 	id   fileID
 	size int64
+	use  int64 // last use, in Unix nanoseconds
+	pos  int   // index in the heap
 }
 
-// lru keeps the store's files in order of last use, with their sizes, so
+// useHeap orders tracked files by last use, least recent first.
+type useHeap []*lruFile
+
+func (h useHeap) Len() int           { return len(h) }
+func (h useHeap) Less(i, j int) bool { return h[i].use < h[j].use }
+func (h useHeap) Swap(i, j int) {
+	h[i], h[j] = h[j], h[i]
+	h[i].pos, h[j].pos = i, j
+}
+func (h *useHeap) Push(x any) { f := x.(*lruFile); f.pos = len(*h); *h = append(*h, f) }
+func (h *useHeap) Pop() any {
+	old := *h
+	f := old[len(old)-1]
+	*h = old[:len(old)-1]
+	return f
+}
+
+// lru keeps the store's files by time of last use, with their sizes, so
 // that the store can hold its files to Config.MaxBytes by removing the
-// least recently used ones. Use is a write or a read hit in this process;
-// a file found on disk enters as used at its modification time.
+// least recently used ones. Use is a write or a read hit in this process,
+// timed by the wall clock; a file found on disk (at New, by a listing, or
+// through a watch event) enters as used at its modification time, which
+// file systems keep more coarsely (a few milliseconds on ext4), so the
+// order of uses closer together than that is arbitrary.
 //
 // The zero value (from a store without MaxBytes) tracks nothing.
 type lru struct {
 	mu    sync.Mutex
 	on    bool
-	order *list.List // front: most recently used; elements hold *lruFile
-	files map[fileID]*list.Element
+	heap  useHeap
+	files map[fileID]*lruFile
 	total int64
 	// stuck holds files that could not be removed: they still take space,
 	// so they count against the bound, but they are no longer candidates.
@@ -40,8 +63,7 @@ type lru struct {
 
 func (l *lru) init() {
 	l.on = true
-	l.order = list.New()
-	l.files = make(map[fileID]*list.Element)
+	l.files = make(map[fileID]*lruFile)
 	l.stuck = make(map[fileID]int64)
 }
 
@@ -53,43 +75,49 @@ func (l *lru) unstick(id fileID) {
 	}
 }
 
-// track records a file of size bytes as just used, or, with cold, as used
-// before every file tracked so far (a file found on disk by a listing).
-func (l *lru) track(id fileID, size int64, cold bool) {
+// track records a file of size bytes last used at use (Unix nanoseconds),
+// or updates it; a later use never moves back.
+func (l *lru) track(id fileID, size, use int64) {
 	if !l.on {
 		return
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.unstick(id) // found again by a listing: a candidate once more
-	if e, ok := l.files[id]; ok {
-		f := e.Value.(*lruFile)
+	if f, ok := l.files[id]; ok {
 		l.total += size - f.size
 		f.size = size
-		if !cold {
-			l.order.MoveToFront(e)
+		if use > f.use {
+			f.use = use
+			heap.Fix(&l.heap, f.pos)
 		}
 		return
 	}
-	f := &lruFile{id: id, size: size}
-	if cold {
-		l.files[id] = l.order.PushBack(f)
-	} else {
-		l.files[id] = l.order.PushFront(f)
-	}
+	f := &lruFile{id: id, size: size, use: use}
+	heap.Push(&l.heap, f)
+	l.files[id] = f
 	l.total += size
 }
 
-// touch marks a file as just used.
+// touch marks a file as used now.
 func (l *lru) touch(id fileID) {
 	if !l.on {
 		return
 	}
+	now := time.Now().UnixNano()
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if e, ok := l.files[id]; ok {
-		l.order.MoveToFront(e)
+	if f, ok := l.files[id]; ok && now > f.use {
+		f.use = now
+		heap.Fix(&l.heap, f.pos)
 	}
+}
+
+// remove drops a tracked file. The caller holds l.mu.
+func (l *lru) remove(f *lruFile) {
+	l.total -= f.size
+	heap.Remove(&l.heap, f.pos)
+	delete(l.files, f.id)
 }
 
 // forget stops tracking a file that is gone.
@@ -100,10 +128,8 @@ func (l *lru) forget(id fileID) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.unstick(id)
-	if e, ok := l.files[id]; ok {
-		l.total -= e.Value.(*lruFile).size
-		l.order.Remove(e)
-		delete(l.files, id)
+	if f, ok := l.files[id]; ok {
+		l.remove(f)
 	}
 }
 
@@ -115,11 +141,9 @@ func (l *lru) forgetAll(old bool) {
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	for id, e := range l.files {
+	for id, f := range l.files {
 		if id.old == old {
-			l.total -= e.Value.(*lruFile).size
-			l.order.Remove(e)
-			delete(l.files, id)
+			l.remove(f)
 		}
 	}
 	for id := range l.stuck {
@@ -137,24 +161,25 @@ func (l *lru) markStuck(f lruFile) {
 	l.stuckBytes += f.size
 }
 
-// victims takes out of the list, least recently used first, files to
+// victims takes out of the heap, least recently used first, files to
 // remove until the total fits in limit, skipping the protected ones.
 func (l *lru) victims(limit int64, protect map[fileID]bool) []lruFile {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	var out []lruFile
-	excess := l.total + l.stuckBytes - limit
-	for e := l.order.Back(); e != nil && excess > 0; {
-		prev := e.Prev()
-		f := e.Value.(*lruFile)
-		if !protect[f.id] {
-			out = append(out, *f)
-			excess -= f.size
-			l.total -= f.size
-			l.order.Remove(e)
-			delete(l.files, f.id)
+	var spared []*lruFile
+	for l.total+l.stuckBytes > limit && l.heap.Len() > 0 {
+		f := heap.Pop(&l.heap).(*lruFile)
+		if protect[f.id] {
+			spared = append(spared, f)
+			continue
 		}
-		e = prev
+		l.total -= f.size
+		delete(l.files, f.id)
+		out = append(out, *f)
+	}
+	for _, f := range spared {
+		heap.Push(&l.heap, f)
 	}
 	return out
 }

@@ -172,3 +172,42 @@ func TestEvictFilesFoundOnDisk(t *testing.T) {
 		t.Fatalf("BatchExists = %d, want 4: only k1 should have gone", got)
 	}
 }
+
+// TestEvictForeignFileByAge: a batch file another store just wrote is
+// recent, not least recently used: this store's older files go first.
+func TestEvictForeignFileByAge(t *testing.T) {
+	bothModes(t, func(t *testing.T, noWatch bool) {
+		ps := mhaCfg.PageSize
+		p := newPool(t, mhaCfg)
+		idx, _ := p.Alloc(ps)
+		fillRandom(t, p, idx)
+		dir := t.TempDir()
+		cfg := Config{Dir: dir, ModelName: "m", MaxBatchFileBytes: int64(p.PageBytes()), NoWatch: noWatch}
+		other := newStore(t, cfg, p)
+		cfg.MaxBytes = 3 * oneKeyFile(p.PageBytes())
+		s := newStore(t, cfg, p)
+		for _, k := range []string{"k0", "k1"} {
+			if ok, err := s.BatchSetV1([]string{k}, idx); err != nil || !ok[0] {
+				t.Fatal(ok, err)
+			}
+		}
+		// File times are coarse (a jiffy on ext4): leave a gap that they
+		// resolve, as any real cache would between such writes.
+		time.Sleep(20 * time.Millisecond)
+		if ok, err := other.BatchSetV1([]string{"kb"}, idx); err != nil || !ok[0] {
+			t.Fatal(ok, err)
+		}
+		if !s.Exists("kb") { // s learns of the foreign file
+			t.Fatal("kb not found")
+		}
+		if ok, err := s.BatchSetV1([]string{"k2"}, idx); err != nil || !ok[0] {
+			t.Fatal(ok, err)
+		}
+		if s.Exists("k0") {
+			t.Fatal("k0, the oldest file, was not evicted")
+		}
+		if got := s.BatchExists([]string{"k1", "kb", "k2"}); got != 3 {
+			t.Fatalf("BatchExists(k1, kb, k2) = %d, want 3: the recent foreign file went first", got)
+		}
+	})
+}

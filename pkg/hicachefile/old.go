@@ -1,11 +1,10 @@
 package hicachefile
 
 import (
-	"cmp"
 	"errors"
 	"fmt"
 	"path/filepath"
-	"slices"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -39,7 +38,7 @@ func (s *Store) set(key string, value []byte) error {
 	s.stats.sets.Add(1)
 	s.stats.setBytes.Add(int64(len(value)))
 	id := fileID{old: true, name: s.oldName(key)}
-	s.lru.track(id, int64(len(value)), false)
+	s.lru.track(id, int64(len(value)), time.Now().UnixNano())
 	s.evict(map[fileID]bool{id: true})
 	return nil
 }
@@ -282,7 +281,7 @@ func (s *Store) removeMatching(dirfd int, dir string, match func(string) bool) e
 }
 
 // trackOldFiles puts this store's old-format files in Dir into the eviction
-// order, oldest modification time least recently used.
+// order, as used at their modification times.
 func (s *Store) trackOldFiles() error {
 	names, err := readDirNamesAt(s.dirfd)
 	if err != nil {
@@ -299,9 +298,8 @@ func (s *Store) trackOldFiles() error {
 			files = append(files, file{n, st.Size, st.Mtim.Nano()})
 		}
 	}
-	slices.SortFunc(files, func(a, b file) int { return cmp.Compare(b.mtime, a.mtime) })
 	for _, f := range files {
-		s.lru.track(fileID{old: true, name: f.name}, f.size, true)
+		s.lru.track(fileID{old: true, name: f.name}, f.size, f.mtime)
 	}
 	return nil
 }

@@ -1,7 +1,6 @@
 package hicachefile
 
 import (
-	"cmp"
 	"errors"
 	"os"
 	"slices"
@@ -170,12 +169,10 @@ func (s *Store) load(names []string) []loaded {
 // is not read again; one that could not be read for another reason (EMFILE,
 // EIO) is retried at a later miss; one that is gone is forgotten.
 func (s *Store) merge(files []loaded) {
-	// Files found on disk join the eviction order as used at their mtime:
-	// newest first, so that the oldest ends up least recently used.
-	slices.SortFunc(files, func(a, b loaded) int { return cmp.Compare(b.mtime, a.mtime) })
+	// Files found on disk join the eviction order as used at their mtime.
 	for _, f := range files {
 		if f.err == nil || errors.Is(f.err, ErrCorrupt) {
-			s.lru.track(fileID{name: f.name}, f.size, true)
+			s.lru.track(fileID{name: f.name}, f.size, f.mtime)
 		}
 	}
 	x := &s.idx

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sync/atomic"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -154,7 +155,7 @@ func (s *Store) writeChunks(pi *poolInfo, keys []string, bufs [][]byte, chunks [
 			s.idx.mu.Unlock()
 		} else {
 			id := fileID{name: name}
-			s.lru.track(id, st.Size, false)
+			s.lru.track(id, st.Size, time.Now().UnixNano())
 			written[id] = true
 		}
 		s.stats.sets.Add(int64(len(chunks[c])))
