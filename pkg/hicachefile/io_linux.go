@@ -12,20 +12,10 @@ import (
 // maxIovecs is the kernel's limit on iovecs per preadv/pwritev (IOV_MAX).
 const maxIovecs = 1024
 
-// pwritevFull writes every byte of bufs to fd starting at off. It loops over
-// short writes and EINTR, and splits at the iovec limit.
-func pwritevFull(fd int, bufs [][]byte, off int64) error {
-	return vectored(unix.Pwritev, fd, bufs, off)
-}
-
-// preadvFull fills every byte of bufs from fd starting at off. A read that
-// ends before the buffers are full is io.ErrUnexpectedEOF.
-func preadvFull(fd int, bufs [][]byte, off int64) error {
-	return vectored(unix.Preadv, fd, bufs, off)
-}
-
 // vectored drives one of unix.Preadv or unix.Pwritev to completion: each
-// makes exactly one system call, so it is called until every byte moved.
+// makes exactly one system call, so it is called until every byte moved,
+// over short transfers, EINTR and the iovec limit. A transfer of zero bytes
+// (a read past the end of the file) is io.ErrUnexpectedEOF.
 func vectored(op func(int, [][]byte, int64) (int, error), fd int, bufs [][]byte, off int64) error {
 	bufs = slices.Clone(bufs) // advanced below; the caller's slice stays intact
 	for {

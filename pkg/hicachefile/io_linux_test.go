@@ -15,6 +15,16 @@ import (
 	"golang.org/x/sys/unix"
 )
 
+// pwritevFull and preadvFull drive the real system calls through vectored,
+// as the store's Syscalls do.
+func pwritevFull(fd int, bufs [][]byte, off int64) error {
+	return vectored(unix.Pwritev, fd, bufs, off)
+}
+
+func preadvFull(fd int, bufs [][]byte, off int64) error {
+	return vectored(unix.Preadv, fd, bufs, off)
+}
+
 // openFile creates a file in a temp directory and returns it with its fd.
 func openFile(t *testing.T) (*os.File, int) {
 	t.Helper()
