@@ -223,34 +223,46 @@ func readDirNamesAt(fd int) ([]string, error) {
 }
 
 // loadIndex reads and checks the trailer and index of the batch file name.
-func (s *Store) loadIndex(name string) ([]indexEntry, uint64, error) {
+// The size and mtime it reports come from the same fstat, and are set
+// whenever the file could be opened, corrupt or not.
+func (s *Store) loadIndex(name string) (f loaded) {
+	f.name = name
 	fd, err := s.sys.Openat(s.v1fd(), name, unix.O_RDONLY|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return nil, 0, &os.PathError{Op: "open", Path: filepath.Join(s.v1Dir, name), Err: err}
+		f.err = &os.PathError{Op: "open", Path: filepath.Join(s.v1Dir, name), Err: err}
+		return f
 	}
 	defer s.sys.Close(fd)
 	var st unix.Stat_t
 	if err := unix.Fstat(fd, &st); err != nil {
-		return nil, 0, fmt.Errorf("hicachefile: fstat %s: %w", name, err)
+		f.err = fmt.Errorf("hicachefile: fstat %s: %w", name, err)
+		return f
 	}
+	f.size, f.mtime = st.Size, st.Mtim.Nano()
 	if st.Size < trailerSize {
-		return nil, 0, fmt.Errorf("%w: %s is %d bytes, shorter than a trailer", ErrCorrupt, name, st.Size)
+		f.err = fmt.Errorf("%w: %s is %d bytes, shorter than a trailer", ErrCorrupt, name, st.Size)
+		return f
 	}
 	tb := make([]byte, trailerSize)
 	if err := s.sys.preadv(fd, [][]byte{tb}, st.Size-trailerSize); err != nil {
-		return nil, 0, fmt.Errorf("hicachefile: read trailer of %s: %w", name, err)
+		f.err = fmt.Errorf("hicachefile: read trailer of %s: %w", name, err)
+		return f
 	}
 	t, err := parseTrailer(tb, st.Size)
 	if err != nil {
-		return nil, 0, fmt.Errorf("%s: %w", name, err)
+		f.err = fmt.Errorf("%s: %w", name, err)
+		return f
 	}
 	ib := make([]byte, t.indexLen)
 	if err := s.sys.preadv(fd, [][]byte{ib}, t.indexOff); err != nil {
-		return nil, 0, fmt.Errorf("hicachefile: read index of %s: %w", name, err)
+		f.err = fmt.Errorf("hicachefile: read index of %s: %w", name, err)
+		return f
 	}
-	entries, err := parseIndex(ib, t)
-	if err != nil {
-		return nil, 0, fmt.Errorf("%s: %w", name, err)
+	if f.entries, f.err = parseIndex(ib, t); f.err != nil {
+		f.err = fmt.Errorf("%s: %w", name, f.err)
+		f.entries = nil
+		return f
 	}
-	return entries, t.fp, nil
+	f.fp = t.fp
+	return f
 }

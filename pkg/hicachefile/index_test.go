@@ -47,10 +47,11 @@ func TestLookupAfterConcurrentRefresh(t *testing.T) {
 		t.Fatal(err)
 	}
 	name := loc.Path[len(reader.v1Dir)+1:]
-	entries, fp, err := reader.loadIndex(name)
-	if err != nil {
-		t.Fatal(err)
+	f := reader.loadIndex(name)
+	if f.err != nil {
+		t.Fatal(f.err)
 	}
+	entries, fp := f.entries, f.fp
 	x.mu.Lock()
 	for _, e := range entries {
 		x.entries[e.key] = location{file: name, off: e.off, length: e.length, crc: e.crc, fp: fp}

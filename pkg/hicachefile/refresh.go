@@ -144,7 +144,7 @@ type loaded struct {
 	entries []indexEntry
 	fp      uint64
 	err     error
-	size    int64 // file size and mtime, when the store bounds its bytes
+	size    int64 // file size and mtime (Unix ns), for eviction
 	mtime   int64
 }
 
@@ -152,14 +152,7 @@ type loaded struct {
 func (s *Store) load(names []string) []loaded {
 	out := make([]loaded, len(names))
 	for i, n := range names {
-		out[i].name = n
-		out[i].entries, out[i].fp, out[i].err = s.loadIndex(n)
-		if s.lru.on {
-			var st unix.Stat_t
-			if unix.Fstatat(s.v1fd(), n, &st, unix.AT_SYMLINK_NOFOLLOW) == nil {
-				out[i].size, out[i].mtime = st.Size, st.Mtim.Nano()
-			}
-		}
+		out[i] = s.loadIndex(n)
 	}
 	return out
 }
