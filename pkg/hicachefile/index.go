@@ -99,9 +99,8 @@ func (s *Store) lookup(keys []string, fp uint64, verify bool) ([]location, []boo
 			checked[l.file] = true
 			var st unix.Stat_t
 			if unix.Fstatat(s.v1fd(), l.file, &st, unix.AT_SYMLINK_NOFOLLOW) == unix.ENOENT {
-				s.idx.mu.Lock()
-				s.idx.removeFile(l.file)
-				s.idx.mu.Unlock()
+				s.idx.forgetFile(l.file)
+				s.lru.forget(fileID{name: l.file})
 				again = true
 			}
 		}
@@ -153,6 +152,13 @@ func (x *index) add(file string, entries []indexEntry, fp uint64) {
 		keys[i] = e.key
 	}
 	x.files[file] = keys
+}
+
+// forgetFile forgets every copy that the batch file name holds.
+func (x *index) forgetFile(name string) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	x.removeFile(name)
 }
 
 // removeFile forgets every copy that the batch file name holds. The caller

@@ -225,7 +225,7 @@ func (s *Store) listDir() bool {
 			continue
 		}
 		present[n] = true
-		if _, seen := x.files[n]; !seen || x.pending[n] {
+		if _, seen := x.files[n]; !seen { // pending files are not in x.files
 			fresh = append(fresh, n)
 		}
 	}

@@ -150,9 +150,7 @@ func (s *Store) writeChunks(pi *poolInfo, keys []string, bufs [][]byte, chunks [
 		s.idx.add(name, ents[c], pi.fp)
 		var st unix.Stat_t
 		if unix.Fstatat(s.v1fd(), name, &st, unix.AT_SYMLINK_NOFOLLOW) == unix.ENOENT {
-			s.idx.mu.Lock()
-			s.idx.removeFile(name)
-			s.idx.mu.Unlock()
+			s.idx.forgetFile(name) // cleared between the rename and add
 		} else {
 			id := fileID{name: name}
 			s.lru.track(id, st.Size, time.Now().UnixNano())
