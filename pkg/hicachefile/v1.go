@@ -13,20 +13,31 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// v1Call checks a V1 call's arguments and returns the registered pool and
-// the page buffers of hostIndices, bpp per key in GetPageBufferMeta order.
-func (s *Store) v1Call(keys []string, hostIndices []int64) (*poolInfo, [][]byte, error) {
+// v1Begin starts a V1 call: it checks that the store is open and the
+// arguments, and returns the registered pool and the page buffers of
+// hostIndices, bpp per key in GetPageBufferMeta order. On success the call
+// holds s.life and must release it with s.life.RUnlock.
+func (s *Store) v1Begin(keys []string, hostIndices []int64) (*poolInfo, [][]byte, error) {
+	if err := s.enter(); err != nil {
+		return nil, nil, err
+	}
 	pi := s.pool.Load()
-	if pi == nil {
-		return nil, nil, ErrNoPool
-	}
-	if len(hostIndices) != len(keys)*pi.ps {
-		return nil, nil, fmt.Errorf("%w: %d keys need %d host indices (page size %d), got %d",
+	var bufs [][]byte
+	var err error
+	switch {
+	case pi == nil:
+		err = ErrNoPool
+	case len(hostIndices) != len(keys)*pi.ps:
+		err = fmt.Errorf("%w: %d keys need %d host indices (page size %d), got %d",
 			ErrLength, len(keys), len(keys)*pi.ps, pi.ps, len(hostIndices))
+	default:
+		if bufs, err = pi.pool.PageBuffers(hostIndices); err != nil {
+			err = fmt.Errorf("hicachefile: %w", err)
+		}
 	}
-	bufs, err := pi.pool.PageBuffers(hostIndices)
 	if err != nil {
-		return nil, nil, fmt.Errorf("hicachefile: %w", err)
+		s.life.RUnlock()
+		return nil, nil, err
 	}
 	return pi, bufs, nil
 }
@@ -44,31 +55,16 @@ func (s *Store) v1Call(keys []string, hostIndices []int64) (*poolInfo, [][]byte,
 // error with every entry false.
 func (s *Store) BatchSetV1(keys []string, hostIndices []int64) ([]bool, error) {
 	ok := make([]bool, len(keys))
-	if err := s.enter(); err != nil {
-		return ok, err
-	}
-	defer s.life.RUnlock()
-	pi, bufs, err := s.v1Call(keys, hostIndices)
+	pi, bufs, err := s.v1Begin(keys, hostIndices)
 	if err != nil {
 		return ok, err
 	}
+	defer s.life.RUnlock()
 
-	valid := make([]string, 0, len(keys))
-	for _, k := range keys {
-		if s.checkKey(k) == nil {
-			valid = append(valid, k)
-		}
-	}
-	// A copy written by a pool of another shape or dtype does not count:
-	// this pool could never load it.
-	locs, inV1 := s.lookup(valid, pi.fp, true)
-	exists := make(map[string]bool, len(valid))
-	for i, k := range valid {
-		exists[k] = inV1[i] && locs[i].fp == pi.fp
-	}
-
-	first := make(map[string]int, len(keys)) // key -> its first position
-	var pending []int
+	// The distinct valid keys, each at its first position.
+	first := make(map[string]int, len(keys))
+	var cand []int
+	var candKeys []string
 	for i, k := range keys {
 		if s.checkKey(k) != nil {
 			continue
@@ -77,7 +73,15 @@ func (s *Store) BatchSetV1(keys []string, hostIndices []int64) ([]bool, error) {
 			continue
 		}
 		first[k] = i
-		if exists[k] || s.oldExists(k) {
+		cand = append(cand, i)
+		candKeys = append(candKeys, k)
+	}
+	// A copy written by a pool of another shape or dtype does not count:
+	// this pool could never load it.
+	locs, inV1 := s.lookup(candKeys, pi.fp, true)
+	var pending []int
+	for j, i := range cand {
+		if (inV1[j] && locs[j].fp == pi.fp) || s.oldExists(candKeys[j]) {
 			ok[i] = true
 			s.stats.existed.Add(1)
 			continue
@@ -226,14 +230,11 @@ func (s *Store) writeBatch(pi *poolInfo, keys []string, bufs [][]byte, chunk []i
 // an error with every entry false.
 func (s *Store) BatchGetV1(keys []string, hostIndices []int64) ([]bool, error) {
 	ok := make([]bool, len(keys))
-	if err := s.enter(); err != nil {
-		return ok, err
-	}
-	defer s.life.RUnlock()
-	pi, bufs, err := s.v1Call(keys, hostIndices)
+	pi, bufs, err := s.v1Begin(keys, hostIndices)
 	if err != nil {
 		return ok, err
 	}
+	defer s.life.RUnlock()
 	seen := make(map[int64]bool, len(keys))
 	for i := range keys {
 		first := hostIndices[i*pi.ps]
