@@ -32,9 +32,7 @@ func oneKeyFile(pageBytes int) int64 {
 // removes the least recently used file; a read hit counts as a use.
 func TestEvictLRU(t *testing.T) {
 	ps := mhaCfg.PageSize
-	p := newPool(t, mhaCfg)
-	idx, _ := p.Alloc(5 * ps)
-	fillRandom(t, p, idx)
+	p, idx := randomPages(t, 5)
 	s := newStore(t, Config{Dir: t.TempDir(), ModelName: "m", MaxBatchFileBytes: int64(p.PageBytes()),
 		MaxBytes: 3 * oneKeyFile(p.PageBytes())}, p)
 	for i := range 3 {
@@ -69,10 +67,7 @@ func TestEvictLRU(t *testing.T) {
 // eviction: the next least recently used file goes instead, and writes go
 // on succeeding.
 func TestEvictSkipsUndeletable(t *testing.T) {
-	ps := mhaCfg.PageSize
-	p := newPool(t, mhaCfg)
-	idx, _ := p.Alloc(ps)
-	fillRandom(t, p, idx)
+	p, idx := randomPages(t, 1)
 	var stuck string
 	sys := Syscalls{Unlinkat: func(dirfd int, path string, flags int) error {
 		if path == stuck {
@@ -131,10 +126,7 @@ func TestEvictOldFormat(t *testing.T) {
 // stores filled evicts the files with the oldest modification time first,
 // in both formats.
 func TestEvictFilesFoundOnDisk(t *testing.T) {
-	ps := mhaCfg.PageSize
-	p := newPool(t, mhaCfg)
-	idx, _ := p.Alloc(ps)
-	fillRandom(t, p, idx)
+	p, idx := randomPages(t, 1)
 	dir := t.TempDir()
 	w := newStore(t, Config{Dir: dir, ModelName: "m", MaxBatchFileBytes: int64(p.PageBytes())}, p)
 	for i := range 3 {
@@ -177,10 +169,7 @@ func TestEvictFilesFoundOnDisk(t *testing.T) {
 // recent, not least recently used: this store's older files go first.
 func TestEvictForeignFileByAge(t *testing.T) {
 	bothModes(t, func(t *testing.T, noWatch bool) {
-		ps := mhaCfg.PageSize
-		p := newPool(t, mhaCfg)
-		idx, _ := p.Alloc(ps)
-		fillRandom(t, p, idx)
+		p, idx := randomPages(t, 1)
 		dir := t.TempDir()
 		cfg := Config{Dir: dir, ModelName: "m", MaxBatchFileBytes: int64(p.PageBytes()), NoWatch: noWatch}
 		other := newStore(t, cfg, p)

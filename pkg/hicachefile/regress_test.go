@@ -27,9 +27,7 @@ func onDisk(t *testing.T, dir string, p *hostcache.Pool, key string) bool {
 // told the key exists, and the page would then be taken back.
 func TestTakeBackWindow(t *testing.T) {
 	ps := mhaCfg.PageSize
-	p := newPool(t, mhaCfg)
-	idx, _ := p.Alloc(3 * ps)
-	fillRandom(t, p, idx)
+	p, idx := randomPages(t, 3)
 	dir := t.TempDir()
 	var s *Store
 	var innerOK []bool
@@ -72,10 +70,7 @@ func TestTakeBackWindow(t *testing.T) {
 func TestAddAfterDeleteEvent(t *testing.T) { bothModes(t, testAddAfterDeleteEvent) }
 
 func testAddAfterDeleteEvent(t *testing.T, noWatch bool) {
-	ps := mhaCfg.PageSize
-	p := newPool(t, mhaCfg)
-	idx, _ := p.Alloc(ps)
-	fillRandom(t, p, idx)
+	p, idx := randomPages(t, 1)
 	dir := t.TempDir()
 	other := newStore(t, Config{Dir: dir, ModelName: "m", NoWatch: noWatch}, p) // another process
 	var a *Store
@@ -143,10 +138,7 @@ func TestPollingIgnoresMismatchMiss(t *testing.T) {
 // file is gone but keeps its entries when the mtime looks unchanged (NFS
 // attribute cache / coarse server timestamps, simulated with Chtimes).
 func TestPollingVerifyIgnored(t *testing.T) {
-	ps := mhaCfg.PageSize
-	p := newPool(t, mhaCfg)
-	idx, _ := p.Alloc(ps)
-	fillRandom(t, p, idx)
+	p, idx := randomPages(t, 1)
 	dir := t.TempDir()
 	a := newStore(t, Config{Dir: dir, ModelName: "m", NoWatch: true}, p)
 	if ok, err := a.BatchSetV1([]string{"k"}, idx); err != nil || !ok[0] {

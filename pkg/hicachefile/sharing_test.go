@@ -32,9 +32,7 @@ func bothModes(t *testing.T, test func(t *testing.T, noWatch bool)) {
 func TestForeignWriteDuringOwnWrite(t *testing.T) {
 	bothModes(t, func(t *testing.T, noWatch bool) {
 		ps := mhaCfg.PageSize
-		p := newPool(t, mhaCfg)
-		idx, _ := p.Alloc(2 * ps)
-		fillRandom(t, p, idx)
+		p, idx := randomPages(t, 2)
 		dir := t.TempDir()
 		b := newStore(t, Config{Dir: dir, ModelName: "m", NoWatch: noWatch}, p)
 		armed := true
@@ -72,9 +70,7 @@ func TestForeignWriteDuringOwnWrite(t *testing.T) {
 // them again.
 func TestForeignClearSeen(t *testing.T) {
 	bothModes(t, func(t *testing.T, noWatch bool) {
-		p := newPool(t, mhaCfg)
-		idx, _ := p.Alloc(mhaCfg.PageSize)
-		fillRandom(t, p, idx)
+		p, idx := randomPages(t, 1)
 		dir := t.TempDir()
 		a := newStore(t, Config{Dir: dir, ModelName: "m", NoWatch: noWatch}, p)
 		b := newStore(t, Config{Dir: dir, ModelName: "m", NoWatch: noWatch}, p)
@@ -108,9 +104,7 @@ func TestForeignClearSeen(t *testing.T) {
 func TestTransientLoadFailureRetried(t *testing.T) {
 	bothModes(t, func(t *testing.T, noWatch bool) {
 		ps := mhaCfg.PageSize
-		p := newPool(t, mhaCfg)
-		idx, _ := p.Alloc(2 * ps)
-		fillRandom(t, p, idx)
+		p, idx := randomPages(t, 2)
 		dir := t.TempDir()
 		var armed atomic.Bool
 		sys := Syscalls{Openat: func(d int, path string, fl int, m uint32) (int, error) {

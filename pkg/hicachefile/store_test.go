@@ -51,6 +51,19 @@ func fillRandom(t testing.TB, p *hostcache.Pool, indices []int64) {
 	}
 }
 
+// randomPages returns a pool of mhaCfg with n pages of random bytes
+// allocated at idx.
+func randomPages(t testing.TB, n int) (*hostcache.Pool, []int64) {
+	t.Helper()
+	p := newPool(t, mhaCfg)
+	idx, err := p.Alloc(n * mhaCfg.PageSize)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fillRandom(t, p, idx)
+	return p, idx
+}
+
 var mhaCfg = hostcache.Config{Kind: hostcache.MHA, Layout: hostcache.LayerFirst, DType: hostcache.Float16,
 	PageSize: 4, Pages: 16, LayerNum: 3, HeadNum: 2, HeadDim: 8}
 

@@ -63,9 +63,7 @@ func TestV1DirReplaced(t *testing.T) {
 		t.Run(how, func(t *testing.T) {
 			bothModes(t, func(t *testing.T, noWatch bool) {
 				ps := mhaCfg.PageSize
-				p := newPool(t, mhaCfg)
-				idx, _ := p.Alloc(2 * ps)
-				fillRandom(t, p, idx)
+				p, idx := randomPages(t, 2)
 				dir := t.TempDir()
 				a := newStore(t, Config{Dir: dir, ModelName: "m", NoWatch: noWatch}, p)
 				if ok, err := a.BatchSetV1([]string{"before"}, idx[:ps]); err != nil || !ok[0] {
