@@ -175,8 +175,12 @@ func (s *Store) v1fd() int { return int(s.v1.Load()) }
 
 // RegisterMemPoolHost sets the host pool the V1 interface moves pages to and
 // from. It may be called again to switch pools; calls already running keep
-// the pool they started with.
+// the pool they started with. After Close it returns ErrClosed.
 func (s *Store) RegisterMemPoolHost(p *hostcache.Pool) error {
+	if err := s.enter(); err != nil {
+		return err
+	}
+	defer s.life.RUnlock()
 	if p == nil {
 		return fmt.Errorf("%w: nil pool", ErrNoPool)
 	}
