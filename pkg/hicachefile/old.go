@@ -240,12 +240,18 @@ func (s *Store) BatchExists(keys []string) int {
 }
 
 // Clear removes this store's files from the directory: its batch files, its
-// old-format files, and its temp files. Other models' and ranks' files in a
-// shared directory stay. Old-format files whose key contains '_' stay too:
-// SGLang's naming cannot tell them from another model's files (see the
-// package documentation). A file that cannot be removed does not stop the
-// others; the failures are joined in the error. A write in progress when
-// Clear runs may lose its temp file and fail.
+// old-format files, its temp files and SGLang's temp files of its names
+// (<key><suffix>.bin.tmp.<pid>.<tid>.<uuid>). After it returns, no key this
+// store wrote exists or is served, through either interface. Every
+// old-format file named <key><suffix>.bin goes, whatever the key: SGLang's
+// naming cannot tell key "k_x" of model "m" from key "k" of model "x_m", so
+// a model whose name ends with this one's loses such files (a miss for it,
+// never a stale page for this store). Other models' and
+// ranks' files stay otherwise. Anything else under a store name (a FIFO,
+// socket, device, symlink or empty directory) is removed without being
+// opened. A file that cannot be removed does not stop the others; the
+// failures are joined in the error. A write in progress when Clear runs
+// may lose its temp file and fail.
 func (s *Store) Clear() error {
 	if err := s.enter(); err != nil {
 		return err
@@ -257,12 +263,15 @@ func (s *Store) Clear() error {
 	defer s.lru.forgetAll(true)
 	defer s.lru.forgetAll(false)
 	return errors.Join(
-		s.removeMatching(s.dirfd, s.dir, func(n string) bool { return s.isOldName(n) || s.isTmpName(n) }),
+		s.removeMatching(s.dirfd, s.dir, func(n string) bool {
+			return s.isOldName(n) || s.isTmpName(n) || s.isSGLangTmpName(n)
+		}),
 		s.removeMatching(s.v1fd(), s.v1Dir, func(n string) bool { return s.isBatchName(n) || s.isTmpName(n) }),
 	)
 }
 
-// removeMatching removes the files in dir whose names match.
+// removeMatching removes the files in dir whose names match, without
+// opening them; an empty directory under such a name goes too.
 func (s *Store) removeMatching(dirfd int, dir string, match func(string) bool) error {
 	names, err := readDirNamesAt(dirfd)
 	if err != nil {
@@ -273,7 +282,11 @@ func (s *Store) removeMatching(dirfd int, dir string, match func(string) bool) e
 		if !match(n) {
 			continue
 		}
-		if err := s.sys.Unlinkat(dirfd, n, 0); err != nil && err != unix.ENOENT {
+		err := s.sys.Unlinkat(dirfd, n, 0)
+		if err == unix.EISDIR {
+			err = s.sys.Unlinkat(dirfd, n, unix.AT_REMOVEDIR)
+		}
+		if err != nil && err != unix.ENOENT {
 			errs = append(errs, fmt.Errorf("hicachefile: remove %s: %w", filepath.Join(dir, n), err))
 		}
 	}
@@ -294,7 +307,7 @@ func (s *Store) trackOldFiles() error {
 	var files []file
 	for _, n := range names {
 		var st unix.Stat_t
-		if s.isOldName(n) && unix.Fstatat(s.dirfd, n, &st, unix.AT_SYMLINK_NOFOLLOW) == nil {
+		if s.isOldName(n) && unix.Fstatat(s.dirfd, n, &st, unix.AT_SYMLINK_NOFOLLOW) == nil && st.Mode&unix.S_IFMT == unix.S_IFREG {
 			files = append(files, file{n, st.Size, st.Mtim.Nano()})
 		}
 	}
