@@ -10,8 +10,9 @@ import (
 )
 
 // Set stores value as key's old-format file, SGLang's key+suffix+".bin"
-// holding the raw flat page. A key whose file already exists is skipped, as
-// SGLang's set does. The file appears whole or not at all: it is written
+// holding the raw flat page. A key whose file already exists with
+// len(value) bytes is skipped, as SGLang's set does; a file of another size
+// is replaced. The file appears whole or not at all: it is written
 // under a temp name and renamed into place.
 func (s *Store) Set(key string, value []byte) error {
 	if err := s.enter(); err != nil {
@@ -25,7 +26,9 @@ func (s *Store) set(key string, value []byte) error {
 	if err := s.checkKey(key); err != nil {
 		return err
 	}
-	if s.oldExists(key) {
+	// A file of another size (a 0-byte file a power cut left, say) is not
+	// the page: it is replaced, atomically, by the rename below.
+	if size, ok := s.oldSize(key); ok && size == int64(len(value)) {
 		s.stats.existed.Add(1)
 		return nil
 	}
@@ -199,10 +202,21 @@ func (s *Store) BatchGet(keys []string, dsts [][]byte) ([]bool, error) {
 	return ok, nil
 }
 
-// oldExists reports whether key's old-format file exists.
-func (s *Store) oldExists(key string) bool {
+// oldSize returns the size of key's old-format file, and whether a regular
+// file holds that name.
+func (s *Store) oldSize(key string) (int64, bool) {
 	var st unix.Stat_t
-	return unix.Fstatat(s.dirfd, s.oldName(key), &st, 0) == nil && st.Mode&unix.S_IFMT == unix.S_IFREG
+	if unix.Fstatat(s.dirfd, s.oldName(key), &st, unix.AT_SYMLINK_NOFOLLOW) != nil || st.Mode&unix.S_IFMT != unix.S_IFREG {
+		return 0, false
+	}
+	return st.Size, true
+}
+
+// oldExists reports whether key's old-format file holds a page: a regular
+// file, of the registered pool's PageBytes when a pool is registered.
+func (s *Store) oldExists(key string, pi *poolInfo) bool {
+	size, ok := s.oldSize(key)
+	return ok && (pi == nil || size == pi.pageLen)
 }
 
 // Exists reports whether either format holds key, as BatchExists does.
@@ -213,7 +227,8 @@ func (s *Store) Exists(key string) bool {
 // BatchExists returns the length of the longest prefix of keys that all
 // exist, in either format. Keys are hash-chained prefixes, so a hole ends
 // the prefix. Once a pool is registered, a V1 copy counts only if that pool
-// can load it (same shape, dtype and layout).
+// can load it (same shape, dtype, layout and writer identity), and an
+// old-format file only if it is PageBytes long.
 func (s *Store) BatchExists(keys []string) int {
 	if s.enter() != nil {
 		return 0
@@ -227,12 +242,13 @@ func (s *Store) BatchExists(keys []string) int {
 	// With a pool registered, a copy that pool could never load (written
 	// by a pool of another shape or dtype) does not count.
 	var fp uint64
-	if pi := s.pool.Load(); pi != nil {
+	pi := s.pool.Load()
+	if pi != nil {
 		fp = pi.fp
 	}
 	locs, found := s.lookup(keys, fp, true)
 	for i, k := range keys {
-		if !(found[i] && (fp == 0 || locs[i].fp == fp)) && !s.oldExists(k) {
+		if !(found[i] && (fp == 0 || locs[i].fp == fp)) && !s.oldExists(k, pi) {
 			return i
 		}
 	}

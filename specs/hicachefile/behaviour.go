@@ -306,14 +306,16 @@ var _ = Describe("Other behaviour", Ordered, func() {
 			Expect(dataPages(p, to)).To(Equal(want))
 		})
 
-		It("BatchSetV1 reports a key held in the old format true and writes no batch file", func() {
+		It("BatchSetV1 writes a key held only in the old format again as V1", func() {
 			s, cfg := newStore()
 			setOld(s, "old")
 			ok, err := s.BatchSetV1([]string{"old"}, mustAlloc(p, 1))
 			Expect(err).NotTo(HaveOccurred())
 			Expect(ok).To(Equal([]bool{true}))
-			Expect(batchFiles(v1DirOf(cfg))).To(BeEmpty())
-			Expect(s.Stats().Existed).To(BeEquivalentTo(1))
+			Expect(batchFiles(v1DirOf(cfg))).To(HaveLen(1))
+			Expect(s.Stats().Existed).To(BeZero())
+			_, found := s.Locate("old")
+			Expect(found).To(BeTrue())
 		})
 
 		It("Set skips a key whose file exists, as SGLang does", func() {
