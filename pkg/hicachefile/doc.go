@@ -117,6 +117,13 @@
 // pool. BatchGetV1 reads a page into the pool before it can verify it, so
 // the slots of a key reported false hold unspecified bytes.
 //
+// Every file the store reads is opened with O_NONBLOCK|O_NOFOLLOW|O_CLOEXEC
+// and checked with fstat to be a regular file before any byte is read, so
+// a FIFO, socket, device, directory or symlink planted under a store name
+// (the default directory is under /tmp) never blocks a call: it is a miss,
+// counted in Stats.SpecialFiles. New skips it, and Clear removes it without
+// opening it.
+//
 // # Capacity
 //
 // With Config.MaxBytes, a store holds its files (batch files and old-format

@@ -61,7 +61,7 @@ func (s *Store) writeFile(dirfd int, dir, name string, write func(fd int) error)
 // On failure the temp file is removed.
 func (s *Store) writeTemp(dirfd int, dir string, write func(fd int) error) (tmp string, err error) {
 	tmp = s.tmpName()
-	fd, err := s.sys.Openat(dirfd, tmp, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_CLOEXEC, 0o644)
+	fd, err := s.sys.Openat(dirfd, tmp, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o644)
 	if err != nil {
 		return "", fmt.Errorf("hicachefile: create %s: %w", filepath.Join(dir, tmp), err)
 	}
@@ -138,18 +138,14 @@ func (s *Store) readOld(key string, bufs [][]byte, size int64) error {
 		return err
 	}
 	name := s.oldName(key)
-	fd, err := s.sys.Openat(s.dirfd, name, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	fd, st, err := s.openRegular(s.dirfd, s.dir, name)
 	if err == unix.ENOENT {
 		return fmt.Errorf("%w: %s", ErrNotFound, key)
 	}
 	if err != nil {
-		return fmt.Errorf("hicachefile: open %s: %w", filepath.Join(s.dir, name), err)
+		return err
 	}
 	defer s.sys.Close(fd)
-	var st unix.Stat_t
-	if err := unix.Fstat(fd, &st); err != nil {
-		return fmt.Errorf("hicachefile: fstat %s: %w", filepath.Join(s.dir, name), err)
-	}
 	if st.Size != size {
 		return fmt.Errorf("%w: %s is %d bytes, want %d", ErrCorrupt, filepath.Join(s.dir, name), st.Size, size)
 	}

@@ -6,6 +6,9 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // Regression tests for the reliability cases of issue 7 and SGLang's
@@ -194,5 +197,122 @@ func TestAmbiguousOldNamesStayOffV1(t *testing.T) {
 	}
 	if ok, err := m.BatchGetV1([]string{"abc123"}, dst); err != nil || !ok[0] || !samePages(t, p, dst[0], idx[0]) {
 		t.Errorf("BatchGetV1(abc123) of an old-format file = %v, %v", ok, err)
+	}
+}
+
+// within fails the test if fn has not returned after a few seconds: a call
+// blocked on a FIFO never returns.
+func within(t *testing.T, what string, fn func()) {
+	t.Helper()
+	done := make(chan struct{})
+	go func() { defer close(done); fn() }()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatalf("%s blocked", what)
+	}
+}
+
+// plant puts a special file of the given kind at path: a FIFO, a symlink to
+// a regular file of size bytes, a directory, a socket, or a character
+// device. It reports false for a kind this process may not make.
+func plant(t *testing.T, kind, path string, size int) bool {
+	t.Helper()
+	var err error
+	switch kind {
+	case "fifo":
+		err = unix.Mkfifo(path, 0o644)
+	case "symlink":
+		target := path + ".target"
+		if err = os.WriteFile(target, make([]byte, size), 0o644); err == nil {
+			err = os.Symlink(target, path)
+		}
+	case "dir":
+		err = os.Mkdir(path, 0o755)
+	case "socket":
+		var fd int
+		if fd, err = unix.Socket(unix.AF_UNIX, unix.SOCK_STREAM, 0); err == nil {
+			err = unix.Bind(fd, &unix.SockaddrUnix{Name: path})
+			_ = unix.Close(fd)
+		}
+	case "device":
+		if err = unix.Mknod(path, unix.S_IFCHR|0o644, int(unix.Mkdev(1, 3))); err == unix.EPERM {
+			return false // /dev/null's numbers; needs CAP_MKNOD
+		}
+	}
+	if err != nil {
+		t.Fatalf("plant %s at %s: %v", kind, path, err)
+	}
+	return true
+}
+
+// TestSpecialFilesNeverBlock (issue 7.4): a FIFO named like one of the
+// store's files hung Get, BatchGet, BatchGetV1 (old-format fallback and
+// batch file), New over a directory holding one, and then Close. Every
+// special file under a store name is a miss, counted in Stats, and Clear
+// removes it without opening it.
+func TestSpecialFilesNeverBlock(t *testing.T) {
+	for _, kind := range []string{"fifo", "symlink", "dir", "socket", "device"} {
+		t.Run(kind, func(t *testing.T) {
+			p, idx := randomPages(t, 2)
+			ps := mhaCfg.PageSize
+			dir := t.TempDir()
+			w := newStore(t, Config{Dir: dir, ModelName: "m"}, p)
+			if ok, err := w.BatchSetV1([]string{"v"}, idx[:ps]); err != nil || !ok[0] {
+				t.Fatal(ok, err)
+			}
+			loc, _ := w.Locate("v")
+			if err := os.Remove(loc.Path); err != nil {
+				t.Fatal(err)
+			}
+			pb := p.PageBytes()
+			if !plant(t, kind, loc.Path, 0) {
+				t.Logf("cannot make a %s here; the other kinds cover the rest", kind)
+				return
+			}
+			plant(t, kind, w.FilePath("o"), pb)
+			// A batch file name another process planted before the store
+			// opened.
+			plant(t, kind, filepath.Join(w.v1Dir, "b0123456789abcdef_m_0_1.batch.bin"), pb)
+
+			var s *Store
+			within(t, "New", func() { s = newStore(t, Config{Dir: dir, ModelName: "m"}, p) })
+			page := make([]byte, pb)
+			within(t, "Get", func() {
+				if err := s.Get("o", page); !errors.Is(err, ErrNotFound) {
+					t.Errorf("Get(o) = %v, want ErrNotFound", err)
+				}
+			})
+			within(t, "BatchGet", func() {
+				if ok, err := s.BatchGet([]string{"o"}, [][]byte{page}); err != nil || ok[0] {
+					t.Errorf("BatchGet(o) = %v, %v", ok, err)
+				}
+			})
+			dst, _ := p.Alloc(2 * ps)
+			for _, st := range []*Store{w, s} {
+				within(t, "BatchGetV1", func() {
+					if ok, err := st.BatchGetV1([]string{"o", "v"}, dst); err != nil || ok[0] || ok[1] {
+						t.Errorf("BatchGetV1(o, v) = %v, %v", ok, err)
+					}
+				})
+				if st.Exists("o") {
+					t.Errorf("Exists(o) = true for a %s", kind)
+				}
+			}
+			if n := s.Stats().SpecialFiles; n < 3 {
+				t.Errorf("Stats.SpecialFiles = %d, want at least 3", n)
+			}
+			within(t, "Clear", func() {
+				if err := s.Clear(); err != nil {
+					t.Errorf("Clear = %v", err)
+				}
+			})
+			for _, path := range []string{loc.Path, w.FilePath("o"), filepath.Join(w.v1Dir, "b0123456789abcdef_m_0_1.batch.bin")} {
+				if _, err := os.Lstat(path); !os.IsNotExist(err) {
+					t.Errorf("Clear left %s: %v", path, err)
+				}
+			}
+			within(t, "Close", func() { _ = s.Close() })
+		})
 	}
 }

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -327,12 +326,10 @@ func (s *Store) readBatches(pi *poolInfo, byFile map[string][]int, keys []string
 	var runs []readRun
 	total := 0
 	for name, idx := range byFile {
-		fd, err := s.sys.Openat(s.v1fd(), name, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		fd, st, err := s.openRegular(s.v1fd(), s.v1Dir, name)
 		if err != nil {
 			if err == unix.ENOENT {
 				err = fmt.Errorf("%w: batch file %s is gone", ErrNotFound, name)
-			} else {
-				err = fmt.Errorf("hicachefile: open %s: %w", filepath.Join(s.v1Dir, name), err)
 			}
 			for _, i := range idx {
 				s.finishPage(pi, keys[i], locs[i], 0, err)
@@ -340,7 +337,7 @@ func (s *Store) readBatches(pi *poolInfo, byFile map[string][]int, keys []string
 			continue
 		}
 		defer s.sys.Close(fd)
-		direct := s.openDirect(name)
+		direct := s.openDirect(name, &st)
 		if direct.fd >= 0 {
 			defer s.sys.Close(direct.fd)
 		}
