@@ -361,7 +361,7 @@ var _ = Describe("Several processes", Serial, Label("torture"), func() {
 				Store: storeArgs{Dir: dir, Model: "procs/model", TPRank: g, TPSize: 2,
 					MaxBytes: 256 * pageBytes, MaxBatchFileBytes: 4 * pageBytes},
 				Owner: fmt.Sprintf("rank %d", g), Shared: shm, Groups: 2, Group: g,
-				Busy:  []int{2*groupWords + p*writers, 2*groupWords + p*writers + 1}, Peers: peers,
+				Busy: []int{2*groupWords + p*writers, 2*groupWords + p*writers + 1}, Peers: peers,
 				Keys: nKeys, HeadDim: headDim, Batch: batch, Duration: duration(), Seed: uint64(GinkgoRandomSeed()) + uint64(p),
 			})
 		}
