@@ -1,0 +1,467 @@
+//go:build linux
+
+package torture
+
+import (
+	"crypto/rand"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	"golang.org/x/sys/unix"
+
+	"github.com/hicache-go/hicache/pkg/hicachefile"
+	"github.com/hicache-go/hicache/pkg/hostcache"
+)
+
+// promptLimit is how long one store call may take before the spec calls
+// it blocked. A FIFO blocks forever, so the limit only needs to be far
+// above the slowest call on a loaded machine under -race.
+const promptLimit = 20 * time.Second
+
+// promptly runs f, which makes store calls, and fails the spec if it has
+// not returned within promptLimit. A blocked f is left behind, after unblock
+// (if not nil) has been called to let it go, so that a hang fails the spec
+// instead of wedging the suite.
+func promptly(what string, unblock func(), f func()) {
+	GinkgoHelper()
+	done := make(chan struct{})
+	go func() {
+		defer GinkgoRecover()
+		defer close(done)
+		f()
+	}()
+	select {
+	case <-done:
+	case <-time.After(promptLimit):
+		if unblock != nil {
+			unblock()
+		}
+		Fail(fmt.Sprintf("%s blocked for %s", what, promptLimit))
+	}
+}
+
+// hostileRig is a pool and a store config of the hostile-file specs, with
+// helpers that stamp pages for owner and check what is served.
+type hostileRig struct {
+	pool    *hostcache.Pool
+	cfg     hicachefile.Config
+	owner   string
+	at      []int64 // pages to write from and read into, 8 of them
+	scratch []byte
+}
+
+func newHostileRig(cfg hicachefile.Config) *hostileRig {
+	GinkgoHelper()
+	pool, err := hostcache.New(poolConfig(8, 16)) // 512 B pages
+	Expect(err).NotTo(HaveOccurred())
+	DeferCleanup(pool.Close)
+	at, err := pool.Alloc(8 * pageSize)
+	Expect(err).NotTo(HaveOccurred())
+	return &hostileRig{pool: pool, cfg: cfg, owner: ownerOf(cfg), at: at, scratch: make([]byte, pool.PageBytes())}
+}
+
+// ownerOf names the store of cfg in its pages' stamps.
+func ownerOf(cfg hicachefile.Config) string { return suffixOf(cfg) }
+
+// open returns a new store of the rig's config with its pool registered.
+func (r *hostileRig) open() *hicachefile.Store {
+	GinkgoHelper()
+	s, err := hicachefile.New(r.cfg)
+	Expect(err).NotTo(HaveOccurred())
+	DeferCleanup(func() { _ = s.Close() })
+	Expect(s.RegisterMemPoolHost(r.pool)).To(Succeed())
+	return s
+}
+
+// page returns key's stamped flat page.
+func (r *hostileRig) page(key string) []byte {
+	p := make([]byte, r.pool.PageBytes())
+	stamp(p, r.owner, key, 0, 0)
+	return p
+}
+
+// setV1 writes keys' stamped pages with BatchSetV1.
+func (r *hostileRig) setV1(s *hicachefile.Store, keys ...string) ([]bool, error) {
+	GinkgoHelper()
+	for j, k := range keys {
+		Expect(r.pool.SetFromFlatDataPage(r.at[j*pageSize], r.page(k))).To(Succeed())
+	}
+	return s.BatchSetV1(keys, r.at[:len(keys)*pageSize])
+}
+
+// getV1 reads keys with BatchGetV1 and fails the spec on a served page
+// that is not the key's, as the rig's owner stamped it.
+func (r *hostileRig) getV1(s *hicachefile.Store, keys ...string) []bool {
+	GinkgoHelper()
+	ok, err := s.BatchGetV1(keys, r.at[:len(keys)*pageSize])
+	Expect(err).NotTo(HaveOccurred())
+	for j := range ok {
+		if ok[j] {
+			got, err := r.pool.GetDataPage(r.at[j*pageSize])
+			Expect(err).NotTo(HaveOccurred())
+			_, good := verify(got, r.scratch, r.owner, keys[j])
+			Expect(good).To(BeTrue(), "BatchGetV1 served key %s a wrong page: %s", keys[j], describe(got))
+		}
+	}
+	return ok
+}
+
+// get reads key with Get; it fails the spec on a served page that is not
+// the key's, and returns Get's error.
+func (r *hostileRig) get(s *hicachefile.Store, key string) error {
+	GinkgoHelper()
+	dst := make([]byte, r.pool.PageBytes())
+	err := s.Get(key, dst)
+	if err == nil {
+		_, good := verify(dst, r.scratch, r.owner, key)
+		Expect(good).To(BeTrue(), "Get served key %s a wrong page: %s", key, describe(dst))
+	}
+	return err
+}
+
+// plant puts a special file of kind at path: "fifo", "socket", "dir",
+// "symlink" (to target), or "device" (a character device like /dev/zero).
+func plant(kind, path, target string) {
+	GinkgoHelper()
+	switch kind {
+	case "fifo":
+		Expect(unix.Mkfifo(path, 0o644)).To(Succeed())
+	case "dir":
+		Expect(os.Mkdir(path, 0o755)).To(Succeed())
+	case "symlink":
+		Expect(os.Symlink(target, path)).To(Succeed())
+	case "device":
+		Expect(unix.Mknod(path, unix.S_IFCHR|0o644, int(unix.Mkdev(1, 5)))).To(Succeed())
+	case "socket":
+		// A socket path must fit in sun_path (108 bytes): bind a short one,
+		// then rename it into place.
+		fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+		Expect(err).NotTo(HaveOccurred())
+		DeferCleanup(func() { _ = unix.Close(fd) })
+		short := filepath.Join(os.TempDir(), fmt.Sprintf("hicache-sock-%d-%d", os.Getpid(), time.Now().UnixNano()))
+		Expect(unix.Bind(fd, &unix.SockaddrUnix{Name: short})).To(Succeed())
+		Expect(unix.Listen(fd, 1)).To(Succeed())
+		Expect(os.Rename(short, path)).To(Succeed())
+	default:
+		Fail("unknown kind " + kind)
+	}
+}
+
+// unblockFIFO lets a reader blocked opening the FIFO at path go: it opens
+// the FIFO for writing (which never blocks with O_RDWR) and closes it.
+func unblockFIFO(path string) func() {
+	return func() {
+		fd, err := unix.Open(path, unix.O_RDWR|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+		if err == nil {
+			time.Sleep(100 * time.Millisecond)
+			_ = unix.Close(fd)
+		}
+	}
+}
+
+// Issue 7 §2, §3, §4, §6, §8, §9, §10 and §11: files and directories that
+// others planted, damaged, renamed or replaced under the store never make it
+// block, serve a wrong page, or run out of descriptors.
+var _ = Describe("Hostile files", Label("torture"), func() {
+	newCfg := func(model string, rank int) hicachefile.Config {
+		return hicachefile.Config{Dir: GinkgoT().TempDir(), ModelName: model, TPRank: rank, TPSize: 2, MaxBytes: 1 << 20}
+	}
+
+	DescribeTable("a special file under a store name is a miss, and no call blocks on it",
+		func(kind string, batch bool) {
+			cfg := newCfg("hostile", 0)
+			r := newHostileRig(cfg)
+			k := keyName(0)
+			path := filepath.Join(cfg.Dir, k+suffixOf(cfg)+".bin")
+			// The symlink's target is a page the store must not serve: for
+			// a .bin name, a file of k's own stamped page; for a batch name,
+			// a real batch file of k that a store of the same name wrote
+			// elsewhere.
+			target := filepath.Join(GinkgoT().TempDir(), "target")
+			Expect(os.WriteFile(target, r.page(k), 0o644)).To(Succeed())
+			if batch {
+				elsewhere := cfg
+				elsewhere.Dir = GinkgoT().TempDir()
+				o, err := hicachefile.New(elsewhere)
+				Expect(err).NotTo(HaveOccurred())
+				Expect(o.RegisterMemPoolHost(r.pool)).To(Succeed())
+				ok, err := r.setV1(o, k)
+				Expect(err).NotTo(HaveOccurred())
+				Expect(ok).To(Equal([]bool{true}))
+				Expect(o.Close()).To(Succeed())
+				files, err := filepath.Glob(filepath.Join(v1DirOf(elsewhere), "*.batch.bin"))
+				Expect(err).NotTo(HaveOccurred())
+				Expect(files).To(HaveLen(1))
+				target = files[0]
+				Expect(os.MkdirAll(v1DirOf(cfg), 0o755)).To(Succeed())
+				path = filepath.Join(v1DirOf(cfg), batchName(cfg, 1))
+			}
+			before, err := os.ReadFile(target)
+			Expect(err).NotTo(HaveOccurred())
+			plant(kind, path, target)
+			var unblock func()
+			if kind == "fifo" {
+				unblock = unblockFIFO(path)
+			}
+
+			var s *hicachefile.Store
+			promptly("New", unblock, func() {
+				var err error
+				s, err = hicachefile.New(cfg)
+				Expect(err).NotTo(HaveOccurred())
+				Expect(s.RegisterMemPoolHost(r.pool)).To(Succeed())
+			})
+			DeferCleanup(func() { _ = s.Close() })
+			promptly("reads", unblock, func() {
+				Expect(r.get(s, k)).NotTo(Succeed(), "Get")
+				ok, err := s.BatchGet([]string{k}, [][]byte{make([]byte, r.pool.PageBytes())})
+				Expect(err).NotTo(HaveOccurred())
+				Expect(ok).To(Equal([]bool{false}), "BatchGet")
+				Expect(r.getV1(s, k)).To(Equal([]bool{false}), "BatchGetV1")
+				Expect(s.Exists(k)).To(BeFalse(), "Exists")
+				Expect(s.BatchExists([]string{k})).To(BeZero(), "BatchExists")
+			})
+			Expect(s.Stats().SpecialFiles).To(BeNumerically(">", 0), "Stats.SpecialFiles")
+			Expect(s.Stats().Hits).To(BeZero())
+
+			promptly("writes", unblock, func() {
+				ok, err := r.setV1(s, k)
+				Expect(err).NotTo(HaveOccurred())
+				Expect(ok).To(Equal([]bool{true}), "BatchSetV1")
+				Expect(r.getV1(s, k)).To(Equal([]bool{true}), "BatchGetV1 after BatchSetV1")
+				// Set may replace the special file by rename, or fail (a
+				// directory): either way it returns, and serves no wrong page.
+				if s.Set(k, r.page(k)) == nil {
+					Expect(r.get(s, k)).To(Succeed())
+				}
+			})
+			promptly("Clear", unblock, func() { Expect(s.Clear()).To(Succeed()) })
+			_, err = os.Lstat(path)
+			Expect(err).To(MatchError(os.ErrNotExist), "Clear left the %s under a store name", kind)
+			promptly("Close", unblock, func() { Expect(s.Close()).To(Succeed()) })
+			after, err := os.ReadFile(target)
+			Expect(err).NotTo(HaveOccurred())
+			Expect(after).To(Equal(before), "the symlink's target changed")
+		},
+		func(kind string, batch bool) string {
+			if batch {
+				return fmt.Sprintf("a %s under a .batch.bin name", kind)
+			}
+			return fmt.Sprintf("a %s under a .bin name", kind)
+		},
+		Entry(nil, "fifo", false), Entry(nil, "fifo", true),
+		Entry(nil, "symlink", false), Entry(nil, "symlink", true),
+		Entry(nil, "dir", false), Entry(nil, "dir", true),
+		Entry(nil, "socket", false), Entry(nil, "socket", true),
+		Entry(nil, "device", false), Entry(nil, "device", true),
+	)
+
+	DescribeTable("a wrong-sized .bin file is absent, and a write replaces it",
+		func(size func(pageBytes int) int) {
+			cfg := newCfg("sizes", 0)
+			r := newHostileRig(cfg)
+			s := r.open()
+			writers := map[string]func(k string){
+				"Set": func(k string) { Expect(s.Set(k, r.page(k))).To(Succeed()) },
+				"BatchSet": func(k string) {
+					ok, err := s.BatchSet([]string{k}, [][]byte{r.page(k)})
+					Expect(err).NotTo(HaveOccurred())
+					Expect(ok).To(Equal([]bool{true}))
+				},
+				"BatchSetV1": func(k string) {
+					ok, err := r.setV1(s, k)
+					Expect(err).NotTo(HaveOccurred())
+					Expect(ok).To(Equal([]bool{true}))
+				},
+			}
+			i := 0
+			for name, write := range writers {
+				k := keyName(i)
+				i++
+				path := filepath.Join(cfg.Dir, k+suffixOf(cfg)+".bin")
+				junk := make([]byte, size(r.pool.PageBytes()))
+				_, _ = rand.Read(junk)
+				Expect(os.WriteFile(path, junk, 0o644)).To(Succeed())
+
+				Expect(s.Exists(k)).To(BeFalse(), "%s: Exists", name)
+				Expect(s.BatchExists([]string{k})).To(BeZero(), "%s: BatchExists", name)
+				Expect(r.get(s, k)).NotTo(Succeed(), "%s: Get", name)
+				Expect(r.getV1(s, k)).To(Equal([]bool{false}), "%s: BatchGetV1", name)
+				write(k)
+				Expect(r.getV1(s, k)).To(Equal([]bool{true}), "%s: BatchGetV1 after the write", name)
+				if name != "BatchSetV1" {
+					Expect(r.get(s, k)).To(Succeed(), "%s: Get after the write", name)
+					Expect(fileSizeOf(path)).To(BeEquivalentTo(r.pool.PageBytes()), "%s did not replace the file", name)
+				}
+			}
+		},
+		Entry("0 bytes", func(int) int { return 0 }),
+		Entry("7 bytes", func(int) int { return 7 }),
+		Entry("a byte short", func(n int) int { return n - 1 }),
+		Entry("a byte long", func(n int) int { return n + 1 }),
+	)
+
+	It("never serves another model's or another TP rank's same-shape batch file renamed over ours", func() {
+		dir := GinkgoT().TempDir()
+		ours := newCfg("llama", 0)
+		ours.Dir = dir
+		model, rank := ours, ours
+		model.ModelName = "mistral"
+		rank.TPRank = 1
+		r := newHostileRig(ours)
+		live := r.open()
+		keys := keyNames(8)
+		ok, err := r.setV1(live, keys...)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(ok).To(HaveEach(BeTrue()))
+		oursFile, err := filepath.Glob(filepath.Join(v1DirOf(ours), "*.batch.bin"))
+		Expect(err).NotTo(HaveOccurred())
+		Expect(oursFile).To(HaveLen(1))
+
+		for _, foreign := range []hicachefile.Config{model, rank} {
+			what := ownerOf(foreign)
+			f := newHostileRig(foreign)
+			f.pool = r.pool // the same shape: only the identity differs
+			w := f.open()
+			ok, err := f.setV1(w, keys...)
+			Expect(err).NotTo(HaveOccurred())
+			Expect(ok).To(HaveEach(BeTrue()))
+			theirs, err := filepath.Glob(filepath.Join(v1DirOf(foreign), "*.batch.bin"))
+			Expect(err).NotTo(HaveOccurred())
+			Expect(theirs).To(HaveLen(1))
+			Expect(os.Rename(theirs[0], oursFile[0])).To(Succeed())
+
+			was := live.Stats().Mismatch
+			Eventually(func() []bool { return r.getV1(live, keys...) }).WithTimeout(5*time.Second).
+				Should(HaveEach(BeFalse()), "the live store served %s's pages", what)
+			Expect(live.Stats().Mismatch-was).To(BeNumerically(">", 0), "the live store did not count %s's pages as Mismatch", what)
+			fresh := r.open()
+			Expect(r.getV1(fresh, keys...)).To(HaveEach(BeFalse()), "a fresh store served %s's pages", what)
+			Expect(fresh.Stats().Mismatch).To(BeNumerically(">=", len(keys)), "a fresh store did not count %s's pages as Mismatch", what)
+			Expect(fresh.BatchExists(keys)).To(BeZero())
+
+			// Not ours, so not "already stored": the store writes its own.
+			ok, err = r.setV1(fresh, keys...)
+			Expect(err).NotTo(HaveOccurred())
+			Expect(ok).To(HaveEach(BeTrue()))
+			Expect(r.getV1(fresh, keys...)).To(HaveEach(BeTrue()))
+			Expect(fresh.Close()).To(Succeed())
+			Expect(os.Remove(oursFile[0])).To(Succeed())
+			// Give the live store its own file back for the next round.
+			ok, err = r.setV1(live, keys...)
+			Expect(err).NotTo(HaveOccurred())
+			Expect(ok).To(HaveEach(BeTrue()))
+			oursFile, err = filepath.Glob(filepath.Join(v1DirOf(ours), "*.batch.bin"))
+			Expect(err).NotTo(HaveOccurred())
+			Expect(oursFile).NotTo(BeEmpty())
+		}
+	})
+
+	It("never takes an ambiguous old-format name into the zero-copy path", func() {
+		// Key "k_x" of model "m" and key "k" of model "x_m" share a file name.
+		m := newCfg("m", 0)
+		xm := m
+		xm.ModelName = "x_m"
+		r := newHostileRig(m)
+		x := newHostileRig(xm)
+		x.pool = r.pool
+		Expect(x.open().Set("k", x.page("k"))).To(Succeed())
+		Expect(filepath.Join(m.Dir, "k_x"+suffixOf(m)+".bin")).To(BeAnExistingFile())
+
+		s := r.open()
+		Expect(r.getV1(s, "k_x")).To(Equal([]bool{false}), "BatchGetV1 served model x_m's page")
+		ok, err := r.setV1(s, "k_x")
+		Expect(err).NotTo(HaveOccurred())
+		Expect(ok).To(Equal([]bool{true}))
+		Expect(r.getV1(s, "k_x")).To(Equal([]bool{true}), "BatchSetV1 wrote nothing")
+	})
+
+	It("reclaims SGLang's temp files of its names, and forgets every key, at Clear", func() {
+		cfg := newCfg("clear", 0)
+		r := newHostileRig(cfg)
+		s := r.open()
+		keys := []string{keyName(1), "req42_page_7", "old_key_1"}
+		for _, k := range keys {
+			Expect(s.Set(k, r.page(k))).To(Succeed())
+		}
+		ok, err := r.setV1(s, keys...)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(ok).To(HaveEach(BeTrue()))
+		sglangTmp := filepath.Join(cfg.Dir, fmt.Sprintf("%s%s.bin.tmp.%d.%d.%032x", keys[0], suffixOf(cfg), 4242, 4243, 0xabc))
+		Expect(os.WriteFile(sglangTmp, r.page(keys[0])[:100], 0o644)).To(Succeed())
+
+		Expect(s.Clear()).To(Succeed())
+		Expect(sglangTmp).NotTo(BeAnExistingFile())
+		for _, st := range []*hicachefile.Store{s, r.open()} {
+			for _, k := range keys {
+				Expect(st.Exists(k)).To(BeFalse(), "key %s exists after Clear", k)
+				Expect(r.get(st, k)).NotTo(Succeed(), "key %s served after Clear", k)
+				Expect(r.getV1(st, k)).To(Equal([]bool{false}), "key %s served after Clear", k)
+			}
+		}
+	})
+
+	It("returns ErrClosed from RegisterMemPoolHost after Close", func() {
+		r := newHostileRig(newCfg("closed", 0))
+		s := r.open()
+		Expect(s.Close()).To(Succeed())
+		Expect(s.RegisterMemPoolHost(r.pool)).To(MatchError(hicachefile.ErrClosed))
+	})
+})
+
+// countFDs returns how many descriptors the process has open.
+func countFDs() int {
+	GinkgoHelper()
+	ents, err := os.ReadDir("/proc/self/fd")
+	Expect(err).NotTo(HaveOccurred())
+	return len(ents)
+}
+
+var _ = Describe("Replaced directory", Serial, Label("torture"), func() {
+	It("writes through both interfaces land at Dir after it was removed or moved away", func() {
+		cfg := hicachefile.Config{Dir: filepath.Join(GinkgoT().TempDir(), "cache"), ModelName: "moved"}
+		r := newHostileRig(cfg)
+		s := r.open()
+		keys := keyNames(4)
+		check := func(k, v1 string) {
+			GinkgoHelper()
+			Expect(s.Set(k, r.page(k))).To(Succeed())
+			Expect(filepath.Join(cfg.Dir, k+suffixOf(cfg)+".bin")).To(BeARegularFile(), "Set did not write into Dir")
+			Expect(r.get(s, k)).To(Succeed())
+			ok, err := r.setV1(s, v1)
+			Expect(err).NotTo(HaveOccurred())
+			Expect(ok).To(Equal([]bool{true}))
+			Expect(r.getV1(s, v1)).To(Equal([]bool{true}))
+			files, err := filepath.Glob(filepath.Join(v1DirOf(cfg), "*.batch.bin"))
+			Expect(err).NotTo(HaveOccurred())
+			Expect(files).NotTo(BeEmpty(), "BatchSetV1 did not write into Dir")
+		}
+		Expect(os.RemoveAll(cfg.Dir)).To(Succeed())
+		check(keys[0], keys[1])
+		Expect(os.Rename(cfg.Dir, cfg.Dir+".old")).To(Succeed())
+		Expect(os.Mkdir(cfg.Dir, 0o755)).To(Succeed())
+		check(keys[2], keys[3])
+	})
+
+	It("closes the descriptor of each removed V1 directory", func() {
+		const removals = 1000
+		cfg := hicachefile.Config{Dir: GinkgoT().TempDir(), ModelName: "removed"}
+		r := newHostileRig(cfg)
+		s := r.open()
+		keys := keyNames(removals)
+		before := countFDs()
+		for i, k := range keys {
+			Expect(os.RemoveAll(v1DirOf(cfg))).To(Succeed())
+			ok, err := r.setV1(s, k)
+			Expect(err).NotTo(HaveOccurred())
+			Expect(ok).To(Equal([]bool{true}), "removal %d", i)
+		}
+		after := countFDs()
+		AddReportEntry("replaced directory", fmt.Sprintf("%d removals of the V1 directory under a live store: %d descriptors open before, %d after", removals, before, after))
+		Expect(after-before).To(BeNumerically("<", 10), "descriptors grew with the removals")
+	})
+})
