@@ -101,7 +101,7 @@ func crashChild(enc []byte) (any, error) {
 					return nil, err
 				}
 				if _, good := verify(got, scratch, a.Store.Model, bk[j]); !good {
-					return nil, fmt.Errorf("wrong page for key %s: %s", bk[j], describe(got))
+					return nil, fmt.Errorf("torture: wrong page for key %s: %s", bk[j], describe(got))
 				}
 			}
 		}

@@ -84,7 +84,7 @@ func nofileChild(enc []byte) (any, error) {
 	t := time.Now()
 	ok, err := s.BatchSetV1(keys, from)
 	if err != nil {
-		return nil, fmt.Errorf("BatchSetV1 of %d keys under RLIMIT_NOFILE %d: %w", a.Keys, a.Limit, err)
+		return nil, fmt.Errorf("torture: BatchSetV1 of %d keys under RLIMIT_NOFILE %d: %w", a.Keys, a.Limit, err)
 	}
 	res.WriteTime = time.Since(t)
 	res.Stored = countTrue(ok)
@@ -103,7 +103,7 @@ func nofileChild(enc []byte) (any, error) {
 		}
 		ok, err := s.BatchGetV1(keys, into)
 		if err != nil {
-			return 0, fmt.Errorf("%s: BatchGetV1 of %d keys under RLIMIT_NOFILE %d: %w", what, a.Keys, a.Limit, err)
+			return 0, fmt.Errorf("torture: %s: BatchGetV1 of %d keys under RLIMIT_NOFILE %d: %w", what, a.Keys, a.Limit, err)
 		}
 		for i := range ok {
 			if !ok[i] {
@@ -135,7 +135,7 @@ func nofileChild(enc []byte) (any, error) {
 		t = time.Now()
 		f, err := hicachefile.New(cfg)
 		if err != nil {
-			return nil, fmt.Errorf("New over %d files under RLIMIT_NOFILE %d: %w", a.Keys, a.Limit, err)
+			return nil, fmt.Errorf("torture: New over %d files under RLIMIT_NOFILE %d: %w", a.Keys, a.Limit, err)
 		}
 		if !direct {
 			res.OpenTime = time.Since(t)
