@@ -28,6 +28,10 @@ type Store struct {
 	v1Dir   string   // dir/v1<suffix>
 	workers int      // Config.IOWorkers
 	sys     Syscalls // Config.Syscalls, nil fields filled in
+	// ident is the store's identity as written into its batch files, and
+	// identKey the hash a file's identity must match (identity.key).
+	ident    []byte
+	identKey uint64
 
 	life  sync.RWMutex // held shared by every call, exclusively by Close
 	close bool         // guarded by life
@@ -57,7 +61,11 @@ type poolInfo struct {
 	ps      int    // tokens per page
 	pageLen int64  // bytes of one page: the sum of its buffers
 	bpp     int    // buffers per page
-	fp      uint64 // fingerprint written into and checked against batch files
+	poolFP  uint64 // fingerprint of the pool, written into batch files
+	// fp is what the index compares: poolFP combined with the store's
+	// identity (matchKey), so that only pages written by a pool like this
+	// one and by a store of the same identity are served.
+	fp uint64
 }
 
 // New opens the store described by cfg, creating its directory if missing,
@@ -69,6 +77,8 @@ func New(cfg Config) (*Store, error) {
 	cfg = cfg.withDefaults()
 	s := &Store{cfg: cfg, suffix: cfg.suffix(), dir: cfg.Dir, workers: cfg.IOWorkers, sys: cfg.Syscalls.withDefaults(), dirfd: -1}
 	s.v1Dir = filepath.Join(s.dir, v1DirName+s.suffix)
+	id := identityOf(cfg)
+	s.ident, s.identKey = appendIdentity(nil, id), id.key()
 	s.idx.init()
 	var err error
 	if s.dirfd, err = openDir(s.dir); err != nil {
@@ -204,7 +214,8 @@ func (s *Store) RegisterMemPoolHost(p *hostcache.Pool) error {
 	h := fnv.New64a()
 	fmt.Fprintf(h, "hicache-v1 kind=%s dtype=%s layout=%s ps=%d layers=%d heads=%d headdim=%d lora=%d rope=%d bufs=%v",
 		cfg.Kind, cfg.DType, cfg.Layout, cfg.PageSize, cfg.LayerNum, cfg.HeadNum, cfg.HeadDim, cfg.KVLoraRank, cfg.QKRopeHeadDim, sizes)
-	s.pool.Store(&poolInfo{pool: p, ps: cfg.PageSize, pageLen: int64(p.PageBytes()), bpp: len(sizes), fp: h.Sum64()})
+	s.pool.Store(&poolInfo{pool: p, ps: cfg.PageSize, pageLen: int64(p.PageBytes()), bpp: len(sizes),
+		poolFP: h.Sum64(), fp: matchKey(h.Sum64(), s.identKey)})
 	return nil
 }
 
@@ -218,7 +229,7 @@ type Stats struct {
 	Hits     int64 // pages served
 	Misses   int64 // pages not served: missing, corrupt, mismatched or failed
 	Corrupt  int64 // pages that failed a size or CRC32C check
-	Mismatch int64 // V1 pages written by a pool of another shape or dtype
+	Mismatch int64 // V1 pages written by a pool of another shape or dtype, or by a store of another identity
 	// SkippedFiles counts batch files whose trailer or index failed its
 	// checks; none of their pages is served.
 	SkippedFiles int64

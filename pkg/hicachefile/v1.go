@@ -212,7 +212,7 @@ func (s *Store) writeBatch(pi *poolInfo, keys []string, bufs [][]byte, chunk []i
 		if err := errors.Join(errs...); err != nil {
 			return err
 		}
-		return s.sys.pwritev(fd, [][]byte{appendIndex(nil, entries, pi.fp)}, int64(len(chunk))*pi.pageLen)
+		return s.sys.pwritev(fd, [][]byte{appendIndex(nil, entries, pi.poolFP, s.ident)}, int64(len(chunk))*pi.pageLen)
 	})
 	if err != nil {
 		return "", nil, err
