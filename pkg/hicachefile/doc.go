@@ -115,10 +115,14 @@
 // Exists, BatchExists, BatchSetV1 and Locate also check that the files of
 // the keys they found still exist. A batch file whose index could not be
 // read for a passing reason (EMFILE, EIO) is tried again at the next miss.
-// A miss also checks that v1S/ is still the directory the store holds open:
-// after an operator removes or moves it, the store reopens the directory
-// now at the path (creating it if need be) and lists it. Stats.Listings
-// counts the listings.
+// A miss, and every write call of the copy interface, also checks (a stat
+// of each path, once per call, never per key) that Dir and v1S/ are still
+// the directories the store holds open: after an operator removes or moves
+// either (rm -rf Dir; mv Dir Dir.old && mkdir Dir), the store reopens the
+// directories now at the paths, creating them if need be, and lists them,
+// so that writes through either interface land at the path Dir. A
+// descriptor it swaps out is closed as soon as no call is in progress.
+// Stats.Listings counts the listings.
 //
 // # Bad files
 //

@@ -57,7 +57,7 @@ func (s *Store) Locate(key string) (Location, bool) {
 	if s.enter() != nil {
 		return Location{}, false
 	}
-	defer s.life.RUnlock()
+	defer s.leave()
 	if s.checkKey(key) != nil {
 		return Location{}, false
 	}
