@@ -199,7 +199,7 @@ func (s *Store) evict(protect map[fileID]bool) {
 			return
 		}
 		for _, f := range victims {
-			dirfd := s.dirfd
+			dirfd := s.topfd()
 			if !f.id.old {
 				dirfd = s.v1fd()
 				// Forget the pages first, so that no lookup finds them

@@ -16,7 +16,7 @@ type location struct {
 	off    int64
 	length int64
 	crc    uint32
-	fp     uint64 // fingerprint of the pool that wrote the file
+	fp     uint64 // the writer's pool fingerprint and identity (matchKey)
 }
 
 // index maps keys to their V1 locations. It is built from the batch files in
@@ -57,7 +57,7 @@ func (s *Store) Locate(key string) (Location, bool) {
 	if s.enter() != nil {
 		return Location{}, false
 	}
-	defer s.life.RUnlock()
+	defer s.leave()
 	if s.checkKey(key) != nil {
 		return Location{}, false
 	}
@@ -257,16 +257,22 @@ func (s *Store) loadIndex(name string) (f loaded) {
 		f.err = fmt.Errorf("%s: %w", name, err)
 		return f
 	}
-	ib := make([]byte, t.indexLen)
+	// The index and the identity after it, in one read.
+	ib := make([]byte, t.indexLen+t.identLen)
 	if err := s.sys.preadv(fd, [][]byte{ib}, t.indexOff); err != nil {
 		f.err = fmt.Errorf("hicachefile: read index of %s: %w", name, err)
 		return f
 	}
-	if f.entries, f.err = parseIndex(ib, t); f.err != nil {
-		f.err = fmt.Errorf("%s: %w", name, f.err)
+	id, err := parseIdentity(ib[t.indexLen:], t)
+	if err == nil {
+		f.entries, err = parseIndex(ib[:t.indexLen], t)
+	}
+	if err != nil {
+		f.err = fmt.Errorf("%s: %w", name, err)
 		f.entries = nil
 		return f
 	}
-	f.fp = t.fp
+	// A page is served only to a store whose pool and identity match.
+	f.fp = matchKey(t.fp, id.key())
 	return f
 }

@@ -18,7 +18,8 @@ func (s *Store) Set(key string, value []byte) error {
 	if err := s.enter(); err != nil {
 		return err
 	}
-	defer s.life.RUnlock()
+	defer s.leave()
+	s.followDir()
 	return s.set(key, value)
 }
 
@@ -32,7 +33,7 @@ func (s *Store) set(key string, value []byte) error {
 		s.stats.existed.Add(1)
 		return nil
 	}
-	if err := s.writeFile(s.dirfd, s.dir, s.oldName(key), func(fd int) error {
+	if err := s.writeFile(s.topfd(), s.dir, s.oldName(key), func(fd int) error {
 		return s.sys.pwritev(fd, [][]byte{value}, 0)
 	}); err != nil {
 		s.stats.errors.Add(1)
@@ -101,7 +102,7 @@ func (s *Store) Get(key string, dst []byte) error {
 	if err := s.enter(); err != nil {
 		return err
 	}
-	defer s.life.RUnlock()
+	defer s.leave()
 	s.stats.gets.Add(1)
 	err := s.readOld(key, [][]byte{dst}, int64(len(dst)))
 	s.count(err, int64(len(dst)))
@@ -138,7 +139,7 @@ func (s *Store) readOld(key string, bufs [][]byte, size int64) error {
 		return err
 	}
 	name := s.oldName(key)
-	fd, st, err := s.openRegular(s.dirfd, s.dir, name)
+	fd, st, err := s.openRegular(s.topfd(), s.dir, name)
 	if err == unix.ENOENT {
 		return fmt.Errorf("%w: %s", ErrNotFound, key)
 	}
@@ -167,7 +168,8 @@ func (s *Store) BatchSet(keys []string, values [][]byte) ([]bool, error) {
 	if err := s.enter(); err != nil {
 		return ok, err
 	}
-	defer s.life.RUnlock()
+	defer s.leave()
+	s.followDir()
 	for i, k := range keys {
 		if err := s.set(k, values[i]); err != nil {
 			return ok, err
@@ -188,7 +190,7 @@ func (s *Store) BatchGet(keys []string, dsts [][]byte) ([]bool, error) {
 	if err := s.enter(); err != nil {
 		return ok, err
 	}
-	defer s.life.RUnlock()
+	defer s.leave()
 	s.stats.gets.Add(int64(len(keys)))
 	for i, k := range keys {
 		err := s.readOld(k, [][]byte{dsts[i]}, int64(len(dsts[i])))
@@ -202,7 +204,7 @@ func (s *Store) BatchGet(keys []string, dsts [][]byte) ([]bool, error) {
 // file holds that name.
 func (s *Store) oldSize(key string) (int64, bool) {
 	var st unix.Stat_t
-	if unix.Fstatat(s.dirfd, s.oldName(key), &st, unix.AT_SYMLINK_NOFOLLOW) != nil || st.Mode&unix.S_IFMT != unix.S_IFREG {
+	if unix.Fstatat(s.topfd(), s.oldName(key), &st, unix.AT_SYMLINK_NOFOLLOW) != nil || st.Mode&unix.S_IFMT != unix.S_IFREG {
 		return 0, false
 	}
 	return st.Size, true
@@ -229,7 +231,7 @@ func (s *Store) BatchExists(keys []string) int {
 	if s.enter() != nil {
 		return 0
 	}
-	defer s.life.RUnlock()
+	defer s.leave()
 	for i, k := range keys {
 		if s.checkKey(k) != nil {
 			return i
@@ -268,14 +270,14 @@ func (s *Store) Clear() error {
 	if err := s.enter(); err != nil {
 		return err
 	}
-	defer s.life.RUnlock()
+	defer s.leave()
 	s.idx.scan.Lock()
 	defer s.idx.scan.Unlock()
 	defer s.idx.reset()
 	defer s.lru.forgetAll(true)
 	defer s.lru.forgetAll(false)
 	return errors.Join(
-		s.removeMatching(s.dirfd, s.dir, func(n string) bool {
+		s.removeMatching(s.topfd(), s.dir, func(n string) bool {
 			return s.isOldName(n) || s.isTmpName(n) || s.isSGLangTmpName(n)
 		}),
 		s.removeMatching(s.v1fd(), s.v1Dir, func(n string) bool { return s.isBatchName(n) || s.isTmpName(n) }),
@@ -308,7 +310,7 @@ func (s *Store) removeMatching(dirfd int, dir string, match func(string) bool) e
 // trackOldFiles puts this store's old-format files in Dir into the eviction
 // order, as used at their modification times.
 func (s *Store) trackOldFiles() error {
-	names, err := readDirNamesAt(s.dirfd)
+	names, err := readDirNamesAt(s.topfd())
 	if err != nil {
 		return fmt.Errorf("hicachefile: list %s: %w", s.dir, err)
 	}
@@ -319,7 +321,7 @@ func (s *Store) trackOldFiles() error {
 	var files []file
 	for _, n := range names {
 		var st unix.Stat_t
-		if s.isOldName(n) && unix.Fstatat(s.dirfd, n, &st, unix.AT_SYMLINK_NOFOLLOW) == nil && st.Mode&unix.S_IFMT == unix.S_IFREG {
+		if s.isOldName(n) && unix.Fstatat(s.topfd(), n, &st, unix.AT_SYMLINK_NOFOLLOW) == nil && st.Mode&unix.S_IFMT == unix.S_IFREG {
 			files = append(files, file{n, st.Size, st.Mtim.Nano()})
 		}
 	}

@@ -59,31 +59,42 @@ func (s *Store) refresh(miss bool) bool {
 	return changed
 }
 
-// checkDir reopens the V1 directory when the one the store holds open was
-// removed or replaced under it (an operator's rm -rf, a move): otherwise
-// every write would go on failing into a dead directory, and files other
-// stores write at the path would never be seen. It costs an fstat and a
-// stat, so refresh calls it on misses only. It reports whether it reopened.
-// The caller holds x.scan.
+// checkDir reopens Dir and the V1 directory when the ones the store holds
+// open were removed or replaced under it (an operator's rm -rf, a mv and
+// mkdir): otherwise writes would go on failing into a dead directory, or
+// land in the moved one, and files other stores write at the path would
+// never be seen. It creates a directory that is missing. It costs a stat of
+// each path, so it runs on misses and once per write call, never per key.
+// It reports whether it reopened. The caller holds x.scan.
 func (s *Store) checkDir() bool {
-	fd := s.v1fd()
-	var held, cur unix.Stat_t
-	if err := unix.Fstat(fd, &held); err != nil {
+	topMoved := !s.topID.isAt(s.dir)
+	if !topMoved && s.v1ID.isAt(s.v1Dir) {
 		return false
 	}
-	if unix.Stat(s.v1Dir, &cur) == nil && held.Nlink > 0 && cur.Dev == held.Dev && cur.Ino == held.Ino {
-		return false
+	if topMoved {
+		nfd, id, err := openDir(s.dir)
+		if err != nil {
+			s.stats.errors.Add(1)
+			return false
+		}
+		s.retire(int(s.top.Swap(int64(nfd))))
+		s.topID = id
+		// The old-format files it tracked were in the old directory.
+		s.lru.forgetAll(true)
+		if s.lru.on {
+			_ = s.trackOldFiles()
+		}
 	}
-	nfd, err := openDir(s.v1Dir)
+	nfd, id, err := openDir(s.v1Dir)
 	if err != nil {
 		s.stats.errors.Add(1)
-		return false
+		return topMoved
 	}
 	if s.cfg.Sync {
-		_ = unix.Fsync(s.dirfd)
+		_ = unix.Fsync(s.topfd())
 	}
-	s.retired = append(s.retired, fd)
-	s.v1.Store(int64(nfd))
+	s.retire(int(s.v1.Swap(int64(nfd))))
+	s.v1ID = id
 	if s.watch != nil && s.watch.rewatch(s.v1Dir) != nil {
 		_ = s.watch.close()
 		s.watch = nil
@@ -95,6 +106,14 @@ func (s *Store) checkDir() bool {
 	s.idx.reset() // everything it knew was in the old directory
 	s.lru.forgetAll(false)
 	return true
+}
+
+// followDir runs checkDir for a write call of the copy interface, once per
+// call, so that its files land in the directory now at Dir.
+func (s *Store) followDir() {
+	s.idx.scan.Lock()
+	defer s.idx.scan.Unlock()
+	s.checkDir()
 }
 
 // applyEvents applies the watcher's pending events to the index. The caller

@@ -2,7 +2,10 @@ package hicachefile
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
+	"fmt"
+	"hash/crc32"
 	"os"
 	"path/filepath"
 	"testing"
@@ -314,5 +317,197 @@ func TestSpecialFilesNeverBlock(t *testing.T) {
 			}
 			within(t, "Close", func() { _ = s.Close() })
 		})
+	}
+}
+
+// TestForeignIdentityNeverServed (issue 7.6): a batch file of the same page
+// shape written by another model or another TP rank, renamed in place of
+// one of ours, was served by a fresh store.
+func TestForeignIdentityNeverServed(t *testing.T) {
+	ours := Config{ModelName: "m", TPRank: 0, TPSize: 2}
+	for _, other := range []Config{
+		{ModelName: "m", TPRank: 1, TPSize: 2},
+		{ModelName: "x", TPRank: 0, TPSize: 2},
+		{ModelName: "m", TPRank: 0, TPSize: 2, PPRank: 1, PPSize: 2},
+		{ModelName: "m", IsMLA: true},
+	} {
+		p, idx := randomPages(t, 2)
+		ps := mhaCfg.PageSize
+		dir := t.TempDir()
+		ours.Dir, other.Dir = dir, dir
+		live := newStore(t, ours, p)
+		if ok, err := live.BatchSetV1([]string{"mine"}, idx[:ps]); err != nil || !ok[0] {
+			t.Fatal(ok, err)
+		}
+		o := newStore(t, other, p)
+		if ok, err := o.BatchSetV1([]string{"k"}, idx[ps:]); err != nil || !ok[0] {
+			t.Fatal(ok, err)
+		}
+		loc, _ := o.Locate("k")
+		planted := filepath.Join(live.v1Dir, "b0123456789abcdef"+live.suffix+batchExt)
+		if err := os.Rename(loc.Path, planted); err != nil {
+			t.Fatal(err)
+		}
+		fresh := newStore(t, ours, p)
+		for name, s := range map[string]*Store{"live": live, "fresh": fresh} {
+			dst, _ := p.Alloc(ps)
+			ok, err := s.BatchGetV1([]string{"k"}, dst)
+			if err != nil || ok[0] {
+				t.Errorf("%s store of %s: BatchGetV1 of %s's file = %v, %v", name, live.suffix, o.suffix, ok, err)
+			}
+			if s.Exists("k") {
+				t.Errorf("%s store of %s: Exists(k) of %s's file", name, live.suffix, o.suffix)
+			}
+			if s.Stats().Mismatch == 0 {
+				t.Errorf("%s store: Stats.Mismatch = 0", name)
+			}
+			_ = p.Free(dst)
+		}
+	}
+}
+
+// TestMLAIdentityAcrossTPRanks: MLA KV is the same on every TP rank, so an
+// MLA store serves the pages another TP rank of the same model wrote.
+func TestMLAIdentityAcrossTPRanks(t *testing.T) {
+	p, idx := randomPages(t, 1)
+	dir := t.TempDir()
+	w := newStore(t, Config{Dir: dir, ModelName: "m", IsMLA: true, TPRank: 1, TPSize: 4}, p)
+	if ok, err := w.BatchSetV1([]string{"k"}, idx); err != nil || !ok[0] {
+		t.Fatal(ok, err)
+	}
+	r := newStore(t, Config{Dir: dir, ModelName: "m", IsMLA: true, TPRank: 0, TPSize: 2}, p)
+	dst, _ := p.Alloc(mhaCfg.PageSize)
+	if ok, err := r.BatchGetV1([]string{"k"}, dst); err != nil || !ok[0] {
+		t.Fatalf("BatchGetV1 of another TP rank's MLA page = %v, %v", ok, err)
+	}
+}
+
+// TestOlderFormatSkipped: a batch file of format version 1 (no identity) is
+// skipped, never served.
+func TestOlderFormatSkipped(t *testing.T) {
+	p, idx := randomPages(t, 1)
+	dir := t.TempDir()
+	w := newStore(t, Config{Dir: dir, ModelName: "m"}, p)
+	if ok, err := w.BatchSetV1([]string{"k"}, idx); err != nil || !ok[0] {
+		t.Fatal(ok, err)
+	}
+	loc, _ := w.Locate("k")
+	data, err := os.ReadFile(loc.Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Rewrite it as version 1 wrote it: the index, then a 48-byte trailer
+	// with the pool fingerprint and no identity.
+	tr := data[len(data)-trailerSize:]
+	indexOff, indexLen := binary.LittleEndian.Uint64(tr[16:]), binary.LittleEndian.Uint64(tr[24:])
+	v1 := append([]byte(nil), data[:indexOff+indexLen]...)
+	t1 := len(v1)
+	v1 = append(v1, batchMagic...)
+	v1 = binary.LittleEndian.AppendUint32(v1, 1)
+	v1 = append(v1, tr[12:44]...) // count, indexOff, indexLen, indexCRC, fp
+	v1 = binary.LittleEndian.AppendUint32(v1, crc32.Checksum(v1[t1:], castagnoli))
+	if err := os.WriteFile(loc.Path, v1, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r := newStore(t, Config{Dir: dir, ModelName: "m"}, p)
+	dst, _ := p.Alloc(mhaCfg.PageSize)
+	if ok, err := r.BatchGetV1([]string{"k"}, dst); err != nil || ok[0] {
+		t.Errorf("BatchGetV1 of a version-1 file = %v, %v", ok, err)
+	}
+	if st := r.Stats(); st.SkippedFiles != 1 {
+		t.Errorf("Stats.SkippedFiles = %d, want 1", st.SkippedFiles)
+	}
+}
+
+// openFDs counts this process's open descriptors.
+func openFDs(t *testing.T) int {
+	t.Helper()
+	fds, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(fds)
+}
+
+// TestDirReplacedOldInterface (issue 7.8): after rm -rf Dir under a live
+// store every old-format write failed forever, and after mv Dir Dir.old;
+// mkdir Dir, Set wrote into Dir.old. Writes through either interface must
+// land at the path Dir.
+func TestDirReplacedOldInterface(t *testing.T) {
+	for _, how := range []string{"removed", "moved"} {
+		t.Run(how, func(t *testing.T) {
+			bothModes(t, func(t *testing.T, noWatch bool) {
+				p, idx := randomPages(t, 2)
+				ps := mhaCfg.PageSize
+				dir := filepath.Join(t.TempDir(), "store")
+				s := newStore(t, Config{Dir: dir, ModelName: "m", NoWatch: noWatch, MaxBytes: 1 << 30}, p)
+				page, _ := p.GetDataPage(idx[0])
+				if err := s.Set("before", page); err != nil {
+					t.Fatal(err)
+				}
+				var err error
+				if how == "removed" {
+					err = os.RemoveAll(dir)
+				} else if err = os.Rename(dir, dir+".old"); err == nil {
+					err = os.Mkdir(dir, 0o755)
+				}
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := s.Set("k", page); err != nil {
+					t.Fatalf("Set after the directory was %s: %v", how, err)
+				}
+				if ok, err := s.BatchSet([]string{"k2"}, [][]byte{page}); err != nil || !ok[0] {
+					t.Fatalf("BatchSet after the directory was %s: %v, %v", how, ok, err)
+				}
+				if ok, err := s.BatchSetV1([]string{"v"}, idx[ps:]); err != nil || !ok[0] {
+					t.Fatalf("BatchSetV1 after the directory was %s: %v, %v", how, ok, err)
+				}
+				for _, name := range []string{s.oldName("k"), s.oldName("k2")} {
+					if _, err := os.Stat(filepath.Join(dir, name)); err != nil {
+						t.Errorf("%s is not at the path Dir: %v", name, err)
+					}
+				}
+				if files, _ := filepath.Glob(filepath.Join(dir, v1DirName+s.suffix, "*"+batchExt)); len(files) != 1 {
+					t.Errorf("%d batch files at the path Dir, want 1", len(files))
+				}
+				if how == "moved" {
+					if _, err := os.Stat(filepath.Join(dir+".old", s.oldName("k"))); err == nil {
+						t.Errorf("Set wrote into the moved directory")
+					}
+				}
+			})
+		})
+	}
+}
+
+// TestRetiredDirsClosed (issue 7.8): each removal of the V1 directory kept
+// one more descriptor open until Close.
+// With inotify each removal costs the kernel a few milliseconds to drop the
+// watch, so that mode runs fewer.
+func TestRetiredDirsClosed(t *testing.T) { bothModes(t, testRetiredDirsClosed) }
+
+func testRetiredDirsClosed(t *testing.T, noWatch bool) {
+	n := 1000
+	if !noWatch {
+		n = 100
+	}
+	p, idx := randomPages(t, 1)
+	s := newStore(t, Config{Dir: t.TempDir(), ModelName: "m", NoWatch: noWatch}, p)
+	if ok, err := s.BatchSetV1([]string{"k"}, idx); err != nil || !ok[0] {
+		t.Fatal(ok, err)
+	}
+	s.Exists("warm-up")
+	before := openFDs(t)
+	for i := range n {
+		if err := os.RemoveAll(s.v1Dir); err != nil {
+			t.Fatal(err)
+		}
+		if ok, err := s.BatchSetV1([]string{fmt.Sprint("k", i)}, idx); err != nil || !ok[0] {
+			t.Fatal(ok, err)
+		}
+	}
+	if after := openFDs(t); after > before+8 {
+		t.Errorf("%d descriptors open after %d removals of the V1 directory, %d before", after, n, before)
 	}
 }

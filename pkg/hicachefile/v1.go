@@ -16,7 +16,7 @@ import (
 // v1Begin starts a V1 call: it checks that the store is open and the
 // arguments, and returns the registered pool and the page buffers of
 // hostIndices, bpp per key in GetPageBufferMeta order. On success the call
-// holds s.life and must release it with s.life.RUnlock.
+// is entered and must leave with s.leave.
 func (s *Store) v1Begin(keys []string, hostIndices []int64) (*poolInfo, [][]byte, error) {
 	if err := s.enter(); err != nil {
 		return nil, nil, err
@@ -36,7 +36,7 @@ func (s *Store) v1Begin(keys []string, hostIndices []int64) (*poolInfo, [][]byte
 		}
 	}
 	if err != nil {
-		s.life.RUnlock()
+		s.leave()
 		return nil, nil, err
 	}
 	return pi, bufs, nil
@@ -60,7 +60,7 @@ func (s *Store) BatchSetV1(keys []string, hostIndices []int64) ([]bool, error) {
 	if err != nil {
 		return ok, err
 	}
-	defer s.life.RUnlock()
+	defer s.leave()
 
 	// The distinct valid keys, each at its first position.
 	first := make(map[string]int, len(keys))
@@ -212,7 +212,7 @@ func (s *Store) writeBatch(pi *poolInfo, keys []string, bufs [][]byte, chunk []i
 		if err := errors.Join(errs...); err != nil {
 			return err
 		}
-		return s.sys.pwritev(fd, [][]byte{appendIndex(nil, entries, pi.fp)}, int64(len(chunk))*pi.pageLen)
+		return s.sys.pwritev(fd, [][]byte{appendIndex(nil, entries, pi.poolFP, s.ident)}, int64(len(chunk))*pi.pageLen)
 	})
 	if err != nil {
 		return "", nil, err
@@ -239,7 +239,7 @@ func (s *Store) BatchGetV1(keys []string, hostIndices []int64) ([]bool, error) {
 	if err != nil {
 		return ok, err
 	}
-	defer s.life.RUnlock()
+	defer s.leave()
 	seen := make(map[int64]bool, len(keys))
 	for i := range keys {
 		first := hostIndices[i*pi.ps]

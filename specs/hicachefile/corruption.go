@@ -128,20 +128,23 @@ var _ = Describe("Corruption", Ordered, func() {
 		)
 	})
 
-	Context("a damaged index or trailer", func() {
+	Context("a damaged index, identity or trailer", func() {
 		// Offsets from the start of the index (entry 0 is keyLen u16, key,
-		// offset u64, length u64, crc u32; keys are 5 bytes) or from the
-		// start of the trailer, as doc.go lays them out.
+		// offset u64, length u64, crc u32; keys are 5 bytes), of the
+		// identity, or of the trailer, as doc.go lays them out.
 		const keyLen = 5
 		DescribeTable("skips the file: its keys all miss on a new store",
 			func(region string, at int64) {
 				b := writeBatch()
 				Expect(len(b.keys[0])).To(Equal(keyLen))
 				size := fileSize(b.path)
-				Expect(size).To(Equal(n*pageBytes + hicachefile.IndexSize(b.keys) + hicachefile.TrailerSize))
+				identity := hicachefile.IdentitySize(b.cfg.ModelName)
+				Expect(size).To(Equal(n*pageBytes + hicachefile.IndexSize(b.keys) + identity + hicachefile.TrailerSize))
 				switch region {
 				case "index":
 					flipByte(b.path, n*pageBytes+at)
+				case "identity":
+					flipByte(b.path, size-hicachefile.TrailerSize-identity+at)
 				case "trailer":
 					flipByte(b.path, size-hicachefile.TrailerSize+at)
 				}
@@ -167,6 +170,10 @@ var _ = Describe("Corruption", Ordered, func() {
 			Entry(nil, "index", int64(2+keyLen+8)),       // length of entry 0
 			Entry(nil, "index", int64(2+keyLen+16)),      // crc of entry 0
 			Entry(nil, "index", int64(3*(22+keyLen)+10)), // last entry
+			Entry(nil, "identity", int64(0)),             // TP rank
+			Entry(nil, "identity", int64(16)),            // flags
+			Entry(nil, "identity", int64(17)),            // model name length
+			Entry(nil, "identity", int64(19)),            // model name
 			Entry(nil, "trailer", int64(0)),              // magic
 			Entry(nil, "trailer", int64(8)),              // version
 			Entry(nil, "trailer", int64(12)),             // count
@@ -174,7 +181,9 @@ var _ = Describe("Corruption", Ordered, func() {
 			Entry(nil, "trailer", int64(24)),             // indexLen
 			Entry(nil, "trailer", int64(32)),             // index CRC
 			Entry(nil, "trailer", int64(36)),             // fingerprint
-			Entry(nil, "trailer", int64(44)),             // trailer CRC
+			Entry(nil, "trailer", int64(44)),             // identity length
+			Entry(nil, "trailer", int64(48)),             // identity CRC
+			Entry(nil, "trailer", int64(52)),             // trailer CRC
 		)
 	})
 
