@@ -215,7 +215,11 @@ var _ = Describe("Hostile files", Label("torture"), func() {
 				Expect(err).NotTo(HaveOccurred())
 				Expect(s.RegisterMemPoolHost(r.pool)).To(Succeed())
 			})
-			DeferCleanup(func() { _ = s.Close() })
+			DeferCleanup(func() {
+				if s != nil {
+					_ = s.Close()
+				}
+			})
 			promptly("reads", unblock, func() {
 				Expect(r.get(s, k)).NotTo(Succeed(), "Get")
 				ok, err := s.BatchGet([]string{k}, [][]byte{make([]byte, r.pool.PageBytes())})
