@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"time"
 
 	. "github.com/onsi/ginkgo/v2"
@@ -208,18 +209,17 @@ var _ = Describe("Hostile files", Label("torture"), func() {
 				unblock = unblockFIFO(path)
 			}
 
-			var s *hicachefile.Store
+			// The store comes back through an atomic: a New that blocks
+			// may still return after the spec gave up on it.
+			var opened atomic.Pointer[hicachefile.Store]
 			promptly("New", unblock, func() {
-				var err error
-				s, err = hicachefile.New(cfg)
+				s, err := hicachefile.New(cfg)
 				Expect(err).NotTo(HaveOccurred())
+				opened.Store(s)
 				Expect(s.RegisterMemPoolHost(r.pool)).To(Succeed())
 			})
-			DeferCleanup(func() {
-				if s != nil {
-					_ = s.Close()
-				}
-			})
+			s := opened.Load()
+			DeferCleanup(func() { _ = s.Close() })
 			promptly("reads", unblock, func() {
 				Expect(r.get(s, k)).NotTo(Succeed(), "Get")
 				ok, err := s.BatchGet([]string{k}, [][]byte{make([]byte, r.pool.PageBytes())})
