@@ -219,6 +219,7 @@ var _ = Describe("Hostile files", Label("torture"), func() {
 				Expect(s.RegisterMemPoolHost(r.pool)).To(Succeed())
 			})
 			s := opened.Load()
+			Expect(s).NotTo(BeNil(), "New failed")
 			DeferCleanup(func() { _ = s.Close() })
 			promptly("reads", unblock, func() {
 				Expect(r.get(s, k)).NotTo(Succeed(), "Get")
