@@ -146,6 +146,12 @@
 // counted in Stats.SpecialFiles. New skips it, and Clear removes it without
 // opening it.
 //
+// A call holds at most 16 batch files open at once (32 descriptors with
+// DirectIO), whatever its size, and reads the next files after closing
+// those. An open that fails with EMFILE or ENFILE is retried after waits
+// of 1, 2, 4, ... 64 ms; if the descriptors stay exhausted, the read calls
+// return that error rather than reporting the key missing.
+//
 // # Capacity
 //
 // With Config.MaxBytes, a store holds its files (batch files and old-format

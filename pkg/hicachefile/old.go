@@ -181,7 +181,8 @@ func (s *Store) BatchSet(keys []string, values [][]byte) ([]bool, error) {
 
 // BatchGet reads each key's page into the matching dst with Get and reports
 // every key: true where dst now holds the page. Misses and bad files are
-// false, never an error; only a call-level problem is.
+// false, never an error; only a call-level problem is, such as running out
+// of descriptors (EMFILE, ENFILE) after waiting for some to be closed.
 func (s *Store) BatchGet(keys []string, dsts [][]byte) ([]bool, error) {
 	ok := make([]bool, len(keys))
 	if len(keys) != len(dsts) {
@@ -195,6 +196,9 @@ func (s *Store) BatchGet(keys []string, dsts [][]byte) ([]bool, error) {
 	for i, k := range keys {
 		err := s.readOld(k, [][]byte{dsts[i]}, int64(len(dsts[i])))
 		s.count(err, int64(len(dsts[i])))
+		if isFDLimit(err) {
+			return ok, err // out of descriptors: never a silent miss
+		}
 		ok[i] = err == nil
 	}
 	return ok, nil

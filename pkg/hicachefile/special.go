@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -13,6 +14,17 @@ import (
 // directory opens at once with O_NONBLOCK instead of waiting for a writer,
 // and a symlink fails with ELOOP.
 const openFlags = unix.O_RDONLY | unix.O_NONBLOCK | unix.O_NOFOLLOW | unix.O_CLOEXEC
+
+// maxFDWait bounds the last of the waits of openRegular when the process
+// or the system is out of descriptors: it waits 1, 2, 4, ... ms up to this,
+// about 0.13 s in all, before it returns EMFILE or ENFILE.
+const maxFDWait = 64 * time.Millisecond
+
+// isFDLimit reports whether err says the process (EMFILE) or the system
+// (ENFILE) has no descriptor left.
+func isFDLimit(err error) bool {
+	return errors.Is(err, unix.EMFILE) || errors.Is(err, unix.ENFILE)
+}
 
 // errNotRegular marks a store name held by something other than a regular
 // file: a FIFO, socket, device, directory or symlink. It always comes
@@ -27,6 +39,11 @@ var errNotRegular = errors.New("not a regular file")
 func (s *Store) openRegular(dirfd int, dir, name string) (int, unix.Stat_t, error) {
 	var st unix.Stat_t
 	fd, err := s.sys.Openat(dirfd, name, openFlags, 0)
+	// Out of descriptors: other calls or other code may close some soon.
+	for wait := time.Millisecond; isFDLimit(err) && wait <= maxFDWait; wait *= 2 {
+		time.Sleep(wait)
+		fd, err = s.sys.Openat(dirfd, name, openFlags, 0)
+	}
 	switch {
 	case err == unix.ENOENT:
 		return -1, st, err

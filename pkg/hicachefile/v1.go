@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -230,7 +231,10 @@ func (s *Store) writeBatch(pi *poolInfo, keys []string, bufs [][]byte, chunk []i
 // file of exactly PageBytes is read from that file, unless the key holds
 // '_': such a name may be another store's (see the package documentation). Every key is tried: a missing, corrupt, mismatched or
 // unreadable page makes only its own entry false, and the slots of a false
-// entry hold unspecified bytes. Call-level problems (no pool, mismatched
+// entry hold unspecified bytes. The call holds at most a few files open at
+// once; if it still runs out of descriptors (EMFILE, ENFILE) after waiting
+// for some to be closed, it returns that error with the entries read so
+// far. Call-level problems (no pool, mismatched
 // lengths, indices the pool rejects, two keys given the same slots) return
 // an error with every entry false.
 func (s *Store) BatchGetV1(keys []string, hostIndices []int64) ([]bool, error) {
@@ -270,7 +274,10 @@ func (s *Store) BatchGetV1(keys []string, hostIndices []int64) ([]bool, error) {
 			// The old-format file of such a key may be another store's:
 			// "k_x" of model "m" is "k" of model "x_m". A miss.
 		case !found[i]:
-			ok[i] = s.readOldV1(pi, k, hostIndices[i*pi.ps:(i+1)*pi.ps])
+			var err error
+			if ok[i], err = s.readOldV1(pi, k, hostIndices[i*pi.ps:(i+1)*pi.ps]); err != nil {
+				return ok, err
+			}
 		case locs[i].fp != pi.fp || locs[i].length != pi.pageLen:
 			s.stats.mismatch.Add(1)
 		default:
@@ -280,7 +287,9 @@ func (s *Store) BatchGetV1(keys []string, hostIndices []int64) ([]bool, error) {
 	// A copy that proves bad is dropped, and another copy of the key, if
 	// another file holds one, takes its place: try those too.
 	for range maxCopies {
-		s.readBatches(pi, byFile, keys, locs, bufs, ok)
+		if err := s.readBatches(pi, byFile, keys, locs, bufs, ok); err != nil {
+			return ok, err
+		}
 		clear(byFile)
 		now, still := s.idx.get(keys, pi.fp)
 		for i, l := range now {
@@ -301,13 +310,16 @@ const maxCopies = 4
 
 // readOldV1 reads key's old-format file zero-copy into the page at indices,
 // in flat-page order, and counts the outcome.
-func (s *Store) readOldV1(pi *poolInfo, key string, indices []int64) bool {
+func (s *Store) readOldV1(pi *poolInfo, key string, indices []int64) (bool, error) {
 	flat, err := pi.pool.FlatPageBuffers(indices)
 	if err == nil {
 		err = s.readOld(key, flat, pi.pageLen)
 	}
 	s.classify(err)
-	return err == nil
+	if isFDLimit(err) {
+		return false, err
+	}
+	return err == nil, nil
 }
 
 // readRun is one preadv: pages that lie back to back in one batch file.
@@ -317,16 +329,40 @@ type readRun struct {
 	pages  []int // key positions, in file order
 }
 
+// maxOpenFiles bounds the batch files one call holds open at once (two
+// descriptors each with DirectIO), whatever its size.
+const maxOpenFiles = 16
+
 // readBatches reads the pages of keys[i] for the positions in byFile, each
 // list held by the batch file named by its key, into their pool buffers,
-// verifies each page, and sets ok. Pages that lie back to back in a file are
-// read with one preadv; the reads are spread over the IO workers.
-func (s *Store) readBatches(pi *poolInfo, byFile map[string][]int, keys []string, locs []location, bufs [][]byte, ok []bool) {
+// verifies each page, and sets ok. It opens at most maxOpenFiles files at a
+// time. It fails only when the process or system runs out of descriptors
+// (EMFILE, ENFILE) and waiting did not help: that is the call's error,
+// never a silent miss.
+func (s *Store) readBatches(pi *poolInfo, byFile map[string][]int, keys []string, locs []location, bufs [][]byte, ok []bool) error {
+	names := slices.Collect(maps.Keys(byFile))
+	for group := range slices.Chunk(names, maxOpenFiles) {
+		if err := s.readGroup(pi, group, byFile, keys, locs, bufs, ok); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// readGroup reads, as readBatches does, the pages held by the batch files
+// names. Pages that lie back to back in a file are read with one preadv;
+// the reads are spread over the IO workers.
+func (s *Store) readGroup(pi *poolInfo, names []string, byFile map[string][]int, keys []string, locs []location, bufs [][]byte, ok []bool) error {
 	page := func(i int) [][]byte { return bufs[i*pi.bpp : (i+1)*pi.bpp] }
 	var runs []readRun
 	total := 0
-	for name, idx := range byFile {
+	for _, name := range names {
+		idx := byFile[name]
 		fd, st, err := s.openRegular(s.v1fd(), s.v1Dir, name)
+		if isFDLimit(err) {
+			s.stats.errors.Add(1)
+			return err
+		}
 		if err != nil {
 			if err == unix.ENOENT {
 				err = fmt.Errorf("%w: batch file %s is gone", ErrNotFound, name)
@@ -398,6 +434,7 @@ func (s *Store) readBatches(pi *poolInfo, byFile map[string][]int, keys []string
 			}
 		}
 	})
+	return nil
 }
 
 // finishPage checks a page that was read with the outcome readErr and
