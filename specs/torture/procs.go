@@ -72,7 +72,7 @@ type procsArgs struct {
 	Store    storeArgs
 	Owner    string // stamped into every page: the store's identity
 	Shared   string // the shared file
-	Groups   int    // groups in the shared file
+	Words    int    // its size in 8-byte words
 	Group    int    // this process's group
 	Busy     []int  // the busy words of this process's writers
 	Peers    []int  // the busy words of every writer of the group
@@ -101,7 +101,7 @@ func procsChild(enc []byte) (any, error) {
 	if err := json.Unmarshal(enc, &a); err != nil {
 		return nil, err
 	}
-	m, err := openShared(a.Shared, a.Groups*groupWords+len(a.Peers)*8)
+	m, err := openShared(a.Shared, a.Words)
 	if err != nil {
 		return nil, err
 	}
@@ -360,7 +360,7 @@ var _ = Describe("Several processes", Serial, Label("torture"), func() {
 			args = append(args, procsArgs{
 				Store: storeArgs{Dir: dir, Model: "procs/model", TPRank: g, TPSize: 2,
 					MaxBytes: 256 * pageBytes, MaxBatchFileBytes: 4 * pageBytes},
-				Owner: fmt.Sprintf("rank %d", g), Shared: shm, Groups: 2, Group: g,
+				Owner: fmt.Sprintf("rank %d", g), Shared: shm, Words: 2*groupWords + procs*writers, Group: g,
 				Busy: []int{2*groupWords + p*writers, 2*groupWords + p*writers + 1}, Peers: peers,
 				Keys: nKeys, HeadDim: headDim, Batch: batch, Duration: duration(), Seed: uint64(GinkgoRandomSeed()) + uint64(p),
 			})
