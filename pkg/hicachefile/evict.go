@@ -59,13 +59,80 @@ type lru struct {
 	// so they count against the bound, but they are no longer candidates.
 	stuck      map[fileID]int64
 	stuckBytes int64
+	// temps holds this store's temp files being written, with their sizes
+	// (tempBytes in all), and foreignTemps the bytes of other writers' live
+	// temp files at the last reclaim: both count against the bound.
+	temps        map[string]int64
+	tempBytes    int64
+	foreignTemps int64
+	lastReclaim  time.Time
 }
 
 func (l *lru) init() {
 	l.on = true
 	l.files = make(map[fileID]*lruFile)
 	l.stuck = make(map[fileID]int64)
+	l.temps = make(map[string]int64)
 }
+
+// startTemp counts a temp file of size bytes this store began to write.
+func (l *lru) startTemp(name string, size int64) {
+	if !l.on {
+		return
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.temps[name] = size
+	l.tempBytes += size
+}
+
+// endTemp stops counting a temp file: renamed into place, or removed.
+func (l *lru) endTemp(name string) {
+	if !l.on {
+		return
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.tempBytes -= l.temps[name]
+	delete(l.temps, name)
+}
+
+// ownTemp reports whether name is a temp file this store is writing.
+func (l *lru) ownTemp(name string) bool {
+	if !l.on {
+		return false
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	_, ok := l.temps[name]
+	return ok
+}
+
+// setForeignTemps records the bytes of other writers' live temp files.
+func (l *lru) setForeignTemps(n int64) {
+	if !l.on {
+		return
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.foreignTemps = n
+}
+
+// reclaimDue reports whether eviction should look for dead writers' temp
+// files now, at most once per reclaimEvery, and whether the store is over
+// limit.
+func (l *lru) reclaimDue(limit int64) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.used() <= limit || time.Since(l.lastReclaim) < reclaimEvery {
+		return false
+	}
+	l.lastReclaim = time.Now()
+	return true
+}
+
+// used is the bytes counted against the bound. The caller holds l.mu.
+func (l *lru) used() int64 { return l.total + l.stuckBytes + l.tempBytes + l.foreignTemps }
 
 // unstick stops counting id as stuck. The caller holds l.mu.
 func (l *lru) unstick(id fileID) {
@@ -168,7 +235,7 @@ func (l *lru) victims(limit int64, protect map[fileID]bool) []lruFile {
 	defer l.mu.Unlock()
 	var out []lruFile
 	var spared []*lruFile
-	for l.total+l.stuckBytes > limit && l.heap.Len() > 0 {
+	for l.used() > limit && l.heap.Len() > 0 {
 		f := heap.Pop(&l.heap).(*lruFile)
 		if protect[f.id] {
 			spared = append(spared, f)
@@ -192,6 +259,9 @@ func (l *lru) victims(limit int64, protect map[fileID]bool) []lruFile {
 func (s *Store) evict(protect map[fileID]bool) {
 	if !s.lru.on {
 		return
+	}
+	if s.lru.reclaimDue(s.cfg.MaxBytes) {
+		_ = s.reclaimTemps() // dead writers' temp files go before anyone's pages
 	}
 	for {
 		victims := s.lru.victims(s.cfg.MaxBytes, protect)

@@ -33,7 +33,7 @@ func (s *Store) set(key string, value []byte) error {
 		s.stats.existed.Add(1)
 		return nil
 	}
-	if err := s.writeFile(s.topfd(), s.dir, s.oldName(key), func(fd int) error {
+	if err := s.writeFile(s.topfd(), s.dir, s.oldName(key), int64(len(value)), func(fd int) error {
 		return s.sys.pwritev(fd, [][]byte{value}, 0)
 	}); err != nil {
 		s.stats.errors.Add(1)
@@ -48,49 +48,79 @@ func (s *Store) set(key string, value []byte) error {
 }
 
 // writeFile creates the file name in the directory dirfd (at path dir):
-// write fills a new temp file, which is then renamed over name. On failure
-// the temp file is removed and name is untouched.
-func (s *Store) writeFile(dirfd int, dir, name string, write func(fd int) error) error {
-	tmp, err := s.writeTemp(dirfd, dir, write)
+// write fills a new temp file of size bytes, which is then renamed over
+// name. On failure the temp file is removed and name is untouched.
+func (s *Store) writeFile(dirfd int, dir, name string, size int64, write func(fd int) error) error {
+	t, err := s.writeTemp(dirfd, dir, size, write)
 	if err != nil {
 		return err
 	}
-	return s.commit(dirfd, dir, tmp, name)
+	return s.commit(t, name)
 }
 
-// writeTemp fills a new temp file in dirfd with write and returns its name.
-// On failure the temp file is removed.
-func (s *Store) writeTemp(dirfd int, dir string, write func(fd int) error) (tmp string, err error) {
-	tmp = s.tmpName()
-	fd, err := s.sys.Openat(dirfd, tmp, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o644)
+// tempFile is a temp file written and still open: its descriptor holds the
+// lock that tells other stores its writer is alive, until commit or discard
+// closes it.
+type tempFile struct {
+	dirfd int
+	dir   string
+	name  string
+	fd    int
+	size  int64
+}
+
+// writeTemp fills a new temp file of size bytes in dirfd with write and
+// returns it, open and locked (see lockTemp). On failure the temp file is
+// removed. Until commit or discard, its size counts toward MaxBytes.
+func (s *Store) writeTemp(dirfd int, dir string, size int64, write func(fd int) error) (tempFile, error) {
+	t := tempFile{dirfd: dirfd, dir: dir, name: s.tmpName(), size: size}
+	var err error
+	t.fd, err = s.sys.Openat(dirfd, t.name, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o644)
 	if err != nil {
-		return "", fmt.Errorf("hicachefile: create %s: %w", filepath.Join(dir, tmp), err)
+		return t, fmt.Errorf("hicachefile: create %s: %w", filepath.Join(dir, t.name), err)
 	}
-	err = write(fd)
+	s.lru.startTemp(t.name, size)
+	err = s.lockTemp(t.fd)
+	if err == nil {
+		err = write(t.fd)
+	}
 	if err == nil && s.cfg.Sync {
-		err = s.sys.Fdatasync(fd)
-	}
-	if cerr := s.sys.Close(fd); err == nil {
-		err = cerr
+		err = s.sys.Fdatasync(t.fd)
 	}
 	if err != nil {
-		_ = s.sys.Unlinkat(dirfd, tmp, 0)
-		return "", fmt.Errorf("hicachefile: write %s: %w", filepath.Join(dir, tmp), err)
+		s.discard(t)
+		return t, fmt.Errorf("hicachefile: write %s: %w", filepath.Join(dir, t.name), err)
 	}
-	return tmp, nil
+	return t, nil
 }
 
-// commit renames the temp file tmp over name; on failure tmp is removed.
-func (s *Store) commit(dirfd int, dir, tmp, name string) error {
-	if err := s.sys.Renameat(dirfd, tmp, dirfd, name); err != nil {
-		_ = s.sys.Unlinkat(dirfd, tmp, 0)
-		return fmt.Errorf("hicachefile: rename %s to %s: %w", tmp, filepath.Join(dir, name), err)
+// discard removes and closes a temp file that will not be committed.
+func (s *Store) discard(t tempFile) {
+	_ = s.sys.Unlinkat(t.dirfd, t.name, 0)
+	_ = s.sys.Close(t.fd)
+	s.lru.endTemp(t.name)
+}
+
+// commit renames the temp file t over name, then closes it, so that its
+// lock is held until it has its final name. On failure t is removed, and
+// name too if it was renamed into place but could not be made durable or
+// closed cleanly.
+func (s *Store) commit(t tempFile, name string) error {
+	if err := s.sys.Renameat(t.dirfd, t.name, t.dirfd, name); err != nil {
+		s.discard(t)
+		return fmt.Errorf("hicachefile: rename %s to %s: %w", t.name, filepath.Join(t.dir, name), err)
 	}
+	defer s.lru.endTemp(t.name)
 	if s.cfg.Sync {
-		if err := s.sys.Fsync(dirfd); err != nil {
-			_ = s.sys.Unlinkat(dirfd, name, 0)
-			return fmt.Errorf("hicachefile: fsync %s: %w", dir, err)
+		if err := s.sys.Fsync(t.dirfd); err != nil {
+			_ = s.sys.Unlinkat(t.dirfd, name, 0)
+			_ = s.sys.Close(t.fd)
+			return fmt.Errorf("hicachefile: fsync %s: %w", t.dir, err)
 		}
+	}
+	if err := s.sys.Close(t.fd); err != nil {
+		_ = s.sys.Unlinkat(t.dirfd, name, 0)
+		return fmt.Errorf("hicachefile: close %s: %w", filepath.Join(t.dir, name), err)
 	}
 	return nil
 }

@@ -616,3 +616,109 @@ func TestFDLimitNeverSilentMiss(t *testing.T) {
 		t.Errorf("BatchGet with a lasting EMFILE = %v, %v; want the EMFILE", ok, err)
 	}
 }
+
+// writeTempFile writes a temp file of size bytes at path, aged by age. With
+// live, it stays open under an OFD write lock until the test ends, as a
+// live writer's does; otherwise it is closed, as a dead writer's is.
+func writeTempFile(t *testing.T, path string, size int, age time.Duration, live bool) {
+	t.Helper()
+	fd, err := unix.Open(path, unix.O_RDWR|unix.O_CREAT|unix.O_EXCL|unix.O_CLOEXEC, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := unix.Pwrite(fd, make([]byte, size), 0); err != nil {
+		t.Fatal(err)
+	}
+	if live {
+		lk := unix.Flock_t{Type: unix.F_WRLCK}
+		if err := unix.FcntlFlock(uintptr(fd), unix.F_OFD_SETLK, &lk); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = unix.Close(fd) })
+	} else {
+		_ = unix.Close(fd)
+	}
+	old := time.Now().Add(-age)
+	if err := os.Chtimes(path, old, old); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestDeadWritersTempsReclaimed (issue 7.5): crashed writers' temp files
+// were never removed but by Clear, and stood outside MaxBytes. A new store
+// removes dead writers' temp files of its suffix, in Dir and in its V1
+// directory, and leaves live writers' and other suffixes'.
+func TestDeadWritersTempsReclaimed(t *testing.T) {
+	dir := t.TempDir()
+	s0 := newStore(t, Config{Dir: dir, ModelName: "m"}, nil)
+	const tok = "0123456789abcdef"
+	dead := []string{
+		filepath.Join(dir, ".a"+tok[1:]+"_m_0_1.tmp"),
+		filepath.Join(s0.v1Dir, ".b"+tok[1:]+"_m_0_1.tmp"),
+		filepath.Join(dir, "abc_m_0_1.bin.tmp.4242.1398.0123456789abcdef0123456789abcdef"), // SGLang's, old
+	}
+	live := []string{
+		filepath.Join(dir, ".c"+tok[1:]+"_m_0_1.tmp"),
+		filepath.Join(s0.v1Dir, ".d"+tok[1:]+"_m_0_1.tmp"),
+	}
+	young := []string{
+		filepath.Join(s0.v1Dir, ".e"+tok[1:]+"_m_0_1.tmp"),                              // just created, not yet locked
+		filepath.Join(dir, "abd_m_0_1.bin.tmp.4242.1398.0123456789abcdef0123456789abcdef"), // SGLang's, being written
+	}
+	others := []string{filepath.Join(dir, ".f"+tok[1:]+"_x_m_0_1.tmp")} // another model's
+	for _, p := range dead {
+		writeTempFile(t, p, 100, time.Hour, false)
+	}
+	for _, p := range live {
+		writeTempFile(t, p, 100, time.Hour, true)
+	}
+	for _, p := range young {
+		writeTempFile(t, p, 100, 0, false)
+	}
+	for _, p := range others {
+		writeTempFile(t, p, 100, time.Hour, false)
+	}
+	s := newStore(t, Config{Dir: dir, ModelName: "m"}, nil)
+	for _, p := range dead {
+		if _, err := os.Stat(p); !os.IsNotExist(err) {
+			t.Errorf("dead writer's %s survived New: %v", filepath.Base(p), err)
+		}
+	}
+	for _, p := range append(append(live, young...), others...) {
+		if _, err := os.Stat(p); err != nil {
+			t.Errorf("New removed %s: %v", filepath.Base(p), err)
+		}
+	}
+	if n := s.Stats().ReclaimedTemps; n != int64(len(dead)) {
+		t.Errorf("Stats.ReclaimedTemps = %d, want %d", n, len(dead))
+	}
+}
+
+// TestTempsDuringEviction (issue 7.5): eviction reclaims dead writers' temp
+// files, and live writers' temp files count toward MaxBytes.
+func TestTempsDuringEviction(t *testing.T) {
+	ps := mhaCfg.PageSize
+	p, idx := randomPages(t, 5)
+	file := oneKeyFile(p.PageBytes())
+	dir := t.TempDir()
+	s := newStore(t, Config{Dir: dir, ModelName: "m", MaxBatchFileBytes: int64(p.PageBytes()), MaxBytes: 4 * file}, p)
+	deadTmp := filepath.Join(s.v1Dir, ".0123456789abcdef_m_0_1.tmp")
+	liveTmp := filepath.Join(s.v1Dir, ".1123456789abcdef_m_0_1.tmp")
+	writeTempFile(t, deadTmp, int(file), time.Hour, false)
+	writeTempFile(t, liveTmp, int(2*file), time.Hour, true)
+	for i := range 5 {
+		if ok, err := s.BatchSetV1([]string{fmt.Sprint("k", i)}, idx[i*ps:(i+1)*ps]); err != nil || !ok[0] {
+			t.Fatal(ok, err)
+		}
+	}
+	if _, err := os.Stat(deadTmp); !os.IsNotExist(err) {
+		t.Errorf("eviction left the dead writer's temp file: %v", err)
+	}
+	if _, err := os.Stat(liveTmp); err != nil {
+		t.Errorf("eviction removed the live writer's temp file: %v", err)
+	}
+	// The live temp file takes two files' room of four.
+	if n := batchFileCount(t, s); n != 2 {
+		t.Errorf("%d batch files, want 2: the live temp file must count toward MaxBytes", n)
+	}
+}

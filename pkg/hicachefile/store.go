@@ -111,6 +111,9 @@ func New(cfg Config) (*Store, error) {
 			return nil, err
 		}
 	}
+	// Temp files left by writers that died (SIGKILL, a crash, a power
+	// cut) go now; live writers' stay. A failure only leaves them.
+	_ = s.reclaimTemps()
 	// Watch before the first listing, so that no change falls between.
 	if !cfg.NoWatch {
 		s.watch, _ = newWatcher(s.v1Dir) // without it, the store polls
@@ -308,6 +311,9 @@ type Stats struct {
 	// Config.MaxBytes; EvictErrors counts the files that could not be
 	// removed and were passed over.
 	Evicted, EvictedBytes, EvictErrors int64
+	// ReclaimedTemps counts temp files of dead writers of this store's
+	// suffix that the store removed (at New and during eviction).
+	ReclaimedTemps int64
 	// Listings counts full listings of the V1 directory: one when the store
 	// opens, then after Clear, after lost inotify events, after the
 	// directory was replaced under the store, and, when polling, after a
@@ -320,7 +326,7 @@ type counters struct {
 	sets, setBytes, existed, gets, getBytes, hits, misses atomic.Int64
 	corrupt, mismatch, skippedFiles, errors, listings     atomic.Int64
 	directBytes, evicted, evictedBytes, evictErrors       atomic.Int64
-	specialFiles                                          atomic.Int64
+	specialFiles, reclaimedTemps                          atomic.Int64
 }
 
 // Stats returns a snapshot of the store's counters.
@@ -332,7 +338,7 @@ func (s *Store) Stats() Stats {
 		Corrupt: c.corrupt.Load(), Mismatch: c.mismatch.Load(), SkippedFiles: c.skippedFiles.Load(),
 		Errors: c.errors.Load(), Listings: c.listings.Load(), DirectBytes: c.directBytes.Load(),
 		Evicted: c.evicted.Load(), EvictedBytes: c.evictedBytes.Load(), EvictErrors: c.evictErrors.Load(),
-		SpecialFiles: c.specialFiles.Load(),
+		SpecialFiles: c.specialFiles.Load(), ReclaimedTemps: c.reclaimedTemps.Load(),
 	}
 }
 

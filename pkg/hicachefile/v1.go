@@ -116,7 +116,8 @@ func (s *Store) BatchSetV1(keys []string, hostIndices []int64) ([]bool, error) {
 
 // writeChunks writes each chunk of key positions as one batch file and
 // returns the position of the first chunk that failed, with its error, or
-// len(chunks) and nil. The temp files are written in parallel: the IO
+// len(chunks) and nil. The temp files, up to maxOpenFiles at a time, are
+// written in parallel: the IO
 // workers take a whole file each, since writes to different files do not
 // contend for one inode's lock, and split a lone chunk between them. The
 // files are then renamed into place in chunk order, stopping at the first
@@ -125,49 +126,57 @@ func (s *Store) BatchSetV1(keys []string, hostIndices []int64) ([]bool, error) {
 func (s *Store) writeChunks(pi *poolInfo, keys []string, bufs [][]byte, chunks [][]int, written map[fileID]bool) (int, error) {
 	outer := min(s.workers, len(chunks))
 	inner := max(1, s.workers/max(1, outer))
-	tmps := make([]string, len(chunks))
+	v1fd := s.v1fd() // one directory for the whole call
+	tmps := make([]tempFile, len(chunks))
 	ents := make([][]indexEntry, len(chunks))
 	errs := make([]error, len(chunks))
 	var failed atomic.Int64
 	failed.Store(int64(len(chunks)))
-	parallel(outer, len(chunks), func(c int) {
-		if int64(c) > failed.Load() {
-			return
-		}
-		tmps[c], ents[c], errs[c] = s.writeBatch(pi, keys, bufs, chunks[c], inner)
-		for errs[c] != nil {
-			f := failed.Load()
-			if int64(c) >= f || failed.CompareAndSwap(f, int64(c)) {
-				break
+	// At most maxOpenFiles temp files are open at once: each group is
+	// written, then committed, before the next.
+	for lo := 0; lo < len(chunks) && lo < int(failed.Load()); lo += maxOpenFiles {
+		hi := min(lo+maxOpenFiles, len(chunks))
+		parallel(outer, hi-lo, func(j int) {
+			c := lo + j
+			if int64(c) > failed.Load() {
+				return
 			}
-		}
-	})
-	f := int(failed.Load())
-	// Commit in order: nothing after the first failure is ever visible.
-	for c := range chunks {
-		if c >= f {
-			if errs[c] == nil && tmps[c] != "" {
-				_ = s.sys.Unlinkat(s.v1fd(), tmps[c], 0)
+			tmps[c], ents[c], errs[c] = s.writeBatch(pi, v1fd, keys, bufs, chunks[c], inner)
+			for errs[c] != nil {
+				f := failed.Load()
+				if int64(c) >= f || failed.CompareAndSwap(f, int64(c)) {
+					break
+				}
 			}
-			continue
+		})
+		// Commit in order: nothing after the first failure is ever visible.
+		for c := lo; c < hi; c++ {
+			if int64(c) >= failed.Load() {
+				if errs[c] == nil && tmps[c].name != "" {
+					s.discard(tmps[c])
+				}
+				continue
+			}
+			name := s.batchName()
+			if err := s.commit(tmps[c], name); err != nil {
+				failed.Store(int64(c))
+				errs[c] = err
+				continue
+			}
+			s.idx.add(name, ents[c], pi.fp)
+			var st unix.Stat_t
+			if unix.Fstatat(v1fd, name, &st, unix.AT_SYMLINK_NOFOLLOW) == unix.ENOENT {
+				s.idx.forgetFile(name) // cleared between the rename and add
+			} else {
+				id := fileID{name: name}
+				s.lru.track(id, st.Size, time.Now().UnixNano())
+				written[id] = true
+			}
+			s.stats.sets.Add(int64(len(chunks[c])))
+			s.stats.setBytes.Add(int64(len(chunks[c])) * pi.pageLen)
 		}
-		name := s.batchName()
-		if err := s.commit(s.v1fd(), s.v1Dir, tmps[c], name); err != nil {
-			f, errs[c] = c, err
-			continue
-		}
-		s.idx.add(name, ents[c], pi.fp)
-		var st unix.Stat_t
-		if unix.Fstatat(s.v1fd(), name, &st, unix.AT_SYMLINK_NOFOLLOW) == unix.ENOENT {
-			s.idx.forgetFile(name) // cleared between the rename and add
-		} else {
-			id := fileID{name: name}
-			s.lru.track(id, st.Size, time.Now().UnixNano())
-			written[id] = true
-		}
-		s.stats.sets.Add(int64(len(chunks[c])))
-		s.stats.setBytes.Add(int64(len(chunks[c])) * pi.pageLen)
 	}
+	f := int(failed.Load())
 	if f == len(chunks) {
 		return f, nil
 	}
@@ -187,14 +196,18 @@ func resolveRepeats(keys []string, ok []bool, first map[string]int, end int) {
 // the payload straight from pool memory, then the index and trailer, to a
 // temp file renamed into place. A large payload is split between IO workers,
 // each computing the CRC32C of its pages and writing them at their offset.
-func (s *Store) writeBatch(pi *poolInfo, keys []string, bufs [][]byte, chunk []int, workers int) (string, []indexEntry, error) {
+func (s *Store) writeBatch(pi *poolInfo, v1fd int, keys []string, bufs [][]byte, chunk []int, workers int) (tempFile, []indexEntry, error) {
 	entries := make([]indexEntry, len(chunk))
 	for n, i := range chunk {
 		entries[n] = indexEntry{key: keys[i], off: int64(n) * pi.pageLen, length: pi.pageLen}
 	}
 	page := func(n int) [][]byte { i := chunk[n]; return bufs[i*pi.bpp : (i+1)*pi.bpp] }
 	pieces := split(workers, len(chunk), pi.pageLen)
-	tmp, err := s.writeTemp(s.v1fd(), s.v1Dir, func(fd int) error {
+	size := int64(len(chunk))*pi.pageLen + int64(len(s.ident)) + trailerSize
+	for _, e := range entries {
+		size += entryFixed + int64(len(e.key))
+	}
+	tmp, err := s.writeTemp(v1fd, s.v1Dir, size, func(fd int) error {
 		errs := make([]error, len(pieces))
 		parallel(workers, len(pieces), func(p int) {
 			lo, hi := pieces[p][0], pieces[p][1]
@@ -216,7 +229,7 @@ func (s *Store) writeBatch(pi *poolInfo, keys []string, bufs [][]byte, chunk []i
 		return s.sys.pwritev(fd, [][]byte{appendIndex(nil, entries, pi.poolFP, s.ident)}, int64(len(chunk))*pi.pageLen)
 	})
 	if err != nil {
-		return "", nil, err
+		return tmp, nil, err
 	}
 	return tmp, entries, nil
 }
