@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"path/filepath"
 	"time"
 
 	. "github.com/onsi/ginkgo/v2"
@@ -15,6 +16,25 @@ import (
 	"github.com/hicache-go/hicache/pkg/hicachefile"
 	"github.com/hicache-go/hicache/pkg/hostcache"
 )
+
+// tempGrace is how old a dead writer's temp file must be before New
+// removes it: pkg/hicachefile/doc.go ("Durability") gives a second, the
+// longest it takes a live writer from creating its temp file to locking it.
+const tempGrace = time.Second
+
+// mtimeSlack allows for the coarseness of file modification times (a few
+// milliseconds on ext4) against the wall clock.
+const mtimeSlack = 50 * time.Millisecond
+
+// ageAt returns how old the file at path was at t, by its modification
+// time, or 0 if it is gone.
+func ageAt(path string, t time.Time) time.Duration {
+	fi, err := os.Lstat(path)
+	if err != nil {
+		return 0
+	}
+	return t.Sub(fi.ModTime())
+}
 
 // crashArgs are the arguments of the crash child.
 type crashArgs struct {
@@ -139,7 +159,7 @@ var _ = Describe("Crash", Serial, Label("torture"), func() {
 			flat[i] = make([]byte, pageBytes)
 		}
 
-		var st struct{ kills, early, temps, survived, checked, wrong int }
+		var st struct{ kills, early, temps, young, checked, wrong int }
 		var wrongs, survivors []string
 		check := func(k string, page []byte) {
 			st.checked++
@@ -150,35 +170,19 @@ var _ = Describe("Crash", Serial, Label("torture"), func() {
 				}
 			}
 		}
-		r := rand.New(rand.NewPCG(uint64(GinkgoRandomSeed()), 7))
-		deadline := time.Now().Add(duration())
-		for st.kills < minKill || time.Now().Before(deadline) {
-			c := startChild("crash", crashArgs{Store: args, Keys: nKeys, HeadDim: headDim, Batch: batch, Seed: r.Uint64()})
-			if r.IntN(8) == 0 {
-				// Kill it while it starts, or opens its store.
-				st.early++
-				time.Sleep(time.Duration(r.IntN(40)) * time.Millisecond)
-			} else {
-				Expect(c.waitReady(time.Minute)).To(BeTrue(), "the writer did not start; stderr:\n%s", c.stderr.String())
-				time.Sleep(time.Duration(r.IntN(150_000)) * time.Microsecond)
-			}
-			Expect(c.kill()).To(BeTrue(), "the writer exited before it was killed; stderr:\n%s", c.stderr.String())
-			st.kills++
-			left, err := leftovers(cfg, keys)
-			Expect(err).NotTo(HaveOccurred())
-			st.temps += len(left)
-
-			// A fresh store reclaims the dead writer's temp files at New,
-			// and serves only stamped pages of the right key.
+		// reopen opens a fresh store, which reclaims dead writers' temp
+		// files at New, checks every page it serves through both
+		// interfaces, and returns the temp files left after its New, and
+		// when New started.
+		reopen := func() ([]string, time.Time) {
+			GinkgoHelper()
+			started := time.Now()
 			s, err := hicachefile.New(cfg)
 			Expect(err).NotTo(HaveOccurred())
+			DeferCleanup(func() { _ = s.Close() })
 			Expect(s.RegisterMemPoolHost(pool)).To(Succeed())
-			left, err = leftovers(cfg, keys)
+			left, err := leftovers(cfg, keys)
 			Expect(err).NotTo(HaveOccurred())
-			st.survived += len(left)
-			if len(left) > 0 && len(survivors) < 5 {
-				survivors = append(survivors, fmt.Sprintf("after kill %d: %v", st.kills, left))
-			}
 			for from := 0; from < nKeys; from += batch {
 				bk := keys[from : from+batch]
 				ok, err := s.BatchGetV1(bk, into)
@@ -199,11 +203,46 @@ var _ = Describe("Crash", Serial, Label("torture"), func() {
 				}
 			}
 			Expect(s.Close()).To(Succeed())
+			return left, started
 		}
-		AddReportEntry("crash", fmt.Sprintf("%d SIGKILLs of a writer (%d while it started); temp files left by dead writers: %d before the next New, %d after it; %d pages checked, %d wrong",
-			st.kills, st.early, st.temps, st.survived, st.checked, st.wrong))
+
+		r := rand.New(rand.NewPCG(uint64(GinkgoRandomSeed()), 7))
+		deadline := time.Now().Add(duration())
+		for st.kills < minKill || time.Now().Before(deadline) {
+			c := startChild("crash", crashArgs{Store: args, Keys: nKeys, HeadDim: headDim, Batch: batch, Seed: r.Uint64()})
+			if r.IntN(8) == 0 {
+				// Kill it while it starts, or opens its store.
+				st.early++
+				time.Sleep(time.Duration(r.IntN(40)) * time.Millisecond)
+			} else {
+				Expect(c.waitReady(time.Minute)).To(BeTrue(), "the writer did not start; stderr:\n%s", c.stderr.String())
+				time.Sleep(time.Duration(r.IntN(150_000)) * time.Microsecond)
+			}
+			Expect(c.kill()).To(BeTrue(), "the writer exited before it was killed; stderr:\n%s", c.stderr.String())
+			st.kills++
+			left, err := leftovers(cfg, keys)
+			Expect(err).NotTo(HaveOccurred())
+			st.temps += len(left)
+
+			// New leaves only temp files too young to tell from a live
+			// writer's between its create and its lock.
+			left, started := reopen()
+			for _, name := range left {
+				if age := ageAt(filepath.Join(cfg.Dir, name), started); age < tempGrace+mtimeSlack {
+					st.young++
+				} else if len(survivors) < 5 {
+					survivors = append(survivors, fmt.Sprintf("after kill %d: %s, %s old at New", st.kills, name, age.Round(time.Millisecond)))
+				}
+			}
+		}
+		// Past the grace, a fresh store leaves no temp file at all.
+		time.Sleep(tempGrace + 100*time.Millisecond)
+		final, _ := reopen()
+		AddReportEntry("crash", fmt.Sprintf("%d SIGKILLs of a writer (%d while it started); %d temp files left by dead writers, %d of them still there after the next New (younger than %s), %d after the last; %d pages checked, %d wrong",
+			st.kills, st.early, st.temps, st.young, tempGrace, len(final), st.checked, st.wrong))
 		Expect(wrongs).To(BeEmpty(), "wrong pages served")
-		Expect(survivors).To(BeEmpty(), "a fresh store's New left dead writers' temp files")
+		Expect(survivors).To(BeEmpty(), "a fresh store's New left dead writers' temp files older than %s", tempGrace)
+		Expect(final).To(BeEmpty(), "a fresh store's New, %s after the last kill, left dead writers' temp files", tempGrace)
 		Expect(st.checked).To(BeNumerically(">", 0), "no page was ever served: the spec checked nothing")
 	})
 })
