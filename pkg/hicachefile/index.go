@@ -37,8 +37,8 @@ type index struct {
 	// closed: the close raises an IN_CLOSE_WRITE that is no sign of a file
 	// written in place, and must not make the watcher read it again.
 	closing map[string]bool
-	mtime   unix.Timespec         // the V1 directory's mtime at the last listing
-	scanned bool                  // false until the first listing, and after lost events
+	mtime   unix.Timespec // the V1 directory's mtime at the last listing
+	scanned bool          // false until the first listing, and after lost events
 }
 
 func (x *index) init() {
