@@ -33,8 +33,12 @@ type index struct {
 	files   map[string][]string   // batch files seen -> their keys; nil for a skipped file
 	alts    map[string][]location // further copies of keys that several files hold
 	pending map[string]bool       // batch files whose index could not be read yet
-	mtime   unix.Timespec         // the V1 directory's mtime at the last listing
-	scanned bool                  // false until the first listing, and after lost events
+	// closing holds the batch files this store renamed into place and then
+	// closed: the close raises an IN_CLOSE_WRITE that is no sign of a file
+	// written in place, and must not make the watcher read it again.
+	closing map[string]bool
+	mtime   unix.Timespec // the V1 directory's mtime at the last listing
+	scanned bool          // false until the first listing, and after lost events
 }
 
 func (x *index) init() {
@@ -42,6 +46,21 @@ func (x *index) init() {
 	x.files = make(map[string][]string)
 	x.alts = make(map[string][]location)
 	x.pending = make(map[string]bool)
+	x.closing = make(map[string]bool)
+}
+
+// maxClosing bounds index.closing, which nothing drains without a watcher.
+const maxClosing = 4096
+
+// expectClose records that this store is about to close the batch file
+// name after renaming it into place.
+func (x *index) expectClose(name string) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if len(x.closing) >= maxClosing {
+		clear(x.closing)
+	}
+	x.closing[name] = true
 }
 
 // Location is where BatchSetV1 stored a key's page: Length bytes at Offset

@@ -151,6 +151,11 @@ func (s *Store) applyEvents() bool {
 	// event comes first, it is loaded here and add replaces the entries).
 	// One written in place is read again: its old index no longer holds.
 	fresh = slices.DeleteFunc(fresh, func(n string) bool { _, known := x.files[n]; return known })
+	written = slices.DeleteFunc(written, func(n string) bool {
+		own := x.closing[n] // this store's own close after its rename
+		delete(x.closing, n)
+		return own
+	})
 	x.mu.Unlock()
 	fresh = append(fresh, written...)
 	s.merge(s.load(fresh))

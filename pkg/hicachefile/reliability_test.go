@@ -662,7 +662,7 @@ func TestDeadWritersTempsReclaimed(t *testing.T) {
 		filepath.Join(s0.v1Dir, ".d"+tok[1:]+"_m_0_1.tmp"),
 	}
 	young := []string{
-		filepath.Join(s0.v1Dir, ".e"+tok[1:]+"_m_0_1.tmp"),                              // just created, not yet locked
+		filepath.Join(s0.v1Dir, ".e"+tok[1:]+"_m_0_1.tmp"),                                 // just created, not yet locked
 		filepath.Join(dir, "abd_m_0_1.bin.tmp.4242.1398.0123456789abcdef0123456789abcdef"), // SGLang's, being written
 	}
 	others := []string{filepath.Join(dir, ".f"+tok[1:]+"_x_m_0_1.tmp")} // another model's

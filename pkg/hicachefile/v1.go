@@ -158,6 +158,7 @@ func (s *Store) writeChunks(pi *poolInfo, keys []string, bufs [][]byte, chunks [
 				continue
 			}
 			name := s.batchName()
+			s.idx.expectClose(name)
 			if err := s.commit(tmps[c], name); err != nil {
 				failed.Store(int64(c))
 				errs[c] = err
