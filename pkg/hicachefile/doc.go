@@ -166,6 +166,13 @@
 // wedges eviction. Each process keeps its own order; a page another process
 // evicts is a miss here. Stats.Evicted and EvictedBytes count what went.
 //
+// With Config.MinFreeBytes (SGLang's min_free_space), eviction also removes
+// least recently used files until the file system (statfs, the space
+// available to this user) has that many bytes free. With MaxBytes or
+// MinFreeBytes set, a write that meets ENOSPC or EDQUOT while the store
+// holds files it may evict removes at least as many bytes of them as the
+// write needs and tries once more; with neither, the error is returned.
+//
 // # Direct I/O
 //
 // With Config.DirectIO, BatchGetV1 reads batch-file pages with O_DIRECT, from

@@ -2,6 +2,8 @@ package hicachefile
 
 import (
 	"container/heap"
+	"errors"
+	"math"
 	"sync"
 	"time"
 
@@ -228,6 +230,16 @@ func (l *lru) markStuck(f lruFile) {
 	l.stuckBytes += f.size
 }
 
+// oldest takes out of the heap, least recently used first, files of at
+// least need bytes in all (fewer if there are not so many), skipping the
+// protected ones.
+func (l *lru) oldest(need int64, protect map[fileID]bool) []lruFile {
+	l.mu.Lock()
+	limit := l.used() - need
+	l.mu.Unlock()
+	return l.victims(limit, protect)
+}
+
 // victims takes out of the heap, least recently used first, files to
 // remove until the total fits in limit, skipping the protected ones.
 func (l *lru) victims(limit int64, protect map[fileID]bool) []lruFile {
@@ -252,40 +264,81 @@ func (l *lru) victims(limit int64, protect map[fileID]bool) []lruFile {
 }
 
 // evict removes least recently used files until the store's files fit in
-// Config.MaxBytes, sparing the files in protect (those the calling write
-// just made). A file that cannot be removed (a read-only or NFS file
+// Config.MaxBytes, and the file system has Config.MinFreeBytes free,
+// sparing the files in protect (those the calling write just made). A file that cannot be removed (a read-only or NFS file
 // system, say) is counted in Stats.EvictErrors and passed over: it never
 // stops the files behind it from going.
 func (s *Store) evict(protect map[fileID]bool) {
 	if !s.lru.on {
 		return
 	}
-	if s.lru.reclaimDue(s.cfg.MaxBytes) {
+	limit := s.cfg.MaxBytes
+	if limit == 0 {
+		limit = math.MaxInt64
+	}
+	if s.lru.reclaimDue(limit) {
 		_ = s.reclaimTemps() // dead writers' temp files go before anyone's pages
 	}
 	for {
-		victims := s.lru.victims(s.cfg.MaxBytes, protect)
+		victims := s.lru.victims(limit, protect)
 		if len(victims) == 0 {
-			return
+			break
 		}
-		for _, f := range victims {
-			dirfd := s.topfd()
-			if !f.id.old {
-				dirfd = s.v1fd()
-				// Forget the pages first, so that no lookup finds them
-				// while the file goes.
-				s.idx.forgetFile(f.id.name)
-			}
-			switch err := s.sys.Unlinkat(dirfd, f.id.name, 0); err {
-			case nil, unix.ENOENT:
-				s.stats.evicted.Add(1)
-				s.stats.evictedBytes.Add(f.size)
-			default:
-				// Still there and still taking space: the next round
-				// takes more files instead.
-				s.stats.evictErrors.Add(1)
-				s.lru.markStuck(f)
-			}
+		s.remove(victims)
+	}
+	if s.cfg.MinFreeBytes > 0 {
+		if short := s.cfg.MinFreeBytes - s.freeBytes(); short > 0 {
+			s.makeRoom(short, protect)
+		}
+	}
+}
+
+// freeBytes returns the free space of Dir's file system available to this
+// user, or MaxInt64 when statfs fails.
+func (s *Store) freeBytes() int64 {
+	var st unix.Statfs_t
+	if err := s.sys.Fstatfs(s.topfd(), &st); err != nil {
+		s.stats.errors.Add(1)
+		return math.MaxInt64
+	}
+	return int64(st.Bavail) * st.Bsize
+}
+
+// makeRoom removes least recently used files, sparing protect, until need
+// bytes of them are gone or none is left, and reports whether it removed
+// any: for MinFreeBytes, and for a write that met a full disk.
+func (s *Store) makeRoom(need int64, protect map[fileID]bool) bool {
+	if !s.lru.on {
+		return false
+	}
+	victims := s.lru.oldest(need, protect)
+	s.remove(victims)
+	return len(victims) > 0
+}
+
+// isNoSpace reports whether err says the file system or the user's quota
+// is full.
+func isNoSpace(err error) bool { return errors.Is(err, unix.ENOSPC) || errors.Is(err, unix.EDQUOT) }
+
+// remove deletes evicted files, counting them.
+func (s *Store) remove(victims []lruFile) {
+	for _, f := range victims {
+		dirfd := s.topfd()
+		if !f.id.old {
+			dirfd = s.v1fd()
+			// Forget the pages first, so that no lookup finds them while
+			// the file goes.
+			s.idx.forgetFile(f.id.name)
+		}
+		switch err := s.sys.Unlinkat(dirfd, f.id.name, 0); err {
+		case nil, unix.ENOENT:
+			s.stats.evicted.Add(1)
+			s.stats.evictedBytes.Add(f.size)
+		default:
+			// Still there and still taking space: the next round takes
+			// more files instead.
+			s.stats.evictErrors.Add(1)
+			s.lru.markStuck(f)
 		}
 	}
 }

@@ -33,9 +33,16 @@ func (s *Store) set(key string, value []byte) error {
 		s.stats.existed.Add(1)
 		return nil
 	}
-	if err := s.writeFile(s.topfd(), s.dir, s.oldName(key), int64(len(value)), func(fd int) error {
-		return s.sys.pwritev(fd, [][]byte{value}, 0)
-	}); err != nil {
+	write := func() error {
+		return s.writeFile(s.topfd(), s.dir, s.oldName(key), int64(len(value)), func(fd int) error {
+			return s.sys.pwritev(fd, [][]byte{value}, 0)
+		})
+	}
+	err := write()
+	if isNoSpace(err) && s.makeRoom(int64(len(value)), nil) {
+		err = write() // a full disk makes room, then tries once more
+	}
+	if err != nil {
 		s.stats.errors.Add(1)
 		return err
 	}

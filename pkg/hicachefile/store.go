@@ -104,7 +104,7 @@ func New(cfg Config) (*Store, error) {
 			return nil, err
 		}
 	}
-	if cfg.MaxBytes > 0 {
+	if cfg.MaxBytes > 0 || cfg.MinFreeBytes > 0 {
 		s.lru.init()
 		if err := s.trackOldFiles(); err != nil {
 			_ = s.Close()

@@ -31,6 +31,9 @@ type Syscalls struct {
 	// FcntlFlock takes (F_OFD_SETLK) or tests (F_OFD_GETLK) the OFD lock a
 	// writer holds on its temp file while it is alive (fcntl(2)).
 	FcntlFlock func(fd uintptr, cmd int, lk *unix.Flock_t) error
+	// Fstatfs reports the free space of the file system of the directory
+	// fd (fstatfs(2)), for Config.MinFreeBytes.
+	Fstatfs func(fd int, buf *unix.Statfs_t) error
 }
 
 // withDefaults returns c with every nil field set to the real call.
@@ -61,6 +64,9 @@ func (c Syscalls) withDefaults() Syscalls {
 	}
 	if c.FcntlFlock == nil {
 		c.FcntlFlock = unix.FcntlFlock
+	}
+	if c.Fstatfs == nil {
+		c.Fstatfs = unix.Fstatfs
 	}
 	return c
 }

@@ -98,6 +98,19 @@ func (s *Store) BatchSetV1(keys []string, hostIndices []int64) ([]bool, error) {
 	chunks := slices.Collect(slices.Chunk(pending, perFile))
 	written := make(map[fileID]bool, len(chunks))
 	f, err := s.writeChunks(pi, keys, bufs, chunks, written)
+	if isNoSpace(err) {
+		// A full disk: make room for the chunks not written, by removing
+		// least recently used files, and try them once more.
+		need := int64(0)
+		for _, c := range chunks[f:] {
+			need += int64(len(c)) * pi.pageLen
+		}
+		if s.makeRoom(need, written) {
+			var g int
+			g, err = s.writeChunks(pi, keys, bufs, chunks[f:], written)
+			f += g
+		}
+	}
 	s.evict(written)
 	for _, chunk := range chunks[:f] {
 		for _, i := range chunk {
@@ -224,7 +237,7 @@ func (s *Store) writeBatch(pi *poolInfo, v1fd int, keys []string, bufs [][]byte,
 			}
 			errs[p] = err
 		})
-		if err := errors.Join(errs...); err != nil {
+		if err := joinDistinct(errs); err != nil {
 			return err
 		}
 		return s.sys.pwritev(fd, [][]byte{appendIndex(nil, entries, pi.poolFP, s.ident)}, int64(len(chunk))*pi.pageLen)
@@ -472,4 +485,16 @@ func (s *Store) finishPage(pi *poolInfo, key string, loc location, crc uint32, r
 		s.lru.touch(fileID{name: loc.file})
 	}
 	return err == nil
+}
+
+// joinDistinct joins errs, leaving out nils and repeats: two IO workers
+// that both meet ENOSPC report it once.
+func joinDistinct(errs []error) error {
+	var out []error
+	for _, e := range errs {
+		if e != nil && !slices.ContainsFunc(out, func(o error) bool { return o.Error() == e.Error() }) {
+			out = append(out, e)
+		}
+	}
+	return errors.Join(out...)
 }
