@@ -421,6 +421,28 @@ var _ = Describe("Hostile files", Label("torture"), func() {
 		}
 	})
 
+	It("holds old-format files of keys with '_' to MaxBytes after it reopens", func() {
+		const pages = 8
+		cfg := newCfg("bounded", 0)
+		r := newHostileRig(cfg)
+		cfg.MaxBytes = pages * int64(r.pool.PageBytes())
+		r.cfg = cfg
+		s := r.open()
+		for i := range pages {
+			k := fmt.Sprintf("req%d_page_%d", i, i)
+			Expect(s.Set(k, r.page(k))).To(Succeed())
+		}
+		Expect(s.Close()).To(Succeed())
+		s = r.open()
+		for i := range 2 * pages {
+			k := keyName(100 + i)
+			Expect(s.Set(k, r.page(k))).To(Succeed())
+			held, err := filepath.Glob(filepath.Join(cfg.Dir, "*"+suffixOf(cfg)+".bin"))
+			Expect(err).NotTo(HaveOccurred())
+			Expect(len(held)).To(BeNumerically("<=", pages), "after %d writes the store holds %d pages over MaxBytes %d: %v", i+1, len(held), cfg.MaxBytes, held)
+		}
+	})
+
 	It("returns ErrClosed from RegisterMemPoolHost after Close", func() {
 		r := newHostileRig(newCfg("closed", 0))
 		s := r.open()
