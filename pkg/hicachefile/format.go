@@ -26,7 +26,7 @@ import (
 const (
 	batchMagic    = "HCBATCH1"
 	formatVersion = 2
-	trailerSize   = 56
+	trailerSize   = TrailerSize
 	// entryFixed is the size of an index entry without its key.
 	entryFixed = 2 + 8 + 8 + 4
 	// identityFixed is the size of an identity without its model name.

@@ -66,7 +66,9 @@ func (x *index) expectClose(name string) {
 // Location is where BatchSetV1 stored a key's page: Length bytes at Offset
 // in the batch file at Path, the page's buffers in GetPageBufferMeta order.
 type Location struct {
-	Path           string
+	// Path is the batch file's path.
+	Path string
+	// Offset and Length are where the page lies in the file, in bytes.
 	Offset, Length int64
 }
 

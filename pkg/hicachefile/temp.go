@@ -64,11 +64,11 @@ func (s *Store) judgeTemp(dirfd int, name string, sglang bool, now time.Time) (t
 		}
 		return tempLive, st.Size
 	}
-	fd, err := unix.Openat(dirfd, name, openFlags, 0)
+	fd, err := s.sys.Openat(dirfd, name, openFlags, 0)
 	if err != nil {
 		return tempGone, 0
 	}
-	defer unix.Close(fd)
+	defer s.sys.Close(fd)
 	lk := unix.Flock_t{Type: unix.F_WRLCK, Whence: 0, Start: 0, Len: 0}
 	switch err := s.sys.FcntlFlock(uintptr(fd), unix.F_OFD_GETLK, &lk); {
 	case err != nil:
