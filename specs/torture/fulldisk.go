@@ -215,7 +215,7 @@ var _ = Describe("Full disk", Serial, Label("torture"), func() {
 			served := checkServed(s)
 			checkNoTemp()
 			st := s.Stats()
-			AddReportEntry("full disk", fmt.Sprintf("%d writes, %d pages (%d MiB) through an %d MiB file system (tmpfs: %v); %d files evicted; %d pages served and checked, 0 wrong; %d bytes free at the end",
+			AddReportEntry("full disk, "+CurrentSpecReport().LeafNodeText, fmt.Sprintf("%d writes, %d pages (%d MiB) through an %d MiB file system (tmpfs: %v); %d files evicted; %d pages served and checked, 0 wrong; %d bytes free at the end",
 				diskWrites, written, written*pool.PageBytes()>>20, diskBytes>>20, disk.mounted, st.Evicted, served, disk.free()))
 			Expect(st.Evicted).To(BeNumerically(">", 0))
 			Expect(served).To(BeNumerically(">", 0))
