@@ -3,9 +3,13 @@
 package torture
 
 import (
+	"bytes"
 	"crypto/rand"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/crc32"
+	"hash/fnv"
 	"os"
 	"path/filepath"
 	"sync/atomic"
@@ -123,6 +127,49 @@ func (r *hostileRig) get(s *hicachefile.Store, key string) error {
 		Expect(good).To(BeTrue(), "Get served key %s a wrong page: %s", key, describe(dst))
 	}
 	return err
+}
+
+// version1File returns a batch file of keys' stamped pages in format
+// version 1, the format before issue 7 §6 (pkg/hicachefile/doc.go at that
+// version): the pages in pointer order, an index of keyLen u16, key, offset
+// u64, length u64 and CRC32C u32 per page, then a 48-byte trailer: magic
+// "HCBATCH1", version 1, count, index offset and length, the index's CRC32C,
+// the pool's fingerprint (FNV-1a of its shape, as that version computed
+// it), and the CRC32C of the 44 trailer bytes before it. Every checksum is
+// good, and the fingerprint is the rig's pool's, so only the version tells
+// that the file names no writer.
+func (r *hostileRig) version1File(keys []string) []byte {
+	GinkgoHelper()
+	le := binary.LittleEndian
+	crc := func(b []byte) uint32 { return crc32.Checksum(b, crc32.MakeTable(crc32.Castagnoli)) }
+	var payload, index []byte
+	for i, k := range keys {
+		Expect(r.pool.SetFromFlatDataPage(r.at[0], r.page(k))).To(Succeed())
+		bufs, err := r.pool.PageBuffers(r.at[:pageSize])
+		Expect(err).NotTo(HaveOccurred())
+		page := bytes.Join(bufs, nil)
+		payload = append(payload, page...)
+		index = le.AppendUint16(index, uint16(len(k)))
+		index = append(index, k...)
+		index = le.AppendUint64(index, uint64(i*len(page)))
+		index = le.AppendUint64(index, uint64(len(page)))
+		index = le.AppendUint32(index, crc(page))
+	}
+	pc := r.pool.Config()
+	_, sizes, err := r.pool.GetPageBufferMeta(r.at[:pageSize])
+	Expect(err).NotTo(HaveOccurred())
+	h := fnv.New64a()
+	fmt.Fprintf(h, "hicache-v1 kind=%s dtype=%s layout=%s ps=%d layers=%d heads=%d headdim=%d lora=%d rope=%d bufs=%v",
+		pc.Kind, pc.DType, pc.Layout, pc.PageSize, pc.LayerNum, pc.HeadNum, pc.HeadDim, 0, 0, sizes)
+	t := []byte("HCBATCH1")
+	t = le.AppendUint32(t, 1)
+	t = le.AppendUint32(t, uint32(len(keys)))
+	t = le.AppendUint64(t, uint64(len(payload)))
+	t = le.AppendUint64(t, uint64(len(index)))
+	t = le.AppendUint32(t, crc(index))
+	t = le.AppendUint64(t, h.Sum64())
+	t = le.AppendUint32(t, crc(t))
+	return append(append(payload, index...), t...)
 }
 
 // plant puts a special file of kind at path: "fifo", "socket", "dir",
@@ -441,6 +488,24 @@ var _ = Describe("Hostile files", Label("torture"), func() {
 			Expect(err).NotTo(HaveOccurred())
 			Expect(len(held)).To(BeNumerically("<=", pages), "after %d writes the store holds %d pages over MaxBytes %d: %v", i+1, len(held), cfg.MaxBytes, held)
 		}
+	})
+
+	It("skips a batch file of format version 1, whose trailer names no writer, and serves none of its pages", func() {
+		cfg := newCfg("oldformat", 0)
+		r := newHostileRig(cfg)
+		keys := keyNames(4)
+		path := filepath.Join(v1DirOf(cfg), batchName(cfg, 7))
+		Expect(os.MkdirAll(v1DirOf(cfg), 0o755)).To(Succeed())
+		Expect(os.WriteFile(path, r.version1File(keys), 0o644)).To(Succeed())
+
+		s := r.open()
+		Expect(s.Stats().SkippedFiles).To(BeNumerically(">=", 1), "Stats.SkippedFiles")
+		Expect(s.BatchExists(keys)).To(BeZero())
+		Expect(r.getV1(s, keys...)).To(HaveEach(BeFalse()), "a version-1 file was served")
+		ok, err := r.setV1(s, keys...)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(ok).To(HaveEach(BeTrue()))
+		Expect(r.getV1(s, keys...)).To(HaveEach(BeTrue()))
 	})
 
 	It("returns ErrClosed from RegisterMemPoolHost after Close", func() {
