@@ -12,6 +12,8 @@ import (
 	"hash/fnv"
 	"os"
 	"path/filepath"
+	"slices"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -68,6 +70,15 @@ func newHostileRig(cfg hicachefile.Config) *hostileRig {
 	at, err := pool.Alloc(8 * pageSize)
 	Expect(err).NotTo(HaveOccurred())
 	return &hostileRig{pool: pool, cfg: cfg, owner: ownerOf(cfg), at: at, scratch: make([]byte, pool.PageBytes())}
+}
+
+// trues returns n true values.
+func trues(n int) []bool {
+	b := make([]bool, n)
+	for i := range b {
+		b[i] = true
+	}
+	return b
 }
 
 // ownerOf names the store of cfg in its pages' stamps.
@@ -506,6 +517,65 @@ var _ = Describe("Hostile files", Label("torture"), func() {
 		Expect(err).NotTo(HaveOccurred())
 		Expect(ok).To(HaveEach(BeTrue()))
 		Expect(r.getV1(s, keys...)).To(HaveEach(BeTrue()))
+	})
+
+	It("counts another writer's live temp file toward MaxBytes, and never removes it", func() {
+		cfg := newCfg("livetemp", 0)
+		cfg.MaxBatchFileBytes = 1 << 20
+		r := newHostileRig(cfg)
+		// Writer A stops inside its write, after its temp file got all its
+		// bytes, until released.
+		written, release := make(chan struct{}), make(chan struct{})
+		var once sync.Once
+		acfg := cfg
+		acfg.Syscalls.Pwritev = func(fd int, iovs [][]byte, off int64) (int, error) {
+			n, err := unix.Pwritev(fd, iovs, off)
+			once.Do(func() {
+				close(written)
+				<-release
+			})
+			return n, err
+		}
+		a, err := hicachefile.New(acfg)
+		Expect(err).NotTo(HaveOccurred())
+		DeferCleanup(func() { _ = a.Close() })
+		Expect(a.RegisterMemPoolHost(r.pool)).To(Succeed())
+		var released sync.Once
+		free := func() { released.Do(func() { close(release) }) }
+		DeferCleanup(free) // before a.Close, which waits for the write
+		aKeys := keyNames(8)
+		aDone := make(chan error, 1)
+		go func() {
+			defer GinkgoRecover()
+			ok, err := r.setV1(a, aKeys...)
+			if err == nil && !slices.Equal(ok, trues(len(aKeys))) {
+				err = fmt.Errorf("torture: BatchSetV1 reported %v", ok)
+			}
+			aDone <- err
+		}()
+		Eventually(written).Should(BeClosed())
+		left, err := leftovers(cfg, nil)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(left).To(HaveLen(1), "writer A's temp file")
+		live := fileSizeOf(filepath.Join(cfg.Dir, left[0]))
+		Expect(live).To(BeNumerically(">=", 8*r.pool.PageBytes()))
+
+		// Store B, of the same name, finds A's temp file live at New: it
+		// keeps it, and holds its own files to MaxBytes less its bytes.
+		bcfg := cfg
+		bcfg.MaxBytes = live + 2*int64(r.pool.PageBytes()) // room for one of its files, not two
+		r.cfg = bcfg
+		b := r.open()
+		for i := range 16 {
+			k := keyName(100 + i)
+			ok, err := r.setV1(b, k)
+			Expect(err).NotTo(HaveOccurred())
+			Expect(ok).To(Equal([]bool{true}))
+			Expect(filepath.Join(cfg.Dir, left[0])).To(BeAnExistingFile(), "store B removed writer A's live temp file")
+			Expect(usedBytes(v1DirOf(cfg))).To(BeNumerically("<=", bcfg.MaxBytes), "after B's write %d, with A's temp file of %d bytes live", i, live)
+		}
+		free()
+		Eventually(aDone).Should(Receive(BeNil()), "writer A's write failed")
 	})
 
 	It("returns ErrClosed from RegisterMemPoolHost after Close", func() {
