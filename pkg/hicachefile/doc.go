@@ -115,14 +115,16 @@
 // Exists, BatchExists, BatchSetV1 and Locate also check that the files of
 // the keys they found still exist. A batch file whose index could not be
 // read for a passing reason (EMFILE, EIO) is tried again at the next miss.
-// A miss, and every write call of the copy interface, also checks (a stat
-// of each path, once per call, never per key) that Dir and v1S/ are still
-// the directories the store holds open: after an operator removes or moves
-// either (rm -rf Dir; mv Dir Dir.old && mkdir Dir), the store reopens the
+// The store also follows Dir and v1S/ themselves: after an operator removes
+// or moves either (rm -rf Dir; mv Dir Dir.old && mkdir Dir), it reopens the
 // directories now at the paths, creating them if need be, and lists them,
-// so that writes through either interface land at the path Dir. A
-// descriptor it swaps out is closed as soon as no call is in progress.
-// Stats.Listings counts the listings.
+// so that writes through either interface land at the path Dir. With
+// inotify, a watch on Dir tells it so, at no cost when nothing changed;
+// without (and on network file systems), a miss and every write call of the
+// copy interface stat both paths, once per call, never per key. A watch does
+// not see a parent of Dir replaced; use NoWatch where that happens. A
+// directory descriptor swapped out is closed as soon as no call is in
+// progress. Stats.Listings counts the listings.
 //
 // # Bad files
 //
