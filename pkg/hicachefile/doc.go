@@ -194,7 +194,8 @@
 // in any process see a whole file or none. A writer holds an OFD lock
 // (fcntl F_OFD_SETLK) on its temp file from creating it until after the
 // rename; the kernel drops it when the writer dies. New, and eviction (at
-// most once a second, when over MaxBytes), remove the temp files of this
+// most once a second, when over MaxBytes or MinFreeBytes, or when a write
+// met a full disk), remove the temp files of this
 // store's suffix that no lock covers and that are at least a second old:
 // those of dead writers, in any process. Where the file system refuses
 // locks, and for SGLang's own temp files (<key>S.bin.tmp.<pid>.<tid>.<uuid>,
@@ -202,10 +203,11 @@
 // a writer that takes longer than that to write one file there may lose it
 // and fail. Stats.ReclaimedTemps counts them. The temp files being written,
 // by this store and (as of the last such pass) by live writers elsewhere,
-// count toward MaxBytes. With Config.Sync, each file is
-// fdatasync'ed before its rename and the directory fsync'ed after it;
-// without, a crash may lose recent pages but never leaves a partial one
-// under a final name.
+// count toward MaxBytes.
+//
+// With Config.Sync, each file is fdatasync'ed before its rename and the
+// directory fsync'ed after it; without, a crash may lose recent pages but
+// never leaves a partial one under a final name.
 //
 // # Concurrency
 //
