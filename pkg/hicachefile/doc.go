@@ -191,19 +191,21 @@
 // # Durability
 //
 // Every file is written under a temp name and renamed into place, so readers
-// in any process see a whole file or none. A writer holds an OFD lock
-// (fcntl F_OFD_SETLK) on its temp file from creating it until after the
-// rename; the kernel drops it when the writer dies. New, and eviction (at
-// most once a second, when over MaxBytes or MinFreeBytes, or when a write
-// met a full disk), remove the temp files of this
-// store's suffix that no lock covers and that are at least a second old:
-// those of dead writers, in any process. Where the file system refuses
-// locks, and for SGLang's own temp files (<key>S.bin.tmp.<pid>.<tid>.<uuid>,
-// which carry none), a temp file goes once its mtime is 10 minutes old, so
-// a writer that takes longer than that to write one file there may lose it
-// and fail. Stats.ReclaimedTemps counts them. The temp files being written,
-// by this store and (as of the last such pass) by live writers elsewhere,
-// count toward MaxBytes.
+// in any process see a whole file or none. A writer holds an OFD write
+// lock (fcntl F_OFD_SETLK) on its temp file from creating it until after
+// the rename; the kernel drops it when the writer dies. New, and eviction
+// (at most once a second, when over MaxBytes or MinFreeBytes, or when a
+// write met a full disk), remove the temp files of this store's suffix
+// whose OFD read lock they can take, however young: those of dead writers,
+// in any process. While a reclaim holds that lock no writer can take its
+// own, so a writer caught between its create and its lock starts over
+// under another name, or, if its file went, writes it again. Where the
+// file system refuses locks, and for SGLang's own temp files
+// (<key>S.bin.tmp.<pid>.<tid>.<uuid>, which carry none), a temp file goes
+// once its mtime is 10 minutes old, so a writer that takes longer than that
+// to write one file there may lose it and fail. Stats.ReclaimedTemps counts
+// them. The temp files being written, by this store and (as of the last
+// such pass) by live writers elsewhere, // count toward MaxBytes.
 //
 // With Config.Sync, each file is fdatasync'ed before its rename and the
 // directory fsync'ed after it; without, a crash may lose recent pages but

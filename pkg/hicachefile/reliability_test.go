@@ -663,13 +663,16 @@ func TestDeadWritersTempsReclaimed(t *testing.T) {
 		filepath.Join(s0.v1Dir, ".d"+tok[1:]+"_m_0_1.tmp"),
 	}
 	young := []string{
-		filepath.Join(s0.v1Dir, ".e"+tok[1:]+"_m_0_1.tmp"),                                 // just created, not yet locked
 		filepath.Join(dir, "abd_m_0_1.bin.tmp.4242.1398.0123456789abcdef0123456789abcdef"), // SGLang's, being written
 	}
 	others := []string{filepath.Join(dir, ".f"+tok[1:]+"_x_m_0_1.tmp")} // another model's
 	for _, p := range dead {
 		writeTempFile(t, p, 100, time.Hour, false)
 	}
+	// A writer that died just now: its temp file goes too, however young.
+	justDied := filepath.Join(s0.v1Dir, ".e"+tok[1:]+"_m_0_1.tmp")
+	writeTempFile(t, justDied, 100, 0, false)
+	dead = append(dead, justDied)
 	for _, p := range live {
 		writeTempFile(t, p, 100, time.Hour, true)
 	}
@@ -854,5 +857,71 @@ func TestNoSpaceReportedOnce(t *testing.T) {
 	_, err := s.BatchSetV1(keys, idx)
 	if n := strings.Count(fmt.Sprint(err), unix.ENOSPC.Error()); n != 1 {
 		t.Errorf("error %q reports ENOSPC %d times, want once", err, n)
+	}
+}
+
+// TestReclaimRacesWriter: a reclaim that runs between a writer's create and
+// its lock removes the temp file, or holds it while the writer tries to
+// lock it. The writer must notice and write the file again: no write fails
+// and no page is lost.
+func TestReclaimRacesWriter(t *testing.T) {
+	for _, how := range []string{"removed before the lock", "held during the lock"} {
+		t.Run(how, func(t *testing.T) {
+			p, idx := randomPages(t, 2)
+			ps := mhaCfg.PageSize
+			dir := t.TempDir()
+			var reclaimer *Store
+			var armed atomic.Bool
+			sys := Syscalls{FcntlFlock: func(fd uintptr, cmd int, lk *unix.Flock_t) error {
+				if cmd == unix.F_OFD_SETLK && lk.Type == unix.F_WRLCK && armed.Swap(false) {
+					if how == "removed before the lock" {
+						if err := reclaimer.reclaimTemps(); err != nil {
+							t.Error(err)
+						}
+					} else {
+						// Lock it as a reclaim does, through another open
+						// file description, for the writer's attempt.
+						rfd, err := unix.Open(fmt.Sprintf("/proc/self/fd/%d", fd), unix.O_RDONLY|unix.O_CLOEXEC, 0)
+						if err != nil {
+							t.Fatal(err)
+						}
+						defer unix.Close(rfd)
+						rl := unix.Flock_t{Type: unix.F_RDLCK}
+						if err := unix.FcntlFlock(uintptr(rfd), unix.F_OFD_SETLK, &rl); err != nil {
+							t.Fatal(err)
+						}
+						// ... and removes it before letting go.
+						path, err := os.Readlink(fmt.Sprintf("/proc/self/fd/%d", fd))
+						if err != nil {
+							t.Fatal(err)
+						}
+						defer os.Remove(path)
+					}
+				}
+				return unix.FcntlFlock(fd, cmd, lk)
+			}}
+			s := newStore(t, Config{Dir: dir, ModelName: "m", Syscalls: sys}, p)
+			reclaimer = newStore(t, Config{Dir: dir, ModelName: "m"}, p)
+			page, _ := p.GetDataPage(idx[0])
+			armed.Store(true)
+			if err := s.Set("o", page); err != nil {
+				t.Fatalf("Set = %v", err)
+			}
+			armed.Store(true)
+			if ok, err := s.BatchSetV1([]string{"v"}, idx[ps:]); err != nil || !ok[0] {
+				t.Fatalf("BatchSetV1 = %v, %v", ok, err)
+			}
+			got := make([]byte, len(page))
+			if err := s.Get("o", got); err != nil || !bytes.Equal(got, page) {
+				t.Errorf("Get(o) = %v", err)
+			}
+			dst, _ := p.Alloc(ps)
+			if ok, err := reclaimer.BatchGetV1([]string{"v"}, dst); err != nil || !ok[0] || !samePages(t, p, dst[0], idx[ps]) {
+				t.Errorf("BatchGetV1(v) = %v, %v", ok, err)
+			}
+			if left := tempFiles(t, dir); len(left) > 0 {
+				t.Errorf("temp files left: %v", left)
+			}
+		})
 	}
 }
