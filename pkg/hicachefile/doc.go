@@ -205,7 +205,7 @@
 // once its mtime is 10 minutes old, so a writer that takes longer than that
 // to write one file there may lose it and fail. Stats.ReclaimedTemps counts
 // them. The temp files being written, by this store and (as of the last
-// such pass) by live writers elsewhere, // count toward MaxBytes.
+// such pass) by live writers elsewhere, count toward MaxBytes.
 //
 // With Config.Sync, each file is fdatasync'ed before its rename and the
 // directory fsync'ed after it; without, a crash may lose recent pages but
