@@ -115,14 +115,16 @@
 // Exists, BatchExists, BatchSetV1 and Locate also check that the files of
 // the keys they found still exist. A batch file whose index could not be
 // read for a passing reason (EMFILE, EIO) is tried again at the next miss.
-// A miss, and every write call of the copy interface, also checks (a stat
-// of each path, once per call, never per key) that Dir and v1S/ are still
-// the directories the store holds open: after an operator removes or moves
-// either (rm -rf Dir; mv Dir Dir.old && mkdir Dir), the store reopens the
+// The store also follows Dir and v1S/ themselves: after an operator removes
+// or moves either (rm -rf Dir; mv Dir Dir.old && mkdir Dir), it reopens the
 // directories now at the paths, creating them if need be, and lists them,
-// so that writes through either interface land at the path Dir. A
-// descriptor it swaps out is closed as soon as no call is in progress.
-// Stats.Listings counts the listings.
+// so that writes through either interface land at the path Dir. With
+// inotify, a watch on Dir tells it so, at no cost when nothing changed;
+// without (and on network file systems), a miss and every write call of the
+// copy interface stat both paths, once per call, never per key. A watch does
+// not see a parent of Dir replaced; use NoWatch where that happens. A
+// directory descriptor swapped out is closed as soon as no call is in
+// progress. Stats.Listings counts the listings.
 //
 // # Bad files
 //
@@ -189,21 +191,26 @@
 // # Durability
 //
 // Every file is written under a temp name and renamed into place, so readers
-// in any process see a whole file or none. A writer holds an OFD lock
-// (fcntl F_OFD_SETLK) on its temp file from creating it until after the
-// rename; the kernel drops it when the writer dies. New, and eviction (at
-// most once a second, when over MaxBytes), remove the temp files of this
-// store's suffix that no lock covers and that are at least a second old:
-// those of dead writers, in any process. Where the file system refuses
-// locks, and for SGLang's own temp files (<key>S.bin.tmp.<pid>.<tid>.<uuid>,
-// which carry none), a temp file goes once its mtime is 10 minutes old, so
-// a writer that takes longer than that to write one file there may lose it
-// and fail. Stats.ReclaimedTemps counts them. The temp files being written,
-// by this store and (as of the last such pass) by live writers elsewhere,
-// count toward MaxBytes. With Config.Sync, each file is
-// fdatasync'ed before its rename and the directory fsync'ed after it;
-// without, a crash may lose recent pages but never leaves a partial one
-// under a final name.
+// in any process see a whole file or none. A writer holds an OFD write
+// lock (fcntl F_OFD_SETLK) on its temp file from creating it until after
+// the rename; the kernel drops it when the writer dies. New, and eviction
+// (at most once a second, when over MaxBytes or MinFreeBytes, or when a
+// write met a full disk), remove the temp files of this store's suffix
+// that are at least a second old and whose OFD read lock they can take:
+// those of dead writers, in any process. While a reclaim holds that lock no
+// writer can take its own, so a writer caught between its create and its
+// lock starts over under another name, or, if its file went, writes it
+// again. Where the
+// file system refuses locks, and for SGLang's own temp files
+// (<key>S.bin.tmp.<pid>.<tid>.<uuid>, which carry none), a temp file goes
+// once its mtime is 10 minutes old, so a writer that takes longer than that
+// to write one file there may lose it and fail. Stats.ReclaimedTemps counts
+// them. The temp files being written, by this store and (as of the last
+// such pass) by live writers elsewhere, count toward MaxBytes.
+//
+// With Config.Sync, each file is fdatasync'ed before its rename and the
+// directory fsync'ed after it; without, a crash may lose recent pages but
+// never leaves a partial one under a final name.
 //
 // # Concurrency
 //

@@ -120,13 +120,19 @@ func (l *lru) setForeignTemps(n int64) {
 	l.foreignTemps = n
 }
 
-// reclaimDue reports whether eviction should look for dead writers' temp
-// files now, at most once per reclaimEvery, and whether the store is over
-// limit.
-func (l *lru) reclaimDue(limit int64) bool {
+// over reports whether the bytes counted against the bound exceed limit.
+func (l *lru) over(limit int64) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.used() <= limit || time.Since(l.lastReclaim) < reclaimEvery {
+	return l.used() > limit
+}
+
+// reclaimDue reports whether eviction should look for dead writers' temp
+// files now: at most once per reclaimEvery.
+func (l *lru) reclaimDue() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if time.Since(l.lastReclaim) < reclaimEvery {
 		return false
 	}
 	l.lastReclaim = time.Now()
@@ -276,8 +282,18 @@ func (s *Store) evict(protect map[fileID]bool) {
 	if limit == 0 {
 		limit = math.MaxInt64
 	}
-	if s.lru.reclaimDue(limit) {
-		_ = s.reclaimTemps() // dead writers' temp files go before anyone's pages
+	short := func() int64 {
+		if s.cfg.MinFreeBytes == 0 {
+			return 0
+		}
+		return s.cfg.MinFreeBytes - s.freeBytes()
+	}
+	need := short()
+	if (s.lru.over(limit) || need > 0) && s.lru.reclaimDue() {
+		// Dead writers' temp files go before anyone's pages.
+		if s.reclaimTemps() == nil && need > 0 {
+			need = short()
+		}
 	}
 	for {
 		victims := s.lru.victims(limit, protect)
@@ -286,10 +302,8 @@ func (s *Store) evict(protect map[fileID]bool) {
 		}
 		s.remove(victims)
 	}
-	if s.cfg.MinFreeBytes > 0 {
-		if short := s.cfg.MinFreeBytes - s.freeBytes(); short > 0 {
-			s.makeRoom(short, protect)
-		}
+	if need > 0 {
+		s.makeRoom(need, protect)
 	}
 }
 
@@ -310,6 +324,9 @@ func (s *Store) freeBytes() int64 {
 func (s *Store) makeRoom(need int64, protect map[fileID]bool) bool {
 	if !s.lru.on {
 		return false
+	}
+	if s.lru.reclaimDue() {
+		_ = s.reclaimTemps() // may free enough; pages go below all the same
 	}
 	victims := s.lru.oldest(need, protect)
 	s.remove(victims)

@@ -62,7 +62,15 @@ func (s *Store) writeFile(dirfd int, dir, name string, size int64, write func(fd
 	if err != nil {
 		return err
 	}
-	return s.commit(t, name)
+	err = s.commit(t, name)
+	if errors.Is(err, errTempGone) {
+		// Reclaimed by another store between its create and its lock:
+		// write it again, once.
+		if t, err = s.writeTemp(dirfd, dir, size, write); err == nil {
+			err = s.commit(t, name)
+		}
+	}
+	return err
 }
 
 // tempFile is a temp file written and still open: its descriptor holds the
@@ -80,14 +88,24 @@ type tempFile struct {
 // returns it, open and locked (see lockTemp). On failure the temp file is
 // removed. Until commit or discard, its size counts toward MaxBytes.
 func (s *Store) writeTemp(dirfd int, dir string, size int64, write func(fd int) error) (tempFile, error) {
-	t := tempFile{dirfd: dirfd, dir: dir, name: s.tmpName(), size: size}
+	t := tempFile{dirfd: dirfd, dir: dir, size: size}
 	var err error
-	t.fd, err = s.sys.Openat(dirfd, t.name, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o644)
-	if err != nil {
-		return t, fmt.Errorf("hicachefile: create %s: %w", filepath.Join(dir, t.name), err)
+	for attempt := 1; ; attempt++ {
+		t.name = s.tmpName()
+		t.fd, err = s.sys.Openat(dirfd, t.name, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o644)
+		if err != nil {
+			return t, fmt.Errorf("hicachefile: create %s: %w", filepath.Join(dir, t.name), err)
+		}
+		var taken bool
+		taken, err = s.lockTemp(t.fd)
+		if !taken || attempt == 3 {
+			break
+		}
+		// Another store's reclaim holds it, taking it for a dead writer's,
+		// and removes it: start over under another name.
+		_ = s.sys.Close(t.fd)
 	}
 	s.lru.startTemp(t.name, size)
-	err = s.lockTemp(t.fd)
 	if err == nil {
 		err = write(t.fd)
 	}
@@ -115,6 +133,9 @@ func (s *Store) discard(t tempFile) {
 func (s *Store) commit(t tempFile, name string) error {
 	if err := s.sys.Renameat(t.dirfd, t.name, t.dirfd, name); err != nil {
 		s.discard(t)
+		if err == unix.ENOENT {
+			return fmt.Errorf("hicachefile: rename %s to %s: %w: %w", t.name, filepath.Join(t.dir, name), errTempGone, err)
+		}
 		return fmt.Errorf("hicachefile: rename %s to %s: %w", t.name, filepath.Join(t.dir, name), err)
 	}
 	defer s.lru.endTemp(t.name)

@@ -16,7 +16,8 @@ import (
 // or written in are loaded, files removed are forgotten. That costs one
 // read(2) when nothing happened. The directory is listed in full only before
 // the first lookup, after Clear, after the kernel dropped events, and after
-// checkDir found the directory replaced (checked on misses). When the store
+// checkDir found a directory replaced (which the watcher's events on Dir
+// call for, or, without a watcher, a miss). When the store
 // polls (no inotify, or a network file system whose other clients raise no
 // event here), a miss lists the directory again if its mtime changed since
 // the last listing. A miss also retries the files whose index could not be
@@ -26,9 +27,15 @@ func (s *Store) refresh(miss bool) bool {
 	x.scan.Lock()
 	defer x.scan.Unlock()
 
-	changed := miss && s.checkDir()
+	changed := false
 	if s.watch != nil {
-		changed = s.applyEvents() || changed
+		changed = s.applyEvents()
+	}
+	// Dir or the V1 directory replaced: a watcher says so; without one, or
+	// on a network file system, a miss checks.
+	if s.dirsMoved || (miss && (s.watch == nil || s.poll.Load())) {
+		s.dirsMoved = false
+		changed = s.checkDir() || changed
 	}
 	x.mu.RLock()
 	full, retry := !x.scanned, miss && len(x.pending) > 0
@@ -64,8 +71,9 @@ func (s *Store) refresh(miss bool) bool {
 // mkdir): otherwise writes would go on failing into a dead directory, or
 // land in the moved one, and files other stores write at the path would
 // never be seen. It creates a directory that is missing. It costs a stat of
-// each path, so it runs on misses and once per write call, never per key.
-// It reports whether it reopened. The caller holds x.scan.
+// each path, so it runs only when the watcher saw a directory go, or,
+// without a watcher, on misses and once per write call, never per key. It
+// reports whether it reopened. The caller holds x.scan.
 func (s *Store) checkDir() bool {
 	topMoved := !s.topID.isAt(s.dir)
 	if !topMoved && s.v1ID.isAt(s.v1Dir) {
@@ -95,12 +103,12 @@ func (s *Store) checkDir() bool {
 	}
 	s.retire(int(s.v1.Swap(int64(nfd))))
 	s.v1ID = id
-	if s.watch != nil && s.watch.rewatch(s.v1Dir) != nil {
+	if s.watch != nil && s.watch.rewatch(s.v1Dir, s.dir) != nil {
 		_ = s.watch.close()
 		s.watch = nil
 	}
 	if s.watch == nil && !s.cfg.NoWatch {
-		s.watch, _ = newWatcher(s.v1Dir)
+		s.watch, _ = newWatcher(s.v1Dir, s.dir)
 	}
 	s.poll.Store(s.watch == nil || isNetworkFS(nfd))
 	s.idx.reset() // everything it knew was in the old directory
@@ -109,10 +117,18 @@ func (s *Store) checkDir() bool {
 }
 
 // followDir runs checkDir for a write call of the copy interface, once per
-// call, so that its files land in the directory now at Dir.
+// call, so that its files land in the directory now at Dir: with a
+// watcher, only when its events say a directory went.
 func (s *Store) followDir() {
 	s.idx.scan.Lock()
 	defer s.idx.scan.Unlock()
+	if s.watch != nil && !s.poll.Load() {
+		s.applyEvents()
+		if !s.dirsMoved {
+			return
+		}
+	}
+	s.dirsMoved = false
 	s.checkDir()
 }
 
@@ -122,7 +138,7 @@ func (s *Store) applyEvents() bool {
 	x := &s.idx
 	var gone, fresh, written []string
 	overflow, lost := s.watch.drain(func(name string, ev event) {
-		if !s.isBatchName(name) {
+		if ev != evDirs && !s.isBatchName(name) {
 			return
 		}
 		switch ev {
@@ -132,6 +148,8 @@ func (s *Store) applyEvents() bool {
 			fresh = append(fresh, name)
 		case evWritten:
 			written = append(written, name)
+		case evDirs:
+			s.dirsMoved = true
 		}
 	})
 	if lost {

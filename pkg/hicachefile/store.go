@@ -53,6 +53,9 @@ type Store struct {
 	// (when there is no watch, or on a network file system).
 	watch *watcher
 	poll  atomic.Bool
+	// dirsMoved, guarded by idx.scan, says that the watcher saw Dir or the
+	// V1 directory go: the next refresh or write runs checkDir.
+	dirsMoved bool
 
 	pool  atomic.Pointer[poolInfo]
 	idx   index
@@ -116,7 +119,7 @@ func New(cfg Config) (*Store, error) {
 	_ = s.reclaimTemps()
 	// Watch before the first listing, so that no change falls between.
 	if !cfg.NoWatch {
-		s.watch, _ = newWatcher(s.v1Dir) // without it, the store polls
+		s.watch, _ = newWatcher(s.v1Dir, s.dir) // without it, the store polls
 	}
 	s.poll.Store(s.watch == nil || isNetworkFS(s.v1fd()))
 	s.refresh(false)

@@ -172,7 +172,15 @@ func (s *Store) writeChunks(pi *poolInfo, keys []string, bufs [][]byte, chunks [
 			}
 			name := s.batchName()
 			s.idx.expectClose(name)
-			if err := s.commit(tmps[c], name); err != nil {
+			err := s.commit(tmps[c], name)
+			if errors.Is(err, errTempGone) {
+				// Reclaimed by another store between its create and its
+				// lock: write it again, once.
+				if tmps[c], ents[c], err = s.writeBatch(pi, v1fd, keys, bufs, chunks[c], inner); err == nil {
+					err = s.commit(tmps[c], name)
+				}
+			}
+			if err != nil {
 				failed.Store(int64(c))
 				errs[c] = err
 				continue
