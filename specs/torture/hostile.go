@@ -72,6 +72,13 @@ func newHostileRig(cfg hicachefile.Config) *hostileRig {
 	return &hostileRig{pool: pool, cfg: cfg, owner: ownerOf(cfg), at: at, scratch: make([]byte, pool.PageBytes())}
 }
 
+// reportStats adds a report entry of what store s served and refused.
+func reportStats(name string, s *hicachefile.Store) {
+	st := s.Stats()
+	AddReportEntry(name, fmt.Sprintf("%d pages asked for, %d hits, %d misses: %d special files, %d corrupt, %d mismatched, %d skipped files, %d errors; %d evicted, %d dead temp files reclaimed",
+		st.Gets, st.Hits, st.Misses, st.SpecialFiles, st.Corrupt, st.Mismatch, st.SkippedFiles, st.Errors, st.Evicted, st.ReclaimedTemps))
+}
+
 // trues returns n true values.
 func trues(n int) []bool {
 	b := make([]bool, n)
@@ -311,6 +318,7 @@ var _ = Describe("Hostile files", Label("torture"), func() {
 				}
 			})
 			promptly("Clear", unblock, func() { Expect(s.Clear()).To(Succeed()) })
+			reportStats("store", s)
 			_, err = os.Lstat(path)
 			Expect(err).To(MatchError(os.ErrNotExist), "Clear left the %s under a store name", kind)
 			promptly("Close", unblock, func() { Expect(s.Close()).To(Succeed()) })
@@ -369,6 +377,7 @@ var _ = Describe("Hostile files", Label("torture"), func() {
 					Expect(fileSizeOf(path)).To(BeEquivalentTo(r.pool.PageBytes()), "%s did not replace the file", name)
 				}
 			}
+			reportStats("store", s)
 		},
 		Entry("0 bytes", func(int) int { return 0 }),
 		Entry("7 bytes", func(int) int { return 7 }),
@@ -417,6 +426,8 @@ var _ = Describe("Hostile files", Label("torture"), func() {
 			Expect(r.getV1(fresh, keys...)).To(HaveEach(BeFalse()), "a fresh store served %s's pages", what)
 			Expect(fresh.Stats().Mismatch).To(BeNumerically(">=", len(keys)), "a fresh store did not count %s's pages as Mismatch", what)
 			Expect(fresh.BatchExists(keys)).To(BeZero())
+			reportStats("live store, "+what+"'s file", live)
+			reportStats("fresh store, "+what+"'s file", fresh)
 
 			// Not ours, so not "already stored": the store writes its own.
 			ok, err = r.setV1(fresh, keys...)
@@ -452,6 +463,7 @@ var _ = Describe("Hostile files", Label("torture"), func() {
 		Expect(err).NotTo(HaveOccurred())
 		Expect(ok).To(Equal([]bool{true}))
 		Expect(r.getV1(s, "k_x")).To(Equal([]bool{true}), "BatchSetV1 wrote nothing")
+		reportStats("model m", s)
 	})
 
 	It("reclaims SGLang's temp files of its names, and forgets every key, at Clear", func() {
@@ -477,6 +489,7 @@ var _ = Describe("Hostile files", Label("torture"), func() {
 				Expect(r.getV1(st, k)).To(Equal([]bool{false}), "key %s served after Clear", k)
 			}
 		}
+		reportStats("store", s)
 	})
 
 	It("holds old-format files of keys with '_' to MaxBytes after it reopens", func() {
@@ -499,6 +512,7 @@ var _ = Describe("Hostile files", Label("torture"), func() {
 			Expect(err).NotTo(HaveOccurred())
 			Expect(len(held)).To(BeNumerically("<=", pages), "after %d writes the store holds %d pages over MaxBytes %d: %v", i+1, len(held), cfg.MaxBytes, held)
 		}
+		reportStats("reopened store", s)
 	})
 
 	It("skips a batch file of format version 1, whose trailer names no writer, and serves none of its pages", func() {
@@ -517,6 +531,7 @@ var _ = Describe("Hostile files", Label("torture"), func() {
 		Expect(err).NotTo(HaveOccurred())
 		Expect(ok).To(HaveEach(BeTrue()))
 		Expect(r.getV1(s, keys...)).To(HaveEach(BeTrue()))
+		reportStats("store", s)
 	})
 
 	It("counts another writer's live temp file toward MaxBytes, and never removes it", func() {
@@ -576,6 +591,8 @@ var _ = Describe("Hostile files", Label("torture"), func() {
 		}
 		free()
 		Eventually(aDone).Should(Receive(BeNil()), "writer A's write failed")
+		AddReportEntry("live temp file", fmt.Sprintf("writer A's temp file of %d bytes, live through store B's New and 16 writes under MaxBytes %d", live, bcfg.MaxBytes))
+		reportStats("store B", b)
 	})
 
 	It("returns ErrClosed from RegisterMemPoolHost after Close", func() {
