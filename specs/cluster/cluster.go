@@ -308,7 +308,7 @@ var _ = Describe("Cluster", Serial, Ordered, Label("cluster"), func() {
 			}
 			lines = append(lines, fmt.Sprintf("node %d: %d pages served and checked, %d misses, %d files evicted", c.p.id, rep.Counts.Checked, rep.Counts.Misses, rep.Stats.Evicted))
 		}
-		Expect(all.Checked - calls[0].last.Counts.Checked).To(BeNumerically(">", 0), "no reader was served a page")
+		Expect(all.Checked-calls[0].last.Counts.Checked).To(BeNumerically(">", 0), "no reader was served a page")
 		AddReportEntry("cluster eviction", strings.Join(lines, "\n"))
 	})
 })

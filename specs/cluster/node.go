@@ -176,7 +176,9 @@ func (n *node) handle(r request, rep *reply) error {
 
 // tag names the pages of spec's store: a page read through a store of
 // another model or rank fails its check.
-func tag(spec storeSpec) string { return fmt.Sprintf("%s|%d|%d", spec.Model, spec.Rank, max(spec.Size, 1)) }
+func tag(spec storeSpec) string {
+	return fmt.Sprintf("%s|%d|%d", spec.Model, spec.Rank, max(spec.Size, 1))
+}
 
 // write stores r.V1 through BatchSetV1 and r.Old through BatchSet, each page
 // stamped with this node, the store's rank and r.Gen, and reports where the
