@@ -676,35 +676,48 @@ func (n *node) churn(r request, rep *reply) error {
 	return errors.Join(errs[:]...)
 }
 
-// evict is one side of the eviction spec, for r.For. As "writer" it writes
-// a batch of 4 new keys every r.Pace through r.Store (which has MaxBytes)
-// and reads back its own recent keys; as "reader" it reads 8 random keys
-// written recently, or evicted already, every 2 ms. Every page served is
-// checked.
+// evict is one side of the eviction spec. As "writer" it first writes
+// r.Batches batches of 4 new keys at once through r.Store (which has
+// MaxBytes), sends "ready", then writes a batch every r.Pace for r.For; as
+// "reader" it takes r.Off keys as written already and the writer's pace as
+// given. Both read 8 random keys written lately, or evicted already, every
+// 2 ms, and check every page served.
 func (n *node) evict(s *hicachefile.Store, r request, rep *reply) error {
-	start := time.Now()
 	rng := rand.New(rand.NewPCG(uint64(r.Seed), 3))
-	written := func() int { return int(time.Since(start)/r.Pace)*4 + 4 }
 	next := 0
-	for time.Since(start) < r.For {
-		if r.Role == "writer" && next < written() {
-			ks := []string{}
-			for range 4 {
-				ks = append(ks, fmt.Sprintf("e-%d", next))
-				next++
+	writeBatch := func() error {
+		ks := make([]string, 0, 4)
+		for range 4 {
+			ks = append(ks, fmt.Sprintf("e-%d", next))
+			next++
+		}
+		ok, err := n.writeV1(s, r.Store, ks, 0)
+		for _, b := range ok {
+			if b {
+				rep.Counts.Written++
 			}
-			ok, err := n.writeV1(s, r.Store, ks, 0)
-			if err != nil {
+		}
+		return err
+	}
+	if r.Role == "writer" {
+		for range r.Batches {
+			if err := writeBatch(); err != nil {
 				return err
 			}
-			for _, b := range ok {
-				if b {
-					rep.Counts.Written++
-				}
+		}
+		r.Off = int64(next)
+		n.event(r.ID, "ready", nil)
+	}
+	start := time.Now()
+	written := func() int { return int(r.Off) + int(time.Since(start)/r.Pace)*4 }
+	for time.Since(start) < r.For {
+		if r.Role == "writer" && next < written() {
+			if err := writeBatch(); err != nil {
+				return err
 			}
 		}
 		hi := written()
-		lo := max(0, hi-400)
+		lo := max(0, hi-evictWindow)
 		ks := make([]string, 0, 8)
 		for _, j := range rng.Perm(hi - lo)[:min(8, hi-lo)] {
 			ks = append(ks, fmt.Sprintf("e-%d", lo+j))
@@ -719,3 +732,6 @@ func (n *node) evict(s *hicachefile.Store, r request, rep *reply) error {
 	rep.Stats = s.Stats()
 	return nil
 }
+
+// evictWindow is how many of the latest keys the eviction spec reads.
+const evictWindow = 200

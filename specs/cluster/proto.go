@@ -53,9 +53,10 @@ type request struct {
 	Off  int64         `json:"off,omitempty"`
 	Mode string        `json:"mode,omitempty"` // corrupt: flip or truncate
 	// Role and Pace configure the eviction run.
-	Role string        `json:"role,omitempty"`
-	Pace time.Duration `json:"pace,omitempty"`
-	Seed int64         `json:"seed,omitempty"`
+	Role    string        `json:"role,omitempty"`
+	Pace    time.Duration `json:"pace,omitempty"`
+	Batches int           `json:"batches,omitempty"`
+	Seed    int64         `json:"seed,omitempty"`
 }
 
 // counts tallies what a node checked.
