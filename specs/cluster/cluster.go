@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"cmp"
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
@@ -73,16 +74,39 @@ var _ = Describe("Cluster", Serial, Ordered, Label("cluster"), func() {
 		sub := "hicache-cluster-" + hex.EncodeToString(b[:])
 		Expect(os.Mkdir(filepath.Join(dirs[0], sub), 0o755)).To(Succeed())
 		DeferCleanup(os.RemoveAll, filepath.Join(dirs[0], sub))
+		exe, err := os.Executable()
+		Expect(err).NotTo(HaveOccurred())
+		// Nodes on other hosts run a copy of this binary made through the
+		// first, local, mount.
+		shared := filepath.Join(dirs[0], sub, "hicache-cluster-node")
+		for _, d := range dirs {
+			if host, _ := remote(d); host != "" {
+				Expect(copyFile(exe, shared)).To(Succeed())
+				DeferCleanup(os.Remove, shared)
+				break
+			}
+		}
 		var lines []string
-		for i, d := range dirs {
+		for i, entry := range dirs {
+			host, d := remote(entry)
 			d = filepath.Join(d, sub)
-			Eventually(func() error { _, err := os.Stat(d); return err }).WithTimeout(seenBound).Should(Succeed(),
-				"cluster: %s does not show %s, made through %s: -cluster-dirs must name one shared directory as each node mounts it", dirs[i], sub, dirs[0])
-			p := startNode(i, d)
+			var p *nodeProc
+			if host == "" {
+				Eventually(func() error { _, err := os.Stat(d); return err }).WithTimeout(seenBound).Should(Succeed(),
+					"cluster: %s does not show %s, made through %s: -cluster-dirs must name one shared directory as each node mounts it", entry, sub, dirs[0])
+				p = startNode(i, "", d, exe)
+			} else {
+				p = startNode(i, host, d, filepath.Join(d, filepath.Base(shared)))
+			}
 			DeferCleanup(p.stop)
 			nodes = append(nodes, p)
-			st := p.do(request{Op: "stats", Store: storeSpec{Model: "cl-hello"}})
-			lines = append(lines, fmt.Sprintf("node %d: pid %d, %s (%s)", i, p.cmd.Process.Pid, d, st.FS))
+			st := p.start(request{Op: "stats", Store: storeSpec{Model: "cl-hello"}}).next(time.Minute)
+			Expect(st.Err).To(BeEmpty(), "cluster: node %d (%s) did not start: is %s the directory made through %s, as %s mounts it? Its stderr is above.", i, entry, d, dirs[0], cmp.Or(host, "this host"))
+			where := "pid " + fmt.Sprint(p.cmd.Process.Pid)
+			if host != "" {
+				where = "on " + host + " through ssh"
+			}
+			lines = append(lines, fmt.Sprintf("node %d: %s, %s (%s)", i, where, d, st.FS))
 		}
 		AddReportEntry("cluster nodes", fmt.Sprintf("%s: %d node processes\n%s", mode, len(nodes), strings.Join(lines, "\n")))
 	})
@@ -342,4 +366,13 @@ func visibilityTable(samples map[string][]time.Duration, names ...string) string
 			percentile(ds, 50).Round(10*time.Microsecond), percentile(ds, 99).Round(10*time.Microsecond), percentile(ds, 100).Round(10*time.Microsecond))
 	}
 	return b.String()
+}
+
+// copyFile copies the executable file src to dst.
+func copyFile(src, dst string) error {
+	b, err := os.ReadFile(src)
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(dst, b, 0o755)
 }

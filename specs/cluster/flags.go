@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 )
@@ -22,12 +23,23 @@ var (
 )
 
 func init() {
-	flag.Var(&flagDirs, "cluster-dirs", "`DIR,DIR[,DIR...]`: the same directory of one shared volume as mounted on each node (one node process per entry); default: every node a local process on one temp dir")
+	flag.Var(&flagDirs, "cluster-dirs", "`DIR,DIR[,DIR...]`: the same directory of one shared volume as mounted on each node, one node process per entry; HOST:DIR runs that node on HOST through ssh (the first entry must be local); default: three local processes on one temp dir")
 	flag.Var(&flagDuration, "cluster-duration", "how long the concurrent-writers spec runs, at least 20s")
 }
 
-// dirList is the value of -cluster-dirs: at least two existing directories.
+// dirList is the value of -cluster-dirs: at least two directories, the
+// first one local, each local one existing.
 type dirList []string
+
+// remote splits a -cluster-dirs entry into the host to run its node on
+// through ssh and the directory there: "HOST:DIR", where HOST holds no '/'.
+// A local entry has host "".
+func remote(entry string) (host, dir string) {
+	if h, d, ok := strings.Cut(entry, ":"); ok && h != "" && !strings.Contains(h, "/") {
+		return h, d
+	}
+	return "", entry
+}
 
 // String returns the list as it is passed.
 func (d *dirList) String() string { return strings.Join(*d, ",") }
@@ -41,6 +53,15 @@ func (d *dirList) Set(s string) error {
 			continue
 		}
 		dirs = append(dirs, p)
+		if host, dir := remote(p); host != "" {
+			if len(dirs) == 1 {
+				errs = append(errs, fmt.Errorf("cluster: -cluster-dirs: the first entry, %s, must be a local directory: the suite works and copies the node binary through it", p))
+			}
+			if !filepath.IsAbs(dir) {
+				errs = append(errs, fmt.Errorf("cluster: -cluster-dirs: %s: the directory on %s must be an absolute path", p, host))
+			}
+			continue
+		}
 		fi, err := os.Stat(p)
 		switch {
 		case err != nil:

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -29,14 +30,31 @@ type nodeProc struct {
 	ended chan struct{}
 }
 
+// envSSH holds the command, with options, that starts a node on another
+// host: "ssh" when unset.
+const envSSH = "HICACHE_CLUSTER_SSH"
+
 // startNode starts node id on dir: the test binary again, with envNode set.
-func startNode(id int, dir string) *nodeProc {
+// With host set, the node runs there through ssh, as exe, a path on host.
+func startNode(id int, host, dir, exe string) *nodeProc {
 	GinkgoHelper()
-	exe, err := os.Executable()
-	Expect(err).NotTo(HaveOccurred())
 	p := &nodeProc{id: id, dir: dir, calls: map[int]chan reply{}, ended: make(chan struct{})}
-	p.cmd = exec.Command(exe)
-	p.cmd.Env = append(os.Environ(), envNode+"="+strconv.Itoa(id), envDir+"="+dir)
+	env := []string{envNode + "=" + strconv.Itoa(id), envDir + "=" + dir}
+	if host == "" {
+		p.cmd = exec.Command(exe)
+		p.cmd.Env = append(os.Environ(), env...)
+	} else {
+		// The binary was copied through another mount a moment ago: wait
+		// up to seenBound for this host's mount to show it.
+		script := fmt.Sprintf("for i in $(seq %d); do [ -x %s ] && break; sleep 0.1; done; exec env %s %s",
+			int(seenBound/(100*time.Millisecond)), shellQuote(exe), shellQuote(env[0])+" "+shellQuote(env[1]), shellQuote(exe))
+		ssh := strings.Fields(os.Getenv(envSSH))
+		if len(ssh) == 0 {
+			ssh = []string{"ssh"}
+		}
+		p.cmd = exec.Command(ssh[0], append(ssh[1:], "-T", "-o", "BatchMode=yes", host, script)...)
+	}
+	var err error
 	p.cmd.Stderr = GinkgoWriter
 	p.in, err = p.cmd.StdinPipe()
 	Expect(err).NotTo(HaveOccurred())
@@ -169,3 +187,6 @@ func (p *nodeProc) stop() error {
 	}
 	return p.cmd.Wait()
 }
+
+// shellQuote quotes s for a POSIX shell.
+func shellQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
