@@ -50,8 +50,8 @@ type node struct {
 	out    *json.Encoder
 }
 
-// nodeMain serves requests from in until it ends or asks to quit, and
-// returns the exit code.
+// nodeMain serves requests from in until it ends, and returns the exit
+// code.
 func nodeMain(id, dir string, in io.Reader, out io.Writer) int {
 	n := &node{dir: dir, stores: map[storeSpec]*hicachefile.Store{}, out: json.NewEncoder(out)}
 	var err error
@@ -76,10 +76,6 @@ func nodeMain(id, dir string, in io.Reader, out io.Writer) int {
 			return 1
 		}
 		rep := reply{}
-		if r.Op == "quit" {
-			n.send(reply{ID: r.ID, Done: true})
-			return 0
-		}
 		if err := n.handle(r, &rep); err != nil {
 			rep.Err = err.Error()
 		}

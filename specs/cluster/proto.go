@@ -12,12 +12,6 @@ import (
 // carrying the request's ID. The parent stamps every line with its own clock
 // as it arrives, so latencies never mix two hosts' clocks.
 
-// Interfaces a request names.
-const (
-	ifaceV1  = "v1"  // BatchSetV1 / BatchGetV1
-	ifaceOld = "old" // BatchSet / BatchGet of flat pages
-)
-
 // storeSpec names one store a node opens: the model, the TP rank and size,
 // and MaxBytes. A node keeps one store per distinct spec, all on its
 // directory and all with its one pool registered.
