@@ -87,6 +87,9 @@ for _ in $(seq 100); do
 done
 [ "$(cat "$state/mnt/b/$probe" 2>/dev/null)" = ok ] || die "a file written through $state/mnt/a does not show through $state/mnt/b"
 rm -f "$state/mnt/a/$probe"
+# Anyone may make a work directory on the volume, as in /tmp: the specs may
+# run as another user than this script.
+chmod 1777 "$state/mnt/a"
 
 say "volume $vol mounted twice"
 echo "$state/mnt/a,$state/mnt/b"
