@@ -11,10 +11,11 @@ status=0
 
 say() { echo "glusterfs-down: $*" >&2; }
 
-for m in "$state/mnt/a" "$state/mnt/b"; do
-	if mountpoint -q "$m" 2>/dev/null; then
-		umount "$m" 2>/dev/null || umount -l "$m" || { say "cannot unmount $m"; status=1; }
-	fi
+# Every mount under $state: the two of glusterfs-up.sh, and any made beside
+# them by hand.
+mounts() { awk -v s="$state/" 'index($2, s) == 1 { print $2 }' /proc/mounts; }
+for m in $(mounts); do
+	umount "$m" 2>/dev/null || umount -l "$m" || { say "cannot unmount $m"; status=1; }
 done
 
 if command -v gluster >/dev/null && gluster --mode=script volume info "$vol" >/dev/null 2>&1; then
@@ -54,9 +55,10 @@ if [ -d "/var/lib/glusterd/vols/$vol" ] && ! gluster --mode=script volume info "
 fi
 
 if [ -d "$state" ]; then
-	for m in "$state/mnt/a" "$state/mnt/b"; do
-		mountpoint -q "$m" 2>/dev/null && { say "$m is still mounted; leaving $state"; exit 1; }
-	done
+	if [ -n "$(mounts)" ]; then
+		say "$(mounts | head -n1) is still mounted; leaving $state"
+		exit 1
+	fi
 	rm -rf "$state" || { say "cannot remove $state"; status=1; }
 fi
 exit $status
