@@ -12,6 +12,11 @@
 //
 //	cluster: <nodes> nodes, <pages> pages checked, <wrong> wrong, visibility p50 <dur> p99 <dur>
 //
+// where pages checked counts every page a node was served and checked, and
+// visibility is the time from a BatchSetV1 call returning on one node to the
+// first BatchGetV1 hit on another, over every V1 page of the cross-node spec
+// (old-format pages, found by name, are reported beside it).
+//
 // # Nodes
 //
 // A node is the test binary run again with HICACHE_CLUSTER_NODE set: this
