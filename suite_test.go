@@ -12,6 +12,7 @@ import (
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 
+	_ "github.com/hicache-go/hicache/specs/cluster"
 	_ "github.com/hicache-go/hicache/specs/hicachefile"
 	_ "github.com/hicache-go/hicache/specs/hostcache"
 	"github.com/hicache-go/hicache/specs/perf"
