@@ -1,0 +1,340 @@
+package hicachefile
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"hash/crc32"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/hicache-go/hicache/pkg/hostcache"
+)
+
+// seedCfg is the seed's mock page: 64 tokens of 4 fp16 values, 512 bytes.
+var seedCfg = hostcache.Config{Kind: hostcache.MHA, Layout: hostcache.PageFirst, DType: hostcache.Float16,
+	PageSize: 64, LayerNum: 1, HeadNum: 1, HeadDim: 2}
+
+// sglangKey returns an SGLang-style key: the sha256 hex of its arguments.
+func sglangKey(args ...any) string {
+	h := sha256.Sum256([]byte(fmt.Sprint(args...)))
+	return hex.EncodeToString(h[:])
+}
+
+// countingSyscalls is a Syscalls that counts every call it lets through.
+type countingSyscalls struct{ n atomic.Int64 }
+
+func (c *countingSyscalls) syscalls() Syscalls {
+	return Syscalls{
+		Openat: func(dirfd int, path string, flags int, mode uint32) (int, error) {
+			c.n.Add(1)
+			return unix.Openat(dirfd, path, flags, mode)
+		},
+		Preadv: func(fd int, iovs [][]byte, off int64) (int, error) {
+			c.n.Add(1)
+			return unix.Preadv(fd, iovs, off)
+		},
+		Pwritev: func(fd int, iovs [][]byte, off int64) (int, error) {
+			c.n.Add(1)
+			return unix.Pwritev(fd, iovs, off)
+		},
+		Fdatasync: func(fd int) error { c.n.Add(1); return unix.Fdatasync(fd) },
+		Fsync:     func(fd int) error { c.n.Add(1); return unix.Fsync(fd) },
+		Close:     func(fd int) error { c.n.Add(1); return unix.Close(fd) },
+		Renameat: func(olddirfd int, oldpath string, newdirfd int, newpath string) error {
+			c.n.Add(1)
+			return unix.Renameat(olddirfd, oldpath, newdirfd, newpath)
+		},
+		Unlinkat: func(dirfd int, path string, flags int) error {
+			c.n.Add(1)
+			return unix.Unlinkat(dirfd, path, flags)
+		},
+	}
+}
+
+// floorDirs returns the directories the floor benchmarks run in: a tmpfs
+// (mounted for the benchmark when running as root, else /dev/shm) and the
+// default temp dir (ext4 on the project's machine).
+func floorDirs(b *testing.B) []struct{ name, dir string } {
+	tmpfs := b.TempDir()
+	if unix.Mount("tmpfs", tmpfs, "tmpfs", 0, "size=2g") == nil {
+		b.Cleanup(func() { _ = unix.Unmount(tmpfs, unix.MNT_DETACH) })
+	} else {
+		d, err := os.MkdirTemp("/dev/shm", "hicache-floor")
+		if err != nil {
+			b.Skip("no tmpfs:", err)
+		}
+		b.Cleanup(func() { _ = os.RemoveAll(d) })
+		tmpfs = d
+	}
+	return []struct{ name, dir string }{{"tmpfs", tmpfs}, {"disk", b.TempDir()}}
+}
+
+// floor is the cheapest correct code that moves the same pages in the same
+// format with the same durability as BatchSetV1 and BatchGetV1: write is one
+// temp file created O_EXCL, one pwritev of the pages and an index, close,
+// rename; read is open, one preadv into the pool buffers, CRC32C per page,
+// close.
+type floor struct {
+	dir   string
+	pages [][]byte // one buffer per page: seedCfg page_first has K and V, so two
+	bpp   int
+	crcs  []uint32
+	n     int
+}
+
+// write stores the pages under keys as the file name, and returns its error.
+func (f *floor) write(keys []string, name string) error {
+	entries := make([]indexEntry, f.n)
+	pageLen := int64(0)
+	for _, b := range f.pages[:f.bpp] {
+		pageLen += int64(len(b))
+	}
+	for i := range f.n {
+		crc := uint32(0)
+		for _, b := range f.pages[i*f.bpp : (i+1)*f.bpp] {
+			crc = crc32.Update(crc, castagnoli, b)
+		}
+		entries[i] = indexEntry{key: keys[i], off: int64(i) * pageLen, length: pageLen, crc: crc}
+	}
+	iov := append(f.pages[:len(f.pages):len(f.pages)], appendIndex(nil, entries, 1))
+	tmp := filepath.Join(f.dir, "."+name+".tmp")
+	fd, err := unix.Open(tmp, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_CLOEXEC, 0o644)
+	if err != nil {
+		return err
+	}
+	if err := vectored(unix.Pwritev, fd, iov, 0); err != nil {
+		_ = unix.Close(fd)
+		return err
+	}
+	if err := unix.Close(fd); err != nil {
+		return err
+	}
+	return unix.Rename(tmp, filepath.Join(f.dir, name))
+}
+
+// read loads the file name into the pages and checks each page's CRC32C.
+func (f *floor) read(name string) error {
+	fd, err := unix.Open(filepath.Join(f.dir, name), unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	if err := vectored(unix.Preadv, fd, f.pages, 0); err != nil {
+		return err
+	}
+	for i := range f.n {
+		crc := uint32(0)
+		for _, b := range f.pages[i*f.bpp : (i+1)*f.bpp] {
+			crc = crc32.Update(crc, castagnoli, b)
+		}
+		if crc != f.crcs[i] {
+			return fmt.Errorf("floor: page %d CRC", i)
+		}
+	}
+	return nil
+}
+
+// floorNs are the batch sizes the floor benchmarks run.
+var floorNs = []int{1, 10, 100, 1000, 10000}
+
+// BenchmarkFloor measures BatchSetV1 and BatchGetV1 of n 512-byte seed
+// pages with SGLang-style keys against the floor (see floor), alternating
+// the two in one loop so that both see the same noise, and reports:
+// x-floor, the store's time over the floor's; syscalls/op, the system calls
+// the store made through its Syscalls seam per call; allocs/op of the store
+// call alone (store-allocs/op); store-ns/op and floor-ns/op. Index/... builds
+// a store over many batch files and reports the index heap per key (B/key)
+// and New's time per batch file (ns/file).
+//
+//	go test -run=NONE -bench=Floor ./pkg/hicachefile
+func BenchmarkFloor(b *testing.B) {
+	for _, d := range floorDirs(b) {
+		for _, n := range floorNs {
+			b.Run(fmt.Sprintf("%s/set/N=%d", d.name, n), func(b *testing.B) { benchFloor(b, d.dir, n, true) })
+			b.Run(fmt.Sprintf("%s/get/N=%d", d.name, n), func(b *testing.B) { benchFloor(b, d.dir, n, false) })
+		}
+	}
+	b.Run("Index", func(b *testing.B) { benchIndexHeap(b, 1000, 128) })
+}
+
+func benchFloor(b *testing.B, parent string, n int, write bool) {
+	dir, err := os.MkdirTemp(parent, "floor")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+	cfg := seedCfg
+	cfg.Pages = 2 * n
+	p := newPool(b, cfg)
+	src, _ := p.Alloc(n * cfg.PageSize)
+	dst, _ := p.Alloc(n * cfg.PageSize)
+	fillRandom(b, p, src)
+	var calls countingSyscalls
+	s := newStore(b, Config{Dir: filepath.Join(dir, "store"), ModelName: "bench", Syscalls: calls.syscalls()}, p)
+	fdir := filepath.Join(dir, "floor")
+	if err := os.Mkdir(fdir, 0o755); err != nil {
+		b.Fatal(err)
+	}
+	idx := src
+	if !write {
+		idx = dst
+	}
+	pages, err := p.PageBuffers(idx)
+	if err != nil {
+		b.Fatal(err)
+	}
+	fl := &floor{dir: fdir, pages: pages, bpp: p.BuffersPerPage(), n: n}
+	keysOf := func(round int) []string {
+		keys := make([]string, n)
+		for i := range keys {
+			keys[i] = sglangKey(round, i)
+		}
+		return keys
+	}
+	getKeys := keysOf(0)
+	if !write {
+		keys := getKeys
+		if _, err := s.BatchSetV1(keys, src); err != nil {
+			b.Fatal(err)
+		}
+		fl.pages, _ = p.PageBuffers(src)
+		if err := fl.write(keys, "f"); err != nil {
+			b.Fatal(err)
+		}
+		for i := range n {
+			crc := uint32(0)
+			for _, x := range fl.pages[i*fl.bpp : (i+1)*fl.bpp] {
+				crc = crc32.Update(crc, castagnoli, x)
+			}
+			fl.crcs = append(fl.crcs, crc)
+		}
+		fl.pages = pages
+	}
+
+	var storeNs, floorNs time.Duration
+	var syscalls, allocs, ops int64
+	var ms runtime.MemStats
+	const clearBytes = 256 << 20 // a write run clears both directories after this many bytes
+	written := int64(0)
+	round := 0
+	b.ReportAllocs()
+	for b.Loop() {
+		var keys []string
+		if write {
+			b.StopTimer()
+			round++
+			keys = keysOf(round)
+			if written > clearBytes {
+				if err := s.Clear(); err != nil {
+					b.Fatal(err)
+				}
+				if err := os.RemoveAll(fdir); err != nil {
+					b.Fatal(err)
+				}
+				_ = os.Mkdir(fdir, 0o755)
+				written = 0
+			}
+			written += int64(n * p.PageBytes())
+			b.StartTimer()
+		}
+		storeOp := func() {
+			c0 := calls.n.Load()
+			runtime.ReadMemStats(&ms)
+			m0 := ms.Mallocs
+			t0 := time.Now()
+			var ok []bool
+			var err error
+			if write {
+				ok, err = s.BatchSetV1(keys, src)
+			} else {
+				ok, err = s.BatchGetV1(getKeys, dst)
+			}
+			storeNs += time.Since(t0)
+			runtime.ReadMemStats(&ms)
+			allocs += int64(ms.Mallocs - m0)
+			syscalls += calls.n.Load() - c0
+			if err != nil || !all(ok) {
+				b.Fatal(ok, err)
+			}
+		}
+		floorOp := func() {
+			t0 := time.Now()
+			var err error
+			if write {
+				err = fl.write(keys, fmt.Sprint("f", round))
+			} else {
+				err = fl.read("f")
+			}
+			floorNs += time.Since(t0)
+			if err != nil {
+				b.Fatal(err)
+			}
+		}
+		if ops%2 == 0 {
+			storeOp()
+			floorOp()
+		} else {
+			floorOp()
+			storeOp()
+		}
+		ops++
+	}
+	b.ReportMetric(float64(storeNs)/float64(floorNs), "x-floor")
+	b.ReportMetric(float64(storeNs.Nanoseconds())/float64(ops), "store-ns/op")
+	b.ReportMetric(float64(floorNs.Nanoseconds())/float64(ops), "floor-ns/op")
+	b.ReportMetric(float64(syscalls)/float64(ops), "syscalls/op")
+	b.ReportMetric(float64(allocs)/float64(ops), "store-allocs/op")
+}
+
+// benchIndexHeap writes files batch files of per seed pages each, then
+// opens stores over them and reports the heap New's index keeps per key
+// (B/key) and New's time per batch file (ns/file).
+func benchIndexHeap(b *testing.B, files, per int) {
+	dir := floorDirs(b)[0].dir
+	cfg := seedCfg
+	cfg.Pages = per
+	p := newPool(b, cfg)
+	src, _ := p.Alloc(per * cfg.PageSize)
+	fillRandom(b, p, src)
+	sc := Config{Dir: dir, ModelName: "bench", NoWatch: true}
+	w := newStore(b, sc, p)
+	for f := range files {
+		keys := make([]string, per)
+		for i := range keys {
+			keys[i] = sglangKey(f, i)
+		}
+		if ok, err := w.BatchSetV1(keys, src); err != nil || !all(ok) {
+			b.Fatal(err)
+		}
+	}
+	var ms runtime.MemStats
+	var heap uint64
+	var took time.Duration
+	for b.Loop() {
+		runtime.GC()
+		runtime.ReadMemStats(&ms)
+		h0 := ms.HeapAlloc
+		t0 := time.Now()
+		s, err := New(sc)
+		if err != nil {
+			b.Fatal(err)
+		}
+		took += time.Since(t0)
+		runtime.GC()
+		runtime.ReadMemStats(&ms)
+		heap += ms.HeapAlloc - h0
+		if !s.Exists(sglangKey(files-1, per-1)) {
+			b.Fatal("last key missing")
+		}
+		_ = s.Close()
+	}
+	b.ReportMetric(float64(heap)/float64(b.N)/float64(files*per), "B/key")
+	b.ReportMetric(float64(took.Nanoseconds())/float64(b.N)/float64(files), "ns/file")
+}
