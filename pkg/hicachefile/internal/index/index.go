@@ -1,0 +1,307 @@
+// Package index is the in-memory index of a hicachefile store: which batch
+// file holds a copy of which key, for millions of pages at a few dozen bytes
+// each and no garbage-collector work per page.
+//
+// A key is kept as a 64-bit keyed digest, never as its string: an entry is
+// the digest, an integer file id and the offset of the key's entry in that
+// file's own on-disk index, 16 bytes in a table without pointers. Two keys
+// may share a digest, so a lookup returns candidates, and the reader checks
+// the full key against the file's own index before it trusts a page (see
+// hicachefile's BatchGetV1). Per file the index keeps its name, caller
+// metadata and the digests of its keys, to forget them all when the file
+// goes.
+//
+// An Index is safe for concurrent use by multiple goroutines. Its table is
+// split into shards, each with its own lock, so lookups of different keys
+// from several goroutines do not serialise on one mutex.
+package index
+
+import (
+	"hash/maphash"
+	"sync"
+)
+
+// Meta is what the caller records about a batch file: it is handed back
+// with every lookup and is opaque to the index, except FP, which Lookup
+// matches against.
+type Meta struct {
+	// FP is a fingerprint of what wrote the file (its pool's shape and
+	// identity). Lookup prefers copies whose FP matches the one asked for.
+	FP uint64
+	// IndexOff is the offset of the file's on-disk index.
+	IndexOff int64
+	// PageLen is the length of the file's pages.
+	PageLen int64
+	// Size and Mtime are the file's size and modification time.
+	Size, Mtime int64
+}
+
+// Entry is one key of a file being added: its key and the offset of its
+// entry in the file's on-disk index, relative to Meta.IndexOff.
+type Entry struct {
+	Key string
+	Ent uint32
+}
+
+// Ref names a copy of a key: the file that holds it, and the offset of the
+// key's entry in that file's on-disk index. File 0 names no copy.
+type Ref struct {
+	File uint32
+	Ent  uint32
+}
+
+// file is what the index keeps per batch file.
+type file struct {
+	name   string
+	meta   Meta
+	hashes []uint64 // digest of each key added, to find them when the file goes
+	live   bool
+}
+
+// shards is the number of table shards: a power of two.
+const shards = 64
+
+// Index maps key digests to copies in batch files. The zero value is not
+// usable; call New.
+type Index struct {
+	seed maphash.Seed
+
+	wmu   sync.Mutex // serialises Add, Forget and Reset, so a name is added or forgotten whole
+	fmu   sync.RWMutex
+	files []file            // by file id; id 0 is never used
+	free  []uint32          // ids of forgotten files, for reuse
+	names map[string]uint32 // live file name -> id
+
+	shard [shards]shard
+}
+
+// New returns an empty index.
+func New() *Index {
+	x := &Index{seed: maphash.MakeSeed()}
+	x.Reset()
+	return x
+}
+
+// Hash returns the digest the index keeps for key.
+func (x *Index) Hash(key string) uint64 { return maphash.String(x.seed, key) }
+
+// HashBytes returns the digest the index keeps for the key whose bytes are
+// key, without converting it to a string.
+func (x *Index) HashBytes(key []byte) uint64 { return maphash.Bytes(x.seed, key) }
+
+// shardOf returns the shard of a digest: its top bits, so that the low bits
+// stay free for the slot within the shard.
+func (x *Index) shardOf(h uint64) *shard { return &x.shard[h>>(64-6)] }
+
+// Reset forgets every file and key.
+func (x *Index) Reset() {
+	x.wmu.Lock()
+	defer x.wmu.Unlock()
+	x.fmu.Lock()
+	defer x.fmu.Unlock()
+	x.files = make([]file, 1)
+	x.free = nil
+	x.names = make(map[string]uint32)
+	for i := range x.shard {
+		s := &x.shard[i]
+		s.mu.Lock()
+		s.reset()
+		s.mu.Unlock()
+	}
+}
+
+// Add records the batch file name with meta and its keys, replacing what
+// the index held of a file of that name. entries may be empty: the file is
+// then known (Has reports it) but holds no key, as for a file whose index
+// failed its checks. hashes, when not nil, holds each entry's digest
+// (x.Hash of its key) so that Add need not compute them; Add keeps it.
+func (x *Index) Add(name string, meta Meta, entries []Entry, hashes []uint64) {
+	if hashes == nil {
+		hashes = make([]uint64, len(entries))
+		for i, e := range entries {
+			hashes[i] = x.Hash(e.Key)
+		}
+	}
+	ents := make([]uint32, len(entries))
+	for i, e := range entries {
+		ents[i] = e.Ent
+	}
+	x.AddHashed(name, meta, hashes, ents)
+}
+
+// AddHashed is Add for a caller that has the digests (x.Hash or
+// x.HashBytes of each key) and entry offsets already, in two slices of one
+// length. The index keeps hashes.
+func (x *Index) AddHashed(name string, meta Meta, hashes []uint64, ents []uint32) {
+	x.wmu.Lock()
+	defer x.wmu.Unlock()
+	x.forget(name)
+	x.fmu.Lock()
+	var id uint32
+	if n := len(x.free); n > 0 {
+		id, x.free = x.free[n-1], x.free[:n-1]
+	} else {
+		id = uint32(len(x.files))
+		x.files = append(x.files, file{})
+	}
+	x.files[id] = file{name: name, meta: meta, hashes: hashes}
+	x.names[name] = id
+	x.fmu.Unlock()
+	// Insert shard by shard; the file turns live only when every entry is
+	// in, so a lookup never sees half a file.
+	for i, h := range hashes {
+		s := x.shardOf(h)
+		s.mu.Lock()
+		s.insert(slot{hash: h, file: id, ent: ents[i]})
+		s.mu.Unlock()
+	}
+	x.fmu.Lock()
+	x.files[id].live = true
+	x.fmu.Unlock()
+}
+
+// Has reports whether the index knows the file name.
+func (x *Index) Has(name string) bool {
+	x.fmu.RLock()
+	defer x.fmu.RUnlock()
+	_, ok := x.names[name]
+	return ok
+}
+
+// Files calls fn with the name of every file the index knows.
+func (x *Index) Files(fn func(name string)) {
+	x.fmu.RLock()
+	names := make([]string, 0, len(x.names))
+	for n := range x.names {
+		names = append(names, n)
+	}
+	x.fmu.RUnlock()
+	for _, n := range names {
+		fn(n)
+	}
+}
+
+// Len returns the number of key copies the index holds.
+func (x *Index) Len() int {
+	n := 0
+	for i := range x.shard {
+		s := &x.shard[i]
+		s.mu.RLock()
+		n += s.count
+		s.mu.RUnlock()
+	}
+	return n
+}
+
+// File returns the name and metadata of the live file id.
+func (x *Index) File(id uint32) (name string, meta Meta, ok bool) {
+	x.fmu.RLock()
+	defer x.fmu.RUnlock()
+	if int(id) >= len(x.files) || !x.files[id].live {
+		return "", Meta{}, false
+	}
+	f := &x.files[id]
+	return f.name, f.meta, true
+}
+
+// Forget forgets the file name and every copy it holds. It reports whether
+// the index knew the file.
+func (x *Index) Forget(name string) bool {
+	x.wmu.Lock()
+	defer x.wmu.Unlock()
+	return x.forget(name)
+}
+
+// forget is Forget; the caller holds x.wmu.
+func (x *Index) forget(name string) bool {
+	x.fmu.Lock()
+	id, ok := x.names[name]
+	if !ok {
+		x.fmu.Unlock()
+		return false
+	}
+	delete(x.names, name)
+	f := x.files[id]
+	x.files[id] = file{} // not live: lookups skip its entries from now on
+	x.fmu.Unlock()
+	for _, h := range f.hashes {
+		s := x.shardOf(h)
+		s.mu.Lock()
+		s.remove(h, func(sl slot) bool { return sl.file == id })
+		s.mu.Unlock()
+	}
+	x.fmu.Lock()
+	x.free = append(x.free, id)
+	x.fmu.Unlock()
+	return true
+}
+
+// Drop forgets one copy: the entry of the key whose digest is hash at ref,
+// after its page proved bad or gone. Other copies of the key stay.
+func (x *Index) Drop(hash uint64, ref Ref) {
+	s := x.shardOf(hash)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.remove(hash, func(sl slot) bool { return sl.file == ref.File && sl.ent == ref.Ent })
+}
+
+// Lookup finds a copy of each key, whose digest is hashes[i], and stores
+// it in refs[i] (File 0 when the index holds none). It prefers a copy whose
+// file's Meta.FP is fp; with no such copy it returns another, so that the
+// caller can tell a copy it cannot use from a miss. skip, when not nil,
+// rejects copies the caller already tried. It reports how many keys it
+// found. Lookup allocates nothing.
+func (x *Index) Lookup(hashes []uint64, fp uint64, refs []Ref, skip func(i int, r Ref) bool) int {
+	found := 0
+	x.fmu.RLock()
+	defer x.fmu.RUnlock()
+	for i, h := range hashes {
+		s := x.shardOf(h)
+		s.mu.RLock()
+		best := Ref{}
+		for p := s.start(h); ; p = (p + 1) & s.mask {
+			sl := &s.slots[p]
+			if sl.file == 0 {
+				break
+			}
+			if sl.hash != h || !x.files[sl.file].live {
+				continue
+			}
+			r := Ref{File: sl.file, Ent: sl.ent}
+			if skip != nil && skip(i, r) {
+				continue
+			}
+			if x.files[sl.file].meta.FP == fp {
+				best = r
+				break
+			}
+			if best.File == 0 {
+				best = r
+			}
+		}
+		s.mu.RUnlock()
+		refs[i] = best
+		if best.File != 0 {
+			found++
+		}
+	}
+	return found
+}
+
+// Meta returns the metadata of the files of refs, refs[i] into metas[i],
+// under one lock: what a caller needs after Lookup. A ref to a file that
+// has gone since gets File 0.
+func (x *Index) Meta(refs []Ref, metas []Meta) {
+	x.fmu.RLock()
+	defer x.fmu.RUnlock()
+	for i, r := range refs {
+		if r.File == 0 {
+			continue
+		}
+		if int(r.File) >= len(x.files) || !x.files[r.File].live {
+			refs[i].File = 0
+			continue
+		}
+		metas[i] = x.files[r.File].meta
+	}
+}
