@@ -14,13 +14,18 @@ const DefaultMaxBatchFileBytes = 64 << 20
 
 // Config describes a Store. The zero value of each field means its default.
 type Config struct {
-	// Dir is the directory that holds the files: "" means $HICACHE_FILE_DIR,
-	// else filepath.Join(os.TempDir(), "hicache"). It is created if missing.
+	// Dir is the directory that holds the files: "" means SGLang's
+	// $SGLANG_HICACHE_FILE_BACKEND_STORAGE_DIR, else $HICACHE_FILE_DIR, else
+	// filepath.Join(os.TempDir(), "hicache") (SGLang's /tmp/hicache). It is
+	// created if missing.
 	Dir string
 	// ModelName names the model in every file name, with '/' replaced by
-	// '-'. It is required: it keeps different models' pages apart. It must
-	// be short enough that the store's batch file names, the longest names
-	// it makes, fit in 255 bytes.
+	// '-': it keeps different models' pages apart. It may be empty, as in
+	// SGLang, whose files are then named like "abc__0_1.bin"; stores of
+	// unnamed models then share one another's files, and only the pool
+	// fingerprint of V1 pages tells them apart. It must be short enough that
+	// the store's batch file names, the longest names it makes, fit in 255
+	// bytes.
 	ModelName string
 	// TPRank and TPSize are the tensor-parallel rank and world size; TPSize
 	// 0 means 1. MLA stores leave them out of file names, since MLA KV is
@@ -74,7 +79,11 @@ type Config struct {
 // withDefaults returns c with every zero field replaced by its default.
 func (c Config) withDefaults() Config {
 	if c.Dir == "" {
-		c.Dir = os.Getenv("HICACHE_FILE_DIR")
+		for _, env := range []string{"SGLANG_HICACHE_FILE_BACKEND_STORAGE_DIR", "HICACHE_FILE_DIR"} {
+			if c.Dir = os.Getenv(env); c.Dir != "" {
+				break
+			}
+		}
 		if c.Dir == "" {
 			c.Dir = filepath.Join(os.TempDir(), "hicache")
 		}
@@ -102,8 +111,6 @@ func (c Config) Validate() error {
 		return fmt.Errorf("%w: "+format, append([]any{ErrInvalidConfig}, args...)...)
 	}
 	switch {
-	case c.ModelName == "":
-		return bad("ModelName is required: it keeps different models' pages apart")
 	case strings.ContainsRune(c.ModelName, 0):
 		return bad("ModelName contains NUL")
 	case c.TPSize < 0 || c.TPRank < 0 || c.TPRank >= c.TPSize:

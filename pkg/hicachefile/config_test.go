@@ -16,7 +16,7 @@ func TestConfigValidate(t *testing.T) {
 		{"model only", Config{ModelName: "m"}, true},
 		{"every field", Config{Dir: "/x", ModelName: "a/b", TPRank: 3, TPSize: 4, PPRank: 1, PPSize: 2, IsMLA: true, MaxBatchFileBytes: 1, Sync: true}, true},
 		{"TPSize 0 means 1", Config{ModelName: "m", TPRank: 0, TPSize: 0}, true},
-		{"no model", Config{}, false},
+		{"no model, as SGLang allows", Config{}, true},
 		{"NUL in model", Config{ModelName: "a\x00b"}, false},
 		{"TPRank == TPSize", Config{ModelName: "m", TPRank: 2, TPSize: 2}, false},
 		{"TPRank with default TPSize", Config{ModelName: "m", TPRank: 1}, false},
@@ -46,6 +46,7 @@ func TestConfigValidate(t *testing.T) {
 }
 
 func TestConfigDefaults(t *testing.T) {
+	t.Setenv("SGLANG_HICACHE_FILE_BACKEND_STORAGE_DIR", "")
 	t.Setenv("HICACHE_FILE_DIR", "/from/env")
 	c := Config{ModelName: "m"}.withDefaults()
 	if c.Dir != "/from/env" || c.TPSize != 1 || c.PPSize != 1 || c.MaxBatchFileBytes != DefaultMaxBatchFileBytes {

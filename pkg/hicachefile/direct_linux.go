@@ -16,22 +16,28 @@ type directFile struct {
 	offAlign int64 // file offsets and lengths must be multiples of this
 }
 
-// openDirect opens the batch file name for O_DIRECT reads when
+// openDirect opens the batch file name, already open and checked to be the
+// regular file buffered, a second time for O_DIRECT reads when
 // Config.DirectIO asks for it and the file system allows it, and learns the
 // alignment it needs from statx (STATX_DIOALIGN), 4096 where the kernel does
 // not say.
-func (s *Store) openDirect(name string) directFile {
+func (s *Store) openDirect(name string, buffered *unix.Stat_t) directFile {
 	none := directFile{fd: -1}
 	if !s.cfg.DirectIO {
 		return none
 	}
-	fd, err := s.sys.Openat(s.v1fd(), name, unix.O_RDONLY|unix.O_CLOEXEC|unix.O_DIRECT, 0)
+	fd, err := s.sys.Openat(s.v1fd(), name, openFlags|unix.O_DIRECT, 0)
 	if err != nil {
 		return none // EINVAL: no O_DIRECT here; other errors show on the buffered open
 	}
 	d := directFile{fd: fd, memAlign: 4096, offAlign: 4096}
 	var st unix.Statx_t
-	if unix.Statx(fd, "", unix.AT_EMPTY_PATH, unix.STATX_DIOALIGN, &st) == nil && st.Mask&unix.STATX_DIOALIGN != 0 {
+	err = unix.Statx(fd, "", unix.AT_EMPTY_PATH, unix.STATX_DIOALIGN|unix.STATX_INO, &st)
+	if err != nil || st.Ino != buffered.Ino || unix.Mkdev(st.Dev_major, st.Dev_minor) != buffered.Dev {
+		_ = s.sys.Close(fd)
+		return none // not the file the buffered descriptor checked: it was replaced between the opens
+	}
+	if st.Mask&unix.STATX_DIOALIGN != 0 {
 		if st.Dio_mem_align == 0 || st.Dio_offset_align == 0 {
 			_ = s.sys.Close(fd)
 			return none // the file system supports no direct I/O for this file

@@ -23,9 +23,17 @@
 //	v1S/b<16 hex>S.batch.bin    V1 batch file: many pages
 //	v1S/.<16 hex>S.tmp          a batch file being written
 //
-// A name belongs to the store only when everything before S is exactly the
-// fixed-shape token, so stores whose suffixes end alike ("_model_0_1" and
-// "_a_model_0_1", rank 1 and rank 11) never take each other's files. Keys
+// A batch or temp name belongs to the store only when everything before S
+// is exactly the fixed-shape token, so stores whose suffixes end alike
+// ("_model_0_1" and "_a_model_0_1", rank 1 and rank 11) never take each
+// other's V1 files. Old-format names are SGLang's and cannot be told apart
+// that way: key "k_x" of model "m" and key "k" of model "x_m" name the same
+// file. Clear and eviction take every <key>S.bin as the store's own (and
+// SGLang's temp files <key>S.bin.tmp.<pid>.<tid>.<uuid>), so that no page of
+// the store survives its Clear; a model whose name ends with this one's may
+// lose such files, which is a miss for it, never a wrong page. BatchGetV1
+// never reads an old-format file whose key holds '_', since that file may
+// be another store's; the copy interface keeps SGLang's rules. Keys
 // must be non-empty, not "." or "..", free of '/' and NUL, and short enough
 // that <key>S.bin fits in 255 bytes (ErrInvalidKey).
 //
@@ -109,6 +117,13 @@
 // pool. BatchGetV1 reads a page into the pool before it can verify it, so
 // the slots of a key reported false hold unspecified bytes.
 //
+// Every file the store reads is opened with O_NONBLOCK|O_NOFOLLOW|O_CLOEXEC
+// and checked with fstat to be a regular file before any byte is read, so
+// a FIFO, socket, device, directory or symlink planted under a store name
+// (the default directory is under /tmp) never blocks a call: it is a miss,
+// counted in Stats.SpecialFiles. New skips it, and Clear removes it without
+// opening it.
+//
 // # Capacity
 //
 // With Config.MaxBytes, a store holds its files (batch files and old-format
@@ -150,9 +165,8 @@
 // processes may share one directory: files are immutable once renamed into
 // place, and each process's index only ever points at whole files. Two
 // writers of the same key both succeed; either copy may be served. Clear
-// removes only this store's files (old-format files whose key part holds no
-// '_', since SGLang's keys are hex hashes and such a name cannot be told
-// apart from another model's), and leaves other ranks' and models' files.
+// removes this store's files and leaves other ranks' and models' files,
+// except old-format files whose names are ambiguous (see Naming).
 //
 // # Performance
 //

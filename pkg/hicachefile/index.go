@@ -233,17 +233,15 @@ func readDirNamesAt(fd int) ([]string, error) {
 // whenever the file could be opened, corrupt or not.
 func (s *Store) loadIndex(name string) (f loaded) {
 	f.name = name
-	fd, err := s.sys.Openat(s.v1fd(), name, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	fd, st, err := s.openRegular(s.v1fd(), s.v1Dir, name)
 	if err != nil {
-		f.err = &os.PathError{Op: "open", Path: filepath.Join(s.v1Dir, name), Err: err}
+		if err == unix.ENOENT {
+			err = &os.PathError{Op: "open", Path: filepath.Join(s.v1Dir, name), Err: err}
+		}
+		f.err = err
 		return f
 	}
 	defer s.sys.Close(fd)
-	var st unix.Stat_t
-	if err := unix.Fstat(fd, &st); err != nil {
-		f.err = fmt.Errorf("hicachefile: fstat %s: %w", name, err)
-		return f
-	}
 	f.size, f.mtime = st.Size, st.Mtim.Nano()
 	if st.Size < trailerSize {
 		f.err = fmt.Errorf("%w: %s is %d bytes, shorter than a trailer", ErrCorrupt, name, st.Size)

@@ -93,12 +93,49 @@ func (s *Store) isTmpName(name string) bool {
 	return ok && len(t) == 1+tokenHex && t[0] == '.' && isToken(t[1:])
 }
 
-// isOldName reports whether name is this store's old-format file. Old names
-// are SGLang's key+suffix+".bin", which is ambiguous when the key holds '_':
-// "k_a" under "_model_0_1" and "k" under "_a_model_0_1" name the same file.
-// SGLang's keys are hex hashes, so a key part containing '_' is taken to
-// belong to another store and left alone.
+// isOldName reports whether name is named like this store's old-format
+// file: SGLang's key+suffix+".bin" for any valid key. That is ambiguous when
+// the key holds '_': "k_a" under "_model_0_1" and "k" under "_a_model_0_1"
+// name the same file. Such names are taken as ours, so that Clear and
+// eviction leave no page of this store behind: a model whose name ends with
+// this one's may lose such files (a miss), but no page this store wrote
+// survives its Clear (a stale page).
 func (s *Store) isOldName(name string) bool {
 	k, ok := strings.CutSuffix(name, s.suffix+oldExt)
-	return ok && k != "" && !strings.Contains(k, "_") && checkKeyChars(k) == nil
+	return ok && checkKeyChars(k) == nil
+}
+
+// sglangTmpInfix separates a final old-format name from the rest of
+// SGLang's temp file name for it: <key><suffix>.bin.tmp.<pid>.<tid>.<uuid hex>.
+const sglangTmpInfix = oldExt + ".tmp."
+
+// isSGLangTmpName reports whether name is a temp file SGLang's HiCacheFile
+// writes for one of this store's old-format names.
+func (s *Store) isSGLangTmpName(name string) bool {
+	i := strings.LastIndex(name, sglangTmpInfix)
+	if i < 0 || !s.isOldName(name[:i+len(oldExt)]) {
+		return false
+	}
+	f := strings.Split(name[i+len(sglangTmpInfix):], ".")
+	return len(f) == 3 && isDigits(f[0]) && isDigits(f[1]) && isHex(f[2])
+}
+
+// isDigits reports whether t is a non-empty run of decimal digits.
+func isDigits(t string) bool {
+	for _, c := range []byte(t) {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	return t != ""
+}
+
+// isHex reports whether t is a non-empty run of lower-case hex digits.
+func isHex(t string) bool {
+	for _, c := range []byte(t) {
+		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return false
+		}
+	}
+	return t != ""
 }

@@ -50,7 +50,7 @@ func TestNamePredicates(t *testing.T) {
 		{ours, "." + tok + "_model_1_12.tmp", want{tmp: true}},
 		{ours, "abc123_model_1_12.bin", want{old: true}},
 		{ours, ".hidden_model_1_12.bin", want{old: true}},
-		{ours, "k_x_model_1_12.bin", want{}}, // key part holds '_': documented as not ours
+		{ours, "k_x_model_1_12.bin", want{old: true}}, // ambiguous: taken as ours (see isOldName)
 		{ours, "x.y_model_1_12.bin", want{old: true}},
 		{mla, "b" + tok + "_model.batch.bin", want{batch: true}},
 		{mla, "abc_model.bin", want{old: true}},
@@ -60,9 +60,9 @@ func TestNamePredicates(t *testing.T) {
 		// Another model whose name ends like ours.
 		{ours, "b" + tok + "_a_model_1_12.batch.bin", want{}},
 		{ours, "." + tok + "_a_model_1_12.tmp", want{}},
-		{ours, "abc_a_model_1_12.bin", want{}},
+		{ours, "abc_a_model_1_12.bin", want{old: true}}, // key "abc_a" of ours
 		{mla, "b" + tok + "_a_model.batch.bin", want{}},
-		{mla, "abc_a_model.bin", want{}},
+		{mla, "abc_a_model.bin", want{old: true}},
 		// Another TP rank: 11 vs 1, and 1 vs 11.
 		{ours, "b" + tok + "_model_11_12.batch.bin", want{}},
 		{ours, "." + tok + "_model_11_12.tmp", want{}},

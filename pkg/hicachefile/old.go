@@ -10,8 +10,9 @@ import (
 )
 
 // Set stores value as key's old-format file, SGLang's key+suffix+".bin"
-// holding the raw flat page. A key whose file already exists is skipped, as
-// SGLang's set does. The file appears whole or not at all: it is written
+// holding the raw flat page. A key whose file already exists with
+// len(value) bytes is skipped, as SGLang's set does; a file of another size
+// is replaced. The file appears whole or not at all: it is written
 // under a temp name and renamed into place.
 func (s *Store) Set(key string, value []byte) error {
 	if err := s.enter(); err != nil {
@@ -25,7 +26,9 @@ func (s *Store) set(key string, value []byte) error {
 	if err := s.checkKey(key); err != nil {
 		return err
 	}
-	if s.oldExists(key) {
+	// A file of another size (a 0-byte file a power cut left, say) is not
+	// the page: it is replaced, atomically, by the rename below.
+	if size, ok := s.oldSize(key); ok && size == int64(len(value)) {
 		s.stats.existed.Add(1)
 		return nil
 	}
@@ -58,7 +61,7 @@ func (s *Store) writeFile(dirfd int, dir, name string, write func(fd int) error)
 // On failure the temp file is removed.
 func (s *Store) writeTemp(dirfd int, dir string, write func(fd int) error) (tmp string, err error) {
 	tmp = s.tmpName()
-	fd, err := s.sys.Openat(dirfd, tmp, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_CLOEXEC, 0o644)
+	fd, err := s.sys.Openat(dirfd, tmp, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o644)
 	if err != nil {
 		return "", fmt.Errorf("hicachefile: create %s: %w", filepath.Join(dir, tmp), err)
 	}
@@ -135,18 +138,14 @@ func (s *Store) readOld(key string, bufs [][]byte, size int64) error {
 		return err
 	}
 	name := s.oldName(key)
-	fd, err := s.sys.Openat(s.dirfd, name, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	fd, st, err := s.openRegular(s.dirfd, s.dir, name)
 	if err == unix.ENOENT {
 		return fmt.Errorf("%w: %s", ErrNotFound, key)
 	}
 	if err != nil {
-		return fmt.Errorf("hicachefile: open %s: %w", filepath.Join(s.dir, name), err)
+		return err
 	}
 	defer s.sys.Close(fd)
-	var st unix.Stat_t
-	if err := unix.Fstat(fd, &st); err != nil {
-		return fmt.Errorf("hicachefile: fstat %s: %w", filepath.Join(s.dir, name), err)
-	}
 	if st.Size != size {
 		return fmt.Errorf("%w: %s is %d bytes, want %d", ErrCorrupt, filepath.Join(s.dir, name), st.Size, size)
 	}
@@ -199,10 +198,21 @@ func (s *Store) BatchGet(keys []string, dsts [][]byte) ([]bool, error) {
 	return ok, nil
 }
 
-// oldExists reports whether key's old-format file exists.
-func (s *Store) oldExists(key string) bool {
+// oldSize returns the size of key's old-format file, and whether a regular
+// file holds that name.
+func (s *Store) oldSize(key string) (int64, bool) {
 	var st unix.Stat_t
-	return unix.Fstatat(s.dirfd, s.oldName(key), &st, 0) == nil && st.Mode&unix.S_IFMT == unix.S_IFREG
+	if unix.Fstatat(s.dirfd, s.oldName(key), &st, unix.AT_SYMLINK_NOFOLLOW) != nil || st.Mode&unix.S_IFMT != unix.S_IFREG {
+		return 0, false
+	}
+	return st.Size, true
+}
+
+// oldExists reports whether key's old-format file holds a page: a regular
+// file, of the registered pool's PageBytes when a pool is registered.
+func (s *Store) oldExists(key string, pi *poolInfo) bool {
+	size, ok := s.oldSize(key)
+	return ok && (pi == nil || size == pi.pageLen)
 }
 
 // Exists reports whether either format holds key, as BatchExists does.
@@ -213,7 +223,8 @@ func (s *Store) Exists(key string) bool {
 // BatchExists returns the length of the longest prefix of keys that all
 // exist, in either format. Keys are hash-chained prefixes, so a hole ends
 // the prefix. Once a pool is registered, a V1 copy counts only if that pool
-// can load it (same shape, dtype and layout).
+// can load it (same shape, dtype, layout and writer identity), and an
+// old-format file only if it is PageBytes long.
 func (s *Store) BatchExists(keys []string) int {
 	if s.enter() != nil {
 		return 0
@@ -227,12 +238,13 @@ func (s *Store) BatchExists(keys []string) int {
 	// With a pool registered, a copy that pool could never load (written
 	// by a pool of another shape or dtype) does not count.
 	var fp uint64
-	if pi := s.pool.Load(); pi != nil {
+	pi := s.pool.Load()
+	if pi != nil {
 		fp = pi.fp
 	}
 	locs, found := s.lookup(keys, fp, true)
 	for i, k := range keys {
-		if !(found[i] && (fp == 0 || locs[i].fp == fp)) && !s.oldExists(k) {
+		if !(found[i] && (fp == 0 || locs[i].fp == fp)) && !s.oldExists(k, pi) {
 			return i
 		}
 	}
@@ -240,12 +252,18 @@ func (s *Store) BatchExists(keys []string) int {
 }
 
 // Clear removes this store's files from the directory: its batch files, its
-// old-format files, and its temp files. Other models' and ranks' files in a
-// shared directory stay. Old-format files whose key contains '_' stay too:
-// SGLang's naming cannot tell them from another model's files (see the
-// package documentation). A file that cannot be removed does not stop the
-// others; the failures are joined in the error. A write in progress when
-// Clear runs may lose its temp file and fail.
+// old-format files, its temp files and SGLang's temp files of its names
+// (<key><suffix>.bin.tmp.<pid>.<tid>.<uuid>). After it returns, no key this
+// store wrote exists or is served, through either interface. Every
+// old-format file named <key><suffix>.bin goes, whatever the key: SGLang's
+// naming cannot tell key "k_x" of model "m" from key "k" of model "x_m", so
+// a model whose name ends with this one's loses such files (a miss for it,
+// never a stale page for this store). Other models' and
+// ranks' files stay otherwise. Anything else under a store name (a FIFO,
+// socket, device, symlink or empty directory) is removed without being
+// opened. A file that cannot be removed does not stop the others; the
+// failures are joined in the error. A write in progress when Clear runs
+// may lose its temp file and fail.
 func (s *Store) Clear() error {
 	if err := s.enter(); err != nil {
 		return err
@@ -257,12 +275,15 @@ func (s *Store) Clear() error {
 	defer s.lru.forgetAll(true)
 	defer s.lru.forgetAll(false)
 	return errors.Join(
-		s.removeMatching(s.dirfd, s.dir, func(n string) bool { return s.isOldName(n) || s.isTmpName(n) }),
+		s.removeMatching(s.dirfd, s.dir, func(n string) bool {
+			return s.isOldName(n) || s.isTmpName(n) || s.isSGLangTmpName(n)
+		}),
 		s.removeMatching(s.v1fd(), s.v1Dir, func(n string) bool { return s.isBatchName(n) || s.isTmpName(n) }),
 	)
 }
 
-// removeMatching removes the files in dir whose names match.
+// removeMatching removes the files in dir whose names match, without
+// opening them; an empty directory under such a name goes too.
 func (s *Store) removeMatching(dirfd int, dir string, match func(string) bool) error {
 	names, err := readDirNamesAt(dirfd)
 	if err != nil {
@@ -273,7 +294,11 @@ func (s *Store) removeMatching(dirfd int, dir string, match func(string) bool) e
 		if !match(n) {
 			continue
 		}
-		if err := s.sys.Unlinkat(dirfd, n, 0); err != nil && err != unix.ENOENT {
+		err := s.sys.Unlinkat(dirfd, n, 0)
+		if err == unix.EISDIR {
+			err = s.sys.Unlinkat(dirfd, n, unix.AT_REMOVEDIR)
+		}
+		if err != nil && err != unix.ENOENT {
 			errs = append(errs, fmt.Errorf("hicachefile: remove %s: %w", filepath.Join(dir, n), err))
 		}
 	}
@@ -294,7 +319,7 @@ func (s *Store) trackOldFiles() error {
 	var files []file
 	for _, n := range names {
 		var st unix.Stat_t
-		if s.isOldName(n) && unix.Fstatat(s.dirfd, n, &st, unix.AT_SYMLINK_NOFOLLOW) == nil {
+		if s.isOldName(n) && unix.Fstatat(s.dirfd, n, &st, unix.AT_SYMLINK_NOFOLLOW) == nil && st.Mode&unix.S_IFMT == unix.S_IFREG {
 			files = append(files, file{n, st.Size, st.Mtim.Nano()})
 		}
 	}

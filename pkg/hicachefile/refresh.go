@@ -181,6 +181,8 @@ func (s *Store) merge(files []loaded) {
 				keys[i] = e.key
 			}
 			x.files[f.name] = keys
+		case errors.Is(f.err, errNotRegular):
+			x.files[f.name] = nil // counted in Stats.SpecialFiles; never read
 		case errors.Is(f.err, ErrCorrupt):
 			x.files[f.name] = nil
 			s.stats.skippedFiles.Add(1)

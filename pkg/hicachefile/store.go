@@ -175,8 +175,12 @@ func (s *Store) v1fd() int { return int(s.v1.Load()) }
 
 // RegisterMemPoolHost sets the host pool the V1 interface moves pages to and
 // from. It may be called again to switch pools; calls already running keep
-// the pool they started with.
+// the pool they started with. After Close it returns ErrClosed.
 func (s *Store) RegisterMemPoolHost(p *hostcache.Pool) error {
+	if err := s.enter(); err != nil {
+		return err
+	}
+	defer s.life.RUnlock()
 	if p == nil {
 		return fmt.Errorf("%w: nil pool", ErrNoPool)
 	}
@@ -219,6 +223,10 @@ type Stats struct {
 	// checks; none of their pages is served.
 	SkippedFiles int64
 	Errors       int64 // I/O errors other than a missing file
+	// SpecialFiles counts the times a store name was found held by a FIFO,
+	// socket, device, directory or symlink: a miss. Such a file is opened
+	// only with O_NONBLOCK|O_NOFOLLOW, if at all, and never read.
+	SpecialFiles int64
 	// DirectBytes counts the bytes BatchGetV1 read with O_DIRECT (see
 	// Config.DirectIO).
 	DirectBytes int64
@@ -238,6 +246,7 @@ type counters struct {
 	sets, setBytes, existed, gets, getBytes, hits, misses atomic.Int64
 	corrupt, mismatch, skippedFiles, errors, listings     atomic.Int64
 	directBytes, evicted, evictedBytes, evictErrors       atomic.Int64
+	specialFiles                                          atomic.Int64
 }
 
 // Stats returns a snapshot of the store's counters.
@@ -249,6 +258,7 @@ func (s *Store) Stats() Stats {
 		Corrupt: c.corrupt.Load(), Mismatch: c.mismatch.Load(), SkippedFiles: c.skippedFiles.Load(),
 		Errors: c.errors.Load(), Listings: c.listings.Load(), DirectBytes: c.directBytes.Load(),
 		Evicted: c.evicted.Load(), EvictedBytes: c.evictedBytes.Load(), EvictErrors: c.evictErrors.Load(),
+		SpecialFiles: c.specialFiles.Load(),
 	}
 }
 

@@ -5,8 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"path/filepath"
 	"slices"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -47,8 +47,9 @@ func (s *Store) v1Begin(keys []string, hostIndices []int64) (*poolInfo, [][]byte
 // batch files with pwritev. It writes one batch file per MaxBatchFileBytes
 // of pages and returns one bool per key.
 //
-// A key that already exists in either format, or repeats an earlier key of
-// the call, is skipped and reported true. An invalid key is false. When a
+// A key this store already holds as a V1 page the registered pool can
+// load, or that repeats an earlier key of the call, is skipped and reported
+// true; a key held only as an old-format file is written. An invalid key is false. When a
 // batch file cannot be written, that file's keys and every later entry are
 // false and the error is returned: the entries before it stand. Call-level
 // problems (no pool, mismatched lengths, indices the pool rejects) return an
@@ -76,12 +77,15 @@ func (s *Store) BatchSetV1(keys []string, hostIndices []int64) ([]bool, error) {
 		cand = append(cand, i)
 		candKeys = append(candKeys, k)
 	}
-	// A copy written by a pool of another shape or dtype does not count:
-	// this pool could never load it.
+	// Only this store's own V1 copies for this pool count as stored: a copy
+	// written by a pool of another shape or dtype, or by another store,
+	// could never be loaded, and a page held only as an old-format file is
+	// written again as V1, so that it gains a checksum and an identity.
+	// That takes no system call per key.
 	locs, inV1 := s.lookup(candKeys, pi.fp, true)
 	var pending []int
 	for j, i := range cand {
-		if (inV1[j] && locs[j].fp == pi.fp) || s.oldExists(candKeys[j]) {
+		if inV1[j] && locs[j].fp == pi.fp {
 			ok[i] = true
 			s.stats.existed.Add(1)
 			continue
@@ -221,9 +225,10 @@ func (s *Store) writeBatch(pi *poolInfo, keys []string, bufs [][]byte, chunk []i
 // memory with preadv, and returns one bool per key.
 //
 // A page is accepted only when its CRC32C matches and it was written by a
-// pool of the same shape, dtype and layout as the registered one. A key
-// with no batch entry but an old-format file of exactly PageBytes is read
-// from that file. Every key is tried: a missing, corrupt, mismatched or
+// pool of the same shape, dtype and layout as the registered one, by a
+// store of the same identity. A key with no batch entry but an old-format
+// file of exactly PageBytes is read from that file, unless the key holds
+// '_': such a name may be another store's (see the package documentation). Every key is tried: a missing, corrupt, mismatched or
 // unreadable page makes only its own entry false, and the slots of a false
 // entry hold unspecified bytes. Call-level problems (no pool, mismatched
 // lengths, indices the pool rejects, two keys given the same slots) return
@@ -261,6 +266,9 @@ func (s *Store) BatchGetV1(keys []string, hostIndices []int64) ([]bool, error) {
 	for i, k := range keys {
 		switch {
 		case s.checkKey(k) != nil:
+		case !found[i] && strings.Contains(k, "_"):
+			// The old-format file of such a key may be another store's:
+			// "k_x" of model "m" is "k" of model "x_m". A miss.
 		case !found[i]:
 			ok[i] = s.readOldV1(pi, k, hostIndices[i*pi.ps:(i+1)*pi.ps])
 		case locs[i].fp != pi.fp || locs[i].length != pi.pageLen:
@@ -318,12 +326,10 @@ func (s *Store) readBatches(pi *poolInfo, byFile map[string][]int, keys []string
 	var runs []readRun
 	total := 0
 	for name, idx := range byFile {
-		fd, err := s.sys.Openat(s.v1fd(), name, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		fd, st, err := s.openRegular(s.v1fd(), s.v1Dir, name)
 		if err != nil {
 			if err == unix.ENOENT {
 				err = fmt.Errorf("%w: batch file %s is gone", ErrNotFound, name)
-			} else {
-				err = fmt.Errorf("hicachefile: open %s: %w", filepath.Join(s.v1Dir, name), err)
 			}
 			for _, i := range idx {
 				s.finishPage(pi, keys[i], locs[i], 0, err)
@@ -331,7 +337,7 @@ func (s *Store) readBatches(pi *poolInfo, byFile map[string][]int, keys []string
 			continue
 		}
 		defer s.sys.Close(fd)
-		direct := s.openDirect(name)
+		direct := s.openDirect(name, &st)
 		if direct.fd >= 0 {
 			defer s.sys.Close(direct.fd)
 		}

@@ -38,11 +38,11 @@ func TestBatchSetV1FailedChunk(t *testing.T) {
 	}
 	failCreate.Store(true)
 
-	ok, err := s.BatchSetV1([]string{"old", "new1", "new2"}, idx)
+	ok, err := s.BatchSetV1([]string{"v", "new1", "new2"}, idx)
 	if !errors.Is(err, unix.ENOSPC) || !bytes.Equal(bools(ok), bools([]bool{true, false, false})) {
 		t.Fatalf("BatchSetV1 = %v, %v; want [true false false] and ENOSPC", ok, err)
 	}
-	ok, err = s.BatchSetV1([]string{"new1", "old"}, idx[:2*mhaCfg.PageSize])
+	ok, err = s.BatchSetV1([]string{"new1", "v"}, idx[:2*mhaCfg.PageSize])
 	if err == nil || ok[0] || ok[1] {
 		t.Fatalf("BatchSetV1 = %v, %v; want every entry from the failed chunk on false", ok, err)
 	}

@@ -77,7 +77,7 @@ var _ = Describe("Other behaviour", Ordered, func() {
 			s := mustStore(ours, p)
 			setV1(s, v1Keys...)
 			setOld(s, "bb00")
-			setOld(s, "k_x") // a key with '_': documented to survive Clear
+			setOld(s, "k_x") // a key with '_': Clear forgets it too
 			var stores []*hicachefile.Store
 			for _, cfg := range others {
 				o := mustStore(cfg, p)
@@ -100,17 +100,24 @@ var _ = Describe("Other behaviour", Ordered, func() {
 
 			Expect(s.Clear()).To(Succeed())
 
-			Expect(listDir(dir)).To(ConsistOf(without(before[dir], "bb00"+suffixOf(ours)+".bin", tmp(ours))))
-			Expect(listDir(dir)).To(ContainElement("k_x" + suffixOf(ours) + ".bin"))
+			// others[0] ("a_model") loses its old-format file: its name is
+			// also key "bb00_a" of ours, and SGLang's naming cannot tell
+			// them apart. A neighbour's miss, never a stale page of ours.
+			Expect(listDir(dir)).To(ConsistOf(without(before[dir], "bb00"+suffixOf(ours)+".bin", "k_x"+suffixOf(ours)+".bin",
+				"bb00"+suffixOf(others[0])+".bin", tmp(ours))))
 			Expect(listDir(v1DirOf(ours))).To(ConsistOf(tmp(others[0])))
 			for _, d := range v1DirsOf(others) {
 				Expect(listDir(d)).To(Equal(before[d]), d)
 			}
 
 			Expect(s.BatchExists(append(v1Keys, "bb00"))).To(BeZero())
-			Expect(s.Exists("k_x")).To(BeTrue())
+			Expect(s.Exists("k_x")).To(BeFalse())
 			for i, o := range stores {
-				Expect(o.BatchExists(append(v1Keys, "bb00"))).To(Equal(3), "store %d", i)
+				want := 3
+				if i == 0 {
+					want = 2 // its "bb00" went with ours
+				}
+				Expect(o.BatchExists(append(v1Keys, "bb00"))).To(Equal(want), "store %d", i)
 				ok, err := o.BatchGetV1(v1Keys, mustAlloc(p, 2))
 				Expect(err).NotTo(HaveOccurred())
 				Expect(ok).To(Equal(trues(2)))
@@ -299,14 +306,16 @@ var _ = Describe("Other behaviour", Ordered, func() {
 			Expect(dataPages(p, to)).To(Equal(want))
 		})
 
-		It("BatchSetV1 reports a key held in the old format true and writes no batch file", func() {
+		It("BatchSetV1 writes a key held only in the old format again as V1", func() {
 			s, cfg := newStore()
 			setOld(s, "old")
 			ok, err := s.BatchSetV1([]string{"old"}, mustAlloc(p, 1))
 			Expect(err).NotTo(HaveOccurred())
 			Expect(ok).To(Equal([]bool{true}))
-			Expect(batchFiles(v1DirOf(cfg))).To(BeEmpty())
-			Expect(s.Stats().Existed).To(BeEquivalentTo(1))
+			Expect(batchFiles(v1DirOf(cfg))).To(HaveLen(1))
+			Expect(s.Stats().Existed).To(BeZero())
+			_, found := s.Locate("old")
+			Expect(found).To(BeTrue())
 		})
 
 		It("Set skips a key whose file exists, as SGLang does", func() {
