@@ -1,6 +1,7 @@
 package hicachefile
 
 import (
+	"bytes"
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
@@ -39,6 +40,17 @@ func checkKeyChars(key string) error {
 		return fmt.Errorf("%w: %q contains '/' or NUL", ErrInvalidKey, key)
 	}
 	return nil
+}
+
+// checkKeyBytes is checkKeyChars for a key still in a byte slice; it
+// allocates only to report an error.
+func checkKeyBytes(key []byte) error {
+	if len(key) > 2 || (len(key) > 0 && key[0] != '.') {
+		if bytes.IndexByte(key, '/') < 0 && bytes.IndexByte(key, 0) < 0 {
+			return nil
+		}
+	}
+	return checkKeyChars(string(key))
 }
 
 // checkKey rejects keys that cannot name this store's old-format file.

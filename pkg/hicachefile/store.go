@@ -11,6 +11,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/hicache-go/hicache/pkg/hicachefile/internal/index"
 	"github.com/hicache-go/hicache/pkg/hostcache"
 )
 
@@ -34,20 +35,34 @@ type Store struct {
 	dirfd int          // Dir, open for *at calls
 	// v1 holds the descriptor of v1Dir, open for *at calls. checkDir swaps
 	// it when the directory was removed or replaced under the store; the
-	// old descriptor stays open in retired (guarded by idx.scan) until
+	// old descriptor stays open in retired (guarded by scan.mu) until
 	// Close, so that a call still using it never reaches a reused number.
 	v1      atomic.Int64
 	retired []int
 
 	// watch follows the V1 directory (nil when inotify is unavailable),
-	// guarded by idx.scan. poll makes a miss compare the directory's mtime
+	// guarded by scan.mu. poll makes a miss compare the directory's mtime
 	// (when there is no watch, or on a network file system).
 	watch *watcher
 	poll  atomic.Bool
 
 	pool  atomic.Pointer[poolInfo]
-	idx   index
-	lru   lru
+	idx  *index.Index // which batch file holds which key
+	scan scanState    // what the listings of the V1 directory found
+	// commitMu is held shared from a write's rename to its index add, and
+	// exclusively by Clear, so that Clear never leaves a file it removed
+	// in the index.
+	commitMu sync.RWMutex
+	// inflight holds the names of batch files this store is renaming into
+	// place and adding to the index. applyEvents marks one whose removal
+	// (another process's Clear) it sees before the add, and the commit then
+	// forgets it, so that no removed file stays in the index; that takes no
+	// stat after the rename.
+	inflight struct {
+		mu    sync.Mutex
+		names map[string]bool
+	}
+	lru      lru
 	stats counters
 }
 
@@ -57,6 +72,7 @@ type poolInfo struct {
 	ps      int    // tokens per page
 	pageLen int64  // bytes of one page: the sum of its buffers
 	bpp     int    // buffers per page
+	pages   int    // pages in the pool
 	fp      uint64 // fingerprint written into and checked against batch files
 }
 
@@ -69,7 +85,9 @@ func New(cfg Config) (*Store, error) {
 	cfg = cfg.withDefaults()
 	s := &Store{cfg: cfg, suffix: cfg.suffix(), dir: cfg.Dir, workers: cfg.IOWorkers, sys: cfg.Syscalls.withDefaults(), dirfd: -1}
 	s.v1Dir = filepath.Join(s.dir, v1DirName+s.suffix)
-	s.idx.init()
+	s.idx = index.New()
+	s.inflight.names = make(map[string]bool)
+	s.scan.pending = make(map[string]bool)
 	var err error
 	if s.dirfd, err = openDir(s.dir); err != nil {
 		return nil, err
@@ -204,7 +222,7 @@ func (s *Store) RegisterMemPoolHost(p *hostcache.Pool) error {
 	h := fnv.New64a()
 	fmt.Fprintf(h, "hicache-v1 kind=%s dtype=%s layout=%s ps=%d layers=%d heads=%d headdim=%d lora=%d rope=%d bufs=%v",
 		cfg.Kind, cfg.DType, cfg.Layout, cfg.PageSize, cfg.LayerNum, cfg.HeadNum, cfg.HeadDim, cfg.KVLoraRank, cfg.QKRopeHeadDim, sizes)
-	s.pool.Store(&poolInfo{pool: p, ps: cfg.PageSize, pageLen: int64(p.PageBytes()), bpp: len(sizes), fp: h.Sum64()})
+	s.pool.Store(&poolInfo{pool: p, ps: cfg.PageSize, pageLen: int64(p.PageBytes()), bpp: len(sizes), pages: cfg.Pages, fp: h.Sum64()})
 	return nil
 }
 

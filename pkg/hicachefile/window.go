@@ -6,56 +6,61 @@ import "hash/crc32"
 // on their way: small enough that a window is still in the CPU cache when
 // its CRC32C is computed (after a read) or when the kernel copies it (after
 // the CRC, for a write), so each byte crosses the memory bus once instead
-// of twice. 1 MiB is a core's L2 on the machines measured (AMD EPYC, 1 MiB
-// L2 per core); 256 KiB to 4 MiB all ran within noise of each other there.
+// of twice.
 const ioWindow = 1 << 20
 
-// checksummed moves the buffers of pages, laid back to back from off,
-// through move (a vectored read or write) in windows of at most ioWindow
-// bytes, and returns the CRC32C of each page. A write checksums each window
-// before moving it; a read checksums it after. On error the CRCs are
-// incomplete.
-func checksummed(pages [][][]byte, off int64, write bool, move func(bufs [][]byte, off int64) error) ([]uint32, error) {
-	crcs := make([]uint32, len(pages))
-	win := make([][]byte, 0, 16)
-	owner := make([]int, 0, 16) // the page of each window segment
+// window is the reusable working memory of checksummed.
+type window struct {
+	iov   [][]byte
+	owner []int32 // the page of each iov segment
+}
+
+// checksummed moves n pages, page(j) being the buffers of page j, laid back
+// to back from off, through move (a vectored read or write) in windows of at
+// most ioWindow bytes, and sets crcs[j] to the CRC32C of page j. A write
+// checksums each window before moving it; a read checksums it after, while
+// it is still in cache. On error the CRCs are incomplete.
+func checksummed(n int, page func(j int) [][]byte, crcs []uint32, off int64, write bool, w *window, move func(bufs [][]byte, off int64) error) error {
+	clear(crcs[:n])
+	w.iov, w.owner = w.iov[:0], w.owner[:0]
 	size := 0
 	flush := func() error {
 		if write {
-			for j, b := range win {
-				crcs[owner[j]] = crc32.Update(crcs[owner[j]], castagnoli, b)
+			for j, b := range w.iov {
+				crcs[w.owner[j]] = crc32.Update(crcs[w.owner[j]], castagnoli, b)
 			}
 		}
-		if err := move(win, off); err != nil {
+		if err := move(w.iov, off); err != nil {
 			return err
 		}
 		if !write {
-			for j, b := range win {
-				crcs[owner[j]] = crc32.Update(crcs[owner[j]], castagnoli, b)
+			for j, b := range w.iov {
+				crcs[w.owner[j]] = crc32.Update(crcs[w.owner[j]], castagnoli, b)
 			}
 		}
 		off += int64(size)
-		win, owner, size = win[:0], owner[:0], 0
+		clear(w.iov)
+		w.iov, w.owner, size = w.iov[:0], w.owner[:0], 0
 		return nil
 	}
-	for p, bufs := range pages {
-		for _, b := range bufs {
+	for p := range n {
+		for _, b := range page(p) {
 			for len(b) > 0 {
-				n := min(len(b), ioWindow-size)
-				win = append(win, b[:n])
-				owner = append(owner, p)
-				size += n
-				b = b[n:]
+				k := min(len(b), ioWindow-size)
+				w.iov = append(w.iov, b[:k])
+				w.owner = append(w.owner, int32(p))
+				size += k
+				b = b[k:]
 				if size == ioWindow {
 					if err := flush(); err != nil {
-						return crcs, err
+						return err
 					}
 				}
 			}
 		}
 	}
 	if size > 0 {
-		return crcs, flush()
+		return flush()
 	}
-	return crcs, nil
+	return nil
 }

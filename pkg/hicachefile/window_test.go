@@ -46,7 +46,8 @@ func TestChecksummed(t *testing.T) {
 				maxWin = max(maxWin, n)
 				return nil
 			}
-			crcs, err := checksummed(pages, base, true, write)
+			crcs := make([]uint32, len(pages))
+			err := checksummed(len(pages), func(j int) [][]byte { return pages[j] }, crcs, base, true, new(window), write)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -74,7 +75,8 @@ func TestChecksummed(t *testing.T) {
 				}
 				return nil
 			}
-			got, err := checksummed(pages, base, false, read)
+			got := make([]uint32, len(pages))
+			err = checksummed(len(pages), func(j int) [][]byte { return pages[j] }, got, base, false, new(window), read)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -131,11 +131,11 @@ func (x *Index) Add(name string, meta Meta, entries []Entry, hashes []uint64) {
 
 // AddHashed is Add for a caller that has the digests (x.Hash or
 // x.HashBytes of each key) and entry offsets already, in two slices of one
-// length. The index keeps hashes.
+// length. The index keeps hashes. A file of the same name is replaced
+// without a moment in which lookups find neither.
 func (x *Index) AddHashed(name string, meta Meta, hashes []uint64, ents []uint32) {
 	x.wmu.Lock()
 	defer x.wmu.Unlock()
-	x.forget(name)
 	x.fmu.Lock()
 	var id uint32
 	if n := len(x.free); n > 0 {
@@ -145,7 +145,6 @@ func (x *Index) AddHashed(name string, meta Meta, hashes []uint64, ents []uint32
 		x.files = append(x.files, file{})
 	}
 	x.files[id] = file{name: name, meta: meta, hashes: hashes}
-	x.names[name] = id
 	x.fmu.Unlock()
 	// Insert shard by shard; the file turns live only when every entry is
 	// in, so a lookup never sees half a file.
@@ -156,8 +155,13 @@ func (x *Index) AddHashed(name string, meta Meta, hashes []uint64, ents []uint32
 		s.mu.Unlock()
 	}
 	x.fmu.Lock()
+	old, replaced := x.names[name]
+	x.names[name] = id
 	x.files[id].live = true
 	x.fmu.Unlock()
+	if replaced {
+		x.drop(old)
+	}
 }
 
 // Has reports whether the index knows the file name.
@@ -216,11 +220,20 @@ func (x *Index) Forget(name string) bool {
 func (x *Index) forget(name string) bool {
 	x.fmu.Lock()
 	id, ok := x.names[name]
-	if !ok {
-		x.fmu.Unlock()
-		return false
+	if ok {
+		delete(x.names, name)
 	}
-	delete(x.names, name)
+	x.fmu.Unlock()
+	if ok {
+		x.drop(id)
+	}
+	return ok
+}
+
+// drop removes the entries of file id, whose name no longer leads to it,
+// and frees the id. The caller holds x.wmu.
+func (x *Index) drop(id uint32) {
+	x.fmu.Lock()
 	f := x.files[id]
 	x.files[id] = file{} // not live: lookups skip its entries from now on
 	x.fmu.Unlock()
@@ -233,7 +246,6 @@ func (x *Index) forget(name string) bool {
 	x.fmu.Lock()
 	x.free = append(x.free, id)
 	x.fmu.Unlock()
-	return true
 }
 
 // Drop forgets one copy: the entry of the key whose digest is hash at ref,
