@@ -46,7 +46,7 @@ type Store struct {
 	watch *watcher
 	poll  atomic.Bool
 
-	pool  atomic.Pointer[poolInfo]
+	pool atomic.Pointer[poolInfo]
 	idx  *index.Index // which batch file holds which key
 	scan scanState    // what the listings of the V1 directory found
 	// commitMu is held shared from a write's rename to its index add, and
@@ -62,7 +62,7 @@ type Store struct {
 		mu    sync.Mutex
 		names map[string]bool
 	}
-	lru      lru
+	lru   lru
 	stats counters
 }
 

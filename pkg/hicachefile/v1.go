@@ -699,7 +699,7 @@ func (s *Store) readRun(pi *poolInfo, keys []string, bufs [][]byte, sc *scratch,
 		}
 	}
 	var small [64]uint32
-	got := small[:0]
+	var got []uint32
 	if len(r.pages) > len(small) {
 		got = make([]uint32, len(r.pages))
 	} else {
