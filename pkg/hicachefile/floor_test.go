@@ -219,8 +219,7 @@ func benchFloor(b *testing.B, parent string, n int, write bool) {
 	}
 
 	var storeNs, floorNs time.Duration
-	var syscalls, allocs, ops int64
-	var ms runtime.MemStats
+	var syscalls, ops int64
 	const clearBytes = 256 << 20 // a write run clears both directories after this many bytes
 	written := int64(0)
 	round := 0
@@ -246,8 +245,6 @@ func benchFloor(b *testing.B, parent string, n int, write bool) {
 		}
 		storeOp := func() {
 			c0 := calls.n.Load()
-			runtime.ReadMemStats(&ms)
-			m0 := ms.Mallocs
 			t0 := time.Now()
 			var ok []bool
 			var err error
@@ -257,8 +254,6 @@ func benchFloor(b *testing.B, parent string, n int, write bool) {
 				ok, err = s.BatchGetV1(getKeys, dst)
 			}
 			storeNs += time.Since(t0)
-			runtime.ReadMemStats(&ms)
-			allocs += int64(ms.Mallocs - m0)
 			syscalls += calls.n.Load() - c0
 			if err != nil || !all(ok) {
 				b.Fatal(ok, err)
@@ -290,7 +285,23 @@ func benchFloor(b *testing.B, parent string, n int, write bool) {
 	b.ReportMetric(float64(storeNs.Nanoseconds())/float64(ops), "store-ns/op")
 	b.ReportMetric(float64(floorNs.Nanoseconds())/float64(ops), "floor-ns/op")
 	b.ReportMetric(float64(syscalls)/float64(ops), "syscalls/op")
-	b.ReportMetric(float64(allocs)/float64(ops), "store-allocs/op")
+	// Allocations of the store call alone, in steady state.
+	b.StopTimer()
+	const runs = 10
+	sets := make([][]string, runs+1)
+	for r := range sets {
+		sets[r] = keysOf(-1 - r - runs*int(ops))
+	}
+	r := 0
+	allocs := testing.AllocsPerRun(runs, func() {
+		if write {
+			_, _ = s.BatchSetV1(sets[r], src)
+			r++
+		} else {
+			_, _ = s.BatchGetV1(getKeys, dst)
+		}
+	})
+	b.ReportMetric(allocs, "store-allocs/op")
 }
 
 // benchIndexHeap writes files batch files of per seed pages each, then

@@ -17,7 +17,7 @@ const maxIovecs = 1024
 // over short transfers, EINTR and the iovec limit. A transfer of zero bytes
 // (a read past the end of the file) is io.ErrUnexpectedEOF.
 func vectored(op func(int, [][]byte, int64) (int, error), fd int, bufs [][]byte, off int64) error {
-	bufs = slices.Clone(bufs) // advanced below; the caller's slice stays intact
+	cloned := false
 	for {
 		for len(bufs) > 0 && len(bufs[0]) == 0 {
 			bufs = bufs[1:]
@@ -36,13 +36,17 @@ func vectored(op func(int, [][]byte, int64) (int, error), fd int, bufs [][]byte,
 			return io.ErrUnexpectedEOF
 		}
 		off += int64(n)
-		for n > 0 {
-			k := min(n, len(bufs[0]))
-			bufs[0] = bufs[0][k:]
-			n -= k
-			if len(bufs[0]) == 0 {
-				bufs = bufs[1:]
+		for len(bufs) > 0 && n >= len(bufs[0]) {
+			n -= len(bufs[0])
+			bufs = bufs[1:]
+		}
+		if n > 0 {
+			// A short transfer ended inside a buffer: advance it in a
+			// copy, so that the caller's slice stays intact.
+			if !cloned {
+				bufs, cloned = slices.Clone(bufs), true
 			}
+			bufs[0] = bufs[0][n:]
 		}
 	}
 }

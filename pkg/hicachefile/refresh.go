@@ -14,7 +14,7 @@ import (
 // lookup just missed, which justifies more work.
 //
 // With a watcher, pending inotify events are applied: batch files renamed
-// or written in are loaded, files removed are forgotten. That costs one
+// in are loaded, files removed are forgotten. That costs one
 // read(2) when nothing happened. The directory is listed in full only before
 // the first lookup, after Clear, after the kernel dropped events, and after
 // checkDir found the directory replaced (checked on misses). When the store
@@ -114,9 +114,6 @@ func (s *Store) applyEvents() bool {
 			if !s.idx.Has(name) {
 				fresh = append(fresh, name)
 			}
-		case evWritten:
-			// Written in place: its old index no longer holds.
-			fresh = append(fresh, name)
 		}
 	})
 	if lost {

@@ -10,9 +10,13 @@ import (
 )
 
 // watchMask selects the inotify events that change what the V1 directory
-// holds: a file renamed in or written in place, a file removed or renamed
-// out, and the directory itself going away.
-const watchMask = unix.IN_MOVED_TO | unix.IN_CLOSE_WRITE | unix.IN_DELETE | unix.IN_MOVED_FROM |
+// holds: a file renamed in, a file removed or renamed out, and the directory
+// itself going away. Stores write batch files under temp names and rename
+// them in, so a close after writing (IN_CLOSE_WRITE) is not watched: it
+// would queue an event for every temp file. A batch file rewritten in place
+// by something else is caught when read: its pages then fail their key or
+// CRC checks.
+const watchMask = unix.IN_MOVED_TO | unix.IN_DELETE | unix.IN_MOVED_FROM |
 	unix.IN_DELETE_SELF | unix.IN_MOVE_SELF | unix.IN_ONLYDIR
 
 // watcher follows the V1 directory through inotify, so that the index sees
@@ -54,7 +58,6 @@ type event int
 
 const (
 	evAppeared event = iota // renamed into the directory
-	evWritten               // written in place and closed
 	evGone                  // removed or renamed out
 )
 
@@ -90,8 +93,6 @@ func (w *watcher) drain(fn func(name string, ev event)) (overflow, lost bool) {
 				lost = true
 			case mask&unix.IN_MOVED_TO != 0:
 				fn(name, evAppeared)
-			case mask&unix.IN_CLOSE_WRITE != 0:
-				fn(name, evWritten)
 			case mask&(unix.IN_DELETE|unix.IN_MOVED_FROM) != 0:
 				fn(name, evGone)
 			}
