@@ -141,13 +141,23 @@ func (f *floor) read(name string) error {
 	return nil
 }
 
+// cpuTime returns the CPU time (user and system) the process has used. On
+// a machine that others load, the ratio of CPU times is steadier than the
+// ratio of wall times: a longer call is more often descheduled midway.
+func cpuTime() time.Duration {
+	var ru unix.Rusage
+	_ = unix.Getrusage(unix.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
 // floorNs are the batch sizes the floor benchmarks run.
 var floorNs = []int{1, 10, 100, 1000, 10000}
 
 // BenchmarkFloor measures BatchSetV1 and BatchGetV1 of n 512-byte seed
 // pages with SGLang-style keys against the floor (see floor), alternating
 // the two in one loop so that both see the same noise, and reports:
-// x-floor, the store's time over the floor's; syscalls/op, the system calls
+// x-floor, the store's time over the floor's; x-floor-cpu, the same for
+// the process's CPU time, steadier on a busy machine; syscalls/op, the system calls
 // the store made through its Syscalls seam per call; allocs/op of the store
 // call alone (store-allocs/op); store-ns/op and floor-ns/op. Index/... builds
 // a store over many batch files and reports the index heap per key (B/key)
@@ -218,7 +228,7 @@ func benchFloor(b *testing.B, parent string, n int, write bool) {
 		fl.pages = pages
 	}
 
-	var storeNs, floorNs time.Duration
+	var storeNs, floorNs, storeCPU, floorCPU time.Duration
 	var syscalls, ops int64
 	const clearBytes = 256 << 20 // a write run clears both directories after this many bytes
 	written := int64(0)
@@ -245,6 +255,7 @@ func benchFloor(b *testing.B, parent string, n int, write bool) {
 		}
 		storeOp := func() {
 			c0 := calls.n.Load()
+			u0 := cpuTime()
 			t0 := time.Now()
 			var ok []bool
 			var err error
@@ -254,12 +265,14 @@ func benchFloor(b *testing.B, parent string, n int, write bool) {
 				ok, err = s.BatchGetV1(getKeys, dst)
 			}
 			storeNs += time.Since(t0)
+			storeCPU += cpuTime() - u0
 			syscalls += calls.n.Load() - c0
 			if err != nil || !all(ok) {
 				b.Fatal(ok, err)
 			}
 		}
 		floorOp := func() {
+			u0 := cpuTime()
 			t0 := time.Now()
 			var err error
 			if write {
@@ -268,6 +281,7 @@ func benchFloor(b *testing.B, parent string, n int, write bool) {
 				err = fl.read("f")
 			}
 			floorNs += time.Since(t0)
+			floorCPU += cpuTime() - u0
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -282,6 +296,7 @@ func benchFloor(b *testing.B, parent string, n int, write bool) {
 		ops++
 	}
 	b.ReportMetric(float64(storeNs)/float64(floorNs), "x-floor")
+	b.ReportMetric(float64(storeCPU)/float64(floorCPU), "x-floor-cpu")
 	b.ReportMetric(float64(storeNs.Nanoseconds())/float64(ops), "store-ns/op")
 	b.ReportMetric(float64(floorNs.Nanoseconds())/float64(ops), "floor-ns/op")
 	b.ReportMetric(float64(syscalls)/float64(ops), "syscalls/op")

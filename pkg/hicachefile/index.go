@@ -2,6 +2,7 @@ package hicachefile
 
 import (
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"sync"
@@ -162,14 +163,15 @@ type scratch struct {
 	refs   []index.Ref
 	metas  []index.Meta
 	offs   []int64  // page offset of each key in its file
-	crcs   []uint32 // CRC32C each key's page must have
+	crcs   []uint32 // CRC32C of each key's page as read
 	order  []int32  // key positions, grouped by file
-	state  []uint8  // per key: see the get* constants in v1.go
+	state  []uint8  // per key: see the st* constants in v1.go
 	table  []int32  // BatchSetV1's table of distinct keys
-	ibuf   []byte   // index entries read back from a file
+	ibuf   []byte   // index entries read back from files
 	iov    [][]byte
 	owner  []int32
 	runs   []readRun
+	files  []fileRead
 	slots  []uint64 // bitmap of destination pages
 }
 
@@ -198,6 +200,8 @@ func putScratch(sc *scratch) {
 		return
 	}
 	clear(sc.iov[:cap(sc.iov)]) // drop references to pool memory
+	clear(sc.runs[:cap(sc.runs)])
+	clear(sc.files[:cap(sc.files)])
 	scratchPool.Put(sc)
 }
 
@@ -265,60 +269,23 @@ func (s *Store) loadIndex(name string, buf *[]byte) (f loaded) {
 	}
 	f.hashes = make([]uint64, 0, t.count)
 	f.ents = make([]uint32, 0, t.count)
+	f.pages = make([]uint32, 0, t.count)
 	pageLen := int64(-1)
-	err = walkIndex(ib, t, func(key []byte, _, length int64, _ uint32, ent uint32) {
+	err = walkIndex(ib, t, func(key []byte, off, length int64, _ uint32, ent uint32) {
 		f.hashes = append(f.hashes, s.idx.HashBytes(key))
 		f.ents = append(f.ents, ent)
+		f.pages = append(f.pages, uint32(min(off/length, math.MaxUint32)))
 		if pageLen == -1 {
 			pageLen = length
-		} else if pageLen != length {
+		} else if pageLen != length || off/length > math.MaxUint32 {
 			pageLen = 0 // mixed lengths: no pool loads such a file
 		}
 	})
 	if err != nil {
 		f.err = fmt.Errorf("%s: %w", name, err)
-		f.hashes, f.ents = nil, nil
+		f.hashes, f.ents, f.pages = nil, nil, nil
 		return f
 	}
 	f.meta = index.Meta{FP: t.fp, IndexOff: t.indexOff, PageLen: pageLen}
 	return f
-}
-
-// readEntries reads back from the batch file open at fd the index entries
-// of the keys at positions order (all in one file described by meta,
-// sorted by entry offset), checks that each names its key, and sets their
-// page offset and CRC32C in sc. A key whose entry does not match (another
-// key with the same digest, or a file rewritten in place) gets state
-// stBadCopy. It returns the read's error, which is for the whole file.
-func (s *Store) readEntries(fd int, meta index.Meta, keys []string, order []int32, sc *scratch, pageLen int64) error {
-	lo := int64(sc.refs[order[0]].Ent)
-	last := order[len(order)-1]
-	hi := int64(sc.refs[last].Ent) + entryFixed + int64(len(keys[last]))
-	if hi-lo > loadTail && len(order)*4 < int(hi-lo)/entryFixed {
-		// Scattered entries of a large index: read them one by one rather
-		// than everything in between.
-		for _, i := range order {
-			if err := s.readEntries(fd, meta, keys, []int32{i}, sc, pageLen); err != nil {
-				return err
-			}
-		}
-		return nil
-	}
-	if int64(cap(sc.ibuf)) < hi-lo {
-		sc.ibuf = make([]byte, hi-lo)
-	}
-	b := sc.ibuf[:hi-lo]
-	if err := s.sys.preadv(fd, [][]byte{b}, meta.IndexOff+lo); err != nil {
-		return err
-	}
-	for _, i := range order {
-		e := b[int64(sc.refs[i].Ent)-lo:]
-		key, off, length, crc, err := decodeEntry(e, meta.IndexOff)
-		if err != nil || string(key) != keys[i] || length != pageLen {
-			sc.state[i] = stBadCopy
-			continue
-		}
-		sc.offs[i], sc.crcs[i] = off, crc
-	}
-	return nil
 }

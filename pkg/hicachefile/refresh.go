@@ -139,6 +139,7 @@ type loaded struct {
 	name   string
 	hashes []uint64 // digest of each key
 	ents   []uint32 // offset of each key's entry in the file's index
+	pages  []uint32 // number of each key's page in the file
 	meta   index.Meta
 	err    error
 	size   int64 // file size and mtime (Unix ns), for eviction
@@ -173,11 +174,11 @@ func (s *Store) merge(files []loaded) {
 		delete(s.scan.pending, f.name)
 		switch {
 		case f.err == nil:
-			s.idx.AddHashed(f.name, f.meta, f.hashes, f.ents)
+			s.idx.AddHashed(f.name, f.meta, f.hashes, f.ents, f.pages)
 		case errors.Is(f.err, errNotRegular):
-			s.idx.AddHashed(f.name, index.Meta{}, nil, nil) // counted in Stats.SpecialFiles; never read
+			s.idx.AddHashed(f.name, index.Meta{}, nil, nil, nil) // counted in Stats.SpecialFiles; never read
 		case errors.Is(f.err, ErrCorrupt):
-			s.idx.AddHashed(f.name, index.Meta{}, nil, nil)
+			s.idx.AddHashed(f.name, index.Meta{}, nil, nil, nil)
 			s.stats.skippedFiles.Add(1)
 		case errors.Is(f.err, os.ErrNotExist):
 			s.idx.Forget(f.name)

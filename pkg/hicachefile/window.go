@@ -19,24 +19,21 @@ type window struct {
 // to back from off, through move (a vectored read or write) in windows of at
 // most ioWindow bytes, and sets crcs[j] to the CRC32C of page j. A write
 // checksums each window before moving it; a read checksums it after, while
-// it is still in cache. On error the CRCs are incomplete.
-func checksummed(n int, page func(j int) [][]byte, crcs []uint32, off int64, write bool, w *window, move func(bufs [][]byte, off int64) error) error {
+// it is still in cache. tail, when not nil, moves right after the last page
+// in the last window, unchecksummed. On error the CRCs are incomplete.
+func checksummed(n int, page func(j int) [][]byte, crcs []uint32, off int64, write bool, w *window, tail []byte, move func(bufs [][]byte, off int64) error) error {
 	clear(crcs[:n])
 	w.iov, w.owner = w.iov[:0], w.owner[:0]
 	size := 0
 	flush := func() error {
 		if write {
-			for j, b := range w.iov {
-				crcs[w.owner[j]] = crc32.Update(crcs[w.owner[j]], castagnoli, b)
-			}
+			w.sum(crcs)
 		}
 		if err := move(w.iov, off); err != nil {
 			return err
 		}
 		if !write {
-			for j, b := range w.iov {
-				crcs[w.owner[j]] = crc32.Update(crcs[w.owner[j]], castagnoli, b)
-			}
+			w.sum(crcs)
 		}
 		off += int64(size)
 		clear(w.iov)
@@ -59,8 +56,22 @@ func checksummed(n int, page func(j int) [][]byte, crcs []uint32, off int64, wri
 			}
 		}
 	}
+	if len(tail) > 0 {
+		w.iov = append(w.iov, tail)
+		w.owner = append(w.owner, -1)
+		size += len(tail)
+	}
 	if size > 0 {
 		return flush()
 	}
 	return nil
+}
+
+// sum adds each segment of the window to the CRC32C of its page.
+func (w *window) sum(crcs []uint32) {
+	for j, b := range w.iov {
+		if p := w.owner[j]; p >= 0 {
+			crcs[p] = crc32.Update(crcs[p], castagnoli, b)
+		}
+	}
 }

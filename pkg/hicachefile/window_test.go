@@ -47,7 +47,7 @@ func TestChecksummed(t *testing.T) {
 				return nil
 			}
 			crcs := make([]uint32, len(pages))
-			err := checksummed(len(pages), func(j int) [][]byte { return pages[j] }, crcs, base, true, new(window), write)
+			err := checksummed(len(pages), func(j int) [][]byte { return pages[j] }, crcs, base, true, new(window), nil, write)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -76,7 +76,7 @@ func TestChecksummed(t *testing.T) {
 				return nil
 			}
 			got := make([]uint32, len(pages))
-			err = checksummed(len(pages), func(j int) [][]byte { return pages[j] }, got, base, false, new(window), read)
+			err = checksummed(len(pages), func(j int) [][]byte { return pages[j] }, got, base, false, new(window), nil, read)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -3,8 +3,9 @@
 // each and no garbage-collector work per page.
 //
 // A key is kept as a 64-bit keyed digest, never as its string: an entry is
-// the digest, an integer file id and the offset of the key's entry in that
-// file's own on-disk index, 16 bytes in a table without pointers. Two keys
+// the digest, an integer file id, the offset of the key's entry in that
+// file's own on-disk index and the number of its page in the file, 20 bytes
+// in a table without pointers. Two keys
 // may share a digest, so a lookup returns candidates, and the reader checks
 // the full key against the file's own index before it trusts a page (see
 // hicachefile's BatchGetV1). Per file the index keeps its name, caller
@@ -36,18 +37,22 @@ type Meta struct {
 	Size, Mtime int64
 }
 
-// Entry is one key of a file being added: its key and the offset of its
-// entry in the file's on-disk index, relative to Meta.IndexOff.
+// Entry is one key of a file being added: its key, the offset of its entry
+// in the file's on-disk index, relative to Meta.IndexOff, and the number of
+// its page: the page starts at Page*Meta.PageLen.
 type Entry struct {
-	Key string
-	Ent uint32
+	Key  string
+	Ent  uint32
+	Page uint32
 }
 
-// Ref names a copy of a key: the file that holds it, and the offset of the
-// key's entry in that file's on-disk index. File 0 names no copy.
+// Ref names a copy of a key: the file that holds it, the offset of the
+// key's entry in that file's on-disk index, and the number of its page.
+// File 0 names no copy.
 type Ref struct {
 	File uint32
 	Ent  uint32
+	Page uint32
 }
 
 // file is what the index keeps per batch file.
@@ -58,8 +63,13 @@ type file struct {
 	live   bool
 }
 
-// shards is the number of table shards: a power of two.
-const shards = 64
+// shardBits is log2 of the number of table shards. Calls visit the shards
+// their keys fall in once each, so fewer shards mean fewer lock operations
+// per call, and more mean less waiting between goroutines.
+const shardBits = 4
+
+// shards is the number of table shards.
+const shards = 1 << shardBits
 
 // Index maps key digests to copies in batch files. The zero value is not
 // usable; call New.
@@ -91,7 +101,40 @@ func (x *Index) HashBytes(key []byte) uint64 { return maphash.Bytes(x.seed, key)
 
 // shardOf returns the shard of a digest: its top bits, so that the low bits
 // stay free for the slot within the shard.
-func (x *Index) shardOf(h uint64) *shard { return &x.shard[h>>(64-6)] }
+func (x *Index) shardOf(h uint64) *shard { return &x.shard[shardNo(h)] }
+
+// shardNo returns the number of the shard of a digest.
+func shardNo(h uint64) int { return int(h >> (64 - shardBits)) }
+
+// byShard returns the positions of hashes grouped by shard, and where each
+// shard's group ends: group k is order[ends[k-1]:ends[k]]. order is
+// reused when it has room.
+func byShard(hashes []uint64, order []int32) ([]int32, [shards]int32) {
+	var ends [shards]int32
+	for _, h := range hashes {
+		ends[shardNo(h)]++
+	}
+	var next [shards]int32
+	sum := int32(0)
+	for k := range ends {
+		next[k] = sum
+		sum += ends[k]
+		ends[k] = sum
+	}
+	if cap(order) < len(hashes) {
+		order = make([]int32, len(hashes))
+	}
+	order = order[:len(hashes)]
+	for i, h := range hashes {
+		k := shardNo(h)
+		order[next[k]] = int32(i)
+		next[k]++
+	}
+	return order, ends
+}
+
+// orderPool holds the grouping buffers of Lookup.
+var orderPool = sync.Pool{New: func() any { return new([]int32) }}
 
 // Reset forgets every file and key.
 func (x *Index) Reset() {
@@ -123,17 +166,18 @@ func (x *Index) Add(name string, meta Meta, entries []Entry, hashes []uint64) {
 		}
 	}
 	ents := make([]uint32, len(entries))
+	pages := make([]uint32, len(entries))
 	for i, e := range entries {
-		ents[i] = e.Ent
+		ents[i], pages[i] = e.Ent, e.Page
 	}
-	x.AddHashed(name, meta, hashes, ents)
+	x.AddHashed(name, meta, hashes, ents, pages)
 }
 
 // AddHashed is Add for a caller that has the digests (x.Hash or
-// x.HashBytes of each key) and entry offsets already, in two slices of one
-// length. The index keeps hashes. A file of the same name is replaced
+// x.HashBytes of each key), entry offsets and page numbers already, in three
+// slices of one length. The index keeps hashes. A file of the same name is replaced
 // without a moment in which lookups find neither.
-func (x *Index) AddHashed(name string, meta Meta, hashes []uint64, ents []uint32) {
+func (x *Index) AddHashed(name string, meta Meta, hashes []uint64, ents, pages []uint32) {
 	x.wmu.Lock()
 	defer x.wmu.Unlock()
 	x.fmu.Lock()
@@ -148,11 +192,19 @@ func (x *Index) AddHashed(name string, meta Meta, hashes []uint64, ents []uint32
 	x.fmu.Unlock()
 	// Insert shard by shard; the file turns live only when every entry is
 	// in, so a lookup never sees half a file.
-	for i, h := range hashes {
-		s := x.shardOf(h)
+	order, ends := byShard(hashes, nil)
+	start := int32(0)
+	for k := range ends {
+		if ends[k] == start {
+			continue
+		}
+		s := &x.shard[k]
 		s.mu.Lock()
-		s.insert(slot{hash: h, file: id, ent: ents[i]})
+		for _, i := range order[start:ends[k]] {
+			s.insert(makeSlot(hashes[i], id, ents[i], pages[i]))
+		}
 		s.mu.Unlock()
+		start = ends[k]
 	}
 	x.fmu.Lock()
 	old, replaced := x.names[name]
@@ -237,11 +289,19 @@ func (x *Index) drop(id uint32) {
 	f := x.files[id]
 	x.files[id] = file{} // not live: lookups skip its entries from now on
 	x.fmu.Unlock()
-	for _, h := range f.hashes {
-		s := x.shardOf(h)
+	order, ends := byShard(f.hashes, nil)
+	start := int32(0)
+	for k := range ends {
+		if ends[k] == start {
+			continue
+		}
+		s := &x.shard[k]
 		s.mu.Lock()
-		s.remove(h, func(sl slot) bool { return sl.file == id })
+		for _, i := range order[start:ends[k]] {
+			s.remove(f.hashes[i], func(sl slot) bool { return sl.file == id })
+		}
 		s.mu.Unlock()
+		start = ends[k]
 	}
 	x.fmu.Lock()
 	x.free = append(x.free, id)
@@ -254,7 +314,7 @@ func (x *Index) Drop(hash uint64, ref Ref) {
 	s := x.shardOf(hash)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.remove(hash, func(sl slot) bool { return sl.file == ref.File && sl.ent == ref.Ent })
+	s.remove(hash, func(sl slot) bool { return sl.file == ref.File && sl.ent == ref.Ent && sl.page == ref.Page })
 }
 
 // Lookup finds a copy of each key, whose digest is hashes[i], and stores
@@ -265,39 +325,54 @@ func (x *Index) Drop(hash uint64, ref Ref) {
 // found. Lookup allocates nothing.
 func (x *Index) Lookup(hashes []uint64, fp uint64, refs []Ref, skip func(i int, r Ref) bool) int {
 	found := 0
+	buf := orderPool.Get().(*[]int32)
+	order, ends := byShard(hashes, *buf)
 	x.fmu.RLock()
-	defer x.fmu.RUnlock()
-	for i, h := range hashes {
-		s := x.shardOf(h)
+	start := int32(0)
+	for k := range ends {
+		if ends[k] == start {
+			continue
+		}
+		s := &x.shard[k]
 		s.mu.RLock()
-		best := Ref{}
-		for p := s.start(h); ; p = (p + 1) & s.mask {
-			sl := &s.slots[p]
-			if sl.file == 0 {
-				break
-			}
-			if sl.hash != h || !x.files[sl.file].live {
-				continue
-			}
-			r := Ref{File: sl.file, Ent: sl.ent}
-			if skip != nil && skip(i, r) {
-				continue
-			}
-			if x.files[sl.file].meta.FP == fp {
-				best = r
-				break
-			}
-			if best.File == 0 {
-				best = r
+		for _, i := range order[start:ends[k]] {
+			refs[i] = x.find(s, hashes[i], fp, int(i), skip)
+			if refs[i].File != 0 {
+				found++
 			}
 		}
 		s.mu.RUnlock()
-		refs[i] = best
-		if best.File != 0 {
-			found++
+		start = ends[k]
+	}
+	x.fmu.RUnlock()
+	*buf = order
+	orderPool.Put(buf)
+	return found
+}
+
+// find returns the copy of the key with digest h that Lookup would. The
+// caller holds x.fmu and s.mu shared.
+func (x *Index) find(s *shard, h uint64, fp uint64, i int, skip func(i int, r Ref) bool) Ref {
+	best := Ref{}
+	for p := s.start(h); ; p = (p + 1) & s.mask {
+		sl := &s.slots[p]
+		if sl.file == 0 {
+			return best
+		}
+		if sl.lo != uint32(h) || sl.hi != uint32(h>>32) || !x.files[sl.file].live {
+			continue
+		}
+		r := Ref{File: sl.file, Ent: sl.ent, Page: sl.page}
+		if skip != nil && skip(i, r) {
+			continue
+		}
+		if x.files[sl.file].meta.FP == fp {
+			return r
+		}
+		if best.File == 0 {
+			best = r
 		}
 	}
-	return found
 }
 
 // Meta returns the metadata of the files of refs, refs[i] into metas[i],

@@ -13,7 +13,7 @@ import (
 func entries(prefix string, n int) []Entry {
 	out := make([]Entry, n)
 	for i := range out {
-		out[i] = Entry{Key: fmt.Sprint(prefix, i), Ent: uint32(100 * i)}
+		out[i] = Entry{Key: fmt.Sprint(prefix, i), Ent: uint32(100 * i), Page: uint32(i)}
 	}
 	return out
 }
@@ -193,7 +193,7 @@ func checkTable(t *testing.T, ops []byte) {
 		h := uint64(minSlots-3) + uint64(op&7)*uint64(1+op&0x10) // homes near and past the wrap
 		ent := uint32(op>>3) & 3
 		if op&0x80 == 0 {
-			s.insert(slot{hash: h, file: 1, ent: ent})
+			s.insert(makeSlot(h, 1, ent, 0))
 			model[key{h, ent}]++
 		} else {
 			s.remove(h, func(sl slot) bool { return sl.ent == ent })
@@ -204,7 +204,7 @@ func checkTable(t *testing.T, ops []byte) {
 			total += n
 			got := 0
 			for p := s.start(k.hash); s.slots[p].file != 0; p = (p + 1) & s.mask {
-				if sl := s.slots[p]; sl.hash == k.hash && sl.ent == k.ent {
+				if sl := s.slots[p]; sl.hash() == k.hash && sl.ent == k.ent {
 					got++
 				}
 			}
@@ -245,11 +245,12 @@ func addFiles(x *Index, files, per int) {
 	for f := range files {
 		hashes := make([]uint64, per)
 		ents := make([]uint32, per)
+		pages := make([]uint32, per)
 		for i := range per {
 			hashes[i] = x.Hash(fmt.Sprintf("%064x", f*per+i))
-			ents[i] = uint32(i * 86)
+			ents[i], pages[i] = uint32(i*86), uint32(i)
 		}
-		x.AddHashed(fmt.Sprintf("b%016x_model_0_1.batch.bin", f), Meta{FP: 1, PageLen: 512}, hashes, ents)
+		x.AddHashed(fmt.Sprintf("b%016x_model_0_1.batch.bin", f), Meta{FP: 1, PageLen: 512}, hashes, ents, pages)
 	}
 }
 

@@ -2,13 +2,22 @@ package index
 
 import "sync"
 
-// slot is one key copy: 16 bytes, no pointers, so the garbage collector
+// slot is one key copy: 20 bytes, no pointers, so the garbage collector
 // never scans a table however many pages it indexes. File 0 marks an empty
-// slot.
+// slot. The digest is split in two halves to keep the slot 4-byte aligned.
 type slot struct {
-	hash uint64
-	file uint32
-	ent  uint32
+	lo, hi uint32 // the key's digest
+	file   uint32
+	ent    uint32
+	page   uint32
+}
+
+// hash returns the slot's digest.
+func (sl *slot) hash() uint64 { return uint64(sl.hi)<<32 | uint64(sl.lo) }
+
+// makeSlot returns the slot of a copy.
+func makeSlot(h uint64, file, ent, page uint32) slot {
+	return slot{lo: uint32(h), hi: uint32(h >> 32), file: file, ent: ent, page: page}
 }
 
 // shard is an open-addressing table with linear probing, grown by doubling
@@ -20,7 +29,7 @@ type shard struct {
 	slots []slot
 	mask  uint64
 	count int
-	_     [40]byte // keeps neighbouring shards' locks off one cache line
+	_     [64]byte // keeps neighbouring shards' locks off one cache line
 }
 
 // minSlots is the size of an empty shard's table.
@@ -41,7 +50,7 @@ func (s *shard) insert(sl slot) {
 	if (s.count+1)*8 > len(s.slots)*7 {
 		s.grow()
 	}
-	p := s.start(sl.hash)
+	p := s.start(sl.hash())
 	for s.slots[p].file != 0 {
 		p = (p + 1) & s.mask
 	}
@@ -58,7 +67,7 @@ func (s *shard) grow() {
 		if sl.file == 0 {
 			continue
 		}
-		p := s.start(sl.hash)
+		p := s.start(sl.hash())
 		for s.slots[p].file != 0 {
 			p = (p + 1) & s.mask
 		}
@@ -72,7 +81,7 @@ func (s *shard) grow() {
 func (s *shard) remove(h uint64, match func(slot) bool) {
 	p := s.start(h)
 	for s.slots[p].file != 0 {
-		if sl := s.slots[p]; sl.hash == h && match(sl) {
+		if sl := s.slots[p]; sl.hash() == h && match(sl) {
 			s.deleteAt(p)
 			continue // p now holds the next slot of the run
 		}
@@ -89,7 +98,7 @@ func (s *shard) deleteAt(p uint64) {
 	s.count--
 	hole := p
 	for q := (p + 1) & s.mask; s.slots[q].file != 0; q = (q + 1) & s.mask {
-		home := s.start(s.slots[q].hash)
+		home := s.start(s.slots[q].hash())
 		// The slot at q may fill the hole unless its home lies cyclically
 		// in (hole, q].
 		if (q-home)&s.mask >= (q-hole)&s.mask {
@@ -110,7 +119,7 @@ func (s *shard) shrink() {
 		if sl.file == 0 {
 			continue
 		}
-		p := s.start(sl.hash)
+		p := s.start(sl.hash())
 		for s.slots[p].file != 0 {
 			p = (p + 1) & s.mask
 		}
