@@ -173,6 +173,7 @@ type scratch struct {
 	runs   []readRun
 	files  []fileRead
 	slots  []uint64 // bitmap of destination pages
+	bufs   [][]byte // the page buffers of the call's keys
 }
 
 var scratchPool = sync.Pool{New: func() any { return new(scratch) }}
@@ -196,7 +197,7 @@ func getScratch(n int) *scratch {
 
 // putScratch returns sc to the pool, unless it grew too large to keep.
 func putScratch(sc *scratch) {
-	if cap(sc.hashes) > 1<<16 || cap(sc.ibuf) > 8<<20 {
+	if cap(sc.hashes) > 1<<16 || cap(sc.ibuf) > 8<<20 || cap(sc.bufs) > 1<<18 {
 		return
 	}
 	clear(sc.iov[:cap(sc.iov)]) // drop references to pool memory

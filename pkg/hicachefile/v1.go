@@ -17,9 +17,9 @@ import (
 // arguments, and returns the registered pool and the page buffers of
 // hostIndices, bpp per key in GetPageBufferMeta order. Of each key's
 // PageSize slots it checks the first and the last (hostcache's
-// BatchPageBuffers), as SGLang reads only the first. On success the call
+// AppendPageBuffers, into sc), as SGLang reads only the first. On success the call
 // holds s.life and must release it with s.life.RUnlock.
-func (s *Store) v1Begin(keys []string, hostIndices []int64) (*poolInfo, [][]byte, error) {
+func (s *Store) v1Begin(keys []string, hostIndices []int64, sc *scratch) (*poolInfo, [][]byte, error) {
 	if err := s.enter(); err != nil {
 		return nil, nil, err
 	}
@@ -33,8 +33,10 @@ func (s *Store) v1Begin(keys []string, hostIndices []int64) (*poolInfo, [][]byte
 		err = fmt.Errorf("%w: %d keys need %d host indices (page size %d), got %d",
 			ErrLength, len(keys), len(keys)*pi.ps, pi.ps, len(hostIndices))
 	default:
-		if bufs, err = pi.pool.BatchPageBuffers(hostIndices); err != nil {
+		if bufs, err = pi.pool.AppendPageBuffers(sc.bufs[:0], hostIndices); err != nil {
 			err = fmt.Errorf("hicachefile: %w", err)
+		} else {
+			sc.bufs = bufs
 		}
 	}
 	if err != nil {
@@ -76,13 +78,13 @@ const (
 // rename.
 func (s *Store) BatchSetV1(keys []string, hostIndices []int64) ([]bool, error) {
 	ok := make([]bool, len(keys))
-	pi, bufs, err := s.v1Begin(keys, hostIndices)
+	sc := getScratch(len(keys))
+	defer putScratch(sc)
+	pi, bufs, err := s.v1Begin(keys, hostIndices, sc)
 	if err != nil {
 		return ok, err
 	}
 	defer s.life.RUnlock()
-	sc := getScratch(len(keys))
-	defer putScratch(sc)
 
 	// The distinct valid keys, each at its first position: a small
 	// open-addressing table of positions by digest. A repeat records its

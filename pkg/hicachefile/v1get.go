@@ -1,12 +1,14 @@
 package hicachefile
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
 	"math"
+	"math/bits"
 	"strings"
-	"sync/atomic"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 
@@ -37,13 +39,13 @@ import (
 // every key is found.
 func (s *Store) BatchGetV1(keys []string, hostIndices []int64) ([]bool, error) {
 	ok := make([]bool, len(keys))
-	pi, bufs, err := s.v1Begin(keys, hostIndices)
+	sc := getScratch(len(keys))
+	defer putScratch(sc)
+	pi, bufs, err := s.v1Begin(keys, hostIndices, sc)
 	if err != nil {
 		return ok, err
 	}
 	defer s.life.RUnlock()
-	sc := getScratch(len(keys))
-	defer putScratch(sc)
 	if err := sc.distinctSlots(hostIndices, pi); err != nil {
 		return ok, err
 	}
@@ -116,6 +118,16 @@ const maxCopies = 4
 // page, with a bitmap of the pool's pages.
 func (sc *scratch) distinctSlots(hostIndices []int64, pi *poolInfo) error {
 	words := (pi.pages + 63) / 64
+	shift := -1 // page = slot >> shift when the page size is a power of two
+	if pi.ps&(pi.ps-1) == 0 {
+		shift = bits.TrailingZeros(uint(pi.ps))
+	}
+	pageOf := func(slot int64) int64 {
+		if shift >= 0 {
+			return slot >> shift
+		}
+		return slot / int64(pi.ps)
+	}
 	if cap(sc.slots) < words {
 		sc.slots = make([]uint64, words)
 	}
@@ -124,7 +136,7 @@ func (sc *scratch) distinctSlots(hostIndices []int64, pi *poolInfo) error {
 	n := len(hostIndices) / pi.ps
 	i := 0
 	for ; i < n; i++ {
-		pg := hostIndices[i*pi.ps] / int64(pi.ps)
+		pg := pageOf(hostIndices[i*pi.ps])
 		if bm[pg/64]&(1<<(pg%64)) != 0 {
 			err = fmt.Errorf("%w: slot %d is the destination of two keys", ErrLength, hostIndices[i*pi.ps])
 			break
@@ -132,7 +144,7 @@ func (sc *scratch) distinctSlots(hostIndices []int64, pi *poolInfo) error {
 		bm[pg/64] |= 1 << (pg % 64)
 	}
 	for j := range i {
-		pg := hostIndices[j*pi.ps] / int64(pi.ps)
+		pg := pageOf(hostIndices[j*pi.ps])
 		bm[pg/64] = 0
 	}
 	return err
@@ -257,7 +269,6 @@ func (s *Store) readFiles(pi *poolInfo, keys []string, bufs [][]byte, sc *scratc
 	if total == 0 {
 		return
 	}
-	var hit atomic.Int64
 	if s.workers <= 1 || int64(total)*pi.pageLen < 2*minPieceBytes {
 		w := window{iov: sc.iov, owner: sc.owner}
 		for _, r := range runs {
@@ -284,10 +295,11 @@ func (s *Store) readFiles(pi *poolInfo, keys []string, bufs [][]byte, sc *scratc
 			s.readRun(pi, bufs, sc, pieces[p], new(window))
 		})
 	}
+	hits := 0
 	for f := range files {
-		s.verifyFile(pi, keys, sc, &files[f], ok, &hit)
+		hits += s.verifyFile(pi, keys, sc, &files[f], ok)
 	}
-	if s.lru.on && hit.Load() > 0 {
+	if s.lru.on && hits > 0 {
 		for _, f := range files {
 			if name, _, ok := s.idx.File(sc.refs[f.group[0]].File); ok {
 				s.lru.touch(fileID{name: name})
@@ -399,12 +411,18 @@ func (s *Store) readRun(pi *poolInfo, bufs [][]byte, sc *scratch, r readRun, w *
 			return s.sys.preadv(r.fd, b, off)
 		}
 	}
-	var small [64]uint32
-	var got []uint32
-	if len(r.pages) > len(small) {
-		got = make([]uint32, len(r.pages))
-	} else {
-		got = small[:len(r.pages)]
+	// The CRCs go straight to sc.crcs when the run's keys are consecutive,
+	// as a batch's are.
+	p0, n := int(r.pages[0]), len(r.pages)
+	got := sc.crcs[p0 : p0+1]
+	for j, i := range r.pages {
+		if int(i) != p0+j {
+			got = make([]uint32, n)
+			break
+		}
+	}
+	if len(got) == 1 && n > 1 {
+		got = sc.crcs[p0 : p0+n]
 	}
 	err := checksummed(len(r.pages), page, got, off, false, w, r.tail, read)
 	if err != nil {
@@ -432,28 +450,30 @@ func (s *Store) readRun(pi *poolInfo, bufs [][]byte, sc *scratch, r readRun, w *
 		return
 	}
 	s.stats.directBytes.Add(direct)
-	for j, i := range r.pages {
-		sc.crcs[i] = got[j]
+	if &got[0] != &sc.crcs[p0] {
+		for j, i := range r.pages {
+			sc.crcs[i] = got[j]
+		}
 	}
 }
 
 // verifyFile checks each key read from the file f against its entry in
 // the file's own index (the full key, the page's offset and length) and its
 // page against the entry's CRC32C, and settles it: ok, or its copy dropped
-// as bad.
-func (s *Store) verifyFile(pi *poolInfo, keys []string, sc *scratch, f *fileRead, ok []bool, hit *atomic.Int64) {
+// as bad. It returns how many keys it found good.
+func (s *Store) verifyFile(pi *poolInfo, keys []string, sc *scratch, f *fileRead, ok []bool) int {
 	if f.err != nil {
 		s.failGroup(f.group, sc, f.err)
-		return
+		return 0
 	}
+	hits := 0
 	for _, i := range f.group {
 		if sc.state[i] != stRead {
 			continue // failed its read
 		}
-		e := int64(sc.refs[i].Ent) - f.base
-		key, off, length, crc, err := decodeEntry(f.ents[e:], math.MaxInt64)
+		key, off, length, crc, good := entryAt(f.ents, int64(sc.refs[i].Ent)-f.base, len(keys[i]))
 		switch {
-		case err != nil || string(key) != keys[i] || off != sc.offs[i] || length != pi.pageLen:
+		case !good || key != keys[i] || off != sc.offs[i] || length != pi.pageLen:
 			// Another key with the same digest, or a file rewritten in
 			// place: this copy is not the key's.
 			sc.state[i] = stBadCopy
@@ -463,11 +483,28 @@ func (s *Store) verifyFile(pi *poolInfo, keys []string, sc *scratch, f *fileRead
 		default:
 			ok[i] = true
 			sc.state[i] = stDone
-			hit.Add(1)
+			hits++
 			continue
 		}
 		s.idx.Drop(sc.hashes[i], sc.refs[i])
 	}
+	return hits
+}
+
+// entryAt decodes the index entry at e in ents of a key of keyLen bytes,
+// without checking more than its bounds: verifyFile compares it with the
+// key asked for, which checkKey passed.
+func entryAt(ents []byte, e int64, keyLen int) (key string, off, length int64, crc uint32, ok bool) {
+	if e < 0 || e+entryFixed+int64(keyLen) > int64(len(ents)) {
+		return "", 0, 0, 0, false
+	}
+	b := ents[e:]
+	if int(binary.LittleEndian.Uint16(b)) != keyLen {
+		return "", 0, 0, 0, false
+	}
+	rest := b[2+keyLen:]
+	return unsafe.String(&b[2], keyLen), int64(binary.LittleEndian.Uint64(rest)),
+		int64(binary.LittleEndian.Uint64(rest[8:])), binary.LittleEndian.Uint32(rest[16:]), true
 }
 
 // sortByRef sorts key positions by their copy's file, then page. Keys of

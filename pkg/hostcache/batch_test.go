@@ -9,9 +9,9 @@ import (
 	"github.com/hicache-go/hicache/pkg/hostcache"
 )
 
-// TestBatchPageBuffers: BatchPageBuffers returns what PageBuffers returns
+// TestAppendPageBuffers: AppendPageBuffers appends what PageBuffers returns
 // for valid indices, and rejects a page whose first or last slot is wrong.
-func TestBatchPageBuffers(t *testing.T) {
+func TestAppendPageBuffers(t *testing.T) {
 	for _, layout := range []hostcache.Layout{hostcache.LayerFirst, hostcache.PageFirst} {
 		p, err := hostcache.New(hostcache.Config{Kind: hostcache.MHA, Layout: layout, DType: hostcache.Float16,
 			PageSize: 4, Pages: 8, LayerNum: 2, HeadNum: 1, HeadDim: 2})
@@ -24,7 +24,8 @@ func TestBatchPageBuffers(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		got, err := p.BatchPageBuffers(idx)
+		got, err := p.AppendPageBuffers(make([][]byte, 1), idx)
+		got = got[1:]
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -36,7 +37,7 @@ func TestBatchPageBuffers(t *testing.T) {
 			return out
 		}
 		if !slices.Equal(addr(got), addr(want)) {
-			t.Fatalf("%s: BatchPageBuffers differs from PageBuffers", layout)
+			t.Fatalf("%s: AppendPageBuffers differs from PageBuffers", layout)
 		}
 		for _, c := range []struct {
 			idx  []int64
@@ -47,8 +48,8 @@ func TestBatchPageBuffers(t *testing.T) {
 			{[]int64{32, 33, 34, 35}, hostcache.ErrOutOfRange},
 			{[]int64{0, 1, 2}, hostcache.ErrBadIndices},
 		} {
-			if _, err := p.BatchPageBuffers(c.idx); !errors.Is(err, c.want) {
-				t.Errorf("%s: BatchPageBuffers(%v) = %v, want %v", layout, c.idx, err, c.want)
+			if _, err := p.AppendPageBuffers(nil, c.idx); !errors.Is(err, c.want) {
+				t.Errorf("%s: AppendPageBuffers(%v) = %v, want %v", layout, c.idx, err, c.want)
 			}
 		}
 	}

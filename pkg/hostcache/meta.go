@@ -2,6 +2,7 @@ package hostcache
 
 import (
 	"fmt"
+	"slices"
 	"unsafe"
 )
 
@@ -62,23 +63,25 @@ func (p *Pool) FlatPageBuffers(indices []int64) ([][]byte, error) {
 	return p.buffers(indices, flatOrder)
 }
 
-// BatchPageBuffers returns the buffers PageBuffers returns, but checks of
-// each page's PageSize slots only the first (in range, on a page boundary)
-// and the last (PageSize-1 after the first), and takes the slots between
-// to follow: SGLang's get_page_buffer_meta reads only the first. It is for
-// callers that move whole batches of pages, for whom reading every slot
-// number costs more than the copy of a small page.
-func (p *Pool) BatchPageBuffers(indices []int64) ([][]byte, error) {
-	return p.buffersChecked(indices, pointerOrder, true)
+// AppendPageBuffers appends to dst the buffers PageBuffers returns and
+// returns the extended slice, but checks of each page's PageSize slots only
+// the first (in range, on a page boundary) and the last (PageSize-1 after
+// the first), and takes the slots between to follow: SGLang's
+// get_page_buffer_meta reads only the first. It is for callers that move
+// whole batches of pages, for whom reading every slot number, or a new
+// slice per call, costs more than the copy of a small page. On error dst
+// holds unspecified buffers.
+func (p *Pool) AppendPageBuffers(dst [][]byte, indices []int64) ([][]byte, error) {
+	return p.buffersChecked(dst, indices, pointerOrder, true)
 }
 
 func (p *Pool) buffers(indices []int64, o order) ([][]byte, error) {
-	return p.buffersChecked(indices, o, false)
+	return p.buffersChecked(nil, indices, o, false)
 }
 
-// buffersChecked returns the buffers of the pages in indices in order o;
-// ends checks only each page's first and last slot.
-func (p *Pool) buffersChecked(indices []int64, o order, ends bool) ([][]byte, error) {
+// buffersChecked appends to dst the buffers of the pages in indices in
+// order o; ends checks only each page's first and last slot.
+func (p *Pool) buffersChecked(dst [][]byte, indices []int64, o order, ends bool) ([][]byte, error) {
 	p.mu.RLock()
 	defer p.mu.RUnlock()
 	if p.mem == nil {
@@ -90,8 +93,7 @@ func (p *Pool) buffersChecked(indices []int64, o order, ends bool) ([][]byte, er
 	}
 	// Straight to slices, page by page: no list of starts or segments in
 	// between, since V1 storage calls this on every batch.
-	bpp := p.g.buffersPerPage()
-	out := make([][]byte, 0, len(indices)/ps*bpp)
+	out := slices.Grow(dst, len(indices)/ps*p.g.buffersPerPage())
 	var small [2]segment
 	one := small[:0]
 	for i := 0; i < len(indices); i += ps {
@@ -109,6 +111,17 @@ func (p *Pool) buffersChecked(indices []int64, o order, ends bool) ([][]byte, er
 		}
 		if err != nil {
 			return nil, err
+		}
+		if p.g.layout != LayerFirst {
+			// A page's layers lie together: K, and V half a buffer on
+			// (appendSegments, without the list).
+			k, n := first*p.g.layers*p.g.row, p.g.layers*p.g.ps*p.g.row
+			out = append(out, p.mem[k:k+n:k+n])
+			if p.g.halves == 2 {
+				v := k + p.g.vOffset
+				out = append(out, p.mem[v:v+n:v+n])
+			}
+			continue
 		}
 		one = p.g.appendSegments(one[:0], first, o)
 		for _, s := range one {

@@ -59,7 +59,7 @@ type Ref struct {
 type file struct {
 	name   string
 	meta   Meta
-	hashes []uint64 // digest of each key added, to find them when the file goes
+	los    []uint32 // low half of the digest of each key added, to find them when the file goes
 	live   bool
 }
 
@@ -71,7 +71,9 @@ const shardBits = 4
 // shards is the number of table shards.
 const shards = 1 << shardBits
 
-// Index maps key digests to copies in batch files. The zero value is not
+// Index maps key digests to copies in batch files. Per page it keeps a
+// 20-byte slot in a table at most 3/4 full, and 4 bytes in its file's list:
+// between 31 and 57 bytes, depending on how full the tables are. The zero value is not
 // usable; call New.
 type Index struct {
 	seed maphash.Seed
@@ -175,7 +177,7 @@ func (x *Index) Add(name string, meta Meta, entries []Entry, hashes []uint64) {
 
 // AddHashed is Add for a caller that has the digests (x.Hash or
 // x.HashBytes of each key), entry offsets and page numbers already, in three
-// slices of one length. The index keeps hashes. A file of the same name is replaced
+// slices of one length. A file of the same name is replaced
 // without a moment in which lookups find neither.
 func (x *Index) AddHashed(name string, meta Meta, hashes []uint64, ents, pages []uint32) {
 	x.wmu.Lock()
@@ -188,7 +190,11 @@ func (x *Index) AddHashed(name string, meta Meta, hashes []uint64, ents, pages [
 		id = uint32(len(x.files))
 		x.files = append(x.files, file{})
 	}
-	x.files[id] = file{name: name, meta: meta, hashes: hashes}
+	los := make([]uint32, len(hashes))
+	for i, h := range hashes {
+		los[i] = uint32(h)
+	}
+	x.files[id] = file{name: name, meta: meta, los: los}
 	x.fmu.Unlock()
 	// Insert shard by shard; the file turns live only when every entry is
 	// in, so a lookup never sees half a file.
@@ -289,19 +295,17 @@ func (x *Index) drop(id uint32) {
 	f := x.files[id]
 	x.files[id] = file{} // not live: lookups skip its entries from now on
 	x.fmu.Unlock()
-	order, ends := byShard(f.hashes, nil)
-	start := int32(0)
-	for k := range ends {
-		if ends[k] == start {
-			continue
+	// Only the low halves of the digests are kept, which do not say the
+	// shard: look in each.
+	if len(f.los) > 0 {
+		for k := range x.shard {
+			s := &x.shard[k]
+			s.mu.Lock()
+			for _, lo := range f.los {
+				s.removeLo(lo, id)
+			}
+			s.mu.Unlock()
 		}
-		s := &x.shard[k]
-		s.mu.Lock()
-		for _, i := range order[start:ends[k]] {
-			s.remove(f.hashes[i], func(sl slot) bool { return sl.file == id })
-		}
-		s.mu.Unlock()
-		start = ends[k]
 	}
 	x.fmu.Lock()
 	x.free = append(x.free, id)
