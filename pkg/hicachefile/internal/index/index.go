@@ -57,10 +57,10 @@ type Ref struct {
 
 // file is what the index keeps per batch file.
 type file struct {
-	name   string
-	meta   Meta
-	los    []uint32 // low half of the digest of each key added, to find them when the file goes
-	live   bool
+	name string
+	meta Meta
+	los  []uint32 // low half of the digest of each key added, to find them when the file goes
+	live bool
 }
 
 // shardBits is log2 of the number of table shards. Calls visit the shards
