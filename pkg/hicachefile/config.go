@@ -56,6 +56,13 @@ type Config struct {
 	// total fits, sparing the files the write just made. A batch file goes
 	// whole. 0 means no bound.
 	MaxBytes int64
+	// MinFreeBytes, SGLang's min_free_space, makes eviction also keep the
+	// file system's free space (statvfs, as available to this user) at or
+	// above this many bytes, by removing the least recently used files.
+	// With it or MaxBytes set, a write that meets ENOSPC or EDQUOT while
+	// the store holds files it can evict removes enough of them and tries
+	// once more. 0 means no bound.
+	MinFreeBytes int64
 	// DirectIO makes BatchGetV1 read pages from batch files with O_DIRECT,
 	// straight from the device into pool memory, bypassing the page cache:
 	// for a cache larger than RAM, or to measure the disk itself. A read
@@ -121,6 +128,8 @@ func (c Config) Validate() error {
 		return bad("IOWorkers is %d, must not be negative", c.IOWorkers)
 	case c.MaxBytes < 0:
 		return bad("MaxBytes is %d, must not be negative", c.MaxBytes)
+	case c.MinFreeBytes < 0:
+		return bad("MinFreeBytes is %d, must not be negative", c.MinFreeBytes)
 	case c.MaxBatchFileBytes < 0:
 		return bad("MaxBatchFileBytes is %d, must not be negative", c.MaxBatchFileBytes)
 	case 1+tokenHex+len(c.suffix())+len(batchExt) > maxName:

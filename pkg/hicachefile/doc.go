@@ -48,8 +48,9 @@
 // # V1 batch format
 //
 // A batch file holds the pages of one BatchSetV1 call, or of one
-// MaxBatchFileBytes chunk of it, then an index, then a fixed trailer. All
-// integers are little-endian; CRC32C is the Castagnoli polynomial.
+// MaxBatchFileBytes chunk of it, then an index, then the writer's identity,
+// then a fixed trailer. All integers are little-endian; CRC32C is the
+// Castagnoli polynomial. This is format version 2.
 //
 //	offset 0          payload: page 0, page 1, ... back to back. A page is
 //	                  its pool buffers in GetPageBufferMeta order (for MHA
@@ -63,19 +64,35 @@
 //	                    length  u64   bytes of the page
 //	                    crc     u32   CRC32C of the page bytes
 //	                  (22 + len(key) bytes per entry: see IndexSize)
-//	size-48           trailer, TrailerSize = 48 bytes:
+//	indexOff+indexLen identity of the writing store (see IdentitySize):
+//	                    [0:4]   TPRank  u32
+//	                    [4:8]   TPSize  u32
+//	                    [8:12]  PPRank  u32
+//	                    [12:16] PPSize  u32
+//	                    [16]    flags   u8, bit 0: IsMLA
+//	                    [17:19] modelLen u16
+//	                    [19:]   ModelName, modelLen bytes, as configured
+//	size-56           trailer, TrailerSize = 56 bytes:
 //	                    [0:8]   magic "HCBATCH1"
-//	                    [8:12]  format version, 1
+//	                    [8:12]  format version, 2
 //	                    [12:16] entry count
 //	                    [16:24] indexOff
-//	                    [24:32] index length in bytes
+//	                    [24:32] index length in bytes (indexLen)
 //	                    [32:36] CRC32C of the index
 //	                    [36:44] fingerprint of the writer's pool
-//	                    [44:48] CRC32C of trailer bytes [0:44]
+//	                    [44:48] identity length in bytes (19 + modelLen)
+//	                    [48:52] CRC32C of the identity
+//	                    [52:56] CRC32C of trailer bytes [0:52]
 //
-// So a batch file of n pages with keys K is n*PageBytes + IndexSize(K) +
+// A reader finds the trailer at the end, and the identity just before it
+// from its length. So a batch file of n pages with keys K written by a
+// store of model M is n*PageBytes + IndexSize(K) + IdentitySize(M) +
 // TrailerSize bytes. The fingerprint is a 64-bit FNV-1a hash of the pool's
-// kind, dtype, layout, page size, shape and buffer sizes.
+// kind, dtype, layout, page size, shape and buffer sizes. A page is served
+// only when both match the reading store: the fingerprint its registered
+// pool's, and the identity its own (model name, PP rank and size, MLA, and
+// TP rank and size unless MLA, whose KV is the same on every TP rank).
+// Files of version 1 (a 48-byte trailer, no identity) are skipped.
 //
 // # The index
 //
@@ -98,10 +115,16 @@
 // Exists, BatchExists, BatchSetV1 and Locate also check that the files of
 // the keys they found still exist. A batch file whose index could not be
 // read for a passing reason (EMFILE, EIO) is tried again at the next miss.
-// A miss also checks that v1S/ is still the directory the store holds open:
-// after an operator removes or moves it, the store reopens the directory
-// now at the path (creating it if need be) and lists it. Stats.Listings
-// counts the listings.
+// The store also follows Dir and v1S/ themselves: after an operator removes
+// or moves either (rm -rf Dir; mv Dir Dir.old && mkdir Dir), it reopens the
+// directories now at the paths, creating them if need be, and lists them,
+// so that writes through either interface land at the path Dir. With
+// inotify, a watch on Dir tells it so, at no cost when nothing changed;
+// without (and on network file systems), a miss and every write call of the
+// copy interface stat both paths, once per call, never per key. A watch does
+// not see a parent of Dir replaced; use NoWatch where that happens. A
+// directory descriptor swapped out is closed as soon as no call is in
+// progress. Stats.Listings counts the listings.
 //
 // # Bad files
 //
@@ -113,8 +136,9 @@
 // a truncated file, makes only its own key false and is dropped from the
 // index; its good neighbours in the same file still load. A page whose
 // fingerprint differs from the registered pool's (another dtype, layout or
-// shape) is a miss counted in Stats.Mismatch and is never read into the
-// pool. BatchGetV1 reads a page into the pool before it can verify it, so
+// shape), or whose file another store wrote (another model, TP rank or PP
+// rank, renamed in place of one of ours), is a miss counted in
+// Stats.Mismatch and is never read into the pool. BatchGetV1 reads a page into the pool before it can verify it, so
 // the slots of a key reported false hold unspecified bytes.
 //
 // Every file the store reads is opened with O_NONBLOCK|O_NOFOLLOW|O_CLOEXEC
@@ -123,6 +147,12 @@
 // (the default directory is under /tmp) never blocks a call: it is a miss,
 // counted in Stats.SpecialFiles. New skips it, and Clear removes it without
 // opening it.
+//
+// A call holds at most 16 batch files open at once (32 descriptors with
+// DirectIO), whatever its size, and reads the next files after closing
+// those. An open that fails with EMFILE or ENFILE is retried after waits
+// of 1, 2, 4, ... 64 ms; if the descriptors stay exhausted, the read calls
+// return that error rather than reporting the key missing.
 //
 // # Capacity
 //
@@ -137,6 +167,13 @@
 // and is passed over: the next file goes instead, so one stuck file never
 // wedges eviction. Each process keeps its own order; a page another process
 // evicts is a miss here. Stats.Evicted and EvictedBytes count what went.
+//
+// With Config.MinFreeBytes (SGLang's min_free_space), eviction also removes
+// least recently used files until the file system (statfs, the space
+// available to this user) has that many bytes free. With MaxBytes or
+// MinFreeBytes set, a write that meets ENOSPC or EDQUOT while the store
+// holds files it may evict removes at least as many bytes of them as the
+// write needs and tries once more; with neither, the error is returned.
 //
 // # Direct I/O
 //
@@ -154,10 +191,25 @@
 // # Durability
 //
 // Every file is written under a temp name and renamed into place, so readers
-// in any process see a whole file or none. With Config.Sync, each file is
-// fdatasync'ed before its rename and the directory fsync'ed after it;
-// without, a crash may lose recent pages but never leaves a partial one
-// under a final name.
+// in any process see a whole file or none. A writer holds an OFD write
+// lock (fcntl F_OFD_SETLK) on its temp file from creating it until after
+// the rename; the kernel drops it when the writer dies. New, and eviction
+// (at most once a second, when over MaxBytes or MinFreeBytes, or when a
+// write met a full disk), remove the temp files of this store's suffix
+// whose OFD read lock they can take, however young: those of dead writers,
+// in any process. While a reclaim holds that lock no writer can take its
+// own, so a writer caught between its create and its lock starts over
+// under another name, or, if its file went, writes it again. Where the
+// file system refuses locks, and for SGLang's own temp files
+// (<key>S.bin.tmp.<pid>.<tid>.<uuid>, which carry none), a temp file goes
+// once its mtime is 10 minutes old, so a writer that takes longer than that
+// to write one file there may lose it and fail. Stats.ReclaimedTemps counts
+// them. The temp files being written, by this store and (as of the last
+// such pass) by live writers elsewhere, count toward MaxBytes.
+//
+// With Config.Sync, each file is fdatasync'ed before its rename and the
+// directory fsync'ed after it; without, a crash may lose recent pages but
+// never leaves a partial one under a final name.
 //
 // # Concurrency
 //

@@ -2,6 +2,8 @@ package hicachefile
 
 import (
 	"container/heap"
+	"errors"
+	"math"
 	"sync"
 	"time"
 
@@ -59,13 +61,86 @@ type lru struct {
 	// so they count against the bound, but they are no longer candidates.
 	stuck      map[fileID]int64
 	stuckBytes int64
+	// temps holds this store's temp files being written, with their sizes
+	// (tempBytes in all), and foreignTemps the bytes of other writers' live
+	// temp files at the last reclaim: both count against the bound.
+	temps        map[string]int64
+	tempBytes    int64
+	foreignTemps int64
+	lastReclaim  time.Time
 }
 
 func (l *lru) init() {
 	l.on = true
 	l.files = make(map[fileID]*lruFile)
 	l.stuck = make(map[fileID]int64)
+	l.temps = make(map[string]int64)
 }
+
+// startTemp counts a temp file of size bytes this store began to write.
+func (l *lru) startTemp(name string, size int64) {
+	if !l.on {
+		return
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.temps[name] = size
+	l.tempBytes += size
+}
+
+// endTemp stops counting a temp file: renamed into place, or removed.
+func (l *lru) endTemp(name string) {
+	if !l.on {
+		return
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.tempBytes -= l.temps[name]
+	delete(l.temps, name)
+}
+
+// ownTemp reports whether name is a temp file this store is writing.
+func (l *lru) ownTemp(name string) bool {
+	if !l.on {
+		return false
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	_, ok := l.temps[name]
+	return ok
+}
+
+// setForeignTemps records the bytes of other writers' live temp files.
+func (l *lru) setForeignTemps(n int64) {
+	if !l.on {
+		return
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.foreignTemps = n
+}
+
+// over reports whether the bytes counted against the bound exceed limit.
+func (l *lru) over(limit int64) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.used() > limit
+}
+
+// reclaimDue reports whether eviction should look for dead writers' temp
+// files now: at most once per reclaimEvery.
+func (l *lru) reclaimDue() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if time.Since(l.lastReclaim) < reclaimEvery {
+		return false
+	}
+	l.lastReclaim = time.Now()
+	return true
+}
+
+// used is the bytes counted against the bound. The caller holds l.mu.
+func (l *lru) used() int64 { return l.total + l.stuckBytes + l.tempBytes + l.foreignTemps }
 
 // unstick stops counting id as stuck. The caller holds l.mu.
 func (l *lru) unstick(id fileID) {
@@ -161,6 +236,16 @@ func (l *lru) markStuck(f lruFile) {
 	l.stuckBytes += f.size
 }
 
+// oldest takes out of the heap, least recently used first, files of at
+// least need bytes in all (fewer if there are not so many), skipping the
+// protected ones.
+func (l *lru) oldest(need int64, protect map[fileID]bool) []lruFile {
+	l.mu.Lock()
+	limit := l.used() - need
+	l.mu.Unlock()
+	return l.victims(limit, protect)
+}
+
 // victims takes out of the heap, least recently used first, files to
 // remove until the total fits in limit, skipping the protected ones.
 func (l *lru) victims(limit int64, protect map[fileID]bool) []lruFile {
@@ -168,7 +253,7 @@ func (l *lru) victims(limit int64, protect map[fileID]bool) []lruFile {
 	defer l.mu.Unlock()
 	var out []lruFile
 	var spared []*lruFile
-	for l.total+l.stuckBytes > limit && l.heap.Len() > 0 {
+	for l.used() > limit && l.heap.Len() > 0 {
 		f := heap.Pop(&l.heap).(*lruFile)
 		if protect[f.id] {
 			spared = append(spared, f)
@@ -185,37 +270,92 @@ func (l *lru) victims(limit int64, protect map[fileID]bool) []lruFile {
 }
 
 // evict removes least recently used files until the store's files fit in
-// Config.MaxBytes, sparing the files in protect (those the calling write
-// just made). A file that cannot be removed (a read-only or NFS file
+// Config.MaxBytes, and the file system has Config.MinFreeBytes free,
+// sparing the files in protect (those the calling write just made). A file that cannot be removed (a read-only or NFS file
 // system, say) is counted in Stats.EvictErrors and passed over: it never
 // stops the files behind it from going.
 func (s *Store) evict(protect map[fileID]bool) {
 	if !s.lru.on {
 		return
 	}
-	for {
-		victims := s.lru.victims(s.cfg.MaxBytes, protect)
-		if len(victims) == 0 {
-			return
+	limit := s.cfg.MaxBytes
+	if limit == 0 {
+		limit = math.MaxInt64
+	}
+	short := func() int64 {
+		if s.cfg.MinFreeBytes == 0 {
+			return 0
 		}
-		for _, f := range victims {
-			dirfd := s.dirfd
-			if !f.id.old {
-				dirfd = s.v1fd()
-				// Forget the pages first, so that no lookup finds them
-				// while the file goes.
-				s.idx.Forget(f.id.name)
-			}
-			switch err := s.sys.Unlinkat(dirfd, f.id.name, 0); err {
-			case nil, unix.ENOENT:
-				s.stats.evicted.Add(1)
-				s.stats.evictedBytes.Add(f.size)
-			default:
-				// Still there and still taking space: the next round
-				// takes more files instead.
-				s.stats.evictErrors.Add(1)
-				s.lru.markStuck(f)
-			}
+		return s.cfg.MinFreeBytes - s.freeBytes()
+	}
+	need := short()
+	if (s.lru.over(limit) || need > 0) && s.lru.reclaimDue() {
+		// Dead writers' temp files go before anyone's pages.
+		if s.reclaimTemps() == nil && need > 0 {
+			need = short()
+		}
+	}
+	for {
+		victims := s.lru.victims(limit, protect)
+		if len(victims) == 0 {
+			break
+		}
+		s.remove(victims)
+	}
+	if need > 0 {
+		s.makeRoom(need, protect)
+	}
+}
+
+// freeBytes returns the free space of Dir's file system available to this
+// user, or MaxInt64 when statfs fails.
+func (s *Store) freeBytes() int64 {
+	var st unix.Statfs_t
+	if err := s.sys.Fstatfs(s.topfd(), &st); err != nil {
+		s.stats.errors.Add(1)
+		return math.MaxInt64
+	}
+	return int64(st.Bavail) * st.Bsize
+}
+
+// makeRoom removes least recently used files, sparing protect, until need
+// bytes of them are gone or none is left, and reports whether it removed
+// any: for MinFreeBytes, and for a write that met a full disk.
+func (s *Store) makeRoom(need int64, protect map[fileID]bool) bool {
+	if !s.lru.on {
+		return false
+	}
+	if s.lru.reclaimDue() {
+		_ = s.reclaimTemps() // may free enough; pages go below all the same
+	}
+	victims := s.lru.oldest(need, protect)
+	s.remove(victims)
+	return len(victims) > 0
+}
+
+// isNoSpace reports whether err says the file system or the user's quota
+// is full.
+func isNoSpace(err error) bool { return errors.Is(err, unix.ENOSPC) || errors.Is(err, unix.EDQUOT) }
+
+// remove deletes evicted files, counting them.
+func (s *Store) remove(victims []lruFile) {
+	for _, f := range victims {
+		dirfd := s.topfd()
+		if !f.id.old {
+			dirfd = s.v1fd()
+			// Forget the pages first, so that no lookup finds them while
+			// the file goes.
+			s.idx.Forget(f.id.name)
+		}
+		switch err := s.sys.Unlinkat(dirfd, f.id.name, 0); err {
+		case nil, unix.ENOENT:
+			s.stats.evicted.Add(1)
+			s.stats.evictedBytes.Add(f.size)
+		default:
+			// Still there and still taking space: the next round takes
+			// more files instead.
+			s.stats.evictErrors.Add(1)
+			s.lru.markStuck(f)
 		}
 	}
 }

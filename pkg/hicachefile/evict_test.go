@@ -23,9 +23,9 @@ func batchFileCount(t *testing.T, s *Store) int {
 }
 
 // oneKeyFile is the size of a batch file holding one page under a
-// two-byte key.
+// two-byte key, written by a store of model "m".
 func oneKeyFile(pageBytes int) int64 {
-	return int64(pageBytes) + IndexSize([]string{"k0"}) + TrailerSize
+	return int64(pageBytes) + IndexSize([]string{"k0"}) + IdentitySize("m") + TrailerSize
 }
 
 // TestEvictLRU: with room for three one-page batch files, a fourth write

@@ -78,6 +78,12 @@ func (f *faults) syscalls() Syscalls {
 			}
 			return unix.Unlinkat(dirfd, path, flags)
 		},
+		FcntlFlock: func(fd uintptr, cmd int, lk *unix.Flock_t) error {
+			if f.fail() {
+				return unix.EIO
+			}
+			return unix.FcntlFlock(fd, cmd, lk)
+		},
 	}
 }
 

@@ -88,6 +88,7 @@ type floor struct {
 	bpp   int
 	crcs  []uint32
 	n     int
+	ident []byte // the store's identity, written after the index as the store does
 }
 
 // write stores the pages under keys as the file name, and returns its error.
@@ -104,7 +105,7 @@ func (f *floor) write(keys []string, name string) error {
 		}
 		entries[i] = indexEntry{key: keys[i], off: int64(i) * pageLen, length: pageLen, crc: crc}
 	}
-	iov := append(f.pages[:len(f.pages):len(f.pages)], appendIndex(nil, entries, 1))
+	iov := append(f.pages[:len(f.pages):len(f.pages)], appendIndex(nil, entries, 1, f.ident))
 	tmp := filepath.Join(f.dir, "."+name+".tmp")
 	fd, err := unix.Open(tmp, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_CLOEXEC, 0o644)
 	if err != nil {
@@ -201,7 +202,7 @@ func benchFloor(b *testing.B, parent string, n int, write bool) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	fl := &floor{dir: fdir, pages: pages, bpp: p.BuffersPerPage(), n: n}
+	fl := &floor{dir: fdir, pages: pages, bpp: p.BuffersPerPage(), n: n, ident: s.ident}
 	keysOf := func(round int) []string {
 		keys := make([]string, n)
 		for i := range keys {

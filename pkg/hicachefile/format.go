@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"hash/crc32"
+	"hash/fnv"
 	"math"
 )
 
@@ -11,6 +12,7 @@ import (
 //
 //	payload   pages back to back from offset 0
 //	index     count entries: keyLen u16, key, offset u64, length u64, crc u32
+//	identity  the writing store's identity (see appendIdentity)
 //	trailer   trailerSize bytes:
 //	            magic [8]    "HCBATCH1"
 //	            version u32  formatVersion
@@ -19,13 +21,17 @@ import (
 //	            indexLen u64 length of the index in bytes
 //	            indexCRC u32 CRC32C of the index bytes
 //	            fp u64       fingerprint of the writer's pool
-//	            crc u32      CRC32C of the 44 trailer bytes before it
+//	            identLen u32 length of the identity in bytes
+//	            identCRC u32 CRC32C of the identity bytes
+//	            crc u32      CRC32C of the 52 trailer bytes before it
 const (
 	batchMagic    = "HCBATCH1"
-	formatVersion = 1
-	trailerSize   = 48
+	formatVersion = 2
+	trailerSize   = TrailerSize
 	// entryFixed is the size of an index entry without its key.
 	entryFixed = 2 + 8 + 8 + 4
+	// identityFixed is the size of an identity without its model name.
+	identityFixed = 4*4 + 1 + 2
 )
 
 // castagnoli is the CRC32C table: hardware accelerated on amd64 and arm64.
@@ -46,6 +52,8 @@ type trailer struct {
 	indexLen int64
 	indexCRC uint32
 	fp       uint64
+	identLen int64
+	identCRC uint32
 }
 
 // IndexSize returns the bytes the index of a batch file takes for keys.
@@ -57,13 +65,18 @@ func IndexSize(keys []string) int64 {
 	return n
 }
 
-// TrailerSize is the size in bytes of a batch file's trailer. A batch file
-// holding pages P with keys K is sum(len(P)) + IndexSize(K) + TrailerSize
-// bytes long.
-const TrailerSize = trailerSize
+// IdentitySize returns the bytes the writer's identity takes in a batch file
+// written by a store of the model modelName: 19 + len(modelName).
+func IdentitySize(modelName string) int64 { return identityFixed + int64(len(modelName)) }
 
-// appendIndex appends the encoded index and trailer for entries to dst.
-func appendIndex(dst []byte, entries []indexEntry, fp uint64) []byte {
+// TrailerSize is the size in bytes of a batch file's trailer. A batch file
+// holding pages P with keys K, written by a store of model M, is
+// sum(len(P)) + IndexSize(K) + IdentitySize(M) + TrailerSize bytes long.
+const TrailerSize = 56
+
+// appendIndex appends the encoded index, the identity ident and the trailer
+// for entries to dst.
+func appendIndex(dst []byte, entries []indexEntry, fp uint64, ident []byte) []byte {
 	start := len(dst)
 	var indexOff int64
 	for _, e := range entries {
@@ -75,14 +88,19 @@ func appendIndex(dst []byte, entries []indexEntry, fp uint64) []byte {
 		indexOff = max(indexOff, e.off+e.length)
 	}
 	index := dst[start:]
+	indexCRC := crc32.Checksum(index, castagnoli)
+	indexLen := len(index)
+	dst = append(dst, ident...)
 	t := len(dst)
 	dst = append(dst, batchMagic...)
 	dst = binary.LittleEndian.AppendUint32(dst, formatVersion)
 	dst = binary.LittleEndian.AppendUint32(dst, uint32(len(entries)))
 	dst = binary.LittleEndian.AppendUint64(dst, uint64(indexOff))
-	dst = binary.LittleEndian.AppendUint64(dst, uint64(len(index)))
-	dst = binary.LittleEndian.AppendUint32(dst, crc32.Checksum(index, castagnoli))
+	dst = binary.LittleEndian.AppendUint64(dst, uint64(indexLen))
+	dst = binary.LittleEndian.AppendUint32(dst, indexCRC)
 	dst = binary.LittleEndian.AppendUint64(dst, fp)
+	dst = binary.LittleEndian.AppendUint32(dst, uint32(len(ident)))
+	dst = binary.LittleEndian.AppendUint32(dst, crc32.Checksum(ident, castagnoli))
 	dst = binary.LittleEndian.AppendUint32(dst, crc32.Checksum(dst[t:], castagnoli))
 	return dst
 }
@@ -96,7 +114,7 @@ func parseTrailer(b []byte, fileSize int64) (trailer, error) {
 	if string(b[:8]) != batchMagic {
 		return trailer{}, fmt.Errorf("%w: bad magic", ErrCorrupt)
 	}
-	if got, want := binary.LittleEndian.Uint32(b[44:]), crc32.Checksum(b[:44], castagnoli); got != want {
+	if got, want := binary.LittleEndian.Uint32(b[52:]), crc32.Checksum(b[:52], castagnoli); got != want {
 		return trailer{}, fmt.Errorf("%w: trailer checksum %08x, want %08x", ErrCorrupt, got, want)
 	}
 	if v := binary.LittleEndian.Uint32(b[8:]); v != formatVersion {
@@ -108,10 +126,13 @@ func parseTrailer(b []byte, fileSize int64) (trailer, error) {
 		indexLen: int64(binary.LittleEndian.Uint64(b[24:])),
 		indexCRC: binary.LittleEndian.Uint32(b[32:]),
 		fp:       binary.LittleEndian.Uint64(b[36:]),
+		identLen: int64(binary.LittleEndian.Uint32(b[44:])),
+		identCRC: binary.LittleEndian.Uint32(b[48:]),
 	}
 	body := fileSize - trailerSize
-	if t.indexOff < 0 || t.indexLen < 0 || t.indexOff > body || t.indexLen != body-t.indexOff {
-		return trailer{}, fmt.Errorf("%w: index at %d+%d does not end at the trailer (%d)", ErrCorrupt, t.indexOff, t.indexLen, body)
+	if t.indexOff < 0 || t.indexLen < 0 || t.indexOff > body || t.indexLen > body-t.indexOff || t.identLen != body-t.indexOff-t.indexLen {
+		return trailer{}, fmt.Errorf("%w: index at %d+%d and identity of %d bytes do not end at the trailer (%d)",
+			ErrCorrupt, t.indexOff, t.indexLen, t.identLen, body)
 	}
 	if int64(t.count)*entryFixed > t.indexLen {
 		return trailer{}, fmt.Errorf("%w: %d entries cannot fit in %d index bytes", ErrCorrupt, t.count, t.indexLen)
@@ -184,4 +205,78 @@ func decodeEntry(b []byte, payload int64) (key []byte, off, length int64, crc ui
 		return nil, 0, 0, 0, fmt.Errorf("%w: entry %q at %d+%d lies outside the payload (%d bytes)", ErrCorrupt, key, off, length, payload)
 	}
 	return key, off, length, crc, nil
+}
+
+// identity is who wrote a batch file: the store's Config fields that name
+// its files.
+type identity struct {
+	model          string
+	tpRank, tpSize uint32
+	ppRank, ppSize uint32
+	mla            bool
+}
+
+// identityOf returns the identity of a store of cfg, defaults filled in.
+func identityOf(cfg Config) identity {
+	return identity{model: cfg.ModelName, tpRank: uint32(cfg.TPRank), tpSize: uint32(cfg.TPSize),
+		ppRank: uint32(cfg.PPRank), ppSize: uint32(cfg.PPSize), mla: cfg.IsMLA}
+}
+
+// appendIdentity appends the encoded identity to dst:
+//
+//	tpRank u32, tpSize u32, ppRank u32, ppSize u32,
+//	flags u8 (bit 0: MLA), modelLen u16, model modelLen bytes
+func appendIdentity(dst []byte, id identity) []byte {
+	dst = binary.LittleEndian.AppendUint32(dst, id.tpRank)
+	dst = binary.LittleEndian.AppendUint32(dst, id.tpSize)
+	dst = binary.LittleEndian.AppendUint32(dst, id.ppRank)
+	dst = binary.LittleEndian.AppendUint32(dst, id.ppSize)
+	var flags byte
+	if id.mla {
+		flags |= 1
+	}
+	dst = append(dst, flags)
+	dst = binary.LittleEndian.AppendUint16(dst, uint16(len(id.model)))
+	return append(dst, id.model...)
+}
+
+// parseIdentity decodes and checks the identity bytes described by t.
+func parseIdentity(b []byte, t trailer) (identity, error) {
+	if int64(len(b)) != t.identLen {
+		return identity{}, fmt.Errorf("%w: identity is %d bytes, trailer says %d", ErrCorrupt, len(b), t.identLen)
+	}
+	if got := crc32.Checksum(b, castagnoli); got != t.identCRC {
+		return identity{}, fmt.Errorf("%w: identity checksum %08x, want %08x", ErrCorrupt, got, t.identCRC)
+	}
+	if len(b) < identityFixed || b[16]&^1 != 0 || int(binary.LittleEndian.Uint16(b[17:])) != len(b)-identityFixed {
+		return identity{}, fmt.Errorf("%w: malformed identity of %d bytes", ErrCorrupt, len(b))
+	}
+	return identity{
+		tpRank: binary.LittleEndian.Uint32(b), tpSize: binary.LittleEndian.Uint32(b[4:]),
+		ppRank: binary.LittleEndian.Uint32(b[8:]), ppSize: binary.LittleEndian.Uint32(b[12:]),
+		mla: b[16]&1 != 0, model: string(b[identityFixed:]),
+	}, nil
+}
+
+// key returns a hash of the parts of id that must match for a store to
+// serve a page: all of them, but the TP rank and size of an MLA store,
+// whose KV is the same on every TP rank (its file names leave them out).
+func (id identity) key() uint64 {
+	if id.mla {
+		id.tpRank, id.tpSize = 0, 0
+	}
+	h := fnv.New64a()
+	fmt.Fprintf(h, "%d/%d %d/%d %t %s", id.tpRank, id.tpSize, id.ppRank, id.ppSize, id.mla, id.model)
+	return h.Sum64()
+}
+
+// matchKey combines a pool fingerprint with an identity key: the value the
+// index keeps for every copy, and a store compares with its own.
+func matchKey(fp, identKey uint64) uint64 {
+	var b [16]byte
+	binary.LittleEndian.PutUint64(b[:], fp)
+	binary.LittleEndian.PutUint64(b[8:], identKey)
+	h := fnv.New64a()
+	_, _ = h.Write(b[:])
+	return h.Sum64()
 }

@@ -11,10 +11,10 @@ import (
 // encodeFile returns a batch file: payload, then the index of entries and a
 // trailer that says the index starts at len(payload).
 func encodeFile(payload []byte, entries []indexEntry, fp uint64) []byte {
-	f := appendIndex(slices.Clone(payload), entries, fp)
+	f := appendIndex(slices.Clone(payload), entries, fp, nil)
 	t := f[len(f)-trailerSize:]
 	binary.LittleEndian.PutUint64(t[16:], uint64(len(payload)))
-	binary.LittleEndian.PutUint32(t[44:], crc32.Checksum(t[:44], castagnoli))
+	binary.LittleEndian.PutUint32(t[52:], crc32.Checksum(t[:52], castagnoli))
 	return f
 }
 
@@ -61,7 +61,8 @@ func reseal(data []byte) []byte {
 	binary.LittleEndian.PutUint64(t[16:], indexOff)
 	binary.LittleEndian.PutUint64(t[24:], body-indexOff)
 	binary.LittleEndian.PutUint32(t[32:], crc32.Checksum(d[indexOff:body], castagnoli))
-	binary.LittleEndian.PutUint32(t[44:], crc32.Checksum(t[:44], castagnoli))
+	binary.LittleEndian.PutUint64(t[44:], 0) // no identity, no identity CRC
+	binary.LittleEndian.PutUint32(t[52:], crc32.Checksum(t[:52], castagnoli))
 	return d
 }
 
@@ -175,14 +176,14 @@ func TestParseRejects(t *testing.T) {
 		{"shorter than a trailer", func(d []byte) []byte { return d[len(d)-trailerSize+1:] }},
 		{"bad magic", func(d []byte) []byte {
 			d[body] = 'X'
-			binary.LittleEndian.PutUint32(d[body+44:], crc32.Checksum(d[body:body+44], castagnoli))
+			binary.LittleEndian.PutUint32(d[body+52:], crc32.Checksum(d[body:body+52], castagnoli))
 			return d
 		}},
 		{"trailer checksum", func(d []byte) []byte { d[len(d)-1] ^= 1; return d }},
 		{"index checksum", func(d []byte) []byte { d[2*64+2] ^= 1; return d }},
-		{"version 2", func(d []byte) []byte {
-			binary.LittleEndian.PutUint32(d[body+8:], 2)
-			binary.LittleEndian.PutUint32(d[body+44:], crc32.Checksum(d[body:body+44], castagnoli))
+		{"version 1", func(d []byte) []byte {
+			binary.LittleEndian.PutUint32(d[body+8:], 1)
+			binary.LittleEndian.PutUint32(d[body+52:], crc32.Checksum(d[body:body+52], castagnoli))
 			return d
 		}},
 		{"count too large", func(d []byte) []byte {
@@ -199,7 +200,7 @@ func TestParseRejects(t *testing.T) {
 		}},
 		{"index off the trailer", func(d []byte) []byte {
 			binary.LittleEndian.PutUint64(d[body+16:], 2*64+1)
-			binary.LittleEndian.PutUint32(d[body+44:], crc32.Checksum(d[body:body+44], castagnoli))
+			binary.LittleEndian.PutUint32(d[body+52:], crc32.Checksum(d[body:body+52], castagnoli))
 			return d
 		}},
 	} {

@@ -34,7 +34,9 @@ func (x *scanState) reset(idx *index.Index) {
 // Location is where BatchSetV1 stored a key's page: Length bytes at Offset
 // in the batch file at Path, the page's buffers in GetPageBufferMeta order.
 type Location struct {
-	Path           string
+	// Path is the batch file's path.
+	Path string
+	// Offset and Length are where the page lies in the file, in bytes.
 	Offset, Length int64
 }
 
@@ -45,7 +47,7 @@ func (s *Store) Locate(key string) (Location, bool) {
 	if s.enter() != nil {
 		return Location{}, false
 	}
-	defer s.life.RUnlock()
+	defer s.leave()
 	if s.checkKey(key) != nil {
 		return Location{}, false
 	}
@@ -258,21 +260,28 @@ func (s *Store) loadIndex(name string, buf *[]byte) (f loaded) {
 		f.err = fmt.Errorf("%s: %w", name, err)
 		return f
 	}
+	// The index and the identity after it: in the tail already read, or
+	// in one read more.
 	var ib []byte
 	if start := t.indexOff - (st.Size - tail); start >= 0 {
 		ib = b[start : tail-trailerSize]
 	} else {
-		ib = make([]byte, t.indexLen)
+		ib = make([]byte, t.indexLen+t.identLen)
 		if err := s.sys.preadv(fd, [][]byte{ib}, t.indexOff); err != nil {
 			f.err = fmt.Errorf("hicachefile: read index of %s: %w", name, err)
 			return f
 		}
 	}
+	id, err := parseIdentity(ib[t.indexLen:], t)
+	if err != nil {
+		f.err = fmt.Errorf("%s: %w", name, err)
+		return f
+	}
 	f.hashes = make([]uint64, 0, t.count)
 	f.ents = make([]uint32, 0, t.count)
 	f.pages = make([]uint32, 0, t.count)
 	pageLen := int64(-1)
-	err = walkIndex(ib, t, func(key []byte, off, length int64, _ uint32, ent uint32) {
+	err = walkIndex(ib[:t.indexLen], t, func(key []byte, off, length int64, _ uint32, ent uint32) {
 		f.hashes = append(f.hashes, s.idx.HashBytes(key))
 		f.ents = append(f.ents, ent)
 		f.pages = append(f.pages, uint32(min(off/length, math.MaxUint32)))
@@ -287,6 +296,7 @@ func (s *Store) loadIndex(name string, buf *[]byte) (f loaded) {
 		f.hashes, f.ents, f.pages = nil, nil, nil
 		return f
 	}
-	f.meta = index.Meta{FP: t.fp, IndexOff: t.indexOff, PageLen: pageLen}
+	// A page is served only to a store whose pool and identity match.
+	f.meta = index.Meta{FP: matchKey(t.fp, id.key()), IndexOff: t.indexOff, PageLen: pageLen}
 	return f
 }

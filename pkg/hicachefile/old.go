@@ -18,7 +18,8 @@ func (s *Store) Set(key string, value []byte) error {
 	if err := s.enter(); err != nil {
 		return err
 	}
-	defer s.life.RUnlock()
+	defer s.leave()
+	s.followDir()
 	return s.set(key, value)
 }
 
@@ -32,9 +33,16 @@ func (s *Store) set(key string, value []byte) error {
 		s.stats.existed.Add(1)
 		return nil
 	}
-	if err := s.writeFile(s.dirfd, s.dir, s.oldName(key), func(fd int) error {
-		return s.sys.pwritev(fd, [][]byte{value}, 0)
-	}); err != nil {
+	write := func() error {
+		return s.writeFile(s.topfd(), s.dir, s.oldName(key), int64(len(value)), func(fd int) error {
+			return s.sys.pwritev(fd, [][]byte{value}, 0)
+		})
+	}
+	err := write()
+	if isNoSpace(err) && s.makeRoom(int64(len(value)), nil) {
+		err = write() // a full disk makes room, then tries once more
+	}
+	if err != nil {
 		s.stats.errors.Add(1)
 		return err
 	}
@@ -47,49 +55,100 @@ func (s *Store) set(key string, value []byte) error {
 }
 
 // writeFile creates the file name in the directory dirfd (at path dir):
-// write fills a new temp file, which is then renamed over name. On failure
-// the temp file is removed and name is untouched.
-func (s *Store) writeFile(dirfd int, dir, name string, write func(fd int) error) error {
-	tmp, err := s.writeTemp(dirfd, dir, write)
+// write fills a new temp file of size bytes, which is then renamed over
+// name. On failure the temp file is removed and name is untouched.
+func (s *Store) writeFile(dirfd int, dir, name string, size int64, write func(fd int) error) error {
+	t, err := s.writeTemp(dirfd, dir, size, write)
 	if err != nil {
 		return err
 	}
-	return s.commit(dirfd, dir, tmp, name)
-}
-
-// writeTemp fills a new temp file in dirfd with write and returns its name.
-// On failure the temp file is removed.
-func (s *Store) writeTemp(dirfd int, dir string, write func(fd int) error) (tmp string, err error) {
-	tmp = s.tmpName()
-	fd, err := s.sys.Openat(dirfd, tmp, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o644)
-	if err != nil {
-		return "", fmt.Errorf("hicachefile: create %s: %w", filepath.Join(dir, tmp), err)
-	}
-	err = write(fd)
-	if err == nil && s.cfg.Sync {
-		err = s.sys.Fdatasync(fd)
-	}
-	if cerr := s.sys.Close(fd); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		_ = s.sys.Unlinkat(dirfd, tmp, 0)
-		return "", fmt.Errorf("hicachefile: write %s: %w", filepath.Join(dir, tmp), err)
-	}
-	return tmp, nil
-}
-
-// commit renames the temp file tmp over name; on failure tmp is removed.
-func (s *Store) commit(dirfd int, dir, tmp, name string) error {
-	if err := s.sys.Renameat(dirfd, tmp, dirfd, name); err != nil {
-		_ = s.sys.Unlinkat(dirfd, tmp, 0)
-		return fmt.Errorf("hicachefile: rename %s to %s: %w", tmp, filepath.Join(dir, name), err)
-	}
-	if s.cfg.Sync {
-		if err := s.sys.Fsync(dirfd); err != nil {
-			_ = s.sys.Unlinkat(dirfd, name, 0)
-			return fmt.Errorf("hicachefile: fsync %s: %w", dir, err)
+	err = s.commit(t, name)
+	if errors.Is(err, errTempGone) {
+		// Reclaimed by another store between its create and its lock:
+		// write it again, once.
+		if t, err = s.writeTemp(dirfd, dir, size, write); err == nil {
+			err = s.commit(t, name)
 		}
+	}
+	return err
+}
+
+// tempFile is a temp file written and still open: its descriptor holds the
+// lock that tells other stores its writer is alive, until commit or discard
+// closes it.
+type tempFile struct {
+	dirfd int
+	dir   string
+	name  string
+	fd    int
+	size  int64
+}
+
+// writeTemp fills a new temp file of size bytes in dirfd with write and
+// returns it, open and locked (see lockTemp). On failure the temp file is
+// removed. Until commit or discard, its size counts toward MaxBytes.
+func (s *Store) writeTemp(dirfd int, dir string, size int64, write func(fd int) error) (tempFile, error) {
+	t := tempFile{dirfd: dirfd, dir: dir, size: size}
+	var err error
+	for attempt := 1; ; attempt++ {
+		t.name = s.tmpName()
+		t.fd, err = s.sys.Openat(dirfd, t.name, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o644)
+		if err != nil {
+			return t, fmt.Errorf("hicachefile: create %s: %w", filepath.Join(dir, t.name), err)
+		}
+		var taken bool
+		taken, err = s.lockTemp(t.fd)
+		if !taken || attempt == 3 {
+			break
+		}
+		// Another store's reclaim holds it, taking it for a dead writer's,
+		// and removes it: start over under another name.
+		_ = s.sys.Close(t.fd)
+	}
+	s.lru.startTemp(t.name, size)
+	if err == nil {
+		err = write(t.fd)
+	}
+	if err == nil && s.cfg.Sync {
+		err = s.sys.Fdatasync(t.fd)
+	}
+	if err != nil {
+		s.discard(t)
+		return t, fmt.Errorf("hicachefile: write %s: %w", filepath.Join(dir, t.name), err)
+	}
+	return t, nil
+}
+
+// discard removes and closes a temp file that will not be committed.
+func (s *Store) discard(t tempFile) {
+	_ = s.sys.Unlinkat(t.dirfd, t.name, 0)
+	_ = s.sys.Close(t.fd)
+	s.lru.endTemp(t.name)
+}
+
+// commit renames the temp file t over name, then closes it, so that its
+// lock is held until it has its final name. On failure t is removed, and
+// name too if it was renamed into place but could not be made durable or
+// closed cleanly.
+func (s *Store) commit(t tempFile, name string) error {
+	if err := s.sys.Renameat(t.dirfd, t.name, t.dirfd, name); err != nil {
+		s.discard(t)
+		if err == unix.ENOENT {
+			return fmt.Errorf("hicachefile: rename %s to %s: %w: %w", t.name, filepath.Join(t.dir, name), errTempGone, err)
+		}
+		return fmt.Errorf("hicachefile: rename %s to %s: %w", t.name, filepath.Join(t.dir, name), err)
+	}
+	defer s.lru.endTemp(t.name)
+	if s.cfg.Sync {
+		if err := s.sys.Fsync(t.dirfd); err != nil {
+			_ = s.sys.Unlinkat(t.dirfd, name, 0)
+			_ = s.sys.Close(t.fd)
+			return fmt.Errorf("hicachefile: fsync %s: %w", t.dir, err)
+		}
+	}
+	if err := s.sys.Close(t.fd); err != nil {
+		_ = s.sys.Unlinkat(t.dirfd, name, 0)
+		return fmt.Errorf("hicachefile: close %s: %w", filepath.Join(t.dir, name), err)
 	}
 	return nil
 }
@@ -101,7 +160,7 @@ func (s *Store) Get(key string, dst []byte) error {
 	if err := s.enter(); err != nil {
 		return err
 	}
-	defer s.life.RUnlock()
+	defer s.leave()
 	s.stats.gets.Add(1)
 	err := s.readOld(key, [][]byte{dst}, int64(len(dst)))
 	s.count(err, int64(len(dst)))
@@ -138,7 +197,7 @@ func (s *Store) readOld(key string, bufs [][]byte, size int64) error {
 		return err
 	}
 	name := s.oldName(key)
-	fd, st, err := s.openRegular(s.dirfd, s.dir, name)
+	fd, st, err := s.openRegular(s.topfd(), s.dir, name)
 	if err == unix.ENOENT {
 		return fmt.Errorf("%w: %s", ErrNotFound, key)
 	}
@@ -167,7 +226,8 @@ func (s *Store) BatchSet(keys []string, values [][]byte) ([]bool, error) {
 	if err := s.enter(); err != nil {
 		return ok, err
 	}
-	defer s.life.RUnlock()
+	defer s.leave()
+	s.followDir()
 	for i, k := range keys {
 		if err := s.set(k, values[i]); err != nil {
 			return ok, err
@@ -179,7 +239,8 @@ func (s *Store) BatchSet(keys []string, values [][]byte) ([]bool, error) {
 
 // BatchGet reads each key's page into the matching dst with Get and reports
 // every key: true where dst now holds the page. Misses and bad files are
-// false, never an error; only a call-level problem is.
+// false, never an error; only a call-level problem is, such as running out
+// of descriptors (EMFILE, ENFILE) after waiting for some to be closed.
 func (s *Store) BatchGet(keys []string, dsts [][]byte) ([]bool, error) {
 	ok := make([]bool, len(keys))
 	if len(keys) != len(dsts) {
@@ -188,11 +249,14 @@ func (s *Store) BatchGet(keys []string, dsts [][]byte) ([]bool, error) {
 	if err := s.enter(); err != nil {
 		return ok, err
 	}
-	defer s.life.RUnlock()
+	defer s.leave()
 	s.stats.gets.Add(int64(len(keys)))
 	for i, k := range keys {
 		err := s.readOld(k, [][]byte{dsts[i]}, int64(len(dsts[i])))
 		s.count(err, int64(len(dsts[i])))
+		if isFDLimit(err) {
+			return ok, err // out of descriptors: never a silent miss
+		}
 		ok[i] = err == nil
 	}
 	return ok, nil
@@ -202,7 +266,7 @@ func (s *Store) BatchGet(keys []string, dsts [][]byte) ([]bool, error) {
 // file holds that name.
 func (s *Store) oldSize(key string) (int64, bool) {
 	var st unix.Stat_t
-	if unix.Fstatat(s.dirfd, s.oldName(key), &st, unix.AT_SYMLINK_NOFOLLOW) != nil || st.Mode&unix.S_IFMT != unix.S_IFREG {
+	if unix.Fstatat(s.topfd(), s.oldName(key), &st, unix.AT_SYMLINK_NOFOLLOW) != nil || st.Mode&unix.S_IFMT != unix.S_IFREG {
 		return 0, false
 	}
 	return st.Size, true
@@ -229,7 +293,7 @@ func (s *Store) BatchExists(keys []string) int {
 	if s.enter() != nil {
 		return 0
 	}
-	defer s.life.RUnlock()
+	defer s.leave()
 	for i, k := range keys {
 		if s.checkKey(k) != nil {
 			return i
@@ -269,7 +333,7 @@ func (s *Store) Clear() error {
 	if err := s.enter(); err != nil {
 		return err
 	}
-	defer s.life.RUnlock()
+	defer s.leave()
 	s.scan.mu.Lock()
 	defer s.scan.mu.Unlock()
 	s.commitMu.Lock()
@@ -278,7 +342,7 @@ func (s *Store) Clear() error {
 	defer s.lru.forgetAll(true)
 	defer s.lru.forgetAll(false)
 	return errors.Join(
-		s.removeMatching(s.dirfd, s.dir, func(n string) bool {
+		s.removeMatching(s.topfd(), s.dir, func(n string) bool {
 			return s.isOldName(n) || s.isTmpName(n) || s.isSGLangTmpName(n)
 		}),
 		s.removeMatching(s.v1fd(), s.v1Dir, func(n string) bool { return s.isBatchName(n) || s.isTmpName(n) }),
@@ -311,7 +375,7 @@ func (s *Store) removeMatching(dirfd int, dir string, match func(string) bool) e
 // trackOldFiles puts this store's old-format files in Dir into the eviction
 // order, as used at their modification times.
 func (s *Store) trackOldFiles() error {
-	names, err := readDirNamesAt(s.dirfd)
+	names, err := readDirNamesAt(s.topfd())
 	if err != nil {
 		return fmt.Errorf("hicachefile: list %s: %w", s.dir, err)
 	}
@@ -322,7 +386,7 @@ func (s *Store) trackOldFiles() error {
 	var files []file
 	for _, n := range names {
 		var st unix.Stat_t
-		if s.isOldName(n) && unix.Fstatat(s.dirfd, n, &st, unix.AT_SYMLINK_NOFOLLOW) == nil && st.Mode&unix.S_IFMT == unix.S_IFREG {
+		if s.isOldName(n) && unix.Fstatat(s.topfd(), n, &st, unix.AT_SYMLINK_NOFOLLOW) == nil && st.Mode&unix.S_IFMT == unix.S_IFREG {
 			files = append(files, file{n, st.Size, st.Mtim.Nano()})
 		}
 	}

@@ -14,10 +14,11 @@ import (
 // lookup just missed, which justifies more work.
 //
 // With a watcher, pending inotify events are applied: batch files renamed
-// in are loaded, files removed are forgotten. That costs one
+// or written in are loaded, files removed are forgotten. That costs one
 // read(2) when nothing happened. The directory is listed in full only before
 // the first lookup, after Clear, after the kernel dropped events, and after
-// checkDir found the directory replaced (checked on misses). When the store
+// checkDir found a directory replaced (which the watcher's events on Dir
+// call for, or, without a watcher, a miss). When the store
 // polls (no inotify, or a network file system whose other clients raise no
 // event here), a miss lists the directory again if its mtime changed since
 // the last listing. A miss also retries the files whose index could not be
@@ -31,9 +32,15 @@ func (s *Store) refresh(miss bool) bool {
 	x.mu.Lock()
 	defer x.mu.Unlock()
 
-	changed := miss && s.checkDir()
+	changed := false
 	if s.watch != nil {
-		changed = s.applyEvents() || changed
+		changed = s.applyEvents()
+	}
+	// Dir or the V1 directory replaced: a watcher says so; without one, or
+	// on a network file system, a miss checks.
+	if s.dirsMoved || (miss && (s.watch == nil || s.poll.Load())) {
+		s.dirsMoved = false
+		changed = s.checkDir() || changed
 	}
 	full, retry := !x.scanned, miss && len(x.pending) > 0
 	if !full && miss && s.poll.Load() {
@@ -58,37 +65,49 @@ func (s *Store) refresh(miss bool) bool {
 	return changed
 }
 
-// checkDir reopens the V1 directory when the one the store holds open was
-// removed or replaced under it (an operator's rm -rf, a move): otherwise
-// every write would go on failing into a dead directory, and files other
-// stores write at the path would never be seen. It costs an fstat and a
-// stat, so refresh calls it on misses only. It reports whether it reopened.
-// The caller holds s.scan.mu.
+// checkDir reopens Dir and the V1 directory when the ones the store holds
+// open were removed or replaced under it (an operator's rm -rf, a mv and
+// mkdir): otherwise writes would go on failing into a dead directory, or
+// land in the moved one, and files other stores write at the path would
+// never be seen. It creates a directory that is missing. It costs a stat of
+// each path, so it runs only when the watcher saw a directory go, or,
+// without a watcher, on misses and once per write call, never per key. It
+// reports whether it reopened. The caller holds s.scan.mu.
 func (s *Store) checkDir() bool {
-	fd := s.v1fd()
-	var held, cur unix.Stat_t
-	if err := unix.Fstat(fd, &held); err != nil {
+	topMoved := !s.topID.isAt(s.dir)
+	if !topMoved && s.v1ID.isAt(s.v1Dir) {
 		return false
 	}
-	if unix.Stat(s.v1Dir, &cur) == nil && held.Nlink > 0 && cur.Dev == held.Dev && cur.Ino == held.Ino {
-		return false
+	if topMoved {
+		nfd, id, err := openDir(s.dir)
+		if err != nil {
+			s.stats.errors.Add(1)
+			return false
+		}
+		s.retire(int(s.top.Swap(int64(nfd))))
+		s.topID = id
+		// The old-format files it tracked were in the old directory.
+		s.lru.forgetAll(true)
+		if s.lru.on {
+			_ = s.trackOldFiles()
+		}
 	}
-	nfd, err := openDir(s.v1Dir)
+	nfd, id, err := openDir(s.v1Dir)
 	if err != nil {
 		s.stats.errors.Add(1)
-		return false
+		return topMoved
 	}
 	if s.cfg.Sync {
-		_ = unix.Fsync(s.dirfd)
+		_ = unix.Fsync(s.topfd())
 	}
-	s.retired = append(s.retired, fd)
-	s.v1.Store(int64(nfd))
-	if s.watch != nil && s.watch.rewatch(s.v1Dir) != nil {
+	s.retire(int(s.v1.Swap(int64(nfd))))
+	s.v1ID = id
+	if s.watch != nil && s.watch.rewatch(s.v1Dir, s.dir) != nil {
 		_ = s.watch.close()
 		s.watch = nil
 	}
 	if s.watch == nil && !s.cfg.NoWatch {
-		s.watch, _ = newWatcher(s.v1Dir)
+		s.watch, _ = newWatcher(s.v1Dir, s.dir)
 	}
 	s.poll.Store(s.watch == nil || isNetworkFS(nfd))
 	s.scan.reset(s.idx) // everything it knew was in the old directory
@@ -96,24 +115,45 @@ func (s *Store) checkDir() bool {
 	return true
 }
 
+// followDir runs checkDir for a write call (of either interface), once per
+// call, so that its files land in the directory now at Dir: with a
+// watcher, only when its events say a directory went.
+func (s *Store) followDir() {
+	s.scan.mu.Lock()
+	defer s.scan.mu.Unlock()
+	if s.watch != nil && !s.poll.Load() {
+		s.applyEvents()
+		if !s.dirsMoved {
+			return
+		}
+	}
+	s.dirsMoved = false
+	s.checkDir()
+}
+
 // applyEvents applies the watcher's pending events to the index. The caller
 // holds s.scan.mu.
 func (s *Store) applyEvents() bool {
 	var gone, fresh []string
 	overflow, lost := s.watch.drain(func(name string, ev event) {
-		if !s.isBatchName(name) {
+		if ev != evDirs && !s.isBatchName(name) {
 			return
 		}
 		switch ev {
 		case evGone:
 			gone = append(gone, name)
-		case evAppeared:
-			// A file renamed in by this store is usually known already
-			// (if its event comes first, it is loaded here and the
-			// store's own add replaces it).
-			if !s.idx.Has(name) {
+		case evAppeared, evWritten:
+			// A file renamed in, or written in place (a foreign writer's),
+			// that the index does not know. This store's own files, whose
+			// rename and close also raise these events, are known by then,
+			// or being committed (inflight), and are not read again. A
+			// known file rewritten in place is caught when read: its pages
+			// then fail their key or CRC checks.
+			if !s.idx.Has(name) && !s.isInflight(name) {
 				fresh = append(fresh, name)
 			}
+		case evDirs:
+			s.dirsMoved = true
 		}
 	})
 	if lost {

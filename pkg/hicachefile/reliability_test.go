@@ -2,9 +2,14 @@ package hicachefile
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
+	"fmt"
+	"hash/crc32"
 	"os"
 	"path/filepath"
+	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -313,6 +318,610 @@ func TestSpecialFilesNeverBlock(t *testing.T) {
 				}
 			}
 			within(t, "Close", func() { _ = s.Close() })
+		})
+	}
+}
+
+// TestForeignIdentityNeverServed (issue 7.6): a batch file of the same page
+// shape written by another model or another TP rank, renamed in place of
+// one of ours, was served by a fresh store.
+func TestForeignIdentityNeverServed(t *testing.T) {
+	ours := Config{ModelName: "m", TPRank: 0, TPSize: 2}
+	for _, other := range []Config{
+		{ModelName: "m", TPRank: 1, TPSize: 2},
+		{ModelName: "x", TPRank: 0, TPSize: 2},
+		{ModelName: "m", TPRank: 0, TPSize: 2, PPRank: 1, PPSize: 2},
+		{ModelName: "m", IsMLA: true},
+	} {
+		p, idx := randomPages(t, 2)
+		ps := mhaCfg.PageSize
+		dir := t.TempDir()
+		ours.Dir, other.Dir = dir, dir
+		live := newStore(t, ours, p)
+		if ok, err := live.BatchSetV1([]string{"mine"}, idx[:ps]); err != nil || !ok[0] {
+			t.Fatal(ok, err)
+		}
+		o := newStore(t, other, p)
+		if ok, err := o.BatchSetV1([]string{"k"}, idx[ps:]); err != nil || !ok[0] {
+			t.Fatal(ok, err)
+		}
+		loc, _ := o.Locate("k")
+		planted := filepath.Join(live.v1Dir, "b0123456789abcdef"+live.suffix+batchExt)
+		if err := os.Rename(loc.Path, planted); err != nil {
+			t.Fatal(err)
+		}
+		fresh := newStore(t, ours, p)
+		for name, s := range map[string]*Store{"live": live, "fresh": fresh} {
+			dst, _ := p.Alloc(ps)
+			ok, err := s.BatchGetV1([]string{"k"}, dst)
+			if err != nil || ok[0] {
+				t.Errorf("%s store of %s: BatchGetV1 of %s's file = %v, %v", name, live.suffix, o.suffix, ok, err)
+			}
+			if s.Exists("k") {
+				t.Errorf("%s store of %s: Exists(k) of %s's file", name, live.suffix, o.suffix)
+			}
+			if s.Stats().Mismatch == 0 {
+				t.Errorf("%s store: Stats.Mismatch = 0", name)
+			}
+			_ = p.Free(dst)
+		}
+	}
+}
+
+// TestMLAIdentityAcrossTPRanks: MLA KV is the same on every TP rank, so an
+// MLA store serves the pages another TP rank of the same model wrote.
+func TestMLAIdentityAcrossTPRanks(t *testing.T) {
+	p, idx := randomPages(t, 1)
+	dir := t.TempDir()
+	w := newStore(t, Config{Dir: dir, ModelName: "m", IsMLA: true, TPRank: 1, TPSize: 4}, p)
+	if ok, err := w.BatchSetV1([]string{"k"}, idx); err != nil || !ok[0] {
+		t.Fatal(ok, err)
+	}
+	r := newStore(t, Config{Dir: dir, ModelName: "m", IsMLA: true, TPRank: 0, TPSize: 2}, p)
+	dst, _ := p.Alloc(mhaCfg.PageSize)
+	if ok, err := r.BatchGetV1([]string{"k"}, dst); err != nil || !ok[0] {
+		t.Fatalf("BatchGetV1 of another TP rank's MLA page = %v, %v", ok, err)
+	}
+}
+
+// TestOlderFormatSkipped: a batch file of format version 1 (no identity) is
+// skipped, never served.
+func TestOlderFormatSkipped(t *testing.T) {
+	p, idx := randomPages(t, 1)
+	dir := t.TempDir()
+	w := newStore(t, Config{Dir: dir, ModelName: "m"}, p)
+	if ok, err := w.BatchSetV1([]string{"k"}, idx); err != nil || !ok[0] {
+		t.Fatal(ok, err)
+	}
+	loc, _ := w.Locate("k")
+	data, err := os.ReadFile(loc.Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Rewrite it as version 1 wrote it: the index, then a 48-byte trailer
+	// with the pool fingerprint and no identity.
+	tr := data[len(data)-trailerSize:]
+	indexOff, indexLen := binary.LittleEndian.Uint64(tr[16:]), binary.LittleEndian.Uint64(tr[24:])
+	v1 := append([]byte(nil), data[:indexOff+indexLen]...)
+	t1 := len(v1)
+	v1 = append(v1, batchMagic...)
+	v1 = binary.LittleEndian.AppendUint32(v1, 1)
+	v1 = append(v1, tr[12:44]...) // count, indexOff, indexLen, indexCRC, fp
+	v1 = binary.LittleEndian.AppendUint32(v1, crc32.Checksum(v1[t1:], castagnoli))
+	if err := os.WriteFile(loc.Path, v1, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r := newStore(t, Config{Dir: dir, ModelName: "m"}, p)
+	dst, _ := p.Alloc(mhaCfg.PageSize)
+	if ok, err := r.BatchGetV1([]string{"k"}, dst); err != nil || ok[0] {
+		t.Errorf("BatchGetV1 of a version-1 file = %v, %v", ok, err)
+	}
+	if st := r.Stats(); st.SkippedFiles != 1 {
+		t.Errorf("Stats.SkippedFiles = %d, want 1", st.SkippedFiles)
+	}
+}
+
+// openFDs counts this process's open descriptors.
+func openFDs(t *testing.T) int {
+	t.Helper()
+	fds, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(fds)
+}
+
+// TestDirReplacedOldInterface (issue 7.8): after rm -rf Dir under a live
+// store every old-format write failed forever, and after mv Dir Dir.old;
+// mkdir Dir, Set wrote into Dir.old. Writes through either interface must
+// land at the path Dir.
+func TestDirReplacedOldInterface(t *testing.T) {
+	for _, how := range []string{"removed", "moved"} {
+		t.Run(how, func(t *testing.T) {
+			bothModes(t, func(t *testing.T, noWatch bool) {
+				p, idx := randomPages(t, 2)
+				ps := mhaCfg.PageSize
+				dir := filepath.Join(t.TempDir(), "store")
+				s := newStore(t, Config{Dir: dir, ModelName: "m", NoWatch: noWatch, MaxBytes: 1 << 30}, p)
+				page, _ := p.GetDataPage(idx[0])
+				if err := s.Set("before", page); err != nil {
+					t.Fatal(err)
+				}
+				var err error
+				if how == "removed" {
+					err = os.RemoveAll(dir)
+				} else if err = os.Rename(dir, dir+".old"); err == nil {
+					err = os.Mkdir(dir, 0o755)
+				}
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := s.Set("k", page); err != nil {
+					t.Fatalf("Set after the directory was %s: %v", how, err)
+				}
+				if ok, err := s.BatchSet([]string{"k2"}, [][]byte{page}); err != nil || !ok[0] {
+					t.Fatalf("BatchSet after the directory was %s: %v, %v", how, ok, err)
+				}
+				if ok, err := s.BatchSetV1([]string{"v"}, idx[ps:]); err != nil || !ok[0] {
+					t.Fatalf("BatchSetV1 after the directory was %s: %v, %v", how, ok, err)
+				}
+				for _, name := range []string{s.oldName("k"), s.oldName("k2")} {
+					if _, err := os.Stat(filepath.Join(dir, name)); err != nil {
+						t.Errorf("%s is not at the path Dir: %v", name, err)
+					}
+				}
+				if files, _ := filepath.Glob(filepath.Join(dir, v1DirName+s.suffix, "*"+batchExt)); len(files) != 1 {
+					t.Errorf("%d batch files at the path Dir, want 1", len(files))
+				}
+				if how == "moved" {
+					if _, err := os.Stat(filepath.Join(dir+".old", s.oldName("k"))); err == nil {
+						t.Errorf("Set wrote into the moved directory")
+					}
+				}
+			})
+		})
+	}
+}
+
+// TestRetiredDirsClosed (issue 7.8): each removal of the V1 directory kept
+// one more descriptor open until Close.
+// With inotify each removal costs the kernel a few milliseconds to drop the
+// watch, so that mode runs fewer.
+func TestRetiredDirsClosed(t *testing.T) { bothModes(t, testRetiredDirsClosed) }
+
+func testRetiredDirsClosed(t *testing.T, noWatch bool) {
+	n := 1000
+	if !noWatch {
+		n = 100
+	}
+	p, idx := randomPages(t, 1)
+	s := newStore(t, Config{Dir: t.TempDir(), ModelName: "m", NoWatch: noWatch}, p)
+	if ok, err := s.BatchSetV1([]string{"k"}, idx); err != nil || !ok[0] {
+		t.Fatal(ok, err)
+	}
+	s.Exists("warm-up")
+	before := openFDs(t)
+	for i := range n {
+		if err := os.RemoveAll(s.v1Dir); err != nil {
+			t.Fatal(err)
+		}
+		if ok, err := s.BatchSetV1([]string{fmt.Sprint("k", i)}, idx); err != nil || !ok[0] {
+			t.Fatal(ok, err)
+		}
+	}
+	if after := openFDs(t); after > before+8 {
+		t.Errorf("%d descriptors open after %d removals of the V1 directory, %d before", after, n, before)
+	}
+}
+
+// shmDir returns a new directory on tmpfs (/dev/shm) removed after the
+// test, or t.TempDir() where there is none.
+func shmDir(t *testing.T) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("/dev/shm", "hicachefile-test-")
+	if err != nil {
+		return t.TempDir()
+	}
+	t.Cleanup(func() { _ = os.RemoveAll(dir) })
+	return dir
+}
+
+// TestManyBatchFilesLowFDLimit (issue 7.9): BatchGetV1 opened every batch
+// file of the call at once; under a low descriptor limit most pages missed
+// with a nil error. One call over 10,000 batch files must work under
+// ulimit -n 256.
+func TestManyBatchFilesLowFDLimit(t *testing.T) {
+	const n = 10000
+	cfg := mhaCfg
+	cfg.Pages = 2 * n
+	p := newPool(t, cfg)
+	src, _ := p.Alloc(n * cfg.PageSize)
+	dst, _ := p.Alloc(n * cfg.PageSize)
+	fillRandom(t, p, src)
+	keys := make([]string, n)
+	for i := range keys {
+		keys[i] = fmt.Sprintf("k%05d", i)
+	}
+	dir := shmDir(t) // 10,000 file creations on tmpfs rather than disk
+	var old unix.Rlimit
+	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &old); err != nil {
+		t.Fatal(err)
+	}
+	low := old
+	low.Cur = 256
+	if err := unix.Setrlimit(unix.RLIMIT_NOFILE, &low); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = unix.Setrlimit(unix.RLIMIT_NOFILE, &old) }()
+	w := newStore(t, Config{Dir: dir, ModelName: "m", MaxBatchFileBytes: int64(p.PageBytes())}, p)
+	if ok, err := w.BatchSetV1(keys, src); err != nil || !all(ok) {
+		t.Fatalf("BatchSetV1 = %v", err)
+	}
+	for _, direct := range []bool{false, true} {
+		r := newStore(t, Config{Dir: dir, ModelName: "m", DirectIO: direct}, p)
+		ok, err := r.BatchGetV1(keys, dst)
+		if err != nil {
+			t.Fatalf("DirectIO %v: BatchGetV1 = %v", direct, err)
+		}
+		served := 0
+		for i := range keys {
+			if ok[i] {
+				served++
+				if !samePages(t, p, src[i*cfg.PageSize], dst[i*cfg.PageSize]) {
+					t.Fatalf("page %d differs", i)
+				}
+			}
+		}
+		if served != n {
+			t.Errorf("DirectIO %v: %d of %d pages served under ulimit -n 256; stats %+v", direct, served, n, r.Stats())
+		}
+	}
+}
+
+// TestFDLimitNeverSilentMiss (issue 7.9): running out of descriptors is
+// waited out, and when it lasts it is the call's error, not a false entry
+// beside a nil error.
+func TestFDLimitNeverSilentMiss(t *testing.T) {
+	p, idx := randomPages(t, 2)
+	ps := mhaCfg.PageSize
+	dir := t.TempDir()
+	w := newStore(t, Config{Dir: dir, ModelName: "m"}, p)
+	if ok, err := w.BatchSetV1([]string{"v"}, idx[:ps]); err != nil || !ok[0] {
+		t.Fatal(ok, err)
+	}
+	page, _ := p.GetDataPage(idx[0])
+	if err := w.Set("o", page); err != nil {
+		t.Fatal(err)
+	}
+	var failing atomic.Int64 // EMFILE for this many opens
+	sys := Syscalls{Openat: func(d int, path string, fl int, m uint32) (int, error) {
+		if fl&unix.O_CREAT == 0 && failing.Add(-1) >= 0 {
+			return -1, unix.EMFILE
+		}
+		return unix.Openat(d, path, fl, m)
+	}}
+	r := newStore(t, Config{Dir: dir, ModelName: "m", Syscalls: sys}, p)
+	r.Exists("v")
+	for _, key := range []string{"v", "o"} {
+		failing.Store(3) // brief: waited out
+		if ok, err := r.BatchGetV1([]string{key}, idx[ps:]); err != nil || !ok[0] {
+			t.Errorf("BatchGetV1(%s) with a brief EMFILE = %v, %v", key, ok, err)
+		}
+		failing.Store(1 << 30) // lasting: the call's error
+		if ok, err := r.BatchGetV1([]string{key}, idx[ps:]); !errors.Is(err, unix.EMFILE) || ok[0] {
+			t.Errorf("BatchGetV1(%s) with a lasting EMFILE = %v, %v; want the EMFILE", key, ok, err)
+		}
+	}
+	failing.Store(1 << 30)
+	if ok, err := r.BatchGet([]string{"o"}, [][]byte{make([]byte, len(page))}); !errors.Is(err, unix.EMFILE) || ok[0] {
+		t.Errorf("BatchGet with a lasting EMFILE = %v, %v; want the EMFILE", ok, err)
+	}
+}
+
+// writeTempFile writes a temp file of size bytes at path, aged by age. With
+// live, it stays open under an OFD write lock until the test ends, as a
+// live writer's does; otherwise it is closed, as a dead writer's is.
+func writeTempFile(t *testing.T, path string, size int, age time.Duration, live bool) {
+	t.Helper()
+	fd, err := unix.Open(path, unix.O_RDWR|unix.O_CREAT|unix.O_EXCL|unix.O_CLOEXEC, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := unix.Pwrite(fd, make([]byte, size), 0); err != nil {
+		t.Fatal(err)
+	}
+	if live {
+		lk := unix.Flock_t{Type: unix.F_WRLCK}
+		if err := unix.FcntlFlock(uintptr(fd), unix.F_OFD_SETLK, &lk); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = unix.Close(fd) })
+	} else {
+		_ = unix.Close(fd)
+	}
+	old := time.Now().Add(-age)
+	if err := os.Chtimes(path, old, old); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestDeadWritersTempsReclaimed (issue 7.5): crashed writers' temp files
+// were never removed but by Clear, and stood outside MaxBytes. A new store
+// removes dead writers' temp files of its suffix, in Dir and in its V1
+// directory, and leaves live writers' and other suffixes'.
+func TestDeadWritersTempsReclaimed(t *testing.T) {
+	dir := t.TempDir()
+	s0 := newStore(t, Config{Dir: dir, ModelName: "m"}, nil)
+	const tok = "0123456789abcdef"
+	dead := []string{
+		filepath.Join(dir, ".a"+tok[1:]+"_m_0_1.tmp"),
+		filepath.Join(s0.v1Dir, ".b"+tok[1:]+"_m_0_1.tmp"),
+		filepath.Join(dir, "abc_m_0_1.bin.tmp.4242.1398.0123456789abcdef0123456789abcdef"), // SGLang's, old
+	}
+	live := []string{
+		filepath.Join(dir, ".c"+tok[1:]+"_m_0_1.tmp"),
+		filepath.Join(s0.v1Dir, ".d"+tok[1:]+"_m_0_1.tmp"),
+	}
+	young := []string{
+		filepath.Join(dir, "abd_m_0_1.bin.tmp.4242.1398.0123456789abcdef0123456789abcdef"), // SGLang's, being written
+	}
+	others := []string{filepath.Join(dir, ".f"+tok[1:]+"_x_m_0_1.tmp")} // another model's
+	for _, p := range dead {
+		writeTempFile(t, p, 100, time.Hour, false)
+	}
+	// A writer that died just now: its temp file goes too, however young.
+	justDied := filepath.Join(s0.v1Dir, ".e"+tok[1:]+"_m_0_1.tmp")
+	writeTempFile(t, justDied, 100, 0, false)
+	dead = append(dead, justDied)
+	for _, p := range live {
+		writeTempFile(t, p, 100, time.Hour, true)
+	}
+	for _, p := range young {
+		writeTempFile(t, p, 100, 0, false)
+	}
+	for _, p := range others {
+		writeTempFile(t, p, 100, time.Hour, false)
+	}
+	s := newStore(t, Config{Dir: dir, ModelName: "m"}, nil)
+	for _, p := range dead {
+		if _, err := os.Stat(p); !os.IsNotExist(err) {
+			t.Errorf("dead writer's %s survived New: %v", filepath.Base(p), err)
+		}
+	}
+	for _, p := range append(append(live, young...), others...) {
+		if _, err := os.Stat(p); err != nil {
+			t.Errorf("New removed %s: %v", filepath.Base(p), err)
+		}
+	}
+	if n := s.Stats().ReclaimedTemps; n != int64(len(dead)) {
+		t.Errorf("Stats.ReclaimedTemps = %d, want %d", n, len(dead))
+	}
+}
+
+// TestTempsDuringEviction (issue 7.5): eviction reclaims dead writers' temp
+// files, and live writers' temp files count toward MaxBytes.
+func TestTempsDuringEviction(t *testing.T) {
+	ps := mhaCfg.PageSize
+	p, idx := randomPages(t, 5)
+	file := oneKeyFile(p.PageBytes())
+	dir := t.TempDir()
+	s := newStore(t, Config{Dir: dir, ModelName: "m", MaxBatchFileBytes: int64(p.PageBytes()), MaxBytes: 4 * file}, p)
+	deadTmp := filepath.Join(s.v1Dir, ".0123456789abcdef_m_0_1.tmp")
+	liveTmp := filepath.Join(s.v1Dir, ".1123456789abcdef_m_0_1.tmp")
+	writeTempFile(t, deadTmp, int(file), time.Hour, false)
+	writeTempFile(t, liveTmp, int(2*file), time.Hour, true)
+	for i := range 5 {
+		if ok, err := s.BatchSetV1([]string{fmt.Sprint("k", i)}, idx[i*ps:(i+1)*ps]); err != nil || !ok[0] {
+			t.Fatal(ok, err)
+		}
+	}
+	if _, err := os.Stat(deadTmp); !os.IsNotExist(err) {
+		t.Errorf("eviction left the dead writer's temp file: %v", err)
+	}
+	if _, err := os.Stat(liveTmp); err != nil {
+		t.Errorf("eviction removed the live writer's temp file: %v", err)
+	}
+	// The live temp file takes two files' room of four.
+	if n := batchFileCount(t, s); n != 2 {
+		t.Errorf("%d batch files, want 2: the live temp file must count toward MaxBytes", n)
+	}
+}
+
+// smallDisk simulates a file system of capacity bytes holding dir: a write
+// that would take the bytes of the files under dir past it fails with
+// ENOSPC, and statfs reports what is left.
+type smallDisk struct {
+	t        *testing.T
+	dir      string
+	capacity int64
+}
+
+func (d *smallDisk) used() int64 {
+	var n int64
+	_ = filepath.WalkDir(d.dir, func(_ string, e os.DirEntry, err error) error {
+		if err == nil && e.Type().IsRegular() {
+			if fi, err := e.Info(); err == nil {
+				n += fi.Size()
+			}
+		}
+		return nil
+	})
+	return n
+}
+
+func (d *smallDisk) syscalls() Syscalls {
+	return Syscalls{
+		Pwritev: func(fd int, iovs [][]byte, off int64) (int, error) {
+			n := int64(0)
+			for _, b := range iovs {
+				n += int64(len(b))
+			}
+			if d.used()+n > d.capacity {
+				return 0, unix.ENOSPC
+			}
+			return unix.Pwritev(fd, iovs, off)
+		},
+		Fstatfs: func(fd int, st *unix.Statfs_t) error {
+			*st = unix.Statfs_t{Bsize: 1, Bavail: uint64(max(0, d.capacity-d.used()))}
+			return nil
+		},
+	}
+}
+
+// TestFullDiskMakesRoom (issue 7.7): with MaxBytes above what the disk
+// could hold, writes failed with ENOSPC in a row and nothing was evicted,
+// although the store held files of its own. With MaxBytes or MinFreeBytes
+// set, a write that meets a full disk evicts and tries again; with neither,
+// ENOSPC is returned as before.
+func TestFullDiskMakesRoom(t *testing.T) {
+	ps := mhaCfg.PageSize
+	for _, c := range []struct {
+		name       string
+		cfg        Config
+		wantErrors bool
+	}{
+		{"MaxBytes", Config{MaxBytes: 1 << 40}, false},
+		{"MinFreeBytes", Config{MinFreeBytes: 1}, false},
+		{"neither", Config{}, true},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			p, idx := randomPages(t, 1)
+			page, _ := p.GetDataPage(idx[0])
+			file := oneKeyFile(p.PageBytes())
+			d := &smallDisk{t: t, dir: t.TempDir(), capacity: 5 * file}
+			cfg := c.cfg
+			cfg.Dir, cfg.ModelName, cfg.Syscalls = d.dir, "m", d.syscalls()
+			s := newStore(t, cfg, p)
+			failed := 0
+			for i := range 20 {
+				if ok, err := s.BatchSetV1([]string{fmt.Sprint("k", i)}, idx[:ps]); err != nil || !ok[0] {
+					failed++
+					if !errors.Is(err, unix.ENOSPC) {
+						t.Fatalf("BatchSetV1 = %v, %v", ok, err)
+					}
+				}
+				if err := s.Set(fmt.Sprint("o", i), page); err != nil {
+					failed++
+					if !errors.Is(err, unix.ENOSPC) {
+						t.Fatal(err)
+					}
+				}
+			}
+			if c.wantErrors && failed == 0 {
+				t.Errorf("no write failed with neither MaxBytes nor MinFreeBytes on a full disk")
+			}
+			if !c.wantErrors && failed > 0 {
+				t.Errorf("%d of 40 writes failed with ENOSPC while the store held evictable files; stats %+v", failed, s.Stats())
+			}
+			if !c.wantErrors && !s.Exists("k19") {
+				t.Errorf("the last page written is not stored")
+			}
+		})
+	}
+}
+
+// TestMinFreeBytes: eviction keeps the file system's free space at or
+// above Config.MinFreeBytes.
+func TestMinFreeBytes(t *testing.T) {
+	ps := mhaCfg.PageSize
+	p, idx := randomPages(t, 1)
+	file := oneKeyFile(p.PageBytes())
+	d := &smallDisk{t: t, dir: t.TempDir(), capacity: 10 * file}
+	s := newStore(t, Config{Dir: d.dir, ModelName: "m", MinFreeBytes: 4 * file, Syscalls: d.syscalls()}, p)
+	for i := range 20 {
+		if ok, err := s.BatchSetV1([]string{fmt.Sprint("k", i)}, idx[:ps]); err != nil || !ok[0] {
+			t.Fatal(ok, err)
+		}
+		if free := d.capacity - d.used(); free < 4*file {
+			t.Fatalf("after write %d: %d bytes free, MinFreeBytes is %d", i, free, 4*file)
+		}
+	}
+	if s.Stats().Evicted == 0 {
+		t.Errorf("nothing evicted")
+	}
+}
+
+// TestNoSpaceReportedOnce (issue 7.7): two IO workers that both met ENOSPC
+// reported it twice, as two identical joined lines.
+func TestNoSpaceReportedOnce(t *testing.T) {
+	cfg := mhaCfg
+	cfg.Pages = 4096 // 3 MiB of 768-byte pages: one file, split between two workers
+	p := newPool(t, cfg)
+	idx, _ := p.Alloc(cfg.Pages * cfg.PageSize)
+	keys := make([]string, cfg.Pages)
+	for i := range keys {
+		keys[i] = fmt.Sprint("k", i)
+	}
+	sys := Syscalls{Pwritev: func(int, [][]byte, int64) (int, error) { return 0, unix.ENOSPC }}
+	s := newStore(t, Config{Dir: t.TempDir(), ModelName: "m", IOWorkers: 2, Syscalls: sys}, p)
+	_, err := s.BatchSetV1(keys, idx)
+	if n := strings.Count(fmt.Sprint(err), unix.ENOSPC.Error()); n != 1 {
+		t.Errorf("error %q reports ENOSPC %d times, want once", err, n)
+	}
+}
+
+// TestReclaimRacesWriter: a reclaim that runs between a writer's create and
+// its lock removes the temp file, or holds it while the writer tries to
+// lock it. The writer must notice and write the file again: no write fails
+// and no page is lost.
+func TestReclaimRacesWriter(t *testing.T) {
+	for _, how := range []string{"removed before the lock", "held during the lock"} {
+		t.Run(how, func(t *testing.T) {
+			p, idx := randomPages(t, 2)
+			ps := mhaCfg.PageSize
+			dir := t.TempDir()
+			var reclaimer *Store
+			var armed atomic.Bool
+			sys := Syscalls{FcntlFlock: func(fd uintptr, cmd int, lk *unix.Flock_t) error {
+				if cmd == unix.F_OFD_SETLK && lk.Type == unix.F_WRLCK && armed.Swap(false) {
+					if how == "removed before the lock" {
+						if err := reclaimer.reclaimTemps(); err != nil {
+							t.Error(err)
+						}
+					} else {
+						// Lock it as a reclaim does, through another open
+						// file description, for the writer's attempt.
+						rfd, err := unix.Open(fmt.Sprintf("/proc/self/fd/%d", fd), unix.O_RDONLY|unix.O_CLOEXEC, 0)
+						if err != nil {
+							t.Fatal(err)
+						}
+						defer unix.Close(rfd)
+						rl := unix.Flock_t{Type: unix.F_RDLCK}
+						if err := unix.FcntlFlock(uintptr(rfd), unix.F_OFD_SETLK, &rl); err != nil {
+							t.Fatal(err)
+						}
+						// ... and removes it before letting go.
+						path, err := os.Readlink(fmt.Sprintf("/proc/self/fd/%d", fd))
+						if err != nil {
+							t.Fatal(err)
+						}
+						defer os.Remove(path)
+					}
+				}
+				return unix.FcntlFlock(fd, cmd, lk)
+			}}
+			s := newStore(t, Config{Dir: dir, ModelName: "m", Syscalls: sys}, p)
+			reclaimer = newStore(t, Config{Dir: dir, ModelName: "m"}, p)
+			page, _ := p.GetDataPage(idx[0])
+			armed.Store(true)
+			if err := s.Set("o", page); err != nil {
+				t.Fatalf("Set = %v", err)
+			}
+			armed.Store(true)
+			if ok, err := s.BatchSetV1([]string{"v"}, idx[ps:]); err != nil || !ok[0] {
+				t.Fatalf("BatchSetV1 = %v, %v", ok, err)
+			}
+			got := make([]byte, len(page))
+			if err := s.Get("o", got); err != nil || !bytes.Equal(got, page) {
+				t.Errorf("Get(o) = %v", err)
+			}
+			dst, _ := p.Alloc(ps)
+			if ok, err := reclaimer.BatchGetV1([]string{"v"}, dst); err != nil || !ok[0] || !samePages(t, p, dst[0], idx[ps]) {
+				t.Errorf("BatchGetV1(v) = %v, %v", ok, err)
+			}
+			if left := tempFiles(t, dir); len(left) > 0 {
+				t.Errorf("temp files left: %v", left)
+			}
 		})
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -14,10 +15,33 @@ import (
 // and a symlink fails with ELOOP.
 const openFlags = unix.O_RDONLY | unix.O_NONBLOCK | unix.O_NOFOLLOW | unix.O_CLOEXEC
 
+// maxFDWait bounds the last of the waits of openRegular when the process
+// or the system is out of descriptors: it waits 1, 2, 4, ... ms up to this,
+// about 0.13 s in all, before it returns EMFILE or ENFILE.
+const maxFDWait = 64 * time.Millisecond
+
+// isFDLimit reports whether err says the process (EMFILE) or the system
+// (ENFILE) has no descriptor left.
+func isFDLimit(err error) bool {
+	return errors.Is(err, unix.EMFILE) || errors.Is(err, unix.ENFILE)
+}
+
 // errNotRegular marks a store name held by something other than a regular
 // file: a FIFO, socket, device, directory or symlink. It always comes
 // wrapped with ErrNotFound: such a name is a miss.
 var errNotRegular = errors.New("not a regular file")
+
+// openWait opens name in dirfd with openFlags; out of descriptors, it
+// waits for other calls or other code to close some (1, 2, 4, ... ms up to
+// maxFDWait) before it gives up.
+func (s *Store) openWait(dirfd int, name string) (int, error) {
+	fd, err := s.sys.Openat(dirfd, name, openFlags, 0)
+	for wait := time.Millisecond; isFDLimit(err) && wait <= maxFDWait; wait *= 2 {
+		time.Sleep(wait)
+		fd, err = s.sys.Openat(dirfd, name, openFlags, 0)
+	}
+	return fd, err
+}
 
 // openRegular opens name in the directory dirfd (at path dir) for reading
 // and checks that it is a regular file before anything reads it. A name
@@ -26,7 +50,7 @@ var errNotRegular = errors.New("not a regular file")
 // bare unix.ENOENT.
 func (s *Store) openRegular(dirfd int, dir, name string) (int, unix.Stat_t, error) {
 	var st unix.Stat_t
-	fd, err := s.sys.Openat(dirfd, name, openFlags, 0)
+	fd, err := s.openWait(dirfd, name)
 	switch {
 	case err == unix.ENOENT:
 		return -1, st, err

@@ -29,22 +29,34 @@ type Store struct {
 	v1Dir   string   // dir/v1<suffix>
 	workers int      // Config.IOWorkers
 	sys     Syscalls // Config.Syscalls, nil fields filled in
+	// ident is the store's identity as written into its batch files, and
+	// identKey the hash a file's identity must match (identity.key).
+	ident    []byte
+	identKey uint64
 
 	life  sync.RWMutex // held shared by every call, exclusively by Close
 	close bool         // guarded by life
-	dirfd int          // Dir, open for *at calls
-	// v1 holds the descriptor of v1Dir, open for *at calls. checkDir swaps
-	// it when the directory was removed or replaced under the store; the
-	// old descriptor stays open in retired (guarded by scan.mu) until
-	// Close, so that a call still using it never reaches a reused number.
-	v1      atomic.Int64
-	retired []int
+	// top and v1 hold the descriptors of Dir and v1Dir, open for *at
+	// calls, and topID and v1ID (guarded by scan.mu) the directories they
+	// are. checkDir swaps them when a directory was removed or replaced
+	// under the store. A swapped-out descriptor is retired: it stays open
+	// until no call is in progress (calls counts them), so that a call
+	// still using it never reaches a reused number, and is then closed.
+	top, v1      atomic.Int64
+	topID, v1ID  dirID
+	calls        atomic.Int64
+	rmu          sync.Mutex // guards retired
+	retired      []int
+	retiredCount atomic.Int64 // len(retired), read without rmu
 
 	// watch follows the V1 directory (nil when inotify is unavailable),
 	// guarded by scan.mu. poll makes a miss compare the directory's mtime
 	// (when there is no watch, or on a network file system).
 	watch *watcher
 	poll  atomic.Bool
+	// dirsMoved, guarded by scan.mu, says that the watcher saw Dir or the
+	// V1 directory go: the next refresh or write runs checkDir.
+	dirsMoved bool
 
 	pool atomic.Pointer[poolInfo]
 	idx  *index.Index // which batch file holds which key
@@ -73,7 +85,11 @@ type poolInfo struct {
 	pageLen int64  // bytes of one page: the sum of its buffers
 	bpp     int    // buffers per page
 	pages   int    // pages in the pool
-	fp      uint64 // fingerprint written into and checked against batch files
+	poolFP  uint64 // fingerprint of the pool, written into batch files
+	// fp is what the index compares: poolFP combined with the store's
+	// identity (matchKey), so that only pages written by a pool like this
+	// one and by a store of the same identity are served.
+	fp uint64
 }
 
 // New opens the store described by cfg, creating its directory if missing,
@@ -83,54 +99,76 @@ func New(cfg Config) (*Store, error) {
 		return nil, err
 	}
 	cfg = cfg.withDefaults()
-	s := &Store{cfg: cfg, suffix: cfg.suffix(), dir: cfg.Dir, workers: cfg.IOWorkers, sys: cfg.Syscalls.withDefaults(), dirfd: -1}
+	s := &Store{cfg: cfg, suffix: cfg.suffix(), dir: cfg.Dir, workers: cfg.IOWorkers, sys: cfg.Syscalls.withDefaults()}
 	s.v1Dir = filepath.Join(s.dir, v1DirName+s.suffix)
+	id := identityOf(cfg)
+	s.ident, s.identKey = appendIdentity(nil, id), id.key()
 	s.idx = index.New()
 	s.inflight.names = make(map[string]bool)
 	s.scan.pending = make(map[string]bool)
-	var err error
-	if s.dirfd, err = openDir(s.dir); err != nil {
-		return nil, err
-	}
-	v1fd, err := openDir(s.v1Dir)
+	topfd, topID, err := openDir(s.dir)
 	if err != nil {
-		_ = unix.Close(s.dirfd)
 		return nil, err
 	}
+	v1fd, v1ID, err := openDir(s.v1Dir)
+	if err != nil {
+		_ = unix.Close(topfd)
+		return nil, err
+	}
+	s.top.Store(int64(topfd))
 	s.v1.Store(int64(v1fd))
+	s.topID, s.v1ID = topID, v1ID
 	if cfg.Sync {
 		// Make the directories themselves durable, in case New made them.
-		if err := syncDirs(filepath.Dir(s.dir), s.dirfd); err != nil {
+		if err := syncDirs(filepath.Dir(s.dir), topfd); err != nil {
 			_ = s.Close()
 			return nil, err
 		}
 	}
-	if cfg.MaxBytes > 0 {
+	if cfg.MaxBytes > 0 || cfg.MinFreeBytes > 0 {
 		s.lru.init()
 		if err := s.trackOldFiles(); err != nil {
 			_ = s.Close()
 			return nil, err
 		}
 	}
+	// Temp files left by writers that died (SIGKILL, a crash, a power
+	// cut) go now; live writers' stay. A failure only leaves them.
+	_ = s.reclaimTemps()
 	// Watch before the first listing, so that no change falls between.
 	if !cfg.NoWatch {
-		s.watch, _ = newWatcher(s.v1Dir) // without it, the store polls
+		s.watch, _ = newWatcher(s.v1Dir, s.dir) // without it, the store polls
 	}
 	s.poll.Store(s.watch == nil || isNetworkFS(s.v1fd()))
 	s.refresh(false)
 	return s, nil
 }
 
+// dirID tells one directory from another: a directory replaced at the same
+// path has another inode.
+type dirID struct{ dev, ino uint64 }
+
 // openDir creates path if missing and opens it for *at system calls.
-func openDir(path string) (int, error) {
+func openDir(path string) (int, dirID, error) {
 	if err := os.MkdirAll(path, 0o755); err != nil {
-		return -1, fmt.Errorf("hicachefile: %w", err)
+		return -1, dirID{}, fmt.Errorf("hicachefile: %w", err)
 	}
 	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return -1, fmt.Errorf("hicachefile: open directory %s: %w", path, err)
+		return -1, dirID{}, fmt.Errorf("hicachefile: open directory %s: %w", path, err)
 	}
-	return fd, nil
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		_ = unix.Close(fd)
+		return -1, dirID{}, fmt.Errorf("hicachefile: fstat %s: %w", path, err)
+	}
+	return fd, dirID{st.Dev, st.Ino}, nil
+}
+
+// isAt reports whether the directory now at path is id.
+func (id dirID) isAt(path string) bool {
+	var st unix.Stat_t
+	return unix.Stat(path, &st) == nil && st.Dev == id.dev && st.Ino == id.ino
 }
 
 // Close releases the store's directory handles. Files stay on disk. Every
@@ -146,10 +184,11 @@ func (s *Store) Close() error {
 	if s.watch != nil {
 		werr = s.watch.close()
 	}
-	errs := []error{closeFD(s.dirfd, s.dir), closeFD(s.v1fd(), s.v1Dir), werr}
+	errs := []error{closeFD(s.topfd(), s.dir), closeFD(s.v1fd(), s.v1Dir), werr}
 	for _, fd := range s.retired {
-		errs = append(errs, closeFD(fd, s.v1Dir+" (retired)"))
+		errs = append(errs, closeFD(fd, s.dir+" (retired)"))
 	}
+	s.retired = nil
 	return errors.Join(errs...)
 }
 
@@ -178,15 +217,55 @@ func closeFD(fd int, path string) error {
 }
 
 // enter marks a call in progress; it fails once the store is closed. Pair
-// with s.life.RUnlock.
+// with s.leave.
 func (s *Store) enter() error {
 	s.life.RLock()
 	if s.close {
 		s.life.RUnlock()
 		return ErrClosed
 	}
+	s.calls.Add(1)
 	return nil
 }
+
+// leave ends a call that enter began. The last call to leave closes the
+// descriptors retired meanwhile.
+func (s *Store) leave() {
+	if s.calls.Add(-1) == 0 && s.retiredCount.Load() > 0 {
+		s.reap()
+	}
+	s.life.RUnlock()
+}
+
+// retire hands over a directory descriptor that checkDir swapped out: it
+// is closed once no call is in progress.
+func (s *Store) retire(fd int) {
+	s.rmu.Lock()
+	defer s.rmu.Unlock()
+	s.retired = append(s.retired, fd)
+	s.retiredCount.Store(int64(len(s.retired)))
+}
+
+// reap closes the retired descriptors if no call is in progress. A call
+// that read a descriptor before it was swapped out entered before, so it
+// still counts in s.calls; a call that entered since reads the new one.
+func (s *Store) reap() {
+	s.rmu.Lock()
+	if s.calls.Load() != 0 {
+		s.rmu.Unlock()
+		return
+	}
+	fds := s.retired
+	s.retired = nil
+	s.retiredCount.Store(0)
+	s.rmu.Unlock()
+	for _, fd := range fds {
+		_ = unix.Close(fd)
+	}
+}
+
+// topfd returns the descriptor of Dir.
+func (s *Store) topfd() int { return int(s.top.Load()) }
 
 // v1fd returns the descriptor of the V1 directory.
 func (s *Store) v1fd() int { return int(s.v1.Load()) }
@@ -198,7 +277,7 @@ func (s *Store) RegisterMemPoolHost(p *hostcache.Pool) error {
 	if err := s.enter(); err != nil {
 		return err
 	}
-	defer s.life.RUnlock()
+	defer s.leave()
 	if p == nil {
 		return fmt.Errorf("%w: nil pool", ErrNoPool)
 	}
@@ -222,7 +301,8 @@ func (s *Store) RegisterMemPoolHost(p *hostcache.Pool) error {
 	h := fnv.New64a()
 	fmt.Fprintf(h, "hicache-v1 kind=%s dtype=%s layout=%s ps=%d layers=%d heads=%d headdim=%d lora=%d rope=%d bufs=%v",
 		cfg.Kind, cfg.DType, cfg.Layout, cfg.PageSize, cfg.LayerNum, cfg.HeadNum, cfg.HeadDim, cfg.KVLoraRank, cfg.QKRopeHeadDim, sizes)
-	s.pool.Store(&poolInfo{pool: p, ps: cfg.PageSize, pageLen: int64(p.PageBytes()), bpp: len(sizes), pages: cfg.Pages, fp: h.Sum64()})
+	s.pool.Store(&poolInfo{pool: p, ps: cfg.PageSize, pageLen: int64(p.PageBytes()), bpp: len(sizes), pages: cfg.Pages,
+		poolFP: h.Sum64(), fp: matchKey(h.Sum64(), s.identKey)})
 	return nil
 }
 
@@ -236,7 +316,7 @@ type Stats struct {
 	Hits     int64 // pages served
 	Misses   int64 // pages not served: missing, corrupt, mismatched or failed
 	Corrupt  int64 // pages that failed a size or CRC32C check
-	Mismatch int64 // V1 pages written by a pool of another shape or dtype
+	Mismatch int64 // V1 pages written by a pool of another shape or dtype, or by a store of another identity
 	// SkippedFiles counts batch files whose trailer or index failed its
 	// checks; none of their pages is served.
 	SkippedFiles int64
@@ -252,6 +332,9 @@ type Stats struct {
 	// Config.MaxBytes; EvictErrors counts the files that could not be
 	// removed and were passed over.
 	Evicted, EvictedBytes, EvictErrors int64
+	// ReclaimedTemps counts temp files of dead writers of this store's
+	// suffix that the store removed (at New and during eviction).
+	ReclaimedTemps int64
 	// Listings counts full listings of the V1 directory: one when the store
 	// opens, then after Clear, after lost inotify events, after the
 	// directory was replaced under the store, and, when polling, after a
@@ -264,7 +347,7 @@ type counters struct {
 	sets, setBytes, existed, gets, getBytes, hits, misses atomic.Int64
 	corrupt, mismatch, skippedFiles, errors, listings     atomic.Int64
 	directBytes, evicted, evictedBytes, evictErrors       atomic.Int64
-	specialFiles                                          atomic.Int64
+	specialFiles, reclaimedTemps                          atomic.Int64
 }
 
 // Stats returns a snapshot of the store's counters.
@@ -276,7 +359,7 @@ func (s *Store) Stats() Stats {
 		Corrupt: c.corrupt.Load(), Mismatch: c.mismatch.Load(), SkippedFiles: c.skippedFiles.Load(),
 		Errors: c.errors.Load(), Listings: c.listings.Load(), DirectBytes: c.directBytes.Load(),
 		Evicted: c.evicted.Load(), EvictedBytes: c.evictedBytes.Load(), EvictErrors: c.evictErrors.Load(),
-		SpecialFiles: c.specialFiles.Load(),
+		SpecialFiles: c.specialFiles.Load(), ReclaimedTemps: c.reclaimedTemps.Load(),
 	}
 }
 

@@ -9,14 +9,31 @@ import "golang.org/x/sys/unix"
 // golang.org/x/sys/unix. Like those calls, Preadv and Pwritev may move fewer
 // bytes than asked; the Store loops.
 type Syscalls struct {
-	Openat    func(dirfd int, path string, flags int, mode uint32) (fd int, err error)
-	Preadv    func(fd int, iovs [][]byte, off int64) (n int, err error)
-	Pwritev   func(fd int, iovs [][]byte, off int64) (n int, err error)
+	// Openat opens path relative to the directory dirfd (openat(2)).
+	Openat func(dirfd int, path string, flags int, mode uint32) (fd int, err error)
+	// Preadv reads into iovs from fd at off (preadv(2)); it may read less.
+	Preadv func(fd int, iovs [][]byte, off int64) (n int, err error)
+	// Pwritev writes iovs to fd at off (pwritev(2)); it may write less.
+	Pwritev func(fd int, iovs [][]byte, off int64) (n int, err error)
+	// Fdatasync flushes fd's data to the device (fdatasync(2)), with
+	// Config.Sync.
 	Fdatasync func(fd int) error
-	Fsync     func(fd int) error
-	Close     func(fd int) error
-	Renameat  func(olddirfd int, oldpath string, newdirfd int, newpath string) error
-	Unlinkat  func(dirfd int, path string, flags int) error
+	// Fsync flushes a directory after a rename (fsync(2)), with
+	// Config.Sync.
+	Fsync func(fd int) error
+	// Close closes fd (close(2)).
+	Close func(fd int) error
+	// Renameat renames a temp file to its final name (renameat(2)).
+	Renameat func(olddirfd int, oldpath string, newdirfd int, newpath string) error
+	// Unlinkat removes a file (unlinkat(2)): a failed temp file, an
+	// evicted or cleared file, a dead writer's temp file.
+	Unlinkat func(dirfd int, path string, flags int) error
+	// FcntlFlock takes (F_OFD_SETLK) or tests (F_OFD_GETLK) the OFD lock a
+	// writer holds on its temp file while it is alive (fcntl(2)).
+	FcntlFlock func(fd uintptr, cmd int, lk *unix.Flock_t) error
+	// Fstatfs reports the free space of the file system of the directory
+	// fd (fstatfs(2)), for Config.MinFreeBytes.
+	Fstatfs func(fd int, buf *unix.Statfs_t) error
 }
 
 // withDefaults returns c with every nil field set to the real call.
@@ -44,6 +61,12 @@ func (c Syscalls) withDefaults() Syscalls {
 	}
 	if c.Unlinkat == nil {
 		c.Unlinkat = unix.Unlinkat
+	}
+	if c.FcntlFlock == nil {
+		c.FcntlFlock = unix.FcntlFlock
+	}
+	if c.Fstatfs == nil {
+		c.Fstatfs = unix.Fstatfs
 	}
 	return c
 }

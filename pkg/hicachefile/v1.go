@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"hash/crc32"
 	"math/bits"
+	"slices"
 	"sync/atomic"
 	"time"
 
@@ -18,7 +19,7 @@ import (
 // hostIndices, bpp per key in GetPageBufferMeta order. Of each key's
 // PageSize slots it checks the first and the last (hostcache's
 // AppendPageBuffers, into sc), as SGLang reads only the first. On success the call
-// holds s.life and must release it with s.life.RUnlock.
+// is entered and must leave with s.leave.
 func (s *Store) v1Begin(keys []string, hostIndices []int64, sc *scratch) (*poolInfo, [][]byte, error) {
 	if err := s.enter(); err != nil {
 		return nil, nil, err
@@ -40,7 +41,7 @@ func (s *Store) v1Begin(keys []string, hostIndices []int64, sc *scratch) (*poolI
 		}
 	}
 	if err != nil {
-		s.life.RUnlock()
+		s.leave()
 		return nil, nil, err
 	}
 	return pi, bufs, nil
@@ -72,10 +73,11 @@ const (
 // stand. Call-level problems (no pool, mismatched lengths, indices the pool
 // rejects) return an error with every entry false.
 //
-// It makes no system call per key: at most one read(2) of pending inotify
-// events per call, then per batch file a create, the writes (one pwritev
-// per 1024 buffers or MiB of pages, and one for the index), a close and a
-// rename.
+// It makes no system call per key: one read(2) of pending inotify events
+// per call (without a watcher, a stat of Dir and of the V1 directory
+// instead), then per batch file a create, an OFD lock, the writes (one
+// pwritev of pages and index for up to 1024 buffers and a MiB of pages;
+// else one per window, and one for the index), a rename and a close.
 func (s *Store) BatchSetV1(keys []string, hostIndices []int64) ([]bool, error) {
 	ok := make([]bool, len(keys))
 	sc := getScratch(len(keys))
@@ -84,7 +86,7 @@ func (s *Store) BatchSetV1(keys []string, hostIndices []int64) ([]bool, error) {
 	if err != nil {
 		return ok, err
 	}
-	defer s.life.RUnlock()
+	defer s.leave()
 
 	// The distinct valid keys, each at its first position: a small
 	// open-addressing table of positions by digest. A repeat records its
@@ -121,10 +123,12 @@ func (s *Store) BatchSetV1(keys []string, hostIndices []int64) ([]bool, error) {
 	// could never be loaded, and a page held only as an old-format file is
 	// written again as V1, so that it gains a checksum and an identity.
 	// That takes no system call per key: the index is brought up to date
-	// by the pending inotify events, and only a polling store checks that
-	// the files of the keys found still exist. A key not found is simply
-	// written; no listing is needed to learn that it is new.
-	s.refresh(false)
+	// by the pending inotify events (followDir, which also follows a
+	// directory replaced under the store: with a watcher when its events
+	// say so, without one at every write call), and only a polling store
+	// checks that the files of the keys found still exist. A key not found
+	// is simply written; no listing is needed to learn that it is new.
+	s.followDir()
 	s.idx.Lookup(sc.hashes, pi.fp, sc.refs, nil)
 	s.idx.Meta(sc.refs, sc.metas)
 	stored := func(i int) bool {
@@ -159,7 +163,19 @@ func (s *Store) BatchSetV1(keys []string, hostIndices []int64) ([]bool, error) {
 	if s.lru.on {
 		written = make(map[fileID]bool, nChunks)
 	}
-	f, err := s.writeChunks(pi, keys, sc.hashes, bufs, nChunks, chunk, written)
+	v1fd := s.v1fd() // one directory for the whole call
+	f, err := s.writeChunks(pi, v1fd, keys, sc.hashes, bufs, 0, nChunks, chunk, written)
+	if isNoSpace(err) {
+		// A full disk: make room for the chunks not written, by removing
+		// least recently used files, and try them once more.
+		need := int64(0)
+		for c := f; c < nChunks; c++ {
+			need += int64(len(chunk(c))) * pi.pageLen
+		}
+		if s.makeRoom(need, written) {
+			f, err = s.writeChunks(pi, v1fd, keys, sc.hashes, bufs, f, nChunks, chunk, written)
+		}
+	}
 	s.evict(written)
 	for c := range f {
 		for _, i := range chunk(c) {
@@ -181,57 +197,65 @@ func (s *Store) BatchSetV1(keys []string, hostIndices []int64) ([]bool, error) {
 	return ok, err
 }
 
-// writeChunks writes each of the n chunks of key positions as one batch
-// file and returns the position of the first chunk that failed, with its
-// error, or n and nil. The temp files are written in parallel: the IO
+// writeChunks writes each of the chunks from..n-1 of key positions as one
+// batch file in the V1 directory open at v1fd, and returns the position of
+// the first chunk that failed, with its error, or n and nil. The temp
+// files, up to maxOpenFiles at a time, are written in parallel: the IO
 // workers take a whole file each, since writes to different files do not
 // contend for one inode's lock, and split a lone chunk between them. The
 // files are then renamed into place in chunk order, stopping at the first
 // failure, so that no chunk after a failed one is ever visible, not even
 // for a moment; their temp files are removed.
-func (s *Store) writeChunks(pi *poolInfo, keys []string, hashes []uint64, bufs [][]byte, n int, chunk func(c int) []int32, written map[fileID]bool) (int, error) {
-	if n == 1 {
+func (s *Store) writeChunks(pi *poolInfo, v1fd int, keys []string, hashes []uint64, bufs [][]byte, from, n int, chunk func(c int) []int32, written map[fileID]bool) (int, error) {
+	if n-from == 1 {
 		// The common case, without the bookkeeping of several files.
-		b, err := s.writeBatch(pi, keys, hashes, bufs, chunk(0), s.workers)
+		b, err := s.writeBatch(pi, v1fd, keys, hashes, bufs, chunk(from), s.workers)
 		if err == nil {
-			err = s.commitBatch(pi, b, written)
+			err = s.commitBatch(pi, v1fd, keys, hashes, bufs, chunk(from), b, written)
 		}
 		if err != nil {
-			return 0, err
+			return from, err
 		}
-		return 1, nil
+		return n, nil
 	}
-	outer := min(s.workers, n)
+	outer := min(s.workers, n-from)
 	inner := max(1, s.workers/max(1, outer))
 	batches := make([]batch, n)
 	errs := make([]error, n)
 	var failed atomic.Int64
 	failed.Store(int64(n))
-	parallel(outer, n, func(c int) {
-		if int64(c) > failed.Load() {
-			return
-		}
-		batches[c], errs[c] = s.writeBatch(pi, keys, hashes, bufs, chunk(c), inner)
-		for errs[c] != nil {
-			f := failed.Load()
-			if int64(c) >= f || failed.CompareAndSwap(f, int64(c)) {
-				break
+	// At most maxOpenFiles temp files are open at once: each group is
+	// written, then committed, before the next.
+	for lo := from; lo < n && lo < int(failed.Load()); lo += maxOpenFiles {
+		hi := min(lo+maxOpenFiles, n)
+		parallel(outer, hi-lo, func(j int) {
+			c := lo + j
+			if int64(c) > failed.Load() {
+				return
 			}
-		}
-	})
-	f := int(failed.Load())
-	// Commit in order: nothing after the first failure is ever visible.
-	for c := range n {
-		if c >= f {
-			if errs[c] == nil && batches[c].tmp != "" {
-				_ = s.sys.Unlinkat(s.v1fd(), batches[c].tmp, 0)
+			batches[c], errs[c] = s.writeBatch(pi, v1fd, keys, hashes, bufs, chunk(c), inner)
+			for errs[c] != nil {
+				f := failed.Load()
+				if int64(c) >= f || failed.CompareAndSwap(f, int64(c)) {
+					break
+				}
 			}
-			continue
-		}
-		if err := s.commitBatch(pi, batches[c], written); err != nil {
-			f, errs[c] = c, err
+		})
+		// Commit in order: nothing after the first failure is ever visible.
+		for c := lo; c < hi; c++ {
+			if int64(c) >= failed.Load() {
+				if errs[c] == nil && batches[c].tmp.name != "" {
+					s.discard(batches[c].tmp)
+				}
+				continue
+			}
+			if err := s.commitBatch(pi, v1fd, keys, hashes, bufs, chunk(c), batches[c], written); err != nil {
+				failed.Store(int64(c))
+				errs[c] = err
+			}
 		}
 	}
+	f := int(failed.Load())
 	if f == n {
 		return f, nil
 	}
@@ -240,7 +264,7 @@ func (s *Store) writeChunks(pi *poolInfo, keys []string, hashes []uint64, bufs [
 
 // batch is a batch file written under its temp name, ready to commit.
 type batch struct {
-	tmp    string
+	tmp    tempFile
 	n      int      // pages
 	hashes []uint64 // digest of each key, for the index
 	ents   []uint32 // offset of each key's entry in the file's index
@@ -249,16 +273,23 @@ type batch struct {
 	size   int64
 }
 
-// commitBatch renames b into place and adds its pages to the index. It
-// holds s.commit shared, so that Clear, which takes it exclusively, never
-// runs between the rename and the add: a file Clear removed is never left
-// in the index.
-func (s *Store) commitBatch(pi *poolInfo, b batch, written map[fileID]bool) error {
+// commitBatch renames b into place and adds its pages to the index. A temp
+// file that another store's reclaim removed between its create and its
+// lock is written again, once, from chunk. It holds s.commitMu shared, so
+// that Clear, which takes it exclusively, never runs between the rename and
+// the add: a file Clear removed is never left in the index.
+func (s *Store) commitBatch(pi *poolInfo, v1fd int, keys []string, hashes []uint64, bufs [][]byte, chunk []int32, b batch, written map[fileID]bool) error {
 	name := s.batchName()
 	s.commitMu.RLock()
 	defer s.commitMu.RUnlock()
 	s.inflightBegin(name)
-	if err := s.commit(s.v1fd(), s.v1Dir, b.tmp, name); err != nil {
+	err := s.commit(b.tmp, name)
+	if errors.Is(err, errTempGone) {
+		if b, err = s.writeBatch(pi, v1fd, keys, hashes, bufs, chunk, s.workers); err == nil {
+			err = s.commit(b.tmp, name)
+		}
+	}
+	if err != nil {
 		s.inflightEnd(name)
 		return err
 	}
@@ -269,7 +300,7 @@ func (s *Store) commitBatch(pi *poolInfo, b batch, written map[fileID]bool) erro
 		// Another process's Clear may have removed the file between the
 		// rename and the add: the bound needs to know.
 		var st unix.Stat_t
-		if unix.Fstatat(s.v1fd(), name, &st, unix.AT_SYMLINK_NOFOLLOW) == unix.ENOENT {
+		if unix.Fstatat(v1fd, name, &st, unix.AT_SYMLINK_NOFOLLOW) == unix.ENOENT {
 			s.idx.Forget(name)
 		} else {
 			id := fileID{name: name}
@@ -299,6 +330,14 @@ func (s *Store) inflightEnd(name string) bool {
 	return gone
 }
 
+// isInflight reports whether this store is committing the batch file name.
+func (s *Store) isInflight(name string) bool {
+	s.inflight.mu.Lock()
+	defer s.inflight.mu.Unlock()
+	_, ok := s.inflight.names[name]
+	return ok
+}
+
 // goneInFlight reports whether name, whose removal an event reports, is
 // being committed by this store, and if so marks it for its commit to
 // forget.
@@ -317,7 +356,7 @@ func (s *Store) goneInFlight(name string) bool {
 // and trailer. A payload of up to ioWindow bytes is checksummed first and
 // written with the index in one pwritev; a larger one moves in windows,
 // each checksummed while it is in cache, split between IO workers.
-func (s *Store) writeBatch(pi *poolInfo, keys []string, hashes []uint64, bufs [][]byte, chunk []int32, workers int) (batch, error) {
+func (s *Store) writeBatch(pi *poolInfo, v1fd int, keys []string, hashes []uint64, bufs [][]byte, chunk []int32, workers int) (batch, error) {
 	n := len(chunk)
 	b := batch{n: n, hashes: make([]uint64, n), ents: make([]uint32, n), pages: make([]uint32, n)}
 	entries := make([]indexEntry, n)
@@ -329,9 +368,10 @@ func (s *Store) writeBatch(pi *poolInfo, keys []string, hashes []uint64, bufs []
 	}
 	payload := int64(n) * pi.pageLen
 	b.meta = index.Meta{FP: pi.fp, IndexOff: payload, PageLen: pi.pageLen}
+	b.size = payload + int64(ent) + int64(len(s.ident)) + trailerSize
 	page := func(j int) [][]byte { i := int(chunk[j]); return bufs[i*pi.bpp : (i+1)*pi.bpp] }
 	var err error
-	b.tmp, err = s.writeTemp(s.v1fd(), s.v1Dir, func(fd int) error {
+	b.tmp, err = s.writeTemp(v1fd, s.v1Dir, b.size, func(fd int) error {
 		if payload <= ioWindow || workers <= 1 && payload <= 4*ioWindow {
 			iov := make([][]byte, 0, n*pi.bpp+1)
 			for j := range n {
@@ -342,8 +382,7 @@ func (s *Store) writeBatch(pi *poolInfo, keys []string, hashes []uint64, bufs []
 				}
 				entries[j].crc = crc
 			}
-			idx := appendIndex(nil, entries, pi.fp)
-			b.size = payload + int64(len(idx))
+			idx := appendIndex(nil, entries, pi.poolFP, s.ident)
 			return s.sys.pwritev(fd, append(iov, idx), 0)
 		}
 		pieces := split(workers, n, pi.pageLen)
@@ -354,15 +393,25 @@ func (s *Store) writeBatch(pi *poolInfo, keys []string, hashes []uint64, bufs []
 			errs[p] = checksummed(hi-lo, func(j int) [][]byte { return page(lo + j) }, crcs[lo:hi], int64(lo)*pi.pageLen, true, new(window), nil,
 				func(bufs [][]byte, off int64) error { return s.sys.pwritev(fd, bufs, off) })
 		})
-		if err := errors.Join(errs...); err != nil {
+		if err := joinDistinct(errs); err != nil {
 			return err
 		}
 		for j := range entries {
 			entries[j].crc = crcs[j]
 		}
-		idx := appendIndex(nil, entries, pi.fp)
-		b.size = payload + int64(len(idx))
-		return s.sys.pwritev(fd, [][]byte{idx}, payload)
+		return s.sys.pwritev(fd, [][]byte{appendIndex(nil, entries, pi.poolFP, s.ident)}, payload)
 	})
 	return b, err
+}
+
+// joinDistinct joins errs, leaving out nils and repeats: two IO workers
+// that both meet ENOSPC report it once.
+func joinDistinct(errs []error) error {
+	var out []error
+	for _, e := range errs {
+		if e != nil && !slices.ContainsFunc(out, func(o error) bool { return o.Error() == e.Error() }) {
+			out = append(out, e)
+		}
+	}
+	return errors.Join(out...)
 }

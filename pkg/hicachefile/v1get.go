@@ -29,7 +29,9 @@ import (
 // its own entry false, and the slots of a false entry hold unspecified
 // bytes. Call-level problems (no pool, mismatched lengths, indices the pool
 // rejects, two keys given the same slots) return an error with every entry
-// false.
+// false. The call holds at most maxOpenFiles batch files open at once; if
+// it still runs out of descriptors (EMFILE, ENFILE) after waiting for some
+// to be closed, it returns that error with the entries read so far.
 //
 // For the pages it finds, it makes per batch file an open, one preadv per
 // run of adjacent pages (per 1024 buffers or MiB), and a close; the keys'
@@ -45,7 +47,7 @@ func (s *Store) BatchGetV1(keys []string, hostIndices []int64) ([]bool, error) {
 	if err != nil {
 		return ok, err
 	}
-	defer s.life.RUnlock()
+	defer s.leave()
 	if err := sc.distinctSlots(hostIndices, pi); err != nil {
 		return ok, err
 	}
@@ -76,7 +78,10 @@ func (s *Store) BatchGetV1(keys []string, hostIndices []int64) ([]bool, error) {
 		}
 		retry := false
 		if len(read) > 0 {
-			s.readFiles(pi, keys, bufs, sc, read, ok)
+			if err := s.readFiles(pi, keys, bufs, sc, read, ok); err != nil {
+				s.countGets(pi, ok)
+				return ok, err
+			}
 			for _, i := range read {
 				retry = retry || sc.state[i] == stBadCopy || sc.state[i] == stGone
 			}
@@ -88,26 +93,37 @@ func (s *Store) BatchGetV1(keys []string, hostIndices []int64) ([]bool, error) {
 		}
 		break
 	}
-	hits := int64(0)
 	for i, k := range keys {
 		switch sc.state[i] {
 		case stNone:
 			// The old-format file of a key with '_' may be another
 			// store's: "k_x" of model "m" is "k" of model "x_m". A miss.
 			if !strings.Contains(k, "_") {
-				ok[i] = s.readOldV1(pi, k, hostIndices[i*pi.ps:(i+1)*pi.ps])
+				var err error
+				if ok[i], err = s.readOldV1(pi, k, hostIndices[i*pi.ps:(i+1)*pi.ps]); err != nil {
+					s.countGets(pi, ok)
+					return ok, err
+				}
 			}
 		case stMismatch:
 			s.stats.mismatch.Add(1)
 		}
-		if ok[i] {
+	}
+	s.countGets(pi, ok)
+	return ok, nil
+}
+
+// countGets counts the hits and misses of a V1 read.
+func (s *Store) countGets(pi *poolInfo, ok []bool) {
+	hits := int64(0)
+	for _, b := range ok {
+		if b {
 			hits++
 		}
 	}
 	s.stats.hits.Add(hits)
 	s.stats.getBytes.Add(hits * pi.pageLen)
-	s.stats.misses.Add(int64(len(keys)) - hits)
-	return ok, nil
+	s.stats.misses.Add(int64(len(ok)) - hits)
 }
 
 // maxCopies bounds how many rounds of lookups a BatchGetV1 call makes: one
@@ -151,15 +167,23 @@ func (sc *scratch) distinctSlots(hostIndices []int64, pi *poolInfo) error {
 }
 
 // readOldV1 reads key's old-format file zero-copy into the page at indices,
-// in flat-page order, and counts the outcome.
-func (s *Store) readOldV1(pi *poolInfo, key string, indices []int64) bool {
+// in flat-page order, and counts the outcome. Only running out of
+// descriptors is an error.
+func (s *Store) readOldV1(pi *poolInfo, key string, indices []int64) (bool, error) {
 	flat, err := pi.pool.FlatPageBuffers(indices)
 	if err == nil {
 		err = s.readOld(key, flat, pi.pageLen)
 	}
 	s.classify(err)
-	return err == nil
+	if isFDLimit(err) {
+		return false, err
+	}
+	return err == nil, nil
 }
+
+// maxOpenFiles bounds the batch files one call holds open at once (two
+// descriptors each with DirectIO), whatever its size.
+const maxOpenFiles = 16
 
 // readRun is one read: pages that lie back to back in one batch file.
 type readRun struct {
@@ -191,8 +215,29 @@ type fileRead struct {
 // length) and its page against the entry's CRC32C. Large reads are spread
 // over the IO workers. It leaves each key stDone (ok set when good),
 // stBadCopy or stGone.
-func (s *Store) readFiles(pi *poolInfo, keys []string, bufs [][]byte, sc *scratch, read []int32, ok []bool) {
+func (s *Store) readFiles(pi *poolInfo, keys []string, bufs [][]byte, sc *scratch, read []int32, ok []bool) error {
 	sortByRef(read, sc.refs)
+	for len(read) > 0 {
+		// The keys of the next maxOpenFiles files.
+		n, files := 0, 0
+		for n < len(read) && files < maxOpenFiles {
+			id := sc.refs[read[n]].File
+			for n < len(read) && sc.refs[read[n]].File == id {
+				n++
+			}
+			files++
+		}
+		if err := s.readSome(pi, keys, bufs, sc, read[:n], ok); err != nil {
+			return err
+		}
+		read = read[n:]
+	}
+	return nil
+}
+
+// readSome is readFiles for the keys of at most maxOpenFiles files, in
+// file order. It fails only when out of descriptors.
+func (s *Store) readSome(pi *poolInfo, keys []string, bufs [][]byte, sc *scratch, read []int32, ok []bool) error {
 	runs, files := sc.runs[:0], sc.files[:0]
 	var fds [8]int
 	open := fds[:0]
@@ -216,7 +261,10 @@ func (s *Store) readFiles(pi *poolInfo, keys []string, bufs [][]byte, sc *scratc
 		}
 		group := read[:n]
 		read = read[n:]
-		fd, direct := s.openBatch(id, group, sc)
+		fd, direct, err := s.openBatch(id, group, sc)
+		if err != nil {
+			return err
+		}
 		if fd < 0 {
 			continue
 		}
@@ -267,7 +315,7 @@ func (s *Store) readFiles(pi *poolInfo, keys []string, bufs [][]byte, sc *scratc
 	}
 	sc.runs, sc.files, sc.ibuf = runs, files, ebuf
 	if total == 0 {
-		return
+		return nil
 	}
 	if s.workers <= 1 || int64(total)*pi.pageLen < 2*minPieceBytes {
 		w := window{iov: sc.iov, owner: sc.owner}
@@ -306,44 +354,49 @@ func (s *Store) readFiles(pi *poolInfo, keys []string, bufs [][]byte, sc *scratc
 			}
 		}
 	}
+	return nil
 }
 
 // openBatch opens the batch file id for the keys at positions group, and
 // with Config.DirectIO a second descriptor for O_DIRECT reads. When the
-// file cannot be read it settles the keys and returns -1.
-func (s *Store) openBatch(id uint32, group []int32, sc *scratch) (int, directFile) {
+// file cannot be read it settles the keys and returns -1; out of
+// descriptors, it returns the error.
+func (s *Store) openBatch(id uint32, group []int32, sc *scratch) (int, directFile, error) {
 	none := directFile{fd: -1}
 	name, _, known := s.idx.File(id)
 	if !known {
 		s.setState(group, sc, stGone)
-		return -1, none
+		return -1, none, nil
 	}
-	fd, err := s.sys.Openat(s.v1fd(), name, openFlags, 0)
+	fd, err := s.openWait(s.v1fd(), name)
 	switch {
+	case isFDLimit(err):
+		s.stats.errors.Add(1)
+		return -1, none, err
 	case err == unix.ENOENT:
 		// Gone (another process's Clear or eviction): forget it, and look
 		// again after a refresh.
 		s.forgetBatch(name)
 		s.setState(group, sc, stGone)
-		return -1, none
+		return -1, none, nil
 	case err == unix.ELOOP || err == unix.ENXIO || err == unix.EISDIR:
 		s.notRegular(name, group, sc)
-		return -1, none
+		return -1, none, nil
 	case err != nil:
 		s.failGroup(group, sc, fmt.Errorf("hicachefile: open %s: %w", name, err))
-		return -1, none
+		return -1, none, nil
 	}
 	if !s.cfg.DirectIO {
-		return fd, none
+		return fd, none, nil
 	}
 	// The direct descriptor must be the file the buffered one opened.
 	var st unix.Stat_t
 	if unix.Fstat(fd, &st) != nil || st.Mode&unix.S_IFMT != unix.S_IFREG {
 		_ = s.sys.Close(fd)
 		s.notRegular(name, group, sc)
-		return -1, none
+		return -1, none, nil
 	}
-	return fd, s.openDirect(name, &st)
+	return fd, s.openDirect(name, &st), nil
 }
 
 // notRegular settles the keys of a batch file name that a FIFO, socket,
@@ -427,7 +480,10 @@ func (s *Store) readRun(pi *poolInfo, bufs [][]byte, sc *scratch, r readRun, w *
 	err := checksummed(len(r.pages), page, got, off, false, w, r.tail, read)
 	if err != nil {
 		if r.tail != nil {
-			sc.files[r.file].err = err // the entries were not read
+			// The entries were not read: the whole file's keys fail, and
+			// are counted, in verifyFile.
+			sc.files[r.file].err = err
+			return
 		}
 		for j, i := range r.pages {
 			if len(r.pages) > 1 {

@@ -5,51 +5,66 @@ package hicachefile
 import (
 	"bytes"
 	"encoding/binary"
+	"path/filepath"
 
 	"golang.org/x/sys/unix"
 )
 
 // watchMask selects the inotify events that change what the V1 directory
-// holds: a file renamed in, a file removed or renamed out, and the directory
-// itself going away. Stores write batch files under temp names and rename
-// them in, so a close after writing (IN_CLOSE_WRITE) is not watched: it
-// would queue an event for every temp file. A batch file rewritten in place
-// by something else is caught when read: its pages then fail their key or
-// CRC checks.
-const watchMask = unix.IN_MOVED_TO | unix.IN_DELETE | unix.IN_MOVED_FROM |
+// holds: a file renamed in or written in place, a file removed or renamed
+// out, and the directory itself going away.
+const watchMask = unix.IN_MOVED_TO | unix.IN_CLOSE_WRITE | unix.IN_DELETE | unix.IN_MOVED_FROM |
 	unix.IN_DELETE_SELF | unix.IN_MOVE_SELF | unix.IN_ONLYDIR
 
+// topMask selects the inotify events of Dir that may mean that Dir or the
+// V1 directory in it was removed or replaced: an entry removed or renamed
+// out (the V1 directory among them), and Dir itself going away.
+const topMask = unix.IN_DELETE | unix.IN_MOVED_FROM | unix.IN_DELETE_SELF | unix.IN_MOVE_SELF | unix.IN_ONLYDIR
+
 // watcher follows the V1 directory through inotify, so that the index sees
-// other processes' batch files arrive and go without listing the directory.
+// other processes' batch files arrive and go without listing the directory,
+// and Dir, so that the store sees either directory removed or replaced
+// without a stat per call.
 type watcher struct {
-	fd  int
-	wd  int // the watch on the V1 directory
-	buf []byte
+	fd     int
+	wd     int    // the watch on the V1 directory
+	top    int    // the watch on Dir
+	v1Name string // the V1 directory's name in Dir
+	buf    []byte
 }
 
-// newWatcher starts watching dir. It fails where inotify is unavailable or
-// its per-user limits are reached; the store then polls instead.
-func newWatcher(dir string) (*watcher, error) {
+// newWatcher starts watching dir, the V1 directory, and top, the Dir that
+// holds it. It fails where inotify is unavailable or its per-user limits
+// are reached; the store then polls instead.
+func newWatcher(dir, top string) (*watcher, error) {
 	fd, err := unix.InotifyInit1(unix.IN_NONBLOCK | unix.IN_CLOEXEC)
 	if err != nil {
 		return nil, err
 	}
-	wd, err := unix.InotifyAddWatch(fd, dir, watchMask)
-	if err != nil {
+	w := &watcher{fd: fd, v1Name: filepath.Base(dir), buf: make([]byte, 64<<10)}
+	if err := w.rewatch(dir, top); err != nil {
 		_ = unix.Close(fd)
 		return nil, err
 	}
-	return &watcher{fd: fd, wd: wd, buf: make([]byte, 64<<10)}, nil
+	return w, nil
 }
 
-// rewatch moves the watch to the directory now at dir.
-func (w *watcher) rewatch(dir string) error {
-	_, _ = unix.InotifyRmWatch(w.fd, uint32(w.wd)) // the old directory may be gone
+// rewatch moves the watches to the directories now at dir and top. Events
+// of the old watches are ignored from then on.
+func (w *watcher) rewatch(dir, top string) error {
+	if w.wd > 0 {
+		_, _ = unix.InotifyRmWatch(w.fd, uint32(w.wd)) // the old directory may be gone
+		_, _ = unix.InotifyRmWatch(w.fd, uint32(w.top))
+	}
 	wd, err := unix.InotifyAddWatch(w.fd, dir, watchMask)
 	if err != nil {
 		return err
 	}
-	w.wd = wd
+	topWD, err := unix.InotifyAddWatch(w.fd, top, topMask)
+	if err != nil {
+		return err
+	}
+	w.wd, w.top = wd, topWD
 	return nil
 }
 
@@ -58,15 +73,19 @@ type event int
 
 const (
 	evAppeared event = iota // renamed into the directory
+	evWritten               // written in place and closed
 	evGone                  // removed or renamed out
+	evDirs                  // Dir or the V1 directory was removed or moved
 )
 
 // drain reads every pending event and passes each named one to fn. It
 // reports overflow when the kernel dropped events, so that only a full
-// listing can tell what changed, and lost when the watch ended (the
-// directory was moved, or removed and no longer held open, or reading
-// failed). A directory removed while the store holds it open raises no
-// event: Store.checkDir notices that on a miss.
+// listing can tell what changed, and lost when a watch ended for good (its
+// file system unmounted, or reading failed). Dir or the V1 directory moved,
+// or the V1 directory removed from Dir, is evDirs: the store then checks
+// which directories are now at their paths. (A directory removed while the
+// store holds it open raises no event of its own; its removal from its
+// parent does.)
 func (w *watcher) drain(fn func(name string, ev event)) (overflow, lost bool) {
 	for {
 		n, err := unix.Read(w.fd, w.buf)
@@ -84,15 +103,27 @@ func (w *watcher) drain(fn func(name string, ev event)) (overflow, lost bool) {
 			if size > len(b) {
 				return overflow, true // the kernel never splits an event
 			}
+			wd := int(int32(binary.NativeEndian.Uint32(b)))
 			name := string(bytes.TrimRight(b[unix.SizeofInotifyEvent:size], "\x00"))
 			b = b[size:]
 			switch {
 			case mask&unix.IN_Q_OVERFLOW != 0:
 				overflow = true
-			case mask&(unix.IN_DELETE_SELF|unix.IN_MOVE_SELF|unix.IN_IGNORED|unix.IN_UNMOUNT) != 0:
+			case wd != w.wd && wd != w.top:
+				// A watch rewatch removed.
+			case mask&(unix.IN_IGNORED|unix.IN_UNMOUNT) != 0:
 				lost = true
+				fn("", evDirs)
+			case mask&(unix.IN_DELETE_SELF|unix.IN_MOVE_SELF) != 0:
+				fn("", evDirs)
+			case wd == w.top:
+				if name == w.v1Name {
+					fn(name, evDirs) // the V1 directory removed or moved
+				}
 			case mask&unix.IN_MOVED_TO != 0:
 				fn(name, evAppeared)
+			case mask&unix.IN_CLOSE_WRITE != 0:
+				fn(name, evWritten)
 			case mask&(unix.IN_DELETE|unix.IN_MOVED_FROM) != 0:
 				fn(name, evGone)
 			}

@@ -341,7 +341,7 @@ var _ = Describe("Other behaviour", Ordered, func() {
 			Expect(ok).To(Equal(trues(3)))
 			files := batchFiles(v1DirOf(cfg))
 			Expect(files).To(HaveLen(1))
-			Expect(fileSize(files[0])).To(Equal(2*int64(p.PageBytes()) + hicachefile.IndexSize([]string{"d0", "d1"}) + hicachefile.TrailerSize))
+			Expect(fileSize(files[0])).To(Equal(2*int64(p.PageBytes()) + hicachefile.IndexSize([]string{"d0", "d1"}) + hicachefile.IdentitySize(cfg.ModelName) + hicachefile.TrailerSize))
 			Expect(s.Stats().Sets).To(BeEquivalentTo(2))
 
 			to := mustAlloc(p, 2)

@@ -19,7 +19,7 @@ var _ = Describe("Capacity", Ordered, func() {
 	It("keeps a store's batch files within MaxBytes, evicting the least recently used", func() {
 		keys := keysN("k", 8) // all of one length, so all files of one size
 		pageBytes := int64(p.PageBytes())
-		file := pageBytes + hicachefile.IndexSize(keys[:1]) + hicachefile.TrailerSize
+		file := pageBytes + hicachefile.IndexSize(keys[:1]) + hicachefile.IdentitySize("model") + hicachefile.TrailerSize
 		cfg := hicachefile.Config{Dir: GinkgoT().TempDir(), ModelName: "model",
 			MaxBatchFileBytes: pageBytes, MaxBytes: 4 * file}
 		s := mustStore(cfg, p)

@@ -104,14 +104,18 @@ var _ = Describe("Corruption", Ordered, func() {
 	})
 
 	Context("a truncated file", func() {
-		DescribeTable("serves the pages wholly before the cut and misses the rest",
-			func(cut func(pageBytes int64) int64, want []bool) {
+		// A store checks every page it serves against the key, offset and
+		// CRC32C in its file's own index, which a batch file keeps after
+		// its pages: cut anywhere, the file has lost that index, and none
+		// of its pages is served.
+		DescribeTable("misses every page, counted corrupt, and a new store skips it",
+			func(cut func(pageBytes int64) int64) {
 				b := writeBatch()
 				Expect(os.Truncate(b.path, cut(pageBytes))).To(Succeed())
-				Expect(load(b.s, b)).To(Equal(want))
+				Expect(load(b.s, b)).To(Equal(make([]bool, n)))
 				st := b.s.Stats()
-				Expect(st.Corrupt).To(BeEquivalentTo(countFalse(want)))
-				Expect(st.Misses).To(BeEquivalentTo(countFalse(want)))
+				Expect(st.Corrupt).To(BeEquivalentTo(n))
+				Expect(st.Misses).To(BeEquivalentTo(n))
 
 				// Its trailer is gone: a new store skips the whole file.
 				r := reopen(b)
@@ -120,28 +124,31 @@ var _ = Describe("Corruption", Ordered, func() {
 				Expect(load(r, b)).To(Equal(make([]bool, n)))
 				Expect(r.Stats().Hits).To(BeZero())
 			},
-			Entry("inside the third page", func(b int64) int64 { return 2*b + b/2 }, []bool{true, true, false, false}),
-			Entry("at the end of the second page", func(b int64) int64 { return 2 * b }, []bool{true, true, false, false}),
-			Entry("inside the index", func(b int64) int64 { return n*b + 5 }, []bool{true, true, true, true}),
-			Entry("to less than a trailer", func(int64) int64 { return 10 }, []bool{false, false, false, false}),
-			Entry("to nothing", func(int64) int64 { return 0 }, []bool{false, false, false, false}),
+			Entry("inside the third page", func(b int64) int64 { return 2*b + b/2 }),
+			Entry("at the end of the second page", func(b int64) int64 { return 2 * b }),
+			Entry("inside the index", func(b int64) int64 { return n*b + 5 }),
+			Entry("to less than a trailer", func(int64) int64 { return 10 }),
+			Entry("to nothing", func(int64) int64 { return 0 }),
 		)
 	})
 
-	Context("a damaged index or trailer", func() {
+	Context("a damaged index, identity or trailer", func() {
 		// Offsets from the start of the index (entry 0 is keyLen u16, key,
-		// offset u64, length u64, crc u32; keys are 5 bytes) or from the
-		// start of the trailer, as doc.go lays them out.
+		// offset u64, length u64, crc u32; keys are 5 bytes), of the
+		// identity, or of the trailer, as doc.go lays them out.
 		const keyLen = 5
 		DescribeTable("skips the file: its keys all miss on a new store",
 			func(region string, at int64) {
 				b := writeBatch()
 				Expect(len(b.keys[0])).To(Equal(keyLen))
 				size := fileSize(b.path)
-				Expect(size).To(Equal(n*pageBytes + hicachefile.IndexSize(b.keys) + hicachefile.TrailerSize))
+				identity := hicachefile.IdentitySize(b.cfg.ModelName)
+				Expect(size).To(Equal(n*pageBytes + hicachefile.IndexSize(b.keys) + identity + hicachefile.TrailerSize))
 				switch region {
 				case "index":
 					flipByte(b.path, n*pageBytes+at)
+				case "identity":
+					flipByte(b.path, size-hicachefile.TrailerSize-identity+at)
 				case "trailer":
 					flipByte(b.path, size-hicachefile.TrailerSize+at)
 				}
@@ -167,6 +174,10 @@ var _ = Describe("Corruption", Ordered, func() {
 			Entry(nil, "index", int64(2+keyLen+8)),       // length of entry 0
 			Entry(nil, "index", int64(2+keyLen+16)),      // crc of entry 0
 			Entry(nil, "index", int64(3*(22+keyLen)+10)), // last entry
+			Entry(nil, "identity", int64(0)),             // TP rank
+			Entry(nil, "identity", int64(16)),            // flags
+			Entry(nil, "identity", int64(17)),            // model name length
+			Entry(nil, "identity", int64(19)),            // model name
 			Entry(nil, "trailer", int64(0)),              // magic
 			Entry(nil, "trailer", int64(8)),              // version
 			Entry(nil, "trailer", int64(12)),             // count
@@ -174,7 +185,9 @@ var _ = Describe("Corruption", Ordered, func() {
 			Entry(nil, "trailer", int64(24)),             // indexLen
 			Entry(nil, "trailer", int64(32)),             // index CRC
 			Entry(nil, "trailer", int64(36)),             // fingerprint
-			Entry(nil, "trailer", int64(44)),             // trailer CRC
+			Entry(nil, "trailer", int64(44)),             // identity length
+			Entry(nil, "trailer", int64(48)),             // identity CRC
+			Entry(nil, "trailer", int64(52)),             // trailer CRC
 		)
 	})
 
@@ -281,14 +294,3 @@ var _ = Describe("Corruption", Ordered, func() {
 		)
 	})
 })
-
-// countFalse counts the false entries of ok.
-func countFalse(ok []bool) int {
-	n := 0
-	for _, b := range ok {
-		if !b {
-			n++
-		}
-	}
-	return n
-}

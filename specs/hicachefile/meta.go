@@ -82,8 +82,11 @@ var _ = Describe("get_page_buffer_meta integration", func() {
 			for path, ks := range keysOf {
 				Expect(len(ks)).To(BeNumerically("<=", pagesPerFile))
 				Expect(hicachefile.IndexSize(ks)).To(Equal(documentedIndexSize(ks)))
-				Expect(fileSize(path)).To(Equal(int64(len(ks))*pageBytes+documentedIndexSize(ks)+48), path)
-				Expect(fileSize(path)).To(Equal(int64(len(ks))*pageBytes+hicachefile.IndexSize(ks)+hicachefile.TrailerSize), path)
+				// doc.go: an identity of 19 bytes plus the model name, and a
+				// 56-byte trailer.
+				Expect(fileSize(path)).To(Equal(int64(len(ks))*pageBytes+documentedIndexSize(ks)+19+int64(len(cfg.ModelName))+56), path)
+				Expect(fileSize(path)).To(Equal(int64(len(ks))*pageBytes+hicachefile.IndexSize(ks)+
+					hicachefile.IdentitySize(cfg.ModelName)+hicachefile.TrailerSize), path)
 			}
 		},
 		func(kind hostcache.Kind, layout hostcache.Layout, n, pagesPerFile int, _ func(int64) int64) string {
