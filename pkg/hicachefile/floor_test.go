@@ -366,3 +366,119 @@ func benchIndexHeap(b *testing.B, files, per int) {
 	b.ReportMetric(float64(heap)/float64(b.N)/float64(files*per), "B/key")
 	b.ReportMetric(float64(took.Nanoseconds())/float64(b.N)/float64(files), "ns/file")
 }
+
+// BenchmarkParallelGet runs BatchGetV1 of 128 seed pages from as many
+// goroutines as -cpu says, each reading its own batch file into its own
+// slots, and reports pages/s: with the lookups of different keys on
+// separate index shards and no scan lock on a hit, throughput should not
+// fall as goroutines are added.
+//
+//	go test -run=NONE -bench=ParallelGet -cpu=1,2,4 ./pkg/hicachefile
+func BenchmarkParallelGet(b *testing.B) {
+	const batches, per = 8, 128
+	cfg := seedCfg
+	cfg.Pages = 2 * batches * per
+	p := newPool(b, cfg)
+	dir := floorDirs(b)[0].dir
+	s := newStore(b, Config{Dir: dir, ModelName: "bench"}, p)
+	keys := make([][]string, batches)
+	dsts := make([][]int64, batches)
+	for f := range batches {
+		src, _ := p.Alloc(per * cfg.PageSize)
+		dsts[f], _ = p.Alloc(per * cfg.PageSize)
+		fillRandom(b, p, src)
+		keys[f] = make([]string, per)
+		for i := range per {
+			keys[f][i] = sglangKey(f, i)
+		}
+		if ok, err := s.BatchSetV1(keys[f], src); err != nil || !all(ok) {
+			b.Fatal(err)
+		}
+	}
+	var next atomic.Int64
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		f := int(next.Add(1)-1) % batches
+		for pb.Next() {
+			if ok, err := s.BatchGetV1(keys[f], dsts[f]); err != nil || !ok[0] {
+				b.Error(ok[0], err)
+				return
+			}
+		}
+	})
+	b.ReportMetric(float64(b.N*per)/b.Elapsed().Seconds(), "pages/s")
+}
+
+// BenchmarkNew times New over a directory of many batch files (one seed page
+// each, as many small BatchSetV1 calls leave) and reports ns/file. warm: on
+// tmpfs. cold: on the default (disk) directory, each file's pages dropped
+// from the page cache (posix_fadvise DONTNEED) before every New, so that New
+// reads every index from the device; inodes and the directory stay cached.
+// IOWorkers=1 loads the files one at a time; the other runs load them on
+// IOWorkers goroutines.
+//
+//	go test -run=NONE -bench=BenchmarkNew -benchtime=3x ./pkg/hicachefile
+func BenchmarkNew(b *testing.B) {
+	const files = 100000
+	dirs := floorDirs(b)
+	for _, d := range []struct {
+		name, dir string
+		cold      bool
+	}{{"warm", dirs[0].dir, false}, {"cold", dirs[1].dir, true}} {
+		cfg := seedCfg
+		cfg.Pages = 1
+		p := newPool(b, cfg)
+		src, _ := p.Alloc(cfg.PageSize)
+		sc := Config{Dir: d.dir, ModelName: "new", NoWatch: true}
+		w := newStore(b, sc, p)
+		for f := range files {
+			if ok, err := w.BatchSetV1([]string{sglangKey("new", f)}, src); err != nil || !ok[0] {
+				b.Fatal(err)
+			}
+		}
+		for _, workers := range []int{1, 2, 8} {
+			b.Run(fmt.Sprintf("%s/IOWorkers=%d", d.name, workers), func(b *testing.B) {
+				c := sc
+				c.IOWorkers = workers
+				var took time.Duration
+				for b.Loop() {
+					if d.cold {
+						b.StopTimer()
+						dropCache(b, w.v1Dir)
+						b.StartTimer()
+					}
+					t0 := time.Now()
+					s, err := New(c)
+					if err != nil {
+						b.Fatal(err)
+					}
+					took += time.Since(t0)
+					b.StopTimer()
+					if !s.Exists(sglangKey("new", files-1)) {
+						b.Fatal("last key missing")
+					}
+					_ = s.Close()
+					b.StartTimer()
+				}
+				b.ReportMetric(float64(took.Nanoseconds())/float64(b.N)/files, "ns/file")
+				b.ReportMetric(took.Seconds()/float64(b.N), "s/New")
+			})
+		}
+	}
+}
+
+// dropCache drops the page-cache pages of every file in dir.
+func dropCache(b *testing.B, dir string) {
+	names, err := os.ReadDir(dir)
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, n := range names {
+		fd, err := unix.Open(filepath.Join(dir, n.Name()), unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			continue
+		}
+		_ = unix.Fadvise(fd, 0, 0, unix.FADV_DONTNEED)
+		_ = unix.Close(fd)
+	}
+}
