@@ -126,3 +126,29 @@ func testRefreshKeepsOwnWrites(t *testing.T, noWatch bool) {
 		t.Errorf("a rescan forgot %d of %d pages this store had just written", n, writers*rounds)
 	}
 }
+
+// TestDigestMatchCheckedAgainstFile: the index keeps only digests, so a
+// lookup may find a copy of another key with the same digest. The read
+// checks the full key against the file's own index and reports a miss,
+// never the other key's page. The test forges that case by indexing the
+// file of key "a" under the digest of "c".
+func TestDigestMatchCheckedAgainstFile(t *testing.T) {
+	p, idx := randomPages(t, 2)
+	ps := mhaCfg.PageSize
+	s := newStore(t, Config{Dir: t.TempDir(), ModelName: "m"}, p)
+	if ok, err := s.BatchSetV1([]string{"a"}, idx[:ps]); err != nil || !ok[0] {
+		t.Fatal(ok, err)
+	}
+	loc, _ := s.Locate("a")
+	name := loc.Path[len(s.v1Dir)+1:]
+	refs := make([]index.Ref, 1)
+	s.idx.Lookup([]uint64{s.idx.Hash("a")}, 0, refs, nil)
+	_, meta, _ := s.idx.File(refs[0].File)
+	s.idx.AddHashed(name, meta, []uint64{s.idx.Hash("c")}, []uint32{refs[0].Ent}, []uint32{refs[0].Page})
+	if ok, err := s.BatchGetV1([]string{"c"}, idx[ps:]); err != nil || ok[0] {
+		t.Fatalf("BatchGetV1(c) = %v, %v: the page of a was served for c", ok, err)
+	}
+	if n := s.idx.Lookup([]uint64{s.idx.Hash("c")}, 0, refs, nil); n != 0 {
+		t.Error("the copy that failed its key check is still indexed")
+	}
+}

@@ -23,6 +23,9 @@ type window struct {
 // in the last window, unchecksummed. On error the CRCs are incomplete.
 func checksummed(n int, page func(j int) [][]byte, crcs []uint32, off int64, write bool, w *window, tail []byte, move func(bufs [][]byte, off int64) error) error {
 	clear(crcs[:n])
+	if !write && n > 0 && pageBytes(page(0))*int64(n) >= pipelineBytes {
+		return checksummedPipelined(n, page, crcs, off, tail, move)
+	}
 	w.iov, w.owner = w.iov[:0], w.owner[:0]
 	size := 0
 	flush := func() error {
@@ -74,4 +77,84 @@ func (w *window) sum(crcs []uint32) {
 			crcs[p] = crc32.Update(crcs[p], castagnoli, b)
 		}
 	}
+}
+
+// pipelineBytes is the size from which a read checksums each window on a
+// goroutine of its own while the next window is read: the CRC32C of large
+// pages then overlaps the copy from the page cache (or the device) instead
+// of following it.
+const pipelineBytes = 4 * ioWindow
+
+// checksummedPipelined is checksummed for a large read: the reader fills
+// windows in turn (three, so that it never waits for the checksummer while
+// one is being summed), and a second goroutine checksums each one as soon
+// as it is read.
+func checksummedPipelined(n int, page func(j int) [][]byte, crcs []uint32, off int64, tail []byte, move func(bufs [][]byte, off int64) error) error {
+	const depth = 3
+	var wins [depth]window
+	full := make(chan int, depth)
+	free := make(chan int, depth)
+	for i := range depth {
+		free <- i
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := range full {
+			wins[i].sum(crcs)
+			free <- i
+		}
+	}()
+	var err error
+	cur := <-free
+	w := &wins[cur]
+	w.iov, w.owner = w.iov[:0], w.owner[:0]
+	size := 0
+	flush := func() {
+		if err == nil {
+			err = move(w.iov, off)
+		}
+		if err != nil {
+			return
+		}
+		off += int64(size)
+		full <- cur
+		cur = <-free
+		w = &wins[cur]
+		w.iov, w.owner, size = w.iov[:0], w.owner[:0], 0
+	}
+	for p := 0; p < n && err == nil; p++ {
+		for _, b := range page(p) {
+			for len(b) > 0 && err == nil {
+				k := min(len(b), ioWindow-size)
+				w.iov = append(w.iov, b[:k])
+				w.owner = append(w.owner, int32(p))
+				size += k
+				b = b[k:]
+				if size == ioWindow {
+					flush()
+				}
+			}
+		}
+	}
+	if err == nil && len(tail) > 0 {
+		w.iov = append(w.iov, tail)
+		w.owner = append(w.owner, -1)
+		size += len(tail)
+	}
+	if err == nil && size > 0 {
+		flush()
+	}
+	close(full)
+	<-done
+	return err
+}
+
+// pageBytes returns the bytes of a page's buffers.
+func pageBytes(bufs [][]byte) int64 {
+	n := int64(0)
+	for _, b := range bufs {
+		n += int64(len(b))
+	}
+	return n
 }

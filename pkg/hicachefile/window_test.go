@@ -4,7 +4,10 @@ import (
 	"bytes"
 	"hash/crc32"
 	"math/rand/v2"
+	"os"
 	"testing"
+
+	"github.com/hicache-go/hicache/pkg/hostcache"
 )
 
 // TestChecksummed moves pages of sizes around the window size through a
@@ -96,4 +99,52 @@ func TestChecksummed(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestLargeReadPipelined reads a batch of 1 MiB pages, large enough that
+// the CRC32C runs on its own goroutine alongside the reads and the index
+// entries come in the last window, and checks the bytes, then that a
+// flipped byte fails only its page.
+func TestLargeReadPipelined(t *testing.T) {
+	cfg := hostcache.Config{Kind: hostcache.MHA, Layout: hostcache.PageFirst, DType: hostcache.Float16,
+		PageSize: 64, Pages: 16, LayerNum: 8, HeadNum: 8, HeadDim: 64}
+	p := newPool(t, cfg)
+	src, _ := p.Alloc(8 * cfg.PageSize)
+	dst, _ := p.Alloc(8 * cfg.PageSize)
+	fillRandom(t, p, src)
+	if int64(8*p.PageBytes()) < pipelineBytes {
+		t.Fatalf("setup: %d bytes do not reach the pipelined read", 8*p.PageBytes())
+	}
+	s := newStore(t, Config{Dir: t.TempDir(), ModelName: "m", IOWorkers: 1}, p)
+	keys := []string{"a", "b", "c", "d", "e", "f", "g", "h"}
+	if ok, err := s.BatchSetV1(keys, src); err != nil || !all(ok) {
+		t.Fatal(ok, err)
+	}
+	check := func(want []bool) {
+		t.Helper()
+		ok, err := s.BatchGetV1(keys, dst)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range keys {
+			if ok[i] != want[i] {
+				t.Fatalf("ok = %v, want %v", ok, want)
+			}
+			if ok[i] && !samePages(t, p, src[i*cfg.PageSize], dst[i*cfg.PageSize]) {
+				t.Fatalf("page %d reported true with other bytes", i)
+			}
+		}
+	}
+	check([]bool{true, true, true, true, true, true, true, true})
+	loc, _ := s.Locate("f")
+	f, err := os.OpenFile(loc.Path, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var one [1]byte
+	_, _ = f.ReadAt(one[:], loc.Offset+loc.Length/2)
+	one[0] ^= 0x10
+	_, _ = f.WriteAt(one[:], loc.Offset+loc.Length/2)
+	_ = f.Close()
+	check([]bool{true, true, true, true, true, false, true, true})
 }
