@@ -96,17 +96,39 @@
 //
 // # The index
 //
-// A Store keeps an in-memory map from key to batch file, offset, length,
-// CRC and fingerprint. New builds it from the trailers and indexes of the
-// store's batch files already in v1S/, so pages survive a restart. Every
-// write adds its entries. A key that several files hold keeps every copy:
-// lookups prefer the copy written by a pool like the registered one, and a
-// copy that proves bad gives way to the next.
+// A Store keeps an in-memory index of which batch file holds which key
+// (package internal/index). A key is kept as a 64-bit keyed digest, never
+// as its string: each copy is a 20-byte slot (digest, integer file id,
+// offset of the key's entry in the file's own index, page number) in
+// open-addressing tables with no pointers, grown at 3/4 full and split into
+// 16 shards with a lock each, plus 4 bytes in its file's list. That is 31
+// to 57 bytes of heap per page however many there are, and no work for the
+// garbage collector per page. Per file it keeps the name, the fingerprint
+// that a lookup compares, and where the index begins. New builds it from
+// the trailers and indexes of the store's batch files already in v1S/ (one
+// read of a file's last 16 KiB holds a 128-page batch's index), on
+// IOWorkers goroutines, so pages survive a restart. Every write adds its
+// entries. A key that several files hold keeps every copy: lookups prefer
+// the copy written by a pool like the registered one and a store of the
+// same identity, and a copy that proves bad gives way to the next.
 //
-// The index follows other processes through inotify on v1S/: every lookup
-// first applies the pending events (one read(2) when there are none), so a
-// batch file another process renames in is loaded, and one it removes (its
-// Clear) is forgotten, without listing the directory. The directory is
+// Since two keys may share a digest, a read trusts nothing the index says:
+// it reads back each key's entry from the batch file's own index and
+// checks the full key, the page's offset and length, and the page against
+// the entry's CRC32C. When the pages read end where the index begins (a
+// batch read as it was written) the entries come in the same preadv as the
+// pages: a read of a batch is an open, a preadv per window of pages, and a
+// close, as the floor's. A digest shared by another key can only make a
+// key look present to Exists, BatchExists or BatchSetV1 (a chance of about
+// 2^-64 per key): the page is then missing when read, never wrong.
+//
+// The index follows other processes through inotify on v1S/: Exists,
+// BatchExists, BatchSetV1 and a BatchGetV1 that misses first apply the
+// pending events (one read(2)), so a batch file another process renames in
+// is loaded, and one it removes (its Clear) is forgotten, without listing
+// the directory. A BatchGetV1 that finds its pages applies none: its reads
+// check everything the events would tell (a file gone fails its open, and
+// sends the call to the events). The directory is
 // listed again only when the kernel drops events. Where inotify is not
 // available (or with Config.NoWatch), and on network file systems (NFS,
 // SMB, FUSE, Ceph, Lustre, GPFS: other hosts' changes raise no event here),
@@ -132,9 +154,11 @@
 // A batch file whose trailer or index fails a check (short, wrong magic or
 // version, a checksum mismatch, an entry outside the payload or not aligned
 // to its length) is skipped whole and counted in Stats.SkippedFiles. A page
-// whose CRC32C does not match after it is read, or that lies past the end of
-// a truncated file, makes only its own key false and is dropped from the
-// index; its good neighbours in the same file still load. A page whose
+// whose CRC32C does not match after it is read makes only its own key
+// false and is dropped from the index; its good neighbours in the same
+// file still load. A truncated batch file has lost its index, which the
+// reads check every key and CRC32C against: none of its pages is served,
+// each counted in Stats.Corrupt. A page whose
 // fingerprint differs from the registered pool's (another dtype, layout or
 // shape), or whose file another store wrote (another model, TP rank or PP
 // rank, renamed in place of one of ours), is a miss counted in

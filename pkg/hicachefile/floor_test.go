@@ -56,6 +56,10 @@ func (c *countingSyscalls) syscalls() Syscalls {
 			c.n.Add(1)
 			return unix.Unlinkat(dirfd, path, flags)
 		},
+		FcntlFlock: func(fd uintptr, cmd int, lk *unix.Flock_t) error {
+			c.n.Add(1)
+			return unix.FcntlFlock(fd, cmd, lk)
+		},
 	}
 }
 
@@ -160,8 +164,9 @@ var floorNs = []int{1, 10, 100, 1000, 10000}
 // pages with SGLang-style keys against the floor (see floor), alternating
 // the two in one loop so that both see the same noise, and reports:
 // x-floor, the store's time over the floor's; x-floor-cpu, the same for
-// the process's CPU time, steadier on a busy machine; syscalls/op, the system calls
-// the store made through its Syscalls seam per call; allocs/op of the store
+// the process's CPU time, steadier on a busy machine; syscalls/op, the system
+// calls the store made through its Syscalls seam per call (all but the
+// read(2) of pending inotify events a write call makes); allocs/op of the store
 // call alone (store-allocs/op); store-ns/op and floor-ns/op. Index/... builds
 // a store over many batch files and reports the index heap per key (B/key)
 // and New's time per batch file (ns/file).

@@ -52,11 +52,10 @@ func (s *Store) BatchGetV1(keys []string, hostIndices []int64) ([]bool, error) {
 		return ok, err
 	}
 	s.stats.gets.Add(int64(len(keys)))
+	// Keys are checked only when not found: a key found is compared
+	// byte for byte with an entry that was checked when written or loaded.
 	for i, k := range keys {
 		sc.hashes[i], sc.state[i] = s.idx.Hash(k), stNone
-		if s.checkKey(k) != nil {
-			sc.state[i] = stInvalid
-		}
 	}
 	refreshed := false
 	for range maxCopies {
@@ -98,7 +97,7 @@ func (s *Store) BatchGetV1(keys []string, hostIndices []int64) ([]bool, error) {
 		case stNone:
 			// The old-format file of a key with '_' may be another
 			// store's: "k_x" of model "m" is "k" of model "x_m". A miss.
-			if !strings.Contains(k, "_") {
+			if s.checkKey(k) == nil && !strings.Contains(k, "_") {
 				var err error
 				if ok[i], err = s.readOldV1(pi, k, hostIndices[i*pi.ps:(i+1)*pi.ps]); err != nil {
 					s.countGets(pi, ok)
