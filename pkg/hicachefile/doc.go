@@ -220,10 +220,11 @@
 // the rename; the kernel drops it when the writer dies. New, and eviction
 // (at most once a second, when over MaxBytes or MinFreeBytes, or when a
 // write met a full disk), remove the temp files of this store's suffix
-// whose OFD read lock they can take, however young: those of dead writers,
-// in any process. While a reclaim holds that lock no writer can take its
-// own, so a writer caught between its create and its lock starts over
-// under another name, or, if its file went, writes it again. Where the
+// that are at least a second old and whose OFD read lock they can take:
+// those of dead writers, in any process. While a reclaim holds that lock no
+// writer can take its own, so a writer caught between its create and its
+// lock starts over under another name, or, if its file went, writes it
+// again. Where the
 // file system refuses locks, and for SGLang's own temp files
 // (<key>S.bin.tmp.<pid>.<tid>.<uuid>, which carry none), a temp file goes
 // once its mtime is 10 minutes old, so a writer that takes longer than that

@@ -669,10 +669,10 @@ func TestDeadWritersTempsReclaimed(t *testing.T) {
 	for _, p := range dead {
 		writeTempFile(t, p, 100, time.Hour, false)
 	}
-	// A writer that died just now: its temp file goes too, however young.
+	// A writer that died just now, or one between its create and its lock:
+	// its temp file stays until it is a second old.
 	justDied := filepath.Join(s0.v1Dir, ".e"+tok[1:]+"_m_0_1.tmp")
 	writeTempFile(t, justDied, 100, 0, false)
-	dead = append(dead, justDied)
 	for _, p := range live {
 		writeTempFile(t, p, 100, time.Hour, true)
 	}
@@ -695,6 +695,19 @@ func TestDeadWritersTempsReclaimed(t *testing.T) {
 	}
 	if n := s.Stats().ReclaimedTemps; n != int64(len(dead)) {
 		t.Errorf("Stats.ReclaimedTemps = %d, want %d", n, len(dead))
+	}
+	if _, err := os.Stat(justDied); err != nil {
+		t.Errorf("New removed a temp file younger than a second: %v", err)
+	}
+	old := time.Now().Add(-2 * tempGrace)
+	if err := os.Chtimes(justDied, old, old); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.reclaimTemps(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(justDied); !os.IsNotExist(err) {
+		t.Errorf("a dead writer's temp file a second old survived a reclaim: %v", err)
 	}
 }
 
@@ -875,8 +888,20 @@ func TestReclaimRacesWriter(t *testing.T) {
 			sys := Syscalls{FcntlFlock: func(fd uintptr, cmd int, lk *unix.Flock_t) error {
 				if cmd == unix.F_OFD_SETLK && lk.Type == unix.F_WRLCK && armed.Swap(false) {
 					if how == "removed before the lock" {
+						// As if the writer had waited past tempGrace for a CPU.
+						path, err := os.Readlink(fmt.Sprintf("/proc/self/fd/%d", fd))
+						if err != nil {
+							t.Fatal(err)
+						}
+						old := time.Now().Add(-2 * tempGrace)
+						if err := os.Chtimes(path, old, old); err != nil {
+							t.Fatal(err)
+						}
 						if err := reclaimer.reclaimTemps(); err != nil {
 							t.Error(err)
+						}
+						if _, err := os.Stat(path); !os.IsNotExist(err) {
+							t.Fatalf("setup: the reclaim left the unlocked temp file: %v", err)
 						}
 					} else {
 						// Lock it as a reclaim does, through another open
@@ -923,5 +948,37 @@ func TestReclaimRacesWriter(t *testing.T) {
 				t.Errorf("temp files left: %v", left)
 			}
 		})
+	}
+}
+
+// TestReclaimNeverFailsLiveWriter: a store that reclaims temp files over
+// and over, beside a store that writes through both interfaces, never makes
+// a write fail.
+func TestReclaimNeverFailsLiveWriter(t *testing.T) {
+	p, idx := randomPages(t, 4)
+	dir := t.TempDir()
+	w := newStore(t, Config{Dir: dir, ModelName: "m", MaxBatchFileBytes: int64(p.PageBytes())}, p)
+	r := newStore(t, Config{Dir: dir, ModelName: "m"}, p)
+	var stop atomic.Bool
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for !stop.Load() {
+			_ = r.reclaimTemps()
+		}
+	}()
+	for n := 0; n < 300; n++ {
+		keys := []string{fmt.Sprint("a", n), fmt.Sprint("b", n), fmt.Sprint("c", n), fmt.Sprint("d", n)}
+		if ok, err := w.BatchSetV1(keys, idx); err != nil || !all(ok) {
+			t.Errorf("BatchSetV1 beside a reclaim = %v, %v", ok, err)
+		}
+		if err := w.Set(fmt.Sprint("o", n), make([]byte, 10)); err != nil {
+			t.Errorf("Set beside a reclaim = %v", err)
+		}
+	}
+	stop.Store(true)
+	<-done
+	if n := r.Stats().ReclaimedTemps; n != 0 {
+		t.Errorf("a reclaim removed %d live writers' temp files", n)
 	}
 }

@@ -14,18 +14,21 @@ import (
 // the lock when the writer closes the file or dies. A store that reclaims
 // temp files takes an OFD read lock on each of this store's suffix: it gets
 // it only when no writer holds the file, and while it holds it no writer
-// can lock it, so it removes the file before letting go. A writer whose
-// lock is refused that way (the file between its create and its lock)
-// starts over under another name; one whose temp file vanished in that
-// window finds its rename failing with ENOENT and writes the file again,
-// once. So a dead writer's temp file goes at the next reclaim, however
-// young, and a live writer's never does.
+// can lock it, so it removes the file before letting go. Only files at
+// least tempGrace old are taken: between a writer's create and its lock
+// (two system calls, but a goroutine may wait for a CPU in between) the
+// file is unlocked. A writer whose lock is refused all the same starts
+// over under another name; one whose temp file vanished finds its rename
+// failing with ENOENT and writes the file again, once. So a dead writer's
+// temp file goes at the first reclaim after it is tempGrace old, and a
+// live writer's never does.
 //
 // Where the file system refuses locks, a temp file is taken as dead once
 // its mtime is staleTempAge old. SGLang's own temp files
 // (<key><suffix>.bin.tmp.<pid>.<tid>.<uuid>) carry no lock; they go by that
 // age too.
 const (
+	tempGrace    = time.Second
 	staleTempAge = 10 * time.Minute
 	// reclaimEvery bounds how often eviction lists the directories for
 	// dead writers' temp files.
@@ -62,7 +65,8 @@ func (s *Store) reclaimOne(dirfd int, name string, sglang bool, now time.Time) (
 	if unix.Fstatat(dirfd, name, &st, unix.AT_SYMLINK_NOFOLLOW) != nil || st.Mode&unix.S_IFMT != unix.S_IFREG {
 		return false, 0
 	}
-	old := now.Sub(time.Unix(st.Mtim.Unix())) >= staleTempAge
+	age := now.Sub(time.Unix(st.Mtim.Unix()))
+	old := age >= staleTempAge
 	remove := func() (bool, int64) {
 		switch err := s.sys.Unlinkat(dirfd, name, 0); err {
 		case nil:
@@ -78,6 +82,9 @@ func (s *Store) reclaimOne(dirfd int, name string, sglang bool, now time.Time) (
 			return remove()
 		}
 		return false, st.Size
+	}
+	if age < tempGrace {
+		return false, st.Size // maybe between its writer's create and lock
 	}
 	fd, err := s.sys.Openat(dirfd, name, openFlags, 0)
 	if err != nil {
