@@ -210,15 +210,29 @@ func putScratch(sc *scratch) {
 
 // readDirNamesAt lists, unsorted, the names in the directory open at fd:
 // the directory the store reads and writes through, even if its path now
-// names another.
+// names another. It reads the entries 256 KiB at a time: a directory of
+// 100,000 batch files takes some 25 getdents64 calls, not 700.
 func readDirNamesAt(fd int) ([]string, error) {
 	dfd, err := unix.Openat(fd, ".", unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return nil, err
 	}
-	f := os.NewFile(uintptr(dfd), ".")
-	defer f.Close()
-	return f.Readdirnames(-1)
+	defer unix.Close(dfd)
+	buf := make([]byte, 256<<10)
+	var names []string
+	for {
+		n, err := unix.Getdents(dfd, buf)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return nil, &os.PathError{Op: "getdents64", Path: ".", Err: err}
+		}
+		if n <= 0 {
+			return names, nil
+		}
+		_, _, names = unix.ParseDirent(buf[:n], -1, names)
+	}
 }
 
 // loadTail is how many bytes at the end of a batch file loadIndex reads at
