@@ -296,8 +296,9 @@
 // (3 runs of BenchmarkBuild10M in internal/index; the map it replaced held
 // 202 to 231 B per key). New over 100,000 one-page batch files
 // (BenchmarkNew) took 0.47 s [0.45-0.55] warm on tmpfs with IOWorkers 2;
-// cold, each file's pages dropped from the page cache on ext4, 3.65 s
-// [3.45-4.54] with IOWorkers 8 against 8.28 and 8.49 s one file at a time.
+// cold, each file's pages written back and dropped from the page cache on
+// ext4, 3.96 s [3.28-4.02] with IOWorkers 8 against 10.42 s [8.33-10.65]
+// one file at a time.
 // BatchGetV1 of 128 pages from 1, 2 and 4 goroutines (BenchmarkParallelGet,
 // -cpu=1,2,4) moved 4.28 [3.52-5.11], 6.03 [5.71-6.31] and 5.22
 // [5.01-5.23] M pages/s: lookups of different keys take different shard
