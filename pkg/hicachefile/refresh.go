@@ -189,6 +189,9 @@ type loaded struct {
 // load reads the indexes of the batch files names, on the store's IO
 // workers: at a cold start, most of the time goes to waiting for the disk.
 func (s *Store) load(names []string) []loaded {
+	if len(names) == 0 {
+		return nil
+	}
 	out := make([]loaded, len(names))
 	workers := min(s.workers, (len(names)+63)/64)
 	bufs := make([][]byte, max(1, workers))
