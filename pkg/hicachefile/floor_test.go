@@ -559,7 +559,7 @@ func BenchmarkLarge(b *testing.B) {
 					ok, err := s.BatchGetV1(keys, idx)
 					storeNs += time.Since(t0)
 					if err != nil || !all(ok) {
-						b.Fatal(ok, err)
+						b.Fatal(ok, err, s.Stats())
 					}
 				}
 				fl := func() {

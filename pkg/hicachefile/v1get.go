@@ -449,7 +449,8 @@ func (s *Store) readRun(pi *poolInfo, bufs [][]byte, sc *scratch, r readRun, w *
 	var direct int64 // bytes read direct, counted once the piece is kept
 	read := func(b [][]byte, off int64) error { return s.sys.preadv(r.fd, b, off) }
 	off := sc.offs[r.pages[0]]
-	if r.direct.fits(len(r.pages), page, off) {
+	fits := r.direct.fits(len(r.pages), page, off)
+	if fits {
 		read = func(b [][]byte, off int64) error {
 			err := s.sys.preadv(r.direct.fd, b, off)
 			if err == nil {
@@ -476,7 +477,12 @@ func (s *Store) readRun(pi *poolInfo, bufs [][]byte, sc *scratch, r readRun, w *
 	if len(got) == 1 && n > 1 {
 		got = sc.crcs[p0 : p0+n]
 	}
-	err := checksummed(len(r.pages), page, got, off, false, w, r.tail, read)
+	var err error
+	if fits && pageBytes(page(0))*int64(n) >= pipelineBytes {
+		err = checksummedPipelined(n, page, got, off, r.tail, directWindow, read)
+	} else {
+		err = checksummed(n, page, got, off, false, w, r.tail, read)
+	}
 	if err != nil {
 		if r.tail != nil {
 			// The entries were not read: the whole file's keys fail, and

@@ -24,7 +24,7 @@ type window struct {
 func checksummed(n int, page func(j int) [][]byte, crcs []uint32, off int64, write bool, w *window, tail []byte, move func(bufs [][]byte, off int64) error) error {
 	clear(crcs[:n])
 	if !write && n > 0 && pageBytes(page(0))*int64(n) >= pipelineBytes {
-		return checksummedPipelined(n, page, crcs, off, tail, move)
+		return checksummedPipelined(n, page, crcs, off, tail, ioWindow, move)
 	}
 	w.iov, w.owner = w.iov[:0], w.owner[:0]
 	size := 0
@@ -85,11 +85,17 @@ func (w *window) sum(crcs []uint32) {
 // of following it.
 const pipelineBytes = 4 * ioWindow
 
-// checksummedPipelined is checksummed for a large read: the reader fills
-// windows in turn (three, so that it never waits for the checksummer while
+// directWindow is the window of a large O_DIRECT read: the device fills
+// pool memory by DMA, so no window is in cache to keep there, and larger
+// requests keep more of the device busy.
+const directWindow = 8 * ioWindow
+
+// checksummedPipelined is checksummed for a large read, in windows of
+// winSize bytes: the reader fills windows in turn (three, so that it never waits for the checksummer while
 // one is being summed), and a second goroutine checksums each one as soon
 // as it is read.
-func checksummedPipelined(n int, page func(j int) [][]byte, crcs []uint32, off int64, tail []byte, move func(bufs [][]byte, off int64) error) error {
+func checksummedPipelined(n int, page func(j int) [][]byte, crcs []uint32, off int64, tail []byte, winSize int, move func(bufs [][]byte, off int64) error) error {
+	clear(crcs[:n])
 	const depth = 3
 	var wins [depth]window
 	full := make(chan int, depth)
@@ -126,12 +132,12 @@ func checksummedPipelined(n int, page func(j int) [][]byte, crcs []uint32, off i
 	for p := 0; p < n && err == nil; p++ {
 		for _, b := range page(p) {
 			for len(b) > 0 && err == nil {
-				k := min(len(b), ioWindow-size)
+				k := min(len(b), winSize-size)
 				w.iov = append(w.iov, b[:k])
 				w.owner = append(w.owner, int32(p))
 				size += k
 				b = b[k:]
-				if size == ioWindow {
+				if size == winSize {
 					flush()
 				}
 			}

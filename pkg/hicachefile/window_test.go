@@ -2,6 +2,7 @@ package hicachefile
 
 import (
 	"bytes"
+	"fmt"
 	"hash/crc32"
 	"math/rand/v2"
 	"os"
@@ -97,15 +98,37 @@ func TestChecksummed(t *testing.T) {
 					t.Fatalf("read: page %d CRC %08x, want %08x", p, got[p], crcs[p])
 				}
 			}
+			// The pipelined read, whatever the size, in windows of two
+			// sizes, into CRCs that hold garbage from an earlier call.
+			for _, win := range []int{ioWindow, directWindow} {
+				for p := range got {
+					got[p] = 0xdeadbeef
+				}
+				err = checksummedPipelined(len(pages), func(j int) [][]byte { return pages[j] }, got, base, nil, win, read)
+				if err != nil {
+					t.Fatal(err)
+				}
+				for p := range pages {
+					if got[p] != crcs[p] {
+						t.Fatalf("pipelined read, window %d: page %d CRC %08x, want %08x", win, p, got[p], crcs[p])
+					}
+				}
+			}
 		})
 	}
 }
 
 // TestLargeReadPipelined reads a batch of 1 MiB pages, large enough that
-// the CRC32C runs on its own goroutine alongside the reads and the index
-// entries come in the last window, and checks the bytes, then that a
-// flipped byte fails only its page.
+// the CRC32C runs on its own goroutine alongside the reads (and, without
+// DirectIO, the index entries come in the last window), twice, checking
+// the bytes, then that a flipped byte fails only its page.
 func TestLargeReadPipelined(t *testing.T) {
+	for _, direct := range []bool{false, true} {
+		t.Run(fmt.Sprintf("DirectIO=%v", direct), func(t *testing.T) { testLargeReadPipelined(t, direct) })
+	}
+}
+
+func testLargeReadPipelined(t *testing.T, direct bool) {
 	cfg := hostcache.Config{Kind: hostcache.MHA, Layout: hostcache.PageFirst, DType: hostcache.Float16,
 		PageSize: 64, Pages: 16, LayerNum: 8, HeadNum: 8, HeadDim: 64}
 	p := newPool(t, cfg)
@@ -115,7 +138,7 @@ func TestLargeReadPipelined(t *testing.T) {
 	if int64(8*p.PageBytes()) < pipelineBytes {
 		t.Fatalf("setup: %d bytes do not reach the pipelined read", 8*p.PageBytes())
 	}
-	s := newStore(t, Config{Dir: t.TempDir(), ModelName: "m", IOWorkers: 1}, p)
+	s := newStore(t, Config{Dir: t.TempDir(), ModelName: "m", IOWorkers: 1, DirectIO: direct}, p)
 	keys := []string{"a", "b", "c", "d", "e", "f", "g", "h"}
 	if ok, err := s.BatchSetV1(keys, src); err != nil || !all(ok) {
 		t.Fatal(ok, err)
@@ -136,6 +159,7 @@ func TestLargeReadPipelined(t *testing.T) {
 		}
 	}
 	check([]bool{true, true, true, true, true, true, true, true})
+	check([]bool{true, true, true, true, true, true, true, true}) // scratch reused
 	loc, _ := s.Locate("f")
 	f, err := os.OpenFile(loc.Path, os.O_RDWR, 0)
 	if err != nil {
