@@ -236,7 +236,6 @@ func (s *Store) merge(files []loaded) {
 // listDir lists the V1 directory, loads the batch files the index does not
 // know, and forgets the ones that are gone. The caller holds s.scan.mu.
 func (s *Store) listDir() bool {
-	x := &s.scan
 	var st unix.Stat_t
 	if err := unix.Fstat(s.v1fd(), &st); err != nil {
 		s.stats.errors.Add(1)
@@ -252,6 +251,16 @@ func (s *Store) listDir() bool {
 		s.stats.errors.Add(1)
 		return false
 	}
+	s.listed(names, st.Mtim, known)
+	return true
+}
+
+// listed applies a listing of the V1 directory, names, taken when its
+// mtime was mtime: it loads the batch files the index does not know, and
+// forgets those in known (the files indexed before the listing) that the
+// listing lacks. The caller holds s.scan.mu.
+func (s *Store) listed(names []string, mtime unix.Timespec, known map[string]bool) {
+	x := &s.scan
 	s.stats.listings.Add(1)
 
 	present := make(map[string]bool, len(names))
@@ -271,8 +280,7 @@ func (s *Store) listDir() bool {
 			s.forgetBatch(name)
 		}
 	}
-	x.mtime = st.Mtim
+	x.mtime = mtime
 	x.scanned = true
 	s.merge(got)
-	return true
 }

@@ -132,15 +132,27 @@ func New(cfg Config) (*Store, error) {
 			return nil, err
 		}
 	}
-	// Temp files left by writers that died (SIGKILL, a crash, a power
-	// cut) go now; live writers' stay. A failure only leaves them.
-	_ = s.reclaimTemps()
 	// Watch before the first listing, so that no change falls between.
 	if !cfg.NoWatch {
 		s.watch, _ = newWatcher(s.v1Dir, s.dir) // without it, the store polls
 	}
 	s.poll.Store(s.watch == nil || isNetworkFS(s.v1fd()))
-	s.refresh(false)
+	// One listing of the V1 directory serves both the reclaim and the
+	// index. Temp files left by writers that died (SIGKILL, a crash, a
+	// power cut) go now; live writers' stay. A failure only leaves them.
+	var st unix.Stat_t
+	var names []string
+	err = unix.Fstat(s.v1fd(), &st) // the mtime before the listing, as listDir takes it
+	if err == nil {
+		names, err = readDirNamesAt(s.v1fd())
+	}
+	_ = s.reclaimTempsIn(names)
+	if err == nil {
+		s.scan.mu.Lock()
+		s.listed(names, st.Mtim, nil)
+		s.scan.mu.Unlock()
+	}
+	s.refresh(false) // lists here if that listing failed
 	return s, nil
 }
 
