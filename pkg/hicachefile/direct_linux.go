@@ -47,16 +47,16 @@ func (s *Store) openDirect(name string, buffered *unix.Stat_t) directFile {
 	return d
 }
 
-// fits reports whether pages laid back to back from off can be read with
+// fits reports whether the n pages page(j) laid back to back from off can be read with
 // O_DIRECT: every buffer's address, every buffer's length and the offset
 // aligned as the file system asks. Windows of checksummed then stay aligned,
 // since ioWindow is a multiple of any offset alignment up to 1 MiB.
-func (d directFile) fits(pages [][][]byte, off int64) bool {
+func (d directFile) fits(n int, page func(j int) [][]byte, off int64) bool {
 	if d.fd < 0 || off%d.offAlign != 0 || ioWindow%d.offAlign != 0 {
 		return false
 	}
-	for _, pg := range pages {
-		for _, b := range pg {
+	for j := range n {
+		for _, b := range page(j) {
 			if len(b) == 0 {
 				continue
 			}

@@ -345,7 +345,7 @@ func (s *Store) remove(victims []lruFile) {
 			dirfd = s.v1fd()
 			// Forget the pages first, so that no lookup finds them while
 			// the file goes.
-			s.idx.forgetFile(f.id.name)
+			s.idx.Forget(f.id.name)
 		}
 		switch err := s.sys.Unlinkat(dirfd, f.id.name, 0); err {
 		case nil, unix.ENOENT:

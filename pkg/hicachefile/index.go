@@ -2,65 +2,33 @@ package hicachefile
 
 import (
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
-	"slices"
 	"sync"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/hicache-go/hicache/pkg/hicachefile/internal/index"
 )
 
-// location is where a batch file holds one page.
-type location struct {
-	file   string // batch file name in the V1 directory
-	off    int64
-	length int64
-	crc    uint32
-	fp     uint64 // the writer's pool fingerprint and identity (matchKey)
+// scanState is what the store knows about its listings of the V1
+// directory, guarded by mu, which also serialises refreshes and Clear so
+// that a directory is read once. The index itself (Store.idx) has locks of
+// its own: a lookup that hits never takes mu.
+type scanState struct {
+	mu      sync.Mutex
+	pending map[string]bool // batch files whose index could not be read yet
+	mtime   unix.Timespec   // the V1 directory's mtime at the last listing
+	scanned bool            // false until the first listing, and after lost events
 }
 
-// index maps keys to their V1 locations. It is built from the batch files in
-// the V1 directory, updated by every write, and kept up to date with other
-// processes' files by refresh (inotify events, or polling). A key that several files
-// hold has one leading copy in entries and the others in alts, so that a bad
-// copy can give way to a good one and pools of different shapes can each
-// find their own.
-type index struct {
-	scan sync.Mutex // serialises refreshes and Clear, so a directory is read once
-
-	mu      sync.RWMutex
-	entries map[string]location
-	files   map[string][]string   // batch files seen -> their keys; nil for a skipped file
-	alts    map[string][]location // further copies of keys that several files hold
-	pending map[string]bool       // batch files whose index could not be read yet
-	// closing holds the batch files this store renamed into place and then
-	// closed: the close raises an IN_CLOSE_WRITE that is no sign of a file
-	// written in place, and must not make the watcher read it again.
-	closing map[string]bool
-	mtime   unix.Timespec // the V1 directory's mtime at the last listing
-	scanned bool          // false until the first listing, and after lost events
-}
-
-func (x *index) init() {
-	x.entries = make(map[string]location)
-	x.files = make(map[string][]string)
-	x.alts = make(map[string][]location)
+// reset forgets everything, so that the next lookup rescans. The caller
+// holds x.mu.
+func (x *scanState) reset(idx *index.Index) {
+	idx.Reset()
 	x.pending = make(map[string]bool)
-	x.closing = make(map[string]bool)
-}
-
-// maxClosing bounds index.closing, which nothing drains without a watcher.
-const maxClosing = 4096
-
-// expectClose records that this store is about to close the batch file
-// name after renaming it into place.
-func (x *index) expectClose(name string) {
-	x.mu.Lock()
-	defer x.mu.Unlock()
-	if len(x.closing) >= maxClosing {
-		clear(x.closing)
-	}
-	x.closing[name] = true
+	x.scanned = false
 }
 
 // Location is where BatchSetV1 stored a key's page: Length bytes at Offset
@@ -73,7 +41,8 @@ type Location struct {
 }
 
 // Locate returns where the V1 interface holds key's page. It reports false
-// for a key held only in the old format, or not at all.
+// for a key held only in the old format, or not at all. It reads the key's
+// entry from the batch file's own index.
 func (s *Store) Locate(key string) (Location, bool) {
 	if s.enter() != nil {
 		return Location{}, false
@@ -86,173 +55,197 @@ func (s *Store) Locate(key string) (Location, bool) {
 	if pi := s.pool.Load(); pi != nil {
 		fp = pi.fp
 	}
-	locs, found := s.lookup([]string{key}, fp, true)
-	if !found[0] {
+	have := make([]bool, 1)
+	s.present([]string{key}, fp, have)
+	if !have[0] {
 		return Location{}, false
 	}
-	l := locs[0]
-	return Location{Path: filepath.Join(s.v1Dir, l.file), Offset: l.off, Length: l.length}, true
+	hashes := []uint64{s.idx.Hash(key)}
+	refs := make([]index.Ref, 1)
+	s.idx.Lookup(hashes, fp, refs, nil)
+	name, meta, ok := s.idx.File(refs[0].File)
+	if !ok {
+		return Location{}, false
+	}
+	fd, err := s.sys.Openat(s.v1fd(), name, openFlags, 0)
+	if err != nil {
+		return Location{}, false
+	}
+	defer s.sys.Close(fd)
+	b := make([]byte, entryFixed+len(key))
+	if s.sys.preadv(fd, [][]byte{b}, meta.IndexOff+int64(refs[0].Ent)) != nil {
+		return Location{}, false
+	}
+	k, off, length, _, err := decodeEntry(b, meta.IndexOff)
+	if err != nil || string(k) != key {
+		return Location{}, false
+	}
+	return Location{Path: filepath.Join(s.v1Dir, name), Offset: off, Length: length}, true
 }
 
-// lookup returns the V1 location of each key, as index.get does for fp,
-// after bringing the index up to date (see refresh): cheaply first, and
-// once more, harder, when some key misses. With verify, a polling store
-// also checks that the files of the keys found still exist (one fstatat per
-// file), since without a watcher nothing else tells it that another process
-// removed them; a read needs no such check, as its open fails.
-func (s *Store) lookup(keys []string, fp uint64, verify bool) ([]location, []bool) {
-	s.refresh(false)
-	locs, found := s.idx.get(keys, fp)
-	// A copy this pool cannot load is a miss too: a loadable one may have
-	// arrived since.
-	again := false
-	for i := range found {
-		if !found[i] || (fp != 0 && locs[i].fp != fp) {
-			again = true
-		}
+// present sets have[i] when the index holds a copy of keys[i] that a pool
+// with fingerprint fp can load (fp 0: any copy), after bringing the index up
+// to date: it applies pending inotify events (one read(2)), and when some
+// key lacks such a copy, refreshes harder (see refresh) and looks again.
+// A polling store (no watcher, or a network file system) also checks that
+// the files of the keys found still exist, one fstatat per file, since
+// without a watcher nothing else tells it that another process removed
+// them. Keys are matched by digest: a key whose digest another key shares
+// may be reported present (a chance of 2^-64 per key), which costs a miss
+// at read time, never a wrong page.
+func (s *Store) present(keys []string, fp uint64, have []bool) {
+	sc := getScratch(len(keys))
+	defer putScratch(sc)
+	for i, k := range keys {
+		sc.hashes[i] = s.idx.Hash(k)
 	}
-	if !again && verify && s.poll.Load() {
-		checked := make(map[string]bool)
-		for i, l := range locs {
-			if !found[i] || checked[l.file] {
-				continue
-			}
-			checked[l.file] = true
-			var st unix.Stat_t
-			if unix.Fstatat(s.v1fd(), l.file, &st, unix.AT_SYMLINK_NOFOLLOW) == unix.ENOENT {
-				s.idx.forgetFile(l.file)
-				s.lru.forget(fileID{name: l.file})
-				again = true
-			}
-		}
+	s.refresh(false)
+	again := s.presentOnce(sc, fp, have)
+	if !again && s.poll.Load() {
+		again = s.verifyFiles(sc.refs, have)
 	}
 	if again {
 		// Look again even when refresh listed nothing: a file found gone
 		// above is forgotten already, and a concurrent scan may have
 		// loaded what was missing.
 		s.refresh(true)
-		locs, found = s.idx.get(keys, fp)
+		s.presentOnce(sc, fp, have)
 	}
-	return locs, found
 }
 
-// get returns the location of each key: the copy written by a pool with
-// fingerprint fp when a file holds one, else any copy (so that a caller can
-// tell a mismatch from a miss). fp 0 takes any copy.
-func (x *index) get(keys []string, fp uint64) ([]location, []bool) {
-	locs := make([]location, len(keys))
-	found := make([]bool, len(keys))
-	x.mu.RLock()
-	defer x.mu.RUnlock()
-	for i, k := range keys {
-		locs[i], found[i] = x.entries[k]
-		if found[i] && fp != 0 && locs[i].fp != fp {
-			for _, alt := range x.alts[k] {
-				if alt.fp == fp {
-					locs[i] = alt
-					break
-				}
-			}
+// presentOnce looks up sc.hashes and sets have; it reports whether some key
+// lacks a copy for fp.
+func (s *Store) presentOnce(sc *scratch, fp uint64, have []bool) bool {
+	refs := sc.refs[:len(have)]
+	s.idx.Lookup(sc.hashes[:len(have)], fp, refs, nil)
+	s.idx.Meta(refs, sc.metas[:len(have)])
+	missing := false
+	for i, r := range refs {
+		have[i] = r.File != 0 && (fp == 0 || sc.metas[i].FP == fp)
+		missing = missing || !have[i]
+	}
+	return missing
+}
+
+// verifyFiles checks, for a polling store, that the file of every present
+// key still exists, and forgets the ones that are gone. It reports whether
+// one was.
+func (s *Store) verifyFiles(refs []index.Ref, have []bool) bool {
+	gone := false
+	var checked map[uint32]bool
+	for i, r := range refs[:len(have)] {
+		if !have[i] || checked[r.File] {
+			continue
+		}
+		if checked == nil {
+			checked = make(map[uint32]bool)
+		}
+		checked[r.File] = true
+		name, _, ok := s.idx.File(r.File)
+		var st unix.Stat_t
+		if ok && unix.Fstatat(s.v1fd(), name, &st, unix.AT_SYMLINK_NOFOLLOW) == unix.ENOENT {
+			s.forgetBatch(name)
+			gone = true
 		}
 	}
-	return locs, found
+	return gone
 }
 
-// add records the pages of a batch file this store just wrote; they become
-// their keys' leading copies.
-func (x *index) add(file string, entries []indexEntry, fp uint64) {
-	keys := make([]string, len(entries))
-	x.mu.Lock()
-	defer x.mu.Unlock()
-	x.removeFile(file) // a watcher may have loaded it already
-	for i, e := range entries {
-		if cur, dup := x.entries[e.key]; dup {
-			x.alts[e.key] = append(x.alts[e.key], cur)
-		}
-		x.entries[e.key] = location{file: file, off: e.off, length: e.length, crc: e.crc, fp: fp}
-		keys[i] = e.key
+// forgetBatch forgets the batch file name: its pages, and its place in the
+// eviction order.
+func (s *Store) forgetBatch(name string) {
+	s.idx.Forget(name)
+	s.lru.forget(fileID{name: name})
+}
+
+// scratch is the per-call working memory of the V1 calls, reused through
+// scratchPool so that a call in steady state allocates nothing per key.
+type scratch struct {
+	hashes []uint64
+	refs   []index.Ref
+	metas  []index.Meta
+	offs   []int64  // page offset of each key in its file
+	crcs   []uint32 // CRC32C of each key's page as read
+	order  []int32  // key positions, grouped by file
+	state  []uint8  // per key: see the st* constants in v1.go
+	table  []int32  // BatchSetV1's table of distinct keys
+	ibuf   []byte   // index entries read back from files
+	iov    [][]byte
+	owner  []int32
+	runs   []readRun
+	files  []fileRead
+	slots  []uint64 // bitmap of destination pages
+	bufs   [][]byte // the page buffers of the call's keys
+}
+
+var scratchPool = sync.Pool{New: func() any { return new(scratch) }}
+
+// getScratch returns a scratch with room for n keys.
+func getScratch(n int) *scratch {
+	sc := scratchPool.Get().(*scratch)
+	if cap(sc.hashes) < n {
+		sc.hashes = make([]uint64, n)
+		sc.refs = make([]index.Ref, n)
+		sc.metas = make([]index.Meta, n)
+		sc.offs = make([]int64, n)
+		sc.crcs = make([]uint32, n)
+		sc.order = make([]int32, n)
+		sc.state = make([]uint8, n)
 	}
-	x.files[file] = keys
+	sc.hashes, sc.refs, sc.metas = sc.hashes[:n], sc.refs[:n], sc.metas[:n]
+	sc.offs, sc.crcs, sc.order, sc.state = sc.offs[:n], sc.crcs[:n], sc.order[:n], sc.state[:n]
+	return sc
 }
 
-// forgetFile forgets every copy that the batch file name holds.
-func (x *index) forgetFile(name string) {
-	x.mu.Lock()
-	defer x.mu.Unlock()
-	x.removeFile(name)
-}
-
-// removeFile forgets every copy that the batch file name holds. The caller
-// holds x.mu.
-func (x *index) removeFile(name string) {
-	for _, k := range x.files[name] {
-		x.remove(k, func(l location) bool { return l.file == name })
-	}
-	delete(x.files, name)
-	delete(x.pending, name)
-}
-
-// drop forgets the copy of key at loc: its page proved bad or gone. The
-// other pages of the same file stay, and another copy of the key, if a file
-// holds one, takes its place.
-func (x *index) drop(key string, loc location) {
-	x.mu.Lock()
-	defer x.mu.Unlock()
-	x.remove(key, func(l location) bool { return l.file == loc.file && l.off == loc.off })
-}
-
-// put records a copy of key found by a scan: as its entry, or as an
-// alternative when the key has one already. The caller holds x.mu.
-func (x *index) put(key string, loc location) {
-	if _, dup := x.entries[key]; dup {
-		x.alts[key] = append(x.alts[key], loc)
+// putScratch returns sc to the pool, unless it grew too large to keep.
+func putScratch(sc *scratch) {
+	if cap(sc.hashes) > 1<<16 || cap(sc.ibuf) > 8<<20 || cap(sc.bufs) > 1<<18 {
 		return
 	}
-	x.entries[key] = loc
-}
-
-// remove forgets the copies of key that match, promoting an alternative copy
-// to the entry if the entry goes. The caller holds x.mu.
-func (x *index) remove(key string, match func(location) bool) {
-	alts := slices.DeleteFunc(x.alts[key], match)
-	if cur, ok := x.entries[key]; ok && match(cur) {
-		delete(x.entries, key)
-		if len(alts) > 0 {
-			x.entries[key], alts = alts[0], alts[1:]
-		}
-	}
-	if len(alts) == 0 {
-		delete(x.alts, key)
-	} else {
-		x.alts[key] = alts
-	}
-}
-
-// reset forgets everything, so that the next lookup rescans.
-func (x *index) reset() {
-	x.mu.Lock()
-	defer x.mu.Unlock()
-	x.init()
-	x.scanned = false
+	clear(sc.iov[:cap(sc.iov)]) // drop references to pool memory
+	clear(sc.runs[:cap(sc.runs)])
+	clear(sc.files[:cap(sc.files)])
+	scratchPool.Put(sc)
 }
 
 // readDirNamesAt lists, unsorted, the names in the directory open at fd:
 // the directory the store reads and writes through, even if its path now
-// names another.
+// names another. It reads the entries 256 KiB at a time: a directory of
+// 100,000 batch files takes some 25 getdents64 calls, not 700.
 func readDirNamesAt(fd int) ([]string, error) {
 	dfd, err := unix.Openat(fd, ".", unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return nil, err
 	}
-	f := os.NewFile(uintptr(dfd), ".")
-	defer f.Close()
-	return f.Readdirnames(-1)
+	defer unix.Close(dfd)
+	buf := make([]byte, 256<<10)
+	var names []string
+	for {
+		n, err := unix.Getdents(dfd, buf)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return nil, &os.PathError{Op: "getdents64", Path: ".", Err: err}
+		}
+		if n <= 0 {
+			return names, nil
+		}
+		_, _, names = unix.ParseDirent(buf[:n], -1, names)
+	}
 }
 
-// loadIndex reads and checks the trailer and index of the batch file name.
-// The size and mtime it reports come from the same fstat, and are set
-// whenever the file could be opened, corrupt or not.
-func (s *Store) loadIndex(name string) (f loaded) {
+// loadTail is how many bytes at the end of a batch file loadIndex reads at
+// once: the trailer, the identity and, for files of up to about 180 pages
+// with SGLang's 64-byte keys (a batch is 128), the whole index, in one
+// system call.
+const loadTail = 16 << 10
+
+// loadIndex reads and checks the trailer and index of the batch file name,
+// and returns the digests of its keys and the offsets of their entries. The
+// size and mtime it reports come from the same fstat, and are set whenever
+// the file could be opened, corrupt or not. buf is reused between calls.
+func (s *Store) loadIndex(name string, buf *[]byte) (f loaded) {
 	f.name = name
 	fd, st, err := s.openRegular(s.v1fd(), s.v1Dir, name)
 	if err != nil {
@@ -268,32 +261,57 @@ func (s *Store) loadIndex(name string) (f loaded) {
 		f.err = fmt.Errorf("%w: %s is %d bytes, shorter than a trailer", ErrCorrupt, name, st.Size)
 		return f
 	}
-	tb := make([]byte, trailerSize)
-	if err := s.sys.preadv(fd, [][]byte{tb}, st.Size-trailerSize); err != nil {
+	tail := min(st.Size, loadTail)
+	if int64(cap(*buf)) < tail {
+		*buf = make([]byte, tail)
+	}
+	b := (*buf)[:tail]
+	if err := s.sys.preadv(fd, [][]byte{b}, st.Size-tail); err != nil {
 		f.err = fmt.Errorf("hicachefile: read trailer of %s: %w", name, err)
 		return f
 	}
-	t, err := parseTrailer(tb, st.Size)
+	t, err := parseTrailer(b[tail-trailerSize:], st.Size)
 	if err != nil {
 		f.err = fmt.Errorf("%s: %w", name, err)
 		return f
 	}
-	// The index and the identity after it, in one read.
-	ib := make([]byte, t.indexLen+t.identLen)
-	if err := s.sys.preadv(fd, [][]byte{ib}, t.indexOff); err != nil {
-		f.err = fmt.Errorf("hicachefile: read index of %s: %w", name, err)
-		return f
+	// The index and the identity after it: in the tail already read, or
+	// in one read more.
+	var ib []byte
+	if start := t.indexOff - (st.Size - tail); start >= 0 {
+		ib = b[start : tail-trailerSize]
+	} else {
+		ib = make([]byte, t.indexLen+t.identLen)
+		if err := s.sys.preadv(fd, [][]byte{ib}, t.indexOff); err != nil {
+			f.err = fmt.Errorf("hicachefile: read index of %s: %w", name, err)
+			return f
+		}
 	}
 	id, err := parseIdentity(ib[t.indexLen:], t)
-	if err == nil {
-		f.entries, err = parseIndex(ib[:t.indexLen], t)
-	}
 	if err != nil {
 		f.err = fmt.Errorf("%s: %w", name, err)
-		f.entries = nil
+		return f
+	}
+	f.hashes = make([]uint64, 0, t.count)
+	f.ents = make([]uint32, 0, t.count)
+	f.pages = make([]uint32, 0, t.count)
+	pageLen := int64(-1)
+	err = walkIndex(ib[:t.indexLen], t, func(key []byte, off, length int64, _ uint32, ent uint32) {
+		f.hashes = append(f.hashes, s.idx.HashBytes(key))
+		f.ents = append(f.ents, ent)
+		f.pages = append(f.pages, uint32(min(off/length, math.MaxUint32)))
+		if pageLen == -1 {
+			pageLen = length
+		} else if pageLen != length || off/length > math.MaxUint32 {
+			pageLen = 0 // mixed lengths: no pool loads such a file
+		}
+	})
+	if err != nil {
+		f.err = fmt.Errorf("%s: %w", name, err)
+		f.hashes, f.ents, f.pages = nil, nil, nil
 		return f
 	}
 	// A page is served only to a store whose pool and identity match.
-	f.fp = matchKey(t.fp, id.key())
+	f.meta = index.Meta{FP: matchKey(t.fp, id.key()), IndexOff: t.indexOff, PageLen: pageLen}
 	return f
 }

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/hicache-go/hicache/pkg/hicachefile/internal/index"
 )
 
 // TestLookupAfterConcurrentRefresh: a lookup that misses waits for the
@@ -29,8 +31,8 @@ func TestLookupAfterConcurrentRefresh(t *testing.T) {
 	}
 	loc, _ := writer.Locate("k")
 
-	x := &reader.idx
-	x.scan.Lock()
+	x := &reader.scan
+	x.mu.Lock()
 	done := make(chan []bool)
 	go func() {
 		ok, _ := reader.BatchGetV1([]string{"k"}, idx)
@@ -47,19 +49,14 @@ func TestLookupAfterConcurrentRefresh(t *testing.T) {
 		t.Fatal(err)
 	}
 	name := loc.Path[len(reader.v1Dir)+1:]
-	f := reader.loadIndex(name)
+	var buf []byte
+	f := reader.loadIndex(name, &buf)
 	if f.err != nil {
 		t.Fatal(f.err)
 	}
-	entries, fp := f.entries, f.fp
-	x.mu.Lock()
-	for _, e := range entries {
-		x.entries[e.key] = location{file: name, off: e.off, length: e.length, crc: e.crc, fp: fp}
-	}
-	x.files[name] = []string{"k"}
+	reader.merge([]loaded{f})
 	x.mtime = st.Mtim
 	x.mu.Unlock()
-	x.scan.Unlock()
 
 	if ok := <-done; !ok[0] {
 		t.Fatal("BatchGetV1 missed a page that the index held when its lookup retried")
@@ -83,10 +80,8 @@ func testRefreshKeepsOwnWrites(t *testing.T, noWatch bool) {
 	p := newPool(t, cfg)
 	s := newStore(t, Config{Dir: t.TempDir(), ModelName: "m", NoWatch: noWatch}, p)
 	held := func(k string) bool {
-		s.idx.mu.RLock()
-		defer s.idx.mu.RUnlock()
-		_, ok := s.idx.entries[k]
-		return ok
+		refs := make([]index.Ref, 1)
+		return s.idx.Lookup([]uint64{s.idx.Hash(k)}, 0, refs, nil) == 1
 	}
 
 	stop := make(chan struct{})
@@ -129,5 +124,31 @@ func testRefreshKeepsOwnWrites(t *testing.T, noWatch bool) {
 	refreshers.Wait()
 	if n := lost.Load(); n > 0 {
 		t.Errorf("a rescan forgot %d of %d pages this store had just written", n, writers*rounds)
+	}
+}
+
+// TestDigestMatchCheckedAgainstFile: the index keeps only digests, so a
+// lookup may find a copy of another key with the same digest. The read
+// checks the full key against the file's own index and reports a miss,
+// never the other key's page. The test forges that case by indexing the
+// file of key "a" under the digest of "c".
+func TestDigestMatchCheckedAgainstFile(t *testing.T) {
+	p, idx := randomPages(t, 2)
+	ps := mhaCfg.PageSize
+	s := newStore(t, Config{Dir: t.TempDir(), ModelName: "m"}, p)
+	if ok, err := s.BatchSetV1([]string{"a"}, idx[:ps]); err != nil || !ok[0] {
+		t.Fatal(ok, err)
+	}
+	loc, _ := s.Locate("a")
+	name := loc.Path[len(s.v1Dir)+1:]
+	refs := make([]index.Ref, 1)
+	s.idx.Lookup([]uint64{s.idx.Hash("a")}, 0, refs, nil)
+	_, meta, _ := s.idx.File(refs[0].File)
+	s.idx.AddHashed(name, meta, []uint64{s.idx.Hash("c")}, []uint32{refs[0].Ent}, []uint32{refs[0].Page})
+	if ok, err := s.BatchGetV1([]string{"c"}, idx[ps:]); err != nil || ok[0] {
+		t.Fatalf("BatchGetV1(c) = %v, %v: the page of a was served for c", ok, err)
+	}
+	if n := s.idx.Lookup([]uint64{s.idx.Hash("c")}, 0, refs, nil); n != 0 {
+		t.Error("the copy that failed its key check is still indexed")
 	}
 }

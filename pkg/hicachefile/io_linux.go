@@ -4,7 +4,10 @@ package hicachefile
 
 import (
 	"io"
+	"runtime"
 	"slices"
+	"sync"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -17,7 +20,7 @@ const maxIovecs = 1024
 // over short transfers, EINTR and the iovec limit. A transfer of zero bytes
 // (a read past the end of the file) is io.ErrUnexpectedEOF.
 func vectored(op func(int, [][]byte, int64) (int, error), fd int, bufs [][]byte, off int64) error {
-	bufs = slices.Clone(bufs) // advanced below; the caller's slice stays intact
+	cloned := false
 	for {
 		for len(bufs) > 0 && len(bufs[0]) == 0 {
 			bufs = bufs[1:]
@@ -36,13 +39,52 @@ func vectored(op func(int, [][]byte, int64) (int, error), fd int, bufs [][]byte,
 			return io.ErrUnexpectedEOF
 		}
 		off += int64(n)
-		for n > 0 {
-			k := min(n, len(bufs[0]))
-			bufs[0] = bufs[0][k:]
-			n -= k
-			if len(bufs[0]) == 0 {
-				bufs = bufs[1:]
+		for len(bufs) > 0 && n >= len(bufs[0]) {
+			n -= len(bufs[0])
+			bufs = bufs[1:]
+		}
+		if n > 0 {
+			// A short transfer ended inside a buffer: advance it in a
+			// copy, so that the caller's slice stays intact.
+			if !cloned {
+				bufs, cloned = slices.Clone(bufs), true
 			}
+			bufs[0] = bufs[0][n:]
 		}
 	}
+}
+
+// iovecs is a reusable array of iovecs for one vectored system call.
+type iovecs [maxIovecs]unix.Iovec
+
+var iovecPool = sync.Pool{New: func() any { return new(iovecs) }}
+
+// rawVectored makes one preadv (SYS_PREADV) or pwritev (SYS_PWRITEV) system
+// call of up to maxIovecs of bufs at off: unix.Preadv and unix.Pwritev
+// without their allocation of the iovec array per call.
+func rawVectored(trap uintptr, fd int, bufs [][]byte, off int64) (int, error) {
+	iov := iovecPool.Get().(*iovecs)
+	n := min(len(bufs), maxIovecs)
+	for i, b := range bufs[:n] {
+		iov[i].Base = unsafe.SliceData(b)
+		iov[i].SetLen(len(b))
+	}
+	r, _, errno := unix.Syscall6(trap, uintptr(fd), uintptr(unsafe.Pointer(&iov[0])), uintptr(n), uintptr(off), 0, 0)
+	runtime.KeepAlive(bufs)
+	clear(iov[:n])
+	iovecPool.Put(iov)
+	if errno != 0 {
+		return int(r), errno
+	}
+	return int(r), nil
+}
+
+// preadvRaw is unix.Preadv without an allocation per call.
+func preadvRaw(fd int, bufs [][]byte, off int64) (int, error) {
+	return rawVectored(unix.SYS_PREADV, fd, bufs, off)
+}
+
+// pwritevRaw is unix.Pwritev without an allocation per call.
+func pwritevRaw(fd int, bufs [][]byte, off int64) (int, error) {
+	return rawVectored(unix.SYS_PWRITEV, fd, bufs, off)
 }

@@ -1,9 +1,11 @@
 package hicachefile
 
 import (
-	"crypto/rand"
+	"bytes"
+	"encoding/binary"
 	"encoding/hex"
 	"fmt"
+	"math/rand/v2"
 	"strings"
 )
 
@@ -35,10 +37,21 @@ func checkKeyChars(key string) error {
 		return fmt.Errorf("%w: empty key", ErrInvalidKey)
 	case key == "." || key == "..":
 		return fmt.Errorf("%w: %q", ErrInvalidKey, key)
-	case strings.ContainsAny(key, "/\x00"):
+	case strings.IndexByte(key, '/') >= 0 || strings.IndexByte(key, 0) >= 0:
 		return fmt.Errorf("%w: %q contains '/' or NUL", ErrInvalidKey, key)
 	}
 	return nil
+}
+
+// checkKeyBytes is checkKeyChars for a key still in a byte slice; it
+// allocates only to report an error.
+func checkKeyBytes(key []byte) error {
+	if len(key) > 2 || (len(key) > 0 && key[0] != '.') {
+		if bytes.IndexByte(key, '/') < 0 && bytes.IndexByte(key, 0) < 0 {
+			return nil
+		}
+	}
+	return checkKeyChars(string(key))
 }
 
 // checkKey rejects keys that cannot name this store's old-format file.
@@ -55,10 +68,12 @@ func (s *Store) checkKey(key string) error {
 // oldName is the old-format file name of key.
 func (s *Store) oldName(key string) string { return key + s.suffix + oldExt }
 
-// newToken returns a random token of tokenHex hex digits.
+// newToken returns a random token of tokenHex hex digits. It needs to be
+// unique, not secret: math/rand/v2's generator is seeded from the kernel's
+// randomness in every process and makes no system call.
 func newToken() string {
 	var b [tokenHex / 2]byte
-	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails on Linux
+	binary.LittleEndian.PutUint64(b[:], rand.Uint64())
 	return hex.EncodeToString(b[:])
 }
 

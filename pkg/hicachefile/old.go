@@ -306,9 +306,10 @@ func (s *Store) BatchExists(keys []string) int {
 	if pi != nil {
 		fp = pi.fp
 	}
-	locs, found := s.lookup(keys, fp, true)
+	have := make([]bool, len(keys))
+	s.present(keys, fp, have)
 	for i, k := range keys {
-		if !(found[i] && (fp == 0 || locs[i].fp == fp)) && !s.oldExists(k, pi) {
+		if !have[i] && !s.oldExists(k, pi) {
 			return i
 		}
 	}
@@ -333,9 +334,11 @@ func (s *Store) Clear() error {
 		return err
 	}
 	defer s.leave()
-	s.idx.scan.Lock()
-	defer s.idx.scan.Unlock()
-	defer s.idx.reset()
+	s.scan.mu.Lock()
+	defer s.scan.mu.Unlock()
+	s.commitMu.Lock()
+	defer s.commitMu.Unlock()
+	defer s.scan.reset(s.idx)
 	defer s.lru.forgetAll(true)
 	defer s.lru.forgetAll(false)
 	return errors.Join(

@@ -3,9 +3,10 @@ package hicachefile
 import (
 	"errors"
 	"os"
-	"slices"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/hicache-go/hicache/pkg/hicachefile/internal/index"
 )
 
 // refresh brings the index up to date with the V1 directory, as cheaply as
@@ -22,10 +23,14 @@ import (
 // event here), a miss lists the directory again if its mtime changed since
 // the last listing. A miss also retries the files whose index could not be
 // read for a reason other than corruption.
+//
+// BatchGetV1 does not call it for pages it finds: reading a page checks
+// everything a refresh would (a file gone fails its open, a key its entry),
+// so a read that hits makes no system call beyond its reads.
 func (s *Store) refresh(miss bool) bool {
-	x := &s.idx
-	x.scan.Lock()
-	defer x.scan.Unlock()
+	x := &s.scan
+	x.mu.Lock()
+	defer x.mu.Unlock()
 
 	changed := false
 	if s.watch != nil {
@@ -37,29 +42,23 @@ func (s *Store) refresh(miss bool) bool {
 		s.dirsMoved = false
 		changed = s.checkDir() || changed
 	}
-	x.mu.RLock()
 	full, retry := !x.scanned, miss && len(x.pending) > 0
-	x.mu.RUnlock()
 	if !full && miss && s.poll.Load() {
 		var st unix.Stat_t
 		if err := unix.Fstat(s.v1fd(), &st); err != nil {
 			s.stats.errors.Add(1)
 		} else {
-			x.mu.RLock()
 			full = st.Mtim != x.mtime
-			x.mu.RUnlock()
 		}
 	}
 	switch {
 	case full:
 		return s.listDir() || changed
 	case retry:
-		x.mu.RLock()
 		names := make([]string, 0, len(x.pending))
 		for n := range x.pending {
 			names = append(names, n)
 		}
-		x.mu.RUnlock()
 		s.merge(s.load(names))
 		return true
 	}
@@ -73,7 +72,7 @@ func (s *Store) refresh(miss bool) bool {
 // never be seen. It creates a directory that is missing. It costs a stat of
 // each path, so it runs only when the watcher saw a directory go, or,
 // without a watcher, on misses and once per write call, never per key. It
-// reports whether it reopened. The caller holds x.scan.
+// reports whether it reopened. The caller holds s.scan.mu.
 func (s *Store) checkDir() bool {
 	topMoved := !s.topID.isAt(s.dir)
 	if !topMoved && s.v1ID.isAt(s.v1Dir) {
@@ -111,17 +110,17 @@ func (s *Store) checkDir() bool {
 		s.watch, _ = newWatcher(s.v1Dir, s.dir)
 	}
 	s.poll.Store(s.watch == nil || isNetworkFS(nfd))
-	s.idx.reset() // everything it knew was in the old directory
+	s.scan.reset(s.idx) // everything it knew was in the old directory
 	s.lru.forgetAll(false)
 	return true
 }
 
-// followDir runs checkDir for a write call of the copy interface, once per
+// followDir runs checkDir for a write call (of either interface), once per
 // call, so that its files land in the directory now at Dir: with a
 // watcher, only when its events say a directory went.
 func (s *Store) followDir() {
-	s.idx.scan.Lock()
-	defer s.idx.scan.Unlock()
+	s.scan.mu.Lock()
+	defer s.scan.mu.Unlock()
 	if s.watch != nil && !s.poll.Load() {
 		s.applyEvents()
 		if !s.dirsMoved {
@@ -133,10 +132,9 @@ func (s *Store) followDir() {
 }
 
 // applyEvents applies the watcher's pending events to the index. The caller
-// holds x.scan.
+// holds s.scan.mu.
 func (s *Store) applyEvents() bool {
-	x := &s.idx
-	var gone, fresh, written []string
+	var gone, fresh []string
 	overflow, lost := s.watch.drain(func(name string, ev event) {
 		if ev != evDirs && !s.isBatchName(name) {
 			return
@@ -144,10 +142,16 @@ func (s *Store) applyEvents() bool {
 		switch ev {
 		case evGone:
 			gone = append(gone, name)
-		case evAppeared:
-			fresh = append(fresh, name)
-		case evWritten:
-			written = append(written, name)
+		case evAppeared, evWritten:
+			// A file renamed in, or written in place (a foreign writer's),
+			// that the index does not know. This store's own files, whose
+			// rename and close also raise these events, are known by then,
+			// or being committed (inflight), and are not read again. A
+			// known file rewritten in place is caught when read: its pages
+			// then fail their key or CRC checks.
+			if !s.idx.Has(name) && !s.isInflight(name) {
+				fresh = append(fresh, name)
+			}
 		case evDirs:
 			s.dirsMoved = true
 		}
@@ -157,52 +161,51 @@ func (s *Store) applyEvents() bool {
 		s.watch = nil
 		s.poll.Store(true)
 	}
-	x.mu.Lock()
 	if overflow || lost {
-		x.scanned = false
+		s.scan.scanned = false
 	}
 	for _, n := range gone {
-		x.removeFile(n)
-		s.lru.forget(fileID{name: n})
+		if !s.goneInFlight(n) {
+			s.forgetBatch(n)
+		}
+		delete(s.scan.pending, n)
 	}
-	// A file renamed in by this store is usually known already (if its
-	// event comes first, it is loaded here and add replaces the entries).
-	// One written in place is read again: its old index no longer holds.
-	fresh = slices.DeleteFunc(fresh, func(n string) bool { _, known := x.files[n]; return known })
-	written = slices.DeleteFunc(written, func(n string) bool {
-		own := x.closing[n] // this store's own close after its rename
-		delete(x.closing, n)
-		return own
-	})
-	x.mu.Unlock()
-	fresh = append(fresh, written...)
 	s.merge(s.load(fresh))
 	return len(gone) > 0 || len(fresh) > 0
 }
 
 // loaded is the outcome of reading one batch file's index.
 type loaded struct {
-	name    string
-	entries []indexEntry
-	fp      uint64
-	err     error
-	size    int64 // file size and mtime (Unix ns), for eviction
-	mtime   int64
+	name   string
+	hashes []uint64 // digest of each key
+	ents   []uint32 // offset of each key's entry in the file's index
+	pages  []uint32 // number of each key's page in the file
+	meta   index.Meta
+	err    error
+	size   int64 // file size and mtime (Unix ns), for eviction
+	mtime  int64
 }
 
-// load reads the indexes of the batch files names.
+// load reads the indexes of the batch files names, on the store's IO
+// workers: at a cold start, most of the time goes to waiting for the disk.
 func (s *Store) load(names []string) []loaded {
-	out := make([]loaded, len(names))
-	for i, n := range names {
-		out[i] = s.loadIndex(n)
+	if len(names) == 0 {
+		return nil
 	}
+	out := make([]loaded, len(names))
+	workers := min(s.workers, (len(names)+63)/64)
+	bufs := make([][]byte, max(1, workers))
+	parallelN(workers, len(names), func(w, i int) {
+		out[i] = s.loadIndex(names[i], &bufs[w])
+	})
 	return out
 }
 
 // merge puts loaded indexes into the index, replacing what it held of the
 // same files. A file that fails its checks is remembered as skipped, so it
 // is not read again; one that could not be read for another reason (EMFILE,
-// EIO) is retried at a later miss; one that is gone is forgotten.
+// EIO) is retried at a later miss; one that is gone is forgotten. The
+// caller holds s.scan.mu.
 func (s *Store) merge(files []loaded) {
 	// Files found on disk join the eviction order as used at their mtime.
 	for _, f := range files {
@@ -210,36 +213,29 @@ func (s *Store) merge(files []loaded) {
 			s.lru.track(fileID{name: f.name}, f.size, f.mtime)
 		}
 	}
-	x := &s.idx
-	x.mu.Lock()
-	defer x.mu.Unlock()
 	for _, f := range files {
-		x.removeFile(f.name)
+		delete(s.scan.pending, f.name)
 		switch {
 		case f.err == nil:
-			keys := make([]string, len(f.entries))
-			for i, e := range f.entries {
-				x.put(e.key, location{file: f.name, off: e.off, length: e.length, crc: e.crc, fp: f.fp})
-				keys[i] = e.key
-			}
-			x.files[f.name] = keys
+			s.idx.AddHashed(f.name, f.meta, f.hashes, f.ents, f.pages)
 		case errors.Is(f.err, errNotRegular):
-			x.files[f.name] = nil // counted in Stats.SpecialFiles; never read
+			s.idx.AddHashed(f.name, index.Meta{}, nil, nil, nil) // counted in Stats.SpecialFiles; never read
 		case errors.Is(f.err, ErrCorrupt):
-			x.files[f.name] = nil
+			s.idx.AddHashed(f.name, index.Meta{}, nil, nil, nil)
 			s.stats.skippedFiles.Add(1)
 		case errors.Is(f.err, os.ErrNotExist):
+			s.idx.Forget(f.name)
 		default:
-			x.pending[f.name] = true
+			s.idx.Forget(f.name)
+			s.scan.pending[f.name] = true
 			s.stats.errors.Add(1)
 		}
 	}
 }
 
 // listDir lists the V1 directory, loads the batch files the index does not
-// know, and forgets the ones that are gone. The caller holds x.scan.
+// know, and forgets the ones that are gone. The caller holds s.scan.mu.
 func (s *Store) listDir() bool {
-	x := &s.idx
 	var st unix.Stat_t
 	if err := unix.Fstat(s.v1fd(), &st); err != nil {
 		s.stats.errors.Add(1)
@@ -248,44 +244,43 @@ func (s *Store) listDir() bool {
 	// Only files indexed before the listing can be gone when the listing
 	// lacks them: this store's writes rename a file into place before
 	// adding it, so one added later may simply be newer than the listing.
-	x.mu.RLock()
-	known := make(map[string]bool, len(x.files))
-	for name := range x.files {
-		known[name] = true
-	}
-	x.mu.RUnlock()
+	known := make(map[string]bool)
+	s.idx.Files(func(name string) { known[name] = true })
 	names, err := readDirNamesAt(s.v1fd())
 	if err != nil {
 		s.stats.errors.Add(1)
 		return false
 	}
+	s.listed(names, st.Mtim, known)
+	return true
+}
+
+// listed applies a listing of the V1 directory, names, taken when its
+// mtime was mtime: it loads the batch files the index does not know, and
+// forgets those in known (the files indexed before the listing) that the
+// listing lacks. The caller holds s.scan.mu.
+func (s *Store) listed(names []string, mtime unix.Timespec, known map[string]bool) {
+	x := &s.scan
 	s.stats.listings.Add(1)
 
 	present := make(map[string]bool, len(names))
 	var fresh []string
-	x.mu.RLock()
 	for _, n := range names {
 		if !s.isBatchName(n) {
 			continue
 		}
 		present[n] = true
-		if _, seen := x.files[n]; !seen { // pending files are not in x.files
+		if !s.idx.Has(n) { // pending files are not in the index
 			fresh = append(fresh, n)
 		}
 	}
-	x.mu.RUnlock()
-
 	got := s.load(fresh)
-	x.mu.Lock()
-	for name := range x.files {
-		if known[name] && !present[name] {
-			x.removeFile(name)
-			s.lru.forget(fileID{name: name})
+	for name := range known {
+		if !present[name] {
+			s.forgetBatch(name)
 		}
 	}
-	x.mtime = st.Mtim
+	x.mtime = mtime
 	x.scanned = true
-	x.mu.Unlock()
 	s.merge(got)
-	return true
 }

@@ -31,6 +31,18 @@ func isFDLimit(err error) bool {
 // wrapped with ErrNotFound: such a name is a miss.
 var errNotRegular = errors.New("not a regular file")
 
+// openWait opens name in dirfd with openFlags; out of descriptors, it
+// waits for other calls or other code to close some (1, 2, 4, ... ms up to
+// maxFDWait) before it gives up.
+func (s *Store) openWait(dirfd int, name string) (int, error) {
+	fd, err := s.sys.Openat(dirfd, name, openFlags, 0)
+	for wait := time.Millisecond; isFDLimit(err) && wait <= maxFDWait; wait *= 2 {
+		time.Sleep(wait)
+		fd, err = s.sys.Openat(dirfd, name, openFlags, 0)
+	}
+	return fd, err
+}
+
 // openRegular opens name in the directory dirfd (at path dir) for reading
 // and checks that it is a regular file before anything reads it. A name
 // that holds anything else is counted in Stats.SpecialFiles and returned as
@@ -38,12 +50,7 @@ var errNotRegular = errors.New("not a regular file")
 // bare unix.ENOENT.
 func (s *Store) openRegular(dirfd int, dir, name string) (int, unix.Stat_t, error) {
 	var st unix.Stat_t
-	fd, err := s.sys.Openat(dirfd, name, openFlags, 0)
-	// Out of descriptors: other calls or other code may close some soon.
-	for wait := time.Millisecond; isFDLimit(err) && wait <= maxFDWait; wait *= 2 {
-		time.Sleep(wait)
-		fd, err = s.sys.Openat(dirfd, name, openFlags, 0)
-	}
+	fd, err := s.openWait(dirfd, name)
 	switch {
 	case err == unix.ENOENT:
 		return -1, st, err

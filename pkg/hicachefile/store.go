@@ -11,6 +11,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/hicache-go/hicache/pkg/hicachefile/internal/index"
 	"github.com/hicache-go/hicache/pkg/hostcache"
 )
 
@@ -36,7 +37,7 @@ type Store struct {
 	life  sync.RWMutex // held shared by every call, exclusively by Close
 	close bool         // guarded by life
 	// top and v1 hold the descriptors of Dir and v1Dir, open for *at
-	// calls, and topID and v1ID (guarded by idx.scan) the directories they
+	// calls, and topID and v1ID (guarded by scan.mu) the directories they
 	// are. checkDir swaps them when a directory was removed or replaced
 	// under the store. A swapped-out descriptor is retired: it stays open
 	// until no call is in progress (calls counts them), so that a call
@@ -49,16 +50,30 @@ type Store struct {
 	retiredCount atomic.Int64 // len(retired), read without rmu
 
 	// watch follows the V1 directory (nil when inotify is unavailable),
-	// guarded by idx.scan. poll makes a miss compare the directory's mtime
+	// guarded by scan.mu. poll makes a miss compare the directory's mtime
 	// (when there is no watch, or on a network file system).
 	watch *watcher
 	poll  atomic.Bool
-	// dirsMoved, guarded by idx.scan, says that the watcher saw Dir or the
+	// dirsMoved, guarded by scan.mu, says that the watcher saw Dir or the
 	// V1 directory go: the next refresh or write runs checkDir.
 	dirsMoved bool
 
-	pool  atomic.Pointer[poolInfo]
-	idx   index
+	pool atomic.Pointer[poolInfo]
+	idx  *index.Index // which batch file holds which key
+	scan scanState    // what the listings of the V1 directory found
+	// commitMu is held shared from a write's rename to its index add, and
+	// exclusively by Clear, so that Clear never leaves a file it removed
+	// in the index.
+	commitMu sync.RWMutex
+	// inflight holds the names of batch files this store is renaming into
+	// place and adding to the index. applyEvents marks one whose removal
+	// (another process's Clear) it sees before the add, and the commit then
+	// forgets it, so that no removed file stays in the index; that takes no
+	// stat after the rename.
+	inflight struct {
+		mu    sync.Mutex
+		names map[string]bool
+	}
 	lru   lru
 	stats counters
 }
@@ -69,6 +84,7 @@ type poolInfo struct {
 	ps      int    // tokens per page
 	pageLen int64  // bytes of one page: the sum of its buffers
 	bpp     int    // buffers per page
+	pages   int    // pages in the pool
 	poolFP  uint64 // fingerprint of the pool, written into batch files
 	// fp is what the index compares: poolFP combined with the store's
 	// identity (matchKey), so that only pages written by a pool like this
@@ -87,7 +103,9 @@ func New(cfg Config) (*Store, error) {
 	s.v1Dir = filepath.Join(s.dir, v1DirName+s.suffix)
 	id := identityOf(cfg)
 	s.ident, s.identKey = appendIdentity(nil, id), id.key()
-	s.idx.init()
+	s.idx = index.New()
+	s.inflight.names = make(map[string]bool)
+	s.scan.pending = make(map[string]bool)
 	topfd, topID, err := openDir(s.dir)
 	if err != nil {
 		return nil, err
@@ -114,15 +132,27 @@ func New(cfg Config) (*Store, error) {
 			return nil, err
 		}
 	}
-	// Temp files left by writers that died (SIGKILL, a crash, a power
-	// cut) go now; live writers' stay. A failure only leaves them.
-	_ = s.reclaimTemps()
 	// Watch before the first listing, so that no change falls between.
 	if !cfg.NoWatch {
 		s.watch, _ = newWatcher(s.v1Dir, s.dir) // without it, the store polls
 	}
 	s.poll.Store(s.watch == nil || isNetworkFS(s.v1fd()))
-	s.refresh(false)
+	// One listing of the V1 directory serves both the reclaim and the
+	// index. Temp files left by writers that died (SIGKILL, a crash, a
+	// power cut) go now; live writers' stay. A failure only leaves them.
+	var st unix.Stat_t
+	var names []string
+	err = unix.Fstat(s.v1fd(), &st) // the mtime before the listing, as listDir takes it
+	if err == nil {
+		names, err = readDirNamesAt(s.v1fd())
+	}
+	_ = s.reclaimTempsIn(names)
+	if err == nil {
+		s.scan.mu.Lock()
+		s.listed(names, st.Mtim, nil)
+		s.scan.mu.Unlock()
+	}
+	s.refresh(false) // lists here if that listing failed
 	return s, nil
 }
 
@@ -283,7 +313,7 @@ func (s *Store) RegisterMemPoolHost(p *hostcache.Pool) error {
 	h := fnv.New64a()
 	fmt.Fprintf(h, "hicache-v1 kind=%s dtype=%s layout=%s ps=%d layers=%d heads=%d headdim=%d lora=%d rope=%d bufs=%v",
 		cfg.Kind, cfg.DType, cfg.Layout, cfg.PageSize, cfg.LayerNum, cfg.HeadNum, cfg.HeadDim, cfg.KVLoraRank, cfg.QKRopeHeadDim, sizes)
-	s.pool.Store(&poolInfo{pool: p, ps: cfg.PageSize, pageLen: int64(p.PageBytes()), bpp: len(sizes),
+	s.pool.Store(&poolInfo{pool: p, ps: cfg.PageSize, pageLen: int64(p.PageBytes()), bpp: len(sizes), pages: cfg.Pages,
 		poolFP: h.Sum64(), fp: matchKey(h.Sum64(), s.identKey)})
 	return nil
 }

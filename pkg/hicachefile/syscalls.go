@@ -42,10 +42,10 @@ func (c Syscalls) withDefaults() Syscalls {
 		c.Openat = unix.Openat
 	}
 	if c.Preadv == nil {
-		c.Preadv = unix.Preadv
+		c.Preadv = preadvRaw
 	}
 	if c.Pwritev == nil {
-		c.Pwritev = unix.Pwritev
+		c.Pwritev = pwritevRaw
 	}
 	if c.Fdatasync == nil {
 		c.Fdatasync = unix.Fdatasync

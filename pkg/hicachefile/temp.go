@@ -107,7 +107,11 @@ func (s *Store) reclaimOne(dirfd int, name string, sglang bool, now time.Time) (
 // suffix in Dir and its V1 directory, counting them in Stats.ReclaimedTemps,
 // and records the bytes of the live ones other writers hold, which count
 // toward MaxBytes. It lists both directories.
-func (s *Store) reclaimTemps() error {
+func (s *Store) reclaimTemps() error { return s.reclaimTempsIn(nil) }
+
+// reclaimTempsIn is reclaimTemps with the V1 directory's names listed
+// already (New lists it once for this and its index), or nil to list it.
+func (s *Store) reclaimTempsIn(v1Names []string) error {
 	now := time.Now()
 	var errs []error
 	var live int64
@@ -115,7 +119,10 @@ func (s *Store) reclaimTemps() error {
 		fd int
 		v1 bool
 	}{{fd: s.topfd()}, {fd: s.v1fd(), v1: true}} {
-		names, err := readDirNamesAt(d.fd)
+		names, err := v1Names, error(nil)
+		if !d.v1 || names == nil {
+			names, err = readDirNamesAt(d.fd)
+		}
 		if err != nil {
 			errs = append(errs, err)
 			continue

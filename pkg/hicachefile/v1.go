@@ -1,24 +1,26 @@
 package hicachefile
 
 import (
-	"cmp"
 	"errors"
 	"fmt"
-	"io"
-	"maps"
+	"hash/crc32"
+	"math/bits"
 	"slices"
-	"strings"
 	"sync/atomic"
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/hicache-go/hicache/pkg/hicachefile/internal/index"
 )
 
 // v1Begin starts a V1 call: it checks that the store is open and the
 // arguments, and returns the registered pool and the page buffers of
-// hostIndices, bpp per key in GetPageBufferMeta order. On success the call
+// hostIndices, bpp per key in GetPageBufferMeta order. Of each key's
+// PageSize slots it checks the first and the last (hostcache's
+// AppendPageBuffers, into sc), as SGLang reads only the first. On success the call
 // is entered and must leave with s.leave.
-func (s *Store) v1Begin(keys []string, hostIndices []int64) (*poolInfo, [][]byte, error) {
+func (s *Store) v1Begin(keys []string, hostIndices []int64, sc *scratch) (*poolInfo, [][]byte, error) {
 	if err := s.enter(); err != nil {
 		return nil, nil, err
 	}
@@ -32,8 +34,10 @@ func (s *Store) v1Begin(keys []string, hostIndices []int64) (*poolInfo, [][]byte
 		err = fmt.Errorf("%w: %d keys need %d host indices (page size %d), got %d",
 			ErrLength, len(keys), len(keys)*pi.ps, pi.ps, len(hostIndices))
 	default:
-		if bufs, err = pi.pool.PageBuffers(hostIndices); err != nil {
+		if bufs, err = pi.pool.AppendPageBuffers(sc.bufs[:0], hostIndices); err != nil {
 			err = fmt.Errorf("hicachefile: %w", err)
+		} else {
+			sc.bufs = bufs
 		}
 	}
 	if err != nil {
@@ -43,6 +47,19 @@ func (s *Store) v1Begin(keys []string, hostIndices []int64) (*poolInfo, [][]byte
 	return pi, bufs, nil
 }
 
+// The states of a key in a V1 call (scratch.state).
+const (
+	stNone     uint8 = iota // not found (yet)
+	stRead                  // a copy to read: scratch.refs and metas
+	stDone                  // answered
+	stBadCopy               // the copy proved bad and was dropped: try another
+	stGone                  // the copy's file is gone: look again after a refresh
+	stMismatch              // only copies another pool wrote
+	stInvalid               // not a valid key
+	stRepeat                // repeats an earlier key of the call (BatchSetV1)
+	stStored                // already stored (BatchSetV1)
+)
+
 // BatchSetV1 stores the pages at hostIndices (PageSize slots per key) in the
 // registered pool under keys, moving bytes straight from pool memory to
 // batch files with pwritev. It writes one batch file per MaxBatchFileBytes
@@ -50,111 +67,173 @@ func (s *Store) v1Begin(keys []string, hostIndices []int64) (*poolInfo, [][]byte
 //
 // A key this store already holds as a V1 page the registered pool can
 // load, or that repeats an earlier key of the call, is skipped and reported
-// true; a key held only as an old-format file is written. An invalid key is false. When a
-// batch file cannot be written, that file's keys and every later entry are
-// false and the error is returned: the entries before it stand. Call-level
-// problems (no pool, mismatched lengths, indices the pool rejects) return an
-// error with every entry false.
+// true; a key held only as an old-format file is written. An invalid key is
+// false. When a batch file cannot be written, that file's keys and every
+// later entry are false and the error is returned: the entries before it
+// stand. Call-level problems (no pool, mismatched lengths, indices the pool
+// rejects) return an error with every entry false.
+//
+// It makes no system call per key: one read(2) of pending inotify events
+// per call (without a watcher, a stat of Dir and of the V1 directory
+// instead), then per batch file a create, an OFD lock, the writes (one
+// pwritev of pages and index for up to 1024 buffers and a MiB of pages;
+// else one per window, and one for the index), a rename and a close.
 func (s *Store) BatchSetV1(keys []string, hostIndices []int64) ([]bool, error) {
 	ok := make([]bool, len(keys))
-	pi, bufs, err := s.v1Begin(keys, hostIndices)
+	sc := getScratch(len(keys))
+	defer putScratch(sc)
+	pi, bufs, err := s.v1Begin(keys, hostIndices, sc)
 	if err != nil {
 		return ok, err
 	}
 	defer s.leave()
 
-	// The distinct valid keys, each at its first position.
-	first := make(map[string]int, len(keys))
-	var cand []int
-	var candKeys []string
+	// The distinct valid keys, each at its first position: a small
+	// open-addressing table of positions by digest. A repeat records its
+	// first position in sc.offs.
+	size := 1 << bits.Len(uint(2*len(keys)))
+	if cap(sc.table) < size {
+		sc.table = make([]int32, size)
+	}
+	table := sc.table[:size]
+	for i := range table {
+		table[i] = -1
+	}
+	mask := uint64(size - 1)
 	for i, k := range keys {
 		if s.checkKey(k) != nil {
+			sc.state[i], sc.hashes[i] = stInvalid, 0
 			continue
 		}
-		if _, dup := first[k]; dup {
-			continue
+		h := s.idx.Hash(k)
+		sc.hashes[i], sc.state[i] = h, stNone
+		p := h & mask
+		for ; table[p] >= 0; p = (p + 1) & mask {
+			if j := table[p]; sc.hashes[j] == h && keys[j] == k {
+				sc.state[i], sc.offs[i] = stRepeat, int64(j)
+				break
+			}
 		}
-		first[k] = i
-		cand = append(cand, i)
-		candKeys = append(candKeys, k)
+		if sc.state[i] == stNone {
+			table[p] = int32(i)
+		}
 	}
 	// Only this store's own V1 copies for this pool count as stored: a copy
 	// written by a pool of another shape or dtype, or by another store,
 	// could never be loaded, and a page held only as an old-format file is
 	// written again as V1, so that it gains a checksum and an identity.
-	// That takes no system call per key.
-	locs, inV1 := s.lookup(candKeys, pi.fp, true)
-	var pending []int
-	for j, i := range cand {
-		if inV1[j] && locs[j].fp == pi.fp {
+	// That takes no system call per key: the index is brought up to date
+	// by the pending inotify events (followDir, which also follows a
+	// directory replaced under the store: with a watcher when its events
+	// say so, without one at every write call), and only a polling store
+	// checks that the files of the keys found still exist. A key not found
+	// is simply written; no listing is needed to learn that it is new.
+	s.followDir()
+	s.idx.Lookup(sc.hashes, pi.fp, sc.refs, nil)
+	s.idx.Meta(sc.refs, sc.metas)
+	stored := func(i int) bool {
+		return sc.state[i] == stNone && sc.refs[i].File != 0 && sc.metas[i].FP == pi.fp
+	}
+	if s.poll.Load() {
+		checked := make([]bool, len(keys))
+		for i := range keys {
+			checked[i] = stored(i)
+		}
+		if s.verifyFiles(sc.refs, checked) {
+			s.idx.Lookup(sc.hashes, pi.fp, sc.refs, nil)
+			s.idx.Meta(sc.refs, sc.metas)
+		}
+	}
+	pending := sc.order[:0]
+	for i := range keys {
+		switch {
+		case stored(i):
+			sc.state[i] = stStored
 			ok[i] = true
 			s.stats.existed.Add(1)
-			continue
+		case sc.state[i] == stNone:
+			pending = append(pending, int32(i))
 		}
-		pending = append(pending, i)
 	}
 
 	perFile := int(max(1, s.cfg.MaxBatchFileBytes/pi.pageLen))
-	chunks := slices.Collect(slices.Chunk(pending, perFile))
-	written := make(map[fileID]bool, len(chunks))
-	f, err := s.writeChunks(pi, keys, bufs, chunks, written)
+	nChunks := (len(pending) + perFile - 1) / perFile
+	chunk := func(c int) []int32 { return pending[c*perFile : min(len(pending), (c+1)*perFile)] }
+	var written map[fileID]bool
+	if s.lru.on {
+		written = make(map[fileID]bool, nChunks)
+	}
+	v1fd := s.v1fd() // one directory for the whole call
+	f, err := s.writeChunks(pi, v1fd, keys, sc.hashes, bufs, 0, nChunks, chunk, written)
 	if isNoSpace(err) {
 		// A full disk: make room for the chunks not written, by removing
 		// least recently used files, and try them once more.
 		need := int64(0)
-		for _, c := range chunks[f:] {
-			need += int64(len(c)) * pi.pageLen
+		for c := f; c < nChunks; c++ {
+			need += int64(len(chunk(c))) * pi.pageLen
 		}
 		if s.makeRoom(need, written) {
-			var g int
-			g, err = s.writeChunks(pi, keys, bufs, chunks[f:], written)
-			f += g
+			f, err = s.writeChunks(pi, v1fd, keys, sc.hashes, bufs, f, nChunks, chunk, written)
 		}
 	}
 	s.evict(written)
-	for _, chunk := range chunks[:f] {
-		for _, i := range chunk {
+	for c := range f {
+		for _, i := range chunk(c) {
 			ok[i] = true
 		}
 	}
+	end := len(keys)
 	if err != nil {
 		s.stats.errors.Add(1)
-		clear(ok[chunks[f][0]:])
-		resolveRepeats(keys, ok, first, chunks[f][0])
-		return ok, err
+		end = int(chunk(f)[0])
+		clear(ok[end:])
 	}
-	resolveRepeats(keys, ok, first, len(keys))
-	return ok, nil
+	// A repeat has its first copy's result.
+	for i := range end {
+		if sc.state[i] == stRepeat {
+			ok[i] = ok[sc.offs[i]]
+		}
+	}
+	return ok, err
 }
 
-// writeChunks writes each chunk of key positions as one batch file and
-// returns the position of the first chunk that failed, with its error, or
-// len(chunks) and nil. The temp files, up to maxOpenFiles at a time, are
-// written in parallel: the IO
+// writeChunks writes each of the chunks from..n-1 of key positions as one
+// batch file in the V1 directory open at v1fd, and returns the position of
+// the first chunk that failed, with its error, or n and nil. The temp
+// files, up to maxOpenFiles at a time, are written in parallel: the IO
 // workers take a whole file each, since writes to different files do not
 // contend for one inode's lock, and split a lone chunk between them. The
 // files are then renamed into place in chunk order, stopping at the first
 // failure, so that no chunk after a failed one is ever visible, not even
 // for a moment; their temp files are removed.
-func (s *Store) writeChunks(pi *poolInfo, keys []string, bufs [][]byte, chunks [][]int, written map[fileID]bool) (int, error) {
-	outer := min(s.workers, len(chunks))
+func (s *Store) writeChunks(pi *poolInfo, v1fd int, keys []string, hashes []uint64, bufs [][]byte, from, n int, chunk func(c int) []int32, written map[fileID]bool) (int, error) {
+	if n-from == 1 {
+		// The common case, without the bookkeeping of several files.
+		b, err := s.writeBatch(pi, v1fd, keys, hashes, bufs, chunk(from), s.workers)
+		if err == nil {
+			err = s.commitBatch(pi, v1fd, keys, hashes, bufs, chunk(from), b, written)
+		}
+		if err != nil {
+			return from, err
+		}
+		return n, nil
+	}
+	outer := min(s.workers, n-from)
 	inner := max(1, s.workers/max(1, outer))
-	v1fd := s.v1fd() // one directory for the whole call
-	tmps := make([]tempFile, len(chunks))
-	ents := make([][]indexEntry, len(chunks))
-	errs := make([]error, len(chunks))
+	batches := make([]batch, n)
+	errs := make([]error, n)
 	var failed atomic.Int64
-	failed.Store(int64(len(chunks)))
+	failed.Store(int64(n))
 	// At most maxOpenFiles temp files are open at once: each group is
 	// written, then committed, before the next.
-	for lo := 0; lo < len(chunks) && lo < int(failed.Load()); lo += maxOpenFiles {
-		hi := min(lo+maxOpenFiles, len(chunks))
+	for lo := from; lo < n && lo < int(failed.Load()); lo += maxOpenFiles {
+		hi := min(lo+maxOpenFiles, n)
 		parallel(outer, hi-lo, func(j int) {
 			c := lo + j
 			if int64(c) > failed.Load() {
 				return
 			}
-			tmps[c], ents[c], errs[c] = s.writeBatch(pi, v1fd, keys, bufs, chunks[c], inner)
+			batches[c], errs[c] = s.writeBatch(pi, v1fd, keys, hashes, bufs, chunk(c), inner)
 			for errs[c] != nil {
 				f := failed.Load()
 				if int64(c) >= f || failed.CompareAndSwap(f, int64(c)) {
@@ -165,334 +244,164 @@ func (s *Store) writeChunks(pi *poolInfo, keys []string, bufs [][]byte, chunks [
 		// Commit in order: nothing after the first failure is ever visible.
 		for c := lo; c < hi; c++ {
 			if int64(c) >= failed.Load() {
-				if errs[c] == nil && tmps[c].name != "" {
-					s.discard(tmps[c])
+				if errs[c] == nil && batches[c].tmp.name != "" {
+					s.discard(batches[c].tmp)
 				}
 				continue
 			}
-			name := s.batchName()
-			s.idx.expectClose(name)
-			err := s.commit(tmps[c], name)
-			if errors.Is(err, errTempGone) {
-				// Reclaimed by another store between its create and its
-				// lock: write it again, once.
-				if tmps[c], ents[c], err = s.writeBatch(pi, v1fd, keys, bufs, chunks[c], inner); err == nil {
-					err = s.commit(tmps[c], name)
-				}
-			}
-			if err != nil {
+			if err := s.commitBatch(pi, v1fd, keys, hashes, bufs, chunk(c), batches[c], written); err != nil {
 				failed.Store(int64(c))
 				errs[c] = err
-				continue
 			}
-			s.idx.add(name, ents[c], pi.fp)
-			var st unix.Stat_t
-			if unix.Fstatat(v1fd, name, &st, unix.AT_SYMLINK_NOFOLLOW) == unix.ENOENT {
-				s.idx.forgetFile(name) // cleared between the rename and add
-			} else {
-				id := fileID{name: name}
-				s.lru.track(id, st.Size, time.Now().UnixNano())
-				written[id] = true
-			}
-			s.stats.sets.Add(int64(len(chunks[c])))
-			s.stats.setBytes.Add(int64(len(chunks[c])) * pi.pageLen)
 		}
 	}
 	f := int(failed.Load())
-	if f == len(chunks) {
+	if f == n {
 		return f, nil
 	}
 	return f, errs[f]
 }
 
-// resolveRepeats gives each repeated key before end its first copy's result.
-func resolveRepeats(keys []string, ok []bool, first map[string]int, end int) {
-	for i := range end {
-		if j, seen := first[keys[i]]; seen && j != i {
-			ok[i] = ok[j]
-		}
-	}
+// batch is a batch file written under its temp name, ready to commit.
+type batch struct {
+	tmp    tempFile
+	n      int      // pages
+	hashes []uint64 // digest of each key, for the index
+	ents   []uint32 // offset of each key's entry in the file's index
+	pages  []uint32 // number of each key's page
+	meta   index.Meta
+	size   int64
 }
 
-// writeBatch writes the pages of keys[i] for i in chunk as one batch file:
-// the payload straight from pool memory, then the index and trailer, to a
-// temp file renamed into place. A large payload is split between IO workers,
-// each computing the CRC32C of its pages and writing them at their offset.
-func (s *Store) writeBatch(pi *poolInfo, v1fd int, keys []string, bufs [][]byte, chunk []int, workers int) (tempFile, []indexEntry, error) {
-	entries := make([]indexEntry, len(chunk))
-	for n, i := range chunk {
-		entries[n] = indexEntry{key: keys[i], off: int64(n) * pi.pageLen, length: pi.pageLen}
+// commitBatch renames b into place and adds its pages to the index. A temp
+// file that another store's reclaim removed between its create and its
+// lock is written again, once, from chunk. It holds s.commitMu shared, so
+// that Clear, which takes it exclusively, never runs between the rename and
+// the add: a file Clear removed is never left in the index.
+func (s *Store) commitBatch(pi *poolInfo, v1fd int, keys []string, hashes []uint64, bufs [][]byte, chunk []int32, b batch, written map[fileID]bool) error {
+	name := s.batchName()
+	s.commitMu.RLock()
+	defer s.commitMu.RUnlock()
+	s.inflightBegin(name)
+	err := s.commit(b.tmp, name)
+	if errors.Is(err, errTempGone) {
+		if b, err = s.writeBatch(pi, v1fd, keys, hashes, bufs, chunk, s.workers); err == nil {
+			err = s.commit(b.tmp, name)
+		}
 	}
-	page := func(n int) [][]byte { i := chunk[n]; return bufs[i*pi.bpp : (i+1)*pi.bpp] }
-	pieces := split(workers, len(chunk), pi.pageLen)
-	size := int64(len(chunk))*pi.pageLen + int64(len(s.ident)) + trailerSize
-	for _, e := range entries {
-		size += entryFixed + int64(len(e.key))
+	if err != nil {
+		s.inflightEnd(name)
+		return err
 	}
-	tmp, err := s.writeTemp(v1fd, s.v1Dir, size, func(fd int) error {
+	s.idx.AddHashed(name, b.meta, b.hashes, b.ents, b.pages)
+	if s.inflightEnd(name) {
+		s.idx.Forget(name) // removed already, by another process's Clear
+	} else if s.lru.on {
+		// Another process's Clear may have removed the file between the
+		// rename and the add: the bound needs to know.
+		var st unix.Stat_t
+		if unix.Fstatat(v1fd, name, &st, unix.AT_SYMLINK_NOFOLLOW) == unix.ENOENT {
+			s.idx.Forget(name)
+		} else {
+			id := fileID{name: name}
+			s.lru.track(id, b.size, time.Now().UnixNano())
+			written[id] = true
+		}
+	}
+	s.stats.sets.Add(int64(b.n))
+	s.stats.setBytes.Add(int64(b.n) * pi.pageLen)
+	return nil
+}
+
+// inflightBegin records that this store is committing the batch file name.
+func (s *Store) inflightBegin(name string) {
+	s.inflight.mu.Lock()
+	s.inflight.names[name] = false
+	s.inflight.mu.Unlock()
+}
+
+// inflightEnd ends the commit of name and reports whether its removal was
+// seen meanwhile.
+func (s *Store) inflightEnd(name string) bool {
+	s.inflight.mu.Lock()
+	defer s.inflight.mu.Unlock()
+	gone := s.inflight.names[name]
+	delete(s.inflight.names, name)
+	return gone
+}
+
+// isInflight reports whether this store is committing the batch file name.
+func (s *Store) isInflight(name string) bool {
+	s.inflight.mu.Lock()
+	defer s.inflight.mu.Unlock()
+	_, ok := s.inflight.names[name]
+	return ok
+}
+
+// goneInFlight reports whether name, whose removal an event reports, is
+// being committed by this store, and if so marks it for its commit to
+// forget.
+func (s *Store) goneInFlight(name string) bool {
+	s.inflight.mu.Lock()
+	defer s.inflight.mu.Unlock()
+	if _, ok := s.inflight.names[name]; ok {
+		s.inflight.names[name] = true
+		return true
+	}
+	return false
+}
+
+// writeBatch writes the pages of keys[i] for i in chunk as one batch file
+// under a temp name: the payload straight from pool memory, then the index
+// and trailer. A payload of up to ioWindow bytes is checksummed first and
+// written with the index in one pwritev; a larger one moves in windows,
+// each checksummed while it is in cache, split between IO workers.
+func (s *Store) writeBatch(pi *poolInfo, v1fd int, keys []string, hashes []uint64, bufs [][]byte, chunk []int32, workers int) (batch, error) {
+	n := len(chunk)
+	b := batch{n: n, hashes: make([]uint64, n), ents: make([]uint32, n), pages: make([]uint32, n)}
+	entries := make([]indexEntry, n)
+	ent := uint32(0)
+	for j, i := range chunk {
+		entries[j] = indexEntry{key: keys[i], off: int64(j) * pi.pageLen, length: pi.pageLen}
+		b.hashes[j], b.ents[j], b.pages[j] = hashes[i], ent, uint32(j)
+		ent += uint32(entryFixed + len(keys[i]))
+	}
+	payload := int64(n) * pi.pageLen
+	b.meta = index.Meta{FP: pi.fp, IndexOff: payload, PageLen: pi.pageLen}
+	b.size = payload + int64(ent) + int64(len(s.ident)) + trailerSize
+	page := func(j int) [][]byte { i := int(chunk[j]); return bufs[i*pi.bpp : (i+1)*pi.bpp] }
+	var err error
+	b.tmp, err = s.writeTemp(v1fd, s.v1Dir, b.size, func(fd int) error {
+		if payload <= ioWindow || workers <= 1 && payload <= 4*ioWindow {
+			iov := make([][]byte, 0, n*pi.bpp+1)
+			for j := range n {
+				crc := uint32(0)
+				for _, x := range page(j) {
+					crc = crc32.Update(crc, castagnoli, x)
+					iov = append(iov, x)
+				}
+				entries[j].crc = crc
+			}
+			idx := appendIndex(nil, entries, pi.poolFP, s.ident)
+			return s.sys.pwritev(fd, append(iov, idx), 0)
+		}
+		pieces := split(workers, n, pi.pageLen)
 		errs := make([]error, len(pieces))
+		crcs := make([]uint32, n)
 		parallel(workers, len(pieces), func(p int) {
 			lo, hi := pieces[p][0], pieces[p][1]
-			pages := make([][][]byte, 0, hi-lo)
-			for n := lo; n < hi; n++ {
-				pages = append(pages, page(n))
-			}
-			crcs, err := checksummed(pages, entries[lo].off, true, func(b [][]byte, off int64) error {
-				return s.sys.pwritev(fd, b, off)
-			})
-			for n := lo; n < hi; n++ {
-				entries[n].crc = crcs[n-lo]
-			}
-			errs[p] = err
+			errs[p] = checksummed(hi-lo, func(j int) [][]byte { return page(lo + j) }, crcs[lo:hi], int64(lo)*pi.pageLen, true, new(window), nil,
+				func(bufs [][]byte, off int64) error { return s.sys.pwritev(fd, bufs, off) })
 		})
 		if err := joinDistinct(errs); err != nil {
 			return err
 		}
-		return s.sys.pwritev(fd, [][]byte{appendIndex(nil, entries, pi.poolFP, s.ident)}, int64(len(chunk))*pi.pageLen)
+		for j := range entries {
+			entries[j].crc = crcs[j]
+		}
+		return s.sys.pwritev(fd, [][]byte{appendIndex(nil, entries, pi.poolFP, s.ident)}, payload)
 	})
-	if err != nil {
-		return tmp, nil, err
-	}
-	return tmp, entries, nil
-}
-
-// BatchGetV1 loads the page of each key into the pool at hostIndices
-// (PageSize slots per key), moving bytes straight from storage into pool
-// memory with preadv, and returns one bool per key.
-//
-// A page is accepted only when its CRC32C matches and it was written by a
-// pool of the same shape, dtype and layout as the registered one, by a
-// store of the same identity. A key with no batch entry but an old-format
-// file of exactly PageBytes is read from that file, unless the key holds
-// '_': such a name may be another store's (see the package documentation). Every key is tried: a missing, corrupt, mismatched or
-// unreadable page makes only its own entry false, and the slots of a false
-// entry hold unspecified bytes. The call holds at most a few files open at
-// once; if it still runs out of descriptors (EMFILE, ENFILE) after waiting
-// for some to be closed, it returns that error with the entries read so
-// far. Call-level problems (no pool, mismatched
-// lengths, indices the pool rejects, two keys given the same slots) return
-// an error with every entry false.
-func (s *Store) BatchGetV1(keys []string, hostIndices []int64) ([]bool, error) {
-	ok := make([]bool, len(keys))
-	pi, bufs, err := s.v1Begin(keys, hostIndices)
-	if err != nil {
-		return ok, err
-	}
-	defer s.leave()
-	seen := make(map[int64]bool, len(keys))
-	for i := range keys {
-		first := hostIndices[i*pi.ps]
-		if seen[first] {
-			return ok, fmt.Errorf("%w: slot %d is the destination of two keys", ErrLength, first)
-		}
-		seen[first] = true
-	}
-	s.stats.gets.Add(int64(len(keys)))
-	defer func() {
-		hits := int64(0)
-		for _, b := range ok {
-			if b {
-				hits++
-			}
-		}
-		s.stats.hits.Add(hits)
-		s.stats.getBytes.Add(hits * pi.pageLen)
-		s.stats.misses.Add(int64(len(keys)) - hits)
-	}()
-	locs, found := s.lookup(keys, pi.fp, false)
-
-	byFile := make(map[string][]int)
-	for i, k := range keys {
-		switch {
-		case s.checkKey(k) != nil:
-		case !found[i] && strings.Contains(k, "_"):
-			// The old-format file of such a key may be another store's:
-			// "k_x" of model "m" is "k" of model "x_m". A miss.
-		case !found[i]:
-			var err error
-			if ok[i], err = s.readOldV1(pi, k, hostIndices[i*pi.ps:(i+1)*pi.ps]); err != nil {
-				return ok, err
-			}
-		case locs[i].fp != pi.fp || locs[i].length != pi.pageLen:
-			s.stats.mismatch.Add(1)
-		default:
-			byFile[locs[i].file] = append(byFile[locs[i].file], i)
-		}
-	}
-	// A copy that proves bad is dropped, and another copy of the key, if
-	// another file holds one, takes its place: try those too.
-	for range maxCopies {
-		if err := s.readBatches(pi, byFile, keys, locs, bufs, ok); err != nil {
-			return ok, err
-		}
-		clear(byFile)
-		now, still := s.idx.get(keys, pi.fp)
-		for i, l := range now {
-			if !ok[i] && found[i] && still[i] && l != locs[i] && l.fp == pi.fp && l.length == pi.pageLen {
-				locs[i] = l
-				byFile[l.file] = append(byFile[l.file], i)
-			}
-		}
-		if len(byFile) == 0 {
-			break
-		}
-	}
-	return ok, nil
-}
-
-// maxCopies bounds how many copies of one key a BatchGetV1 call tries.
-const maxCopies = 4
-
-// readOldV1 reads key's old-format file zero-copy into the page at indices,
-// in flat-page order, and counts the outcome.
-func (s *Store) readOldV1(pi *poolInfo, key string, indices []int64) (bool, error) {
-	flat, err := pi.pool.FlatPageBuffers(indices)
-	if err == nil {
-		err = s.readOld(key, flat, pi.pageLen)
-	}
-	s.classify(err)
-	if isFDLimit(err) {
-		return false, err
-	}
-	return err == nil, nil
-}
-
-// readRun is one preadv: pages that lie back to back in one batch file.
-type readRun struct {
-	fd     int
-	direct directFile
-	pages  []int // key positions, in file order
-}
-
-// maxOpenFiles bounds the batch files one call holds open at once (two
-// descriptors each with DirectIO), whatever its size.
-const maxOpenFiles = 16
-
-// readBatches reads the pages of keys[i] for the positions in byFile, each
-// list held by the batch file named by its key, into their pool buffers,
-// verifies each page, and sets ok. It opens at most maxOpenFiles files at a
-// time. It fails only when the process or system runs out of descriptors
-// (EMFILE, ENFILE) and waiting did not help: that is the call's error,
-// never a silent miss.
-func (s *Store) readBatches(pi *poolInfo, byFile map[string][]int, keys []string, locs []location, bufs [][]byte, ok []bool) error {
-	names := slices.Collect(maps.Keys(byFile))
-	for group := range slices.Chunk(names, maxOpenFiles) {
-		if err := s.readGroup(pi, group, byFile, keys, locs, bufs, ok); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// readGroup reads, as readBatches does, the pages held by the batch files
-// names. Pages that lie back to back in a file are read with one preadv;
-// the reads are spread over the IO workers.
-func (s *Store) readGroup(pi *poolInfo, names []string, byFile map[string][]int, keys []string, locs []location, bufs [][]byte, ok []bool) error {
-	page := func(i int) [][]byte { return bufs[i*pi.bpp : (i+1)*pi.bpp] }
-	var runs []readRun
-	total := 0
-	for _, name := range names {
-		idx := byFile[name]
-		fd, st, err := s.openRegular(s.v1fd(), s.v1Dir, name)
-		if isFDLimit(err) {
-			s.stats.errors.Add(1)
-			return err
-		}
-		if err != nil {
-			if err == unix.ENOENT {
-				err = fmt.Errorf("%w: batch file %s is gone", ErrNotFound, name)
-			}
-			for _, i := range idx {
-				s.finishPage(pi, keys[i], locs[i], 0, err)
-			}
-			continue
-		}
-		defer s.sys.Close(fd)
-		direct := s.openDirect(name, &st)
-		if direct.fd >= 0 {
-			defer s.sys.Close(direct.fd)
-		}
-		slices.SortFunc(idx, func(a, b int) int { return cmp.Compare(locs[a].off, locs[b].off) })
-		for rest := idx; len(rest) > 0; {
-			n := 1
-			for n < len(rest) && locs[rest[n]].off == locs[rest[n-1]].off+pi.pageLen {
-				n++
-			}
-			runs = append(runs, readRun{fd, direct, rest[:n]})
-			rest = rest[n:]
-		}
-		total += len(idx)
-	}
-	// Cut runs into pieces of about an even share of the bytes, so that
-	// every worker has work, but keep small reads whole.
-	per := piecePages(s.workers, total, pi.pageLen)
-	var pieces []readRun
-	for _, r := range runs {
-		for p := range slices.Chunk(r.pages, per) {
-			pieces = append(pieces, readRun{r.fd, r.direct, p})
-		}
-	}
-	parallel(s.workers, len(pieces), func(p int) {
-		r := pieces[p]
-		pages := make([][][]byte, len(r.pages))
-		for n, i := range r.pages {
-			pages[n] = page(i)
-		}
-		var direct int64 // bytes read direct, counted once the piece is kept
-		read := func(b [][]byte, off int64) error { return s.sys.preadv(r.fd, b, off) }
-		if r.direct.fits(pages, locs[r.pages[0]].off) {
-			read = func(b [][]byte, off int64) error {
-				err := s.sys.preadv(r.direct.fd, b, off)
-				if err == nil {
-					for _, x := range b {
-						direct += int64(len(x))
-					}
-					return nil
-				}
-				// The kernel refused the direct read (a truncated file ends
-				// unaligned, say): read through the page cache instead.
-				return s.sys.preadv(r.fd, b, off)
-			}
-		}
-		crcs, err := checksummed(pages, locs[r.pages[0]].off, false, read)
-		if err != nil && len(r.pages) > 1 {
-			direct = 0 // the pages are read again, one by one, below
-		}
-		defer func() { s.stats.directBytes.Add(direct) }()
-		for n, i := range r.pages {
-			if err != nil && len(r.pages) > 1 {
-				// Find out page by page which of the run can be read.
-				one, err := checksummed(pages[n:n+1], locs[i].off, false, read)
-				ok[i] = s.finishPage(pi, keys[i], locs[i], one[0], err)
-			} else {
-				ok[i] = s.finishPage(pi, keys[i], locs[i], crcs[n], err)
-			}
-		}
-	})
-	return nil
-}
-
-// finishPage checks a page that was read with the outcome readErr and
-// CRC32C crc, counts it, and drops its index entry if the page is bad or
-// gone. It reports whether the page is good.
-func (s *Store) finishPage(pi *poolInfo, key string, loc location, crc uint32, readErr error) bool {
-	err := readErr
-	if errors.Is(err, io.ErrUnexpectedEOF) {
-		err = fmt.Errorf("%w: batch file %s ends inside the page of %q", ErrCorrupt, loc.file, key)
-	}
-	if err == nil {
-		if crc != loc.crc {
-			err = fmt.Errorf("%w: page of %q in %s has CRC32C %08x, want %08x", ErrCorrupt, key, loc.file, crc, loc.crc)
-		}
-	}
-	s.classify(err)
-	if errors.Is(err, ErrCorrupt) || errors.Is(err, ErrNotFound) {
-		s.idx.drop(key, loc)
-	}
-	if err == nil {
-		s.lru.touch(fileID{name: loc.file})
-	}
-	return err == nil
+	return b, err
 }
 
 // joinDistinct joins errs, leaving out nils and repeats: two IO workers

@@ -128,8 +128,17 @@ func (w *watcher) drain(fn func(name string, ev event)) (overflow, lost bool) {
 				fn(name, evGone)
 			}
 		}
+		if n < len(w.buf)-maxEventSize {
+			// The read took every event queued: no second read(2) only to
+			// learn EAGAIN. An event queued since is for the next drain.
+			return overflow, lost
+		}
 	}
 }
+
+// maxEventSize is the size of the largest inotify event: its header and a
+// NUL-terminated name of up to 255 bytes.
+const maxEventSize = unix.SizeofInotifyEvent + 256
 
 // close ends the watch.
 func (w *watcher) close() error { return unix.Close(w.fd) }

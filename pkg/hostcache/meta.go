@@ -2,6 +2,7 @@ package hostcache
 
 import (
 	"fmt"
+	"slices"
 	"unsafe"
 )
 
@@ -62,16 +63,70 @@ func (p *Pool) FlatPageBuffers(indices []int64) ([][]byte, error) {
 	return p.buffers(indices, flatOrder)
 }
 
+// AppendPageBuffers appends to dst the buffers PageBuffers returns and
+// returns the extended slice, but checks of each page's PageSize slots only
+// the first (in range, on a page boundary) and the last (PageSize-1 after
+// the first), and takes the slots between to follow: SGLang's
+// get_page_buffer_meta reads only the first. It is for callers that move
+// whole batches of pages, for whom reading every slot number, or a new
+// slice per call, costs more than the copy of a small page. On error dst
+// holds unspecified buffers.
+func (p *Pool) AppendPageBuffers(dst [][]byte, indices []int64) ([][]byte, error) {
+	return p.buffersChecked(dst, indices, pointerOrder, true)
+}
+
 func (p *Pool) buffers(indices []int64, o order) ([][]byte, error) {
+	return p.buffersChecked(nil, indices, o, false)
+}
+
+// buffersChecked appends to dst the buffers of the pages in indices in
+// order o; ends checks only each page's first and last slot.
+func (p *Pool) buffersChecked(dst [][]byte, indices []int64, o order, ends bool) ([][]byte, error) {
 	p.mu.RLock()
 	defer p.mu.RUnlock()
-	segs, err := p.segments(indices, o)
-	if err != nil {
-		return nil, err
+	if p.mem == nil {
+		return nil, ErrClosed
 	}
-	out := make([][]byte, len(segs))
-	for i, s := range segs {
-		out[i] = p.mem[s.off : s.off+s.len : s.off+s.len]
+	ps := int(p.g.ps)
+	if len(indices)%ps != 0 {
+		return nil, fmt.Errorf("%w: %d indices for page size %d", ErrBadIndices, len(indices), ps)
+	}
+	// Straight to slices, page by page: no list of starts or segments in
+	// between, since V1 storage calls this on every batch.
+	out := slices.Grow(dst, len(indices)/ps*p.g.buffersPerPage())
+	var small [2]segment
+	one := small[:0]
+	for i := 0; i < len(indices); i += ps {
+		page := indices[i : i+ps]
+		var first int64
+		var err error
+		if ends {
+			first = page[0]
+			err = p.checkStart(first)
+			if err == nil && page[ps-1] != first+int64(ps-1) {
+				err = fmt.Errorf("%w: slot %d at position %d does not follow %d", ErrBadIndices, page[ps-1], i+ps-1, first+int64(ps-2))
+			}
+		} else {
+			first, err = p.checkPage(page, i)
+		}
+		if err != nil {
+			return nil, err
+		}
+		if p.g.layout != LayerFirst {
+			// A page's layers lie together: K, and V half a buffer on
+			// (appendSegments, without the list).
+			k, n := first*p.g.layers*p.g.row, p.g.layers*p.g.ps*p.g.row
+			out = append(out, p.mem[k:k+n:k+n])
+			if p.g.halves == 2 {
+				v := k + p.g.vOffset
+				out = append(out, p.mem[v:v+n:v+n])
+			}
+			continue
+		}
+		one = p.g.appendSegments(one[:0], first, o)
+		for _, s := range one {
+			out = append(out, p.mem[s.off:s.off+s.len:s.off+s.len])
+		}
 	}
 	return out, nil
 }

@@ -161,24 +161,44 @@ func (p *Pool) Available() int {
 // pageStarts checks that indices are whole pages inside the pool and returns
 // the first slot of each.
 func (p *Pool) pageStarts(indices []int64) ([]int64, error) {
-	ps := p.g.ps
-	if int64(len(indices))%ps != 0 {
+	ps := int(p.g.ps)
+	if len(indices)%ps != 0 {
 		return nil, fmt.Errorf("%w: %d indices for page size %d", ErrBadIndices, len(indices), ps)
 	}
-	starts := make([]int64, 0, int64(len(indices))/ps)
-	for i := 0; i < len(indices); i += int(ps) {
-		first := indices[i]
-		if err := p.checkStart(first); err != nil {
+	starts := make([]int64, 0, len(indices)/ps)
+	for i := 0; i < len(indices); i += ps {
+		first, err := p.checkPage(indices[i:i+ps], i)
+		if err != nil {
 			return nil, err
-		}
-		for j := int64(1); j < ps; j++ {
-			if indices[i+int(j)] != first+j {
-				return nil, fmt.Errorf("%w: slot %d at position %d does not follow %d", ErrBadIndices, indices[i+int(j)], i+int(j), first+j-1)
-			}
 		}
 		starts = append(starts, first)
 	}
 	return starts, nil
+}
+
+// checkPage checks that page, found at position pos of a call's indices,
+// is the ps consecutive slots of one page inside the pool, and returns its
+// first slot.
+func (p *Pool) checkPage(page []int64, pos int) (int64, error) {
+	first := page[0]
+	if err := p.checkStart(first); err != nil {
+		return 0, err
+	}
+	// Without a branch per slot: OR together how far each slot is from
+	// where it should be, and look for the culprit only if one is off.
+	diff := int64(0)
+	for j, v := range page {
+		diff |= v ^ (first + int64(j))
+	}
+	if diff == 0 {
+		return first, nil
+	}
+	for j, v := range page {
+		if v != first+int64(j) {
+			return 0, fmt.Errorf("%w: slot %d at position %d does not follow %d", ErrBadIndices, v, pos+j, first+int64(j)-1)
+		}
+	}
+	return first, nil
 }
 
 // checkStart checks that idx is in range and the first slot of a page.

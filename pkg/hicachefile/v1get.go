@@ -1,0 +1,623 @@
+package hicachefile
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"math/bits"
+	"strings"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/hicache-go/hicache/pkg/hicachefile/internal/index"
+)
+
+// BatchGetV1 loads the page of each key into the pool at hostIndices
+// (PageSize slots per key), moving bytes straight from storage into pool
+// memory with preadv, and returns one bool per key.
+//
+// A page is accepted only when its key matches the entry in its batch
+// file's own index, its CRC32C matches, and it was written by a pool of the
+// same shape, dtype and layout as the registered one, by a store of the
+// same identity. A key with no batch entry but an old-format file of
+// exactly PageBytes is read from that file, unless the key holds '_': such
+// a name may be another store's (see the package documentation). Every key
+// is tried: a missing, corrupt, mismatched or unreadable page makes only
+// its own entry false, and the slots of a false entry hold unspecified
+// bytes. Call-level problems (no pool, mismatched lengths, indices the pool
+// rejects, two keys given the same slots) return an error with every entry
+// false. The call holds at most maxOpenFiles batch files open at once; if
+// it still runs out of descriptors (EMFILE, ENFILE) after waiting for some
+// to be closed, it returns that error with the entries read so far.
+//
+// For the pages it finds, it makes per batch file an open, one preadv per
+// run of adjacent pages (per 1024 buffers or MiB), and a close; the keys'
+// entries in the file's own index come in the last preadv when the pages
+// read end where the index begins (a batch read as it was written), else
+// with one pread more. It makes no system call per key, and no other when
+// every key is found.
+func (s *Store) BatchGetV1(keys []string, hostIndices []int64) ([]bool, error) {
+	ok := make([]bool, len(keys))
+	sc := getScratch(len(keys))
+	defer putScratch(sc)
+	pi, bufs, err := s.v1Begin(keys, hostIndices, sc)
+	if err != nil {
+		return ok, err
+	}
+	defer s.leave()
+	if err := sc.distinctSlots(hostIndices, pi); err != nil {
+		return ok, err
+	}
+	s.stats.gets.Add(int64(len(keys)))
+	// Keys are checked only when not found: a key found is compared
+	// byte for byte with an entry that was checked when written or loaded.
+	for i, k := range keys {
+		sc.hashes[i], sc.state[i] = s.idx.Hash(k), stNone
+	}
+	refreshed := false
+	for range maxCopies {
+		s.idx.Lookup(sc.hashes, pi.fp, sc.refs, nil)
+		s.idx.Meta(sc.refs, sc.metas)
+		read := sc.order[:0]
+		missing := false
+		for i := range keys {
+			switch st := sc.state[i]; {
+			case st == stDone || st == stInvalid:
+			case sc.refs[i].File == 0:
+				sc.state[i], missing = stNone, true
+			case sc.metas[i].FP != pi.fp || sc.metas[i].PageLen != pi.pageLen:
+				sc.state[i], missing = stMismatch, true // a loadable copy may have arrived
+			default:
+				sc.state[i] = stRead
+				read = append(read, int32(i))
+			}
+		}
+		retry := false
+		if len(read) > 0 {
+			if err := s.readFiles(pi, keys, bufs, sc, read, ok); err != nil {
+				s.countGets(pi, ok)
+				return ok, err
+			}
+			for _, i := range read {
+				retry = retry || sc.state[i] == stBadCopy || sc.state[i] == stGone
+			}
+		}
+		if missing && !refreshed || retry {
+			s.refresh(true)
+			refreshed = true
+			continue
+		}
+		break
+	}
+	for i, k := range keys {
+		switch sc.state[i] {
+		case stNone:
+			// The old-format file of a key with '_' may be another
+			// store's: "k_x" of model "m" is "k" of model "x_m". A miss.
+			if s.checkKey(k) == nil && !strings.Contains(k, "_") {
+				var err error
+				if ok[i], err = s.readOldV1(pi, k, hostIndices[i*pi.ps:(i+1)*pi.ps]); err != nil {
+					s.countGets(pi, ok)
+					return ok, err
+				}
+			}
+		case stMismatch:
+			s.stats.mismatch.Add(1)
+		}
+	}
+	s.countGets(pi, ok)
+	return ok, nil
+}
+
+// countGets counts the hits and misses of a V1 read.
+func (s *Store) countGets(pi *poolInfo, ok []bool) {
+	hits := int64(0)
+	for _, b := range ok {
+		if b {
+			hits++
+		}
+	}
+	s.stats.hits.Add(hits)
+	s.stats.getBytes.Add(hits * pi.pageLen)
+	s.stats.misses.Add(int64(len(ok)) - hits)
+}
+
+// maxCopies bounds how many rounds of lookups a BatchGetV1 call makes: one
+// more for each copy of a key that proves bad.
+const maxCopies = 4
+
+// distinctSlots checks that no two keys of a V1 read share a destination
+// page, with a bitmap of the pool's pages.
+func (sc *scratch) distinctSlots(hostIndices []int64, pi *poolInfo) error {
+	words := (pi.pages + 63) / 64
+	shift := -1 // page = slot >> shift when the page size is a power of two
+	if pi.ps&(pi.ps-1) == 0 {
+		shift = bits.TrailingZeros(uint(pi.ps))
+	}
+	pageOf := func(slot int64) int64 {
+		if shift >= 0 {
+			return slot >> shift
+		}
+		return slot / int64(pi.ps)
+	}
+	if cap(sc.slots) < words {
+		sc.slots = make([]uint64, words)
+	}
+	bm := sc.slots[:words]
+	var err error
+	n := len(hostIndices) / pi.ps
+	i := 0
+	for ; i < n; i++ {
+		pg := pageOf(hostIndices[i*pi.ps])
+		if bm[pg/64]&(1<<(pg%64)) != 0 {
+			err = fmt.Errorf("%w: slot %d is the destination of two keys", ErrLength, hostIndices[i*pi.ps])
+			break
+		}
+		bm[pg/64] |= 1 << (pg % 64)
+	}
+	for j := range i {
+		pg := pageOf(hostIndices[j*pi.ps])
+		bm[pg/64] = 0
+	}
+	return err
+}
+
+// readOldV1 reads key's old-format file zero-copy into the page at indices,
+// in flat-page order, and counts the outcome. Only running out of
+// descriptors is an error.
+func (s *Store) readOldV1(pi *poolInfo, key string, indices []int64) (bool, error) {
+	flat, err := pi.pool.FlatPageBuffers(indices)
+	if err == nil {
+		err = s.readOld(key, flat, pi.pageLen)
+	}
+	s.classify(err)
+	if isFDLimit(err) {
+		return false, err
+	}
+	return err == nil, nil
+}
+
+// maxOpenFiles bounds the batch files one call holds open at once (two
+// descriptors each with DirectIO), whatever its size.
+const maxOpenFiles = 16
+
+// readRun is one read: pages that lie back to back in one batch file.
+type readRun struct {
+	file   int // index in scratch.files
+	fd     int
+	direct directFile
+	pages  []int32 // key positions, in file order
+	// tail, when set, is read in the same preadv right after the pages:
+	// the file's index entries, which follow the payload's last page.
+	tail []byte
+}
+
+// fileRead is what readFiles keeps about one batch file while it reads it.
+type fileRead struct {
+	group []int32 // the positions of its keys
+	ents  []byte  // its index entries, from index offset base
+	base  int64
+	err   error // the read of the entries failed
+}
+
+// readFiles reads the pages of the keys at positions read (state stRead,
+// with refs and metas set) into their pool buffers and verifies them. Per
+// batch file it opens the file, reads each run of adjacent pages with one
+// preadv per window, checksumming each window while it is in cache, and
+// reads back the keys' entries from the file's own index: in the same
+// preadv as the last run when that run ends where the index begins (a batch
+// read whole, as it was written), else with a pread of their own. Each key
+// is then checked against its entry (the full key, the page's offset and
+// length) and its page against the entry's CRC32C. Large reads are spread
+// over the IO workers. It leaves each key stDone (ok set when good),
+// stBadCopy or stGone.
+func (s *Store) readFiles(pi *poolInfo, keys []string, bufs [][]byte, sc *scratch, read []int32, ok []bool) error {
+	sortByRef(read, sc.refs)
+	for len(read) > 0 {
+		// The keys of the next maxOpenFiles files.
+		n, files := 0, 0
+		for n < len(read) && files < maxOpenFiles {
+			id := sc.refs[read[n]].File
+			for n < len(read) && sc.refs[read[n]].File == id {
+				n++
+			}
+			files++
+		}
+		if err := s.readSome(pi, keys, bufs, sc, read[:n], ok); err != nil {
+			return err
+		}
+		read = read[n:]
+	}
+	return nil
+}
+
+// readSome is readFiles for the keys of at most maxOpenFiles files, in
+// file order. It fails only when out of descriptors.
+func (s *Store) readSome(pi *poolInfo, keys []string, bufs [][]byte, sc *scratch, read []int32, ok []bool) error {
+	runs, files := sc.runs[:0], sc.files[:0]
+	var fds [8]int
+	open := fds[:0]
+	defer func() {
+		for _, fd := range open {
+			_ = s.sys.Close(fd)
+		}
+	}()
+	// The entries of every file go into one buffer, sized first.
+	need := 0
+	for _, i := range read {
+		need += entryFixed + len(keys[i])
+	}
+	ebuf := sc.ibuf[:0]
+	total := 0
+	for len(read) > 0 {
+		id := sc.refs[read[0]].File
+		n := 1
+		for n < len(read) && sc.refs[read[n]].File == id {
+			n++
+		}
+		group := read[:n]
+		read = read[n:]
+		fd, direct, err := s.openBatch(id, group, sc)
+		if err != nil {
+			return err
+		}
+		if fd < 0 {
+			continue
+		}
+		open = append(open, fd)
+		if direct.fd >= 0 {
+			open = append(open, direct.fd)
+		}
+		meta := sc.metas[group[0]]
+		lo, hi := int64(math.MaxInt64), int64(0)
+		for _, i := range group {
+			sc.offs[i] = int64(sc.refs[i].Page) * pi.pageLen
+			e := int64(sc.refs[i].Ent)
+			lo, hi = min(lo, e), max(hi, e+entryFixed+int64(len(keys[i])))
+		}
+		f := len(files)
+		files = append(files, fileRead{group: group})
+		for rest := group; len(rest) > 0; {
+			k := 1
+			for k < len(rest) && sc.offs[rest[k]] == sc.offs[rest[k-1]]+pi.pageLen {
+				k++
+			}
+			runs = append(runs, readRun{file: f, fd: fd, direct: direct, pages: rest[:k]})
+			total += k
+			rest = rest[k:]
+		}
+		// When the last run ends where the index begins, its entries come
+		// in the same preadv, from the index's start (a batch read whole,
+		// as it was written); else they take a pread of their own.
+		last := &runs[len(runs)-1]
+		runBytes := int64(len(last.pages)) * pi.pageLen
+		combined := direct.fd < 0 && sc.offs[last.pages[len(last.pages)-1]]+pi.pageLen == meta.IndexOff &&
+			lo <= max(loadTail, runBytes)
+		if combined {
+			lo = 0
+		}
+		if cap(ebuf)-len(ebuf) < int(hi-lo) {
+			// A new buffer: the entries already read stay where they are.
+			ebuf = make([]byte, 0, max(int(hi-lo), need))
+		}
+		start := len(ebuf)
+		ebuf = ebuf[:start+int(hi-lo)]
+		files[f].ents, files[f].base = ebuf[start:], lo
+		if combined {
+			last.tail = files[f].ents
+		} else if err := s.sys.preadv(fd, [][]byte{files[f].ents}, meta.IndexOff+lo); err != nil {
+			files[f].err = err
+		}
+	}
+	sc.runs, sc.files, sc.ibuf = runs, files, ebuf
+	if total == 0 {
+		return nil
+	}
+	if s.workers <= 1 || int64(total)*pi.pageLen < 2*minPieceBytes {
+		w := window{iov: sc.iov, owner: sc.owner}
+		for _, r := range runs {
+			s.readRun(pi, bufs, sc, r, &w)
+		}
+		sc.iov, sc.owner = w.iov, w.owner
+	} else {
+		// Cut runs into pieces of about an even share of the bytes, so that
+		// every worker has work, but keep small reads whole. The tail goes
+		// with the last piece.
+		per := piecePages(s.workers, total, pi.pageLen)
+		var pieces []readRun
+		for _, r := range runs {
+			for lo := 0; lo < len(r.pages); lo += per {
+				p := r
+				p.pages = r.pages[lo:min(len(r.pages), lo+per)]
+				if lo+per < len(r.pages) {
+					p.tail = nil
+				}
+				pieces = append(pieces, p)
+			}
+		}
+		parallel(s.workers, len(pieces), func(p int) {
+			s.readRun(pi, bufs, sc, pieces[p], new(window))
+		})
+	}
+	hits := 0
+	for f := range files {
+		hits += s.verifyFile(pi, keys, sc, &files[f], ok)
+	}
+	if s.lru.on && hits > 0 {
+		for _, f := range files {
+			if name, _, ok := s.idx.File(sc.refs[f.group[0]].File); ok {
+				s.lru.touch(fileID{name: name})
+			}
+		}
+	}
+	return nil
+}
+
+// openBatch opens the batch file id for the keys at positions group, and
+// with Config.DirectIO a second descriptor for O_DIRECT reads. When the
+// file cannot be read it settles the keys and returns -1; out of
+// descriptors, it returns the error.
+func (s *Store) openBatch(id uint32, group []int32, sc *scratch) (int, directFile, error) {
+	none := directFile{fd: -1}
+	name, _, known := s.idx.File(id)
+	if !known {
+		s.setState(group, sc, stGone)
+		return -1, none, nil
+	}
+	fd, err := s.openWait(s.v1fd(), name)
+	switch {
+	case isFDLimit(err):
+		s.stats.errors.Add(1)
+		return -1, none, err
+	case err == unix.ENOENT:
+		// Gone (another process's Clear or eviction): forget it, and look
+		// again after a refresh.
+		s.forgetBatch(name)
+		s.setState(group, sc, stGone)
+		return -1, none, nil
+	case err == unix.ELOOP || err == unix.ENXIO || err == unix.EISDIR:
+		s.notRegular(name, group, sc)
+		return -1, none, nil
+	case err != nil:
+		s.failGroup(group, sc, fmt.Errorf("hicachefile: open %s: %w", name, err))
+		return -1, none, nil
+	}
+	if !s.cfg.DirectIO {
+		return fd, none, nil
+	}
+	// The direct descriptor must be the file the buffered one opened.
+	var st unix.Stat_t
+	if unix.Fstat(fd, &st) != nil || st.Mode&unix.S_IFMT != unix.S_IFREG {
+		_ = s.sys.Close(fd)
+		s.notRegular(name, group, sc)
+		return -1, none, nil
+	}
+	return fd, s.openDirect(name, &st), nil
+}
+
+// notRegular settles the keys of a batch file name that a FIFO, socket,
+// device, directory or symlink has taken: misses, counted in
+// Stats.SpecialFiles, and the name is known as holding no page.
+func (s *Store) notRegular(name string, group []int32, sc *scratch) {
+	s.stats.specialFiles.Add(1)
+	s.forgetBatch(name)
+	s.idx.Add(name, index.Meta{}, nil, nil)
+	s.setState(group, sc, stDone)
+}
+
+// failGroup settles the keys of a batch file that could not be read: a
+// file whose index ends early is corrupt and its copies are dropped; a
+// read a special file refuses (ESPIPE, EISDIR) is a miss counted in
+// Stats.SpecialFiles; anything else is an I/O error.
+func (s *Store) failGroup(group []int32, sc *scratch, err error) {
+	switch {
+	case errors.Is(err, unix.ESPIPE) || errors.Is(err, unix.EISDIR):
+		if name, _, ok := s.idx.File(sc.refs[group[0]].File); ok {
+			s.notRegular(name, group, sc)
+			return
+		}
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		for _, i := range group {
+			s.stats.corrupt.Add(1)
+			s.idx.Drop(sc.hashes[i], sc.refs[i])
+		}
+		s.setState(group, sc, stBadCopy)
+		return
+	default:
+		s.stats.errors.Add(int64(len(group)))
+	}
+	s.setState(group, sc, stDone)
+}
+
+// setState sets the state of the keys at positions group.
+func (s *Store) setState(group []int32, sc *scratch, st uint8) {
+	for _, i := range group {
+		sc.state[i] = st
+	}
+}
+
+// readRun reads one run of adjacent pages (and its tail) and records the
+// CRC32C of each page in sc.crcs. A run that fails is read again page by
+// page, so that only the pages that cannot be read fail; their keys get
+// stDone (an I/O error) or stBadCopy (past the end of a truncated file).
+// When the run's tail was lost, the whole file's keys fail in verifyFile.
+func (s *Store) readRun(pi *poolInfo, bufs [][]byte, sc *scratch, r readRun, w *window) {
+	page := func(j int) [][]byte { i := int(r.pages[j]); return bufs[i*pi.bpp : (i+1)*pi.bpp] }
+	var direct int64 // bytes read direct, counted once the piece is kept
+	read := func(b [][]byte, off int64) error { return s.sys.preadv(r.fd, b, off) }
+	off := sc.offs[r.pages[0]]
+	fits := r.direct.fits(len(r.pages), page, off)
+	if fits {
+		read = func(b [][]byte, off int64) error {
+			err := s.sys.preadv(r.direct.fd, b, off)
+			if err == nil {
+				for _, x := range b {
+					direct += int64(len(x))
+				}
+				return nil
+			}
+			// The kernel refused the direct read (a truncated file ends
+			// unaligned, say): read through the page cache instead.
+			return s.sys.preadv(r.fd, b, off)
+		}
+	}
+	// The CRCs go straight to sc.crcs when the run's keys are consecutive,
+	// as a batch's are.
+	p0, n := int(r.pages[0]), len(r.pages)
+	got := sc.crcs[p0 : p0+1]
+	for j, i := range r.pages {
+		if int(i) != p0+j {
+			got = make([]uint32, n)
+			break
+		}
+	}
+	if len(got) == 1 && n > 1 {
+		got = sc.crcs[p0 : p0+n]
+	}
+	var err error
+	if fits && pageBytes(page(0))*int64(n) >= pipelineBytes {
+		err = checksummedPipelined(n, page, got, off, r.tail, directWindow, read)
+	} else {
+		err = checksummed(n, page, got, off, false, w, r.tail, read)
+	}
+	if err != nil {
+		if r.tail != nil {
+			// The entries were not read: the whole file's keys fail, and
+			// are counted, in verifyFile.
+			sc.files[r.file].err = err
+			return
+		}
+		for j, i := range r.pages {
+			if len(r.pages) > 1 {
+				// Find out page by page which of the run can be read.
+				err = checksummed(1, func(int) [][]byte { return page(j) }, got[j:j+1], sc.offs[i], false, w, nil, read)
+			}
+			switch {
+			case err == nil:
+				sc.crcs[i] = got[j]
+			case errors.Is(err, io.ErrUnexpectedEOF):
+				s.stats.corrupt.Add(1) // past the end of a truncated file
+				sc.state[i] = stBadCopy
+				s.idx.Drop(sc.hashes[i], sc.refs[i])
+			default:
+				s.stats.errors.Add(1)
+				sc.state[i] = stDone
+			}
+		}
+		direct = 0
+		return
+	}
+	s.stats.directBytes.Add(direct)
+	if &got[0] != &sc.crcs[p0] {
+		for j, i := range r.pages {
+			sc.crcs[i] = got[j]
+		}
+	}
+}
+
+// verifyFile checks each key read from the file f against its entry in
+// the file's own index (the full key, the page's offset and length) and its
+// page against the entry's CRC32C, and settles it: ok, or its copy dropped
+// as bad. It returns how many keys it found good.
+func (s *Store) verifyFile(pi *poolInfo, keys []string, sc *scratch, f *fileRead, ok []bool) int {
+	if f.err != nil {
+		s.failGroup(f.group, sc, f.err)
+		return 0
+	}
+	hits := 0
+	for _, i := range f.group {
+		if sc.state[i] != stRead {
+			continue // failed its read
+		}
+		key, off, length, crc, good := entryAt(f.ents, int64(sc.refs[i].Ent)-f.base, len(keys[i]))
+		switch {
+		case !good || key != keys[i] || off != sc.offs[i] || length != pi.pageLen:
+			// Another key with the same digest, or a file rewritten in
+			// place: this copy is not the key's.
+			sc.state[i] = stBadCopy
+		case crc != sc.crcs[i]:
+			s.stats.corrupt.Add(1)
+			sc.state[i] = stBadCopy
+		default:
+			ok[i] = true
+			sc.state[i] = stDone
+			hits++
+			continue
+		}
+		s.idx.Drop(sc.hashes[i], sc.refs[i])
+	}
+	return hits
+}
+
+// entryAt decodes the index entry at e in ents of a key of keyLen bytes,
+// without checking more than its bounds: verifyFile compares it with the
+// key asked for, which checkKey passed.
+func entryAt(ents []byte, e int64, keyLen int) (key string, off, length int64, crc uint32, ok bool) {
+	if e < 0 || e+entryFixed+int64(keyLen) > int64(len(ents)) {
+		return "", 0, 0, 0, false
+	}
+	b := ents[e:]
+	if int(binary.LittleEndian.Uint16(b)) != keyLen {
+		return "", 0, 0, 0, false
+	}
+	rest := b[2+keyLen:]
+	return unsafe.String(&b[2], keyLen), int64(binary.LittleEndian.Uint64(rest)),
+		int64(binary.LittleEndian.Uint64(rest[8:])), binary.LittleEndian.Uint32(rest[16:]), true
+}
+
+// sortByRef sorts key positions by their copy's file, then page. Keys of
+// one batch usually arrive in that order, which it checks first.
+func sortByRef(pos []int32, refs []index.Ref) {
+	less := func(a, b int32) bool {
+		ra, rb := refs[a], refs[b]
+		return ra.File < rb.File || ra.File == rb.File && ra.Page < rb.Page
+	}
+	insertionSort(pos, less)
+}
+
+// insertionSort sorts pos by less: linear when pos is sorted already or
+// nearly, as the keys of one batch are; otherwise a heap sort.
+func insertionSort(pos []int32, less func(a, b int32) bool) {
+	sorted := true
+	for k := 1; k < len(pos); k++ {
+		if less(pos[k], pos[k-1]) {
+			sorted = false
+			break
+		}
+	}
+	if sorted {
+		return
+	}
+	heapSort(pos, less)
+}
+
+// heapSort sorts pos by less in place, without allocating.
+func heapSort(pos []int32, less func(a, b int32) bool) {
+	down := func(root, n int) {
+		for {
+			child := 2*root + 1
+			if child >= n {
+				return
+			}
+			if child+1 < n && less(pos[child], pos[child+1]) {
+				child++
+			}
+			if !less(pos[root], pos[child]) {
+				return
+			}
+			pos[root], pos[child] = pos[child], pos[root]
+			root = child
+		}
+	}
+	n := len(pos)
+	for i := n/2 - 1; i >= 0; i-- {
+		down(i, n)
+	}
+	for i := n - 1; i > 0; i-- {
+		pos[0], pos[i] = pos[i], pos[0]
+		down(0, i)
+	}
+}
