@@ -6,7 +6,9 @@ package hicache_test
 import (
 	"flag"
 	"fmt"
+	"io"
 	"os"
+	"strings"
 	"testing"
 
 	. "github.com/onsi/ginkgo/v2"
@@ -22,7 +24,27 @@ import (
 func init() {
 	// A flag the test binary cannot parse (-nosuchflag, -perf-samples=abc)
 	// prints what was wrong and then this, not Ginkgo's 200 lines of help.
-	flag.CommandLine.Usage = func() { perf.PrintUsage(os.Stderr) }
+	flag.CommandLine.Usage = func() {
+		perf.PrintUsage(os.Stderr)
+		printSpecFlags(os.Stderr, "cluster-", "torture-")
+	}
+}
+
+// printSpecFlags lists the flags of flag.CommandLine whose names start with
+// one of prefixes, so that a bad -cluster-dirs or -torture-duration is
+// followed by the flag it names and not by the perf flags alone.
+func printSpecFlags(w io.Writer, prefixes ...string) {
+	fs := flag.NewFlagSet("specs", flag.ContinueOnError)
+	flag.CommandLine.VisitAll(func(f *flag.Flag) {
+		for _, p := range prefixes {
+			if strings.HasPrefix(f.Name, p) {
+				fs.Var(f.Value, f.Name, f.Usage)
+			}
+		}
+	})
+	fmt.Fprintln(w, "\nThe cluster and torture specs' flags, also after --:")
+	fs.SetOutput(w)
+	fs.PrintDefaults()
 }
 
 func TestHiCache(t *testing.T) {

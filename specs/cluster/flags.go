@@ -24,7 +24,7 @@ var (
 
 func init() {
 	flag.Var(&flagDirs, "cluster-dirs", "`DIR,DIR[,DIR...]`: the same directory of one shared volume as mounted on each node, one node process per entry; HOST:DIR runs that node on HOST through ssh (the first entry must be local); default: three local processes on one temp dir")
-	flag.Var(&flagDuration, "cluster-duration", "how long the concurrent-writers spec runs, at least 20s")
+	flag.Var(&flagDuration, "cluster-duration", "how long the concurrent-writers spec runs, `D` (at least 20s)")
 }
 
 // dirList is the value of -cluster-dirs: at least two directories, the
