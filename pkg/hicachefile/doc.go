@@ -258,8 +258,8 @@
 //
 // Figures are medians of 3 runs [range], with SGLang-style keys (sha256
 // hex) and the seed's 512-byte pages, measured on 2026-11-27 on this
-// project's 2-core VM (the kernel reports "Intel(R) Xeon(R) Processor";
-// the project notes say AMD EPYC) while other jobs loaded it; tmpfs is
+// project's 2-core VM (the kernel reports "Intel(R) Xeon(R) Processor")
+// while other jobs loaded it; tmpfs is
 // mounted by the benchmark, disk is ext4 on a virtio disk, page cache warm,
 // nothing fsynced.
 //
