@@ -115,10 +115,14 @@
 // Since two keys may share a digest, a read trusts nothing the index says:
 // it reads back each key's entry from the batch file's own index and
 // checks the full key, the page's offset and length, and the page against
-// the entry's CRC32C. When the pages read end where the index begins (a
-// batch read as it was written) the entries come in the same preadv as the
-// pages: a read of a batch is an open, a preadv per window of pages, and a
-// close, as the floor's. A digest shared by another key can only make a
+// the entry's CRC32C. The entries are read up to the end of the file, and
+// the file's last four bytes (the trailer's checksum, which covers the
+// index, the writer's identity and the pool fingerprint) must be the ones
+// indexed: another model's or rank's file of the same keys renamed in place
+// of ours is a mismatch, never served. When the pages read end where the
+// index begins (a batch read as it was written) the entries come in the
+// same preadv as the pages: a read of a batch is an open, an fstat (a
+// regular file, and its size), a preadv per window of pages, and a close. A digest shared by another key can only make a
 // key look present to Exists, BatchExists or BatchSetV1 (a chance of about
 // 2^-64 per key): the page is then missing when read, never wrong.
 //

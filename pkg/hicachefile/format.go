@@ -105,6 +105,16 @@ func appendIndex(dst []byte, entries []indexEntry, fp uint64, ident []byte) []by
 	return dst
 }
 
+// fileTag returns the trailer checksum at the end of b, the last bytes of a
+// batch file: it differs between any two files whose index, identity or
+// pool fingerprint differ.
+func fileTag(b []byte) uint32 {
+	if len(b) < 4 {
+		return 0
+	}
+	return binary.LittleEndian.Uint32(b[len(b)-4:])
+}
+
 // parseTrailer decodes and checks the last trailerSize bytes of a file of
 // fileSize bytes.
 func parseTrailer(b []byte, fileSize int64) (trailer, error) {

@@ -982,3 +982,42 @@ func TestReclaimNeverFailsLiveWriter(t *testing.T) {
 		t.Errorf("a reclaim removed %d live writers' temp files", n)
 	}
 }
+
+// TestForeignRenamedOverOwnFile (issue 7.6): another rank's or model's batch
+// file of the same keys and page shape, renamed over a file the live store
+// had indexed, passed every per-page check (its keys, offsets and CRCs are
+// its own) and was served by the live store. Its trailer differs, and the
+// read now compares it with the one indexed.
+func TestForeignRenamedOverOwnFile(t *testing.T) {
+	ours := Config{ModelName: "m", TPRank: 0, TPSize: 2}
+	for _, other := range []Config{
+		{ModelName: "m", TPRank: 1, TPSize: 2},
+		{ModelName: "x", TPRank: 0, TPSize: 2},
+	} {
+		p, idx := randomPages(t, 3)
+		ps := mhaCfg.PageSize
+		dir := t.TempDir()
+		ours.Dir, other.Dir = dir, dir
+		live := newStore(t, ours, p)
+		if ok, err := live.BatchSetV1([]string{"k"}, idx[:ps]); err != nil || !ok[0] {
+			t.Fatal(ok, err)
+		}
+		o := newStore(t, other, p)
+		if ok, err := o.BatchSetV1([]string{"k"}, idx[ps:2*ps]); err != nil || !ok[0] {
+			t.Fatal(ok, err)
+		}
+		mine, _ := live.Locate("k")
+		theirs, _ := o.Locate("k")
+		if err := os.Rename(theirs.Path, mine.Path); err != nil {
+			t.Fatal(err)
+		}
+		before := live.Stats().Mismatch
+		ok, err := live.BatchGetV1([]string{"k"}, idx[2*ps:])
+		if err != nil || ok[0] {
+			t.Errorf("live store of %s served %s's file renamed over its own: %v, %v", live.suffix, o.suffix, ok, err)
+		}
+		if live.Stats().Mismatch == before {
+			t.Errorf("live store: Stats.Mismatch did not count %s's file", o.suffix)
+		}
+	}
+}

@@ -383,6 +383,7 @@ func (s *Store) writeBatch(pi *poolInfo, v1fd int, keys []string, hashes []uint6
 				entries[j].crc = crc
 			}
 			idx := appendIndex(nil, entries, pi.poolFP, s.ident)
+			b.meta.Tag = fileTag(idx)
 			return s.sys.pwritev(fd, append(iov, idx), 0)
 		}
 		pieces := split(workers, n, pi.pageLen)
@@ -399,7 +400,9 @@ func (s *Store) writeBatch(pi *poolInfo, v1fd int, keys []string, hashes []uint6
 		for j := range entries {
 			entries[j].crc = crcs[j]
 		}
-		return s.sys.pwritev(fd, [][]byte{appendIndex(nil, entries, pi.poolFP, s.ident)}, payload)
+		idx := appendIndex(nil, entries, pi.poolFP, s.ident)
+		b.meta.Tag = fileTag(idx)
+		return s.sys.pwritev(fd, [][]byte{idx}, payload)
 	})
 	return b, err
 }

@@ -200,7 +200,8 @@ type fileRead struct {
 	group []int32 // the positions of its keys
 	ents  []byte  // its index entries, from index offset base
 	base  int64
-	err   error // the read of the entries failed
+	err   error  // the read of the entries failed
+	tag   uint32 // the trailer checksum the index holds for the file
 }
 
 // readFiles reads the pages of the keys at positions read (state stRead,
@@ -260,7 +261,7 @@ func (s *Store) readSome(pi *poolInfo, keys []string, bufs [][]byte, sc *scratch
 		}
 		group := read[:n]
 		read = read[n:]
-		fd, direct, err := s.openBatch(id, group, sc)
+		fd, size, direct, err := s.openBatch(id, group, sc)
 		if err != nil {
 			return err
 		}
@@ -278,8 +279,24 @@ func (s *Store) readSome(pi *poolInfo, keys []string, bufs [][]byte, sc *scratch
 			e := int64(sc.refs[i].Ent)
 			lo, hi = min(lo, e), max(hi, e+entryFixed+int64(len(keys[i])))
 		}
+		// The entries are read up to the end of the file, so that the
+		// trailer's checksum comes too: verifyFile checks it against the
+		// one the index recorded, and a file another store renamed in
+		// place of this one is not taken for it.
+		if end := size - meta.IndexOff; end >= hi && end >= 4 {
+			hi = end
+		} else {
+			// Shorter than its own index says: truncated, or not the file
+			// indexed.
+			for _, i := range group {
+				s.stats.corrupt.Add(1)
+				s.idx.Drop(sc.hashes[i], sc.refs[i])
+			}
+			s.setState(group, sc, stBadCopy)
+			continue
+		}
 		f := len(files)
-		files = append(files, fileRead{group: group})
+		files = append(files, fileRead{group: group, tag: meta.Tag})
 		for rest := group; len(rest) > 0; {
 			k := 1
 			for k < len(rest) && sc.offs[rest[k]] == sc.offs[rest[k-1]]+pi.pageLen {
@@ -357,45 +374,46 @@ func (s *Store) readSome(pi *poolInfo, keys []string, bufs [][]byte, sc *scratch
 }
 
 // openBatch opens the batch file id for the keys at positions group, and
-// with Config.DirectIO a second descriptor for O_DIRECT reads. When the
-// file cannot be read it settles the keys and returns -1; out of
-// descriptors, it returns the error.
-func (s *Store) openBatch(id uint32, group []int32, sc *scratch) (int, directFile, error) {
+// with Config.DirectIO a second descriptor for O_DIRECT reads, and returns
+// the file's size. The file must be a regular file (an fstat checks it
+// before any read). When the file cannot be read it settles the keys and
+// returns -1; out of descriptors, it returns the error.
+func (s *Store) openBatch(id uint32, group []int32, sc *scratch) (int, int64, directFile, error) {
 	none := directFile{fd: -1}
 	name, _, known := s.idx.File(id)
 	if !known {
 		s.setState(group, sc, stGone)
-		return -1, none, nil
+		return -1, 0, none, nil
 	}
 	fd, err := s.openWait(s.v1fd(), name)
 	switch {
 	case isFDLimit(err):
 		s.stats.errors.Add(1)
-		return -1, none, err
+		return -1, 0, none, err
 	case err == unix.ENOENT:
 		// Gone (another process's Clear or eviction): forget it, and look
 		// again after a refresh.
 		s.forgetBatch(name)
 		s.setState(group, sc, stGone)
-		return -1, none, nil
+		return -1, 0, none, nil
 	case err == unix.ELOOP || err == unix.ENXIO || err == unix.EISDIR:
 		s.notRegular(name, group, sc)
-		return -1, none, nil
+		return -1, 0, none, nil
 	case err != nil:
 		s.failGroup(group, sc, fmt.Errorf("hicachefile: open %s: %w", name, err))
-		return -1, none, nil
+		return -1, 0, none, nil
 	}
-	if !s.cfg.DirectIO {
-		return fd, none, nil
-	}
-	// The direct descriptor must be the file the buffered one opened.
 	var st unix.Stat_t
 	if unix.Fstat(fd, &st) != nil || st.Mode&unix.S_IFMT != unix.S_IFREG {
 		_ = s.sys.Close(fd)
 		s.notRegular(name, group, sc)
-		return -1, none, nil
+		return -1, 0, none, nil
 	}
-	return fd, s.openDirect(name, &st), nil
+	if !s.cfg.DirectIO {
+		return fd, st.Size, none, nil
+	}
+	// The direct descriptor must be the file the buffered one opened.
+	return fd, st.Size, s.openDirect(name, &st), nil
 }
 
 // notRegular settles the keys of a batch file name that a FIFO, socket,
@@ -528,12 +546,18 @@ func (s *Store) verifyFile(pi *poolInfo, keys []string, sc *scratch, f *fileRead
 		return 0
 	}
 	hits := 0
+	foreign := fileTag(f.ents) != f.tag
 	for _, i := range f.group {
 		if sc.state[i] != stRead {
 			continue // failed its read
 		}
 		key, off, length, crc, good := entryAt(f.ents, int64(sc.refs[i].Ent)-f.base, len(keys[i]))
 		switch {
+		case foreign:
+			// Another file under this file's name (another model's or
+			// rank's, renamed in place): not the copy indexed.
+			s.stats.mismatch.Add(1)
+			sc.state[i] = stBadCopy
 		case !good || key != keys[i] || off != sc.offs[i] || length != pi.pageLen:
 			// Another key with the same digest, or a file rewritten in
 			// place: this copy is not the key's.

@@ -35,6 +35,11 @@ type Meta struct {
 	PageLen int64
 	// Size and Mtime are the file's size and modification time.
 	Size, Mtime int64
+	// Tag is the checksum that ends the file's trailer. A reader compares
+	// it with the file's last four bytes, so that another file renamed in
+	// place of this one (another model's or rank's, with the same keys) is
+	// never taken for it.
+	Tag uint32
 }
 
 // Entry is one key of a file being added: its key, the offset of its entry
