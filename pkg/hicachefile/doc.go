@@ -286,8 +286,9 @@
 // System calls, counted with strace for a warm 100-key call: BatchSetV1
 // makes a read(2) of pending inotify events, then per batch file openat,
 // fcntl (OFD lock), pwritev, renameat and close (6 for one file); a
-// BatchGetV1 that finds its pages makes openat, preadv and close per batch
-// file (3), the keys' index entries coming in the same preadv as the
+// BatchGetV1 that finds its pages makes openat, fstat (a regular file, and
+// its size), preadv and close per batch file (4), the keys' index entries
+// coming in the same preadv as the
 // pages. None is per key; the kernel's limit of 1024 iovecs per call adds
 // one pwritev or preadv per 1024 page buffers (a 10,000-page call of
 // page_first pages, two buffers each, makes 20). Allocations per call in
