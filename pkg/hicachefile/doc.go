@@ -131,10 +131,20 @@
 // sends the call to the events). The directory is
 // listed again only when the kernel drops events. Where inotify is not
 // available (or with Config.NoWatch), and on network file systems (NFS,
-// SMB, FUSE, Ceph, Lustre, GPFS: other hosts' changes raise no event here),
-// the store polls: a lookup that misses compares v1S/'s modification time
-// with the one at the last listing and lists the directory when it changed;
-// Exists, BatchExists, BatchSetV1 and Locate also check that the files of
+// SMB, FUSE, Ceph, Lustre, GPFS, GFS2, OCFS2, 9P: other hosts' changes raise no event here),
+// the store polls: a lookup that misses lists v1S/ when its modification
+// time changed since the last listing, or when that listing started
+// Config.PollInterval (default 200 ms) ago or more. The second rule is for
+// network clients that cache a directory's attributes while a listing
+// already shows a new name (GlusterFS's FUSE client keeps the mtime for
+// about a second). So another node's batch file is found by the first miss
+// at most PollInterval plus one listing after the file system shows its
+// name; the file system's own caches of names and directory entries come
+// on top. That costs at most one listing per PollInterval beyond those an
+// mtime change calls for, and callers that miss at once share one listing.
+// On a network file system the store keeps its inotify watch too, for this
+// host's changes. A polling store's Exists, BatchExists, BatchSetV1 and
+// Locate also check that the files of
 // the keys they found still exist. A batch file whose index could not be
 // read for a passing reason (EMFILE, EIO) is tried again at the next miss.
 // The store also follows Dir and v1S/ themselves: after an operator removes

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -142,6 +143,7 @@ func New(cfg Config) (*Store, error) {
 	// power cut) go now; live writers' stay. A failure only leaves them.
 	var st unix.Stat_t
 	var names []string
+	at := time.Now()
 	err = unix.Fstat(s.v1fd(), &st) // the mtime before the listing, as listDir takes it
 	if err == nil {
 		names, err = readDirNamesAt(s.v1fd())
@@ -149,7 +151,7 @@ func New(cfg Config) (*Store, error) {
 	_ = s.reclaimTempsIn(names)
 	if err == nil {
 		s.scan.mu.Lock()
-		s.listed(names, st.Mtim, nil)
+		s.listed(names, st.Mtim, at, nil)
 		s.scan.mu.Unlock()
 	}
 	s.refresh(false) // lists here if that listing failed
