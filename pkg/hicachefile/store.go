@@ -55,6 +55,10 @@ type Store struct {
 	// (when there is no watch, or on a network file system).
 	watch *watcher
 	poll  atomic.Bool
+	// tmpfile (a tmpfile value) says whether writes make their temp files
+	// with O_TMPFILE: not known until the first write, and off for good
+	// once the file system refuses it.
+	tmpfile atomic.Int32
 	// dirsMoved, guarded by scan.mu, says that the watcher saw Dir or the
 	// V1 directory go: the next refresh or write runs checkDir.
 	dirsMoved bool
