@@ -19,10 +19,11 @@
 // 1. With suffix S, in Dir:
 //
 //	<key>S.bin                  old format: one page, SGLang's exact name
-//	.<16 hex>S.tmp              a file being written, where O_TMPFILE is refused
-//	.l<16 hex>S.tmp             a whole file about to be renamed over another
+//	.l<16 hex>S.tmp             a file being written, before its rename
+//	.<16 hex>S.tmp              the same, where O_TMPFILE is refused
 //	v1S/b<16 hex>S.batch.bin    V1 batch file: many pages
-//	v1S/.<16 hex>S.tmp          a batch file being written, where O_TMPFILE is refused
+//	v1S/.l<16 hex>S.tmp         a batch file being written
+//	v1S/.<16 hex>S.tmp          the same, where O_TMPFILE is refused
 //
 // A batch or temp name belongs to the store only when everything before S
 // is exactly the fixed-shape token, so stores whose suffixes end alike
@@ -225,26 +226,24 @@
 //
 // # Durability
 //
-// Every file is written whole before it has its name, so readers in any
-// process see a whole file or none. A write fills an anonymous file
-// (open(2) O_TMPFILE in the directory) and links it to its final name
-// (linkat(2) through /proc/self/fd): a writer that dies leaves nothing on
-// disk, and there is no temp file to reclaim. Only an old-format file whose
-// name exists already (a file of the wrong size that Set replaces) is
-// linked under a temp name, .l<16 hex>S.tmp, and renamed over it; its
-// writer takes an OFD write lock (fcntl F_OFD_SETLK) on the file before
-// linking it, so the name never exists unlocked, and the kernel drops the
-// lock when the writer dies. New, and eviction (at most once a second, when
-// over MaxBytes or MinFreeBytes, or when a write met a full disk), remove
-// the temp files of this store's suffix whose OFD read lock they can take:
-// those of dead writers, in any process. Where O_TMPFILE is refused (some
-// FUSE and NFS file systems; EOPNOTSUPP, EISDIR, EINVAL) or /proc is not
-// mounted, the store writes as it did before: a temp file created by name
-// (O_EXCL), then locked, written and renamed into place. Such a temp file
-// is unlocked between its create and its lock, so a reclaim takes it only
-// once it is a second old; while a reclaim holds the lock no writer can
-// take its own, so a writer caught between its create and its lock starts
-// over under another name, or, if its file went, writes it again. Where the
+// Every file is written under a temp name and renamed into place, so readers
+// in any process see a whole file or none. A writer makes its temp file
+// with O_TMPFILE (open(2)) in the directory, with no name, takes an OFD
+// write lock (fcntl F_OFD_SETLK) on it, and only then links it under its
+// temp name (linkat(2) through /proc/self/fd), .l<16 hex>S.tmp, before
+// writing it; it holds the lock until after the rename, and the kernel
+// drops it when the writer dies. So a temp file is never on disk unlocked.
+// New, and eviction (at most once a second, when over MaxBytes or
+// MinFreeBytes, or when a write met a full disk), remove the temp files of
+// this store's suffix whose OFD read lock they can take: those of dead
+// writers, in any process, however young. Where O_TMPFILE or the link is
+// refused (some FUSE and NFS file systems, GlusterFS's FUSE client among
+// them; old kernels; no /proc), the store creates its temp files by name
+// (O_EXCL), .<16 hex>S.tmp, then locks them; such a file is unlocked
+// between its create and its lock, so a reclaim takes it only once it is a
+// second old. While a reclaim holds that lock no writer can take its own,
+// so a writer caught between its create and its lock starts over under
+// another name, or, if its file went, writes it again. Where the
 // file system refuses locks, and for SGLang's own temp files
 // (<key>S.bin.tmp.<pid>.<tid>.<uuid>, which carry none), a temp file goes
 // once its mtime is 10 minutes old, so a writer that takes longer than that
@@ -252,16 +251,15 @@
 // them. The temp files being written, by this store and (as of the last
 // such pass) by live writers elsewhere, count toward MaxBytes.
 //
-// With Config.Sync, each file is fdatasync'ed before its link or rename and
-// the directory fsync'ed after it; without, a crash may lose recent pages but
+// With Config.Sync, each file is fdatasync'ed before its rename and the
+// directory fsync'ed after it; without, a crash may lose recent pages but
 // never leaves a partial one under a final name.
 //
 // # Concurrency
 //
 // A Store is safe for concurrent use by multiple goroutines, and several
 // processes may share one directory: files are immutable once renamed into
-// place (linked or renamed), and each process's index only ever points at
-// whole files. Two
+// place, and each process's index only ever points at whole files. Two
 // writers of the same key both succeed; either copy may be served. Clear
 // removes this store's files and leaves other ranks' and models' files,
 // except old-format files whose names are ambiguous (see Naming).
@@ -297,15 +295,15 @@
 // What is left above the floor is per key: a digest, an index lookup (a
 // cache miss in a large index), the buffers of the page, and, for a read,
 // the key's index entry read back and compared (86 bytes for a 512-byte
-// page with a 64-byte key). Writes also pay the index inserts. (The set
-// rows were measured while writes still took an OFD lock and renamed a
-// named temp file, one system call more per batch file than now; see
+// page with a 64-byte key). Writes also pay the temp file's OFD lock and
+// the index inserts. (The set rows were measured before the temp file was
+// made with O_TMPFILE and linked, which adds a linkat per batch file; see
 // below.)
 //
 // System calls, counted with strace for a warm 100-key call: BatchSetV1
 // makes a read(2) of pending inotify events, then per batch file openat
-// (O_TMPFILE), pwritev, linkat and close (5 for one file; where O_TMPFILE
-// is refused, openat, fcntl (OFD lock), pwritev, renameat and close: 6); a
+// (O_TMPFILE), fcntl (OFD lock), linkat, pwritev, renameat and close (7
+// for one file; 6 where O_TMPFILE is refused, with no linkat); a
 // BatchGetV1 that finds its pages makes openat, preadv and close per batch
 // file (3), the keys' index entries coming in the same preadv as the
 // pages. None is per key; the kernel's limit of 1024 iovecs per call adds

@@ -12,12 +12,13 @@ import (
 // File names. With the store's suffix S (see Config.suffix):
 //
 //	<key>S.bin                      old format, in Dir, as SGLang names it
-//	.<16 hex>S.tmp                  a temp file of Set, in Dir
-//	.l<16 hex>S.tmp                 one locked before it had a name (temp.go)
+//	.l<16 hex>S.tmp                 a temp file of Set, in Dir, locked before
+//	                                it had a name (temp.go)
+//	.<16 hex>S.tmp                  the same, where O_TMPFILE is refused
 //	v1S/                            the store's V1 directory, in Dir
 //	v1S/b<16 hex>S.batch.bin        a V1 batch file
-//	v1S/.<16 hex>S.tmp              a temp file of a V1 write, where
-//	                                O_TMPFILE is refused (temp.go)
+//	v1S/.l<16 hex>S.tmp             a temp file of a V1 write
+//	v1S/.<16 hex>S.tmp              the same, where O_TMPFILE is refused
 //
 // The V1 and temp names put a fixed-shape token before S, so a name is ours
 // only when everything before S is exactly that token: "b…_a_model_0_1"

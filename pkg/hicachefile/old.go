@@ -75,21 +75,18 @@ func (s *Store) writeFile(dirfd int, dir, name string, size int64, write func(fd
 
 // tempFile is a temp file written and still open: its descriptor holds the
 // lock that tells other stores its writer is alive, until commit or discard
-// closes it. An anonymous one (O_TMPFILE) has no name on disk until commit
-// links it; name then only keys its bytes in the eviction accounting.
+// closes it.
 type tempFile struct {
 	dirfd int
 	dir   string
 	name  string
 	fd    int
 	size  int64
-	anon  bool
 }
 
 // writeTemp fills a new temp file of size bytes in dirfd with write and
-// returns it, open, and locked when it has a name (see openTemp). On failure
-// the temp file is removed. Until commit or discard, its size counts toward
-// MaxBytes.
+// returns it, open and locked (see openTemp). On failure the temp file is
+// removed. Until commit or discard, its size counts toward MaxBytes.
 func (s *Store) writeTemp(dirfd int, dir string, size int64, write func(fd int) error) (tempFile, error) {
 	t, err := s.openTemp(dirfd, dir, size)
 	if err != nil {
@@ -109,23 +106,22 @@ func (s *Store) writeTemp(dirfd int, dir string, size int64, write func(fd int) 
 
 // discard removes and closes a temp file that will not be committed.
 func (s *Store) discard(t tempFile) {
-	if !t.anon {
-		_ = s.sys.Unlinkat(t.dirfd, t.name, 0)
-	}
+	_ = s.sys.Unlinkat(t.dirfd, t.name, 0)
 	_ = s.sys.Close(t.fd)
 	s.lru.endTemp(t.name)
 }
 
-// commit gives the temp file t the name name, then closes it, so that its
-// lock is held until it has its final name: an anonymous one is linked
-// there (or, when name exists, linked under a temp name and renamed over
-// it), a named one renamed there. On failure t is removed, and name too
-// if it was put into place but could not be made durable or closed
-// cleanly.
+// commit renames the temp file t over name, then closes it, so that its
+// lock is held until it has its final name. On failure t is removed, and
+// name too if it was renamed into place but could not be made durable or
+// closed cleanly.
 func (s *Store) commit(t tempFile, name string) error {
-	if err := s.place(t, name); err != nil {
+	if err := s.sys.Renameat(t.dirfd, t.name, t.dirfd, name); err != nil {
 		s.discard(t)
-		return err
+		if err == unix.ENOENT {
+			return fmt.Errorf("hicachefile: rename %s to %s: %w: %w", t.name, filepath.Join(t.dir, name), errTempGone, err)
+		}
+		return fmt.Errorf("hicachefile: rename %s to %s: %w", t.name, filepath.Join(t.dir, name), err)
 	}
 	defer s.lru.endTemp(t.name)
 	if s.cfg.Sync {

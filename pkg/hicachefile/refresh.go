@@ -143,7 +143,7 @@ func (s *Store) followDir() {
 // applyEvents applies the watcher's pending events to the index. The caller
 // holds s.scan.mu.
 func (s *Store) applyEvents() bool {
-	var gone, fresh, created []string
+	var gone, fresh []string
 	overflow, lost := s.watch.drain(func(name string, ev event) {
 		if ev != evDirs && !s.isBatchName(name) {
 			return
@@ -151,19 +151,14 @@ func (s *Store) applyEvents() bool {
 		switch ev {
 		case evGone:
 			gone = append(gone, name)
-		case evAppeared, evWritten, evCreated:
-			// A file renamed or linked in, or written in place (a foreign
-			// writer's), that the index does not know. This store's own
-			// files, whose link, rename and close also raise these events,
-			// are known by then, or being committed (inflight), and are
-			// not read again. A known file rewritten in place is caught
-			// when read: its pages then fail their key or CRC checks.
-			if s.idx.Has(name) || s.isInflight(name) {
-				break
-			}
-			if ev == evCreated {
-				created = append(created, name)
-			} else {
+		case evAppeared, evWritten:
+			// A file renamed in, or written in place (a foreign writer's),
+			// that the index does not know. This store's own files, whose
+			// rename and close also raise these events, are known by then,
+			// or being committed (inflight), and are not read again. A
+			// known file rewritten in place is caught when read: its pages
+			// then fail their key or CRC checks.
+			if !s.idx.Has(name) && !s.isInflight(name) {
 				fresh = append(fresh, name)
 			}
 		case evDirs:
@@ -184,19 +179,8 @@ func (s *Store) applyEvents() bool {
 		}
 		delete(s.scan.pending, n)
 	}
-	// A file created, rather than linked, in place may still be empty or
-	// half written: one that fails its checks now is not marked skipped;
-	// its writer's close (evWritten) brings it again.
-	got := s.load(created)
-	n := 0
-	for _, f := range got {
-		if !errors.Is(f.err, ErrCorrupt) {
-			got[n] = f
-			n++
-		}
-	}
-	s.merge(append(got[:n], s.load(fresh)...))
-	return len(gone) > 0 || len(fresh) > 0 || n > 0
+	s.merge(s.load(fresh))
+	return len(gone) > 0 || len(fresh) > 0
 }
 
 // loaded is the outcome of reading one batch file's index.

@@ -12,33 +12,29 @@ import (
 
 // Temp files and their writers' liveness.
 //
-// A write fills an anonymous file, made with O_TMPFILE in the directory,
-// and links it (linkat through /proc/self/fd) straight to its final name
-// once it is whole: a batch file's name is new, so the link cannot fail
-// for an existing file. An old-format file's name may exist (a file of
-// the wrong size that Set replaces, another writer's same key): then the
-// file is locked, linked under a temp name marked as locked from birth
-// (".l" and a token), and renamed over the final name. So a temp file
-// never appears unlocked, and a writer that dies leaves nothing behind but
-// at most such a locked temp name, which the next reclaim removes as soon
-// as its lock can be taken.
+// A write fills a temp file and renames it over its final name. The temp
+// file is made with O_TMPFILE in the directory, with no name; its writer
+// takes an OFD write lock (F_OFD_SETLK, F_WRLCK) on it, and only then links
+// it (linkat through /proc/self/fd) under a temp name marked as locked from
+// birth (".l" and a token), before writing it. So the name never exists
+// unlocked, other stores see the bytes being written (they count toward
+// their MaxBytes), and the kernel drops the lock when the writer closes the
+// file or dies. A store that reclaims temp files takes an OFD read lock on
+// each of this store's suffix: it gets it only when no writer holds the
+// file, and while it holds it no writer can lock it, so it removes the
+// file before letting go. A temp file marked as locked from birth is dead
+// as soon as its lock can be taken, however young.
 //
-// Where O_TMPFILE is refused (EOPNOTSUPP, EISDIR, EINVAL: some FUSE and
-// NFS file systems, old kernels), or /proc is not mounted, the store falls
-// back to creating the temp file by name (O_EXCL) and then locking it. A
-// writer holds an OFD write lock (F_OFD_SETLK, F_WRLCK) on its temp file
-// from just after creating it until after its rename, and the kernel drops
-// the lock when the writer closes the file or dies. A store that reclaims
-// temp files takes an OFD read lock on each of this store's suffix: it gets
-// it only when no writer holds the file, and while it holds it no writer
-// can lock it, so it removes the file before letting go. Fallback temp
-// files (named "." and a token) are taken only when at least tempGrace
-// old: between their writer's create and its lock (two system calls, but a
-// goroutine may wait for a CPU in between) they are unlocked. A writer
-// whose lock is refused all the same starts over under another name; one
-// whose temp file vanished finds its rename failing with ENOENT and writes
-// the file again, once. So a dead fallback writer's temp file goes at the
-// first reclaim after it is tempGrace old, and a live writer's never does.
+// Where O_TMPFILE or the link is refused (EOPNOTSUPP, EISDIR, EINVAL: some
+// FUSE and NFS file systems, old kernels; EPERM; or no /proc), the store
+// creates its temp files by name (O_EXCL, "." and a token), then locks
+// them. Between that create and its lock (two system calls, but a
+// goroutine may wait for a CPU in between) the file is unlocked, so such a
+// file is taken only when at least tempGrace old. A writer whose lock is
+// refused all the same starts over under another name; one whose temp file
+// vanished finds its rename failing with ENOENT and writes the file again,
+// once. So a dead writer's temp file goes at the first reclaim after it is
+// tempGrace old there, and a live writer's never does.
 //
 // Where the file system refuses locks, a temp file is taken as dead once
 // its mtime is staleTempAge old. SGLang's own temp files
@@ -52,10 +48,8 @@ const (
 	reclaimEvery = time.Second
 )
 
-// errTempGone marks a commit that failed because the temp file was no
-// longer there (removed by a reclaim between its create and its lock), or
-// because its anonymous file could not be linked after all: the caller
-// writes the file again, once, by then under a name if need be.
+// errTempGone marks a rename that failed because the temp file was no
+// longer there: removed by a reclaim between its create and its lock.
 var errTempGone = errors.New("temp file removed before its rename")
 
 // lockTemp takes the write lock that marks fd's temp file as being
@@ -171,26 +165,20 @@ const (
 	tmpfileNo                     // refused: temp files are made by name
 )
 
-// openTemp opens a new temp file of size bytes in dirfd (at path dir): an
-// anonymous one where the file system allows (see the top of this file),
-// else one created by name and locked.
+// openTemp opens a new temp file of size bytes in dirfd (at path dir),
+// locked: one made with O_TMPFILE, locked, then linked under a name marked
+// as locked from birth, where the file system allows (see the top of this
+// file); else one created by name, then locked.
 func (s *Store) openTemp(dirfd int, dir string, size int64) (tempFile, error) {
-	t := tempFile{dirfd: dirfd, dir: dir, size: size, name: s.tmpName()}
 	if tmpfile(s.tmpfile.Load()) != tmpfileNo {
-		fd, err := s.sys.Openat(dirfd, ".", unix.O_TMPFILE|unix.O_WRONLY|unix.O_CLOEXEC, 0o644)
-		switch err {
-		case nil:
-			s.tmpfile.CompareAndSwap(int32(tmpfileUnknown), int32(tmpfileOK))
-			t.fd, t.anon = fd, true
-			return t, nil
-		case unix.EOPNOTSUPP, unix.EISDIR, unix.EINVAL:
-			s.tmpfile.Store(int32(tmpfileNo))
-		default:
-			return t, fmt.Errorf("hicachefile: create a temp file in %s: %w", dir, err)
+		if t, ok, err := s.openBornLocked(dirfd, dir, size); ok || err != nil {
+			return t, err
 		}
 	}
+	t := tempFile{dirfd: dirfd, dir: dir, size: size}
 	var err error
 	for attempt := 1; ; attempt++ {
+		t.name = s.tmpName()
 		t.fd, err = s.sys.Openat(dirfd, t.name, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o644)
 		if err != nil {
 			return t, fmt.Errorf("hicachefile: create %s: %w", filepath.Join(dir, t.name), err)
@@ -203,7 +191,6 @@ func (s *Store) openTemp(dirfd int, dir string, size int64) (tempFile, error) {
 		// Another store's reclaim holds it, taking it for a dead writer's,
 		// and removes it: start over under another name.
 		_ = s.sys.Close(t.fd)
-		t.name = s.tmpName()
 	}
 	if err != nil {
 		_ = s.sys.Unlinkat(dirfd, t.name, 0)
@@ -213,65 +200,39 @@ func (s *Store) openTemp(dirfd int, dir string, size int64) (tempFile, error) {
 	return t, nil
 }
 
-// place puts the temp file t at name: a named one is renamed there; an
-// anonymous one is linked there, or, when name exists, locked, linked
-// under a temp name marked as locked from birth, and renamed over name.
-// On failure no name of t is left.
-func (s *Store) place(t tempFile, name string) error {
-	path := filepath.Join(t.dir, name)
-	if !t.anon {
-		switch err := s.sys.Renameat(t.dirfd, t.name, t.dirfd, name); err {
-		case nil:
-			return nil
-		case unix.ENOENT:
-			return fmt.Errorf("hicachefile: rename %s to %s: %w: %w", t.name, path, errTempGone, err)
-		default:
-			return fmt.Errorf("hicachefile: rename %s to %s: %w", t.name, path, err)
-		}
-	}
-	err := s.link(t.fd, t.dirfd, name)
-	if err != unix.EEXIST {
-		return s.linkErr(err, path)
-	}
-	if _, err := s.lockTemp(t.fd); err != nil {
-		return fmt.Errorf("hicachefile: lock a temp file for %s: %w", path, err)
-	}
-	tmp := s.lockedTmpName()
-	if err := s.link(t.fd, t.dirfd, tmp); err != nil {
-		return s.linkErr(err, filepath.Join(t.dir, tmp))
-	}
-	if err := s.sys.Renameat(t.dirfd, tmp, t.dirfd, name); err != nil {
-		_ = s.sys.Unlinkat(t.dirfd, tmp, 0)
-		return fmt.Errorf("hicachefile: rename %s to %s: %w", tmp, path, err)
-	}
-	return nil
-}
-
-// link gives the anonymous file open at fd the name name in dirfd. It goes
-// through /proc/self/fd, which needs no privilege, where linkat with
-// AT_EMPTY_PATH needs CAP_DAC_READ_SEARCH.
-func (s *Store) link(fd, dirfd int, name string) error {
-	return s.sys.Linkat(unix.AT_FDCWD, "/proc/self/fd/"+strconv.Itoa(fd), dirfd, name, unix.AT_SYMLINK_FOLLOW)
-}
-
-// linkErr turns a failed link of an anonymous file at path into the
-// commit's error. A link refused for want of /proc, or by a file system
-// that makes O_TMPFILE files but cannot link them, turns O_TMPFILE off for
-// the store; that, and ENOENT (the directory removed, as a rename would
-// find), ask the caller to write the file again, once: errTempGone.
-func (s *Store) linkErr(err error, path string) error {
+// openBornLocked makes a temp file with O_TMPFILE in dirfd, locks it, and
+// links it under a name marked as locked from birth (through /proc/self/fd,
+// which needs no privilege, where linkat with AT_EMPTY_PATH needs
+// CAP_DAC_READ_SEARCH). ok is false, with no error, where the file system
+// refuses O_TMPFILE or the link, or /proc is not there: O_TMPFILE is then
+// off for the store, which makes its temp files by name.
+func (s *Store) openBornLocked(dirfd int, dir string, size int64) (t tempFile, ok bool, err error) {
+	t = tempFile{dirfd: dirfd, dir: dir, size: size, name: s.lockedTmpName()}
+	t.fd, err = s.sys.Openat(dirfd, ".", unix.O_TMPFILE|unix.O_WRONLY|unix.O_CLOEXEC, 0o644)
 	switch err {
 	case nil:
-		return nil
-	case unix.ENOENT, unix.EOPNOTSUPP, unix.EPERM, unix.EINVAL, unix.ENOSYS:
-		if err != unix.ENOENT || !s.procFD() {
-			s.tmpfile.Store(int32(tmpfileNo))
-		}
-		return fmt.Errorf("hicachefile: link %s: %w: %w", path, errTempGone, err)
+	case unix.EOPNOTSUPP, unix.EISDIR, unix.EINVAL:
+		s.tmpfile.Store(int32(tmpfileNo))
+		return t, false, nil
+	default:
+		return t, false, fmt.Errorf("hicachefile: create a temp file in %s: %w", dir, err)
 	}
-	return fmt.Errorf("hicachefile: link %s: %w", path, err)
+	if _, err := s.lockTemp(t.fd); err != nil { // nobody else can have it
+		_ = s.sys.Close(t.fd)
+		return t, false, fmt.Errorf("hicachefile: lock a temp file in %s: %w", dir, err)
+	}
+	err = s.sys.Linkat(unix.AT_FDCWD, "/proc/self/fd/"+strconv.Itoa(t.fd), dirfd, t.name, unix.AT_SYMLINK_FOLLOW)
+	switch {
+	case err == nil:
+		s.tmpfile.CompareAndSwap(int32(tmpfileUnknown), int32(tmpfileOK))
+		return t, true, nil
+	case err == unix.EOPNOTSUPP || err == unix.EPERM || err == unix.EINVAL || err == unix.ENOSYS ||
+		err == unix.ENOENT && unix.Access("/proc/self/fd", unix.X_OK) != nil:
+		_ = s.sys.Close(t.fd)
+		s.tmpfile.Store(int32(tmpfileNo))
+		return t, false, nil
+	default:
+		_ = s.sys.Close(t.fd)
+		return t, false, fmt.Errorf("hicachefile: link %s: %w", filepath.Join(dir, t.name), err)
+	}
 }
-
-// procFD reports whether /proc/self/fd is there to link anonymous files
-// through.
-func (*Store) procFD() bool { return unix.Access("/proc/self/fd", unix.X_OK) == nil }

@@ -4,12 +4,13 @@ import (
 	"bytes"
 	"os"
 	"path/filepath"
+	"strconv"
 	"testing"
 
 	"golang.org/x/sys/unix"
 )
 
-// tempsIn returns the names of the store's temp files in Dir and its V1
+// tempsIn returns the paths of the store's temp files in Dir and its V1
 // directory.
 func tempsIn(t *testing.T, s *Store) []string {
 	t.Helper()
@@ -21,7 +22,7 @@ func tempsIn(t *testing.T, s *Store) []string {
 		}
 		for _, e := range ents {
 			if s.isTmpName(e.Name()) {
-				out = append(out, e.Name())
+				out = append(out, filepath.Join(d, e.Name()))
 			}
 		}
 	}
@@ -37,21 +38,42 @@ func refuseTmpfile(dirfd int, path string, flags int, mode uint32) (int, error) 
 	return unix.Openat(dirfd, path, flags, mode)
 }
 
+// lockedAt reports whether another open file description is refused an
+// OFD read lock on the file at path, as a reclaim would be.
+func lockedAt(t *testing.T, path string) bool {
+	t.Helper()
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(fd)
+	lk := unix.Flock_t{Type: unix.F_RDLCK}
+	err = unix.FcntlFlock(uintptr(fd), unix.F_OFD_SETLK, &lk)
+	return err == unix.EAGAIN || err == unix.EACCES
+}
+
 // TestTempNeverUnlocked (issue 7.5): a temp file must never be on disk
 // unlocked, so that a reclaim may take any temp file whose lock it gets,
-// with no grace. While a write fills its file, no temp name of the store is
-// in either directory; a temp name linked in (a Set replacing a file of
-// the wrong size) is locked from the moment it exists.
+// with no grace. A temp file is locked from the moment it is linked in,
+// and is the only one, locked, while its write fills it (so other stores
+// count its bytes toward MaxBytes), through both interfaces and for a Set
+// that replaces a file of the wrong size.
 func TestTempNeverUnlocked(t *testing.T) {
 	p, idx := randomPages(t, 1)
 	dir := t.TempDir()
 	var s *Store
-	writes, links, lockedLinks := 0, 0, 0
+	writes, links := 0, 0
 	sys := Syscalls{
 		Pwritev: func(fd int, iovs [][]byte, off int64) (int, error) {
 			writes++
-			if left := tempsIn(t, s); len(left) > 0 {
-				t.Errorf("temp files on disk while a write fills its file: %v", left)
+			temps := tempsIn(t, s)
+			if len(temps) != 1 {
+				t.Errorf("temp files while a write fills one: %v", temps)
+			}
+			for _, path := range temps {
+				if !bornLocked(filepath.Base(path)) || !lockedAt(t, path) {
+					t.Errorf("temp file %s unlocked, or not marked as locked from birth, while written", path)
+				}
 			}
 			return pwritevRaw(fd, iovs, off)
 		},
@@ -60,18 +82,9 @@ func TestTempNeverUnlocked(t *testing.T) {
 				return err
 			}
 			links++
-			if !s.isTmpName(np) {
-				return nil
-			}
-			lockedLinks++
-			fd, err := unix.Openat(nd, np, unix.O_RDONLY|unix.O_CLOEXEC, 0)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer unix.Close(fd)
-			lk := unix.Flock_t{Type: unix.F_RDLCK}
-			if err := unix.FcntlFlock(uintptr(fd), unix.F_OFD_SETLK, &lk); err != unix.EAGAIN && err != unix.EACCES {
-				t.Errorf("temp file %s linked in unlocked: F_OFD_SETLK = %v", np, err)
+			path := "/proc/self/fd/" + strconv.Itoa(nd) + "/" + np
+			if !bornLocked(np) || !lockedAt(t, path) {
+				t.Errorf("temp file %s linked in unlocked, or not marked as locked from birth", np)
 			}
 			return nil
 		},
@@ -93,8 +106,8 @@ func TestTempNeverUnlocked(t *testing.T) {
 	if got, err := os.ReadFile(s.FilePath("short")); err != nil || !bytes.Equal(got, page) {
 		t.Errorf("the wrong-sized file was not replaced: %v", err)
 	}
-	if writes != 3 || links != 3 || lockedLinks != 1 {
-		t.Errorf("%d writes, %d links, %d of temp names; want 3, 3 (two files linked in, and the replacement under its temp name) and 1", writes, links, lockedLinks)
+	if writes != 3 || links != 3 {
+		t.Errorf("%d writes, %d temp files linked in; want 3 and 3", writes, links)
 	}
 	if left := tempsIn(t, s); len(left) > 0 {
 		t.Errorf("temp files left: %v", left)
@@ -130,14 +143,14 @@ func TestBornLockedTempReclaimedAtOnce(t *testing.T) {
 }
 
 // TestTmpfileRefused: where O_TMPFILE is refused, or its file cannot be
-// linked, writes go by name as before, and succeed.
+// linked, writes make their temp files by name as before, and succeed.
 func TestTmpfileRefused(t *testing.T) {
 	for _, how := range []string{"open", "link"} {
 		t.Run(how, func(t *testing.T) {
 			p, idx := randomPages(t, 1)
-			renames := 0
+			var renamed []string
 			sys := Syscalls{Renameat: func(od int, op string, nd int, np string) error {
-				renames++
+				renamed = append(renamed, op)
 				return unix.Renameat(od, op, nd, np)
 			}}
 			if how == "open" {
@@ -153,8 +166,11 @@ func TestTmpfileRefused(t *testing.T) {
 			if ok, err := s.BatchSetV1([]string{"v"}, idx); err != nil || !ok[0] {
 				t.Fatal(ok, err)
 			}
-			if tmpfile(s.tmpfile.Load()) != tmpfileNo || renames != 2 {
-				t.Errorf("tmpfile = %d, %d renames; want O_TMPFILE off and 2", s.tmpfile.Load(), renames)
+			if tmpfile(s.tmpfile.Load()) != tmpfileNo {
+				t.Errorf("tmpfile = %d, want O_TMPFILE off", s.tmpfile.Load())
+			}
+			if len(renamed) != 2 || bornLocked(renamed[0]) || bornLocked(renamed[1]) || !s.isTmpName(renamed[0]) {
+				t.Errorf("renamed %v; want two temp files made by name", renamed)
 			}
 			got := make([]byte, len(page))
 			if err := s.Get("o", got); err != nil || !bytes.Equal(got, page) {

@@ -11,10 +11,9 @@ import (
 )
 
 // watchMask selects the inotify events that change what the V1 directory
-// holds: a file linked in (a writer's O_TMPFILE file, see temp.go; also
-// any file created), renamed in or written in place, a file removed or
-// renamed out, and the directory itself going away.
-const watchMask = unix.IN_CREATE | unix.IN_MOVED_TO | unix.IN_CLOSE_WRITE | unix.IN_DELETE | unix.IN_MOVED_FROM |
+// holds: a file renamed in or written in place, a file removed or renamed
+// out, and the directory itself going away.
+const watchMask = unix.IN_MOVED_TO | unix.IN_CLOSE_WRITE | unix.IN_DELETE | unix.IN_MOVED_FROM |
 	unix.IN_DELETE_SELF | unix.IN_MOVE_SELF | unix.IN_ONLYDIR
 
 // topMask selects the inotify events of Dir that may mean that Dir or the
@@ -74,7 +73,6 @@ type event int
 
 const (
 	evAppeared event = iota // renamed into the directory
-	evCreated               // linked or created in the directory: whole, or still empty
 	evWritten               // written in place and closed
 	evGone                  // removed or renamed out
 	evDirs                  // Dir or the V1 directory was removed or moved
@@ -124,8 +122,6 @@ func (w *watcher) drain(fn func(name string, ev event)) (overflow, lost bool) {
 				}
 			case mask&unix.IN_MOVED_TO != 0:
 				fn(name, evAppeared)
-			case mask&unix.IN_CREATE != 0:
-				fn(name, evCreated)
 			case mask&unix.IN_CLOSE_WRITE != 0:
 				fn(name, evWritten)
 			case mask&(unix.IN_DELETE|unix.IN_MOVED_FROM) != 0:
