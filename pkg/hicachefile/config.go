@@ -6,11 +6,15 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"time"
 )
 
 // DefaultMaxBatchFileBytes is the payload limit of one V1 batch file when
 // Config.MaxBatchFileBytes is zero.
 const DefaultMaxBatchFileBytes = 64 << 20
+
+// DefaultPollInterval is Config.PollInterval when it is zero.
+const DefaultPollInterval = 200 * time.Millisecond
 
 // Config describes a Store. The zero value of each field means its default.
 type Config struct {
@@ -78,6 +82,25 @@ type Config struct {
 	// that by itself where inotify is unavailable, and adds it on network
 	// file systems, whose other clients raise no inotify event here.
 	NoWatch bool
+	// PollInterval bounds how stale a polling store's view of the V1
+	// directory may be. A store polls where inotify does not tell it of
+	// other writers' batch files: without inotify, with NoWatch, and on
+	// network and cluster file systems (NFS, SMB, FUSE such as GlusterFS's
+	// client or 3FS, CephFS, Lustre, GPFS, BeeGFS), where inotify sees
+	// only this host's changes (the store keeps its watch there for
+	// those). A lookup that misses lists the V1 directory when its mtime
+	// changed since the last listing, or when that listing started
+	// PollInterval ago or more, since a network client may cache the
+	// directory's mtime (GlusterFS's FUSE client about a second) while a
+	// listing already shows the new name. So another node's batch file is
+	// found by the first miss at most PollInterval plus one listing after
+	// the file system itself shows its name (its own name lookup and
+	// directory caches come on top), at the cost of at most one listing
+	// per PollInterval that is not called for by an mtime change. Callers
+	// that miss at once share one listing. 0 means
+	// DefaultPollInterval; a negative value lists only when the mtime
+	// changed.
+	PollInterval time.Duration
 	// Syscalls replaces the system calls the store makes on its files, for
 	// fault-injection tests. The zero value uses the real ones.
 	Syscalls Syscalls
@@ -103,6 +126,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.IOWorkers == 0 {
 		c.IOWorkers = min(runtime.GOMAXPROCS(0), 8)
+	}
+	if c.PollInterval == 0 {
+		c.PollInterval = DefaultPollInterval
 	}
 	if c.MaxBatchFileBytes == 0 {
 		c.MaxBatchFileBytes = DefaultMaxBatchFileBytes

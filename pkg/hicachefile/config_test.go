@@ -49,8 +49,12 @@ func TestConfigDefaults(t *testing.T) {
 	t.Setenv("SGLANG_HICACHE_FILE_BACKEND_STORAGE_DIR", "")
 	t.Setenv("HICACHE_FILE_DIR", "/from/env")
 	c := Config{ModelName: "m"}.withDefaults()
-	if c.Dir != "/from/env" || c.TPSize != 1 || c.PPSize != 1 || c.MaxBatchFileBytes != DefaultMaxBatchFileBytes {
+	if c.Dir != "/from/env" || c.TPSize != 1 || c.PPSize != 1 || c.MaxBatchFileBytes != DefaultMaxBatchFileBytes ||
+		c.PollInterval != DefaultPollInterval {
 		t.Fatalf("defaults = %+v", c)
+	}
+	if c := (Config{ModelName: "m", PollInterval: -1}).withDefaults(); c.PollInterval != -1 {
+		t.Fatalf("PollInterval -1 became %v; negative means mtime only", c.PollInterval)
 	}
 	t.Setenv("HICACHE_FILE_DIR", "")
 	if c := (Config{ModelName: "m"}).withDefaults(); !strings.HasSuffix(c.Dir, filepath.Join("", "hicache")) {

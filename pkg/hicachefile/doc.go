@@ -19,9 +19,11 @@
 // 1. With suffix S, in Dir:
 //
 //	<key>S.bin                  old format: one page, SGLang's exact name
-//	.<16 hex>S.tmp              a file being written, before its rename
+//	.l<16 hex>S.tmp             a file being written, before its rename
+//	.<16 hex>S.tmp              the same, where O_TMPFILE is refused
 //	v1S/b<16 hex>S.batch.bin    V1 batch file: many pages
-//	v1S/.<16 hex>S.tmp          a batch file being written
+//	v1S/.l<16 hex>S.tmp         a batch file being written
+//	v1S/.<16 hex>S.tmp          the same, where O_TMPFILE is refused
 //
 // A batch or temp name belongs to the store only when everything before S
 // is exactly the fixed-shape token, so stores whose suffixes end alike
@@ -135,10 +137,20 @@
 // sends the call to the events). The directory is
 // listed again only when the kernel drops events. Where inotify is not
 // available (or with Config.NoWatch), and on network file systems (NFS,
-// SMB, FUSE, Ceph, Lustre, GPFS: other hosts' changes raise no event here),
-// the store polls: a lookup that misses compares v1S/'s modification time
-// with the one at the last listing and lists the directory when it changed;
-// Exists, BatchExists, BatchSetV1 and Locate also check that the files of
+// SMB, FUSE, Ceph, Lustre, GPFS, GFS2, OCFS2, 9P: other hosts' changes raise no event here),
+// the store polls: a lookup that misses lists v1S/ when its modification
+// time changed since the last listing, or when that listing started
+// Config.PollInterval (default 200 ms) ago or more. The second rule is for
+// network clients that cache a directory's attributes while a listing
+// already shows a new name (GlusterFS's FUSE client keeps the mtime for
+// about a second). So another node's batch file is found by the first miss
+// at most PollInterval plus one listing after the file system shows its
+// name; the file system's own caches of names and directory entries come
+// on top. That costs at most one listing per PollInterval beyond those an
+// mtime change calls for, and callers that miss at once share one listing.
+// On a network file system the store keeps its inotify watch too, for this
+// host's changes. A polling store's Exists, BatchExists, BatchSetV1 and
+// Locate also check that the files of
 // the keys they found still exist. A batch file whose index could not be
 // read for a passing reason (EMFILE, EIO) is tried again at the next miss.
 // The store also follows Dir and v1S/ themselves: after an operator removes
@@ -219,16 +231,23 @@
 // # Durability
 //
 // Every file is written under a temp name and renamed into place, so readers
-// in any process see a whole file or none. A writer holds an OFD write
-// lock (fcntl F_OFD_SETLK) on its temp file from creating it until after
-// the rename; the kernel drops it when the writer dies. New, and eviction
-// (at most once a second, when over MaxBytes or MinFreeBytes, or when a
-// write met a full disk), remove the temp files of this store's suffix
-// that are at least a second old and whose OFD read lock they can take:
-// those of dead writers, in any process. While a reclaim holds that lock no
-// writer can take its own, so a writer caught between its create and its
-// lock starts over under another name, or, if its file went, writes it
-// again. Where the
+// in any process see a whole file or none. A writer makes its temp file
+// with O_TMPFILE (open(2)) in the directory, with no name, takes an OFD
+// write lock (fcntl F_OFD_SETLK) on it, and only then links it under its
+// temp name (linkat(2) through /proc/self/fd), .l<16 hex>S.tmp, before
+// writing it; it holds the lock until after the rename, and the kernel
+// drops it when the writer dies. So a temp file is never on disk unlocked.
+// New, and eviction (at most once a second, when over MaxBytes or
+// MinFreeBytes, or when a write met a full disk), remove the temp files of
+// this store's suffix whose OFD read lock they can take: those of dead
+// writers, in any process, however young. Where O_TMPFILE or the link is
+// refused (some FUSE and NFS file systems, GlusterFS's FUSE client among
+// them; old kernels; no /proc), the store creates its temp files by name
+// (O_EXCL), .<16 hex>S.tmp, then locks them; such a file is unlocked
+// between its create and its lock, so a reclaim takes it only once it is a
+// second old. While a reclaim holds that lock no writer can take its own,
+// so a writer caught between its create and its lock starts over under
+// another name, or, if its file went, writes it again. Where the
 // file system refuses locks, and for SGLang's own temp files
 // (<key>S.bin.tmp.<pid>.<tid>.<uuid>, which carry none), a temp file goes
 // once its mtime is 10 minutes old, so a writer that takes longer than that
@@ -281,11 +300,14 @@
 // cache miss in a large index), the buffers of the page, and, for a read,
 // the key's index entry read back and compared (86 bytes for a 512-byte
 // page with a 64-byte key). Writes also pay the temp file's OFD lock and
-// the index inserts.
+// the index inserts. (The set rows were measured before the temp file was
+// made with O_TMPFILE and linked, which adds a linkat per batch file; see
+// below.)
 //
 // System calls, counted with strace for a warm 100-key call: BatchSetV1
-// makes a read(2) of pending inotify events, then per batch file openat,
-// fcntl (OFD lock), pwritev, renameat and close (6 for one file); a
+// makes a read(2) of pending inotify events, then per batch file openat
+// (O_TMPFILE), fcntl (OFD lock), linkat, pwritev, renameat and close (7
+// for one file; 6 where O_TMPFILE is refused, with no linkat); a
 // BatchGetV1 that finds its pages makes openat, fstat (a regular file, and
 // its size), preadv and close per batch file (4), the keys' index entries
 // coming in the same preadv as the

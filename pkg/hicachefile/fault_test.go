@@ -72,6 +72,12 @@ func (f *faults) syscalls() Syscalls {
 			}
 			return unix.Renameat(olddirfd, oldpath, newdirfd, newpath)
 		},
+		Linkat: func(olddirfd int, oldpath string, newdirfd int, newpath string, flags int) error {
+			if f.fail() {
+				return unix.EIO
+			}
+			return unix.Linkat(olddirfd, oldpath, newdirfd, newpath, flags)
+		},
 		Unlinkat: func(dirfd int, path string, flags int) error {
 			if f.fail() {
 				return unix.EIO

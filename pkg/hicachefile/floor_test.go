@@ -52,6 +52,10 @@ func (c *countingSyscalls) syscalls() Syscalls {
 			c.n.Add(1)
 			return unix.Renameat(olddirfd, oldpath, newdirfd, newpath)
 		},
+		Linkat: func(olddirfd int, oldpath string, newdirfd int, newpath string, flags int) error {
+			c.n.Add(1)
+			return unix.Linkat(olddirfd, oldpath, newdirfd, newpath, flags)
+		},
 		Unlinkat: func(dirfd int, path string, flags int) error {
 			c.n.Add(1)
 			return unix.Unlinkat(dirfd, path, flags)

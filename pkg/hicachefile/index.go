@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -20,6 +21,7 @@ type scanState struct {
 	mu      sync.Mutex
 	pending map[string]bool // batch files whose index could not be read yet
 	mtime   unix.Timespec   // the V1 directory's mtime at the last listing
+	at      time.Time       // when the last listing started
 	scanned bool            // false until the first listing, and after lost events
 }
 

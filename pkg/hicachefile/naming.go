@@ -12,10 +12,13 @@ import (
 // File names. With the store's suffix S (see Config.suffix):
 //
 //	<key>S.bin                      old format, in Dir, as SGLang names it
-//	.<16 hex>S.tmp                  a temp file of Set, in Dir
+//	.l<16 hex>S.tmp                 a temp file of Set, in Dir, locked before
+//	                                it had a name (temp.go)
+//	.<16 hex>S.tmp                  the same, where O_TMPFILE is refused
 //	v1S/                            the store's V1 directory, in Dir
 //	v1S/b<16 hex>S.batch.bin        a V1 batch file
-//	v1S/.<16 hex>S.tmp              a temp file of a V1 write
+//	v1S/.l<16 hex>S.tmp             a temp file of a V1 write
+//	v1S/.<16 hex>S.tmp              the same, where O_TMPFILE is refused
 //
 // The V1 and temp names put a fixed-shape token before S, so a name is ours
 // only when everything before S is exactly that token: "b…_a_model_0_1"
@@ -102,9 +105,24 @@ func (s *Store) isBatchName(name string) bool {
 	return ok && len(t) == 1+tokenHex && t[0] == 'b' && isToken(t[1:])
 }
 
+// lockedTmpName returns a new name for a temp file that is locked before
+// it has a name (see place).
+func (s *Store) lockedTmpName() string { return lockedTmpPrefix + newToken() + s.suffix + tmpExt }
+
+// lockedTmpPrefix starts the names of temp files locked from birth: a
+// reclaim may take one whose lock it gets at once, with no grace.
+const lockedTmpPrefix = ".l"
+
+// bornLocked reports whether the temp file name was locked before it had a
+// name.
+func bornLocked(name string) bool { return strings.HasPrefix(name, lockedTmpPrefix) }
+
 // isTmpName reports whether name is one of this store's temp files.
 func (s *Store) isTmpName(name string) bool {
 	t, ok := strings.CutSuffix(name, s.suffix+tmpExt)
+	if tok, locked := strings.CutPrefix(t, lockedTmpPrefix); locked {
+		return ok && len(tok) == tokenHex && isToken(tok)
+	}
 	return ok && len(t) == 1+tokenHex && t[0] == '.' && isToken(t[1:])
 }
 

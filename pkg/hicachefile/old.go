@@ -85,30 +85,15 @@ type tempFile struct {
 }
 
 // writeTemp fills a new temp file of size bytes in dirfd with write and
-// returns it, open and locked (see lockTemp). On failure the temp file is
+// returns it, open and locked (see openTemp). On failure the temp file is
 // removed. Until commit or discard, its size counts toward MaxBytes.
 func (s *Store) writeTemp(dirfd int, dir string, size int64, write func(fd int) error) (tempFile, error) {
-	t := tempFile{dirfd: dirfd, dir: dir, size: size}
-	var err error
-	for attempt := 1; ; attempt++ {
-		t.name = s.tmpName()
-		t.fd, err = s.sys.Openat(dirfd, t.name, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o644)
-		if err != nil {
-			return t, fmt.Errorf("hicachefile: create %s: %w", filepath.Join(dir, t.name), err)
-		}
-		var taken bool
-		taken, err = s.lockTemp(t.fd)
-		if !taken || attempt == 3 {
-			break
-		}
-		// Another store's reclaim holds it, taking it for a dead writer's,
-		// and removes it: start over under another name.
-		_ = s.sys.Close(t.fd)
+	t, err := s.openTemp(dirfd, dir, size)
+	if err != nil {
+		return t, err
 	}
 	s.lru.startTemp(t.name, size)
-	if err == nil {
-		err = write(t.fd)
-	}
+	err = write(t.fd)
 	if err == nil && s.cfg.Sync {
 		err = s.sys.Fdatasync(t.fd)
 	}

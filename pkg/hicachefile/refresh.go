@@ -3,6 +3,7 @@ package hicachefile
 import (
 	"errors"
 	"os"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -21,7 +22,11 @@ import (
 // call for, or, without a watcher, a miss). When the store
 // polls (no inotify, or a network file system whose other clients raise no
 // event here), a miss lists the directory again if its mtime changed since
-// the last listing. A miss also retries the files whose index could not be
+// the last listing, or if that listing started Config.PollInterval ago or
+// more: a network file system's client caches the directory's attributes
+// (GlusterFS's FUSE client for about a second), so its mtime may lag the
+// names a listing shows. Callers that miss at once share one listing: they
+// queue on s.scan.mu, and the ones behind find the listing fresh. A miss also retries the files whose index could not be
 // read for a reason other than corruption.
 //
 // BatchGetV1 does not call it for pages it finds: reading a page checks
@@ -44,11 +49,15 @@ func (s *Store) refresh(miss bool) bool {
 	}
 	full, retry := !x.scanned, miss && len(x.pending) > 0
 	if !full && miss && s.poll.Load() {
-		var st unix.Stat_t
-		if err := unix.Fstat(s.v1fd(), &st); err != nil {
-			s.stats.errors.Add(1)
+		if iv := s.cfg.PollInterval; iv > 0 && time.Since(x.at) >= iv {
+			full = true
 		} else {
-			full = st.Mtim != x.mtime
+			var st unix.Stat_t
+			if err := unix.Fstat(s.v1fd(), &st); err != nil {
+				s.stats.errors.Add(1)
+			} else {
+				full = st.Mtim != x.mtime
+			}
 		}
 	}
 	switch {
@@ -236,6 +245,7 @@ func (s *Store) merge(files []loaded) {
 // listDir lists the V1 directory, loads the batch files the index does not
 // know, and forgets the ones that are gone. The caller holds s.scan.mu.
 func (s *Store) listDir() bool {
+	at := time.Now()
 	var st unix.Stat_t
 	if err := unix.Fstat(s.v1fd(), &st); err != nil {
 		s.stats.errors.Add(1)
@@ -251,15 +261,15 @@ func (s *Store) listDir() bool {
 		s.stats.errors.Add(1)
 		return false
 	}
-	s.listed(names, st.Mtim, known)
+	s.listed(names, st.Mtim, at, known)
 	return true
 }
 
-// listed applies a listing of the V1 directory, names, taken when its
-// mtime was mtime: it loads the batch files the index does not know, and
+// listed applies a listing of the V1 directory, names, started at at, when
+// its mtime was mtime: it loads the batch files the index does not know, and
 // forgets those in known (the files indexed before the listing) that the
 // listing lacks. The caller holds s.scan.mu.
-func (s *Store) listed(names []string, mtime unix.Timespec, known map[string]bool) {
+func (s *Store) listed(names []string, mtime unix.Timespec, at time.Time, known map[string]bool) {
 	x := &s.scan
 	s.stats.listings.Add(1)
 
@@ -280,7 +290,7 @@ func (s *Store) listed(names []string, mtime unix.Timespec, known map[string]boo
 			s.forgetBatch(name)
 		}
 	}
-	x.mtime = mtime
+	x.mtime, x.at = mtime, at
 	x.scanned = true
 	s.merge(got)
 }

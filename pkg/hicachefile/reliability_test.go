@@ -873,9 +873,9 @@ func TestNoSpaceReportedOnce(t *testing.T) {
 	}
 }
 
-// TestReclaimRacesWriter: a reclaim that runs between a writer's create and
-// its lock removes the temp file, or holds it while the writer tries to
-// lock it. The writer must notice and write the file again: no write fails
+// TestReclaimRacesWriter: where O_TMPFILE is refused, a reclaim that runs
+// between a writer's create and its lock removes the temp file, or holds it
+// while the writer tries to lock it. The writer must notice and write the file again: no write fails
 // and no page is lost.
 func TestReclaimRacesWriter(t *testing.T) {
 	for _, how := range []string{"removed before the lock", "held during the lock"} {
@@ -885,7 +885,9 @@ func TestReclaimRacesWriter(t *testing.T) {
 			dir := t.TempDir()
 			var reclaimer *Store
 			var armed atomic.Bool
-			sys := Syscalls{FcntlFlock: func(fd uintptr, cmd int, lk *unix.Flock_t) error {
+			// Where O_TMPFILE is refused, temp files are made by name and
+			// then locked: the window this test is about.
+			sys := Syscalls{Openat: refuseTmpfile, FcntlFlock: func(fd uintptr, cmd int, lk *unix.Flock_t) error {
 				if cmd == unix.F_OFD_SETLK && lk.Type == unix.F_WRLCK && armed.Swap(false) {
 					if how == "removed before the lock" {
 						// As if the writer had waited past tempGrace for a CPU.
@@ -932,9 +934,14 @@ func TestReclaimRacesWriter(t *testing.T) {
 			if err := s.Set("o", page); err != nil {
 				t.Fatalf("Set = %v", err)
 			}
-			armed.Store(true)
+			if armed.Swap(true) {
+				t.Fatal("setup: Set took no lock")
+			}
 			if ok, err := s.BatchSetV1([]string{"v"}, idx[ps:]); err != nil || !ok[0] {
 				t.Fatalf("BatchSetV1 = %v, %v", ok, err)
+			}
+			if armed.Load() {
+				t.Fatal("setup: BatchSetV1 took no lock")
 			}
 			got := make([]byte, len(page))
 			if err := s.Get("o", got); err != nil || !bytes.Equal(got, page) {

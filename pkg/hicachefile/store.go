@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -54,6 +55,10 @@ type Store struct {
 	// (when there is no watch, or on a network file system).
 	watch *watcher
 	poll  atomic.Bool
+	// tmpfile (a tmpfile value) says whether writes make their temp files
+	// with O_TMPFILE: not known until the first write, and off for good
+	// once the file system refuses it.
+	tmpfile atomic.Int32
 	// dirsMoved, guarded by scan.mu, says that the watcher saw Dir or the
 	// V1 directory go: the next refresh or write runs checkDir.
 	dirsMoved bool
@@ -142,6 +147,7 @@ func New(cfg Config) (*Store, error) {
 	// power cut) go now; live writers' stay. A failure only leaves them.
 	var st unix.Stat_t
 	var names []string
+	at := time.Now()
 	err = unix.Fstat(s.v1fd(), &st) // the mtime before the listing, as listDir takes it
 	if err == nil {
 		names, err = readDirNamesAt(s.v1fd())
@@ -149,7 +155,7 @@ func New(cfg Config) (*Store, error) {
 	_ = s.reclaimTempsIn(names)
 	if err == nil {
 		s.scan.mu.Lock()
-		s.listed(names, st.Mtim, nil)
+		s.listed(names, st.Mtim, at, nil)
 		s.scan.mu.Unlock()
 	}
 	s.refresh(false) // lists here if that listing failed

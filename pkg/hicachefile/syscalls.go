@@ -3,7 +3,7 @@ package hicachefile
 import "golang.org/x/sys/unix"
 
 // Syscalls is the seam between a Store and the kernel for every system
-// call that opens, reads, writes, renames or removes a file: set a field to
+// call that opens, reads, writes, links, renames or removes a file: set a field to
 // inject faults in a test (each failing call returning an injected error),
 // or to observe I/O. A nil field means the real call from
 // golang.org/x/sys/unix. Like those calls, Preadv and Pwritev may move fewer
@@ -25,6 +25,9 @@ type Syscalls struct {
 	Close func(fd int) error
 	// Renameat renames a temp file to its final name (renameat(2)).
 	Renameat func(olddirfd int, oldpath string, newdirfd int, newpath string) error
+	// Linkat gives a temp file made with O_TMPFILE its name (linkat(2),
+	// through /proc/self/fd with AT_SYMLINK_FOLLOW).
+	Linkat func(olddirfd int, oldpath string, newdirfd int, newpath string, flags int) error
 	// Unlinkat removes a file (unlinkat(2)): a failed temp file, an
 	// evicted or cleared file, a dead writer's temp file.
 	Unlinkat func(dirfd int, path string, flags int) error
@@ -58,6 +61,9 @@ func (c Syscalls) withDefaults() Syscalls {
 	}
 	if c.Renameat == nil {
 		c.Renameat = unix.Renameat
+	}
+	if c.Linkat == nil {
+		c.Linkat = unix.Linkat
 	}
 	if c.Unlinkat == nil {
 		c.Unlinkat = unix.Unlinkat

@@ -2,6 +2,9 @@ package hicachefile
 
 import (
 	"errors"
+	"fmt"
+	"path/filepath"
+	"strconv"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -9,19 +12,29 @@ import (
 
 // Temp files and their writers' liveness.
 //
-// A writer holds an OFD write lock (F_OFD_SETLK, F_WRLCK) on its temp file
-// from just after creating it until after its rename, and the kernel drops
-// the lock when the writer closes the file or dies. A store that reclaims
-// temp files takes an OFD read lock on each of this store's suffix: it gets
-// it only when no writer holds the file, and while it holds it no writer
-// can lock it, so it removes the file before letting go. Only files at
-// least tempGrace old are taken: between a writer's create and its lock
-// (two system calls, but a goroutine may wait for a CPU in between) the
-// file is unlocked. A writer whose lock is refused all the same starts
-// over under another name; one whose temp file vanished finds its rename
-// failing with ENOENT and writes the file again, once. So a dead writer's
-// temp file goes at the first reclaim after it is tempGrace old, and a
-// live writer's never does.
+// A write fills a temp file and renames it over its final name. The temp
+// file is made with O_TMPFILE in the directory, with no name; its writer
+// takes an OFD write lock (F_OFD_SETLK, F_WRLCK) on it, and only then links
+// it (linkat through /proc/self/fd) under a temp name marked as locked from
+// birth (".l" and a token), before writing it. So the name never exists
+// unlocked, other stores see the bytes being written (they count toward
+// their MaxBytes), and the kernel drops the lock when the writer closes the
+// file or dies. A store that reclaims temp files takes an OFD read lock on
+// each of this store's suffix: it gets it only when no writer holds the
+// file, and while it holds it no writer can lock it, so it removes the
+// file before letting go. A temp file marked as locked from birth is dead
+// as soon as its lock can be taken, however young.
+//
+// Where O_TMPFILE or the link is refused (EOPNOTSUPP, EISDIR, EINVAL: some
+// FUSE and NFS file systems, old kernels; EPERM; or no /proc), the store
+// creates its temp files by name (O_EXCL, "." and a token), then locks
+// them. Between that create and its lock (two system calls, but a
+// goroutine may wait for a CPU in between) the file is unlocked, so such a
+// file is taken only when at least tempGrace old. A writer whose lock is
+// refused all the same starts over under another name; one whose temp file
+// vanished finds its rename failing with ENOENT and writes the file again,
+// once. So a dead writer's temp file goes at the first reclaim after it is
+// tempGrace old there, and a live writer's never does.
 //
 // Where the file system refuses locks, a temp file is taken as dead once
 // its mtime is staleTempAge old. SGLang's own temp files
@@ -83,7 +96,7 @@ func (s *Store) reclaimOne(dirfd int, name string, sglang bool, now time.Time) (
 		}
 		return false, st.Size
 	}
-	if age < tempGrace {
+	if age < tempGrace && !bornLocked(name) {
 		return false, st.Size // maybe between its writer's create and lock
 	}
 	fd, err := s.sys.Openat(dirfd, name, openFlags, 0)
@@ -141,4 +154,85 @@ func (s *Store) reclaimTempsIn(v1Names []string) error {
 	}
 	s.lru.setForeignTemps(live)
 	return errors.Join(errs...)
+}
+
+// tmpfile says whether a store makes its temp files with O_TMPFILE.
+type tmpfile int32
+
+const (
+	tmpfileUnknown tmpfile = iota // not tried yet
+	tmpfileOK                     // made and linked
+	tmpfileNo                     // refused: temp files are made by name
+)
+
+// openTemp opens a new temp file of size bytes in dirfd (at path dir),
+// locked: one made with O_TMPFILE, locked, then linked under a name marked
+// as locked from birth, where the file system allows (see the top of this
+// file); else one created by name, then locked.
+func (s *Store) openTemp(dirfd int, dir string, size int64) (tempFile, error) {
+	if tmpfile(s.tmpfile.Load()) != tmpfileNo {
+		if t, ok, err := s.openBornLocked(dirfd, dir, size); ok || err != nil {
+			return t, err
+		}
+	}
+	t := tempFile{dirfd: dirfd, dir: dir, size: size}
+	var err error
+	for attempt := 1; ; attempt++ {
+		t.name = s.tmpName()
+		t.fd, err = s.sys.Openat(dirfd, t.name, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o644)
+		if err != nil {
+			return t, fmt.Errorf("hicachefile: create %s: %w", filepath.Join(dir, t.name), err)
+		}
+		var taken bool
+		taken, err = s.lockTemp(t.fd)
+		if !taken || attempt == 3 {
+			break
+		}
+		// Another store's reclaim holds it, taking it for a dead writer's,
+		// and removes it: start over under another name.
+		_ = s.sys.Close(t.fd)
+	}
+	if err != nil {
+		_ = s.sys.Unlinkat(dirfd, t.name, 0)
+		_ = s.sys.Close(t.fd)
+		return t, fmt.Errorf("hicachefile: lock %s: %w", filepath.Join(dir, t.name), err)
+	}
+	return t, nil
+}
+
+// openBornLocked makes a temp file with O_TMPFILE in dirfd, locks it, and
+// links it under a name marked as locked from birth (through /proc/self/fd,
+// which needs no privilege, where linkat with AT_EMPTY_PATH needs
+// CAP_DAC_READ_SEARCH). ok is false, with no error, where the file system
+// refuses O_TMPFILE or the link, or /proc is not there: O_TMPFILE is then
+// off for the store, which makes its temp files by name.
+func (s *Store) openBornLocked(dirfd int, dir string, size int64) (t tempFile, ok bool, err error) {
+	t = tempFile{dirfd: dirfd, dir: dir, size: size, name: s.lockedTmpName()}
+	t.fd, err = s.sys.Openat(dirfd, ".", unix.O_TMPFILE|unix.O_WRONLY|unix.O_CLOEXEC, 0o644)
+	switch err {
+	case nil:
+	case unix.EOPNOTSUPP, unix.EISDIR, unix.EINVAL:
+		s.tmpfile.Store(int32(tmpfileNo))
+		return t, false, nil
+	default:
+		return t, false, fmt.Errorf("hicachefile: create a temp file in %s: %w", dir, err)
+	}
+	if _, err := s.lockTemp(t.fd); err != nil { // nobody else can have it
+		_ = s.sys.Close(t.fd)
+		return t, false, fmt.Errorf("hicachefile: lock a temp file in %s: %w", dir, err)
+	}
+	err = s.sys.Linkat(unix.AT_FDCWD, "/proc/self/fd/"+strconv.Itoa(t.fd), dirfd, t.name, unix.AT_SYMLINK_FOLLOW)
+	switch {
+	case err == nil:
+		s.tmpfile.CompareAndSwap(int32(tmpfileUnknown), int32(tmpfileOK))
+		return t, true, nil
+	case err == unix.EOPNOTSUPP || err == unix.EPERM || err == unix.EINVAL || err == unix.ENOSYS ||
+		err == unix.ENOENT && unix.Access("/proc/self/fd", unix.X_OK) != nil:
+		_ = s.sys.Close(t.fd)
+		s.tmpfile.Store(int32(tmpfileNo))
+		return t, false, nil
+	default:
+		_ = s.sys.Close(t.fd)
+		return t, false, fmt.Errorf("hicachefile: link %s: %w", filepath.Join(dir, t.name), err)
+	}
 }

@@ -20,7 +20,7 @@ import (
 func TestBatchSetV1FailedChunk(t *testing.T) {
 	var failCreate atomic.Bool
 	sys := Syscalls{Openat: func(dirfd int, path string, flags int, mode uint32) (int, error) {
-		if failCreate.Load() && flags&unix.O_CREAT != 0 {
+		if failCreate.Load() && (flags&unix.O_CREAT != 0 || flags&unix.O_TMPFILE == unix.O_TMPFILE) {
 			return -1, unix.ENOSPC
 		}
 		return unix.Openat(dirfd, path, flags, mode)

@@ -144,7 +144,10 @@ const maxEventSize = unix.SizeofInotifyEvent + 256
 func (w *watcher) close() error { return unix.Close(w.fd) }
 
 // Magic numbers (statfs f_type) of file systems that other hosts may write
-// to: their changes raise no inotify event here.
+// to: their changes raise no inotify event here, so a store there polls
+// (Config.PollInterval) as well as watching for this host's changes. FUSE
+// covers every FUSE client (GlusterFS, 3FS, s3fs, JuiceFS): f_type does not
+// say which, and any of them may be shared.
 var networkFS = map[int64]bool{
 	0x6969:     true, // NFS
 	0xff534d42: true, // CIFS
@@ -157,6 +160,9 @@ var networkFS = map[int64]bool{
 	0x5346414f: true, // AFS
 	0x013111a8: true, // IBRIX
 	0x19830326: true, // FhGFS / BeeGFS
+	0x01161970: true, // GFS2
+	0x7461636f: true, // OCFS2
+	0x01021997: true, // 9P
 }
 
 // isNetworkFS reports whether the directory open at fd lies on a file system
