@@ -1,0 +1,109 @@
+package perf
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"sync"
+	"time"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	"github.com/onsi/gomega/gmeasure"
+)
+
+// servingSpecs registers the Serving scenario: the storage tier driven the
+// way SGLang's cache controller drives it, for each preset and interface.
+// The comparison's container calls it last, so that in its Ordered
+// container Serving runs after the seed's scenarios. dir is the run's
+// directory, made by that container's BeforeAll.
+func servingSpecs(o options, dir *string) {
+	Describe("Serving", Label("serving"), func() {
+		so, err := parseServingOptions()
+		if err != nil {
+			It("has valid serving flags", func() { Fail(err.Error()) })
+			return
+		}
+		var ifaces []string
+		if o.runOld {
+			ifaces = append(ifaces, interfaceOld)
+		}
+		if o.runNew {
+			ifaces = append(ifaces, interfaceNew)
+		}
+		var mu sync.Mutex
+		var all [][]*servingResult
+
+		for pi, p := range o.presets {
+			It(p.label(), func() {
+				pl := newServingPlan(p, so)
+				name := fmt.Sprintf("Serving [%s]", p.label())
+				if o.direct {
+					name += " O_DIRECT"
+				}
+				experiment := gmeasure.NewExperiment(name)
+				AddReportEntry(experiment.Name, experiment, ReportEntryVisibilityFailureOrVerbose)
+				record := func(n string, d time.Duration) {
+					experiment.RecordDuration(n, d, gmeasure.Precision(time.Microsecond))
+				}
+
+				// Alternate which interface goes first from preset to
+				// preset, so neither always meets the other's writeback.
+				order := ifaces
+				if pi%2 == 1 && len(ifaces) == 2 {
+					order = []string{ifaces[1], ifaces[0]}
+				}
+				byIface := map[string]*servingResult{}
+				for _, iface := range order {
+					res, err := runServing(pl, iface, *dir, o.direct, record)
+					Expect(err).NotTo(HaveOccurred(), "serving %s %s", p.name, iface)
+					byIface[iface] = res
+				}
+				var runs []*servingResult
+				for _, iface := range ifaces {
+					runs = append(runs, byIface[iface])
+				}
+				mu.Lock()
+				all = append(all, runs)
+				mu.Unlock()
+
+				AddReportEntry("Serving", servingReport(pl, o.readMode(), runs))
+				for _, r := range runs {
+					Expect(errors.Join(r.errs...)).NotTo(HaveOccurred(), "serving %s %s", p.name, r.iface)
+					Expect(r.wrong).To(BeZero(), "serving %s %s: pages served with wrong bytes", p.name, r.iface)
+					Expect(r.requests).To(BeNumerically(">", 0), "serving %s %s: no request ran", p.name, r.iface)
+				}
+			})
+		}
+
+		AfterAll(func() {
+			mu.Lock()
+			defer mu.Unlock()
+			if len(all) == 0 {
+				return
+			}
+			path, err := plotServingCDF(*dir, all)
+			if err != nil {
+				AddReportEntry("Serving latency CDF", fmt.Sprintf("serving: no latency CDF chart: %v", err))
+				return
+			}
+			AddReportEntry("Serving latency CDF", "serving: latency CDF chart: "+path)
+		})
+	})
+}
+
+// runServing runs pl through one interface in a directory of its own inside
+// dir, and removes it afterwards.
+func runServing(pl *servingPlan, iface, dir string, direct bool, record func(string, time.Duration)) (res *servingResult, err error) {
+	d, err := servingDir(dir, pl.p, iface)
+	if err != nil {
+		return nil, err
+	}
+	defer func() { err = errors.Join(err, os.RemoveAll(d)) }()
+	r, err := newServingRun(pl, iface, d, direct, record)
+	if err != nil {
+		return nil, err
+	}
+	defer func() { err = errors.Join(err, r.close()) }()
+	return r.run(), nil
+}
