@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 	"sync"
 	"time"
 
@@ -68,6 +69,16 @@ func servingSpecs(o options, dir *string) {
 				mu.Unlock()
 
 				AddReportEntry("Serving", servingReport(pl, o.readMode(), runs))
+				// The summary lines go to stdout as well, each at the start
+				// of a line (after the skipped specs' marks), where scripts
+				// grep for them.
+				var lines []string
+				for _, r := range runs {
+					lines = append(lines, r.summaryLine())
+				}
+				summary := strings.Join(lines, "\n")
+				fmt.Fprintf(os.Stdout, "\n%s\n", summary)
+				AddReportEntry("Serving summary", summary, ReportEntryVisibilityNever)
 				for _, r := range runs {
 					Expect(errors.Join(r.errs...)).NotTo(HaveOccurred(), "serving %s %s", p.name, r.iface)
 					Expect(r.wrong).To(BeZero(), "serving %s %s: pages served with wrong bytes", p.name, r.iface)
@@ -82,7 +93,7 @@ func servingSpecs(o options, dir *string) {
 			if len(all) == 0 {
 				return
 			}
-			path, err := plotServingCDF(*dir, all)
+			path, err := plotServingCDF(servingPlotDir(), all)
 			if err != nil {
 				AddReportEntry("Serving latency CDF", fmt.Sprintf("serving: no latency CDF chart: %v", err))
 				return
@@ -106,4 +117,12 @@ func runServing(pl *servingPlan, iface, dir string, direct bool, record func(str
 	}
 	defer func() { err = errors.Join(err, r.close()) }()
 	return r.run(), nil
+}
+
+// servingPlotDir is where the latency CDF charts go: $HICACHE_SERVING_PLOT_DIR for now.
+func servingPlotDir() string {
+	if d := os.Getenv("HICACHE_SERVING_PLOT_DIR"); d != "" {
+		return d
+	}
+	return "perf-report"
 }

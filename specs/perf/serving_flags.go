@@ -16,12 +16,14 @@ var (
 	flagServingTurns    = flags.Int("serving-turns", 4, "Serving: `N` turns per conversation")
 	flagServingClients  = flags.Int("serving-clients", 4, "Serving: `N` concurrent clients in a closed loop")
 	flagServingCapacity = flags.String("serving-capacity", "0.5", "Serving: each store's MaxBytes, as a `fraction` of its working set (0 < f <= 1), or a size such as 512MiB")
+	flagServingMLATP    = flags.Int("serving-mla-tp", 8, "Serving: `N` TP ranks for MLA presets (deepseek-v3), whose own TP size is 1: rank 0 writes, every rank reads; MHA presets keep their own TP size")
 	flagServingDuration = flags.Duration("serving-duration", 8*time.Second, "Serving: no new request starts after this `duration` per preset and interface (requests in flight finish); 0 means no limit")
 )
 
 // servingOptions is the validated form of the Serving flags.
 type servingOptions struct {
 	users, turns, clients int
+	mlaTP                 int // TP ranks of an MLA preset
 	// capFraction is MaxBytes as a fraction of the working set, when
 	// capBytes is 0.
 	capFraction float64
@@ -32,13 +34,13 @@ type servingOptions struct {
 
 // parseServingOptions validates the Serving flags.
 func parseServingOptions() (servingOptions, error) {
-	o := servingOptions{users: *flagServingUsers, turns: *flagServingTurns, clients: *flagServingClients,
+	o := servingOptions{users: *flagServingUsers, turns: *flagServingTurns, clients: *flagServingClients, mlaTP: *flagServingMLATP,
 		duration: *flagServingDuration, capArg: *flagServingCapacity}
 	var errs []error
 	for _, f := range []struct {
 		name string
 		v    int
-	}{{"serving-users", o.users}, {"serving-turns", o.turns}, {"serving-clients", o.clients}} {
+	}{{"serving-users", o.users}, {"serving-turns", o.turns}, {"serving-clients", o.clients}, {"serving-mla-tp", o.mlaTP}} {
 		if f.v < 1 {
 			errs = append(errs, fmt.Errorf("perf: -%s=%d: must be at least 1", f.name, f.v))
 		}

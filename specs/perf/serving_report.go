@@ -73,8 +73,8 @@ type servingResult struct {
 	calls        [2]callStats // by callKind
 	wall         time.Duration
 
-	evicted, evictedBytes    int64 // files the stores removed to keep within MaxBytes
-	readBytes, directBytes   int64 // bytes the stores served, and of them read O_DIRECT
+	evicted, evictedBytes  int64 // files the stores removed to keep within MaxBytes
+	readBytes, directBytes int64 // bytes the stores served, and of them read O_DIRECT
 }
 
 func newServingResult(pl *servingPlan, iface string) *servingResult {
@@ -123,7 +123,7 @@ func (s *servingResult) summaryLine() string {
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 
 // servingReport renders one preset's runs side by side, with the speedups
-// of new over old when both ran, then the summary lines.
+// of new over old when both ran.
 func servingReport(pl *servingPlan, readMode string, runs []*servingResult) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "%s\nServing: %s [%s]", rule, pl.p.name, pl.p.label())
@@ -211,11 +211,8 @@ func servingReport(pl *servingPlan, readMode string, runs []*servingResult) stri
 	row("wall time", func(r *servingResult) string { return fmt.Sprintf("%.2f s", r.wall.Seconds()) }, nil)
 	row("wrong pages", func(r *servingResult) string { return fmt.Sprint(r.wrong) }, nil)
 	writeTable(&b, rows)
-	fmt.Fprintf(&b, "%s\n", rule)
-	for _, r := range runs {
-		fmt.Fprintf(&b, "%s\n", r.summaryLine())
-	}
-	return strings.TrimRight(b.String(), "\n")
+	b.WriteString(rule)
+	return b.String()
 }
 
 // writeTable writes rows with the first column left-aligned and the others

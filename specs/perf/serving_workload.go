@@ -60,13 +60,21 @@ type conversation struct {
 // deterministic: it depends on the flags and the preset only.
 func newServingPlan(p preset, o servingOptions) *servingPlan {
 	pl := &servingPlan{p: p, o: o, ranks: max(p.tpSize, 1), mla: p.pool.Kind == hostcache.MLA, ps: p.pool.PageSize}
+	if pl.mla && p.tpSize <= 1 {
+		// An MLA preset's page is the same on every rank, so the
+		// comparison runs it at TP 1; serving runs it the way
+		// DeepSeek-V3 is deployed, on 8 ranks that all read.
+		pl.ranks = o.mlaTP
+	}
 	// Each client holds two prompts' pages on every rank (one being
 	// prefetched or prefilled, one being backed up), and the longest
 	// prompt is about (2 + 2*turns) units of pages.
 	perUnit := 2 * float64(o.clients) * float64(2+2*o.turns) * float64(p.pageBytes) * float64(pl.ranks)
-	pl.unit = min(max(servingPoolBudget/perUnit, 0.5), 32)
+	pl.unit = min(max(servingPoolBudget/perUnit, 0.25), 32)
 	unitTokens := pl.unit * float64(pl.ps)
-	pl.sysTokens = int(math.Round(2 * unitTokens))
+	// At least a page and a half of system prompt, so every user shares
+	// at least one page.
+	pl.sysTokens = max(int(math.Round(2*unitTokens)), 3*pl.ps/2)
 	pl.minTurn = max(int(math.Round(unitTokens/2)), 1)
 	pl.maxTurn = max(int(math.Round(3*unitTokens/2)), pl.minTurn)
 
