@@ -12,7 +12,7 @@ import (
 // them with the others. Package-level variables are initialised before any
 // init function runs, so flags.go's init registers these too.
 var (
-	flagServingUsers    = flags.Int("serving-users", 8, "Serving: `N` users, each one multi-turn conversation")
+	flagServingUsers    = flags.Int("serving-users", 16, "Serving: `N` users, each one multi-turn conversation")
 	flagServingTurns    = flags.Int("serving-turns", 4, "Serving: `N` turns per conversation")
 	flagServingClients  = flags.Int("serving-clients", 4, "Serving: `N` concurrent clients in a closed loop")
 	flagServingCapacity = flags.String("serving-capacity", "0.5", "Serving: each store's MaxBytes, as a `fraction` of its working set (0 < f <= 1), or a size such as 512MiB")

@@ -8,13 +8,13 @@ import (
 	"time"
 )
 
-// span is the interval of one storage call.
-type span struct{ start, end time.Time }
+// callSpan is the interval of one storage call.
+type callSpan struct{ start, end time.Time }
 
 // callStats is every fetch or every backup call of a run.
 type callStats struct {
 	lat   []time.Duration // each call's latency
-	spans []span          // each call's interval
+	spans []callSpan          // each call's interval
 	pages int64           // pages the calls served or stored, over all ranks
 }
 
@@ -22,9 +22,9 @@ type callStats struct {
 // of the calls' intervals, so that concurrent calls count once.
 func (c *callStats) busy() time.Duration {
 	s := slices.Clone(c.spans)
-	slices.SortFunc(s, func(a, b span) int { return a.start.Compare(b.start) })
+	slices.SortFunc(s, func(a, b callSpan) int { return a.start.Compare(b.start) })
 	var total time.Duration
-	var cur span
+	var cur callSpan
 	for i, x := range s {
 		switch {
 		case i == 0:
@@ -82,30 +82,30 @@ func newServingResult(pl *servingPlan, iface string) *servingResult {
 }
 
 // hitRate is the share of the prompts' full pages the tier served.
-func (s *servingResult) hitRate() float64 { return ratio(float64(s.hitPages), float64(s.promptPages)) }
+func (s *servingResult) hitRate() float64 { return safeDiv(float64(s.hitPages), float64(s.promptPages)) }
 
 // tokenHitRate is the share of the prompts' tokens the tier served: a
 // prompt's last, partial page is never stored.
 func (s *servingResult) tokenHitRate() float64 {
-	return ratio(float64(s.hitPages*int64(s.pl.ps)), float64(s.promptTokens))
+	return safeDiv(float64(s.hitPages*int64(s.pl.ps)), float64(s.promptTokens))
 }
 
 // prefetchRate is bytes fetched per second of fetch time, over all ranks.
 func (s *servingResult) prefetchRate() float64 {
-	return ratio(float64(s.fetchedBytes), s.calls[fetchCall].busy().Seconds())
+	return safeDiv(float64(s.fetchedBytes), s.calls[fetchCall].busy().Seconds())
 }
 
 // backupRate is bytes backed up per second of backup time.
 func (s *servingResult) backupRate() float64 {
-	return ratio(float64(s.backupBytes), s.calls[backupCall].busy().Seconds())
+	return safeDiv(float64(s.backupBytes), s.calls[backupCall].busy().Seconds())
 }
 
 // tokensFed is the prompt tokens the tier served per second of fetch time.
 func (s *servingResult) tokensFed() float64 {
-	return ratio(float64(s.hitPages*int64(s.pl.ps)), s.calls[fetchCall].busy().Seconds())
+	return safeDiv(float64(s.hitPages*int64(s.pl.ps)), s.calls[fetchCall].busy().Seconds())
 }
 
-func ratio(a, b float64) float64 {
+func safeDiv(a, b float64) float64 {
 	if b == 0 {
 		return 0
 	}
@@ -166,11 +166,11 @@ func servingReport(pl *servingPlan, readMode string, runs []*servingResult) stri
 		rows = append(rows, line)
 	}
 	faster := func(get func(r *servingResult) float64) func(o, n *servingResult) float64 {
-		return func(o, n *servingResult) float64 { return ratio(get(n), get(o)) }
+		return func(o, n *servingResult) float64 { return safeDiv(get(n), get(o)) }
 	}
 	quicker := func(kind callKind, q float64) func(o, n *servingResult) float64 {
 		return func(o, n *servingResult) float64 {
-			return ratio(float64(o.calls[kind].quantile(q)), float64(n.calls[kind].quantile(q)))
+			return safeDiv(float64(o.calls[kind].quantile(q)), float64(n.calls[kind].quantile(q)))
 		}
 	}
 	row("requests run", func(r *servingResult) string { return fmt.Sprintf("%d of %d", r.requests, pl.requests()) }, nil)
@@ -180,13 +180,13 @@ func servingReport(pl *servingPlan, readMode string, runs []*servingResult) stri
 	row("hit rate, tokens", func(r *servingResult) string { return fmt.Sprintf("%.4f", r.tokenHitRate()) }, nil)
 	row("prefetch", func(r *servingResult) string { return formatRate(r.prefetchRate()) }, faster((*servingResult).prefetchRate))
 	row("prefetch, pages/s", func(r *servingResult) string {
-		return fmt.Sprintf("%.0f", ratio(float64(r.calls[fetchCall].pages), r.calls[fetchCall].busy().Seconds()))
+		return fmt.Sprintf("%.0f", safeDiv(float64(r.calls[fetchCall].pages), r.calls[fetchCall].busy().Seconds()))
 	}, nil)
 	row("tokens/s fed", func(r *servingResult) string { return fmt.Sprintf("%.0f", r.tokensFed()) }, faster((*servingResult).tokensFed))
 	latRows := func(label string, kind callKind) {
 		row(label+" batches", func(r *servingResult) string {
 			c := &r.calls[kind]
-			return fmt.Sprintf("%d, %.1f pages each", len(c.lat), ratio(float64(c.pages), float64(len(c.lat))))
+			return fmt.Sprintf("%d, %.1f pages each", len(c.lat), safeDiv(float64(c.pages), float64(len(c.lat))))
 		}, nil)
 		for _, q := range []struct {
 			name string
@@ -198,7 +198,7 @@ func servingReport(pl *servingPlan, readMode string, runs []*servingResult) stri
 	latRows("fetch", fetchCall)
 	row("backup", func(r *servingResult) string { return formatRate(r.backupRate()) }, faster((*servingResult).backupRate))
 	row("backup, pages/s", func(r *servingResult) string {
-		return fmt.Sprintf("%.0f", ratio(float64(r.calls[backupCall].pages), r.calls[backupCall].busy().Seconds()))
+		return fmt.Sprintf("%.0f", safeDiv(float64(r.calls[backupCall].pages), r.calls[backupCall].busy().Seconds()))
 	}, nil)
 	latRows("backup", backupCall)
 	row("backups stopped", func(r *servingResult) string { return fmt.Sprint(r.backupFailed) }, nil)

@@ -419,7 +419,7 @@ func (r *servingRun) note(kind callKind, start, end time.Time, pages int, err er
 	defer r.mu.Unlock()
 	c := &r.res.calls[kind]
 	c.lat = append(c.lat, d)
-	c.spans = append(c.spans, span{start, end})
+	c.spans = append(c.spans, callSpan{start, end})
 	c.pages += int64(pages)
 	if kind == backupCall {
 		r.res.backupBytes += int64(pages) * int64(r.pl.p.pageBytes)
