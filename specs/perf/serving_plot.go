@@ -29,7 +29,7 @@ func plotServingCDF(dir string, all [][]*servingResult) (string, error) {
 		}
 		pl := runs[0].pl
 		p := plot.New()
-		p.Title.Text = fmt.Sprintf("Serving %s: latency of each 128-page batch call", pl.p.label())
+		p.Title.Text = fmt.Sprintf("Serving %s: latency of each batch call (up to 128 pages)", pl.p.label())
 		p.X.Label.Text = "latency (ms, log scale)"
 		p.Y.Label.Text = "fraction of calls"
 		p.X.Scale = plot.LogScale{}

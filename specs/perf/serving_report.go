@@ -14,7 +14,7 @@ type callSpan struct{ start, end time.Time }
 // callStats is every fetch or every backup call of a run.
 type callStats struct {
 	lat   []time.Duration // each call's latency
-	spans []callSpan          // each call's interval
+	spans []callSpan      // each call's interval
 	pages int64           // pages the calls served or stored, over all ranks
 }
 
@@ -82,7 +82,9 @@ func newServingResult(pl *servingPlan, iface string) *servingResult {
 }
 
 // hitRate is the share of the prompts' full pages the tier served.
-func (s *servingResult) hitRate() float64 { return safeDiv(float64(s.hitPages), float64(s.promptPages)) }
+func (s *servingResult) hitRate() float64 {
+	return safeDiv(float64(s.hitPages), float64(s.promptPages))
+}
 
 // tokenHitRate is the share of the prompts' tokens the tier served: a
 // prompt's last, partial page is never stored.
