@@ -95,10 +95,10 @@ func servingSpecs(o options, dir *string) {
 			}
 			path, err := plotServingCDF(servingPlotDir(), all)
 			if err != nil {
-				AddReportEntry("Serving latency CDF", fmt.Sprintf("serving: no latency CDF chart: %v", err))
+				AddReportEntry("Serving latency CDF", fmt.Sprintf("no latency CDF chart: %v", err))
 				return
 			}
-			AddReportEntry("Serving latency CDF", "serving: latency CDF chart: "+path)
+			AddReportEntry("Serving latency CDF", "latency CDF charts: "+path)
 		})
 	})
 }

@@ -179,6 +179,9 @@ func servingReport(pl *servingPlan, readMode string, runs []*servingResult) stri
 	row("hit rate, pages", func(r *servingResult) string {
 		return fmt.Sprintf("%.4f (%d of %d)", r.hitRate(), r.hitPages, r.promptPages)
 	}, nil)
+	row("stored prefix found", func(r *servingResult) string {
+		return fmt.Sprintf("%d pages", r.existPages)
+	}, nil)
 	row("hit rate, tokens", func(r *servingResult) string { return fmt.Sprintf("%.4f", r.tokenHitRate()) }, nil)
 	row("prefetch", func(r *servingResult) string { return formatRate(r.prefetchRate()) }, faster((*servingResult).prefetchRate))
 	row("prefetch, pages/s", func(r *servingResult) string {
@@ -230,14 +233,15 @@ func writeTable(b *strings.Builder, rows [][]string) {
 		}
 	}
 	for _, row := range rows {
+		var line strings.Builder
 		for i, c := range row {
 			pad := strings.Repeat(" ", width[i]-len([]rune(c)))
 			if i == 0 {
-				b.WriteString(c + pad)
+				line.WriteString(c + pad)
 			} else {
-				b.WriteString("  " + pad + c)
+				line.WriteString("  " + pad + c)
 			}
 		}
-		b.WriteString("\n")
+		b.WriteString(strings.TrimRight(line.String(), " ") + "\n")
 	}
 }
