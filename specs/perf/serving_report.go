@@ -176,11 +176,11 @@ func servingReport(pl *servingPlan, readMode string, runs []*servingResult) stri
 		}
 	}
 	row("requests run", func(r *servingResult) string { return fmt.Sprintf("%d of %d", r.requests, pl.requests()) }, nil)
-	row("hit rate, pages", func(r *servingResult) string {
-		return fmt.Sprintf("%.4f (%d of %d)", r.hitRate(), r.hitPages, r.promptPages)
-	}, nil)
 	row("stored prefix found", func(r *servingResult) string {
 		return fmt.Sprintf("%d pages", r.existPages)
+	}, nil)
+	row("hit rate, pages", func(r *servingResult) string {
+		return fmt.Sprintf("%.4f (%d of %d)", r.hitRate(), r.hitPages, r.promptPages)
 	}, nil)
 	row("hit rate, tokens", func(r *servingResult) string { return fmt.Sprintf("%.4f", r.tokenHitRate()) }, nil)
 	row("prefetch", func(r *servingResult) string { return formatRate(r.prefetchRate()) }, faster((*servingResult).prefetchRate))
