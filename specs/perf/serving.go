@@ -37,6 +37,9 @@ func servingSpecs(o options, dir *string) {
 
 		for pi, p := range o.presets {
 			It(p.label(), func() {
+				// The byte check every page read goes through must be able
+				// to fail.
+				Expect(stampSelfTest(p.pageBytes)).To(Succeed())
 				pl := newServingPlan(p, so)
 				name := fmt.Sprintf("Serving [%s]", p.label())
 				if o.direct {
@@ -83,6 +86,10 @@ func servingSpecs(o options, dir *string) {
 					Expect(errors.Join(r.errs...)).NotTo(HaveOccurred(), "serving %s %s", p.name, r.iface)
 					Expect(r.wrong).To(BeZero(), "serving %s %s: pages served with wrong bytes", p.name, r.iface)
 					Expect(r.requests).To(BeNumerically(">", 0), "serving %s %s: no request ran", p.name, r.iface)
+					// MIN across ranks, and a fetch never serves more
+					// than BatchExists found.
+					Expect(r.hitPages).To(BeNumerically("<=", r.existPages), "serving %s %s", p.name, r.iface)
+					Expect(r.existPages).To(BeNumerically("<=", r.promptPages), "serving %s %s", p.name, r.iface)
 				}
 			})
 		}

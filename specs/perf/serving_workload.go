@@ -233,3 +233,37 @@ func poison(bufs [][]byte) {
 		}
 	}
 }
+
+// stampSelfTest shows that the check the Serving scenario relies on can
+// fail: on buffers shaped like two halves of a page of pageBytes, a stamped
+// page passes, and the same page under another key, poisoned, or with its
+// last byte changed does not.
+func stampSelfTest(pageBytes int) error {
+	half := max(pageBytes/2, 1)
+	bufs := [][]byte{make([]byte, half), make([]byte, half)}
+	s := newStamper()
+	s.use("a", 0)
+	s.stamp(bufs)
+	if !s.check(bufs) {
+		return fmt.Errorf("perf: stamp self-test: a stamped page fails its check")
+	}
+	s.use("b", 0)
+	if s.check(bufs) {
+		return fmt.Errorf("perf: stamp self-test: a page passes as another key's")
+	}
+	s.use("a", 1)
+	if s.check(bufs) {
+		return fmt.Errorf("perf: stamp self-test: a page passes as another rank's")
+	}
+	s.use("a", 0)
+	bufs[1][half-1] ^= 1
+	if s.check(bufs) {
+		return fmt.Errorf("perf: stamp self-test: a page with a changed last byte passes")
+	}
+	s.stamp(bufs)
+	poison(bufs)
+	if s.check(bufs) {
+		return fmt.Errorf("perf: stamp self-test: a poisoned page passes")
+	}
+	return nil
+}
