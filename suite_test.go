@@ -4,6 +4,7 @@
 package hicache_test
 
 import (
+	"flag"
 	"fmt"
 	"os"
 	"testing"
@@ -16,6 +17,12 @@ import (
 	"github.com/hicache-go/hicache/specs/perf"
 )
 
+func init() {
+	// A flag the test binary cannot parse (-nosuchflag, -perf-samples=abc)
+	// prints what was wrong and then this, not Ginkgo's 200 lines of help.
+	flag.CommandLine.Usage = func() { perf.PrintUsage(os.Stderr) }
+}
+
 func TestHiCache(t *testing.T) {
 	// A bad perf flag stops the run before any spec, whatever is selected.
 	if err := perf.CheckFlags(); err != nil {
@@ -24,5 +31,9 @@ func TestHiCache(t *testing.T) {
 		os.Exit(2)
 	}
 	RegisterFailHandler(Fail)
-	RunSpecs(t, "HiCache")
+	// A label filter (the perf specs alone, or all but them) would print a
+	// row of S for every spec it leaves out.
+	suiteConfig, reporterConfig := GinkgoConfiguration()
+	reporterConfig.SilenceSkips = true
+	RunSpecs(t, "HiCache", suiteConfig, reporterConfig)
 }

@@ -47,7 +47,11 @@ func (x *index) init() {
 // Location is where BatchSetV1 stored a key's page: Length bytes at Offset
 // in the batch file at Path, the page's buffers in GetPageBufferMeta order.
 type Location struct {
-	Path           string
+	// Path is the batch file's path, in the store's V1 subdirectory of
+	// Config.Dir.
+	Path string
+	// Offset is where the page starts in the file and Length how many
+	// bytes it takes (the pool's PageBytes).
 	Offset, Length int64
 }
 

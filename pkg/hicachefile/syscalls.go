@@ -9,14 +9,29 @@ import "golang.org/x/sys/unix"
 // golang.org/x/sys/unix. Like those calls, Preadv and Pwritev may move fewer
 // bytes than asked; the Store loops.
 type Syscalls struct {
-	Openat    func(dirfd int, path string, flags int, mode uint32) (fd int, err error)
-	Preadv    func(fd int, iovs [][]byte, off int64) (n int, err error)
-	Pwritev   func(fd int, iovs [][]byte, off int64) (n int, err error)
+	// Openat opens or creates a page, batch, temp or index file relative
+	// to the store's directory (unix.Openat).
+	Openat func(dirfd int, path string, flags int, mode uint32) (fd int, err error)
+	// Preadv reads a file into the caller's buffers at an offset, one
+	// system call (unix.Preadv).
+	Preadv func(fd int, iovs [][]byte, off int64) (n int, err error)
+	// Pwritev writes the caller's buffers to a file at an offset, one
+	// system call (unix.Pwritev).
+	Pwritev func(fd int, iovs [][]byte, off int64) (n int, err error)
+	// Fdatasync flushes a written file's data when Config.Sync asks for
+	// durability (unix.Fdatasync).
 	Fdatasync func(fd int) error
-	Fsync     func(fd int) error
-	Close     func(fd int) error
-	Renameat  func(olddirfd int, oldpath string, newdirfd int, newpath string) error
-	Unlinkat  func(dirfd int, path string, flags int) error
+	// Fsync flushes the directory after a rename when Config.Sync asks
+	// for durability (unix.Fsync).
+	Fsync func(fd int) error
+	// Close closes a descriptor the store opened (unix.Close).
+	Close func(fd int) error
+	// Renameat moves a finished temp file to its final name, so that
+	// readers never see a half-written file (unix.Renameat).
+	Renameat func(olddirfd int, oldpath string, newdirfd int, newpath string) error
+	// Unlinkat removes a temp file after a failure, or a file on Clear and
+	// eviction (unix.Unlinkat).
+	Unlinkat func(dirfd int, path string, flags int) error
 }
 
 // withDefaults returns c with every nil field set to the real call.

@@ -81,15 +81,31 @@ func (d DType) Size() int {
 // of the other kind (HeadNum and HeadDim for MLA, KVLoraRank and
 // QKRopeHeadDim for MHA) are ignored.
 type Config struct {
-	Kind     Kind
-	Layout   Layout
-	DType    DType
-	PageSize int // tokens per page
-	Pages    int // capacity in pages: the pool holds Pages*PageSize token slots
+	// Kind is the model's attention family: MHA (K and V per layer) or
+	// MLA (one latent row per layer).
+	Kind Kind
+	// Layout is the order of the buffer's dimensions, as SGLang names it
+	// (LayerFirst, PageFirst, PageFirstDirect, PageHead); it decides
+	// where each page's bytes lie and how many buffers GetPageBufferMeta
+	// returns per page.
+	Layout Layout
+	// DType is the element type of the KV cache; its Size is the bytes
+	// per element.
+	DType DType
+	// PageSize is the number of tokens per page (SGLang's page_size).
+	PageSize int
+	// Pages is the capacity in pages: the pool holds Pages*PageSize token
+	// slots.
+	Pages int
+	// LayerNum is the number of attention layers whose KV the pool holds.
 	LayerNum int
 
-	HeadNum, HeadDim          int // MHA
-	KVLoraRank, QKRopeHeadDim int // MLA
+	// HeadNum and HeadDim are, for MHA, the KV heads per layer (on this
+	// TP rank) and the elements per head.
+	HeadNum, HeadDim int
+	// KVLoraRank and QKRopeHeadDim are, for MLA, the widths of the latent
+	// KV and of the rotary part of one row: a row holds their sum.
+	KVLoraRank, QKRopeHeadDim int
 
 	// Lock mlocks the buffer: the host analogue of pinned memory. New fails
 	// with a clear error when RLIMIT_MEMLOCK refuses.

@@ -3,6 +3,7 @@ package perf
 import (
 	"fmt"
 	"os"
+	"path/filepath"
 	"runtime"
 	"time"
 
@@ -44,7 +45,7 @@ const maxKeys = 100
 // title is the scenario's name as the seed prints it.
 func (s scenario) title(runs int) string {
 	if s.id == multipleRuns {
-		return fmt.Sprintf("Multiple Runs (%d keys, %d runs)", s.keys, runs)
+		return fmt.Sprintf("Multiple Runs (%d keys, %s)", s.keys, plural(runs, "run"))
 	}
 	return fmt.Sprintf("%s (%d keys)", s.short, s.keys)
 }
@@ -103,7 +104,9 @@ var _ = Describe("Performance comparison of the old and the zero-copy interface"
 						name += " O_DIRECT"
 					}
 					experiment := gmeasure.NewExperiment(name)
-					AddReportEntry(experiment.Name, experiment, ReportEntryVisibilityFailureOrVerbose)
+					// Added when the spec ends, failed or not, so that -v
+					// prints the table with every sample, not its header.
+					defer func() { AddReportEntry(experiment.Name, experiment, ReportEntryVisibilityFailureOrVerbose) }()
 
 					_, err := r.sample(sc.keys, fmt.Sprintf("%s-warmup", sc.short), 0, sides)
 					Expect(err).NotTo(HaveOccurred(), "warm-up")
@@ -142,8 +145,25 @@ var _ = Describe("Performance comparison of the old and the zero-copy interface"
 	servingSpecs(o, &dir)
 
 	AfterAll(func() {
-		if len(sum.results) > 0 {
-			AddReportEntry("Performance summary", sum.String())
+		if len(sum.results) == 0 {
+			return // only the Serving scenario ran
 		}
+		report := sum.String()
+		var chartErr error
+		if o.plotDir != "" && len(sum.results) > 0 {
+			var files []string
+			files, chartErr = writeCharts(o.plotDir, sum)
+			if len(files) > 0 {
+				report += "\ncharts:"
+			}
+			for _, f := range files {
+				if abs, err := filepath.Abs(f); err == nil {
+					f = abs
+				}
+				report += "\n  " + f
+			}
+		}
+		AddReportEntry("Performance summary", report)
+		Expect(chartErr).NotTo(HaveOccurred(), "charts")
 	})
 })

@@ -26,6 +26,7 @@ var (
 	flagPresets   = flags.String("perf-presets", "seed,llama3-8b,deepseek-v3", "comma-separated model `presets`: "+strings.Join(presetNames(), ", "))
 	flagInterface = flags.String("interface", interfaceBoth, "the interface(s) to time, the seed's `mode`: old, new or both")
 	flagDir       = flags.String("perf-dir", "", "an existing `directory` to run in, such as an NVMe mount (default: a temp dir, removed afterwards); the specs work in a temporary subdirectory of it")
+	flagPlotDir   = flags.String("perf-plot-dir", "perf-report", "the `directory` to draw the charts into, as PNG and SVG (created if need be; relative to the repository root); empty: no charts")
 	flagDirect    = flags.Bool("perf-direct", false, "read with O_DIRECT: the new interface's store with DirectIO, and the floor's pread, so reads time the device, not the page cache (for data larger than RAM); the old interface and every write still go through the page cache (Linux only)")
 )
 
@@ -40,6 +41,7 @@ type options struct {
 	runOld    bool
 	runNew    bool
 	dir       string // "" means a temp dir
+	plotDir   string // "" means no charts
 	direct    bool   // new and floor read with O_DIRECT
 	iface     string // old, new or both
 	presetArg string
@@ -55,13 +57,15 @@ func CheckFlags() error {
 
 // PrintUsage writes how to pass the perf flags, and each flag's meaning, to w.
 func PrintUsage(w io.Writer) {
-	fmt.Fprintln(w, "usage: go tool ginkgo --label-filter=perf -- [-interface=old|new|both] [-perf-samples=N] [-perf-presets=P1,P2] [-perf-dir=DIR] [-perf-direct]")
+	fmt.Fprintln(w, "usage: go tool ginkgo --label-filter=perf -- [-interface=old|new|both] [-perf-samples=N] [-perf-presets=P1,P2] [-perf-dir=DIR] [-perf-plot-dir=DIR] [-perf-direct]")
+	fmt.Fprintln(w, "\nThe perf flags, passed to the test binary after --:")
 	flags.SetOutput(w)
 	flags.PrintDefaults()
+	fmt.Fprintln(w, "\nGinkgo's own flags go before --: go tool ginkgo help run")
 }
 
 func parseOptions() (options, error) {
-	o := options{samples: *flagSamples, dir: *flagDir, iface: *flagInterface, presetArg: *flagPresets, direct: *flagDirect}
+	o := options{samples: *flagSamples, dir: *flagDir, iface: *flagInterface, presetArg: *flagPresets, direct: *flagDirect, plotDir: *flagPlotDir}
 	var errs []error
 	if o.samples < 1 {
 		errs = append(errs, fmt.Errorf("perf: -perf-samples=%d: must be at least 1", o.samples))

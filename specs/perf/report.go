@@ -148,19 +148,41 @@ func (r *result) speedup(oldName, newName string) string {
 	if x < 1 {
 		word = "slower"
 	}
+	rg := r.ratioRange(oldName, newName)
+	out := fmt.Sprintf("%.2fx (%s) [per sample %.2fx–%.2fx, mean %.2fx]", x, word, rg.lo, rg.hi, rg.mean)
+	if rg.undecided() {
+		out += "; " + undecidedNote
+	}
+	return out
+}
+
+// undecidedNote says what a per-sample range across 1x means.
+const undecidedNote = "the per-sample range crosses 1x: this run does not tell the interfaces apart"
+
+// ratioSpread is the range and mean of a ratio taken within each sample.
+type ratioSpread struct{ lo, hi, mean float64 }
+
+// undecided reports whether the range crosses 1: in some samples old was
+// faster, in others new.
+func (s ratioSpread) undecided() bool { return s.lo <= 1 && s.hi >= 1 }
+
+// ratioRange is old over new within each sample, where both sides ran back
+// to back under the same load: its minimum, maximum and mean.
+func (r *result) ratioRange(oldName, newName string) ratioSpread {
 	o, n := r.timings[oldName], r.timings[newName]
-	lo, hi, sum := 0.0, 0.0, 0.0
+	var s ratioSpread
 	for i := range o {
 		v := o[i].Seconds() / n[i].Seconds()
-		if i == 0 || v < lo {
-			lo = v
+		if i == 0 || v < s.lo {
+			s.lo = v
 		}
-		if i == 0 || v > hi {
-			hi = v
+		if i == 0 || v > s.hi {
+			s.hi = v
 		}
-		sum += v
+		s.mean += v
 	}
-	return fmt.Sprintf("%.2fx (%s) [per sample %.2fx–%.2fx, mean %.2fx]", x, word, lo, hi, sum/float64(len(o)))
+	s.mean /= float64(len(o))
+	return s
 }
 
 func (r *result) ratio(oldName, newName string) float64 {
@@ -176,24 +198,43 @@ type summary struct {
 
 func (s *summary) add(r *result) { s.results = append(s.results, r) }
 
-// String renders one table of presets x scenarios: median throughput of
-// each interface and of the floor, and the speedups.
-func (s *summary) String() string {
-	if len(s.results) == 0 {
-		return "Performance summary: no scenario ran"
-	}
+// sort orders the results by preset, then by scenario, as the flags and the
+// seed list them.
+func (s *summary) sort() {
 	slices.SortStableFunc(s.results, func(a, b *result) int {
 		if c := presetIndex(a.preset.name) - presetIndex(b.preset.name); c != 0 {
 			return c
 		}
 		return int(a.scenario.id) - int(b.scenario.id)
 	})
+}
+
+// byPreset is the results, sorted, in one group per preset.
+func (s *summary) byPreset() [][]*result {
+	s.sort()
+	var out [][]*result
+	for i, r := range s.results {
+		if i == 0 || r.preset.name != s.results[i-1].preset.name {
+			out = append(out, nil)
+		}
+		out[len(out)-1] = append(out[len(out)-1], r)
+	}
+	return out
+}
+
+// String renders one table of presets x scenarios: median throughput of
+// each interface and of the floor, and the speedups.
+func (s *summary) String() string {
+	if len(s.results) == 0 {
+		return "Performance summary: no scenario ran"
+	}
+	s.sort()
 	first := s.results[0]
 	old, nw := first.has(timeBatchSet), first.has(timeBatchSetV1)
 	var b strings.Builder
 	fmt.Fprintf(&b, "%s\nPerformance summary: median throughput over %s", rule, plural(first.samples, "sample"))
 	if old && nw {
-		b.WriteString("; speedup = old time / new time")
+		b.WriteString("; speedup = old time / new time [per-sample min–max]")
 	}
 	if s.readMode != "" {
 		fmt.Fprintf(&b, "\n%s; writes: page cache, written back (untimed) before each direct read", s.readMode)
@@ -229,6 +270,7 @@ func (s *summary) String() string {
 		head = append(head, "floor direct")
 	}
 	rows := [][]string{head}
+	undecided := false
 	for _, r := range s.results {
 		row := []string{r.preset.name, formatBytes(int64(r.preset.pageBytes)), r.scenario.short}
 		for _, c := range cols {
@@ -240,7 +282,12 @@ func (s *summary) String() string {
 			}
 			row = append(row, r.rateCell(c.floor))
 			if old && nw {
-				row = append(row, fmt.Sprintf("%.2fx", r.ratio(c.old, c.new)))
+				rg := r.ratioRange(c.old, c.new)
+				mark := "  "
+				if rg.undecided() {
+					mark, undecided = " ?", true
+				}
+				row = append(row, fmt.Sprintf("%.2fx [%.2f–%.2f]%s", r.ratio(c.old, c.new), rg.lo, rg.hi, mark))
 			}
 		}
 		if direct {
@@ -270,6 +317,9 @@ func (s *summary) String() string {
 			}
 		}
 		b.WriteString("\n")
+	}
+	if undecided {
+		b.WriteString("\n? " + undecidedNote + " in that direction\n")
 	}
 	b.WriteString(rule)
 	return b.String()

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"time"
@@ -97,15 +98,19 @@ func servingSpecs(o options, dir *string) {
 		AfterAll(func() {
 			mu.Lock()
 			defer mu.Unlock()
-			if len(all) == 0 {
+			if len(all) == 0 || o.plotDir == "" {
 				return
 			}
-			path, err := plotServingCDF(servingPlotDir(), all)
-			if err != nil {
-				AddReportEntry("Serving latency CDF", fmt.Sprintf("no latency CDF chart: %v", err))
-				return
+			files, err := plotServing(o.plotDir, all)
+			report := "Serving latency CDF charts:"
+			for _, f := range files {
+				if abs, err := filepath.Abs(f); err == nil {
+					f = abs
+				}
+				report += "\n  " + f
 			}
-			AddReportEntry("Serving latency CDF", "latency CDF charts: "+path)
+			AddReportEntry("Serving charts", report)
+			Expect(err).NotTo(HaveOccurred(), "serving charts")
 		})
 	})
 }
@@ -124,12 +129,4 @@ func runServing(pl *servingPlan, iface, dir string, direct bool, record func(str
 	}
 	defer func() { err = errors.Join(err, r.close()) }()
 	return r.run(), nil
-}
-
-// servingPlotDir is where the latency CDF charts go: $HICACHE_SERVING_PLOT_DIR for now.
-func servingPlotDir() string {
-	if d := os.Getenv("HICACHE_SERVING_PLOT_DIR"); d != "" {
-		return d
-	}
-	return "perf-report"
 }
