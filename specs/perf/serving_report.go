@@ -73,8 +73,9 @@ type servingResult struct {
 	calls        [2]callStats // by callKind
 	wall         time.Duration
 
-	evicted, evictedBytes  int64 // files the stores removed to keep within MaxBytes
-	readBytes, directBytes int64 // bytes the stores served, and of them read O_DIRECT
+	evicted, evictedBytes  int64   // files the stores removed to keep within MaxBytes
+	readBytes, directBytes int64   // bytes the stores served, and of them read O_DIRECT
+	setsByRank             []int64 // pages each rank's store wrote
 }
 
 func newServingResult(pl *servingPlan, iface string) *servingResult {

@@ -156,6 +156,7 @@ func (r *servingRun) run() *servingResult {
 		r.res.evictedBytes += st.EvictedBytes
 		r.res.readBytes += st.GetBytes
 		r.res.directBytes += st.DirectBytes
+		r.res.setsByRank = append(r.res.setsByRank, st.Sets)
 	}
 	return r.res
 }

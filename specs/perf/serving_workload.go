@@ -9,6 +9,7 @@ import (
 	"math"
 	"math/rand/v2"
 
+	"github.com/hicache-go/hicache/pkg/hicachefile"
 	"github.com/hicache-go/hicache/pkg/hostcache"
 )
 
@@ -135,9 +136,14 @@ func chainKeys(tokens []uint32, ps int) []string {
 	return keys
 }
 
-// workingSet is the bytes of every distinct page a writing store is asked
-// to hold over the run, were nothing evicted.
-func (pl *servingPlan) workingSet() int64 { return int64(pl.distinct) * int64(pl.p.pageBytes) }
+// workingSet is the bytes of the files a writing store would hold at the
+// end of the run, were nothing evicted: every distinct page, with at most
+// its V1 index entry and a batch file trailer of its own (an old-format
+// file is the page alone).
+func (pl *servingPlan) workingSet() int64 {
+	perPage := int64(pl.p.pageBytes) + hicachefile.IndexSize([]string{pl.convs[0].keys[0]}) + hicachefile.TrailerSize
+	return int64(pl.distinct) * perPage
+}
 
 // writers is how many ranks back pages up: all of them for MHA, whose ranks
 // hold different heads, and rank 0 alone for MLA, whose KV is the same on
