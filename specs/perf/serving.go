@@ -47,7 +47,8 @@ func servingSpecs(o options, dir *string) {
 					name += " O_DIRECT"
 				}
 				experiment := gmeasure.NewExperiment(name)
-				AddReportEntry(experiment.Name, experiment, ReportEntryVisibilityFailureOrVerbose)
+				// Added when the spec ends, so that -v prints every call.
+				defer func() { AddReportEntry(experiment.Name, experiment, ReportEntryVisibilityFailureOrVerbose) }()
 				record := func(n string, d time.Duration) {
 					experiment.RecordDuration(n, d, gmeasure.Precision(time.Microsecond))
 				}
