@@ -50,6 +50,6 @@
 //	-serving-turns=N       Serving: turns per conversation (default 4)
 //	-serving-clients=N     Serving: concurrent clients (default 4)
 //	-serving-capacity=F    Serving: MaxBytes, a fraction of the working set or a size (default 0.5)
-//	-serving-duration=D    Serving: no request starts after D per preset and interface (default 8s)
+//	-serving-duration=D    Serving: no request starts after D per preset and interface (default 6s)
 //	-serving-mla-tp=N      Serving: TP ranks of an MLA preset (default 8)
 package perf

@@ -59,9 +59,12 @@ func servingSpecs(o options, dir *string) {
 				if pi%2 == 1 && len(ifaces) == 2 {
 					order = []string{ifaces[1], ifaces[0]}
 				}
+				hosts, err := newServingHosts(pl)
+				Expect(err).NotTo(HaveOccurred())
+				DeferCleanup(closeHosts, hosts)
 				byIface := map[string]*servingResult{}
 				for _, iface := range order {
-					res, err := runServing(pl, iface, *dir, o.direct, record)
+					res, err := runServing(pl, hosts, iface, *dir, o.direct, record)
 					Expect(err).NotTo(HaveOccurred(), "serving %s %s", p.name, iface)
 					byIface[iface] = res
 				}
@@ -118,13 +121,13 @@ func servingSpecs(o options, dir *string) {
 
 // runServing runs pl through one interface in a directory of its own inside
 // dir, and removes it afterwards.
-func runServing(pl *servingPlan, iface, dir string, direct bool, record func(string, time.Duration)) (res *servingResult, err error) {
+func runServing(pl *servingPlan, hosts []*servingHost, iface, dir string, direct bool, record func(string, time.Duration)) (res *servingResult, err error) {
 	d, err := servingDir(dir, pl.p, iface)
 	if err != nil {
 		return nil, err
 	}
 	defer func() { err = errors.Join(err, os.RemoveAll(d)) }()
-	r, err := newServingRun(pl, iface, d, direct, record)
+	r, err := newServingRun(pl, hosts, iface, d, direct, record)
 	if err != nil {
 		return nil, err
 	}

@@ -17,7 +17,7 @@ var (
 	flagServingClients  = flags.Int("serving-clients", 4, "Serving: `N` concurrent clients in a closed loop")
 	flagServingCapacity = flags.String("serving-capacity", "0.5", "Serving: each store's MaxBytes, as a `fraction` of its working set (0 < f <= 1), or a size such as 512MiB")
 	flagServingMLATP    = flags.Int("serving-mla-tp", 8, "Serving: `N` TP ranks for MLA presets (deepseek-v3), whose own TP size is 1: rank 0 writes, every rank reads; MHA presets keep their own TP size")
-	flagServingDuration = flags.Duration("serving-duration", 8*time.Second, "Serving: no new request starts after this `duration` per preset and interface (requests in flight finish); 0 means no limit")
+	flagServingDuration = flags.Duration("serving-duration", 6*time.Second, "Serving: no new request starts after this `duration` per preset and interface (requests in flight finish); 0 means no limit")
 )
 
 // servingOptions is the validated form of the Serving flags.

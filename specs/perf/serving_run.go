@@ -31,16 +31,71 @@ type servingRun struct {
 	res *servingResult
 }
 
-// servingRank is one TP rank: its host pool, its store, and the slots of
-// each client's two regions (a prompt being prefetched or prefilled, and the
-// one before it, which may still be backing up).
-type servingRank struct {
-	id      int
+// servingHost is one TP rank's host pool, and the slots of each client's
+// two regions (a prompt being prefetched or prefilled, and the one before
+// it, which may still be backing up). A preset's hosts serve both of its
+// runs, so that the second does not fault a fresh pool in.
+type servingHost struct {
 	pool    *hostcache.Pool
+	perPage int        // buffers per page
+	regions [][]int64  // host indices: maxPages pages per region
+	bufs    [][][]byte // each region's page buffers, perPage per page
+}
+
+// newServingHosts makes a host pool per rank of pl, with 2 regions per
+// client of pl.maxPages pages each, faulted in. closeHosts releases them, on
+// error too.
+func newServingHosts(pl *servingPlan) (hosts []*servingHost, err error) {
+	defer func() {
+		if err != nil {
+			err = errors.Join(err, closeHosts(hosts))
+			hosts = nil
+		}
+	}()
+	regions := 2 * pl.o.clients
+	pages := max(pl.maxPages, 1)
+	for range pl.ranks {
+		cfg := pl.p.pool
+		cfg.Pages = regions * pages
+		pool, err := hostcache.New(cfg)
+		if err != nil {
+			return hosts, err
+		}
+		h := &servingHost{pool: pool, perPage: pool.BuffersPerPage()}
+		hosts = append(hosts, h)
+		for range regions {
+			idx, err := pool.Alloc(pages * pl.ps)
+			if err != nil {
+				return hosts, err
+			}
+			bufs, err := pool.PageBuffers(idx)
+			if err != nil {
+				return hosts, err
+			}
+			for _, b := range bufs {
+				clear(b) // fault the slots in before anything is timed
+			}
+			h.regions = append(h.regions, idx)
+			h.bufs = append(h.bufs, bufs)
+		}
+	}
+	return hosts, nil
+}
+
+// closeHosts closes the hosts' pools.
+func closeHosts(hosts []*servingHost) error {
+	var errs []error
+	for _, h := range hosts {
+		errs = append(errs, h.pool.Close())
+	}
+	return errors.Join(errs...)
+}
+
+// servingRank is one TP rank of a run: its host, and its store.
+type servingRank struct {
+	*servingHost
+	id      int
 	store   *hicachefile.Store
-	perPage int          // buffers per page
-	regions [][]int64    // host indices: maxPages pages per region
-	bufs    [][][]byte   // each region's page buffers, perPage per page
 	backups chan *backup // nil for a rank that does not write
 }
 
@@ -52,9 +107,9 @@ type backup struct {
 	done   *sync.WaitGroup
 }
 
-// newServingRun opens the pools and stores of one run in dir. close releases
-// them, on error too.
-func newServingRun(pl *servingPlan, iface, dir string, direct bool, record func(string, time.Duration)) (r *servingRun, err error) {
+// newServingRun opens a store per rank of pl in dir, on hosts. close
+// releases them, on error too.
+func newServingRun(pl *servingPlan, hosts []*servingHost, iface, dir string, direct bool, record func(string, time.Duration)) (r *servingRun, err error) {
 	r = &servingRun{pl: pl, iface: iface, dir: dir, direct: direct, record: record,
 		res: newServingResult(pl, iface)}
 	defer func() {
@@ -63,31 +118,8 @@ func newServingRun(pl *servingPlan, iface, dir string, direct bool, record func(
 			r = nil
 		}
 	}()
-	regions := 2 * pl.o.clients
-	for id := range pl.ranks {
-		cfg := pl.p.pool
-		cfg.Pages = regions * max(pl.maxPages, 1)
-		pool, err := hostcache.New(cfg)
-		if err != nil {
-			return r, err
-		}
-		rk := &servingRank{id: id, pool: pool, perPage: pool.BuffersPerPage()}
-		r.ranks = append(r.ranks, rk)
-		for range regions {
-			idx, err := pool.Alloc(max(pl.maxPages, 1) * pl.ps)
-			if err != nil {
-				return r, err
-			}
-			bufs, err := pool.PageBuffers(idx)
-			if err != nil {
-				return r, err
-			}
-			for _, b := range bufs {
-				clear(b) // fault the slots in before anything is timed
-			}
-			rk.regions = append(rk.regions, idx)
-			rk.bufs = append(rk.bufs, bufs)
-		}
+	for id, h := range hosts {
+		rk := &servingRank{servingHost: h, id: id}
 		scfg := pl.p.storeConfig(dir)
 		scfg.TPRank, scfg.TPSize = id, pl.ranks
 		scfg.MaxBytes = pl.capacity
@@ -95,7 +127,8 @@ func newServingRun(pl *servingPlan, iface, dir string, direct bool, record func(
 		if rk.store, err = hicachefile.New(scfg); err != nil {
 			return r, err
 		}
-		if err := rk.store.RegisterMemPoolHost(pool); err != nil {
+		r.ranks = append(r.ranks, rk)
+		if err := rk.store.RegisterMemPoolHost(h.pool); err != nil {
 			return r, err
 		}
 		if id < pl.writers() {
@@ -105,14 +138,11 @@ func newServingRun(pl *servingPlan, iface, dir string, direct bool, record func(
 	return r, nil
 }
 
-// close removes the stores' files and releases the stores and pools.
+// close removes the stores' files and closes the stores.
 func (r *servingRun) close() error {
 	var errs []error
 	for _, rk := range r.ranks {
-		if rk.store != nil {
-			errs = append(errs, rk.store.Clear(), rk.store.Close())
-		}
-		errs = append(errs, rk.pool.Close())
+		errs = append(errs, rk.store.Clear(), rk.store.Close())
 	}
 	return errors.Join(errs...)
 }

@@ -30,6 +30,14 @@ var _ = Describe("Serving workload", Label("serving-logic"), func() {
 	// the two other users' turns run in between).
 	opts := servingOptions{users: 3, turns: 3, clients: 1, mlaTP: 4, capFraction: 1}
 	noRecord := func(string, time.Duration) {}
+	run := func(pl *servingPlan, iface string) (*servingResult, error) {
+		hosts, err := newServingHosts(pl)
+		if err != nil {
+			return nil, err
+		}
+		DeferCleanup(closeHosts, hosts)
+		return runServing(pl, hosts, iface, GinkgoT().TempDir(), false, noRecord)
+	}
 
 	// ownPrefix is the least the tier must serve: each turn after the first
 	// finds at least its own previous prompt's full pages.
@@ -47,7 +55,7 @@ var _ = Describe("Serving workload", Label("serving-logic"), func() {
 		func(p preset, iface string) {
 			pl := newServingPlan(p, opts)
 			Expect(pl.maxPages).To(BeNumerically(">", storageBatch), "prompts span several 128-page batches")
-			res, err := runServing(pl, iface, GinkgoT().TempDir(), false, noRecord)
+			res, err := run(pl, iface)
 			Expect(err).NotTo(HaveOccurred())
 			Expect(res.errs).To(BeEmpty())
 			Expect(res.wrong).To(BeZero())
@@ -76,7 +84,7 @@ var _ = Describe("Serving workload", Label("serving-logic"), func() {
 		o := opts
 		o.capFraction = 0.3
 		pl := newServingPlan(mha, o)
-		res, err := runServing(pl, interfaceNew, GinkgoT().TempDir(), false, noRecord)
+		res, err := run(pl, interfaceNew)
 		Expect(err).NotTo(HaveOccurred())
 		Expect(res.errs).To(BeEmpty())
 		Expect(res.wrong).To(BeZero())
