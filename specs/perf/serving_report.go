@@ -61,6 +61,8 @@ type servingResult struct {
 	iface string
 
 	requests     int   // requests that ran
+	cut          bool  // -serving-duration stopped it before the plan's end
+	limited      bool  // it ran only as many requests as the other interface
 	promptPages  int64 // full pages of their prompts
 	promptTokens int64 // tokens of their prompts
 	existPages   int64 // pages BatchExists found, MIN across ranks
@@ -176,7 +178,15 @@ func servingReport(pl *servingPlan, readMode string, runs []*servingResult) stri
 			return safeDiv(float64(o.calls[kind].quantile(q)), float64(n.calls[kind].quantile(q)))
 		}
 	}
-	row("requests run", func(r *servingResult) string { return fmt.Sprintf("%d of %d", r.requests, pl.requests()) }, nil)
+	row("requests run", func(r *servingResult) string {
+		switch {
+		case r.cut:
+			return fmt.Sprintf("%d of %d (-serving-duration)", r.requests, pl.requests())
+		case r.limited:
+			return fmt.Sprintf("%d of %d (as many as the other)", r.requests, pl.requests())
+		}
+		return fmt.Sprintf("%d of %d", r.requests, pl.requests())
+	}, nil)
 	row("stored prefix found", func(r *servingResult) string {
 		return fmt.Sprintf("%d pages", r.existPages)
 	}, nil)

@@ -27,6 +27,9 @@ type servingRun struct {
 	// concurrent use.
 	record func(name string, d time.Duration)
 
+	// limit is how many requests may start; 0 means all of the plan's.
+	limit int
+
 	mu  sync.Mutex // guards res and errs
 	res *servingResult
 }
@@ -109,8 +112,8 @@ type backup struct {
 
 // newServingRun opens a store per rank of pl in dir, on hosts. close
 // releases them, on error too.
-func newServingRun(pl *servingPlan, hosts []*servingHost, iface, dir string, direct bool, record func(string, time.Duration)) (r *servingRun, err error) {
-	r = &servingRun{pl: pl, iface: iface, dir: dir, direct: direct, record: record,
+func newServingRun(pl *servingPlan, hosts []*servingHost, iface, dir string, direct bool, limit int, record func(string, time.Duration)) (r *servingRun, err error) {
+	r = &servingRun{pl: pl, iface: iface, dir: dir, direct: direct, limit: limit, record: record,
 		res: newServingResult(pl, iface)}
 	defer func() {
 		if err != nil {
@@ -162,7 +165,7 @@ func (r *servingRun) run() *servingResult {
 			controllers.Go(func() { r.controller(rk) })
 		}
 	}
-	q := newUserQueue(r.pl.o.users, r.pl.o.turns)
+	q := newUserQueue(r.pl.o.users, r.pl.o.turns, r.limit)
 	start := time.Now()
 	var deadline time.Time
 	if r.pl.o.duration > 0 {
@@ -489,10 +492,14 @@ type userQueue struct {
 	turn     []int // each user's next turn
 	turns    int
 	inflight int
+	left     int // requests that may still start
 }
 
-func newUserQueue(users, turns int) *userQueue {
-	q := &userQueue{turns: turns, turn: make([]int, users)}
+func newUserQueue(users, turns, limit int) *userQueue {
+	q := &userQueue{turns: turns, turn: make([]int, users), left: users * turns}
+	if limit > 0 {
+		q.left = min(q.left, limit)
+	}
 	q.cond = sync.NewCond(&q.mu)
 	for u := range users {
 		q.ready = append(q.ready, u)
@@ -501,16 +508,21 @@ func newUserQueue(users, turns int) *userQueue {
 }
 
 // next returns a user and its turn to run, waiting while every remaining
-// turn belongs to a user already in flight; ok is false when none is left.
+// turn belongs to a user already in flight; ok is false when none is left,
+// or the limit has started.
 func (q *userQueue) next() (user, turn int, ok bool) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	for len(q.ready) == 0 {
+	for len(q.ready) == 0 && q.left > 0 {
 		if q.inflight == 0 {
 			return 0, 0, false
 		}
 		q.cond.Wait()
 	}
+	if q.left == 0 {
+		return 0, 0, false
+	}
+	q.left--
 	user = q.ready[0]
 	q.ready = q.ready[1:]
 	q.inflight++

@@ -36,7 +36,7 @@ var _ = Describe("Serving workload", Label("serving-logic"), func() {
 			return nil, err
 		}
 		DeferCleanup(closeHosts, hosts)
-		return runServing(pl, hosts, iface, GinkgoT().TempDir(), false, noRecord)
+		return runServing(pl, hosts, iface, GinkgoT().TempDir(), false, 0, noRecord)
 	}
 
 	// ownPrefix is the least the tier must serve: each turn after the first
@@ -90,6 +90,17 @@ var _ = Describe("Serving workload", Label("serving-logic"), func() {
 		Expect(res.wrong).To(BeZero())
 		Expect(res.evicted).To(BeNumerically(">", 0))
 		Expect(res.hitRate()).To(And(BeNumerically(">", 0), BeNumerically("<", 1)))
+	})
+
+	It("starts no more requests than its limit", func() {
+		pl := newServingPlan(mha, opts)
+		hosts, err := newServingHosts(pl)
+		Expect(err).NotTo(HaveOccurred())
+		DeferCleanup(closeHosts, hosts)
+		res, err := runServing(pl, hosts, interfaceOld, GinkgoT().TempDir(), false, 4, noRecord)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(res.requests).To(Equal(4))
+		Expect(res.wrong).To(BeZero())
 	})
 
 	It("builds the same workload from the same flags", func() {
