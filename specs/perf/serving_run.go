@@ -150,8 +150,8 @@ func (r *servingRun) close() error {
 	return errors.Join(errs...)
 }
 
-// pages returns page i of region reg on rank rk: its host indices and its
-// buffers.
+// pages returns pages from to to (not included) of region reg on rank rk:
+// their host indices and their buffers.
 func (rk *servingRank) pages(reg, from, to, ps int) ([]int64, [][]byte) {
 	return rk.regions[reg][from*ps : to*ps], rk.bufs[reg][from*rk.perPage : to*rk.perPage]
 }
