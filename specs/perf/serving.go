@@ -83,7 +83,19 @@ func servingSpecs(o options, dir *string) {
 				}
 				var runs []*servingResult
 				for _, iface := range ifaces {
-					runs = append(runs, byIface[iface])
+					r := byIface[iface]
+					runs = append(runs, r)
+					// gmeasure keeps every latency but computes no p99, so
+					// the quantiles the report prints go in as values too.
+					for _, kind := range []callKind{fetchCall, backupCall} {
+						for _, q := range []struct {
+							name string
+							q    float64
+						}{{"median", 0.5}, {"p99", 0.99}, {"max", 1}} {
+							experiment.RecordValue(fmt.Sprintf("%s %s", callName(kind, iface), q.name),
+								ms(r.calls[kind].quantile(q.q)), gmeasure.Units("ms"), gmeasure.Precision(3))
+						}
+					}
 				}
 				mu.Lock()
 				all = append(all, runs)
