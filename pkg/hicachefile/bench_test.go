@@ -131,7 +131,12 @@ func BenchmarkInterfaces(b *testing.B) {
 // the write is one event to apply; polling, a hit needs no listing either.
 // Before the index followed events, this listed the whole directory.
 //
-//	go test -run=NONE -bench=LookupBusyDir ./pkg/hicachefile
+// Every iteration adds a file and pays an untimed write, so run it for a
+// fixed count: with the default -benchtime it grows the directory for
+// minutes, and go test's 10-minute timeout then kills it before b.TempDir
+// is removed.
+//
+//	go test -run=NONE -bench=LookupBusyDir -benchtime=100x ./pkg/hicachefile
 func BenchmarkLookupBusyDir(b *testing.B) {
 	for _, noWatch := range []bool{false, true} {
 		b.Run(fmt.Sprintf("NoWatch=%v", noWatch), func(b *testing.B) {

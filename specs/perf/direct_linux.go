@@ -56,9 +56,10 @@ func readPageDirect(path string, bufs [][]byte) (direct bool, why string, err er
 	return true, "", nil
 }
 
-// syncFS writes back the dirty pages of dir's file system. The kernel writes
-// back a file's dirty range before reading it with O_DIRECT, so without this
-// a direct read right after a write would time that writeback too.
+// syncFS writes back the dirty pages of dir's file system, untimed: before
+// each timed write, so that it does not pay for the writeback of the sample
+// before it, and before a direct read, since the kernel writes back a file's
+// dirty range before reading it with O_DIRECT.
 func syncFS(dir string) error {
 	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {

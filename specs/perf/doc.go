@@ -4,9 +4,18 @@
 // zero-copy V1 interface (BatchSetV1/BatchGetV1), with plain pwrite/pread of
 // the same pages, one file per page, as the floor both are measured against.
 //
-// Every scenario is a gmeasure experiment under the seed's name, run for each
-// model preset. The specs are Serial and labelled "perf"; they never fail on
-// a timing, only on an error or on a page whose bytes came back wrong.
+// The seed is SGLang's test_hicache_storage_performance_comparison.py, the
+// Python test this comparison reproduces: its four scenarios, its names and
+// its output format. Every scenario is a gmeasure experiment under the seed's
+// name, run for each model preset. The specs are Serial and labelled "perf";
+// they never fail on a timing, only on an error or on a page whose bytes came
+// back wrong. Before each timed write the file system's dirty pages are
+// written back, untimed (syncfs), so that no timing pays for the one before.
+//
+// The run ends with a summary table, whose speedups carry their per-sample
+// range (marked "?" when it crosses 1x), and, unless -perf-plot-dir is empty,
+// charts drawn with gonum.org/v1/plot (plot.go): per preset, the throughput
+// of each side with min-max whiskers and the speedups on a log scale.
 //
 // With -perf-direct the V1 store is opened with Config.DirectIO and the
 // floor preads with O_DIRECT, so that their reads time the device rather
@@ -45,6 +54,7 @@
 //	-perf-presets=a,b      model presets (default seed,llama3-8b,deepseek-v3)
 //	-interface=old|new|both
 //	-perf-dir=DIR          an existing directory to run in (default: a temp dir)
+//	-perf-plot-dir=DIR     where to draw the charts (default perf-report; empty: none)
 //	-perf-direct           new and floor read with O_DIRECT (default off)
 //	-serving-users=N       Serving: users (default 16)
 //	-serving-turns=N       Serving: turns per conversation (default 4)

@@ -53,19 +53,19 @@ func seriesColor(name string, i int) color.Color {
 	return palette[i%len(palette)]
 }
 
-// saveFigure draws plots side by side, in one row, into base+".png" and
-// base+".svg", w by h in all, and returns the two paths.
+// saveFigure draws plots side by side, in equal columns, into base+".png"
+// and base+".svg", w by h in all, and returns the two paths.
 func saveFigure(base string, w, h vg.Length, plots ...*plot.Plot) ([]string, error) {
 	if err := os.MkdirAll(filepath.Dir(base), 0o755); err != nil {
 		return nil, fmt.Errorf("perf: charts: %w", err)
 	}
-	tiles := draw.Tiles{Rows: 1, Cols: len(plots), PadX: vg.Points(18),
-		PadTop: vg.Points(6), PadBottom: vg.Points(6), PadLeft: vg.Points(6), PadRight: vg.Points(12)}
+	const pad = vg.Length(8) // points around and between the plots
 	render := func(c vg.CanvasWriterTo, path string) error {
 		dc := draw.New(c)
-		canvases := plot.Align([][]*plot.Plot{plots}, tiles, dc)
+		col := (w - pad) / vg.Length(len(plots))
 		for i, p := range plots {
-			p.Draw(canvases[0][i])
+			left := vg.Length(i)*col + pad
+			p.Draw(draw.Crop(dc, left, left+col-pad-w, pad, -pad))
 		}
 		f, err := os.Create(path)
 		if err != nil {
@@ -204,20 +204,34 @@ func rateUnit(max float64) (string, float64) {
 	return "KiB/s", 1 << 10
 }
 
-// ratioTicks labels a log axis of ratios at powers of two (and 1.5x, 3x
-// between them when the range is narrow).
+// ratioTicks labels a log axis of ratios at powers of two, 1x among them,
+// every second or fourth one when the range is wide, and at 1.5 times each
+// when it is narrow: at most about ten labels.
 func ratioTicks(lo, hi float64) []plot.Tick {
-	var ticks []plot.Tick
-	steps := []float64{1}
-	if hi/lo < 16 {
-		steps = []float64{1, 1.5}
+	octaves := math.Log2(hi / lo)
+	step := math.Max(1, math.Ceil(octaves/9))
+	mults := []float64{1}
+	if octaves < 4 {
+		mults = []float64{1, 1.5}
 	}
-	for e := math.Floor(math.Log2(lo)); e <= math.Ceil(math.Log2(hi)); e++ {
-		for _, m := range steps {
-			v := m * math.Exp2(e)
-			if v >= lo && v <= hi {
-				ticks = append(ticks, plot.Tick{Value: v, Label: strings.TrimSuffix(fmt.Sprintf("%.3g", v), ".0") + "x"})
+	var ticks []plot.Tick
+	for e := step * math.Floor(math.Log2(lo)/step); e <= math.Ceil(math.Log2(hi)); e += step {
+		for _, m := range mults {
+			if v := m * math.Exp2(e); v >= lo && v <= hi {
+				ticks = append(ticks, plot.Tick{Value: v, Label: strconvFormat(v) + "x"})
 			}
+		}
+	}
+	return ticks
+}
+
+// plainTicks are gonum's default ticks, labelled without trailing zeros
+// (250, not 250.00).
+func plainTicks(lo, hi float64) []plot.Tick {
+	ticks := plot.DefaultTicks{}.Ticks(lo, hi)
+	for i, t := range ticks {
+		if t.Label != "" {
+			ticks[i].Label = strconvFormat(t.Value)
 		}
 	}
 	return ticks
@@ -326,7 +340,8 @@ func throughputPlots(rs []*result, direct bool) []*plot.Plot {
 		}
 		pl := newPlot(title, "scenario (median of "+plural(rs[0].samples, "sample")+"; whiskers: min–max)", "throughput ("+unit+")")
 		addGroups(pl, groups, names, spans, true)
-		pl.Y.Max *= 1.25 // room for the legend above the tallest whisker
+		pl.Y.Tick.Marker = plot.TickerFunc(plainTicks)
+		pl.Y.Max *= 1.3 // room for the legend above the tallest whisker
 		plots = append(plots, pl)
 	}
 	return plots
@@ -360,7 +375,7 @@ func speedupPlot(rs []*result) *plot.Plot {
 	pl.Legend.Add("1x: no difference", one)
 	pl.Y.Scale = plot.LogScale{}
 	// Room below the lowest whisker, and above the highest for the legend.
-	pl.Y.Min, pl.Y.Max = lo/1.25, hi*math.Max(2, math.Pow(hi/lo, 0.3))
+	pl.Y.Min, pl.Y.Max = lo/1.25, hi*math.Max(2, math.Pow(hi/lo*1.25, 0.4))
 	pl.Y.Tick.Marker = plot.TickerFunc(ratioTicks)
 	return pl
 }

@@ -305,18 +305,19 @@ func (s *summary) String() string {
 		}
 	}
 	for _, row := range rows {
+		var line strings.Builder
 		for i, c := range row {
 			if i > 0 {
-				b.WriteString("  ")
+				line.WriteString("  ")
 			}
 			pad := strings.Repeat(" ", width[i]-len([]rune(c)))
 			if i < 3 {
-				b.WriteString(c + pad)
+				line.WriteString(c + pad)
 			} else {
-				b.WriteString(pad + c)
+				line.WriteString(pad + c)
 			}
 		}
-		b.WriteString("\n")
+		b.WriteString(strings.TrimRight(line.String(), " ") + "\n")
 	}
 	if undecided {
 		b.WriteString("\n? " + undecidedNote + " in that direction\n")

@@ -185,12 +185,16 @@ func (r *rig) keys(tag, side string, n int) []string {
 	return keys
 }
 
-// prepare readies the store and the heap for a timed write: the directory
-// holds none of this store's files, and the garbage of the last timing is
-// collected so that it is not charged to the next one.
+// prepare readies the store, the disk and the heap for a timed write: the
+// directory holds none of this store's files, what the last timing left
+// dirty (its pages, the removal of its files) is written back, and its
+// garbage is collected, so that none of it is charged to the next timing.
 func (r *rig) prepare() error {
 	if err := r.store.Clear(); err != nil {
 		return fmt.Errorf("perf: clear %s: %w", r.dir, err)
+	}
+	if err := syncFS(r.dir); err != nil {
+		return err
 	}
 	runtime.GC()
 	return nil
