@@ -40,7 +40,8 @@
 // so they evict. Every page served is checked byte for byte against its
 // key's stamp. It reports hit rates, prefetch and backup throughput, the
 // latency of every batch call, and one "serving:" summary line per preset
-// and interface.
+// and interface, and draws the CDF of the fetch and backup latencies into
+// -perf-plot-dir with the same plotting as the comparison's charts.
 //
 // The package is an ordinary package whose specs register at init; the root
 // suite_test.go pulls it in with a blank import and calls CheckFlags before
