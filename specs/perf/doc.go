@@ -24,6 +24,25 @@
 // read, and each scenario reports what share of the read bytes went direct:
 // a read whose buffers are not aligned falls back to the page cache.
 //
+// # Serving
+//
+// The Serving scenario (labels "perf" and "serving", the last container of
+// the comparison's Ordered container, so it runs after the seed's
+// scenarios) drives the stores the way SGLang's cache controller does:
+// seeded multi-turn conversations with a shared system prompt and
+// hash-chained page keys; per request, on every TP rank, BatchExists in
+// batches of 128 up to the first batch not all present, then fetches of 128
+// pages up to the first batch not fully served, the hit count reduced with
+// MIN across ranks; after prefill, the new pages backed up in batches of 128
+// on a controller goroutine per writing rank, concurrently with the other
+// clients' prefetches. MHA ranks each write their own files; for MLA rank 0
+// writes and every rank reads. Stores are bounded below their working set,
+// so they evict. Every page served is checked byte for byte against its
+// key's stamp. It reports hit rates, prefetch and backup throughput, the
+// latency of every batch call, and one "serving:" summary line per preset
+// and interface, and draws the CDF of the fetch and backup latencies into
+// -perf-plot-dir with the same plotting as the comparison's charts.
+//
 // The package is an ordinary package whose specs register at init; the root
 // suite_test.go pulls it in with a blank import and calls CheckFlags before
 // RunSpecs, so that a bad flag stops the run before any spec starts.
@@ -38,4 +57,10 @@
 //	-perf-dir=DIR          an existing directory to run in (default: a temp dir)
 //	-perf-plot-dir=DIR     where to draw the charts (default perf-report; empty: none)
 //	-perf-direct           new and floor read with O_DIRECT (default off)
+//	-serving-users=N       Serving: users (default 16)
+//	-serving-turns=N       Serving: turns per conversation (default 4)
+//	-serving-clients=N     Serving: concurrent clients (default 4)
+//	-serving-capacity=F    Serving: MaxBytes, a fraction of the working set or a size (default 0.5)
+//	-serving-duration=D    Serving: no request starts after D per preset and interface (default 6s)
+//	-serving-mla-tp=N      Serving: TP ranks of an MLA preset (default 8)
 package perf

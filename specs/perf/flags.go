@@ -52,7 +52,7 @@ type options struct {
 // specs are selected.
 func CheckFlags() error {
 	_, err := parseOptions()
-	return err
+	return errors.Join(err, checkServingFlags())
 }
 
 // PrintUsage writes how to pass the perf flags, and each flag's meaning, to w.
