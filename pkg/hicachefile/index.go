@@ -23,6 +23,10 @@ type scanState struct {
 	mtime   unix.Timespec   // the V1 directory's mtime at the last listing
 	at      time.Time       // when the last listing started
 	scanned bool            // false until the first listing, and after lost events
+	// fdErr is EMFILE or ENFILE while a listing or a pending file failed
+	// for want of descriptors: until one succeeds, a miss may be a page
+	// the index could not load, and BatchGetV1 returns it as its error.
+	fdErr error
 }
 
 // reset forgets everything, so that the next lookup rescans. The caller
@@ -30,6 +34,7 @@ type scanState struct {
 func (x *scanState) reset(idx *index.Index) {
 	idx.Reset()
 	x.pending = make(map[string]bool)
+	x.fdErr = nil
 	x.scanned = false
 }
 
@@ -69,7 +74,7 @@ func (s *Store) Locate(key string) (Location, bool) {
 	if !ok {
 		return Location{}, false
 	}
-	fd, err := s.sys.Openat(s.v1fd(), name, openFlags, 0)
+	fd, _, err := s.openRegular(s.v1fd(), s.v1Dir, name)
 	if err != nil {
 		return Location{}, false
 	}

@@ -238,7 +238,13 @@ func (s *Store) merge(files []loaded) {
 			s.idx.Forget(f.name)
 			s.scan.pending[f.name] = true
 			s.stats.errors.Add(1)
+			if isFDLimit(f.err) {
+				s.scan.fdErr = f.err
+			}
 		}
+	}
+	if len(s.scan.pending) == 0 {
+		s.scan.fdErr = nil
 	}
 }
 
@@ -259,6 +265,9 @@ func (s *Store) listDir() bool {
 	names, err := readDirNamesAt(s.v1fd())
 	if err != nil {
 		s.stats.errors.Add(1)
+		if isFDLimit(err) {
+			s.scan.fdErr = err
+		}
 		return false
 	}
 	s.listed(names, st.Mtim, at, known)

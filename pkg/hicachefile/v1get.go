@@ -7,6 +7,7 @@ import (
 	"io"
 	"math"
 	"math/bits"
+	"slices"
 	"strings"
 	"unsafe"
 
@@ -106,6 +107,17 @@ func (s *Store) BatchGetV1(keys []string, hostIndices []int64) ([]bool, error) {
 			}
 		case stMismatch:
 			s.stats.mismatch.Add(1)
+		}
+	}
+	if refreshed && slices.Contains(ok, false) {
+		// A miss may be a page whose file the index could not load for
+		// want of descriptors: never a silent miss.
+		s.scan.mu.Lock()
+		err := s.scan.fdErr
+		s.scan.mu.Unlock()
+		if err != nil {
+			s.countGets(pi, ok)
+			return ok, fmt.Errorf("hicachefile: load batch file index: %w", err)
 		}
 	}
 	s.countGets(pi, ok)

@@ -1,0 +1,391 @@
+package hicachefile
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+
+	"golang.org/x/sys/unix"
+)
+
+// Adversarial probes of issue 7's promises.
+
+// TestAdvClearMatrix: after Clear, live or after a reopen, no key written
+// through either interface exists or is served, whatever the key and the
+// naming (MHA, MLA, unnamed model, PP > 1, a model name with '/'), and a
+// new write of the key is served afterwards.
+func TestAdvClearMatrix(t *testing.T) {
+	cfgs := map[string]Config{
+		"mha":   {ModelName: "m"},
+		"mla":   {ModelName: "m", IsMLA: true, TPRank: 1, TPSize: 2},
+		"empty": {},
+		"pp":    {ModelName: "m", PPRank: 1, PPSize: 2, TPRank: 1, TPSize: 4},
+		"slash": {ModelName: "org/m_x"},
+	}
+	keys := []string{"abc", "req42_page_7", "a.b", "_", "__", "k_m_0_1", "-x"}
+	for name, cfg := range cfgs {
+		for _, reopen := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s/reopen=%v", name, reopen), func(t *testing.T) {
+				ps := mhaCfg.PageSize
+				pc := mhaCfg
+				pc.Pages = 64
+				p := newPool(t, pc)
+				idx, _ := p.Alloc(2 * len(keys) * ps)
+				fillRandom(t, p, idx)
+				cfg := cfg
+				cfg.Dir = t.TempDir()
+				s := newStore(t, cfg, p)
+				old := idx[:len(keys)*ps]
+				fresh := idx[len(keys)*ps:]
+				for i, k := range keys {
+					pg, _ := p.GetDataPage(old[i*ps])
+					if err := s.Set(k+".o", pg); err != nil {
+						t.Fatal(err)
+					}
+				}
+				if ok, err := s.BatchSetV1(keys, old); err != nil || !all(ok) {
+					t.Fatal(ok, err)
+				}
+				if reopen {
+					_ = s.Close()
+					s = newStore(t, cfg, p)
+				}
+				if err := s.Clear(); err != nil {
+					t.Fatal(err)
+				}
+				dst, _ := p.Alloc(len(keys) * ps)
+				for i, k := range keys {
+					for _, kk := range []string{k, k + ".o"} {
+						if s.Exists(kk) {
+							t.Errorf("Exists(%q) after Clear", kk)
+						}
+					}
+					if err := s.Get(k+".o", make([]byte, p.PageBytes())); !errors.Is(err, ErrNotFound) {
+						t.Errorf("Get(%q) after Clear = %v", k+".o", err)
+					}
+					if ok, err := s.BatchGetV1([]string{k, k + ".o"}, dst[:2*ps]); err != nil || ok[0] || ok[1] {
+						t.Errorf("BatchGetV1(%q) after Clear = %v, %v", k, ok, err)
+					}
+					_ = i
+				}
+				// New writes of the same keys are served, not the old pages.
+				for i, k := range keys {
+					pg, _ := p.GetDataPage(fresh[i*ps])
+					if err := s.Set(k+".o", pg); err != nil {
+						t.Fatal(err)
+					}
+					got := make([]byte, len(pg))
+					if err := s.Get(k+".o", got); err != nil || !bytes.Equal(got, pg) {
+						t.Errorf("Get(%q) after Clear and Set = %v or stale", k+".o", err)
+					}
+				}
+				if ok, err := s.BatchSetV1(keys, fresh); err != nil || !all(ok) {
+					t.Fatal(ok, err)
+				}
+				if ok, err := s.BatchGetV1(keys, dst); err != nil || !all(ok) {
+					t.Fatal(ok, err)
+				}
+				for i := range keys {
+					if !samePages(t, p, dst[i*ps], fresh[i*ps]) {
+						t.Errorf("BatchGetV1(%q) after Clear served a stale page", keys[i])
+					}
+				}
+				// A fresh store agrees.
+				s2 := newStore(t, cfg, p)
+				if ok, err := s2.BatchGetV1(keys, dst); err != nil || !all(ok) {
+					t.Fatal(ok, err)
+				}
+				for i := range keys {
+					if !samePages(t, p, dst[i*ps], fresh[i*ps]) {
+						t.Errorf("fresh BatchGetV1(%q) after Clear served a stale page", keys[i])
+					}
+				}
+			})
+		}
+	}
+}
+
+// TestAdvBadInputs: invalid keys and host indices give errors or false
+// entries, never a panic.
+func TestAdvBadInputs(t *testing.T) {
+	ps := mhaCfg.PageSize
+	p, idx := randomPages(t, 4)
+	s := newStore(t, Config{Dir: t.TempDir(), ModelName: "m"}, p)
+	long := strings.Repeat("a", 300)
+	bad := []string{"", ".", "..", "a/b", "a\x00b", long, "/", strings.Repeat("b", 255)}
+	for _, k := range bad {
+		if err := s.Set(k, make([]byte, 8)); !errors.Is(err, ErrInvalidKey) {
+			t.Errorf("Set(%q) = %v", k, err)
+		}
+		if err := s.Get(k, make([]byte, 8)); !errors.Is(err, ErrInvalidKey) {
+			t.Errorf("Get(%q) = %v", k, err)
+		}
+		if s.Exists(k) {
+			t.Errorf("Exists(%q)", k)
+		}
+		if ok, err := s.BatchSetV1([]string{k}, idx[:ps]); ok[0] {
+			t.Errorf("BatchSetV1(%q) = %v, %v", k, ok, err)
+		}
+		if ok, err := s.BatchGetV1([]string{k}, idx[:ps]); ok[0] {
+			t.Errorf("BatchGetV1(%q) = %v, %v", k, ok, err)
+		}
+		if ok, err := s.BatchSet([]string{k}, [][]byte{make([]byte, 8)}); ok[0] || err == nil {
+			t.Errorf("BatchSet(%q) = %v, %v", k, ok, err)
+		}
+		if ok, err := s.BatchGet([]string{k}, [][]byte{make([]byte, 8)}); ok[0] {
+			t.Errorf("BatchGet(%q) = %v, %v", k, ok, err)
+		}
+		s.Locate(k)
+	}
+	n := int64(mhaCfg.Pages * ps)
+	for name, hi := range map[string][]int64{
+		"short":     idx[:ps-1],
+		"long":      idx[:ps+1],
+		"unaligned": {1, 2, 3, 4},
+		"negative":  {-4, -3, -2, -1},
+		"past end":  {n, n + 1, n + 2, n + 3},
+		"huge":      {1 << 62, 1<<62 + 1, 1<<62 + 2, 1<<62 + 3},
+		"nil":       nil,
+	} {
+		if ok, err := s.BatchSetV1([]string{"x"}, hi); err == nil || ok[0] {
+			t.Errorf("BatchSetV1 with %s indices = %v, %v", name, ok, err)
+		}
+		if ok, err := s.BatchGetV1([]string{"x"}, hi); err == nil || ok[0] {
+			t.Errorf("BatchGetV1 with %s indices = %v, %v", name, ok, err)
+		}
+	}
+	// Duplicate keys in one batch, and empty batches.
+	if ok, err := s.BatchSetV1([]string{"d", "d"}, idx[:2*ps]); err != nil || !all(ok) {
+		t.Errorf("BatchSetV1(d, d) = %v, %v", ok, err)
+	}
+	if ok, err := s.BatchGetV1([]string{"d", "d"}, idx[2*ps:4*ps]); err != nil || !all(ok) {
+		t.Errorf("BatchGetV1(d, d) = %v, %v", ok, err)
+	}
+	if ok, err := s.BatchGetV1([]string{"d", "d"}, append(append([]int64{}, idx[2*ps:3*ps]...), idx[2*ps:3*ps]...)); !errors.Is(err, ErrLength) || ok[0] {
+		t.Errorf("BatchGetV1(d, d) into one page = %v, %v", ok, err)
+	}
+	for _, f := range []func() error{
+		func() error { _, err := s.BatchSetV1(nil, nil); return err },
+		func() error { _, err := s.BatchGetV1(nil, nil); return err },
+		func() error { _, err := s.BatchSet(nil, nil); return err },
+		func() error { _, err := s.BatchGet(nil, nil); return err },
+	} {
+		if err := f(); err != nil {
+			t.Errorf("empty batch = %v", err)
+		}
+	}
+	if s.BatchExists(nil) != 0 {
+		t.Errorf("BatchExists(nil) != 0")
+	}
+	if _, err := s.BatchSet([]string{"a"}, nil); !errors.Is(err, ErrLength) {
+		t.Errorf("BatchSet length mismatch = %v", err)
+	}
+	if err := s.Get("d", nil); err == nil {
+		t.Errorf("Get(d, nil) = nil")
+	}
+}
+
+// TestAdvWrongSizeMatrix: every wrong size of an old-format file, with and
+// without a pool, is absent with a pool, replaced by every write, then
+// served.
+func TestAdvWrongSizeMatrix(t *testing.T) {
+	ps := mhaCfg.PageSize
+	p, idx := randomPages(t, 1)
+	page, _ := p.GetDataPage(idx[0])
+	pb := len(page)
+	for _, n := range []int{0, 1, 7, pb - 1, pb + 1, 2 * pb} {
+		for _, withPool := range []bool{false, true} {
+			dir := t.TempDir()
+			var s *Store
+			if withPool {
+				s = newStore(t, Config{Dir: dir, ModelName: "m"}, p)
+			} else {
+				s = newStore(t, Config{Dir: dir, ModelName: "m"}, nil)
+			}
+			for _, k := range []string{"a", "b", "c", "d_e"} {
+				if err := os.WriteFile(s.FilePath(k), make([]byte, n), 0o644); err != nil {
+					t.Fatal(err)
+				}
+				if withPool && s.Exists(k) {
+					t.Errorf("size %d: Exists(%s) with a pool", n, k)
+				}
+			}
+			got := make([]byte, pb)
+			if err := s.Get("a", got); !errors.Is(err, ErrCorrupt) {
+				t.Errorf("size %d: Get = %v, want ErrCorrupt", n, err)
+			}
+			if err := s.Set("a", page); err != nil {
+				t.Fatal(err)
+			}
+			if ok, err := s.BatchSet([]string{"b"}, [][]byte{page}); err != nil || !ok[0] {
+				t.Fatal(ok, err)
+			}
+			for _, k := range []string{"a", "b"} {
+				if err := s.Get(k, got); err != nil || !bytes.Equal(got, page) {
+					t.Errorf("size %d pool %v: Get(%s) after write = %v", n, withPool, k, err)
+				}
+			}
+			if !withPool {
+				_ = s.RegisterMemPoolHost(p)
+			}
+			if s.Exists("c") || s.Exists("d_e") {
+				t.Errorf("size %d: Exists(c) after registering", n)
+			}
+			if ok, err := s.BatchSetV1([]string{"c", "d_e"}, append(append([]int64{}, idx[:ps]...), idx[:ps]...)); err != nil || !all(ok) {
+				t.Fatal(ok, err)
+			}
+			dst, _ := p.Alloc(2 * ps)
+			if ok, err := s.BatchGetV1([]string{"c", "d_e"}, dst); err != nil || !all(ok) || !samePages(t, p, dst[0], idx[0]) || !samePages(t, p, dst[ps], idx[0]) {
+				t.Errorf("size %d: BatchGetV1 after BatchSetV1 = %v, %v", n, ok, err)
+			}
+			_ = p.Free(dst)
+		}
+	}
+}
+
+// TestAdvDeviceReplacesKnownBatch: a character device renamed over a batch
+// file this store has indexed is a miss counted in Stats.SpecialFiles,
+// and is never read.
+func TestAdvDeviceReplacesKnownBatch(t *testing.T) {
+	for _, direct := range []bool{false, true} {
+		for _, dev := range []int{3, 5} { // /dev/null, /dev/zero
+			ps := mhaCfg.PageSize
+			p, idx := randomPages(t, 2)
+			s := newStore(t, Config{Dir: t.TempDir(), ModelName: "m", DirectIO: direct}, p)
+			if ok, err := s.BatchSetV1([]string{"v"}, idx[:ps]); err != nil || !ok[0] {
+				t.Fatal(ok, err)
+			}
+			loc, _ := s.Locate("v")
+			tmp := loc.Path + ".dev"
+			if !mkdev(t, tmp, dev) {
+				return
+			}
+			if err := os.Rename(tmp, loc.Path); err != nil {
+				t.Fatal(err)
+			}
+			before := s.Stats()
+			if ok, err := s.BatchGetV1([]string{"v"}, idx[ps:]); err != nil || ok[0] {
+				t.Errorf("BatchGetV1 of a device = %v, %v", ok, err)
+			}
+			if after := s.Stats(); after.SpecialFiles == before.SpecialFiles {
+				t.Errorf("direct=%v dev 1,%d: a device under a batch name is not counted in SpecialFiles: %+v", direct, dev, after)
+			}
+		}
+	}
+}
+
+// TestAdvSpecialInV1Dir: special files under temp names and under
+// non-store names in the V1 directory and Dir never block New, Clear or a
+// reclaim, and Clear removes those under store names.
+func TestAdvSpecialInV1Dir(t *testing.T) {
+	for _, kind := range []string{"fifo", "symlink", "dir", "socket", "device"} {
+		t.Run(kind, func(t *testing.T) {
+			p, _ := randomPages(t, 1)
+			dir := t.TempDir()
+			w := newStore(t, Config{Dir: dir, ModelName: "m", MaxBytes: 1 << 20}, p)
+			tmpName := ".0123456789abcdef_m_0_1.tmp"
+			paths := []string{
+				filepath.Join(w.v1Dir, tmpName),
+				filepath.Join(dir, tmpName),
+				filepath.Join(dir, "k_m_0_1.bin.tmp.12.34.abcdef"),
+			}
+			for _, path := range paths {
+				if !plant(t, kind, path, 0) {
+					return
+				}
+			}
+			var s *Store
+			within(t, "New", func() { s = newStore(t, Config{Dir: dir, ModelName: "m", MaxBytes: 1 << 20}, p) })
+			within(t, "reclaim", func() { _ = s.reclaimTemps() })
+			within(t, "Clear", func() {
+				if err := s.Clear(); err != nil {
+					t.Errorf("Clear = %v", err)
+				}
+			})
+			for _, path := range paths {
+				if _, err := os.Lstat(path); err == nil {
+					t.Errorf("Clear left %s", path)
+				}
+			}
+		})
+	}
+}
+
+// TestAdvLocateDevice: Locate never reads a device renamed over a batch
+// file; it reports false and counts it.
+func TestAdvLocateDevice(t *testing.T) {
+	ps := mhaCfg.PageSize
+	p, idx := randomPages(t, 1)
+	s := newStore(t, Config{Dir: t.TempDir(), ModelName: "m"}, p)
+	if ok, err := s.BatchSetV1([]string{"v"}, idx[:ps]); err != nil || !ok[0] {
+		t.Fatal(ok, err)
+	}
+	loc, _ := s.Locate("v")
+	tmp := loc.Path + ".dev"
+	if !mkdev(t, tmp, 5) {
+		return
+	}
+	if err := os.Rename(tmp, loc.Path); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := s.Locate("v"); ok {
+		t.Errorf("Locate of a device = true")
+	}
+	if s.Stats().SpecialFiles == 0 {
+		t.Errorf("Locate read a device without counting it")
+	}
+}
+
+// mkdev makes the character device 1,minor (/dev/null 3, /dev/zero 5) at
+// path; it reports false, logged, where this process may not.
+func mkdev(t *testing.T, path string, minor int) bool {
+	t.Helper()
+	err := unix.Mknod(path, unix.S_IFCHR|0o644, int(unix.Mkdev(1, uint32(minor))))
+	if err == unix.EPERM {
+		t.Logf("cannot make a device here (needs CAP_MKNOD)")
+		return false
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return true
+}
+
+// TestAdvFDLimitWhileLoading: running out of descriptors while loading
+// the index of a batch file another store just wrote is never a silent
+// miss, also for a key with '_', which has no old-format fallback to fail
+// instead.
+func TestAdvFDLimitWhileLoading(t *testing.T) {
+	bothModes(t, func(t *testing.T, noWatch bool) {
+		ps := mhaCfg.PageSize
+		p, idx := randomPages(t, 2)
+		dir := t.TempDir()
+		var failing atomic.Bool
+		sys := Syscalls{Openat: func(d int, path string, fl int, m uint32) (int, error) {
+			if fl&unix.O_CREAT == 0 && failing.Load() {
+				return -1, unix.EMFILE
+			}
+			return unix.Openat(d, path, fl, m)
+		}}
+		r := newStore(t, Config{Dir: dir, ModelName: "m", NoWatch: noWatch, Syscalls: sys}, p)
+		r.Exists("warm-up")
+		w := newStore(t, Config{Dir: dir, ModelName: "m"}, p)
+		if ok, err := w.BatchSetV1([]string{"k_1"}, idx[:ps]); err != nil || !ok[0] {
+			t.Fatal(ok, err)
+		}
+		failing.Store(true)
+		ok, err := r.BatchGetV1([]string{"k_1"}, idx[ps:])
+		if err == nil && !ok[0] {
+			t.Errorf("BatchGetV1(k_1) out of descriptors = %v, nil: a silent miss", ok)
+		}
+		failing.Store(false)
+		if ok, err := r.BatchGetV1([]string{"k_1"}, idx[ps:]); err != nil || !ok[0] || !samePages(t, p, idx[0], idx[ps]) {
+			t.Errorf("BatchGetV1(k_1) with descriptors back = %v, %v", ok, err)
+		}
+	})
+}
