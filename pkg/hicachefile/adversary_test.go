@@ -11,6 +11,8 @@ import (
 	"testing"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/hicache-go/hicache/pkg/hicachefile/internal/index"
 )
 
 // Adversarial probes of issue 7's promises.
@@ -388,4 +390,149 @@ func TestAdvFDLimitWhileLoading(t *testing.T) {
 			t.Errorf("BatchGetV1(k_1) with descriptors back = %v, %v", ok, err)
 		}
 	})
+}
+
+// TestAdvForgedDigestCollision: with the index forged so that key b's
+// digest also names key a's entry (what a digest collision does), no read
+// serves a's page for b, a stays served, and b's own copy is found.
+func TestAdvForgedDigestCollision(t *testing.T) {
+	ps := mhaCfg.PageSize
+	for _, bStored := range []bool{false, true} {
+		p, idx := randomPages(t, 4)
+		s := newStore(t, Config{Dir: t.TempDir(), ModelName: "m"}, p)
+		if bStored {
+			if ok, err := s.BatchSetV1([]string{"b"}, idx[ps:2*ps]); err != nil || !ok[0] {
+				t.Fatal(ok, err)
+			}
+		}
+		if ok, err := s.BatchSetV1([]string{"a"}, idx[:ps]); err != nil || !ok[0] {
+			t.Fatal(ok, err)
+		}
+		// Forge: a's file holds a second entry, under b's digest, pointing
+		// at a's page and index entry.
+		ha, hb := s.idx.Hash("a"), s.idx.Hash("b")
+		refs := make([]index.Ref, 1)
+		s.idx.Lookup([]uint64{ha}, s.pool.Load().fp, refs, nil)
+		name, meta, ok := s.idx.File(refs[0].File)
+		if !ok {
+			t.Fatal("a not indexed")
+		}
+		s.idx.AddHashed(name, meta, []uint64{hb, ha}, []uint32{refs[0].Ent, refs[0].Ent}, []uint32{refs[0].Page, refs[0].Page})
+		dst, _ := p.Alloc(2 * ps)
+		got, err := s.BatchGetV1([]string{"b", "a"}, dst)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got[0] != bStored || (bStored && !samePages(t, p, dst[0], idx[ps])) {
+			t.Errorf("b stored=%v: BatchGetV1(b) = %v over a forged collision", bStored, got[0])
+		}
+		if !got[1] || !samePages(t, p, dst[ps], idx[0]) {
+			t.Errorf("b stored=%v: BatchGetV1(a) = %v after a forged collision", bStored, got[1])
+		}
+	}
+}
+
+// TestAdvClearRacesV1: Clear while other goroutines write and read other
+// keys through both interfaces: a key written only before Clear is never
+// served after it returns, and a key written after it is.
+func TestAdvClearRacesV1(t *testing.T) {
+	bothModes(t, func(t *testing.T, noWatch bool) {
+		ps := mhaCfg.PageSize
+		pc := mhaCfg
+		pc.Pages = 64
+		p := newPool(t, pc)
+		src, _ := p.Alloc(8 * ps)
+		fillRandom(t, p, src)
+		dir := t.TempDir()
+		s := newStore(t, Config{Dir: dir, ModelName: "m", NoWatch: noWatch, MaxBatchFileBytes: 1}, p)
+		o := newStore(t, Config{Dir: dir, ModelName: "m", NoWatch: noWatch}, p) // another process's view
+		stop := make(chan struct{})
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			dst, _ := p.Alloc(4 * ps)
+			pg, _ := p.GetDataPage(src[0])
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				keys := []string{fmt.Sprint("w_", i), fmt.Sprint("x", i), fmt.Sprint("y_", i), fmt.Sprint("z", i)}
+				_, _ = s.BatchSetV1(keys, src[:4*ps])
+				_, _ = s.BatchGetV1(keys, dst)
+				_ = s.Set(keys[0], pg)
+				_, _ = o.BatchGetV1(keys, dst)
+			}
+		}()
+		for round := range 20 {
+			old := []string{fmt.Sprint("old_", round), fmt.Sprint("old", round)}
+			if ok, err := s.BatchSetV1(old, src[4*ps:6*ps]); err != nil || !all(ok) {
+				t.Fatal(ok, err)
+			}
+			pg, _ := p.GetDataPage(src[4*ps])
+			if err := s.Set("o_"+old[1], pg); err != nil {
+				t.Fatal(err)
+			}
+			if err := s.Clear(); err != nil {
+				t.Fatal(err)
+			}
+			dst, _ := p.Alloc(2 * ps)
+			for _, st := range []*Store{s, o} {
+				if ok, err := st.BatchGetV1(old, dst); err != nil || ok[0] || ok[1] {
+					t.Fatalf("round %d: BatchGetV1 of keys written before Clear = %v, %v", round, ok, err)
+				}
+				if st.Exists(old[0]) || st.Exists(old[1]) || st.Exists("o_"+old[1]) {
+					t.Fatalf("round %d: Exists after Clear", round)
+				}
+			}
+			if ok, err := s.BatchSetV1(old, src[6*ps:8*ps]); err != nil || !all(ok) {
+				t.Fatal(ok, err)
+			}
+			for _, st := range []*Store{s, o} {
+				if ok, err := st.BatchGetV1(old, dst); err != nil || !all(ok) || !samePages(t, p, dst[0], src[6*ps]) || !samePages(t, p, dst[ps], src[7*ps]) {
+					t.Fatalf("round %d: BatchGetV1 after Clear and a new write = %v, %v", round, ok, err)
+				}
+			}
+			_ = p.Free(dst)
+		}
+		close(stop)
+		<-done
+	})
+}
+
+// TestAdvSetOverSpecialFile: a special file planted under a key's
+// old-format name is a miss, and a write of the key replaces it.
+func TestAdvSetOverSpecialFile(t *testing.T) {
+	for _, kind := range []string{"fifo", "symlink", "dir", "socket", "device"} {
+		t.Run(kind, func(t *testing.T) {
+			ps := mhaCfg.PageSize
+			p, idx := randomPages(t, 2)
+			page, _ := p.GetDataPage(idx[0])
+			s := newStore(t, Config{Dir: t.TempDir(), ModelName: "m"}, p)
+			for _, k := range []string{"set", "batch"} {
+				if !plant(t, kind, s.FilePath(k), len(page)) {
+					return
+				}
+			}
+			within(t, "Set", func() {
+				if err := s.Set("set", page); err != nil {
+					t.Errorf("Set over a %s = %v", kind, err)
+				}
+				if ok, err := s.BatchSet([]string{"batch"}, [][]byte{page}); err != nil || !ok[0] {
+					t.Errorf("BatchSet over a %s = %v, %v", kind, ok, err)
+				}
+			})
+			for _, k := range []string{"set", "batch"} {
+				got := make([]byte, len(page))
+				if err := s.Get(k, got); err != nil || !bytes.Equal(got, page) {
+					t.Errorf("Get(%s) after writing over a %s = %v", k, kind, err)
+				}
+			}
+			dst, _ := p.Alloc(ps)
+			if ok, err := s.BatchGetV1([]string{"set"}, dst); err != nil || !ok[0] || !samePages(t, p, dst[0], idx[0]) {
+				t.Errorf("BatchGetV1(set) after writing over a %s = %v, %v", kind, ok, err)
+			}
+		})
+	}
 }

@@ -12,7 +12,8 @@ import (
 // Set stores value as key's old-format file, SGLang's key+suffix+".bin"
 // holding the raw flat page. A key whose file already exists with
 // len(value) bytes is skipped, as SGLang's set does; a file of another size
-// is replaced. The file appears whole or not at all: it is written
+// is replaced, and so is anything else under the name (a FIFO, socket,
+// device, symlink or empty directory). The file appears whole or not at all: it is written
 // under a temp name and renamed into place.
 func (s *Store) Set(key string, value []byte) error {
 	if err := s.enter(); err != nil {
@@ -116,7 +117,14 @@ func (s *Store) discard(t tempFile) {
 // name too if it was renamed into place but could not be made durable or
 // closed cleanly.
 func (s *Store) commit(t tempFile, name string) error {
-	if err := s.sys.Renameat(t.dirfd, t.name, t.dirfd, name); err != nil {
+	err := s.sys.Renameat(t.dirfd, t.name, t.dirfd, name)
+	if err == unix.EISDIR && s.sys.Unlinkat(t.dirfd, name, unix.AT_REMOVEDIR) == nil {
+		// An empty directory planted under the name, which rename cannot
+		// replace: removed, as Clear would, so that no one can make the
+		// key unwritable that way.
+		err = s.sys.Renameat(t.dirfd, t.name, t.dirfd, name)
+	}
+	if err != nil {
 		s.discard(t)
 		if err == unix.ENOENT {
 			return fmt.Errorf("hicachefile: rename %s to %s: %w: %w", t.name, filepath.Join(t.dir, name), errTempGone, err)
