@@ -536,3 +536,127 @@ func TestAdvSetOverSpecialFile(t *testing.T) {
 		})
 	}
 }
+
+// TestAdvForeignFileOverOwn: another model's or another rank's batch file
+// of the same shape and the same keys, renamed over one of this store's
+// batch files that a live store has indexed, is never served by it.
+func TestAdvForeignFileOverOwn(t *testing.T) {
+	bothModes(t, func(t *testing.T, noWatch bool) {
+		for _, copyInPlace := range []bool{false, true} {
+			testForeignFileOverOwn(t, noWatch, copyInPlace)
+		}
+	})
+}
+
+func testForeignFileOverOwn(t *testing.T, noWatch, copyInPlace bool) {
+	{
+		ours := Config{ModelName: "m", TPRank: 0, TPSize: 2, NoWatch: noWatch}
+		for _, other := range []Config{
+			{ModelName: "m", TPRank: 1, TPSize: 2},
+			{ModelName: "x", TPRank: 0, TPSize: 2},
+			{ModelName: "m", TPRank: 0, TPSize: 2, PPRank: 1, PPSize: 2},
+		} {
+			ps := mhaCfg.PageSize
+			p, idx := randomPages(t, 6)
+			dir := t.TempDir()
+			ours.Dir, other.Dir = dir, dir
+			keys := []string{"a", "b"}
+			live := newStore(t, ours, p)
+			if ok, err := live.BatchSetV1(keys, idx[:2*ps]); err != nil || !all(ok) {
+				t.Fatal(ok, err)
+			}
+			o := newStore(t, other, p)
+			if ok, err := o.BatchSetV1(keys, idx[2*ps:4*ps]); err != nil || !all(ok) {
+				t.Fatal(ok, err)
+			}
+			mine, _ := live.Locate("a")
+			theirs, _ := o.Locate("a")
+			if copyInPlace {
+				// cp: the same inode, another content.
+				data, err := os.ReadFile(theirs.Path)
+				if err == nil {
+					err = os.WriteFile(mine.Path, data, 0o644)
+				}
+				if err != nil {
+					t.Fatal(err)
+				}
+			} else if err := os.Rename(theirs.Path, mine.Path); err != nil {
+				t.Fatal(err)
+			}
+			before := live.Stats().Mismatch
+			dst := idx[4*ps:]
+			ok, err := live.BatchGetV1(keys, dst)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i := range keys {
+				if ok[i] && samePages(t, p, dst[i*ps], idx[(2+i)*ps]) {
+					t.Errorf("%s over %s: live store served the other store's page of %s", o.suffix, live.suffix, keys[i])
+				}
+			}
+			if live.Stats().Mismatch == before {
+				t.Errorf("%s over %s: Stats.Mismatch not counted", o.suffix, live.suffix)
+			}
+			if live.Exists("a") {
+				t.Errorf("%s over %s: Exists(a) after the read", o.suffix, live.suffix)
+			}
+			// Written again as this store's own, and served.
+			if ok, err := live.BatchSetV1(keys, idx[:2*ps]); err != nil || !all(ok) {
+				t.Fatal(ok, err)
+			}
+			if ok, err := live.BatchGetV1(keys, dst); err != nil || !all(ok) || !samePages(t, p, dst[0], idx[0]) || !samePages(t, p, dst[ps], idx[ps]) {
+				t.Errorf("%s over %s: BatchGetV1 after writing again = %v, %v", o.suffix, live.suffix, ok, err)
+			}
+		}
+	}
+}
+
+// TestAdvTopDirReplacedNoLeak: Dir moved away and made again, over and
+// over under a live store: every write lands at the path Dir, through
+// both interfaces, and no descriptor accumulates.
+func TestAdvTopDirReplacedNoLeak(t *testing.T) {
+	bothModes(t, func(t *testing.T, noWatch bool) {
+		ps := mhaCfg.PageSize
+		p, idx := randomPages(t, 2)
+		page, _ := p.GetDataPage(idx[0])
+		base := t.TempDir()
+		dir := filepath.Join(base, "store")
+		s := newStore(t, Config{Dir: dir, ModelName: "m", NoWatch: noWatch}, p)
+		if err := s.Set("warm", page); err != nil {
+			t.Fatal(err)
+		}
+		s.Exists("warm")
+		before := openFDs(t)
+		for i := range 100 {
+			if err := os.Rename(dir, filepath.Join(base, fmt.Sprint("old", i))); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Mkdir(dir, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			k := fmt.Sprint("k", i)
+			if i%2 == 0 {
+				if err := s.Set(k, page); err != nil {
+					t.Fatal(err)
+				}
+			} else if ok, err := s.BatchSetV1([]string{k}, idx[:ps]); err != nil || !ok[0] {
+				t.Fatal(ok, err)
+			}
+			if !s.Exists(k) {
+				t.Fatalf("Exists(%s) after writing it", k)
+			}
+			if i%2 == 0 {
+				if _, err := os.Stat(filepath.Join(dir, s.oldName(k))); err != nil {
+					t.Fatalf("Set(%s) did not land at Dir: %v", k, err)
+				}
+			} else if loc, ok := s.Locate(k); !ok || !strings.HasPrefix(loc.Path, dir+"/") {
+				t.Fatalf("BatchSetV1(%s) landed at %v", k, loc)
+			} else if _, err := os.Stat(loc.Path); err != nil {
+				t.Fatalf("BatchSetV1(%s) did not land at Dir: %v", k, err)
+			}
+		}
+		if after := openFDs(t); after > before+8 {
+			t.Errorf("%d descriptors open after 100 replacements of Dir, %d before", after, before)
+		}
+	})
+}
