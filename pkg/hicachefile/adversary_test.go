@@ -660,3 +660,55 @@ func TestAdvTopDirReplacedNoLeak(t *testing.T) {
 		}
 	})
 }
+
+// TestAdvClearAfterDirReplaced: Clear after Dir was removed or moved away
+// under a live store succeeds, and removes what the store wrote at the
+// path Dir since.
+func TestAdvClearAfterDirReplaced(t *testing.T) {
+	for _, how := range []string{"removed", "moved"} {
+		bothModes(t, func(t *testing.T, noWatch bool) {
+			ps := mhaCfg.PageSize
+			p, idx := randomPages(t, 2)
+			page, _ := p.GetDataPage(idx[0])
+			dir := filepath.Join(t.TempDir(), "store")
+			s := newStore(t, Config{Dir: dir, ModelName: "m", NoWatch: noWatch}, p)
+			if err := s.Set("a", page); err != nil {
+				t.Fatal(err)
+			}
+			var err error
+			if how == "removed" {
+				err = os.RemoveAll(dir)
+			} else if err = os.Rename(dir, dir+".old"); err == nil {
+				err = os.Mkdir(dir, 0o755)
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			within(t, "Clear", func() {
+				if err := s.Clear(); err != nil {
+					t.Errorf("%s: Clear = %v", how, err)
+				}
+			})
+			if err := s.Set("b", page); err != nil {
+				t.Fatal(err)
+			}
+			if ok, err := s.BatchSetV1([]string{"v"}, idx[:ps]); err != nil || !ok[0] {
+				t.Fatal(ok, err)
+			}
+			if err := s.Clear(); err != nil {
+				t.Fatalf("%s: second Clear = %v", how, err)
+			}
+			for _, k := range []string{"a", "b", "v"} {
+				if s.Exists(k) {
+					t.Errorf("%s: Exists(%s) after Clear", how, k)
+				}
+			}
+			if _, err := os.Stat(filepath.Join(dir, s.oldName("b"))); err == nil {
+				t.Errorf("%s: Clear left b at the path Dir", how)
+			}
+			if files, _ := filepath.Glob(filepath.Join(dir, v1DirName+s.suffix, "*"+batchExt)); len(files) != 0 {
+				t.Errorf("%s: Clear left %d batch files at the path Dir", how, len(files))
+			}
+		})
+	}
+}

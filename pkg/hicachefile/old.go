@@ -321,12 +321,16 @@ func (s *Store) BatchExists(keys []string) int {
 // socket, device, symlink or empty directory) is removed without being
 // opened. A file that cannot be removed does not stop the others; the
 // failures are joined in the error. A write in progress when Clear runs
-// may lose its temp file and fail.
+// may lose its temp file and fail. Like a write, Clear follows a Dir
+// removed or replaced under the store to the directory now at its path.
 func (s *Store) Clear() error {
 	if err := s.enter(); err != nil {
 		return err
 	}
 	defer s.leave()
+	// Clear the directory now at the path Dir, as writes do: one removed
+	// under the store can no longer be listed.
+	s.followDir()
 	s.scan.mu.Lock()
 	defer s.scan.mu.Unlock()
 	s.commitMu.Lock()
