@@ -712,3 +712,79 @@ func TestAdvClearAfterDirReplaced(t *testing.T) {
 		})
 	}
 }
+
+// TestAdvForeignClearThenWrite: after another store on the directory
+// clears it, this store's BatchSetV1 of a key it held writes it again
+// (it is no longer stored), and both stores serve the new page.
+func TestAdvForeignClearThenWrite(t *testing.T) {
+	bothModes(t, func(t *testing.T, noWatch bool) {
+		ps := mhaCfg.PageSize
+		p, idx := randomPages(t, 4)
+		dir := t.TempDir()
+		a := newStore(t, Config{Dir: dir, ModelName: "m", NoWatch: noWatch}, p)
+		b := newStore(t, Config{Dir: dir, ModelName: "m", NoWatch: noWatch}, p)
+		keys := []string{"k", "k_1"}
+		if ok, err := b.BatchSetV1(keys, idx[:2*ps]); err != nil || !all(ok) {
+			t.Fatal(ok, err)
+		}
+		if a.BatchExists(keys) != 2 || b.BatchExists(keys) != 2 {
+			t.Fatal("setup: keys not found")
+		}
+		if err := a.Clear(); err != nil {
+			t.Fatal(err)
+		}
+		if ok, err := b.BatchSetV1(keys, idx[2*ps:4*ps]); err != nil || !all(ok) {
+			t.Fatal(ok, err)
+		}
+		for name, s := range map[string]*Store{"a": a, "b": b} {
+			dst, _ := p.Alloc(2 * ps)
+			if ok, err := s.BatchGetV1(keys, dst); err != nil || !all(ok) || !samePages(t, p, dst[0], idx[2*ps]) || !samePages(t, p, dst[ps], idx[3*ps]) {
+				t.Errorf("%s: BatchGetV1 after a foreign Clear and a new write = %v, %v", name, ok, err)
+			}
+			_ = p.Free(dst)
+		}
+	})
+}
+
+// TestAdvAfterClose: every call after Close is ErrClosed or reports
+// nothing stored, without a panic, and Close twice is ErrClosed.
+func TestAdvAfterClose(t *testing.T) {
+	ps := mhaCfg.PageSize
+	p, idx := randomPages(t, 1)
+	s, err := New(Config{Dir: t.TempDir(), ModelName: "m"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.RegisterMemPoolHost(p); err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := s.BatchSetV1([]string{"k"}, idx[:ps]); err != nil || !ok[0] {
+		t.Fatal(ok, err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	page := make([]byte, p.PageBytes())
+	for name, err := range map[string]error{
+		"Set":        s.Set("k", page),
+		"Get":        s.Get("k", page),
+		"Clear":      s.Clear(),
+		"Close":      s.Close(),
+		"Register":   s.RegisterMemPoolHost(p),
+		"BatchSet":   func() error { _, err := s.BatchSet([]string{"k"}, [][]byte{page}); return err }(),
+		"BatchGet":   func() error { _, err := s.BatchGet([]string{"k"}, [][]byte{page}); return err }(),
+		"BatchSetV1": func() error { _, err := s.BatchSetV1([]string{"k"}, idx[:ps]); return err }(),
+		"BatchGetV1": func() error { _, err := s.BatchGetV1([]string{"k"}, idx[:ps]); return err }(),
+	} {
+		if !errors.Is(err, ErrClosed) {
+			t.Errorf("%s after Close = %v, want ErrClosed", name, err)
+		}
+	}
+	if s.Exists("k") || s.BatchExists([]string{"k"}) != 0 {
+		t.Errorf("Exists after Close")
+	}
+	if _, ok := s.Locate("k"); ok {
+		t.Errorf("Locate after Close")
+	}
+	_ = s.Stats()
+}
