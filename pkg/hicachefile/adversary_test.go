@@ -788,3 +788,59 @@ func TestAdvAfterClose(t *testing.T) {
 	}
 	_ = s.Stats()
 }
+
+// TestAdvForeignOverOwnBeforeRead: right after another store's file of
+// the same shape and keys is renamed over one of this store's, before
+// any read, the live store neither reports the keys stored nor skips them
+// in BatchSetV1.
+func TestAdvForeignOverOwnBeforeRead(t *testing.T) {
+	bothModes(t, func(t *testing.T, noWatch bool) {
+		// Renamed: a file copied in place (same inode) is caught when
+		// read (TestAdvForeignFileOverOwn).
+		testForeignOverOwnBeforeRead(t, noWatch, false)
+	})
+}
+
+func testForeignOverOwnBeforeRead(t *testing.T, noWatch, copyInPlace bool) {
+	{
+		ps := mhaCfg.PageSize
+		p, idx := randomPages(t, 6)
+		dir := t.TempDir()
+		keys := []string{"a", "b"}
+		live := newStore(t, Config{Dir: dir, ModelName: "m", TPSize: 2, NoWatch: noWatch}, p)
+		if ok, err := live.BatchSetV1(keys, idx[:2*ps]); err != nil || !all(ok) {
+			t.Fatal(ok, err)
+		}
+		o := newStore(t, Config{Dir: dir, ModelName: "m", TPRank: 1, TPSize: 2}, p)
+		if ok, err := o.BatchSetV1(keys, idx[2*ps:4*ps]); err != nil || !all(ok) {
+			t.Fatal(ok, err)
+		}
+		mine, _ := live.Locate("a")
+		theirs, _ := o.Locate("a")
+		if copyInPlace {
+			data, err := os.ReadFile(theirs.Path)
+			if err == nil {
+				err = os.WriteFile(mine.Path, data, 0o644)
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+		} else if err := os.Rename(theirs.Path, mine.Path); err != nil {
+			t.Fatal(err)
+		}
+		if live.Exists("a") {
+			t.Errorf("copy=%v: Exists(a) = true over another rank's file", copyInPlace)
+		}
+		before := live.Stats().Sets
+		if ok, err := live.BatchSetV1(keys, idx[:2*ps]); err != nil || !all(ok) {
+			t.Fatal(ok, err)
+		}
+		if live.Stats().Sets == before {
+			t.Errorf("copy=%v: BatchSetV1 skipped keys held only by another rank's file", copyInPlace)
+		}
+		dst := idx[4*ps:]
+		if ok, err := live.BatchGetV1(keys, dst); err != nil || !all(ok) || !samePages(t, p, dst[0], idx[0]) || !samePages(t, p, dst[ps], idx[ps]) {
+			t.Errorf("copy=%v: BatchGetV1 after writing again = %v, %v", copyInPlace, ok, err)
+		}
+	}
+}

@@ -121,7 +121,11 @@
 // the file's last four bytes (the trailer's checksum, which covers the
 // index, the writer's identity and the pool fingerprint) must be the ones
 // indexed: another model's or rank's file of the same keys renamed in place
-// of ours is a mismatch, never served. When the pages read end where the
+// of ours is a mismatch, never served. The index also records each file's
+// inode; a watcher event on a known name, or a polling store's check of the
+// files of the keys it finds, that sees another inode there reloads or
+// forgets the file, so that Exists and BatchSetV1 do not count the pages of
+// a file renamed over ours as this store's either. When the pages read end where the
 // index begins (a batch read as it was written) the entries come in the
 // same preadv as the pages: a read of a batch is an open, an fstat (a
 // regular file, and its size), a preadv per window of pages, and a close. A digest shared by another key can only make a

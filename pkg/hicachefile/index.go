@@ -148,9 +148,14 @@ func (s *Store) verifyFiles(refs []index.Ref, have []bool) bool {
 			checked = make(map[uint32]bool)
 		}
 		checked[r.File] = true
-		name, _, ok := s.idx.File(r.File)
+		name, meta, ok := s.idx.File(r.File)
 		var st unix.Stat_t
-		if ok && unix.Fstatat(s.v1fd(), name, &st, unix.AT_SYMLINK_NOFOLLOW) == unix.ENOENT {
+		if !ok {
+			continue
+		}
+		if err := unix.Fstatat(s.v1fd(), name, &st, unix.AT_SYMLINK_NOFOLLOW); err == unix.ENOENT || err == nil && st.Ino != meta.Ino {
+			// Gone, or another file now (another store's renamed over
+			// it): its pages are not the ones indexed.
 			s.forgetBatch(name)
 			gone = true
 		}
@@ -319,6 +324,6 @@ func (s *Store) loadIndex(name string, buf *[]byte) (f loaded) {
 		return f
 	}
 	// A page is served only to a store whose pool and identity match.
-	f.meta = index.Meta{FP: matchKey(t.fp, id.key()), IndexOff: t.indexOff, PageLen: pageLen, Tag: fileTag(b)}
+	f.meta = index.Meta{FP: matchKey(t.fp, id.key()), IndexOff: t.indexOff, PageLen: pageLen, Tag: fileTag(b), Ino: st.Ino}
 	return f
 }

@@ -153,12 +153,14 @@ func (s *Store) applyEvents() bool {
 			gone = append(gone, name)
 		case evAppeared, evWritten:
 			// A file renamed in, or written in place (a foreign writer's),
-			// that the index does not know. This store's own files, whose
-			// rename and close also raise these events, are known by then,
-			// or being committed (inflight), and are not read again. A
-			// known file rewritten in place is caught when read: its pages
-			// then fail their key or CRC checks.
-			if !s.idx.Has(name) && !s.isInflight(name) {
+			// that the index does not know, or another file under a name it
+			// knows (another store's renamed over it: another inode). This
+			// store's own files, whose rename and close also raise these
+			// events, are known by then, or being committed (inflight), and
+			// are not read again. A file rewritten in place (same inode)
+			// is caught when read: its trailer checksum, key or CRC
+			// checks fail.
+			if !s.isInflight(name) && !s.knownFile(name) {
 				fresh = append(fresh, name)
 			}
 		case evDirs:
@@ -181,6 +183,19 @@ func (s *Store) applyEvents() bool {
 	}
 	s.merge(s.load(fresh))
 	return len(gone) > 0 || len(fresh) > 0
+}
+
+// knownFile reports whether the index holds the batch file name as the
+// file (inode) now on disk, with one fstatat. A file that is gone is
+// known: its removal event follows.
+func (s *Store) knownFile(name string) bool {
+	meta, ok := s.idx.MetaOf(name)
+	if !ok {
+		return false
+	}
+	var st unix.Stat_t
+	err := unix.Fstatat(s.v1fd(), name, &st, unix.AT_SYMLINK_NOFOLLOW)
+	return err != nil || st.Ino == meta.Ino
 }
 
 // loaded is the outcome of reading one batch file's index.

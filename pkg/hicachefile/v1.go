@@ -404,6 +404,13 @@ func (s *Store) writeBatch(pi *poolInfo, v1fd int, keys []string, hashes []uint6
 		b.meta.Tag = fileTag(idx)
 		return s.sys.pwritev(fd, [][]byte{idx}, payload)
 	})
+	// The inode the index will hold, which the rename keeps: an event or
+	// a polling check that finds another (a foreign file renamed over it)
+	// reloads or forgets the file.
+	var st unix.Stat_t
+	if err == nil && unix.Fstat(b.tmp.fd, &st) == nil {
+		b.meta.Ino = st.Ino
+	}
 	return b, err
 }
 

@@ -35,6 +35,9 @@ type Meta struct {
 	PageLen int64
 	// Size and Mtime are the file's size and modification time.
 	Size, Mtime int64
+	// Ino is the inode number of the file the entries came from: another
+	// file renamed over it has another.
+	Ino uint64
 	// Tag is the checksum that ends the file's trailer. A reader compares
 	// it with the file's last four bytes, so that another file renamed in
 	// place of this one (another model's or rank's, with the same keys) is
@@ -400,4 +403,15 @@ func (x *Index) Meta(refs []Ref, metas []Meta) {
 		}
 		metas[i] = x.files[r.File].meta
 	}
+}
+
+// MetaOf returns the metadata of the live file name.
+func (x *Index) MetaOf(name string) (Meta, bool) {
+	x.fmu.RLock()
+	defer x.fmu.RUnlock()
+	id, ok := x.names[name]
+	if !ok || !x.files[id].live {
+		return Meta{}, false
+	}
+	return x.files[id].meta, true
 }
