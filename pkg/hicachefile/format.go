@@ -105,6 +105,44 @@ func appendIndex(dst []byte, entries []indexEntry, fp uint64, ident []byte) []by
 	return dst
 }
 
+// appendEntry appends the index entry of key, whose page lies at off and
+// is length bytes long, to dst, with a zero CRC32C: setEntryCRC fills it in
+// once the page is summed. It is appendIndex's encoding of one entry.
+func appendEntry(dst []byte, key string, off, length int64) []byte {
+	dst = binary.LittleEndian.AppendUint16(dst, uint16(len(key)))
+	dst = append(dst, key...)
+	dst = binary.LittleEndian.AppendUint64(dst, uint64(off))
+	dst = binary.LittleEndian.AppendUint64(dst, uint64(length))
+	return binary.LittleEndian.AppendUint32(dst, 0)
+}
+
+// setEntryCRC sets the CRC32C of the entry that starts ent with a key of
+// keyLen bytes.
+func setEntryCRC(ent []byte, keyLen int, crc uint32) {
+	binary.LittleEndian.PutUint32(ent[2+keyLen+16:], crc)
+}
+
+// appendTrailer appends to dst, whose bytes from start are the count
+// entries of an index (appendEntry) of pages ending at indexOff, the
+// identity ident and the trailer: appendIndex's output, for an index
+// encoded in place.
+func appendTrailer(dst []byte, start, count int, indexOff int64, fp uint64, ident []byte) []byte {
+	indexCRC := crc32.Checksum(dst[start:], castagnoli)
+	indexLen := len(dst) - start
+	dst = append(dst, ident...)
+	t := len(dst)
+	dst = append(dst, batchMagic...)
+	dst = binary.LittleEndian.AppendUint32(dst, formatVersion)
+	dst = binary.LittleEndian.AppendUint32(dst, uint32(count))
+	dst = binary.LittleEndian.AppendUint64(dst, uint64(indexOff))
+	dst = binary.LittleEndian.AppendUint64(dst, uint64(indexLen))
+	dst = binary.LittleEndian.AppendUint32(dst, indexCRC)
+	dst = binary.LittleEndian.AppendUint64(dst, fp)
+	dst = binary.LittleEndian.AppendUint32(dst, uint32(len(ident)))
+	dst = binary.LittleEndian.AppendUint32(dst, crc32.Checksum(ident, castagnoli))
+	return binary.LittleEndian.AppendUint32(dst, crc32.Checksum(dst[t:], castagnoli))
+}
+
 // parseTrailer decodes and checks the last trailerSize bytes of a file of
 // fileSize bytes.
 func parseTrailer(b []byte, fileSize int64) (trailer, error) {

@@ -1,8 +1,10 @@
 package hicachefile
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"hash/crc32"
 	"slices"
 	"testing"
@@ -210,5 +212,29 @@ func TestParseRejects(t *testing.T) {
 				t.Fatalf("parse = %v, want ErrCorrupt", err)
 			}
 		})
+	}
+}
+
+// TestAppendInPlace checks that an index encoded in place (appendEntry,
+// setEntryCRC, appendTrailer), as BatchSetV1 writes it, is byte for byte
+// appendIndex's.
+func TestAppendInPlace(t *testing.T) {
+	ident := appendIdentity(nil, identity{model: "m", tpSize: 1, ppSize: 1})
+	for _, n := range []int{0, 1, 3, 100} {
+		entries := make([]indexEntry, n)
+		var got []byte
+		var starts []int
+		for i := range entries {
+			entries[i] = indexEntry{key: fmt.Sprint("key-", i*i), off: int64(i) * 512, length: 512, crc: uint32(i*7919 + 1)}
+			starts = append(starts, len(got))
+			got = appendEntry(got, entries[i].key, entries[i].off, entries[i].length)
+		}
+		for i, e := range entries {
+			setEntryCRC(got[starts[i]:], len(e.key), e.crc)
+		}
+		got = appendTrailer(got, 0, n, int64(n)*512, 42, ident)
+		if want := appendIndex(nil, entries, 42, ident); !bytes.Equal(got, want) {
+			t.Fatalf("n=%d: in-place index differs from appendIndex's", n)
+		}
 	}
 }

@@ -198,20 +198,26 @@ func (x *Index) AddHashed(name string, meta Meta, hashes []uint64, ents, pages [
 	x.fmu.Unlock()
 	// Insert shard by shard; the file turns live only when every entry is
 	// in, so a lookup never sees half a file.
-	order, ends := byShard(hashes, nil)
+	buf := orderPool.Get().(*[]int32)
+	order, ends := byShard(hashes, *buf)
 	start := int32(0)
 	for k := range ends {
 		if ends[k] == start {
 			continue
 		}
+		group := order[start:ends[k]]
 		s := &x.shard[k]
 		s.mu.Lock()
-		for _, i := range order[start:ends[k]] {
+		s.reserve(len(group))
+		_ = s.touch(hashes, group)
+		for _, i := range group {
 			s.insert(makeSlot(hashes[i], id, ents[i], pages[i]))
 		}
 		s.mu.Unlock()
 		start = ends[k]
 	}
+	*buf = order
+	orderPool.Put(buf)
 	x.fmu.Lock()
 	old, replaced := x.names[name]
 	x.names[name] = id
@@ -339,6 +345,7 @@ func (x *Index) Lookup(hashes []uint64, fp uint64, refs []Ref, skip func(i int, 
 		}
 		s := &x.shard[k]
 		s.mu.RLock()
+		_ = s.touch(hashes, order[start:ends[k]])
 		for _, i := range order[start:ends[k]] {
 			refs[i] = x.find(s, hashes[i], fp, int(i), skip)
 			if refs[i].File != 0 {
