@@ -339,7 +339,7 @@ func (s *Store) readSome(pi *poolInfo, keys []string, bufs [][]byte, sc *scratch
 			}
 		}
 		parallel(s.workers, len(pieces), func(p int) {
-			s.readRun(pi, bufs, sc, pieces[p], new(window))
+			s.readRun(pi, bufs, sc, pieces[p], &window{serial: true})
 		})
 	}
 	hits := 0
