@@ -257,27 +257,40 @@
 //	go test -run=NONE -bench=Floor -count=3 -benchtime=300ms ./pkg/hicachefile
 //
 // Figures are medians of 3 runs [range], with SGLang-style keys (sha256
-// hex) and the seed's 512-byte pages, measured on 2026-11-27 on this
-// project's 2-core VM (the kernel reports "Intel(R) Xeon(R) Processor";
-// the project notes say AMD EPYC) while other jobs loaded it; tmpfs is
-// mounted by the benchmark, disk is ext4 on a virtio disk, page cache warm,
-// nothing fsynced.
+// hex) and the seed's 512-byte pages, measured on 2026-11-27 at commit
+// d1acc7a on this project's 2-core VM (the kernel reports "Intel(R)
+// Xeon(R) Processor"; the project notes say AMD EPYC) while other jobs
+// loaded it; tmpfs is mounted by the benchmark, disk is ext4 on a virtio
+// disk, page cache warm, nothing fsynced.
 //
 //	x-floor           N=1              10               100              1000             10000
-//	set, tmpfs        1.53 [1.49-1.55] 1.59 [1.42-1.62] 1.64 [1.55-1.65] 1.96 [1.92-2.25] 1.78 [1.43-1.85]
-//	get, tmpfs        1.23 [1.21-1.24] 1.41 [1.38-1.41] 1.63 [0.92-1.92] 1.84 [1.80-2.07] 2.11 [1.92-2.17]
-//	set, ext4         1.04 [1.02-1.09] 1.04 [1.03-1.06] 1.26 [1.14-1.28] 1.44 [1.36-1.49] 1.90 [1.83-1.95]
-//	get, ext4         1.14 [1.08-1.40] 1.41 [1.40-1.46] 1.62 [1.58-1.71] 2.20 [1.52-2.51] 2.30 [2.22-2.31]
+//	set, tmpfs        1.31 [1.30-1.42] 1.34 [1.32-1.36] 1.37 [1.36-1.46] 1.33 [1.28-1.33] 1.34 [1.26-1.35]
+//	get, tmpfs        1.19 [1.18-1.26] 1.38 [0.77-1.40] 1.75 [1.66-2.33] 2.07 [1.81-2.39] 1.89 [1.50-2.32]
+//	set, ext4         1.04 [1.01-1.17] 1.03 [1.02-1.11] 1.02 [0.96-1.06] 1.23 [1.16-1.31] 1.41 [1.34-1.66]
+//	get, ext4         1.21 [1.17-1.27] 1.40 [1.39-1.45] 1.73 [1.62-4.07] 1.98 [1.97-2.01] 2.30 [2.17-4.80]
 //
-// Before this index (commit eb75395, same benchmark, but a floor whose
-// preadv and pwritev allocated their iovec arrays) the same runs gave set
-// 2.0 to 5.2 and get 2.2 to 3.7 on tmpfs.
+//	x-floor-cpu       N=1              10               100              1000             10000
+//	set, tmpfs        1.38 [1.33-1.39] 1.35 [1.35-1.40] 1.31 [1.22-1.33] 1.34 [1.27-1.42] 1.50 [1.25-1.63]
+//	get, tmpfs        1.16 [1.14-1.18] 1.36 [1.35-1.36] 1.63 [1.61-1.63] 1.89 [1.82-1.90] 2.10 [2.07-2.20]
+//	set, ext4         1.04 [1.00-1.16] 1.03 [1.02-1.10] 1.04 [1.01-1.05] 1.22 [1.16-1.28] 1.49 [1.48-1.68]
+//	get, ext4         1.14 [1.14-1.18] 1.35 [1.25-1.38] 1.69 [1.65-1.70] 2.01 [1.90-2.01] 2.41 [2.33-2.56]
 //
-// What is left above the floor is per key: a digest, an index lookup (a
-// cache miss in a large index), the buffers of the page, and, for a read,
-// the key's index entry read back and compared (86 bytes for a 512-byte
-// page with a 64-byte key). Writes also pay the temp file's OFD lock and
-// the index inserts.
+// At commit 2861409 the same benchmark gave set 1.53 to 1.96 on tmpfs and
+// 1.04 to 1.90 on ext4 (x-floor); the writes gained from an index encoded
+// in place into pooled buffers and from index probes that find their slots
+// in cache (see below). Before the pointer-free index (commit eb75395, a
+// floor whose preadv and pwritev allocated their iovec arrays) the same
+// runs gave set 2.0 to 5.2 and get 2.2 to 3.7 on tmpfs.
+//
+// What is left above the floor is per key: a digest, an index lookup and,
+// for a write, an insert (each a cache miss in a large index: the index
+// first loads the home slot of every key of a call, so that the misses
+// overlap, then probes), the buffers of the page, whose first and last
+// slots are read from the caller's host indices (PageSize int64s a key:
+// the largest item of a read's profile after the copy and the CRC), and,
+// for a read, the key's index entry read back and compared (86 bytes for
+// a 512-byte page with a 64-byte key, 17% more bytes copied). Writes also
+// pay the temp file's OFD lock.
 //
 // System calls, counted with strace for a warm 100-key call: BatchSetV1
 // makes a read(2) of pending inotify events, then per batch file openat,
@@ -288,10 +301,11 @@
 // one pwritev or preadv per 1024 page buffers (a 10,000-page call of
 // page_first pages, two buffers each, makes 20). Allocations per call in
 // steady state (testing.AllocsPerRun): BatchGetV1 2 up to 1,000 keys and
-// 69 at 10,000 (the IO workers' goroutines); BatchSetV1 27 to 44 for one
-// file, 122 at 10,000 keys (the parallel window writes).
+// 69 at 10,000 (the IO workers' goroutines); BatchSetV1 18 for one file,
+// 87 to 89 at 10,000 keys (the parallel window writes).
 //
-// The index: 38.2 B of heap per page with 10 M pages indexed (80,000 files
+// The index and New figures below, and the one-worker and DirectIO large
+// reads, were measured at commit 2861409. The index: 38.2 B of heap per page with 10 M pages indexed (80,000 files
 // x 128), and a full garbage collection with them live takes 16 to 29 ms
 // (3 runs of BenchmarkBuild10M in internal/index; the map it replaced held
 // 202 to 231 B per key). New over 100,000 one-page batch files
@@ -307,13 +321,19 @@
 // locks, and a hit takes no scan lock.
 //
 // Large pages (BenchmarkLarge: 16 x 8 MiB, page_first, one batch file),
-// CRC32C verification on: each window is checksummed on a second goroutine
-// while the next is read, 1 MiB windows from the page cache and 8 MiB ones
-// with O_DIRECT. BatchGetV1 reached 0.86 [0.82-0.87] of a plain preadv of
-// the same bytes into the same buffers with one IO worker (3.5 against 4.1
-// GB/s), but 0.52 [0.52-0.57] with two against a 2-thread preadv: with both
-// cores copying, the checksum has no core to overlap on. With DirectIO it
-// reached 0.96 [0.94-0.97] of O_DIRECT preads of the same ranges.
+// CRC32C verification on. With one IO worker each 1 MiB window is
+// checksummed on a second goroutine while the next is read (8 MiB windows
+// with O_DIRECT): BatchGetV1 reached 0.86 [0.82-0.87] of a plain preadv of
+// the same bytes into the same buffers (3.5 against 4.1 GB/s) at commit
+// 2861409; at d1acc7a, the path unchanged but the machine loaded (plain
+// preadv 2.3 to 2.7 GB/s), 0.68 [0.65-0.68], the checksum then having no
+// free core to overlap on. With two workers each reads its half and
+// checksums every window itself right after reading it, while the window is
+// in its core's L2: at d1acc7a 1.05 [1.04-1.15] of the issue's 2-thread
+// floor (each thread a preadv of its half, then its CRC32Cs: x-crcfloor)
+// and 0.75 [0.68-0.76] of a 2-thread preadv without checksum (x-preadv).
+// With DirectIO it reached 0.96 [0.94-0.97] of O_DIRECT preads of the same
+// ranges (2861409).
 //
 // # Zero-copy lifetime
 //
