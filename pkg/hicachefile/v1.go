@@ -130,8 +130,7 @@ func (s *Store) BatchSetV1(keys []string, hostIndices []int64) ([]bool, error) {
 	// checks that the files of the keys found still exist. A key not found
 	// is simply written; no listing is needed to learn that it is new.
 	s.followDir()
-	s.idx.Lookup(sc.hashes, pi.fp, sc.refs, nil)
-	s.idx.Meta(sc.refs, sc.metas)
+	s.idx.LookupMeta(sc.hashes, pi.fp, sc.refs, sc.metas)
 	stored := func(i int) bool {
 		return sc.state[i] == stNone && sc.refs[i].File != 0 && sc.metas[i].FP == pi.fp
 	}
@@ -141,8 +140,7 @@ func (s *Store) BatchSetV1(keys []string, hostIndices []int64) ([]bool, error) {
 			checked[i] = stored(i)
 		}
 		if s.verifyFiles(sc.refs, checked) {
-			s.idx.Lookup(sc.hashes, pi.fp, sc.refs, nil)
-			s.idx.Meta(sc.refs, sc.metas)
+			s.idx.LookupMeta(sc.hashes, pi.fp, sc.refs, sc.metas)
 		}
 	}
 	pending := sc.order[:0]

@@ -60,8 +60,7 @@ func (s *Store) BatchGetV1(keys []string, hostIndices []int64) ([]bool, error) {
 	}
 	refreshed := false
 	for range maxCopies {
-		s.idx.Lookup(sc.hashes, pi.fp, sc.refs, nil)
-		s.idx.Meta(sc.refs, sc.metas)
+		s.idx.LookupMeta(sc.hashes, pi.fp, sc.refs, sc.metas)
 		read := sc.order[:0]
 		missing := false
 		for i := range keys {
