@@ -4,7 +4,6 @@ import (
 	"encoding/binary"
 	"fmt"
 	"hash/crc32"
-	"hash/fnv"
 	"math"
 )
 
@@ -303,9 +302,21 @@ func (id identity) key() uint64 {
 	if id.mla {
 		id.tpRank, id.tpSize = 0, 0
 	}
-	h := fnv.New64a()
-	fmt.Fprintf(h, "%d/%d %d/%d %t %s", id.tpRank, id.tpSize, id.ppRank, id.ppSize, id.mla, id.model)
-	return h.Sum64()
+	// The encoded identity names each field unambiguously; hashing it
+	// takes no formatting, which New would pay once per batch file.
+	var buf [64]byte
+	return fnv64a(appendIdentity(buf[:0], id))
+}
+
+// fnv64a returns the 64-bit FNV-1a hash of b, as hash/fnv's New64a would,
+// without allocating one.
+func fnv64a(b []byte) uint64 {
+	h := uint64(14695981039346656037)
+	for _, c := range b {
+		h ^= uint64(c)
+		h *= 1099511628211
+	}
+	return h
 }
 
 // matchKey combines a pool fingerprint with an identity key: the value the
@@ -314,7 +325,5 @@ func matchKey(fp, identKey uint64) uint64 {
 	var b [16]byte
 	binary.LittleEndian.PutUint64(b[:], fp)
 	binary.LittleEndian.PutUint64(b[8:], identKey)
-	h := fnv.New64a()
-	_, _ = h.Write(b[:])
-	return h.Sum64()
+	return fnv64a(b[:])
 }
