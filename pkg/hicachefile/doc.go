@@ -284,29 +284,46 @@
 //	go test -run=NONE -bench=Floor -count=3 -benchtime=300ms ./pkg/hicachefile
 //
 // Figures are medians of 3 runs [range], with SGLang-style keys (sha256
-// hex) and the seed's 512-byte pages, measured on 2026-11-27 on this
-// project's 2-core VM (the kernel reports "Intel(R) Xeon(R) Processor")
-// while other jobs loaded it; tmpfs is
-// mounted by the benchmark, disk is ext4 on a virtio disk, page cache warm,
-// nothing fsynced.
+// hex) and the seed's 512-byte pages, measured on 2026-11-27 at commit
+// 30d1655 on this project's 2-core VM (the kernel reports "Intel(R)
+// Xeon(R) Processor") while other jobs
+// loaded it (load average 6 to 7); tmpfs is mounted by the benchmark, disk
+// is ext4 on a virtio disk, page cache warm, nothing fsynced.
 //
 //	x-floor           N=1              10               100              1000             10000
-//	set, tmpfs        1.53 [1.49-1.55] 1.59 [1.42-1.62] 1.64 [1.55-1.65] 1.96 [1.92-2.25] 1.78 [1.43-1.85]
-//	get, tmpfs        1.23 [1.21-1.24] 1.41 [1.38-1.41] 1.63 [0.92-1.92] 1.84 [1.80-2.07] 2.11 [1.92-2.17]
-//	set, ext4         1.04 [1.02-1.09] 1.04 [1.03-1.06] 1.26 [1.14-1.28] 1.44 [1.36-1.49] 1.90 [1.83-1.95]
-//	get, ext4         1.14 [1.08-1.40] 1.41 [1.40-1.46] 1.62 [1.58-1.71] 2.20 [1.52-2.51] 2.30 [2.22-2.31]
+//	set, tmpfs        1.36 [1.26-1.41] 1.41 [1.39-1.41] 1.33 [1.30-1.38] 1.36 [1.35-1.65] 1.36 [1.15-1.68]
+//	get, tmpfs        1.18 [1.18-1.25] 1.39 [1.35-1.54] 1.52 [1.49-1.55] 1.66 [1.63-1.84] 1.89 [1.68-2.04]
+//	set, ext4         1.04 [1.02-1.06] 1.03 [1.02-1.06] 1.04 [1.02-1.06] 1.10 [1.09-1.22] 1.43 [1.27-1.49]
+//	get, ext4         1.21 [1.18-1.26] 1.36 [1.34-1.41] 1.59 [1.55-1.59] 1.87 [1.78-1.88] 1.95 [1.95-2.06]
 //
-// Before this index (commit eb75395, same benchmark, but a floor whose
-// preadv and pwritev allocated their iovec arrays) the same runs gave set
-// 2.0 to 5.2 and get 2.2 to 3.7 on tmpfs.
+//	x-floor-cpu       N=1              10               100              1000             10000
+//	set, tmpfs        1.35 [1.28-1.37] 1.39 [1.37-1.42] 1.35 [1.28-1.38] 1.40 [1.35-1.48] 1.45 [1.22-1.60]
+//	get, tmpfs        1.15 [1.14-1.16] 1.32 [1.31-1.32] 1.51 [1.50-1.52] 1.64 [1.64-1.74] 1.87 [1.76-1.98]
+//	set, ext4         1.03 [1.02-1.03] 1.02 [1.02-1.03] 1.04 [1.01-1.05] 1.14 [1.07-1.19] 1.47 [1.45-1.51]
+//	get, ext4         1.17 [1.12-1.17] 1.32 [1.30-1.35] 1.55 [1.53-1.58] 1.80 [1.79-1.86] 1.99 [1.97-2.05]
 //
-// What is left above the floor is per key: a digest, an index lookup (a
-// cache miss in a large index), the buffers of the page, and, for a read,
-// the key's index entry read back and compared (86 bytes for a 512-byte
-// page with a 64-byte key). Writes also pay the temp file's OFD lock and
-// the index inserts. (The set rows were measured before the temp file was
-// made with O_TMPFILE and linked, which adds a linkat per batch file; see
-// below.)
+// At commit 2861409 the same benchmark gave set 1.53 to 1.96 on tmpfs and
+// 1.04 to 1.90 on ext4, get 1.23 to 2.11 on tmpfs and 1.14 to 2.30 on ext4
+// (x-floor). Writes gained from an index encoded in place into pooled
+// buffers and from index probes that find their slots in cache (see
+// below); reads from windows built from the pool's slice headers in bulk
+// and from host indices checked without a division per page. Before the
+// pointer-free index (commit eb75395, a floor whose preadv and pwritev
+// allocated their iovec arrays) the same runs gave set 2.0 to 5.2 and get
+// 2.2 to 3.7 on tmpfs.
+//
+// What is left above the floor is per key: a digest, an index lookup and,
+// for a write, an insert (each a cache miss in a large index: the index
+// first loads the home slot of every key of a call, so that the misses
+// overlap, then probes), the buffers of the page, whose first and last
+// slots are read from the caller's host indices (PageSize int64s a key, 512
+// KB for 1,000 keys: after the copy and the CRC the largest item of a
+// read's profile), and, for a read, the key's index entry read back and
+// compared (86 bytes for a 512-byte page with a 64-byte key, 17% more bytes
+// copied). A write also pays, per file, the temp file's OFD lock, the read
+// of the inotify events its own previous rename raised, and the index's
+// per-file bookkeeping (its name map): 6 system calls against the floor's 4,
+// which is most of the difference at N = 1 and 10 on tmpfs.
 //
 // System calls, counted with strace for a warm 100-key call: BatchSetV1
 // makes a read(2) of pending inotify events, then per batch file openat
@@ -319,32 +336,41 @@
 // one pwritev or preadv per 1024 page buffers (a 10,000-page call of
 // page_first pages, two buffers each, makes 20). Allocations per call in
 // steady state (testing.AllocsPerRun): BatchGetV1 2 up to 1,000 keys and
-// 69 at 10,000 (the IO workers' goroutines); BatchSetV1 27 to 44 for one
-// file, 122 at 10,000 keys (the parallel window writes).
+// 13 at 10,000 (the IO workers' goroutines); BatchSetV1 18 for one file,
+// 87 to 89 at 10,000 keys (the parallel window writes).
 //
-// The index: 38.2 B of heap per page with 10 M pages indexed (80,000 files
-// x 128), and a full garbage collection with them live takes 16 to 29 ms
-// (3 runs of BenchmarkBuild10M in internal/index; the map it replaced held
-// 202 to 231 B per key). New over 100,000 one-page batch files
-// (BenchmarkNew) took 0.53 s [0.52-0.60] warm on tmpfs with IOWorkers 8
-// and 0.57 s [0.57-0.57] one file at a time (open, fstat, one pread of the
-// tail, close: some 5.5 us a file on this VM);
-// cold, each file's pages written back and dropped from the page cache on
-// ext4, 3.96 s [3.28-4.02] with IOWorkers 8 against 10.42 s [8.33-10.65]
-// one file at a time.
+// The index (commit 2861409): 38.2 B of heap per page with 10 M pages
+// indexed (80,000 files x 128), and a full garbage collection with them
+// live takes 16 to 29 ms (3 runs of BenchmarkBuild10M in internal/index;
+// the map it replaced held 202 to 231 B per key). New over 100,000
+// one-page batch files (BenchmarkNew, commit 2861409) took 0.53 s
+// [0.52-0.60] warm on tmpfs with IOWorkers 8 and 0.57 s [0.57-0.57] one
+// file at a time (open, fstat, one pread of the tail, close: some 5.5 us a
+// file on this VM); cold, each file's pages written back and dropped from
+// the page cache on ext4, 3.96 s [3.28-4.02] with IOWorkers 8 against
+// 10.42 s [8.33-10.65] one file at a time. At commit 30d1655, with the
+// machine loaded, a warm New with IOWorkers 8 took 0.54 to 0.61 s of CPU
+// (cpu-s/New, 3 runs; the same at 2861409), about its wall time: its
+// workers had about one core between them.
 // BatchGetV1 of 128 pages from 1, 2 and 4 goroutines (BenchmarkParallelGet,
-// -cpu=1,2,4) moved 4.28 [3.52-5.11], 6.03 [5.71-6.31] and 5.22
-// [5.01-5.23] M pages/s: lookups of different keys take different shard
-// locks, and a hit takes no scan lock.
+// -cpu=1,2,4, commit b3ff449) moved 4.96 [3.64-5.19], 6.37 [6.16-6.91] and
+// 6.04 [5.65-6.89] M pages/s: lookups of different keys take different
+// shard locks, and a hit takes no scan lock.
 //
 // Large pages (BenchmarkLarge: 16 x 8 MiB, page_first, one batch file),
-// CRC32C verification on: each window is checksummed on a second goroutine
-// while the next is read, 1 MiB windows from the page cache and 8 MiB ones
-// with O_DIRECT. BatchGetV1 reached 0.86 [0.82-0.87] of a plain preadv of
-// the same bytes into the same buffers with one IO worker (3.5 against 4.1
-// GB/s), but 0.52 [0.52-0.57] with two against a 2-thread preadv: with both
-// cores copying, the checksum has no core to overlap on. With DirectIO it
-// reached 0.96 [0.94-0.97] of O_DIRECT preads of the same ranges.
+// CRC32C verification on. With one IO worker each 1 MiB window is
+// checksummed on a second goroutine while the next is read (8 MiB windows
+// with O_DIRECT): BatchGetV1 reached 0.86 [0.82-0.87] of a plain preadv of
+// the same bytes into the same buffers (3.5 against 4.1 GB/s) at commit
+// 2861409; at d1acc7a, the path unchanged but the machine loaded (plain
+// preadv 2.3 to 2.7 GB/s), 0.68 [0.65-0.68], the checksum then having no
+// free core to overlap on. With two workers each reads its half and
+// checksums every window itself right after reading it, while the window is
+// in its core's L2: at d1acc7a 1.05 [1.04-1.15] of the issue's 2-thread
+// floor (each thread a preadv of its half, then its CRC32Cs: x-crcfloor)
+// and 0.75 [0.68-0.76] of a 2-thread preadv without checksum (x-preadv).
+// With DirectIO it reached 0.96 [0.94-0.97] of O_DIRECT preads of the same
+// ranges (2861409).
 //
 // # Zero-copy lifetime
 //

@@ -4,7 +4,6 @@ import (
 	"encoding/binary"
 	"fmt"
 	"hash/crc32"
-	"hash/fnv"
 	"math"
 )
 
@@ -113,6 +112,44 @@ func fileTag(b []byte) uint32 {
 		return 0
 	}
 	return binary.LittleEndian.Uint32(b[len(b)-4:])
+}
+
+// appendEntry appends the index entry of key, whose page lies at off and
+// is length bytes long, to dst, with a zero CRC32C: setEntryCRC fills it in
+// once the page is summed. It is appendIndex's encoding of one entry.
+func appendEntry(dst []byte, key string, off, length int64) []byte {
+	dst = binary.LittleEndian.AppendUint16(dst, uint16(len(key)))
+	dst = append(dst, key...)
+	dst = binary.LittleEndian.AppendUint64(dst, uint64(off))
+	dst = binary.LittleEndian.AppendUint64(dst, uint64(length))
+	return binary.LittleEndian.AppendUint32(dst, 0)
+}
+
+// setEntryCRC sets the CRC32C of the entry that starts ent with a key of
+// keyLen bytes.
+func setEntryCRC(ent []byte, keyLen int, crc uint32) {
+	binary.LittleEndian.PutUint32(ent[2+keyLen+16:], crc)
+}
+
+// appendTrailer appends to dst, whose bytes from start are the count
+// entries of an index (appendEntry) of pages ending at indexOff, the
+// identity ident and the trailer: appendIndex's output, for an index
+// encoded in place.
+func appendTrailer(dst []byte, start, count int, indexOff int64, fp uint64, ident []byte) []byte {
+	indexCRC := crc32.Checksum(dst[start:], castagnoli)
+	indexLen := len(dst) - start
+	dst = append(dst, ident...)
+	t := len(dst)
+	dst = append(dst, batchMagic...)
+	dst = binary.LittleEndian.AppendUint32(dst, formatVersion)
+	dst = binary.LittleEndian.AppendUint32(dst, uint32(count))
+	dst = binary.LittleEndian.AppendUint64(dst, uint64(indexOff))
+	dst = binary.LittleEndian.AppendUint64(dst, uint64(indexLen))
+	dst = binary.LittleEndian.AppendUint32(dst, indexCRC)
+	dst = binary.LittleEndian.AppendUint64(dst, fp)
+	dst = binary.LittleEndian.AppendUint32(dst, uint32(len(ident)))
+	dst = binary.LittleEndian.AppendUint32(dst, crc32.Checksum(ident, castagnoli))
+	return binary.LittleEndian.AppendUint32(dst, crc32.Checksum(dst[t:], castagnoli))
 }
 
 // parseTrailer decodes and checks the last trailerSize bytes of a file of
@@ -275,9 +312,21 @@ func (id identity) key() uint64 {
 	if id.mla {
 		id.tpRank, id.tpSize = 0, 0
 	}
-	h := fnv.New64a()
-	fmt.Fprintf(h, "%d/%d %d/%d %t %s", id.tpRank, id.tpSize, id.ppRank, id.ppSize, id.mla, id.model)
-	return h.Sum64()
+	// The encoded identity names each field unambiguously; hashing it
+	// takes no formatting, which New would pay once per batch file.
+	var buf [64]byte
+	return fnv64a(appendIdentity(buf[:0], id))
+}
+
+// fnv64a returns the 64-bit FNV-1a hash of b, as hash/fnv's New64a would,
+// without allocating one.
+func fnv64a(b []byte) uint64 {
+	h := uint64(14695981039346656037)
+	for _, c := range b {
+		h ^= uint64(c)
+		h *= 1099511628211
+	}
+	return h
 }
 
 // matchKey combines a pool fingerprint with an identity key: the value the
@@ -286,7 +335,5 @@ func matchKey(fp, identKey uint64) uint64 {
 	var b [16]byte
 	binary.LittleEndian.PutUint64(b[:], fp)
 	binary.LittleEndian.PutUint64(b[8:], identKey)
-	h := fnv.New64a()
-	_, _ = h.Write(b[:])
-	return h.Sum64()
+	return fnv64a(b[:])
 }

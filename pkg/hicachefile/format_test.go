@@ -1,9 +1,12 @@
 package hicachefile
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"hash/crc32"
+	"hash/fnv"
 	"slices"
 	"testing"
 )
@@ -210,5 +213,57 @@ func TestParseRejects(t *testing.T) {
 				t.Fatalf("parse = %v, want ErrCorrupt", err)
 			}
 		})
+	}
+}
+
+// TestAppendInPlace checks that an index encoded in place (appendEntry,
+// setEntryCRC, appendTrailer), as BatchSetV1 writes it, is byte for byte
+// appendIndex's.
+func TestAppendInPlace(t *testing.T) {
+	ident := appendIdentity(nil, identity{model: "m", tpSize: 1, ppSize: 1})
+	for _, n := range []int{0, 1, 3, 100} {
+		entries := make([]indexEntry, n)
+		var got []byte
+		var starts []int
+		for i := range entries {
+			entries[i] = indexEntry{key: fmt.Sprint("key-", i*i), off: int64(i) * 512, length: 512, crc: uint32(i*7919 + 1)}
+			starts = append(starts, len(got))
+			got = appendEntry(got, entries[i].key, entries[i].off, entries[i].length)
+		}
+		for i, e := range entries {
+			setEntryCRC(got[starts[i]:], len(e.key), e.crc)
+		}
+		got = appendTrailer(got, 0, n, int64(n)*512, 42, ident)
+		if want := appendIndex(nil, entries, 42, ident); !bytes.Equal(got, want) {
+			t.Fatalf("n=%d: in-place index differs from appendIndex's", n)
+		}
+	}
+}
+
+// TestFNV64a checks fnv64a against hash/fnv, and that identities that
+// differ in any field a store compares get different keys.
+func TestFNV64a(t *testing.T) {
+	for _, in := range []string{"", "a", "hicache identity"} {
+		h := fnv.New64a()
+		h.Write([]byte(in))
+		if got, want := fnv64a([]byte(in)), h.Sum64(); got != want {
+			t.Fatalf("fnv64a(%q) = %x, want %x", in, got, want)
+		}
+	}
+	base := identity{model: "m", tpRank: 1, tpSize: 2, ppRank: 0, ppSize: 1}
+	for _, other := range []identity{
+		{model: "n", tpRank: 1, tpSize: 2, ppSize: 1},
+		{model: "m", tpRank: 0, tpSize: 2, ppSize: 1},
+		{model: "m", tpRank: 1, tpSize: 4, ppSize: 1},
+		{model: "m", tpRank: 1, tpSize: 2, ppRank: 1, ppSize: 2},
+		{model: "m", tpRank: 1, tpSize: 2, ppSize: 1, mla: true},
+	} {
+		if other.key() == base.key() {
+			t.Fatalf("%+v and %+v share a key", other, base)
+		}
+	}
+	mla := identity{model: "m", tpRank: 1, tpSize: 2, ppSize: 1, mla: true}
+	if other := (identity{model: "m", tpRank: 0, tpSize: 4, ppSize: 1, mla: true}); other.key() != mla.key() {
+		t.Fatal("MLA identities that differ only in TP rank and size get different keys")
 	}
 }

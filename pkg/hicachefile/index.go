@@ -124,8 +124,7 @@ func (s *Store) present(keys []string, fp uint64, have []bool) {
 // lacks a copy for fp.
 func (s *Store) presentOnce(sc *scratch, fp uint64, have []bool) bool {
 	refs := sc.refs[:len(have)]
-	s.idx.Lookup(sc.hashes[:len(have)], fp, refs, nil)
-	s.idx.Meta(refs, sc.metas[:len(have)])
+	s.idx.LookupMeta(sc.hashes[:len(have)], fp, refs, sc.metas[:len(have)])
 	missing := false
 	for i, r := range refs {
 		have[i] = r.File != 0 && (fp == 0 || sc.metas[i].FP == fp)

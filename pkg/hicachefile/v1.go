@@ -6,6 +6,7 @@ import (
 	"hash/crc32"
 	"math/bits"
 	"slices"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -129,8 +130,7 @@ func (s *Store) BatchSetV1(keys []string, hostIndices []int64) ([]bool, error) {
 	// checks that the files of the keys found still exist. A key not found
 	// is simply written; no listing is needed to learn that it is new.
 	s.followDir()
-	s.idx.Lookup(sc.hashes, pi.fp, sc.refs, nil)
-	s.idx.Meta(sc.refs, sc.metas)
+	s.idx.LookupMeta(sc.hashes, pi.fp, sc.refs, sc.metas)
 	stored := func(i int) bool {
 		return sc.state[i] == stNone && sc.refs[i].File != 0 && sc.metas[i].FP == pi.fp
 	}
@@ -140,8 +140,7 @@ func (s *Store) BatchSetV1(keys []string, hostIndices []int64) ([]bool, error) {
 			checked[i] = stored(i)
 		}
 		if s.verifyFiles(sc.refs, checked) {
-			s.idx.Lookup(sc.hashes, pi.fp, sc.refs, nil)
-			s.idx.Meta(sc.refs, sc.metas)
+			s.idx.LookupMeta(sc.hashes, pi.fp, sc.refs, sc.metas)
 		}
 	}
 	pending := sc.order[:0]
@@ -351,40 +350,62 @@ func (s *Store) goneInFlight(name string) bool {
 	return false
 }
 
+// writeBuf is the reusable memory of one writeBatch: its iovecs and the
+// encoded index, identity and trailer.
+type writeBuf struct {
+	iov [][]byte
+	idx []byte
+}
+
+var writeBufPool = sync.Pool{New: func() any { return new(writeBuf) }}
+
 // writeBatch writes the pages of keys[i] for i in chunk as one batch file
 // under a temp name: the payload straight from pool memory, then the index
-// and trailer. A payload of up to ioWindow bytes is checksummed first and
-// written with the index in one pwritev; a larger one moves in windows,
-// each checksummed while it is in cache, split between IO workers.
+// and trailer, encoded in place into a reused buffer. A payload of up to
+// ioWindow bytes is checksummed first and written with the index in one
+// pwritev; a larger one moves in windows, each checksummed while it is in
+// cache, split between IO workers.
 func (s *Store) writeBatch(pi *poolInfo, v1fd int, keys []string, hashes []uint64, bufs [][]byte, chunk []int32, workers int) (batch, error) {
 	n := len(chunk)
 	b := batch{n: n, hashes: make([]uint64, n), ents: make([]uint32, n), pages: make([]uint32, n)}
-	entries := make([]indexEntry, n)
-	ent := uint32(0)
-	for j, i := range chunk {
-		entries[j] = indexEntry{key: keys[i], off: int64(j) * pi.pageLen, length: pi.pageLen}
-		b.hashes[j], b.ents[j], b.pages[j] = hashes[i], ent, uint32(j)
-		ent += uint32(entryFixed + len(keys[i]))
+	wb := writeBufPool.Get().(*writeBuf)
+	defer func() {
+		clear(wb.iov[:cap(wb.iov)]) // drop references to pool memory
+		if cap(wb.idx) <= 8<<20 && cap(wb.iov) <= 1<<16 {
+			writeBufPool.Put(wb)
+		}
+	}()
+	need := 0
+	for _, i := range chunk {
+		need += entryFixed + len(keys[i])
 	}
+	idx := slices.Grow(wb.idx[:0], need+len(s.ident)+trailerSize)
+	for j, i := range chunk {
+		b.hashes[j], b.ents[j], b.pages[j] = hashes[i], uint32(len(idx)), uint32(j)
+		idx = appendEntry(idx, keys[i], int64(j)*pi.pageLen, pi.pageLen)
+	}
+	ent := len(idx)
 	payload := int64(n) * pi.pageLen
 	b.meta = index.Meta{FP: pi.fp, IndexOff: payload, PageLen: pi.pageLen}
 	b.size = payload + int64(ent) + int64(len(s.ident)) + trailerSize
 	page := func(j int) [][]byte { i := int(chunk[j]); return bufs[i*pi.bpp : (i+1)*pi.bpp] }
+	setCRC := func(j int, crc uint32) { setEntryCRC(idx[b.ents[j]:], len(keys[chunk[j]]), crc) }
 	var err error
 	b.tmp, err = s.writeTemp(v1fd, s.v1Dir, b.size, func(fd int) error {
 		if payload <= ioWindow || workers <= 1 && payload <= 4*ioWindow {
-			iov := make([][]byte, 0, n*pi.bpp+1)
+			iov := slices.Grow(wb.iov[:0], n*pi.bpp+1)
 			for j := range n {
 				crc := uint32(0)
 				for _, x := range page(j) {
 					crc = crc32.Update(crc, castagnoli, x)
 					iov = append(iov, x)
 				}
-				entries[j].crc = crc
+				setCRC(j, crc)
 			}
-			idx := appendIndex(nil, entries, pi.poolFP, s.ident)
+			idx = appendTrailer(idx, 0, n, payload, pi.poolFP, s.ident)
 			b.meta.Tag = fileTag(idx)
-			return s.sys.pwritev(fd, append(iov, idx), 0)
+			wb.iov, wb.idx = append(iov, idx), idx
+			return s.sys.pwritev(fd, wb.iov, 0)
 		}
 		pieces := split(workers, n, pi.pageLen)
 		errs := make([]error, len(pieces))
@@ -397,10 +418,11 @@ func (s *Store) writeBatch(pi *poolInfo, v1fd int, keys []string, hashes []uint6
 		if err := joinDistinct(errs); err != nil {
 			return err
 		}
-		for j := range entries {
-			entries[j].crc = crcs[j]
+		for j, crc := range crcs {
+			setCRC(j, crc)
 		}
-		idx := appendIndex(nil, entries, pi.poolFP, s.ident)
+		idx = appendTrailer(idx, 0, n, payload, pi.poolFP, s.ident)
+		wb.idx = idx
 		b.meta.Tag = fileTag(idx)
 		return s.sys.pwritev(fd, [][]byte{idx}, payload)
 	})

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"io"
 	"math"
 	"math/bits"
@@ -60,8 +61,7 @@ func (s *Store) BatchGetV1(keys []string, hostIndices []int64) ([]bool, error) {
 	}
 	refreshed := false
 	for range maxCopies {
-		s.idx.Lookup(sc.hashes, pi.fp, sc.refs, nil)
-		s.idx.Meta(sc.refs, sc.metas)
+		s.idx.LookupMeta(sc.hashes, pi.fp, sc.refs, sc.metas)
 		read := sc.order[:0]
 		missing := false
 		for i := range keys {
@@ -368,7 +368,7 @@ func (s *Store) readSome(pi *poolInfo, keys []string, bufs [][]byte, sc *scratch
 			}
 		}
 		parallel(s.workers, len(pieces), func(p int) {
-			s.readRun(pi, bufs, sc, pieces[p], new(window))
+			s.readRun(pi, bufs, sc, pieces[p], &window{serial: true})
 		})
 	}
 	hits := 0
@@ -498,9 +498,11 @@ func (s *Store) readRun(pi *poolInfo, bufs [][]byte, sc *scratch, r readRun, w *
 	// as a batch's are.
 	p0, n := int(r.pages[0]), len(r.pages)
 	got := sc.crcs[p0 : p0+1]
+	consecutive := true
 	for j, i := range r.pages {
 		if int(i) != p0+j {
 			got = make([]uint32, n)
+			consecutive = false
 			break
 		}
 	}
@@ -508,9 +510,13 @@ func (s *Store) readRun(pi *poolInfo, bufs [][]byte, sc *scratch, r readRun, w *
 		got = sc.crcs[p0 : p0+n]
 	}
 	var err error
-	if fits && pageBytes(page(0))*int64(n) >= pipelineBytes {
+	pageLen := pageBytes(page(0))
+	switch {
+	case fits && pageLen*int64(n) >= pipelineBytes:
 		err = checksummedPipelined(n, page, got, off, r.tail, directWindow, read)
-	} else {
+	case consecutive && !fits && pageLen <= ioWindow && (w.serial || pageLen*int64(n) < pipelineBytes):
+		err = readConsecutive(bufs[p0*pi.bpp:(p0+n)*pi.bpp], pi.bpp, pageLen, got, off, r.tail, w, read)
+	default:
 		err = checksummed(n, page, got, off, false, w, r.tail, read)
 	}
 	if err != nil {
@@ -546,6 +552,38 @@ func (s *Store) readRun(pi *poolInfo, bufs [][]byte, sc *scratch, r readRun, w *
 			sc.crcs[i] = got[j]
 		}
 	}
+}
+
+// readConsecutive is checksummed for a run of whole pages whose buffers
+// lie back to back in bufs, bpp per page of pageLen (at most ioWindow)
+// bytes: each window of whole pages is read with the buffers' own slice
+// headers copied in bulk, then checksummed page by page while in cache,
+// with no per-buffer bookkeeping. tail comes in the last window's read.
+func readConsecutive(bufs [][]byte, bpp int, pageLen int64, crcs []uint32, off int64, tail []byte, w *window, read func(bufs [][]byte, off int64) error) error {
+	n := len(bufs) / bpp
+	per := int(max(1, ioWindow/pageLen)) // pages per window
+	for lo := 0; lo < n; lo += per {
+		hi := min(n, lo+per)
+		iov := append(w.iov[:0], bufs[lo*bpp:hi*bpp]...)
+		if hi == n && len(tail) > 0 {
+			iov = append(iov, tail)
+		}
+		err := read(iov, off)
+		clear(iov)
+		w.iov = iov[:0]
+		if err != nil {
+			return err
+		}
+		for j := lo; j < hi; j++ {
+			crc := uint32(0)
+			for _, b := range bufs[j*bpp : (j+1)*bpp] {
+				crc = crc32.Update(crc, castagnoli, b)
+			}
+			crcs[j] = crc
+		}
+		off += int64(hi-lo) * pageLen
+	}
+	return nil
 }
 
 // verifyFile checks each key read from the file f against its entry in

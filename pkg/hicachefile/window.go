@@ -13,6 +13,11 @@ const ioWindow = 1 << 20
 type window struct {
 	iov   [][]byte
 	owner []int32 // the page of each iov segment
+	// serial keeps a large read from checksumming on a goroutine of its
+	// own (checksummedPipelined): an IO worker that shares the read with
+	// others has no spare core to overlap on, and sums each window itself
+	// right after reading it, while it is in its core's cache.
+	serial bool
 }
 
 // checksummed moves n pages, page(j) being the buffers of page j, laid back
@@ -23,7 +28,7 @@ type window struct {
 // in the last window, unchecksummed. On error the CRCs are incomplete.
 func checksummed(n int, page func(j int) [][]byte, crcs []uint32, off int64, write bool, w *window, tail []byte, move func(bufs [][]byte, off int64) error) error {
 	clear(crcs[:n])
-	if !write && n > 0 && pageBytes(page(0))*int64(n) >= pipelineBytes {
+	if !write && !w.serial && n > 0 && pageBytes(page(0))*int64(n) >= pipelineBytes {
 		return checksummedPipelined(n, page, crcs, off, tail, ioWindow, move)
 	}
 	w.iov, w.owner = w.iov[:0], w.owner[:0]

@@ -94,6 +94,9 @@ func (p *Pool) buffersChecked(dst [][]byte, indices []int64, o order, ends bool)
 	// Straight to slices, page by page: no list of starts or segments in
 	// between, since V1 storage calls this on every batch.
 	out := slices.Grow(dst, len(indices)/ps*p.g.buffersPerPage())
+	if ends && p.g.layout != LayerFirst {
+		return p.appendEnds(out, indices)
+	}
 	var small [2]segment
 	one := small[:0]
 	for i := 0; i < len(indices); i += ps {
@@ -126,6 +129,33 @@ func (p *Pool) buffersChecked(dst [][]byte, indices []int64, o order, ends bool)
 		one = p.g.appendSegments(one[:0], first, o)
 		for _, s := range one {
 			out = append(out, p.mem[s.off:s.off+s.len:s.off+s.len])
+		}
+	}
+	return out, nil
+}
+
+// appendEnds is buffersChecked with ends for a layout whose pages lie
+// together, in one tight loop: no division per page when the page size is
+// a power of two, and the error built only for a page that fails. The
+// caller holds p.mu shared.
+func (p *Pool) appendEnds(out [][]byte, indices []int64) ([][]byte, error) {
+	g := &p.g
+	ps := g.ps
+	mask, pow2 := ps-1, ps&(ps-1) == 0
+	stride, n := g.layers*g.row, g.layers*ps*g.row
+	for i := int64(0); i < int64(len(indices)); i += ps {
+		first, last := indices[i], indices[i+ps-1]
+		if uint64(first) >= uint64(g.slots) || pow2 && first&mask != 0 || !pow2 && first%ps != 0 {
+			return nil, p.checkStart(first)
+		}
+		if last != first+ps-1 {
+			return nil, fmt.Errorf("%w: slot %d at position %d does not follow %d", ErrBadIndices, last, i+ps-1, first+ps-2)
+		}
+		k := first * stride
+		out = append(out, p.mem[k:k+n:k+n])
+		if g.halves == 2 {
+			v := k + g.vOffset
+			out = append(out, p.mem[v:v+n:v+n])
 		}
 	}
 	return out, nil

@@ -33,8 +33,6 @@ type Meta struct {
 	IndexOff int64
 	// PageLen is the length of the file's pages.
 	PageLen int64
-	// Size and Mtime are the file's size and modification time.
-	Size, Mtime int64
 	// Ino is the inode number of the file the entries came from: another
 	// file renamed over it has another.
 	Ino uint64
@@ -206,20 +204,26 @@ func (x *Index) AddHashed(name string, meta Meta, hashes []uint64, ents, pages [
 	x.fmu.Unlock()
 	// Insert shard by shard; the file turns live only when every entry is
 	// in, so a lookup never sees half a file.
-	order, ends := byShard(hashes, nil)
+	buf := orderPool.Get().(*[]int32)
+	order, ends := byShard(hashes, *buf)
 	start := int32(0)
 	for k := range ends {
 		if ends[k] == start {
 			continue
 		}
+		group := order[start:ends[k]]
 		s := &x.shard[k]
 		s.mu.Lock()
-		for _, i := range order[start:ends[k]] {
+		s.reserve(len(group))
+		_ = s.touch(hashes, group)
+		for _, i := range group {
 			s.insert(makeSlot(hashes[i], id, ents[i], pages[i]))
 		}
 		s.mu.Unlock()
 		start = ends[k]
 	}
+	*buf = order
+	orderPool.Put(buf)
 	x.fmu.Lock()
 	old, replaced := x.names[name]
 	x.names[name] = id
@@ -347,9 +351,43 @@ func (x *Index) Lookup(hashes []uint64, fp uint64, refs []Ref, skip func(i int, 
 		}
 		s := &x.shard[k]
 		s.mu.RLock()
+		_ = s.touch(hashes, order[start:ends[k]])
 		for _, i := range order[start:ends[k]] {
 			refs[i] = x.find(s, hashes[i], fp, int(i), skip)
 			if refs[i].File != 0 {
+				found++
+			}
+		}
+		s.mu.RUnlock()
+		start = ends[k]
+	}
+	x.fmu.RUnlock()
+	*buf = order
+	orderPool.Put(buf)
+	return found
+}
+
+// LookupMeta is Lookup, with no skip, that also stores the metadata of
+// each copy's file in metas[i], under the same locks: what Lookup and
+// Meta do in two passes.
+func (x *Index) LookupMeta(hashes []uint64, fp uint64, refs []Ref, metas []Meta) int {
+	found := 0
+	buf := orderPool.Get().(*[]int32)
+	order, ends := byShard(hashes, *buf)
+	x.fmu.RLock()
+	start := int32(0)
+	for k := range ends {
+		if ends[k] == start {
+			continue
+		}
+		s := &x.shard[k]
+		s.mu.RLock()
+		_ = s.touch(hashes, order[start:ends[k]])
+		for _, i := range order[start:ends[k]] {
+			r := x.find(s, hashes[i], fp, int(i), nil)
+			refs[i] = r
+			if r.File != 0 {
+				metas[i] = x.files[r.File].meta
 				found++
 			}
 		}

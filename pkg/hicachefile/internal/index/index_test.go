@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"runtime"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -300,4 +301,27 @@ func BenchmarkLookup(b *testing.B) {
 			}
 		}
 	})
+}
+
+// TestLookupMeta checks that LookupMeta finds what Lookup and Meta find.
+func TestLookupMeta(t *testing.T) {
+	x := New()
+	x.Add("a", Meta{FP: 1, IndexOff: 10, PageLen: 512}, []Entry{{Key: "k0"}, {Key: "k1", Ent: 30, Page: 1}}, nil)
+	x.Add("b", Meta{FP: 2, IndexOff: 20, PageLen: 512}, []Entry{{Key: "k1"}}, nil)
+	hashes := []uint64{x.Hash("k0"), x.Hash("k1"), x.Hash("k2")}
+	for _, fp := range []uint64{1, 2, 3} {
+		refs, metas := make([]Ref, 3), make([]Meta, 3)
+		wantRefs, wantMetas := make([]Ref, 3), make([]Meta, 3)
+		n := x.LookupMeta(hashes, fp, refs, metas)
+		if want := x.Lookup(hashes, fp, wantRefs, nil); n != want {
+			t.Fatalf("fp %d: LookupMeta found %d, Lookup %d", fp, n, want)
+		}
+		x.Meta(wantRefs, wantMetas)
+		if !slices.Equal(refs, wantRefs) || !slices.Equal(metas, wantMetas) {
+			t.Fatalf("fp %d: LookupMeta gave %v %v, Lookup and Meta %v %v", fp, refs, metas, wantRefs, wantMetas)
+		}
+		if refs[2].File != 0 {
+			t.Fatalf("fp %d: found a key never added", fp)
+		}
+	}
 }

@@ -58,10 +58,49 @@ func (s *shard) insert(sl slot) {
 	s.count++
 }
 
+// reserve grows the table, once, to take n more slots without growing
+// again. The caller holds s.mu.
+func (s *shard) reserve(n int) {
+	size := len(s.slots)
+	for (s.count+n)*4 > size*3 {
+		size *= 2
+	}
+	if size > len(s.slots) {
+		s.resize(size)
+	}
+}
+
+// touch loads the home slot of each hashes[i], i in group, and returns a
+// sum of what it read, which callers ignore: the loads are independent, so
+// the CPU has many cache misses in flight at once, and the probes that
+// follow, one key at a time, find their slots in cache. In a table larger
+// than the cache that turns one memory latency per key into a fraction of
+// one. It is not inlined, so that its loads are not dropped as unused. The
+// caller holds s.mu.
+//
+//go:noinline
+func (s *shard) touch(hashes []uint64, group []int32) uint32 {
+	if len(s.slots) <= touchMin {
+		return 0
+	}
+	var sum uint32
+	for _, i := range group {
+		sum += s.slots[hashes[i]&s.mask].file
+	}
+	return sum
+}
+
+// touchMin is the table size (in slots) up to which touch does nothing: a
+// table of up to 20 KB stays in the first-level cache.
+const touchMin = 1024
+
 // grow doubles the table.
-func (s *shard) grow() {
+func (s *shard) grow() { s.resize(2 * len(s.slots)) }
+
+// resize moves the table to size slots, a power of two.
+func (s *shard) resize(size int) {
 	old := s.slots
-	s.slots = make([]slot, 2*len(old))
+	s.slots = make([]slot, size)
 	s.mask = uint64(len(s.slots) - 1)
 	for _, sl := range old {
 		if sl.file == 0 {
