@@ -15,6 +15,7 @@ import (
 
 	"github.com/hicache-go/hicache/pkg/hicachefile"
 	"github.com/hicache-go/hicache/pkg/hostcache"
+	"github.com/hicache-go/hicache/specs/internal/fsname"
 )
 
 // The environment of a node process: its number and its directory. The test
@@ -131,7 +132,7 @@ func (n *node) handle(r request, rep *reply) error {
 	switch r.Op {
 	case "stats":
 		rep.Stats = s.Stats()
-		rep.FS = fsName(n.dir)
+		rep.FS = fsname.Of(n.dir)
 		return nil
 	case "write":
 		return n.write(s, r, rep)

@@ -11,6 +11,7 @@ import (
 
 	"github.com/hicache-go/hicache/pkg/hicachefile"
 	"github.com/hicache-go/hicache/pkg/hostcache"
+	"github.com/hicache-go/hicache/specs/internal/sgname"
 )
 
 var _ = Describe("Other behaviour", Ordered, func() {
@@ -86,26 +87,26 @@ var _ = Describe("Other behaviour", Ordered, func() {
 				stores = append(stores, o)
 			}
 			// Temp files left by crashed writers: ours and a look-alike.
-			tmp := func(cfg hicachefile.Config) string { return ".0123456789abcdef" + suffixOf(cfg) + ".tmp" }
-			for _, d := range []string{dir, v1DirOf(ours)} {
+			tmp := func(cfg hicachefile.Config) string { return ".0123456789abcdef" + sgname.Suffix(cfg) + ".tmp" }
+			for _, d := range []string{dir, sgname.V1Dir(ours)} {
 				Expect(os.WriteFile(filepath.Join(d, tmp(ours)), nil, 0o644)).To(Succeed())
 				Expect(os.WriteFile(filepath.Join(d, tmp(others[0])), nil, 0o644)).To(Succeed())
 			}
 
 			before := map[string][]string{}
-			for _, d := range append([]string{dir, v1DirOf(ours)}, v1DirsOf(others)...) {
+			for _, d := range append([]string{dir, sgname.V1Dir(ours)}, v1DirsOf(others)...) {
 				before[d] = listDir(d)
 			}
-			Expect(before[v1DirOf(ours)]).To(HaveLen(3)) // a batch file and two temp files
+			Expect(before[sgname.V1Dir(ours)]).To(HaveLen(3)) // a batch file and two temp files
 
 			Expect(s.Clear()).To(Succeed())
 
 			// others[0] ("a_model") loses its old-format file: its name is
 			// also key "bb00_a" of ours, and SGLang's naming cannot tell
 			// them apart. A neighbour's miss, never a stale page of ours.
-			Expect(listDir(dir)).To(ConsistOf(without(before[dir], "bb00"+suffixOf(ours)+".bin", "k_x"+suffixOf(ours)+".bin",
-				"bb00"+suffixOf(others[0])+".bin", tmp(ours))))
-			Expect(listDir(v1DirOf(ours))).To(ConsistOf(tmp(others[0])))
+			Expect(listDir(dir)).To(ConsistOf(without(before[dir], "bb00"+sgname.Suffix(ours)+".bin", "k_x"+sgname.Suffix(ours)+".bin",
+				"bb00"+sgname.Suffix(others[0])+".bin", tmp(ours))))
+			Expect(listDir(sgname.V1Dir(ours))).To(ConsistOf(tmp(others[0])))
 			for _, d := range v1DirsOf(others) {
 				Expect(listDir(d)).To(Equal(before[d]), d)
 			}
@@ -202,7 +203,7 @@ var _ = Describe("Other behaviour", Ordered, func() {
 				Expect(err).To(MatchError(hicachefile.ErrLength))
 				Expect(ok).To(Equal(make([]bool, 3)))
 			}
-			Expect(batchFiles(v1DirOf(cfg))).To(BeEmpty())
+			Expect(batchFiles(sgname.V1Dir(cfg))).To(BeEmpty())
 		})
 
 		It("are ErrLength when keys and values or destinations differ in number", func() {
@@ -286,7 +287,7 @@ var _ = Describe("Other behaviour", Ordered, func() {
 			keys := keysN("dup", 3)
 			from := setV1(s, keys...)
 			want := dataPages(p, from)
-			files := batchFiles(v1DirOf(cfg))
+			files := batchFiles(sgname.V1Dir(cfg))
 			Expect(files).To(HaveLen(1))
 
 			other := mustAlloc(p, 3)
@@ -294,7 +295,7 @@ var _ = Describe("Other behaviour", Ordered, func() {
 			ok, err := s.BatchSetV1(keys, other)
 			Expect(err).NotTo(HaveOccurred())
 			Expect(ok).To(Equal(trues(3)))
-			Expect(batchFiles(v1DirOf(cfg))).To(Equal(files))
+			Expect(batchFiles(sgname.V1Dir(cfg))).To(Equal(files))
 			st := s.Stats()
 			Expect(st.Sets).To(BeEquivalentTo(3))
 			Expect(st.Existed).To(BeEquivalentTo(3))
@@ -312,7 +313,7 @@ var _ = Describe("Other behaviour", Ordered, func() {
 			ok, err := s.BatchSetV1([]string{"old"}, mustAlloc(p, 1))
 			Expect(err).NotTo(HaveOccurred())
 			Expect(ok).To(Equal([]bool{true}))
-			Expect(batchFiles(v1DirOf(cfg))).To(HaveLen(1))
+			Expect(batchFiles(sgname.V1Dir(cfg))).To(HaveLen(1))
 			Expect(s.Stats().Existed).To(BeZero())
 			_, found := s.Locate("old")
 			Expect(found).To(BeTrue())
@@ -339,7 +340,7 @@ var _ = Describe("Other behaviour", Ordered, func() {
 			ok, err := s.BatchSetV1(keys, from)
 			Expect(err).NotTo(HaveOccurred())
 			Expect(ok).To(Equal(trues(3)))
-			files := batchFiles(v1DirOf(cfg))
+			files := batchFiles(sgname.V1Dir(cfg))
 			Expect(files).To(HaveLen(1))
 			Expect(fileSize(files[0])).To(Equal(2*int64(p.PageBytes()) + hicachefile.IndexSize([]string{"d0", "d1"}) + hicachefile.IdentitySize(cfg.ModelName) + hicachefile.TrailerSize))
 			Expect(s.Stats().Sets).To(BeEquivalentTo(2))
@@ -382,7 +383,7 @@ func without(names []string, drop ...string) []string {
 func v1DirsOf(cfgs []hicachefile.Config) []string {
 	var dirs []string
 	for _, c := range cfgs {
-		dirs = append(dirs, v1DirOf(c))
+		dirs = append(dirs, sgname.V1Dir(c))
 	}
 	return dirs
 }

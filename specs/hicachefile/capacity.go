@@ -6,6 +6,7 @@ import (
 
 	"github.com/hicache-go/hicache/pkg/hicachefile"
 	"github.com/hicache-go/hicache/pkg/hostcache"
+	"github.com/hicache-go/hicache/specs/internal/sgname"
 )
 
 // DOMAIN.md's first user report: with no eviction, the directory fills the
@@ -37,7 +38,7 @@ var _ = Describe("Capacity", Ordered, func() {
 				Expect(ok).To(Equal([]bool{true}))
 			}
 			var total int64
-			for _, f := range batchFiles(v1DirOf(cfg)) {
+			for _, f := range batchFiles(sgname.V1Dir(cfg)) {
 				total += fileSize(f)
 			}
 			Expect(total).To(BeNumerically("<=", cfg.MaxBytes), "after writing %s", k)

@@ -13,6 +13,7 @@ import (
 
 	"github.com/hicache-go/hicache/pkg/hicachefile"
 	"github.com/hicache-go/hicache/pkg/hostcache"
+	"github.com/hicache-go/hicache/specs/internal/sgname"
 )
 
 // Every bad file is a miss: never a panic, and never bytes handed over as
@@ -48,7 +49,7 @@ var _ = Describe("Corruption", Ordered, func() {
 		ok, err := b.s.BatchSetV1(b.keys, from)
 		Expect(err).NotTo(HaveOccurred())
 		Expect(ok).To(Equal(trues(n)))
-		files := batchFiles(v1DirOf(b.cfg))
+		files := batchFiles(sgname.V1Dir(b.cfg))
 		Expect(files).To(HaveLen(1))
 		b.path = files[0]
 		return b
@@ -233,8 +234,8 @@ var _ = Describe("Corruption", Ordered, func() {
 			_, _ = rand.Read(token[:])
 			junk := make([]byte, size)
 			_, _ = rand.Read(junk)
-			name := "b" + hex.EncodeToString(token[:]) + suffixOf(b.cfg) + ".batch.bin"
-			Expect(os.WriteFile(filepath.Join(v1DirOf(b.cfg), name), junk, 0o644)).To(Succeed())
+			name := "b" + hex.EncodeToString(token[:]) + sgname.Suffix(b.cfg) + ".batch.bin"
+			Expect(os.WriteFile(filepath.Join(sgname.V1Dir(b.cfg), name), junk, 0o644)).To(Succeed())
 		}
 
 		DescribeTable("is skipped by a new store and by a lookup",

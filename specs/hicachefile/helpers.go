@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strings"
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
@@ -124,26 +123,6 @@ func trues(n int) []bool {
 		b[i] = true
 	}
 	return b
-}
-
-// suffixOf computes SGLang's file-name suffix for cfg from DOMAIN.md, apart
-// from the package: "_" + model with '/' replaced by '-', then
-// "_{tp_rank}_{tp_size}" unless MLA, then "_{pp_size}_{pp_rank}" when
-// pp_size > 1.
-func suffixOf(cfg hicachefile.Config) string {
-	s := "_" + strings.ReplaceAll(cfg.ModelName, "/", "-")
-	if !cfg.IsMLA {
-		s += fmt.Sprintf("_%d_%d", cfg.TPRank, max(cfg.TPSize, 1))
-	}
-	if cfg.PPSize > 1 {
-		s += fmt.Sprintf("_%d_%d", cfg.PPSize, cfg.PPRank)
-	}
-	return s
-}
-
-// v1DirOf is where a store of cfg keeps its batch files: Dir/v1<suffix>.
-func v1DirOf(cfg hicachefile.Config) string {
-	return filepath.Join(cfg.Dir, "v1"+suffixOf(cfg))
 }
 
 // batchFiles lists the .batch.bin files in dir.

@@ -11,6 +11,7 @@ import (
 
 	"github.com/hicache-go/hicache/pkg/hicachefile"
 	"github.com/hicache-go/hicache/pkg/hostcache"
+	"github.com/hicache-go/hicache/specs/internal/sgname"
 )
 
 // The seed's test_get_page_buffer_meta_integration: BatchSetV1 stores each
@@ -65,8 +66,8 @@ var _ = Describe("get_page_buffer_meta integration", func() {
 				Expect(found).To(BeTrue(), "Locate(%q)", k)
 				Expect(loc.Length).To(Equal(sum))
 				Expect(loc.Offset % loc.Length).To(BeZero())
-				Expect(filepath.Dir(loc.Path)).To(Equal(v1DirOf(cfg)))
-				Expect(filepath.Base(loc.Path)).To(HaveSuffix(suffixOf(cfg) + ".batch.bin"))
+				Expect(filepath.Dir(loc.Path)).To(Equal(sgname.V1Dir(cfg)))
+				Expect(filepath.Base(loc.Path)).To(HaveSuffix(sgname.Suffix(cfg) + ".batch.bin"))
 				Expect(loc.Path).To(BeARegularFile())
 
 				content, err := os.ReadFile(loc.Path)
@@ -78,7 +79,7 @@ var _ = Describe("get_page_buffer_meta integration", func() {
 			}
 
 			Expect(keysOf).To(HaveLen((n + pagesPerFile - 1) / pagesPerFile))
-			Expect(batchFiles(v1DirOf(cfg))).To(HaveLen(len(keysOf)))
+			Expect(batchFiles(sgname.V1Dir(cfg))).To(HaveLen(len(keysOf)))
 			for path, ks := range keysOf {
 				Expect(len(ks)).To(BeNumerically("<=", pagesPerFile))
 				Expect(hicachefile.IndexSize(ks)).To(Equal(documentedIndexSize(ks)))

@@ -6,6 +6,7 @@ import (
 
 	"github.com/hicache-go/hicache/pkg/hicachefile"
 	"github.com/hicache-go/hicache/pkg/hostcache"
+	"github.com/hicache-go/hicache/specs/internal/sgname"
 )
 
 // iface names one of the store's two interfaces.
@@ -67,7 +68,7 @@ var _ = Describe("Round trips", func() {
 				ok, err := s.BatchSetV1(keys, from)
 				Expect(err).NotTo(HaveOccurred())
 				Expect(ok).To(Equal(trues(n)))
-				Expect(batchFiles(v1DirOf(store))).To(HaveLen(3))
+				Expect(batchFiles(sgname.V1Dir(store))).To(HaveLen(3))
 				Expect(s.RegisterMemPoolHost(dst)).To(Succeed())
 				ok, err = s.BatchGetV1(keys, to)
 				Expect(err).NotTo(HaveOccurred())

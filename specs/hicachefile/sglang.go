@@ -9,6 +9,7 @@ import (
 
 	"github.com/hicache-go/hicache/pkg/hicachefile"
 	"github.com/hicache-go/hicache/pkg/hostcache"
+	"github.com/hicache-go/hicache/specs/internal/sgname"
 )
 
 var _ = Describe("SGLang compatibility", func() {
@@ -17,7 +18,7 @@ var _ = Describe("SGLang compatibility", func() {
 			cfg.Dir = GinkgoT().TempDir()
 			s := mustStore(cfg, nil)
 			Expect(s.FilePath(key)).To(Equal(filepath.Join(cfg.Dir, want)))
-			Expect(want).To(Equal(key + suffixOf(cfg) + ".bin"))
+			Expect(want).To(Equal(key + sgname.Suffix(cfg) + ".bin"))
 			Expect(s.Set(key, []byte("page"))).To(Succeed())
 			Expect(filepath.Join(cfg.Dir, want)).To(BeARegularFile())
 		},
@@ -46,7 +47,7 @@ var _ = Describe("SGLang compatibility", func() {
 			Expect(os.ReadFile(s.FilePath(keys[0]))).To(Equal(want[0]))
 			// SGLang's Python wrote the others: just the flat page bytes.
 			for i := 1; i < n; i++ {
-				Expect(os.WriteFile(filepath.Join(cfg.Dir, keys[i]+suffixOf(cfg)+".bin"), want[i], 0o644)).To(Succeed())
+				Expect(os.WriteFile(filepath.Join(cfg.Dir, keys[i]+sgname.Suffix(cfg)+".bin"), want[i], 0o644)).To(Succeed())
 			}
 			Expect(s.BatchExists(keys)).To(Equal(n))
 			for _, k := range keys {

@@ -10,6 +10,8 @@ import (
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 	"github.com/onsi/gomega/gmeasure"
+
+	"github.com/hicache-go/hicache/specs/internal/fsname"
 )
 
 // scenarioID orders the seed's scenarios.
@@ -79,7 +81,7 @@ var _ = Describe("Performance comparison of the old and the zero-copy interface"
 			directFlag = " -perf-direct"
 		}
 		sum.env = fmt.Sprintf("-interface=%s -perf-samples=%d -perf-presets=%s%s\ndir %s (%s), %d CPUs, GOMAXPROCS %d",
-			o.iface, o.samples, o.presetArg, directFlag, dir, fsType(dir), runtime.NumCPU(), runtime.GOMAXPROCS(0))
+			o.iface, o.samples, o.presetArg, directFlag, dir, fsname.Of(dir), runtime.NumCPU(), runtime.GOMAXPROCS(0))
 		sum.readMode = o.readMode()
 	})
 

@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/hicache-go/hicache/pkg/hicachefile"
+	"github.com/hicache-go/hicache/specs/internal/sgname"
 )
 
 // keyName returns the i-th key of a key space: most are 16 hex digits, as
@@ -33,29 +34,10 @@ func keyNames(n int) []string {
 	return keys
 }
 
-// suffixOf computes SGLang's file-name suffix for cfg: "_" + model with '/'
-// replaced by '-', then "_{tp_rank}_{tp_size}" unless MLA, then
-// "_{pp_size}_{pp_rank}" when pp_size > 1.
-func suffixOf(cfg hicachefile.Config) string {
-	s := "_" + strings.ReplaceAll(cfg.ModelName, "/", "-")
-	if !cfg.IsMLA {
-		s += fmt.Sprintf("_%d_%d", cfg.TPRank, max(cfg.TPSize, 1))
-	}
-	if cfg.PPSize > 1 {
-		s += fmt.Sprintf("_%d_%d", cfg.PPSize, cfg.PPRank)
-	}
-	return s
-}
-
-// v1DirOf is where a store of cfg keeps its batch files.
-func v1DirOf(cfg hicachefile.Config) string {
-	return filepath.Join(cfg.Dir, "v1"+suffixOf(cfg))
-}
-
 // batchName returns a name a store of cfg takes for one of its batch files:
 // "b", 16 hex digits, the suffix and ".batch.bin".
 func batchName(cfg hicachefile.Config, n int) string {
-	return fmt.Sprintf("b%016x%s.batch.bin", n, suffixOf(cfg))
+	return fmt.Sprintf("b%016x%s.batch.bin", n, sgname.Suffix(cfg))
 }
 
 // leftovers lists what a store of cfg left in its directories besides its
@@ -63,7 +45,7 @@ func batchName(cfg hicachefile.Config, n int) string {
 // store's), and batch files. What remains is temp files. It reads the
 // directories without opening any file in them.
 func leftovers(cfg hicachefile.Config, keys []string) ([]string, error) {
-	suffix := suffixOf(cfg)
+	suffix := sgname.Suffix(cfg)
 	final := make(map[string]bool, len(keys))
 	for _, k := range keys {
 		final[k+suffix+".bin"] = true
@@ -78,14 +60,14 @@ func leftovers(cfg hicachefile.Config, keys []string) ([]string, error) {
 			out = append(out, e.Name())
 		}
 	}
-	ents, err = os.ReadDir(v1DirOf(cfg))
+	ents, err = os.ReadDir(sgname.V1Dir(cfg))
 	if err != nil && !os.IsNotExist(err) {
 		return nil, err
 	}
 	for _, e := range ents {
 		n, ok := strings.CutSuffix(e.Name(), suffix+".batch.bin")
 		if !ok || len(n) != 17 || n[0] != 'b' {
-			out = append(out, filepath.Join(filepath.Base(v1DirOf(cfg)), e.Name()))
+			out = append(out, filepath.Join(filepath.Base(sgname.V1Dir(cfg)), e.Name()))
 		}
 	}
 	return out, nil

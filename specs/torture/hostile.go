@@ -23,6 +23,7 @@ import (
 
 	"github.com/hicache-go/hicache/pkg/hicachefile"
 	"github.com/hicache-go/hicache/pkg/hostcache"
+	"github.com/hicache-go/hicache/specs/internal/sgname"
 )
 
 // promptLimit is how long one store call may take before the spec calls
@@ -89,7 +90,7 @@ func trues(n int) []bool {
 }
 
 // ownerOf names the store of cfg in its pages' stamps.
-func ownerOf(cfg hicachefile.Config) string { return suffixOf(cfg) }
+func ownerOf(cfg hicachefile.Config) string { return sgname.Suffix(cfg) }
 
 // open returns a new store of the rig's config with its pool registered.
 func (r *hostileRig) open() *hicachefile.Store {
@@ -250,7 +251,7 @@ var _ = Describe("Hostile files", Label("torture"), func() {
 			cfg := newCfg("hostile", 0)
 			r := newHostileRig(cfg)
 			k := keyName(0)
-			path := filepath.Join(cfg.Dir, k+suffixOf(cfg)+".bin")
+			path := filepath.Join(cfg.Dir, k+sgname.Suffix(cfg)+".bin")
 			// The symlink's target is a page the store must not serve: for
 			// a .bin name, a file of k's own stamped page; for a batch name,
 			// a real batch file of k that a store of the same name wrote
@@ -267,12 +268,12 @@ var _ = Describe("Hostile files", Label("torture"), func() {
 				Expect(err).NotTo(HaveOccurred())
 				Expect(ok).To(Equal([]bool{true}))
 				Expect(o.Close()).To(Succeed())
-				files, err := filepath.Glob(filepath.Join(v1DirOf(elsewhere), "*.batch.bin"))
+				files, err := filepath.Glob(filepath.Join(sgname.V1Dir(elsewhere), "*.batch.bin"))
 				Expect(err).NotTo(HaveOccurred())
 				Expect(files).To(HaveLen(1))
 				target = files[0]
-				Expect(os.MkdirAll(v1DirOf(cfg), 0o755)).To(Succeed())
-				path = filepath.Join(v1DirOf(cfg), batchName(cfg, 1))
+				Expect(os.MkdirAll(sgname.V1Dir(cfg), 0o755)).To(Succeed())
+				path = filepath.Join(sgname.V1Dir(cfg), batchName(cfg, 1))
 			}
 			before, err := os.ReadFile(target)
 			Expect(err).NotTo(HaveOccurred())
@@ -361,7 +362,7 @@ var _ = Describe("Hostile files", Label("torture"), func() {
 			for name, write := range writers {
 				k := keyName(i)
 				i++
-				path := filepath.Join(cfg.Dir, k+suffixOf(cfg)+".bin")
+				path := filepath.Join(cfg.Dir, k+sgname.Suffix(cfg)+".bin")
 				junk := make([]byte, size(r.pool.PageBytes()))
 				_, _ = rand.Read(junk)
 				Expect(os.WriteFile(path, junk, 0o644)).To(Succeed())
@@ -398,7 +399,7 @@ var _ = Describe("Hostile files", Label("torture"), func() {
 		ok, err := r.setV1(live, keys...)
 		Expect(err).NotTo(HaveOccurred())
 		Expect(ok).To(HaveEach(BeTrue()))
-		oursFile, err := filepath.Glob(filepath.Join(v1DirOf(ours), "*.batch.bin"))
+		oursFile, err := filepath.Glob(filepath.Join(sgname.V1Dir(ours), "*.batch.bin"))
 		Expect(err).NotTo(HaveOccurred())
 		Expect(oursFile).To(HaveLen(1))
 
@@ -410,7 +411,7 @@ var _ = Describe("Hostile files", Label("torture"), func() {
 			ok, err := f.setV1(w, keys...)
 			Expect(err).NotTo(HaveOccurred())
 			Expect(ok).To(HaveEach(BeTrue()))
-			theirs, err := filepath.Glob(filepath.Join(v1DirOf(foreign), "*.batch.bin"))
+			theirs, err := filepath.Glob(filepath.Join(sgname.V1Dir(foreign), "*.batch.bin"))
 			Expect(err).NotTo(HaveOccurred())
 			Expect(theirs).To(HaveLen(1))
 			Expect(os.Rename(theirs[0], oursFile[0])).To(Succeed())
@@ -440,7 +441,7 @@ var _ = Describe("Hostile files", Label("torture"), func() {
 			ok, err = r.setV1(live, keys...)
 			Expect(err).NotTo(HaveOccurred())
 			Expect(ok).To(HaveEach(BeTrue()))
-			oursFile, err = filepath.Glob(filepath.Join(v1DirOf(ours), "*.batch.bin"))
+			oursFile, err = filepath.Glob(filepath.Join(sgname.V1Dir(ours), "*.batch.bin"))
 			Expect(err).NotTo(HaveOccurred())
 			Expect(oursFile).NotTo(BeEmpty())
 		}
@@ -455,7 +456,7 @@ var _ = Describe("Hostile files", Label("torture"), func() {
 		x := newHostileRig(xm)
 		x.pool = r.pool
 		Expect(x.open().Set("k", x.page("k"))).To(Succeed())
-		Expect(filepath.Join(m.Dir, "k_x"+suffixOf(m)+".bin")).To(BeAnExistingFile())
+		Expect(filepath.Join(m.Dir, "k_x"+sgname.Suffix(m)+".bin")).To(BeAnExistingFile())
 
 		s := r.open()
 		Expect(r.getV1(s, "k_x")).To(Equal([]bool{false}), "BatchGetV1 served model x_m's page")
@@ -477,7 +478,7 @@ var _ = Describe("Hostile files", Label("torture"), func() {
 		ok, err := r.setV1(s, keys...)
 		Expect(err).NotTo(HaveOccurred())
 		Expect(ok).To(HaveEach(BeTrue()))
-		sglangTmp := filepath.Join(cfg.Dir, fmt.Sprintf("%s%s.bin.tmp.%d.%d.%032x", keys[0], suffixOf(cfg), 4242, 4243, 0xabc))
+		sglangTmp := filepath.Join(cfg.Dir, fmt.Sprintf("%s%s.bin.tmp.%d.%d.%032x", keys[0], sgname.Suffix(cfg), 4242, 4243, 0xabc))
 		Expect(os.WriteFile(sglangTmp, r.page(keys[0])[:100], 0o644)).To(Succeed())
 
 		Expect(s.Clear()).To(Succeed())
@@ -508,7 +509,7 @@ var _ = Describe("Hostile files", Label("torture"), func() {
 		for i := range 2 * pages {
 			k := keyName(100 + i)
 			Expect(s.Set(k, r.page(k))).To(Succeed())
-			held, err := filepath.Glob(filepath.Join(cfg.Dir, "*"+suffixOf(cfg)+".bin"))
+			held, err := filepath.Glob(filepath.Join(cfg.Dir, "*"+sgname.Suffix(cfg)+".bin"))
 			Expect(err).NotTo(HaveOccurred())
 			Expect(len(held)).To(BeNumerically("<=", pages), "after %d writes the store holds %d pages over MaxBytes %d: %v", i+1, len(held), cfg.MaxBytes, held)
 		}
@@ -519,8 +520,8 @@ var _ = Describe("Hostile files", Label("torture"), func() {
 		cfg := newCfg("oldformat", 0)
 		r := newHostileRig(cfg)
 		keys := keyNames(4)
-		path := filepath.Join(v1DirOf(cfg), batchName(cfg, 7))
-		Expect(os.MkdirAll(v1DirOf(cfg), 0o755)).To(Succeed())
+		path := filepath.Join(sgname.V1Dir(cfg), batchName(cfg, 7))
+		Expect(os.MkdirAll(sgname.V1Dir(cfg), 0o755)).To(Succeed())
 		Expect(os.WriteFile(path, r.version1File(keys), 0o644)).To(Succeed())
 
 		s := r.open()
@@ -587,7 +588,7 @@ var _ = Describe("Hostile files", Label("torture"), func() {
 			Expect(err).NotTo(HaveOccurred())
 			Expect(ok).To(Equal([]bool{true}))
 			Expect(filepath.Join(cfg.Dir, left[0])).To(BeAnExistingFile(), "store B removed writer A's live temp file")
-			Expect(usedBytes(v1DirOf(cfg))).To(BeNumerically("<=", bcfg.MaxBytes), "after B's write %d, with A's temp file of %d bytes live", i, live)
+			Expect(usedBytes(sgname.V1Dir(cfg))).To(BeNumerically("<=", bcfg.MaxBytes), "after B's write %d, with A's temp file of %d bytes live", i, live)
 		}
 		free()
 		Eventually(aDone).Should(Receive(BeNil()), "writer A's write failed")
@@ -620,13 +621,13 @@ var _ = Describe("Replaced directory", Serial, Label("torture"), func() {
 		check := func(k, v1 string) {
 			GinkgoHelper()
 			Expect(s.Set(k, r.page(k))).To(Succeed())
-			Expect(filepath.Join(cfg.Dir, k+suffixOf(cfg)+".bin")).To(BeARegularFile(), "Set did not write into Dir")
+			Expect(filepath.Join(cfg.Dir, k+sgname.Suffix(cfg)+".bin")).To(BeARegularFile(), "Set did not write into Dir")
 			Expect(r.get(s, k)).To(Succeed())
 			ok, err := r.setV1(s, v1)
 			Expect(err).NotTo(HaveOccurred())
 			Expect(ok).To(Equal([]bool{true}))
 			Expect(r.getV1(s, v1)).To(Equal([]bool{true}))
-			files, err := filepath.Glob(filepath.Join(v1DirOf(cfg), "*.batch.bin"))
+			files, err := filepath.Glob(filepath.Join(sgname.V1Dir(cfg), "*.batch.bin"))
 			Expect(err).NotTo(HaveOccurred())
 			Expect(files).NotTo(BeEmpty(), "BatchSetV1 did not write into Dir")
 		}
@@ -645,7 +646,7 @@ var _ = Describe("Replaced directory", Serial, Label("torture"), func() {
 		keys := keyNames(removals)
 		before := countFDs()
 		for i, k := range keys {
-			Expect(os.RemoveAll(v1DirOf(cfg))).To(Succeed())
+			Expect(os.RemoveAll(sgname.V1Dir(cfg))).To(Succeed())
 			ok, err := r.setV1(s, k)
 			Expect(err).NotTo(HaveOccurred())
 			Expect(ok).To(Equal([]bool{true}), "removal %d", i)

@@ -14,6 +14,7 @@ import (
 
 	"github.com/hicache-go/hicache/pkg/hicachefile"
 	"github.com/hicache-go/hicache/pkg/hostcache"
+	"github.com/hicache-go/hicache/specs/internal/sgname"
 )
 
 // nofileArgs are the arguments of the descriptor-limit child.
@@ -88,7 +89,7 @@ func nofileChild(enc []byte) (any, error) {
 	}
 	res.WriteTime = time.Since(t)
 	res.Stored = countTrue(ok)
-	if ents, err := os.ReadDir(v1DirOf(cfg)); err == nil {
+	if ents, err := os.ReadDir(sgname.V1Dir(cfg)); err == nil {
 		res.Files = len(ents)
 	}
 
