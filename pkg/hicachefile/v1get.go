@@ -515,7 +515,10 @@ func (s *Store) readRun(pi *poolInfo, bufs [][]byte, sc *scratch, r readRun, w *
 	case fits && pageLen*int64(n) >= pipelineBytes:
 		err = checksummedPipelined(n, page, got, off, r.tail, directWindow, read)
 	case consecutive && !fits && pageLen <= ioWindow && (w.serial || pageLen*int64(n) < pipelineBytes):
-		err = readConsecutive(bufs[p0*pi.bpp:(p0+n)*pi.bpp], pi.bpp, pageLen, got, off, r.tail, w, read)
+		// The slot past the call's last buffer is scratch room (v1Begin
+		// keeps it): the tail of the run that ends there may use it.
+		spare := (p0+n)*pi.bpp == len(bufs) && cap(bufs) > len(bufs)
+		err = readConsecutive(bufs[p0*pi.bpp:(p0+n)*pi.bpp], pi.bpp, pageLen, got, off, r.tail, spare, w, read)
 	default:
 		err = checksummed(n, page, got, off, false, w, r.tail, read)
 	}
@@ -556,21 +559,32 @@ func (s *Store) readRun(pi *poolInfo, bufs [][]byte, sc *scratch, r readRun, w *
 
 // readConsecutive is checksummed for a run of whole pages whose buffers
 // lie back to back in bufs, bpp per page of pageLen (at most ioWindow)
-// bytes: each window of whole pages is read with the buffers' own slice
-// headers copied in bulk, then checksummed page by page while in cache,
-// with no per-buffer bookkeeping. tail comes in the last window's read.
-func readConsecutive(bufs [][]byte, bpp int, pageLen int64, crcs []uint32, off int64, tail []byte, w *window, read func(bufs [][]byte, off int64) error) error {
+// bytes: each window of whole pages is read straight from bufs, with no
+// copy of its slice headers, then checksummed page by page while in cache.
+// tail comes in the last window's read: from the slot just past bufs when
+// spare says bufs may use it (scratch room that no other run reads), else
+// from a copy of that window's headers in w.iov.
+func readConsecutive(bufs [][]byte, bpp int, pageLen int64, crcs []uint32, off int64, tail []byte, spare bool, w *window, read func(bufs [][]byte, off int64) error) error {
 	n := len(bufs) / bpp
 	per := int(max(1, ioWindow/pageLen)) // pages per window
 	for lo := 0; lo < n; lo += per {
 		hi := min(n, lo+per)
-		iov := append(w.iov[:0], bufs[lo*bpp:hi*bpp]...)
-		if hi == n && len(tail) > 0 {
-			iov = append(iov, tail)
+		iov := bufs[lo*bpp : hi*bpp]
+		var err error
+		switch {
+		case hi < n || len(tail) == 0:
+			err = read(iov, off)
+		case spare:
+			iov = bufs[lo*bpp : hi*bpp+1]
+			iov[len(iov)-1] = tail
+			err = read(iov, off)
+			iov[len(iov)-1] = nil
+		default:
+			iov = append(append(w.iov[:0], iov...), tail)
+			err = read(iov, off)
+			clear(iov)
+			w.iov = iov[:0]
 		}
-		err := read(iov, off)
-		clear(iov)
-		w.iov = iov[:0]
 		if err != nil {
 			return err
 		}
@@ -643,29 +657,24 @@ func entryAt(ents []byte, e int64, keyLen int) (key string, off, length int64, c
 }
 
 // sortByRef sorts key positions by their copy's file, then page. Keys of
-// one batch usually arrive in that order, which it checks first.
+// one batch usually arrive in that order, which it checks first, in one
+// pass with no call per key.
 func sortByRef(pos []int32, refs []index.Ref) {
-	less := func(a, b int32) bool {
-		ra, rb := refs[a], refs[b]
-		return ra.File < rb.File || ra.File == rb.File && ra.Page < rb.Page
-	}
-	insertionSort(pos, less)
-}
-
-// insertionSort sorts pos by less: linear when pos is sorted already or
-// nearly, as the keys of one batch are; otherwise a heap sort.
-func insertionSort(pos []int32, less func(a, b int32) bool) {
-	sorted := true
-	for k := 1; k < len(pos); k++ {
-		if less(pos[k], pos[k-1]) {
-			sorted = false
-			break
-		}
-	}
-	if sorted {
+	if len(pos) < 2 {
 		return
 	}
-	heapSort(pos, less)
+	prev := refs[pos[0]]
+	for _, i := range pos[1:] {
+		r := refs[i]
+		if r.File < prev.File || r.File == prev.File && r.Page < prev.Page {
+			heapSort(pos, func(a, b int32) bool {
+				ra, rb := refs[a], refs[b]
+				return ra.File < rb.File || ra.File == rb.File && ra.Page < rb.Page
+			})
+			return
+		}
+		prev = r
+	}
 }
 
 // heapSort sorts pos by less in place, without allocating.
