@@ -35,6 +35,11 @@ func (s *Store) v1Begin(keys []string, hostIndices []int64, sc *scratch) (*poolI
 		err = fmt.Errorf("%w: %d keys need %d host indices (page size %d), got %d",
 			ErrLength, len(keys), len(keys)*pi.ps, pi.ps, len(hostIndices))
 	default:
+		// One slot more than the buffers: readConsecutive puts a run's
+		// tail there rather than copy the run's slice headers.
+		if want := len(keys)*pi.bpp + 1; cap(sc.bufs) < want {
+			sc.bufs = make([][]byte, 0, want)
+		}
 		if bufs, err = pi.pool.AppendPageBuffers(sc.bufs[:0], hostIndices); err != nil {
 			err = fmt.Errorf("hicachefile: %w", err)
 		} else {

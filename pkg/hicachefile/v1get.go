@@ -202,6 +202,9 @@ type readRun struct {
 	fd     int
 	direct directFile
 	pages  []int32 // key positions, in file order
+	// consecutive is set when pages are consecutive positions, as a
+	// batch's keys are: their buffers and CRCs then lie back to back.
+	consecutive bool
 	// tail, when set, is read in the same preadv right after the pages:
 	// the file's index entries, which follow the payload's last page.
 	tail []byte
@@ -258,11 +261,8 @@ func (s *Store) readSome(pi *poolInfo, keys []string, bufs [][]byte, sc *scratch
 			_ = s.sys.Close(fd)
 		}
 	}()
-	// The entries of every file go into one buffer, sized first.
-	need := 0
-	for _, i := range read {
-		need += entryFixed + len(keys[i])
-	}
+	// The entries of every file go into one buffer, reused from call to
+	// call.
 	ebuf := sc.ibuf[:0]
 	total := 0
 	for len(read) > 0 {
@@ -285,12 +285,31 @@ func (s *Store) readSome(pi *poolInfo, keys []string, bufs [][]byte, sc *scratch
 			open = append(open, direct.fd)
 		}
 		meta := sc.metas[group[0]]
+		// One pass over the file's keys: their pages' offsets, the span
+		// of their entries, and the runs of adjacent pages, each noting
+		// whether its keys' positions are consecutive too.
+		f, r0 := len(files), len(runs)
 		lo, hi := int64(math.MaxInt64), int64(0)
-		for _, i := range group {
-			sc.offs[i] = int64(sc.refs[i].Page) * pi.pageLen
-			e := int64(sc.refs[i].Ent)
+		first, consec := 0, true
+		prev := sc.refs[group[0]]
+		for k, i := range group {
+			ref := sc.refs[i]
+			sc.offs[i] = int64(ref.Page) * pi.pageLen
+			e := int64(ref.Ent)
 			lo, hi = min(lo, e), max(hi, e+entryFixed+int64(len(keys[i])))
+			if k > 0 {
+				if int64(ref.Page) != int64(prev.Page)+1 {
+					runs = append(runs, readRun{file: f, fd: fd, direct: direct, pages: group[first:k], consecutive: consec})
+					total += k - first
+					first, consec = k, true
+				} else if i != group[k-1]+1 {
+					consec = false
+				}
+			}
+			prev = ref
 		}
+		runs = append(runs, readRun{file: f, fd: fd, direct: direct, pages: group[first:], consecutive: consec})
+		total += len(group) - first
 		// The entries are read up to the end of the file, so that the
 		// trailer's checksum comes too: verifyFile checks it against the
 		// one the index recorded, and a file another store renamed in
@@ -305,19 +324,14 @@ func (s *Store) readSome(pi *poolInfo, keys []string, bufs [][]byte, sc *scratch
 				s.idx.Drop(sc.hashes[i], sc.refs[i])
 			}
 			s.setState(group, sc, stBadCopy)
+			for _, r := range runs[r0:] {
+				total -= len(r.pages)
+			}
+			clear(runs[r0:])
+			runs = runs[:r0]
 			continue
 		}
-		f := len(files)
 		files = append(files, fileRead{group: group, tag: meta.Tag})
-		for rest := group; len(rest) > 0; {
-			k := 1
-			for k < len(rest) && sc.offs[rest[k]] == sc.offs[rest[k-1]]+pi.pageLen {
-				k++
-			}
-			runs = append(runs, readRun{file: f, fd: fd, direct: direct, pages: rest[:k]})
-			total += k
-			rest = rest[k:]
-		}
 		// When the last run ends where the index begins, its entries come
 		// in the same preadv, from the index's start (a batch read whole,
 		// as it was written); else they take a pread of their own.
@@ -330,7 +344,12 @@ func (s *Store) readSome(pi *poolInfo, keys []string, bufs [][]byte, sc *scratch
 		}
 		if cap(ebuf)-len(ebuf) < int(hi-lo) {
 			// A new buffer: the entries already read stay where they are.
-			ebuf = make([]byte, 0, max(int(hi-lo), need))
+			// Room for every entry still to read, at least.
+			need := int(hi - lo)
+			for _, i := range read {
+				need += entryFixed + len(keys[i])
+			}
+			ebuf = make([]byte, 0, need)
 		}
 		start := len(ebuf)
 		ebuf = ebuf[:start+int(hi-lo)]
@@ -497,17 +516,12 @@ func (s *Store) readRun(pi *poolInfo, bufs [][]byte, sc *scratch, r readRun, w *
 	// The CRCs go straight to sc.crcs when the run's keys are consecutive,
 	// as a batch's are.
 	p0, n := int(r.pages[0]), len(r.pages)
-	got := sc.crcs[p0 : p0+1]
-	consecutive := true
-	for j, i := range r.pages {
-		if int(i) != p0+j {
-			got = make([]uint32, n)
-			consecutive = false
-			break
-		}
-	}
-	if len(got) == 1 && n > 1 {
-		got = sc.crcs[p0 : p0+n]
+	consecutive := r.consecutive
+	var got []uint32
+	if consecutive {
+		got = sc.crcs[p0 : p0+n : p0+n]
+	} else {
+		got = make([]uint32, n)
 	}
 	var err error
 	pageLen := pageBytes(page(0))
@@ -515,7 +529,10 @@ func (s *Store) readRun(pi *poolInfo, bufs [][]byte, sc *scratch, r readRun, w *
 	case fits && pageLen*int64(n) >= pipelineBytes:
 		err = checksummedPipelined(n, page, got, off, r.tail, directWindow, read)
 	case consecutive && !fits && pageLen <= ioWindow && (w.serial || pageLen*int64(n) < pipelineBytes):
-		err = readConsecutive(bufs[p0*pi.bpp:(p0+n)*pi.bpp], pi.bpp, pageLen, got, off, r.tail, w, read)
+		// The slot past the call's last buffer is scratch room (v1Begin
+		// keeps it): the tail of the run that ends there may use it.
+		spare := (p0+n)*pi.bpp == len(bufs) && cap(bufs) > len(bufs)
+		err = readConsecutive(bufs[p0*pi.bpp:(p0+n)*pi.bpp], pi.bpp, pageLen, got, off, r.tail, spare, w, read)
 	default:
 		err = checksummed(n, page, got, off, false, w, r.tail, read)
 	}
@@ -556,21 +573,32 @@ func (s *Store) readRun(pi *poolInfo, bufs [][]byte, sc *scratch, r readRun, w *
 
 // readConsecutive is checksummed for a run of whole pages whose buffers
 // lie back to back in bufs, bpp per page of pageLen (at most ioWindow)
-// bytes: each window of whole pages is read with the buffers' own slice
-// headers copied in bulk, then checksummed page by page while in cache,
-// with no per-buffer bookkeeping. tail comes in the last window's read.
-func readConsecutive(bufs [][]byte, bpp int, pageLen int64, crcs []uint32, off int64, tail []byte, w *window, read func(bufs [][]byte, off int64) error) error {
+// bytes: each window of whole pages is read straight from bufs, with no
+// copy of its slice headers, then checksummed page by page while in cache.
+// tail comes in the last window's read: from the slot just past bufs when
+// spare says bufs may use it (scratch room that no other run reads), else
+// from a copy of that window's headers in w.iov.
+func readConsecutive(bufs [][]byte, bpp int, pageLen int64, crcs []uint32, off int64, tail []byte, spare bool, w *window, read func(bufs [][]byte, off int64) error) error {
 	n := len(bufs) / bpp
 	per := int(max(1, ioWindow/pageLen)) // pages per window
 	for lo := 0; lo < n; lo += per {
 		hi := min(n, lo+per)
-		iov := append(w.iov[:0], bufs[lo*bpp:hi*bpp]...)
-		if hi == n && len(tail) > 0 {
-			iov = append(iov, tail)
+		iov := bufs[lo*bpp : hi*bpp]
+		var err error
+		switch {
+		case hi < n || len(tail) == 0:
+			err = read(iov, off)
+		case spare:
+			iov = bufs[lo*bpp : hi*bpp+1]
+			iov[len(iov)-1] = tail
+			err = read(iov, off)
+			iov[len(iov)-1] = nil
+		default:
+			iov = append(append(w.iov[:0], iov...), tail)
+			err = read(iov, off)
+			clear(iov)
+			w.iov = iov[:0]
 		}
-		err := read(iov, off)
-		clear(iov)
-		w.iov = iov[:0]
 		if err != nil {
 			return err
 		}
@@ -643,29 +671,24 @@ func entryAt(ents []byte, e int64, keyLen int) (key string, off, length int64, c
 }
 
 // sortByRef sorts key positions by their copy's file, then page. Keys of
-// one batch usually arrive in that order, which it checks first.
+// one batch usually arrive in that order, which it checks first, in one
+// pass with no call per key.
 func sortByRef(pos []int32, refs []index.Ref) {
-	less := func(a, b int32) bool {
-		ra, rb := refs[a], refs[b]
-		return ra.File < rb.File || ra.File == rb.File && ra.Page < rb.Page
-	}
-	insertionSort(pos, less)
-}
-
-// insertionSort sorts pos by less: linear when pos is sorted already or
-// nearly, as the keys of one batch are; otherwise a heap sort.
-func insertionSort(pos []int32, less func(a, b int32) bool) {
-	sorted := true
-	for k := 1; k < len(pos); k++ {
-		if less(pos[k], pos[k-1]) {
-			sorted = false
-			break
-		}
-	}
-	if sorted {
+	if len(pos) < 2 {
 		return
 	}
-	heapSort(pos, less)
+	prev := refs[pos[0]]
+	for _, i := range pos[1:] {
+		r := refs[i]
+		if r.File < prev.File || r.File == prev.File && r.Page < prev.Page {
+			heapSort(pos, func(a, b int32) bool {
+				ra, rb := refs[a], refs[b]
+				return ra.File < rb.File || ra.File == rb.File && ra.Page < rb.Page
+			})
+			return
+		}
+		prev = r
+	}
 }
 
 // heapSort sorts pos by less in place, without allocating.
