@@ -47,8 +47,12 @@ type Meta struct {
 // in the file's on-disk index, relative to Meta.IndexOff, and the number of
 // its page: the page starts at Page*Meta.PageLen.
 type Entry struct {
-	Key  string
-	Ent  uint32
+	// Key is the page's key.
+	Key string
+	// Ent is the offset of the key's entry in the file's on-disk index,
+	// relative to Meta.IndexOff.
+	Ent uint32
+	// Page is the number of the key's page in the file.
 	Page uint32
 }
 
@@ -56,8 +60,12 @@ type Entry struct {
 // key's entry in that file's on-disk index, and the number of its page.
 // File 0 names no copy.
 type Ref struct {
+	// File is the id of the file that holds the copy; 0 names no copy.
 	File uint32
-	Ent  uint32
+	// Ent is the offset of the key's entry in that file's on-disk index,
+	// relative to its Meta.IndexOff.
+	Ent uint32
+	// Page is the number of the key's page in that file.
 	Page uint32
 }
 
