@@ -121,7 +121,9 @@
 // the file's last four bytes (the trailer's checksum, which covers the
 // index, the writer's identity and the pool fingerprint) must be the ones
 // indexed: another model's or rank's file of the same keys renamed in place
-// of ours is a mismatch, never served. The index also records each file's
+// of ours is a mismatch, never served. A file larger than the one indexed
+// is such a mismatch too, found by the read's fstat, and not read at all:
+// however large, it costs no buffer and no read. The index also records each file's
 // inode; a watcher event on a known name, or a polling store's check of the
 // files of the keys it finds, that sees another inode there reloads or
 // forgets the file, so that Exists and BatchSetV1 do not count the pages of

@@ -323,6 +323,6 @@ func (s *Store) loadIndex(name string, buf *[]byte) (f loaded) {
 		return f
 	}
 	// A page is served only to a store whose pool and identity match.
-	f.meta = index.Meta{FP: matchKey(t.fp, id.key()), IndexOff: t.indexOff, PageLen: pageLen, Tag: fileTag(b), Ino: st.Ino}
+	f.meta = index.Meta{FP: matchKey(t.fp, id.key()), IndexOff: t.indexOff, PageLen: pageLen, Tag: fileTag(b), Ino: st.Ino, Size: st.Size}
 	return f
 }

@@ -393,6 +393,7 @@ func (s *Store) writeBatch(pi *poolInfo, v1fd int, keys []string, hashes []uint6
 	payload := int64(n) * pi.pageLen
 	b.meta = index.Meta{FP: pi.fp, IndexOff: payload, PageLen: pi.pageLen}
 	b.size = payload + int64(ent) + int64(len(s.ident)) + trailerSize
+	b.meta.Size = b.size
 	page := func(j int) [][]byte { i := int(chunk[j]); return bufs[i*pi.bpp : (i+1)*pi.bpp] }
 	setCRC := func(j int, crc uint32) { setEntryCRC(idx[b.ents[j]:], len(keys[chunk[j]]), crc) }
 	var err error

@@ -314,13 +314,19 @@ func (s *Store) readSome(pi *poolInfo, keys []string, bufs [][]byte, sc *scratch
 		// trailer's checksum comes too: verifyFile checks it against the
 		// one the index recorded, and a file another store renamed in
 		// place of this one is not taken for it.
-		if end := size - meta.IndexOff; end >= hi && end >= 4 {
+		grown := meta.Size > 0 && size > meta.Size
+		if end := size - meta.IndexOff; end >= hi && end >= 4 && !grown {
 			hi = end
 		} else {
 			// Shorter than its own index says: truncated, or not the file
-			// indexed.
+			// indexed. Longer than the file indexed: another file copied or
+			// renamed in its place, which is not read, however large.
 			for _, i := range group {
-				s.stats.corrupt.Add(1)
+				if grown {
+					s.stats.mismatch.Add(1)
+				} else {
+					s.stats.corrupt.Add(1)
+				}
 				s.idx.Drop(sc.hashes[i], sc.refs[i])
 			}
 			s.setState(group, sc, stBadCopy)

@@ -41,6 +41,9 @@ type Meta struct {
 	// place of this one (another model's or rank's, with the same keys) is
 	// never taken for it.
 	Tag uint32
+	// Size is the file's size in bytes: a reader that finds the file
+	// larger knows it is another one without reading it.
+	Size int64
 }
 
 // Entry is one key of a file being added: its key, the offset of its entry
