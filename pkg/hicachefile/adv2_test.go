@@ -101,6 +101,9 @@ func testAdv2ReadMix(t *testing.T, pc hostcache.Config, nv1, nold, perFile, maxQ
 			}
 		}
 	}
+	if direct && pc.PageSize == 16 && s.Stats().DirectBytes == 0 {
+		t.Error("DirectIO read nothing direct: the direct path went untested")
+	}
 }
 
 // TestAdv2SharedDirStorm: stores of two identities (and two stores of one)
@@ -264,4 +267,69 @@ func TestAdv2GrownFileNotReadWhole(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestAdv2ClearRacesSameKeys: while one goroutine writes keys with pages B
+// (through a second store of the same identity, temp files made by name),
+// the main one writes them with pages A and Clears: after Clear returns,
+// no store serves an A page, only B pages or misses.
+func TestAdv2ClearRacesSameKeys(t *testing.T) {
+	bothModes(t, func(t *testing.T, noWatch bool) {
+		ps := mhaCfg.PageSize
+		pc := mhaCfg
+		pc.Pages = 64
+		p := newPool(t, pc)
+		const nk = 4
+		srcA, _ := p.Alloc(nk * ps)
+		srcB, _ := p.Alloc(nk * ps)
+		fillRandom(t, p, srcA)
+		fillRandom(t, p, srcB)
+		dir := t.TempDir()
+		cfg := Config{Dir: dir, ModelName: "m", NoWatch: noWatch, MaxBatchFileBytes: 1, Syscalls: Syscalls{Openat: refuseTmpfile}}
+		s := newStore(t, cfg, p)
+		o := newStore(t, cfg, p)
+		stop := make(chan struct{})
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				keys := make([]string, nk)
+				for j := range keys {
+					keys[j] = fmt.Sprintf("r%d_k%d", i%50, j)
+				}
+				_, _ = o.BatchSetV1(keys, srcB)
+			}
+		}()
+		dst, _ := p.Alloc(nk * ps)
+		for round := range 100 {
+			keys := make([]string, nk)
+			for j := range keys {
+				keys[j] = fmt.Sprintf("r%d_k%d", round%50, j)
+			}
+			if _, err := s.BatchSetV1(keys, srcA); err != nil {
+				t.Fatal(err)
+			}
+			if err := s.Clear(); err != nil {
+				t.Fatal(err)
+			}
+			for _, st := range []*Store{s, o} {
+				ok, err := st.BatchGetV1(keys, dst)
+				if err != nil {
+					t.Fatal(err)
+				}
+				for j := range keys {
+					if ok[j] && samePages(t, p, dst[j*ps], srcA[j*ps]) {
+						t.Fatalf("round %d: %s served a page written before Clear", round, keys[j])
+					}
+				}
+			}
+		}
+		close(stop)
+		<-done
+	})
 }
