@@ -1,6 +1,7 @@
 package hicachefile
 
 import (
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -110,7 +111,8 @@ func testAdv2ReadMix(t *testing.T, pc hostcache.Config, nv1, nold, perFile, maxQ
 // on one directory write the same keys with different pages, under a
 // byte bound, with temp files made by name (O_TMPFILE refused), while one
 // of them Clears now and then: every page served is the reader's
-// identity's own, no call fails, and no temp file is left.
+// identity's own, no call fails (but a write whose temp file a Clear
+// took), and no temp file is left.
 func TestAdv2SharedDirStorm(t *testing.T) {
 	for _, noWatch := range []bool{false, true} {
 		t.Run(fmt.Sprintf("NoWatch=%v", noWatch), func(t *testing.T) {
@@ -168,7 +170,9 @@ func TestAdv2SharedDirStorm(t *testing.T) {
 							q[j], which[j] = keys[k], k
 							si = append(si, a.src[k*ps:(k+1)*ps]...)
 						}
-						if _, err := a.s.BatchSetV1(q, si); err != nil {
+						// A write in progress may lose its temp file to
+						// another store's Clear, and fail (Clear's doc).
+						if _, err := a.s.BatchSetV1(q, si); err != nil && !errors.Is(err, errTempGone) {
 							fail("actor %d: BatchSetV1: %v", w, err)
 							return
 						}
