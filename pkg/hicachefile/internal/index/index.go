@@ -351,37 +351,19 @@ func (x *Index) Drop(hash uint64, ref Ref) {
 // rejects copies the caller already tried. It reports how many keys it
 // found. Lookup allocates nothing.
 func (x *Index) Lookup(hashes []uint64, fp uint64, refs []Ref, skip func(i int, r Ref) bool) int {
-	found := 0
-	buf := orderPool.Get().(*[]int32)
-	order, ends := byShard(hashes, *buf)
-	x.fmu.RLock()
-	start := int32(0)
-	for k := range ends {
-		if ends[k] == start {
-			continue
-		}
-		s := &x.shard[k]
-		s.mu.RLock()
-		_ = s.touch(hashes, order[start:ends[k]])
-		for _, i := range order[start:ends[k]] {
-			refs[i] = x.find(s, hashes[i], fp, int(i), skip)
-			if refs[i].File != 0 {
-				found++
-			}
-		}
-		s.mu.RUnlock()
-		start = ends[k]
-	}
-	x.fmu.RUnlock()
-	*buf = order
-	orderPool.Put(buf)
-	return found
+	return x.lookup(hashes, fp, refs, nil, skip)
 }
 
 // LookupMeta is Lookup, with no skip, that also stores the metadata of
 // each copy's file in metas[i], under the same locks: what Lookup and
 // Meta do in two passes.
 func (x *Index) LookupMeta(hashes []uint64, fp uint64, refs []Ref, metas []Meta) int {
+	return x.lookup(hashes, fp, refs, metas, nil)
+}
+
+// lookup is Lookup and LookupMeta: it visits each shard the keys fall in
+// once, under its read lock, and fills metas when it is not nil.
+func (x *Index) lookup(hashes []uint64, fp uint64, refs []Ref, metas []Meta, skip func(i int, r Ref) bool) int {
 	found := 0
 	buf := orderPool.Get().(*[]int32)
 	order, ends := byShard(hashes, *buf)
@@ -395,10 +377,12 @@ func (x *Index) LookupMeta(hashes []uint64, fp uint64, refs []Ref, metas []Meta)
 		s.mu.RLock()
 		_ = s.touch(hashes, order[start:ends[k]])
 		for _, i := range order[start:ends[k]] {
-			r := x.find(s, hashes[i], fp, int(i), nil)
+			r := x.find(s, hashes[i], fp, int(i), skip)
 			refs[i] = r
 			if r.File != 0 {
-				metas[i] = x.files[r.File].meta
+				if metas != nil {
+					metas[i] = x.files[r.File].meta
+				}
 				found++
 			}
 		}
