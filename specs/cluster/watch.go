@@ -30,16 +30,23 @@ func (n *node) watch(s *hicachefile.Store, r request, rep *reply) error {
 		var got []string
 		v1, got = split(v1, ok1, got)
 		old, got = split(old, ok2, got)
-		switch {
-		case round == 0:
-			n.event(r.ID, "ready", got)
-		case len(got) > 0:
-			n.event(r.ID, "hit", got)
-		}
+		n.announce(r.ID, round, got)
 		time.Sleep(pollEvery)
 	}
 	rep.Keys = append(v1, old...)
 	return nil
+}
+
+// announce tells the suite which keys a watching round found: "ready"
+// after the first round, whatever it found, then "hit" for each later round
+// that found some.
+func (n *node) announce(id, round int, got []string) {
+	switch {
+	case round == 0:
+		n.event(id, "ready", got)
+	case len(got) > 0:
+		n.event(id, "hit", got)
+	}
 }
 
 // split moves the keys whose ok is set from keys to got.
@@ -101,12 +108,7 @@ func (n *node) watchFS(s *hicachefile.Store, r request, rep *reply) error {
 			}
 		}
 		old = rest
-		switch {
-		case round == 0:
-			n.event(r.ID, "ready", got)
-		case len(got) > 0:
-			n.event(r.ID, "hit", got)
-		}
+		n.announce(r.ID, round, got)
 		time.Sleep(pollEvery)
 	}
 	rep.Keys = append(v1, old...)
