@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
-	"os"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -246,17 +245,7 @@ func TestAdv2GrownFileNotReadWhole(t *testing.T) {
 			}
 			mine, _ := s.Locate("a")
 			theirs, _ := o.Locate("a")
-			if how == "copy" {
-				data, err := os.ReadFile(theirs.Path)
-				if err == nil {
-					err = os.WriteFile(mine.Path, data, 0o644)
-				}
-				if err != nil {
-					t.Fatal(err)
-				}
-			} else if err := os.Rename(theirs.Path, mine.Path); err != nil {
-				t.Fatal(err)
-			}
+			putOver(t, theirs.Path, mine.Path, how == "copy")
 			dst := idx[129*ps:]
 			read.Store(0)
 			ok, err := s.BatchGetV1([]string{"a"}, dst)

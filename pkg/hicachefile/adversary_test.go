@@ -538,6 +538,26 @@ func TestAdvSetOverSpecialFile(t *testing.T) {
 	}
 }
 
+// putOver puts the file from in place of the file to: by copying its bytes
+// into to (cp: the same inode, another content) when inPlace, else by
+// renaming it over to.
+func putOver(t *testing.T, from, to string, inPlace bool) {
+	t.Helper()
+	if !inPlace {
+		if err := os.Rename(from, to); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	data, err := os.ReadFile(from)
+	if err == nil {
+		err = os.WriteFile(to, data, 0o644)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
 // TestAdvForeignFileOverOwn: another model's or another rank's batch file
 // of the same shape and the same keys, renamed over one of this store's
 // batch files that a live store has indexed, is never served by it.
@@ -572,18 +592,7 @@ func testForeignFileOverOwn(t *testing.T, noWatch, copyInPlace bool) {
 			}
 			mine, _ := live.Locate("a")
 			theirs, _ := o.Locate("a")
-			if copyInPlace {
-				// cp: the same inode, another content.
-				data, err := os.ReadFile(theirs.Path)
-				if err == nil {
-					err = os.WriteFile(mine.Path, data, 0o644)
-				}
-				if err != nil {
-					t.Fatal(err)
-				}
-			} else if err := os.Rename(theirs.Path, mine.Path); err != nil {
-				t.Fatal(err)
-			}
+			putOver(t, theirs.Path, mine.Path, copyInPlace)
 			before := live.Stats().Mismatch
 			dst := idx[4*ps:]
 			ok, err := live.BatchGetV1(keys, dst)
