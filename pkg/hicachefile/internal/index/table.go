@@ -126,9 +126,7 @@ func (s *shard) remove(h uint64, match func(slot) bool) {
 		}
 		p = (p + 1) & s.mask
 	}
-	if s.count*8 < len(s.slots) && len(s.slots) > minSlots {
-		s.shrink()
-	}
+	s.shrink()
 }
 
 // removeLo deletes the slots of file whose digest's low half is lo, as
@@ -142,9 +140,7 @@ func (s *shard) removeLo(lo uint32, file uint32) {
 		}
 		p = (p + 1) & s.mask
 	}
-	if s.count*8 < len(s.slots) && len(s.slots) > minSlots {
-		s.shrink()
-	}
+	s.shrink()
 }
 
 // deleteAt empties slot p and moves back the slots after it whose home is
@@ -167,17 +163,7 @@ func (s *shard) deleteAt(p uint64) {
 // shrink halves the table once it is less than an eighth full, so that a
 // shard that held many keys does not keep their memory after they go.
 func (s *shard) shrink() {
-	old := s.slots
-	s.slots = make([]slot, len(old)/2)
-	s.mask = uint64(len(s.slots) - 1)
-	for _, sl := range old {
-		if sl.file == 0 {
-			continue
-		}
-		p := s.start(sl.hash())
-		for s.slots[p].file != 0 {
-			p = (p + 1) & s.mask
-		}
-		s.slots[p] = sl
+	if s.count*8 < len(s.slots) && len(s.slots) > minSlots {
+		s.resize(len(s.slots) / 2)
 	}
 }
