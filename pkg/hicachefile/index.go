@@ -253,10 +253,11 @@ func readDirNamesAt(fd int) ([]string, error) {
 const loadTail = 16 << 10
 
 // loadIndex reads and checks the trailer and index of the batch file name,
-// and returns the digests of its keys and the offsets of their entries. The
+// and when they pass, adds the digests of its keys and the offsets of
+// their entries to keys and ends the file there (index.Batch.EndFile). The
 // size and mtime it reports come from the same fstat, and are set whenever
 // the file could be opened, corrupt or not. buf is reused between calls.
-func (s *Store) loadIndex(name string, buf *[]byte) (f loaded) {
+func (s *Store) loadIndex(name string, buf *[]byte, keys *index.Batch) (f loaded) {
 	f.name = name
 	fd, st, err := s.openRegular(s.v1fd(), s.v1Dir, name)
 	if err != nil {
@@ -303,14 +304,9 @@ func (s *Store) loadIndex(name string, buf *[]byte) (f loaded) {
 		f.err = fmt.Errorf("%s: %w", name, err)
 		return f
 	}
-	f.hashes = make([]uint64, 0, t.count)
-	f.ents = make([]uint32, 0, t.count)
-	f.pages = make([]uint32, 0, t.count)
 	pageLen := int64(-1)
 	err = walkIndex(ib[:t.indexLen], t, func(key []byte, off, length int64, _ uint32, ent uint32) {
-		f.hashes = append(f.hashes, s.idx.HashBytes(key))
-		f.ents = append(f.ents, ent)
-		f.pages = append(f.pages, uint32(min(off/length, math.MaxUint32)))
+		keys.Key(s.idx.HashBytes(key), ent, uint32(min(off/length, math.MaxUint32)))
 		if pageLen == -1 {
 			pageLen = length
 		} else if pageLen != length || off/length > math.MaxUint32 {
@@ -319,10 +315,10 @@ func (s *Store) loadIndex(name string, buf *[]byte) (f loaded) {
 	})
 	if err != nil {
 		f.err = fmt.Errorf("%s: %w", name, err)
-		f.hashes, f.ents, f.pages = nil, nil, nil
+		keys.Discard()
 		return f
 	}
 	// A page is served only to a store whose pool and identity match.
-	f.meta = index.Meta{FP: matchKey(t.fp, id.key()), IndexOff: t.indexOff, PageLen: pageLen, Tag: fileTag(b), Ino: st.Ino, Size: st.Size}
+	keys.EndFile(name, index.Meta{FP: matchKey(t.fp, id.key()), IndexOff: t.indexOff, PageLen: pageLen, Tag: fileTag(b), Ino: st.Ino, Size: st.Size})
 	return f
 }

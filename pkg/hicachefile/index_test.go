@@ -49,12 +49,11 @@ func TestLookupAfterConcurrentRefresh(t *testing.T) {
 		t.Fatal(err)
 	}
 	name := loc.Path[len(reader.v1Dir)+1:]
-	var buf []byte
-	f := reader.loadIndex(name, &buf)
-	if f.err != nil {
-		t.Fatal(f.err)
+	got := reader.load([]string{name})
+	if len(got.fails) != 0 {
+		t.Fatal(got.fails[0].err)
 	}
-	reader.merge([]loaded{f})
+	reader.merge(got)
 	x.mtime = st.Mtim
 	x.mu.Unlock()
 

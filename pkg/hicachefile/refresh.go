@@ -198,68 +198,131 @@ func (s *Store) knownFile(name string) bool {
 	return err != nil || st.Ino == meta.Ino
 }
 
-// loaded is the outcome of reading one batch file's index.
+// loaded is the outcome of reading one batch file's index. The keys of a
+// file whose index passed its checks go straight into the index (see
+// load), so only its name, size and mtime stay here.
 type loaded struct {
-	name   string
-	hashes []uint64 // digest of each key
-	ents   []uint32 // offset of each key's entry in the file's index
-	pages  []uint32 // number of each key's page in the file
-	meta   index.Meta
-	err    error
-	size   int64 // file size and mtime (Unix ns), for eviction
-	mtime  int64
+	name  string
+	err   error
+	size  int64 // file size and mtime (Unix ns), for eviction
+	mtime int64
+}
+
+// loadedSet is what load leaves for merge: the files it read, and the ones
+// of them that failed.
+type loadedSet struct {
+	names []string
+	fails []loaded
 }
 
 // load reads the indexes of the batch files names, on the store's IO
-// workers: at a cold start, most of the time goes to waiting for the disk.
-func (s *Store) load(names []string) []loaded {
-	if len(names) == 0 {
-		return nil
+// workers (at a cold start, most of the time goes to waiting for the
+// disk), and adds those that pass their checks to the index, each worker
+// a chunk of files at a time (index.AddBatch), while the others read: the
+// index does not wait for the last file. It returns what merge must still
+// settle. A name given twice is read once. The caller holds s.scan.mu and
+// passes the result to merge.
+func (s *Store) load(names []string) *loadedSet {
+	if len(names) > 1 {
+		names = dedupe(names)
 	}
-	out := make([]loaded, len(names))
-	workers := min(s.workers, (len(names)+63)/64)
-	bufs := make([][]byte, max(1, workers))
-	parallelN(workers, len(names), func(w, i int) {
-		out[i] = s.loadIndex(names[i], &bufs[w])
-	})
+	return s.loadUnique(names)
+}
+
+// dedupe returns names without repeats, in the order of their first
+// occurrence. It may reuse names' array.
+func dedupe(names []string) []string {
+	seen := make(map[string]bool, len(names))
+	out := names[:0:0]
+	for _, n := range names {
+		if !seen[n] {
+			seen[n] = true
+			out = append(out, n)
+		}
+	}
 	return out
 }
 
-// merge puts loaded indexes into the index, replacing what it held of the
-// same files. A file that fails its checks is remembered as skipped, so it
-// is not read again; one that could not be read for another reason (EMFILE,
-// EIO) is retried at a later miss; one that is gone is forgotten. The
-// caller holds s.scan.mu.
-func (s *Store) merge(files []loaded) {
-	// Files found on disk join the eviction order as used at their mtime.
-	for _, f := range files {
-		if f.err == nil || errors.Is(f.err, ErrCorrupt) {
-			s.lru.track(fileID{name: f.name}, f.size, f.mtime)
+// loadChunkMax bounds the files a load worker reads before it adds them to
+// the index: a chunk takes each of the index's locks once.
+const loadChunkMax = 256
+
+// loadWorker is one load worker's reusable memory.
+type loadWorker struct {
+	buf   []byte
+	keys  index.Batch
+	fails []loaded
+}
+
+// loadUnique is load for names known to be distinct: a listing's.
+func (s *Store) loadUnique(names []string) *loadedSet {
+	set := &loadedSet{names: names}
+	n := len(names)
+	if n == 0 {
+		return set
+	}
+	workers := max(1, min(s.workers, (n+63)/64))
+	// Chunks small enough that every worker gets several, so that one
+	// slow file (a cold disk) leaves no worker idle for long.
+	chunk := min(loadChunkMax, max(16, n/(workers*8)))
+	chunks := (n + chunk - 1) / chunk
+	ws := make([]loadWorker, workers)
+	parallelN(workers, chunks, func(w, c int) {
+		lw := &ws[w]
+		lw.keys.Reset()
+		for _, name := range names[c*chunk : min(n, (c+1)*chunk)] {
+			f := s.loadIndex(name, &lw.buf, &lw.keys)
+			// Files found on disk join the eviction order as used at
+			// their mtime; so do corrupt ones, which take space too.
+			if f.err == nil || errors.Is(f.err, ErrCorrupt) {
+				s.lru.track(fileID{name: f.name}, f.size, f.mtime)
+			}
+			if f.err != nil {
+				lw.fails = append(lw.fails, f)
+			}
+		}
+		s.idx.AddBatch(&lw.keys)
+	})
+	for _, lw := range ws {
+		set.fails = append(set.fails, lw.fails...)
+	}
+	return set
+}
+
+// merge settles what load left: a file that failed its checks is
+// remembered as skipped (known to the index, with no key), so it is not
+// read again; one that could not be read for another reason (EMFILE, EIO)
+// is retried at a later miss; one that is gone is forgotten. The caller
+// holds s.scan.mu.
+func (s *Store) merge(set *loadedSet) {
+	x := &s.scan
+	if len(x.pending) > 0 {
+		for _, n := range set.names {
+			delete(x.pending, n)
 		}
 	}
-	for _, f := range files {
-		delete(s.scan.pending, f.name)
+	var empty index.Batch // files known to hold nothing
+	for _, f := range set.fails {
 		switch {
-		case f.err == nil:
-			s.idx.AddHashed(f.name, f.meta, f.hashes, f.ents, f.pages)
 		case errors.Is(f.err, errNotRegular):
-			s.idx.AddHashed(f.name, index.Meta{}, nil, nil, nil) // counted in Stats.SpecialFiles; never read
+			empty.EndFile(f.name, index.Meta{}) // counted in Stats.SpecialFiles; never read
 		case errors.Is(f.err, ErrCorrupt):
-			s.idx.AddHashed(f.name, index.Meta{}, nil, nil, nil)
+			empty.EndFile(f.name, index.Meta{})
 			s.stats.skippedFiles.Add(1)
 		case errors.Is(f.err, os.ErrNotExist):
 			s.idx.Forget(f.name)
 		default:
 			s.idx.Forget(f.name)
-			s.scan.pending[f.name] = true
+			x.pending[f.name] = true
 			s.stats.errors.Add(1)
 			if isFDLimit(f.err) {
-				s.scan.fdErr = f.err
+				x.fdErr = f.err
 			}
 		}
 	}
-	if len(s.scan.pending) == 0 {
-		s.scan.fdErr = nil
+	s.idx.AddBatch(&empty)
+	if len(x.pending) == 0 {
+		x.fdErr = nil
 	}
 }
 
@@ -297,18 +360,23 @@ func (s *Store) listed(names []string, mtime unix.Timespec, at time.Time, known 
 	x := &s.scan
 	s.stats.listings.Add(1)
 
-	present := make(map[string]bool, len(names))
-	var fresh []string
+	var present map[string]bool // needed only to find the known files gone
+	if len(known) > 0 {
+		present = make(map[string]bool, len(names))
+	}
+	fresh := make([]string, 0, len(names))
 	for _, n := range names {
 		if !s.isBatchName(n) {
 			continue
 		}
-		present[n] = true
-		if !s.idx.Has(n) { // pending files are not in the index
-			fresh = append(fresh, n)
+		if present != nil {
+			present[n] = true
 		}
+		fresh = append(fresh, n)
 	}
-	got := s.load(fresh)
+	fresh = s.idx.Unknown(fresh) // pending files are not in the index
+	s.idx.Grow(len(fresh), 0)
+	got := s.loadUnique(fresh)
 	for name := range known {
 		if !present[name] {
 			s.forgetBatch(name)
