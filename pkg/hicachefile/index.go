@@ -224,25 +224,35 @@ func putScratch(sc *scratch) {
 // names another. It reads the entries 256 KiB at a time: a directory of
 // 100,000 batch files takes some 25 getdents64 calls, not 700.
 func readDirNamesAt(fd int) ([]string, error) {
+	var names []string
+	err := readDirChunksAt(fd, func(chunk []string) { names = append(names, chunk...) })
+	return names, err
+}
+
+// readDirChunksAt is readDirNamesAt that calls fn with the names of each
+// getdents64 buffer as it is read, in a slice fn may keep, instead of
+// returning them all at the end.
+func readDirChunksAt(fd int, fn func(names []string)) error {
 	dfd, err := unix.Openat(fd, ".", unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	defer unix.Close(dfd)
 	buf := make([]byte, 256<<10)
-	var names []string
 	for {
 		n, err := unix.Getdents(dfd, buf)
 		if err == unix.EINTR {
 			continue
 		}
 		if err != nil {
-			return nil, &os.PathError{Op: "getdents64", Path: ".", Err: err}
+			return &os.PathError{Op: "getdents64", Path: ".", Err: err}
 		}
 		if n <= 0 {
-			return names, nil
+			return nil
 		}
-		_, _, names = unix.ParseDirent(buf[:n], -1, names)
+		if _, _, names := unix.ParseDirent(buf[:n], -1, nil); len(names) > 0 {
+			fn(names)
+		}
 	}
 }
 

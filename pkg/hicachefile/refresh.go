@@ -3,6 +3,7 @@ package hicachefile
 import (
 	"errors"
 	"os"
+	"sync"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -62,7 +63,7 @@ func (s *Store) refresh(miss bool) bool {
 	}
 	switch {
 	case full:
-		return s.listDir() || changed
+		return s.listDir(nil) || changed
 	case retry:
 		names := make([]string, 0, len(x.pending))
 		for n := range x.pending {
@@ -217,23 +218,23 @@ type loadedSet struct {
 
 // load reads the indexes of the batch files names, on the store's IO
 // workers (at a cold start, most of the time goes to waiting for the
-// disk), and adds those that pass their checks to the index, each worker
-// a chunk of files at a time (index.AddBatch), while the others read: the
-// index does not wait for the last file. It returns what merge must still
-// settle. A name given twice is read once. The caller holds s.scan.mu and
-// passes the result to merge.
+// disk), and adds those that pass their checks to the index (see loader).
+// It returns what merge must still settle. A name given twice is read
+// once. The caller holds s.scan.mu and passes the result to merge.
 func (s *Store) load(names []string) *loadedSet {
 	if len(names) > 1 {
 		names = dedupe(names)
 	}
-	return s.loadUnique(names)
+	l := s.newLoader()
+	l.add(names)
+	return &loadedSet{names: names, fails: l.wait()}
 }
 
 // dedupe returns names without repeats, in the order of their first
-// occurrence. It may reuse names' array.
+// occurrence.
 func dedupe(names []string) []string {
 	seen := make(map[string]bool, len(names))
-	out := names[:0:0]
+	out := make([]string, 0, len(names))
 	for _, n := range names {
 		if !seen[n] {
 			seen[n] = true
@@ -247,46 +248,91 @@ func dedupe(names []string) []string {
 // the index: a chunk takes each of the index's locks once.
 const loadChunkMax = 256
 
-// loadWorker is one load worker's reusable memory.
+// loadPerWorker is how many files justify one more load worker.
+const loadPerWorker = 64
+
+// loader reads batch files' indexes on up to s.workers goroutines, started
+// as names come (a listing hands them over a getdents buffer at a time, so
+// that the workers read while it lists), and adds each chunk of files that
+// pass their checks to the index at once (index.AddBatch): the index does
+// not wait for the last file, and a worker adds while others read.
+type loader struct {
+	s       *Store
+	ch      chan []string
+	wg      sync.WaitGroup
+	ws      []loadWorker
+	names   int // names handed over so far
+	started int
+}
+
+// loadWorker is one load worker's reusable memory, and the files it could
+// not load.
 type loadWorker struct {
 	buf   []byte
 	keys  index.Batch
 	fails []loaded
 }
 
-// loadUnique is load for names known to be distinct: a listing's.
-func (s *Store) loadUnique(names []string) *loadedSet {
-	set := &loadedSet{names: names}
-	n := len(names)
-	if n == 0 {
-		return set
+// newLoader returns a loader with no worker started yet.
+func (s *Store) newLoader() *loader {
+	w := max(1, s.workers)
+	return &loader{s: s, ch: make(chan []string, 8*w), ws: make([]loadWorker, w)}
+}
+
+// add hands names over to the workers, in chunks, starting workers as the
+// names handed over justify them.
+func (l *loader) add(names []string) {
+	if len(names) == 0 {
+		return
 	}
-	workers := max(1, min(s.workers, (n+63)/64))
+	l.names += len(names)
 	// Chunks small enough that every worker gets several, so that one
 	// slow file (a cold disk) leaves no worker idle for long.
-	chunk := min(loadChunkMax, max(16, n/(workers*8)))
-	chunks := (n + chunk - 1) / chunk
-	ws := make([]loadWorker, workers)
-	parallelN(workers, chunks, func(w, c int) {
-		lw := &ws[w]
-		lw.keys.Reset()
-		for _, name := range names[c*chunk : min(n, (c+1)*chunk)] {
-			f := s.loadIndex(name, &lw.buf, &lw.keys)
-			// Files found on disk join the eviction order as used at
-			// their mtime; so do corrupt ones, which take space too.
-			if f.err == nil || errors.Is(f.err, ErrCorrupt) {
-				s.lru.track(fileID{name: f.name}, f.size, f.mtime)
-			}
-			if f.err != nil {
-				lw.fails = append(lw.fails, f)
-			}
+	chunk := min(loadChunkMax, max(16, len(names)/(len(l.ws)*8)))
+	for len(names) > 0 {
+		c := names[:min(chunk, len(names))]
+		names = names[len(c):]
+		if l.started < min(len(l.ws), (l.names+loadPerWorker-1)/loadPerWorker) {
+			lw := &l.ws[l.started]
+			l.started++
+			l.wg.Go(func() {
+				for c := range l.ch {
+					l.s.loadChunk(c, lw)
+				}
+			})
 		}
-		s.idx.AddBatch(&lw.keys)
-	})
-	for _, lw := range ws {
-		set.fails = append(set.fails, lw.fails...)
+		l.ch <- c
 	}
-	return set
+}
+
+// wait waits for the workers to load every name handed over, and returns
+// the files that failed.
+func (l *loader) wait() []loaded {
+	close(l.ch)
+	l.wg.Wait()
+	var fails []loaded
+	for _, lw := range l.ws {
+		fails = append(fails, lw.fails...)
+	}
+	return fails
+}
+
+// loadChunk reads the indexes of the batch files names and adds the files
+// whose index passed its checks to the index, at once.
+func (s *Store) loadChunk(names []string, lw *loadWorker) {
+	lw.keys.Reset()
+	for _, name := range names {
+		f := s.loadIndex(name, &lw.buf, &lw.keys)
+		// Files found on disk join the eviction order as used at their
+		// mtime; so do corrupt ones, which take space too.
+		if f.err == nil || errors.Is(f.err, ErrCorrupt) {
+			s.lru.track(fileID{name: f.name}, f.size, f.mtime)
+		}
+		if f.err != nil {
+			lw.fails = append(lw.fails, f)
+		}
+	}
+	s.idx.AddBatch(&lw.keys)
 }
 
 // merge settles what load left: a file that failed its checks is
@@ -327,8 +373,11 @@ func (s *Store) merge(set *loadedSet) {
 }
 
 // listDir lists the V1 directory, loads the batch files the index does not
-// know, and forgets the ones that are gone. The caller holds s.scan.mu.
-func (s *Store) listDir() bool {
+// know, and forgets the ones that are gone. It calls other, when not nil,
+// with every name that is not a batch file of this store. It reports
+// whether the listing succeeded. The caller holds s.scan.mu.
+func (s *Store) listDir(other func(name string)) bool {
+	x := &s.scan
 	at := time.Now()
 	var st unix.Stat_t
 	if err := unix.Fstat(s.v1fd(), &st); err != nil {
@@ -338,51 +387,57 @@ func (s *Store) listDir() bool {
 	// Only files indexed before the listing can be gone when the listing
 	// lacks them: this store's writes rename a file into place before
 	// adding it, so one added later may simply be newer than the listing.
-	known := make(map[string]bool)
-	s.idx.Files(func(name string) { known[name] = true })
-	names, err := readDirNamesAt(s.v1fd())
+	var known, present map[string]bool
+	s.idx.Files(func(name string) {
+		if known == nil {
+			known = make(map[string]bool)
+			present = make(map[string]bool)
+		}
+		known[name] = true
+	})
+	// The workers load the files of each getdents buffer while the next
+	// is read.
+	l := s.newLoader()
+	err := readDirChunksAt(s.v1fd(), func(names []string) {
+		fresh := names[:0]
+		for _, n := range names {
+			if !s.isBatchName(n) {
+				if other != nil {
+					other(n)
+				}
+				continue
+			}
+			if present != nil {
+				present[n] = true
+			}
+			fresh = append(fresh, n)
+		}
+		fresh = s.idx.Unknown(fresh) // pending files are not in the index
+		if len(x.pending) > 0 {
+			for _, n := range fresh {
+				delete(x.pending, n) // merge adds back the ones that fail
+			}
+		}
+		l.add(fresh)
+	})
+	fails := l.wait()
 	if err != nil {
+		// What was loaded stays; the next refresh lists again.
 		s.stats.errors.Add(1)
 		if isFDLimit(err) {
-			s.scan.fdErr = err
+			x.fdErr = err
 		}
+		s.merge(&loadedSet{fails: fails})
 		return false
 	}
-	s.listed(names, st.Mtim, at, known)
-	return true
-}
-
-// listed applies a listing of the V1 directory, names, started at at, when
-// its mtime was mtime: it loads the batch files the index does not know, and
-// forgets those in known (the files indexed before the listing) that the
-// listing lacks. The caller holds s.scan.mu.
-func (s *Store) listed(names []string, mtime unix.Timespec, at time.Time, known map[string]bool) {
-	x := &s.scan
 	s.stats.listings.Add(1)
-
-	var present map[string]bool // needed only to find the known files gone
-	if len(known) > 0 {
-		present = make(map[string]bool, len(names))
-	}
-	fresh := make([]string, 0, len(names))
-	for _, n := range names {
-		if !s.isBatchName(n) {
-			continue
-		}
-		if present != nil {
-			present[n] = true
-		}
-		fresh = append(fresh, n)
-	}
-	fresh = s.idx.Unknown(fresh) // pending files are not in the index
-	s.idx.Grow(len(fresh), 0)
-	got := s.loadUnique(fresh)
 	for name := range known {
 		if !present[name] {
 			s.forgetBatch(name)
 		}
 	}
-	x.mtime, x.at = mtime, at
+	x.mtime, x.at = st.Mtim, at
 	x.scanned = true
-	s.merge(got)
+	s.merge(&loadedSet{fails: fails})
+	return true
 }

@@ -8,7 +8,6 @@ import (
 	"path/filepath"
 	"sync"
 	"sync/atomic"
-	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -145,19 +144,13 @@ func New(cfg Config) (*Store, error) {
 	// One listing of the V1 directory serves both the reclaim and the
 	// index. Temp files left by writers that died (SIGKILL, a crash, a
 	// power cut) go now; live writers' stay. A failure only leaves them.
-	var st unix.Stat_t
-	var names []string
-	at := time.Now()
-	err = unix.Fstat(s.v1fd(), &st) // the mtime before the listing, as listDir takes it
-	if err == nil {
-		names, err = readDirNamesAt(s.v1fd())
+	s.scan.mu.Lock()
+	others := []string{} // the V1 directory's names that are not batch files
+	if !s.listDir(func(n string) { others = append(others, n) }) {
+		others = nil // reclaimTempsIn lists it again
 	}
-	_ = s.reclaimTempsIn(names)
-	if err == nil {
-		s.scan.mu.Lock()
-		s.listed(names, st.Mtim, at, nil)
-		s.scan.mu.Unlock()
-	}
+	s.scan.mu.Unlock()
+	_ = s.reclaimTempsIn(others)
 	s.refresh(false) // lists here if that listing failed
 	return s, nil
 }
