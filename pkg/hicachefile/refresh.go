@@ -150,8 +150,14 @@ func (s *Store) applyEvents() bool {
 		}
 		switch ev {
 		case evGone:
+			s.takeOwn(name)
 			gone = append(gone, name)
 		case evAppeared, evWritten:
+			if ev == evAppeared && s.takeOwn(name) {
+				// The link of this store's own unnamed file: known, or
+				// being committed.
+				return
+			}
 			// A file renamed in, or written in place (a foreign writer's),
 			// that the index does not know, or another file under a name it
 			// knows (another store's renamed over it: another inode). This
@@ -174,6 +180,7 @@ func (s *Store) applyEvents() bool {
 	}
 	if overflow || lost {
 		s.scan.scanned = false
+		s.forgetOwn()
 	}
 	for _, n := range gone {
 		if !s.goneInFlight(n) {

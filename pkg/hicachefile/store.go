@@ -78,6 +78,9 @@ type Store struct {
 	inflight struct {
 		mu    sync.Mutex
 		names map[string]bool
+		// own holds the names of unnamed files this store linked whose
+		// creation event its watcher has not read yet (expectOwn).
+		own map[string]bool
 	}
 	lru   lru
 	stats counters
@@ -110,6 +113,7 @@ func New(cfg Config) (*Store, error) {
 	s.ident, s.identKey = appendIdentity(nil, id), id.key()
 	s.idx = index.New()
 	s.inflight.names = make(map[string]bool)
+	s.inflight.own = make(map[string]bool)
 	s.scan.pending = make(map[string]bool)
 	topfd, topID, err := openDir(s.dir)
 	if err != nil {
