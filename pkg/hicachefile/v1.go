@@ -81,9 +81,12 @@ const (
 //
 // It makes no system call per key: one read(2) of pending inotify events
 // per call (without a watcher, a stat of Dir and of the V1 directory
-// instead), then per batch file a create, an OFD lock, the writes (one
+// instead), then per batch file a create with O_TMPFILE, the writes (one
 // pwritev of pages and index for up to 1024 buffers and a MiB of pages;
-// else one per window, and one for the index), a rename and a close.
+// else one per window, and one for the index), a linkat under its final
+// name and a close. With MaxBytes or MinFreeBytes, or where O_TMPFILE is
+// refused, the file is written under a temp name instead (see the package
+// documentation): an OFD lock, a rename and an fstat more.
 func (s *Store) BatchSetV1(keys []string, hostIndices []int64) ([]bool, error) {
 	ok := make([]bool, len(keys))
 	sc := getScratch(len(keys))
