@@ -59,6 +59,10 @@ type Store struct {
 	// with O_TMPFILE: not known until the first write, and off for good
 	// once the file system refuses it.
 	tmpfile atomic.Int32
+	// noEmptyPath says that linkat with AT_EMPTY_PATH was refused (Linux
+	// before 6.10, without CAP_DAC_READ_SEARCH): links of files made with
+	// O_TMPFILE go through /proc/self/fd.
+	noEmptyPath atomic.Bool
 	// dirsMoved, guarded by scan.mu, says that the watcher saw Dir or the
 	// V1 directory go: the next refresh or write runs checkDir.
 	dirsMoved bool

@@ -242,11 +242,16 @@ func (s *Store) openBornLocked(dirfd int, dir string, size int64) (t tempFile, o
 // /proc/self/fd, which needs no privilege. It fails with EEXIST when name
 // is taken.
 func (s *Store) linkFD(fd, dirfd int, name string) error {
-	err := s.sys.Linkat(fd, "", dirfd, name, unix.AT_EMPTY_PATH)
-	if err == unix.ENOENT || err == unix.EPERM || err == unix.EINVAL {
-		err = s.sys.Linkat(unix.AT_FDCWD, "/proc/self/fd/"+strconv.Itoa(fd), dirfd, name, unix.AT_SYMLINK_FOLLOW)
+	if !s.noEmptyPath.Load() {
+		err := s.sys.Linkat(fd, "", dirfd, name, unix.AT_EMPTY_PATH)
+		if err != unix.ENOENT && err != unix.EPERM && err != unix.EINVAL {
+			return err
+		}
+		// Refused (or the directory is gone, which the next link
+		// tells): the next links go through /proc at once.
+		s.noEmptyPath.Store(true)
 	}
-	return err
+	return s.sys.Linkat(unix.AT_FDCWD, "/proc/self/fd/"+strconv.Itoa(fd), dirfd, name, unix.AT_SYMLINK_FOLLOW)
 }
 
 // linkRefused reports whether err, from linkFD, says that files made with
