@@ -22,7 +22,8 @@
 //	.l<16 hex>S.tmp             a file being written, before its rename
 //	.<16 hex>S.tmp              the same, where O_TMPFILE is refused
 //	v1S/b<16 hex>S.batch.bin    V1 batch file: many pages
-//	v1S/.l<16 hex>S.tmp         a batch file being written
+//	v1S/.l<16 hex>S.tmp         a batch file being written (with MaxBytes
+//	                            or MinFreeBytes; without, it has no name)
 //	v1S/.<16 hex>S.tmp          the same, where O_TMPFILE is refused
 //
 // A batch or temp name belongs to the store only when everything before S
@@ -236,8 +237,17 @@
 //
 // # Durability
 //
-// Every file is written under a temp name and renamed into place, so readers
-// in any process see a whole file or none. A writer makes its temp file
+// Every file appears under its final name only once complete, so readers
+// in any process see a whole file or none. A V1 batch file of a store
+// without MaxBytes or MinFreeBytes is written into a file made with
+// O_TMPFILE, which has no name, and linked under its final name (a new
+// random one, never an existing file's) with linkat(2) once written: no
+// other process can see it before, so it needs no lock, and if its writer
+// dies first the kernel frees it, leaving nothing to reclaim. Every other
+// file (old-format files, which replace files of the same name, and every
+// file of a store with a bound, so that its neighbours count the bytes
+// being written toward their MaxBytes) is written under a temp name and
+// renamed into place. A writer makes such a temp file
 // with O_TMPFILE (open(2)) in the directory, with no name, takes an OFD
 // write lock (fcntl F_OFD_SETLK) on it, and only then links it under its
 // temp name (linkat(2) through /proc/self/fd), .l<16 hex>S.tmp, before
@@ -261,8 +271,8 @@
 // them. The temp files being written, by this store and (as of the last
 // such pass) by live writers elsewhere, count toward MaxBytes.
 //
-// With Config.Sync, each file is fdatasync'ed before its rename and the
-// directory fsync'ed after it; without, a crash may lose recent pages but
+// With Config.Sync, each file is fdatasync'ed before its rename or link
+// and the directory fsync'ed after it; without, a crash may lose recent pages but
 // never leaves a partial one under a final name.
 //
 // # Concurrency

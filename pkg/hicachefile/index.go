@@ -152,9 +152,11 @@ func (s *Store) verifyFiles(refs []index.Ref, have []bool) bool {
 		if !ok {
 			continue
 		}
-		if err := unix.Fstatat(s.v1fd(), name, &st, unix.AT_SYMLINK_NOFOLLOW); err == unix.ENOENT || err == nil && st.Ino != meta.Ino {
+		if err := unix.Fstatat(s.v1fd(), name, &st, unix.AT_SYMLINK_NOFOLLOW); err == unix.ENOENT || err == nil && meta.Ino != 0 && st.Ino != meta.Ino {
 			// Gone, or another file now (another store's renamed over
-			// it): its pages are not the ones indexed.
+			// it): its pages are not the ones indexed. (A file this store
+			// linked while it was watching has no inode recorded: a read
+			// still tells another file by its trailer.)
 			s.forgetBatch(name)
 			gone = true
 		}

@@ -93,21 +93,36 @@ func (s *Store) writeTemp(dirfd int, dir string, size int64, write func(fd int) 
 	if err != nil {
 		return t, err
 	}
-	s.lru.startTemp(t.name, size)
-	err = write(t.fd)
+	return s.fillTemp(t, write)
+}
+
+// fillTemp fills the temp file t, named or not, with write, and makes its
+// data durable with Config.Sync. On failure t is removed.
+func (s *Store) fillTemp(t tempFile, write func(fd int) error) (tempFile, error) {
+	dir := t.dir
+	if t.name != "" {
+		s.lru.startTemp(t.name, t.size)
+	}
+	err := write(t.fd)
 	if err == nil && s.cfg.Sync {
 		err = s.sys.Fdatasync(t.fd)
 	}
 	if err != nil {
 		s.discard(t)
-		return t, fmt.Errorf("hicachefile: write %s: %w", filepath.Join(dir, t.name), err)
+		what := filepath.Join(dir, t.name)
+		if t.name == "" {
+			what = "a temp file in " + dir
+		}
+		return t, fmt.Errorf("hicachefile: write %s: %w", what, err)
 	}
 	return t, nil
 }
 
 // discard removes and closes a temp file that will not be committed.
 func (s *Store) discard(t tempFile) {
-	_ = s.sys.Unlinkat(t.dirfd, t.name, 0)
+	if t.name != "" {
+		_ = s.sys.Unlinkat(t.dirfd, t.name, 0)
+	}
 	_ = s.sys.Close(t.fd)
 	s.lru.endTemp(t.name)
 }
@@ -132,6 +147,12 @@ func (s *Store) commit(t tempFile, name string) error {
 		return fmt.Errorf("hicachefile: rename %s to %s: %w", t.name, filepath.Join(t.dir, name), err)
 	}
 	defer s.lru.endTemp(t.name)
+	return s.closeCommitted(t, name)
+}
+
+// closeCommitted makes the file t, now at name, durable when Config.Sync
+// asks for it, and closes it. On failure name is removed.
+func (s *Store) closeCommitted(t tempFile, name string) error {
 	if s.cfg.Sync {
 		if err := s.sys.Fsync(t.dirfd); err != nil {
 			_ = s.sys.Unlinkat(t.dirfd, name, 0)

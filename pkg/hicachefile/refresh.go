@@ -151,14 +151,22 @@ func (s *Store) applyEvents() bool {
 		}
 		switch ev {
 		case evGone:
+			s.takeOwn(name)
 			gone = append(gone, name)
 		case evAppeared, evWritten:
-			// A file renamed in, or written in place (a foreign writer's),
-			// that the index does not know, or another file under a name it
-			// knows (another store's renamed over it: another inode). This
-			// store's own files, whose rename and close also raise these
-			// events, are known by then, or being committed (inflight), and
-			// are not read again. A file rewritten in place (same inode)
+			if ev == evAppeared && s.takeOwn(name) {
+				// The link of this store's own unnamed file: known, or
+				// being committed.
+				return
+			}
+			// A file linked or renamed in, or created or written in place
+			// (a foreign writer's), that the index does not know, or
+			// another file under a name it knows (another store's renamed
+			// over it: another inode). This store's own renamed files,
+			// whose rename and close also raise these events, are known by
+			// then, or being committed (inflight), and are not read again.
+			// A file created in place is read again when closed: the index
+			// records no inode for a file that failed its checks. A file rewritten in place (same inode)
 			// is caught when read: its trailer checksum, key or CRC
 			// checks fail.
 			if !s.isInflight(name) && !s.knownFile(name) {
@@ -175,6 +183,7 @@ func (s *Store) applyEvents() bool {
 	}
 	if overflow || lost {
 		s.scan.scanned = false
+		s.forgetOwn()
 	}
 	for _, n := range gone {
 		if !s.goneInFlight(n) {

@@ -76,8 +76,9 @@ func testAddAfterDeleteEvent(t *testing.T, noWatch bool) {
 	other := newStore(t, Config{Dir: dir, ModelName: "m", NoWatch: noWatch}, p) // another process
 	var a *Store
 	armed := true
-	sys := Syscalls{Renameat: func(od int, op string, nd int, np string) error {
-		err := unix.Renameat(od, op, nd, np)
+	// The batch file gets its name by a link (an unnamed file) or a
+	// rename (a temp file): either way, the Clear comes right after.
+	placed := func(np string, err error) error {
 		if armed && strings.HasSuffix(np, batchExt) {
 			armed = false
 			if cerr := other.Clear(); cerr != nil {
@@ -86,7 +87,15 @@ func testAddAfterDeleteEvent(t *testing.T, noWatch bool) {
 			a.Exists("unrelated") // any lookup in another goroutine drains the events
 		}
 		return err
-	}}
+	}
+	sys := Syscalls{
+		Renameat: func(od int, op string, nd int, np string) error {
+			return placed(np, unix.Renameat(od, op, nd, np))
+		},
+		Linkat: func(od int, op string, nd int, np string, fl int) error {
+			return placed(np, unix.Linkat(od, op, nd, np, fl))
+		},
+	}
 	a = newStore(t, Config{Dir: dir, ModelName: "m", NoWatch: noWatch, Syscalls: sys}, p)
 	if ok, err := a.BatchSetV1([]string{"k"}, idx); err != nil || !ok[0] {
 		t.Fatal(ok, err)

@@ -36,15 +36,26 @@ func TestForeignWriteDuringOwnWrite(t *testing.T) {
 		dir := t.TempDir()
 		b := newStore(t, Config{Dir: dir, ModelName: "m", NoWatch: noWatch}, p)
 		armed := true
-		sys := Syscalls{Renameat: func(od int, op string, nd int, np string) error {
-			if armed {
+		// B writes just before A's batch file gets its name, by a link
+		// (an unnamed file) or a rename (a temp file).
+		placing := func(np string) {
+			if armed && strings.HasSuffix(np, batchExt) {
 				armed = false
 				if ok, err := b.BatchSetV1([]string{"kb"}, idx[ps:]); err != nil || !ok[0] {
 					t.Errorf("B: %v %v", ok, err)
 				}
 			}
-			return unix.Renameat(od, op, nd, np)
-		}}
+		}
+		sys := Syscalls{
+			Renameat: func(od int, op string, nd int, np string) error {
+				placing(np)
+				return unix.Renameat(od, op, nd, np)
+			},
+			Linkat: func(od int, op string, nd int, np string, fl int) error {
+				placing(np)
+				return unix.Linkat(od, op, nd, np, fl)
+			},
+		}
 		a := newStore(t, Config{Dir: dir, ModelName: "m", NoWatch: noWatch, Syscalls: sys}, p)
 		if ok, err := a.BatchSetV1([]string{"ka"}, idx[:ps]); err != nil || !ok[0] {
 			t.Fatal(ok, err)

@@ -58,6 +58,10 @@ type Store struct {
 	// with O_TMPFILE: not known until the first write, and off for good
 	// once the file system refuses it.
 	tmpfile atomic.Int32
+	// noEmptyPath says that linkat with AT_EMPTY_PATH was refused (Linux
+	// before 6.10, without CAP_DAC_READ_SEARCH): links of files made with
+	// O_TMPFILE go through /proc/self/fd.
+	noEmptyPath atomic.Bool
 	// dirsMoved, guarded by scan.mu, says that the watcher saw Dir or the
 	// V1 directory go: the next refresh or write runs checkDir.
 	dirsMoved bool
@@ -77,6 +81,9 @@ type Store struct {
 	inflight struct {
 		mu    sync.Mutex
 		names map[string]bool
+		// own holds the names of unnamed files this store linked whose
+		// creation event its watcher has not read yet (expectOwn).
+		own map[string]bool
 	}
 	lru   lru
 	stats counters
@@ -109,6 +116,7 @@ func New(cfg Config) (*Store, error) {
 	s.ident, s.identKey = appendIdentity(nil, id), id.key()
 	s.idx = index.New()
 	s.inflight.names = make(map[string]bool)
+	s.inflight.own = make(map[string]bool)
 	s.scan.pending = make(map[string]bool)
 	topfd, topID, err := openDir(s.dir)
 	if err != nil {

@@ -221,13 +221,12 @@ func (s *Store) openBornLocked(dirfd int, dir string, size int64) (t tempFile, o
 		_ = s.sys.Close(t.fd)
 		return t, false, fmt.Errorf("hicachefile: lock a temp file in %s: %w", dir, err)
 	}
-	err = s.sys.Linkat(unix.AT_FDCWD, "/proc/self/fd/"+strconv.Itoa(t.fd), dirfd, t.name, unix.AT_SYMLINK_FOLLOW)
+	err = s.linkFD(t.fd, dirfd, t.name)
 	switch {
 	case err == nil:
 		s.tmpfile.CompareAndSwap(int32(tmpfileUnknown), int32(tmpfileOK))
 		return t, true, nil
-	case err == unix.EOPNOTSUPP || err == unix.EPERM || err == unix.EINVAL || err == unix.ENOSYS ||
-		err == unix.ENOENT && unix.Access("/proc/self/fd", unix.X_OK) != nil:
+	case linkRefused(err):
 		_ = s.sys.Close(t.fd)
 		s.tmpfile.Store(int32(tmpfileNo))
 		return t, false, nil
@@ -235,4 +234,91 @@ func (s *Store) openBornLocked(dirfd int, dir string, size int64) (t tempFile, o
 		_ = s.sys.Close(t.fd)
 		return t, false, fmt.Errorf("hicachefile: link %s: %w", filepath.Join(dir, t.name), err)
 	}
+}
+
+// linkFD gives the file made with O_TMPFILE open at fd the name name in
+// dirfd: with AT_EMPTY_PATH, which Linux allows the opener of the file
+// since 6.10 (before, only with CAP_DAC_READ_SEARCH), else through
+// /proc/self/fd, which needs no privilege. It fails with EEXIST when name
+// is taken.
+func (s *Store) linkFD(fd, dirfd int, name string) error {
+	if !s.noEmptyPath.Load() {
+		err := s.sys.Linkat(fd, "", dirfd, name, unix.AT_EMPTY_PATH)
+		if err != unix.ENOENT && err != unix.EPERM && err != unix.EINVAL {
+			return err
+		}
+		// Refused (or the directory is gone, which the next link
+		// tells): the next links go through /proc at once.
+		s.noEmptyPath.Store(true)
+	}
+	return s.sys.Linkat(unix.AT_FDCWD, "/proc/self/fd/"+strconv.Itoa(fd), dirfd, name, unix.AT_SYMLINK_FOLLOW)
+}
+
+// linkRefused reports whether err, from linkFD, says that files made with
+// O_TMPFILE cannot be linked here: the store then makes its temp files by
+// name.
+func linkRefused(err error) bool {
+	return err == unix.EOPNOTSUPP || err == unix.EPERM || err == unix.EINVAL || err == unix.ENOSYS ||
+		err == unix.ENOENT && unix.Access("/proc/self/fd", unix.X_OK) != nil
+}
+
+// Unnamed writes.
+//
+// A batch file goes to a new name that no one else uses, so it needs no
+// rename over an old file: where the file system allows O_TMPFILE, a
+// store without MaxBytes or MinFreeBytes writes it into a file with no
+// name at all and links it under its final name once complete (openat,
+// pwritev, linkat, close: the floor's count). Until the link no other
+// process can see the file, so it needs no lock; if the writer dies first,
+// the kernel frees it, and nothing is left to reclaim. A store with a bound
+// names its temp files instead (openTemp), so that its neighbours count
+// their bytes toward their MaxBytes while they are written.
+
+// openUnnamed opens a new file with no name in dirfd (at path dir), with
+// O_TMPFILE. ok is false, with no error, where the file system refuses
+// O_TMPFILE: the store then makes its temp files by name.
+func (s *Store) openUnnamed(dirfd int, dir string, size int64) (t tempFile, ok bool, err error) {
+	t = tempFile{dirfd: dirfd, dir: dir, size: size}
+	t.fd, err = s.sys.Openat(dirfd, ".", unix.O_TMPFILE|unix.O_WRONLY|unix.O_CLOEXEC, 0o644)
+	switch err {
+	case nil:
+		return t, true, nil
+	case unix.EOPNOTSUPP, unix.EISDIR, unix.EINVAL:
+		s.tmpfile.Store(int32(tmpfileNo))
+		return t, false, nil
+	default:
+		return t, false, fmt.Errorf("hicachefile: create a temp file in %s: %w", dir, err)
+	}
+}
+
+// unnamedWrites reports whether the store's batch files are written with
+// no name until complete (see openUnnamed).
+func (s *Store) unnamedWrites() bool {
+	return !s.lru.on && tmpfile(s.tmpfile.Load()) != tmpfileNo
+}
+
+// errNameTaken marks a link that failed because the final name exists: a
+// new name is drawn.
+var errNameTaken = errors.New("name taken")
+
+// publish links the complete unnamed file t under name, then closes it. On
+// failure t is closed, and name removed if it was linked but could not be
+// made durable or closed cleanly. A name that exists already is
+// errNameTaken, and t then stays open for another name; where the link is
+// refused, O_TMPFILE is turned off and the error is errTempGone, so that
+// the caller writes the file again by name.
+func (s *Store) publish(t tempFile, name string) error {
+	err := s.linkFD(t.fd, t.dirfd, name)
+	switch {
+	case err == unix.EEXIST:
+		return fmt.Errorf("hicachefile: link %s: %w", filepath.Join(t.dir, name), errNameTaken)
+	case err != nil && linkRefused(err):
+		s.tmpfile.Store(int32(tmpfileNo))
+		_ = s.sys.Close(t.fd)
+		return fmt.Errorf("hicachefile: link %s: %w: %w", filepath.Join(t.dir, name), errTempGone, err)
+	case err != nil:
+		_ = s.sys.Close(t.fd)
+		return fmt.Errorf("hicachefile: link %s: %w", filepath.Join(t.dir, name), err)
+	}
+	return s.closeCommitted(t, name)
 }

@@ -2,6 +2,7 @@ package hicachefile
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -57,18 +58,31 @@ func lockedAt(t *testing.T, path string) bool {
 // with no grace. A temp file is locked from the moment it is linked in,
 // and is the only one, locked, while its write fills it (so other stores
 // count its bytes toward MaxBytes), through both interfaces and for a Set
-// that replaces a file of the wrong size.
+// that replaces a file of the wrong size. A store without a bound writes
+// its batch files with no name at all until they are complete: nothing to
+// lock, nothing for a crash to leave, and the link goes to the final name.
 func TestTempNeverUnlocked(t *testing.T) {
+	for _, bounded := range []bool{true, false} {
+		t.Run(fmt.Sprintf("MaxBytes=%v", bounded), func(t *testing.T) { testTempNeverUnlocked(t, bounded) })
+	}
+}
+
+func testTempNeverUnlocked(t *testing.T, bounded bool) {
 	p, idx := randomPages(t, 1)
 	dir := t.TempDir()
 	var s *Store
-	writes, links := 0, 0
+	writes, links, published := 0, 0, 0
+	v1 := false // the write in progress is BatchSetV1's
 	sys := Syscalls{
 		Pwritev: func(fd int, iovs [][]byte, off int64) (int, error) {
 			writes++
 			temps := tempsIn(t, s)
-			if len(temps) != 1 {
-				t.Errorf("temp files while a write fills one: %v", temps)
+			want := 1
+			if v1 && !bounded {
+				want = 0
+			}
+			if len(temps) != want {
+				t.Errorf("temp files while a write fills one: %v, want %d", temps, want)
 			}
 			for _, path := range temps {
 				if !bornLocked(filepath.Base(path)) || !lockedAt(t, path) {
@@ -81,6 +95,10 @@ func TestTempNeverUnlocked(t *testing.T) {
 			if err := unix.Linkat(od, op, nd, np, fl); err != nil {
 				return err
 			}
+			if s.isBatchName(np) {
+				published++ // complete, under its final name
+				return nil
+			}
 			links++
 			path := "/proc/self/fd/" + strconv.Itoa(nd) + "/" + np
 			if !bornLocked(np) || !lockedAt(t, path) {
@@ -89,14 +107,20 @@ func TestTempNeverUnlocked(t *testing.T) {
 			return nil
 		},
 	}
-	s = newStore(t, Config{Dir: dir, ModelName: "m", Syscalls: sys}, p)
+	cfg := Config{Dir: dir, ModelName: "m", Syscalls: sys}
+	if bounded {
+		cfg.MaxBytes = 1 << 30
+	}
+	s = newStore(t, cfg, p)
 	page, _ := p.GetDataPage(idx[0])
 	if err := s.Set("new", page); err != nil {
 		t.Fatal(err)
 	}
+	v1 = true
 	if ok, err := s.BatchSetV1([]string{"v"}, idx); err != nil || !ok[0] {
 		t.Fatal(ok, err)
 	}
+	v1 = false
 	if err := os.WriteFile(s.FilePath("short"), []byte("x"), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -106,8 +130,13 @@ func TestTempNeverUnlocked(t *testing.T) {
 	if got, err := os.ReadFile(s.FilePath("short")); err != nil || !bytes.Equal(got, page) {
 		t.Errorf("the wrong-sized file was not replaced: %v", err)
 	}
-	if writes != 3 || links != 3 {
-		t.Errorf("%d writes, %d temp files linked in; want 3 and 3", writes, links)
+	wantLinks, wantPublished := 3, 0
+	if !bounded {
+		wantLinks, wantPublished = 2, 1
+	}
+	if writes != 3 || links != wantLinks || published != wantPublished {
+		t.Errorf("%d writes, %d temp files linked in, %d unnamed files linked to their final name; want 3, %d and %d",
+			writes, links, published, wantLinks, wantPublished)
 	}
 	if left := tempsIn(t, s); len(left) > 0 {
 		t.Errorf("temp files left: %v", left)

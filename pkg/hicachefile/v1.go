@@ -81,9 +81,12 @@ const (
 //
 // It makes no system call per key: one read(2) of pending inotify events
 // per call (without a watcher, a stat of Dir and of the V1 directory
-// instead), then per batch file a create, an OFD lock, the writes (one
+// instead), then per batch file a create with O_TMPFILE, the writes (one
 // pwritev of pages and index for up to 1024 buffers and a MiB of pages;
-// else one per window, and one for the index), a rename and a close.
+// else one per window, and one for the index), a linkat under its final
+// name and a close. With MaxBytes or MinFreeBytes, or where O_TMPFILE is
+// refused, the file is written under a temp name instead (see the package
+// documentation): an OFD lock, a rename and an fstat more.
 func (s *Store) BatchSetV1(keys []string, hostIndices []int64) ([]bool, error) {
 	ok := make([]bool, len(keys))
 	sc := getScratch(len(keys))
@@ -283,18 +286,15 @@ type batch struct {
 // that Clear, which takes it exclusively, never runs between the rename and
 // the add: a file Clear removed is never left in the index.
 func (s *Store) commitBatch(pi *poolInfo, v1fd int, keys []string, hashes []uint64, bufs [][]byte, chunk []int32, b batch, written map[fileID]bool) error {
-	name := s.batchName()
 	s.commitMu.RLock()
 	defer s.commitMu.RUnlock()
-	s.inflightBegin(name)
-	err := s.commit(b.tmp, name)
+	name, err := s.place(b.tmp)
 	if errors.Is(err, errTempGone) {
 		if b, err = s.writeBatch(pi, v1fd, keys, hashes, bufs, chunk, s.workers); err == nil {
-			err = s.commit(b.tmp, name)
+			name, err = s.place(b.tmp)
 		}
 	}
 	if err != nil {
-		s.inflightEnd(name)
 		return err
 	}
 	s.idx.AddHashed(name, b.meta, b.hashes, b.ents, b.pages)
@@ -315,6 +315,80 @@ func (s *Store) commitBatch(pi *poolInfo, v1fd int, keys []string, hashes []uint
 	s.stats.sets.Add(int64(b.n))
 	s.stats.setBytes.Add(int64(b.n) * pi.pageLen)
 	return nil
+}
+
+// place gives the written batch file t a new final name, by a rename of
+// its temp file or a link of its unnamed file, and returns the name, whose
+// commit has begun (inflightBegin): the caller ends it. A name that exists
+// already (someone made a file of that random name) is drawn again, twice
+// at most.
+func (s *Store) place(t tempFile) (string, error) {
+	for attempt := 1; ; attempt++ {
+		name := s.batchName()
+		s.inflightBegin(name)
+		var err error
+		if t.name != "" {
+			err = s.commit(t, name)
+		} else {
+			// The link raises one IN_CREATE event, which the watcher of
+			// this store need not look into.
+			s.expectOwn(name)
+			if err = s.publish(t, name); err != nil {
+				s.takeOwn(name)
+			}
+		}
+		if err == nil {
+			return name, nil
+		}
+		s.inflightEnd(name)
+		if !errors.Is(err, errNameTaken) {
+			return "", err
+		}
+		if attempt == 3 {
+			s.discard(t)
+			return "", err
+		}
+	}
+}
+
+// maxOwn bounds the names expectOwn remembers: past it (events not read for
+// long), they are forgotten, and their events cost a stat each.
+const maxOwn = 1 << 14
+
+// expectOwn records that this store is about to link a batch file of its
+// own under name, so that the watcher's event for that link is known as
+// this store's without a stat. Only a store that reads its watcher's
+// events records it.
+func (s *Store) expectOwn(name string) {
+	if s.poll.Load() {
+		return
+	}
+	s.inflight.mu.Lock()
+	defer s.inflight.mu.Unlock()
+	if len(s.inflight.own) >= maxOwn {
+		clear(s.inflight.own)
+	}
+	s.inflight.own[name] = true
+}
+
+// takeOwn forgets that name's event is expected, and reports whether it
+// was.
+func (s *Store) takeOwn(name string) bool {
+	s.inflight.mu.Lock()
+	defer s.inflight.mu.Unlock()
+	if !s.inflight.own[name] {
+		return false
+	}
+	delete(s.inflight.own, name)
+	return true
+}
+
+// forgetOwn forgets every expected event: after a lost or overflowed watch,
+// which a listing replaces.
+func (s *Store) forgetOwn() {
+	s.inflight.mu.Lock()
+	defer s.inflight.mu.Unlock()
+	clear(s.inflight.own)
 }
 
 // inflightBegin records that this store is committing the batch file name.
@@ -397,7 +471,11 @@ func (s *Store) writeBatch(pi *poolInfo, v1fd int, keys []string, hashes []uint6
 	page := func(j int) [][]byte { i := int(chunk[j]); return bufs[i*pi.bpp : (i+1)*pi.bpp] }
 	setCRC := func(j int, crc uint32) { setEntryCRC(idx[b.ents[j]:], len(keys[chunk[j]]), crc) }
 	var err error
-	b.tmp, err = s.writeTemp(v1fd, s.v1Dir, b.size, func(fd int) error {
+	b.tmp, err = s.openBatchTemp(v1fd, b.size)
+	if err != nil {
+		return b, err
+	}
+	b.tmp, err = s.fillTemp(b.tmp, func(fd int) error {
 		if payload <= ioWindow || workers <= 1 && payload <= 4*ioWindow {
 			iov := slices.Grow(wb.iov[:0], n*pi.bpp+1)
 			for j := range n {
@@ -432,14 +510,29 @@ func (s *Store) writeBatch(pi *poolInfo, v1fd int, keys []string, hashes []uint6
 		b.meta.Tag = fileTag(idx)
 		return s.sys.pwritev(fd, [][]byte{idx}, payload)
 	})
-	// The inode the index will hold, which the rename keeps: an event or
-	// a polling check that finds another (a foreign file renamed over it)
-	// reloads or forgets the file.
+	// The inode the index will hold, which the rename keeps, so that a
+	// polling check that finds another (a foreign file renamed over it)
+	// forgets the file. A watching store needs it only for a file it
+	// renames into place: the one event of an unnamed file's link is
+	// known as its own (expectOwn), and any other event for the name has
+	// the file loaded again.
 	var st unix.Stat_t
-	if err == nil && unix.Fstat(b.tmp.fd, &st) == nil {
+	if err == nil && (b.tmp.name != "" || s.poll.Load()) && unix.Fstat(b.tmp.fd, &st) == nil {
 		b.meta.Ino = st.Ino
 	}
 	return b, err
+}
+
+// openBatchTemp opens the file a batch file of size bytes is written to
+// in the V1 directory: a file with no name (openUnnamed) where the store
+// may, else a temp file (openTemp).
+func (s *Store) openBatchTemp(v1fd int, size int64) (tempFile, error) {
+	if s.unnamedWrites() {
+		if t, ok, err := s.openUnnamed(v1fd, s.v1Dir, size); ok || err != nil {
+			return t, err
+		}
+	}
+	return s.openTemp(v1fd, s.v1Dir, size)
 }
 
 // joinDistinct joins errs, leaving out nils and repeats: two IO workers

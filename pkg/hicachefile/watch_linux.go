@@ -11,9 +11,10 @@ import (
 )
 
 // watchMask selects the inotify events that change what the V1 directory
-// holds: a file renamed in or written in place, a file removed or renamed
-// out, and the directory itself going away.
-const watchMask = unix.IN_MOVED_TO | unix.IN_CLOSE_WRITE | unix.IN_DELETE | unix.IN_MOVED_FROM |
+// holds: a file linked in (an unnamed file given its name: IN_CREATE),
+// renamed in or written in place, a file removed or renamed out, and the
+// directory itself going away.
+const watchMask = unix.IN_CREATE | unix.IN_MOVED_TO | unix.IN_CLOSE_WRITE | unix.IN_DELETE | unix.IN_MOVED_FROM |
 	unix.IN_DELETE_SELF | unix.IN_MOVE_SELF | unix.IN_ONLYDIR
 
 // topMask selects the inotify events of Dir that may mean that Dir or the
@@ -72,7 +73,7 @@ func (w *watcher) rewatch(dir, top string) error {
 type event int
 
 const (
-	evAppeared event = iota // renamed into the directory
+	evAppeared event = iota // linked or renamed into the directory, or created in it
 	evWritten               // written in place and closed
 	evGone                  // removed or renamed out
 	evDirs                  // Dir or the V1 directory was removed or moved
@@ -120,7 +121,7 @@ func (w *watcher) drain(fn func(name string, ev event)) (overflow, lost bool) {
 				if name == w.v1Name {
 					fn(name, evDirs) // the V1 directory removed or moved
 				}
-			case mask&unix.IN_MOVED_TO != 0:
+			case mask&(unix.IN_MOVED_TO|unix.IN_CREATE) != 0:
 				fn(name, evAppeared)
 			case mask&unix.IN_CLOSE_WRITE != 0:
 				fn(name, evWritten)

@@ -155,7 +155,8 @@ func byShard(hashes []uint64, order []int32) ([]int32, [shards]int32) {
 // orderPool holds the grouping buffers of Lookup.
 var orderPool = sync.Pool{New: func() any { return new([]int32) }}
 
-// Reset forgets every file and key.
+// Reset forgets every file and key. The key tables keep their size, to be
+// filled again without growing.
 func (x *Index) Reset() {
 	x.wmu.Lock()
 	defer x.wmu.Unlock()

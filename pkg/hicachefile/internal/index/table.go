@@ -35,9 +35,17 @@ type shard struct {
 // minSlots is the size of an empty shard's table.
 const minSlots = 16
 
+// reset empties the shard. A table that has grown keeps its size: a
+// store refills after a Clear, as a cache does, and would otherwise pay
+// every doubling again (in a filling store about as much as the inserts
+// themselves). Forgetting files one by one still shrinks it (shrink).
 func (s *shard) reset() {
-	s.slots = make([]slot, minSlots)
-	s.mask = minSlots - 1
+	if len(s.slots) > minSlots {
+		clear(s.slots)
+	} else {
+		s.slots = make([]slot, minSlots)
+		s.mask = minSlots - 1
+	}
 	s.count = 0
 }
 

@@ -1,0 +1,136 @@
+package hicachefile
+
+import (
+	"os"
+	"strconv"
+	"strings"
+	"testing"
+
+	"golang.org/x/sys/unix"
+)
+
+// TestUnnamedWrite: a store without a bound writes a batch file into a
+// file with no name and links it under its final name once complete: the
+// floor's four system calls (openat, pwritev, linkat, close), no temp file
+// on disk at any moment, and another store that watches the directory
+// finds the file through its creation event, without a listing.
+func TestUnnamedWrite(t *testing.T) {
+	p, idx := randomPages(t, 1)
+	dir := t.TempDir()
+	b := newStore(t, Config{Dir: dir, ModelName: "m"}, p)
+	var calls countingSyscalls
+	inner := calls.syscalls()
+	var a *Store
+	sys := inner
+	sys.Pwritev = func(fd int, iovs [][]byte, off int64) (int, error) {
+		if temps := tempsIn(t, a); len(temps) > 0 {
+			t.Errorf("temp files while a batch file is written: %v", temps)
+		}
+		return inner.Pwritev(fd, iovs, off)
+	}
+	a = newStore(t, Config{Dir: dir, ModelName: "m", Syscalls: sys}, p)
+	b.Exists("warm") // b has listed once, and follows events from now on
+	listings := b.Stats().Listings
+	c0 := calls.n.Load()
+	if ok, err := a.BatchSetV1([]string{"k"}, idx); err != nil || !ok[0] {
+		t.Fatal(ok, err)
+	}
+	if n := calls.n.Load() - c0; n != 4 {
+		t.Errorf("a one-file BatchSetV1 made %d system calls through Syscalls, want 4 (openat, pwritev, linkat, close)", n)
+	}
+	if !b.Exists("k") {
+		t.Error("another store does not see the linked batch file")
+	}
+	// Without inotify (a polling store) a listing is how it finds it.
+	if n := b.Stats().Listings - listings; n != 0 && !b.poll.Load() {
+		t.Errorf("the other store listed the directory %d times to find it, want 0 (the creation event tells)", n)
+	}
+	dst, _ := p.Alloc(mhaCfg.PageSize)
+	if ok, err := b.BatchGetV1([]string{"k"}, dst); err != nil || !ok[0] || !samePages(t, p, dst[0], idx[0]) {
+		t.Errorf("BatchGetV1(k) from the other store = %v, %v", ok, err)
+	}
+	if left := tempsIn(t, a); len(left) > 0 {
+		t.Errorf("temp files left: %v", left)
+	}
+}
+
+// TestUnnamedLinkFallbacks: where linkat with AT_EMPTY_PATH is refused
+// (Linux before 6.10, without privilege), the link goes through
+// /proc/self/fd, and only that way from then on; where every link of an
+// unnamed file is refused, the file is written again under a temp name;
+// and a final name that someone took meanwhile is drawn again.
+func TestUnnamedLinkFallbacks(t *testing.T) {
+	for _, how := range []string{"empty path refused", "links refused", "name taken"} {
+		t.Run(how, func(t *testing.T) {
+			p, idx := randomPages(t, 2)
+			dir := t.TempDir()
+			var emptyPath, proc, renames int
+			taken := false
+			sys := Syscalls{
+				Linkat: func(od int, op string, nd int, np string, fl int) error {
+					if fl&unix.AT_EMPTY_PATH != 0 {
+						emptyPath++
+					} else {
+						proc++
+					}
+					switch {
+					case how == "empty path refused" && fl&unix.AT_EMPTY_PATH != 0:
+						return unix.ENOENT
+					case how == "links refused":
+						return unix.EPERM
+					case how == "name taken" && !taken:
+						taken = true
+						if err := os.WriteFile("/proc/self/fd/"+strconv.Itoa(nd)+"/"+np, []byte("someone else's"), 0o644); err != nil {
+							t.Fatal(err)
+						}
+					}
+					return unix.Linkat(od, op, nd, np, fl)
+				},
+				Renameat: func(od int, op string, nd int, np string) error {
+					renames++
+					return unix.Renameat(od, op, nd, np)
+				},
+			}
+			s := newStore(t, Config{Dir: dir, ModelName: "m", Syscalls: sys}, p)
+			ps := mhaCfg.PageSize
+			for i, k := range []string{"k0", "k1"} {
+				if ok, err := s.BatchSetV1([]string{k}, idx[i*ps:(i+1)*ps]); err != nil || !ok[0] {
+					t.Fatal(k, ok, err)
+				}
+			}
+			switch how {
+			case "empty path refused":
+				if emptyPath != 1 || proc != 2 || renames != 0 {
+					t.Errorf("%d AT_EMPTY_PATH links, %d through /proc, %d renames; want 1, 2, 0", emptyPath, proc, renames)
+				}
+			case "links refused":
+				if renames != 2 || tmpfile(s.tmpfile.Load()) != tmpfileNo {
+					t.Errorf("%d renames, tmpfile %d; want both batch files renamed from temp files, O_TMPFILE off", renames, s.tmpfile.Load())
+				}
+			case "name taken":
+				if emptyPath != 3 || renames != 0 {
+					t.Errorf("%d links, %d renames; want 3 (one to a taken name) and 0", emptyPath, renames)
+				}
+				n := 0
+				ents, _ := os.ReadDir(s.v1Dir)
+				for _, e := range ents {
+					if strings.HasSuffix(e.Name(), batchExt) {
+						n++
+					}
+				}
+				if n != 3 {
+					t.Errorf("%d batch-named files, want 3 (two of ours and the one that took a name)", n)
+				}
+			}
+			for i, k := range []string{"k0", "k1"} {
+				dst, _ := p.Alloc(ps)
+				if ok, err := s.BatchGetV1([]string{k}, dst); err != nil || !ok[0] || !samePages(t, p, dst[0], idx[i*ps]) {
+					t.Errorf("BatchGetV1(%s) = %v, %v", k, ok, err)
+				}
+			}
+			if left := tempsIn(t, s); len(left) > 0 {
+				t.Errorf("temp files left: %v", left)
+			}
+		})
+	}
+}
