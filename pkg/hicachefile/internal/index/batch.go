@@ -126,10 +126,9 @@ func (x *Index) AddBatch(b *Batch) {
 	x.fmu.Lock()
 	for i, name := range b.names {
 		id := first[i]
-		if old, ok := x.names[name]; ok {
+		if old, ok := x.names.set(x, name, id); ok {
 			olds = append(olds, old)
 		}
-		x.names[name] = id
 		x.files[id].live = true
 	}
 	x.fmu.Unlock()
@@ -168,9 +167,7 @@ func (x *Index) Grow(files, keys int) {
 	defer x.wmu.Unlock()
 	x.fmu.Lock()
 	x.files = slices.Grow(x.files, files)
-	if len(x.names) == 0 {
-		x.names = make(map[string]uint32, files)
-	}
+	x.names.reserve(files)
 	x.fmu.Unlock()
 	per := keys / shards
 	per += per / 8 // digests spread unevenly over the shards
@@ -189,7 +186,7 @@ func (x *Index) Unknown(names []string) []string {
 	defer x.fmu.RUnlock()
 	out := names[:0]
 	for _, n := range names {
-		if _, ok := x.names[n]; !ok {
+		if _, ok := x.names.get(x, n); !ok {
 			out = append(out, n)
 		}
 	}

@@ -99,7 +99,7 @@ type Index struct {
 	fmu   sync.RWMutex
 	files []file            // by file id; id 0 is never used
 	free  []uint32          // ids of forgotten files, for reuse
-	names map[string]uint32 // live file name -> id
+	names nameTable // live file name -> id
 
 	shard [shards]shard
 }
@@ -164,7 +164,7 @@ func (x *Index) Reset() {
 	defer x.fmu.Unlock()
 	x.files = make([]file, 1)
 	x.free = nil
-	x.names = make(map[string]uint32)
+	x.names.reset(0)
 	for i := range x.shard {
 		s := &x.shard[i]
 		s.mu.Lock()
@@ -237,8 +237,7 @@ func (x *Index) AddHashed(name string, meta Meta, hashes []uint64, ents, pages [
 	*buf = order
 	orderPool.Put(buf)
 	x.fmu.Lock()
-	old, replaced := x.names[name]
-	x.names[name] = id
+	old, replaced := x.names.set(x, name, id)
 	x.files[id].live = true
 	x.fmu.Unlock()
 	if replaced {
@@ -250,17 +249,15 @@ func (x *Index) AddHashed(name string, meta Meta, hashes []uint64, ents, pages [
 func (x *Index) Has(name string) bool {
 	x.fmu.RLock()
 	defer x.fmu.RUnlock()
-	_, ok := x.names[name]
+	_, ok := x.names.get(x, name)
 	return ok
 }
 
 // Files calls fn with the name of every file the index knows.
 func (x *Index) Files(fn func(name string)) {
 	x.fmu.RLock()
-	names := make([]string, 0, len(x.names))
-	for n := range x.names {
-		names = append(names, n)
-	}
+	names := make([]string, 0, x.names.count)
+	x.names.each(func(id uint32) { names = append(names, x.files[id].name) })
 	x.fmu.RUnlock()
 	for _, n := range names {
 		fn(n)
@@ -301,10 +298,7 @@ func (x *Index) Forget(name string) bool {
 // forget is Forget; the caller holds x.wmu.
 func (x *Index) forget(name string) bool {
 	x.fmu.Lock()
-	id, ok := x.names[name]
-	if ok {
-		delete(x.names, name)
-	}
+	id, ok := x.names.del(x, name)
 	x.fmu.Unlock()
 	if ok {
 		x.drop(id)
@@ -443,7 +437,7 @@ func (x *Index) Meta(refs []Ref, metas []Meta) {
 func (x *Index) MetaOf(name string) (Meta, bool) {
 	x.fmu.RLock()
 	defer x.fmu.RUnlock()
-	id, ok := x.names[name]
+	id, ok := x.names.get(x, name)
 	if !ok || !x.files[id].live {
 		return Meta{}, false
 	}
