@@ -97,8 +97,8 @@ type Index struct {
 
 	wmu   sync.Mutex // serialises Add, Forget and Reset, so a name is added or forgotten whole
 	fmu   sync.RWMutex
-	files []file            // by file id; id 0 is never used
-	free  []uint32          // ids of forgotten files, for reuse
+	files []file    // by file id; id 0 is never used
+	free  []uint32  // ids of forgotten files, for reuse
 	names nameTable // live file name -> id
 
 	shard [shards]shard
