@@ -404,6 +404,12 @@ func (s *Store) listDir(other func(name string)) bool {
 		}
 		known[name] = true
 	})
+	if known == nil {
+		// An empty index (New, or after Clear): make room at once for the
+		// files the listing is about to add, instead of growing the
+		// index's tables a doubling at a time as they come.
+		s.idx.Grow(dirEntries(s.v1fd(), st.Size), 0)
+	}
 	// The workers load the files of each getdents buffer while the next
 	// is read.
 	l := s.newLoader()
@@ -450,3 +456,22 @@ func (s *Store) listDir(other func(name string)) bool {
 	s.merge(&loadedSet{fails: fails})
 	return true
 }
+
+// dirEntries estimates, from its size in bytes (st_size), how many entries
+// the directory open at fd holds. tmpfs counts 20 bytes an entry. A disk
+// file system's size is that of its directory blocks, in which each of
+// the store's names (about 70 bytes) takes 80 bytes and more: 128 a name
+// errs low, which costs a table growth, not memory. An estimate is never
+// more than maxDirEntries.
+func dirEntries(fd int, size int64) int {
+	var fs unix.Statfs_t
+	per := int64(128)
+	if unix.Fstatfs(fd, &fs) == nil && fs.Type == unix.TMPFS_MAGIC {
+		per = 20
+	}
+	return int(min(size/per, maxDirEntries))
+}
+
+// maxDirEntries bounds dirEntries: an index is made ready for at most this
+// many files at once.
+const maxDirEntries = 1 << 22
