@@ -1,8 +1,6 @@
 package hicachefile
 
 import (
-	"fmt"
-	"math"
 	"os"
 	"path/filepath"
 	"sync"
@@ -256,81 +254,4 @@ func readDirChunksAt(fd int, fn func(names []string)) error {
 			fn(names)
 		}
 	}
-}
-
-// loadTail is how many bytes at the end of a batch file loadIndex reads at
-// once: the trailer, the identity and, for files of up to about 180 pages
-// with SGLang's 64-byte keys (a batch is 128), the whole index, in one
-// system call.
-const loadTail = 16 << 10
-
-// loadIndex reads and checks the trailer and index of the batch file name,
-// and when they pass, adds the digests of its keys and the offsets of
-// their entries to keys and ends the file there (index.Batch.EndFile). The
-// size and mtime it reports come from the same fstat, and are set whenever
-// the file could be opened, corrupt or not. buf is reused between calls.
-func (s *Store) loadIndex(name string, buf *[]byte, keys *index.Batch) (f loaded) {
-	f.name = name
-	fd, st, err := s.openRegular(s.v1fd(), s.v1Dir, name)
-	if err != nil {
-		if err == unix.ENOENT {
-			err = &os.PathError{Op: "open", Path: filepath.Join(s.v1Dir, name), Err: err}
-		}
-		f.err = err
-		return f
-	}
-	defer s.sys.Close(fd)
-	f.size, f.mtime = st.Size, st.Mtim.Nano()
-	if st.Size < trailerSize {
-		f.err = fmt.Errorf("%w: %s is %d bytes, shorter than a trailer", ErrCorrupt, name, st.Size)
-		return f
-	}
-	tail := min(st.Size, loadTail)
-	if int64(cap(*buf)) < tail {
-		*buf = make([]byte, tail)
-	}
-	b := (*buf)[:tail]
-	if err := s.sys.preadv(fd, [][]byte{b}, st.Size-tail); err != nil {
-		f.err = fmt.Errorf("hicachefile: read trailer of %s: %w", name, err)
-		return f
-	}
-	t, err := parseTrailer(b[tail-trailerSize:], st.Size)
-	if err != nil {
-		f.err = fmt.Errorf("%s: %w", name, err)
-		return f
-	}
-	// The index and the identity after it: in the tail already read, or
-	// in one read more.
-	var ib []byte
-	if start := t.indexOff - (st.Size - tail); start >= 0 {
-		ib = b[start : tail-trailerSize]
-	} else {
-		ib = make([]byte, t.indexLen+t.identLen)
-		if err := s.sys.preadv(fd, [][]byte{ib}, t.indexOff); err != nil {
-			f.err = fmt.Errorf("hicachefile: read index of %s: %w", name, err)
-			return f
-		}
-	}
-	id, err := parseIdentity(ib[t.indexLen:], t)
-	if err != nil {
-		f.err = fmt.Errorf("%s: %w", name, err)
-		return f
-	}
-	pageLen := int64(-1)
-	err = walkIndex(ib[:t.indexLen], t, func(key []byte, off, length int64, _ uint32, ent uint32) {
-		keys.Key(s.idx.HashBytes(key), ent, uint32(min(off/length, math.MaxUint32)))
-		if pageLen == -1 {
-			pageLen = length
-		} else if pageLen != length || off/length > math.MaxUint32 {
-			pageLen = 0 // mixed lengths: no pool loads such a file
-		}
-	})
-	if err != nil {
-		f.err = fmt.Errorf("%s: %w", name, err)
-		keys.Discard()
-		return f
-	}
-	// A page is served only to a store whose pool and identity match.
-	keys.EndFile(name, index.Meta{FP: matchKey(t.fp, id.key()), IndexOff: t.indexOff, PageLen: pageLen, Tag: fileTag(b), Ino: st.Ino, Size: st.Size})
-	return f
 }

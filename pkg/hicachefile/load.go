@@ -1,0 +1,264 @@
+package hicachefile
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"sync"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/hicache-go/hicache/pkg/hicachefile/internal/index"
+)
+
+// loaded is the outcome of reading one batch file's index. The keys of a
+// file whose index passed its checks go straight into the index (see
+// load), so only its name, size and mtime stay here.
+type loaded struct {
+	name  string
+	err   error
+	size  int64 // file size and mtime (Unix ns), for eviction
+	mtime int64
+}
+
+// loadedSet is what load leaves for merge: the files it read, and the ones
+// of them that failed.
+type loadedSet struct {
+	names []string
+	fails []loaded
+}
+
+// load reads the indexes of the batch files names, on the store's IO
+// workers (at a cold start, most of the time goes to waiting for the
+// disk), and adds those that pass their checks to the index (see loader).
+// It returns what merge must still settle. A name given twice is read
+// once. The caller holds s.scan.mu and passes the result to merge.
+func (s *Store) load(names []string) *loadedSet {
+	if len(names) > 1 {
+		names = dedupe(names)
+	}
+	l := s.newLoader()
+	l.add(names)
+	return &loadedSet{names: names, fails: l.wait()}
+}
+
+// dedupe returns names without repeats, in the order of their first
+// occurrence.
+func dedupe(names []string) []string {
+	seen := make(map[string]bool, len(names))
+	out := make([]string, 0, len(names))
+	for _, n := range names {
+		if !seen[n] {
+			seen[n] = true
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+// loadChunkMax bounds the files a load worker reads before it adds them to
+// the index: a chunk takes each of the index's locks once.
+const loadChunkMax = 256
+
+// loadPerWorker is how many files justify one more load worker.
+const loadPerWorker = 64
+
+// loader reads batch files' indexes on up to s.workers goroutines, started
+// as names come (a listing hands them over a getdents buffer at a time, so
+// that the workers read while it lists), and adds each chunk of files that
+// pass their checks to the index at once (index.AddBatch): the index does
+// not wait for the last file, and a worker adds while others read.
+type loader struct {
+	s       *Store
+	ch      chan []string
+	wg      sync.WaitGroup
+	ws      []loadWorker
+	names   int // names handed over so far
+	started int
+}
+
+// loadWorker is one load worker's reusable memory, and the files it could
+// not load.
+type loadWorker struct {
+	buf   []byte
+	keys  index.Batch
+	fails []loaded
+}
+
+// newLoader returns a loader with no worker started yet.
+func (s *Store) newLoader() *loader {
+	w := max(1, s.workers)
+	return &loader{s: s, ch: make(chan []string, 8*w), ws: make([]loadWorker, w)}
+}
+
+// add hands names over to the workers, in chunks, starting workers as the
+// names handed over justify them.
+func (l *loader) add(names []string) {
+	if len(names) == 0 {
+		return
+	}
+	l.names += len(names)
+	// Chunks small enough that every worker gets several, so that one
+	// slow file (a cold disk) leaves no worker idle for long.
+	chunk := min(loadChunkMax, max(16, len(names)/(len(l.ws)*8)))
+	for len(names) > 0 {
+		c := names[:min(chunk, len(names))]
+		names = names[len(c):]
+		if l.started < min(len(l.ws), (l.names+loadPerWorker-1)/loadPerWorker) {
+			lw := &l.ws[l.started]
+			l.started++
+			l.wg.Go(func() {
+				for c := range l.ch {
+					l.s.loadChunk(c, lw)
+				}
+			})
+		}
+		l.ch <- c
+	}
+}
+
+// wait waits for the workers to load every name handed over, and returns
+// the files that failed.
+func (l *loader) wait() []loaded {
+	close(l.ch)
+	l.wg.Wait()
+	var fails []loaded
+	for _, lw := range l.ws {
+		fails = append(fails, lw.fails...)
+	}
+	return fails
+}
+
+// loadChunk reads the indexes of the batch files names and adds the files
+// whose index passed its checks to the index, at once.
+func (s *Store) loadChunk(names []string, lw *loadWorker) {
+	lw.keys.Reset()
+	for _, name := range names {
+		f := s.loadIndex(name, &lw.buf, &lw.keys)
+		// Files found on disk join the eviction order as used at their
+		// mtime; so do corrupt ones, which take space too.
+		if f.err == nil || errors.Is(f.err, ErrCorrupt) {
+			s.lru.track(fileID{name: f.name}, f.size, f.mtime)
+		}
+		if f.err != nil {
+			lw.fails = append(lw.fails, f)
+		}
+	}
+	s.idx.AddBatch(&lw.keys)
+}
+
+// merge settles what load left: a file that failed its checks is
+// remembered as skipped (known to the index, with no key), so it is not
+// read again; one that could not be read for another reason (EMFILE, EIO)
+// is retried at a later miss; one that is gone is forgotten. The caller
+// holds s.scan.mu.
+func (s *Store) merge(set *loadedSet) {
+	x := &s.scan
+	if len(x.pending) > 0 {
+		for _, n := range set.names {
+			delete(x.pending, n)
+		}
+	}
+	var empty index.Batch // files known to hold nothing
+	for _, f := range set.fails {
+		switch {
+		case errors.Is(f.err, errNotRegular):
+			empty.EndFile(f.name, index.Meta{}) // counted in Stats.SpecialFiles; never read
+		case errors.Is(f.err, ErrCorrupt):
+			empty.EndFile(f.name, index.Meta{})
+			s.stats.skippedFiles.Add(1)
+		case errors.Is(f.err, os.ErrNotExist):
+			s.idx.Forget(f.name)
+		default:
+			s.idx.Forget(f.name)
+			x.pending[f.name] = true
+			s.stats.errors.Add(1)
+			if isFDLimit(f.err) {
+				x.fdErr = f.err
+			}
+		}
+	}
+	s.idx.AddBatch(&empty)
+	if len(x.pending) == 0 {
+		x.fdErr = nil
+	}
+}
+
+// loadTail is how many bytes at the end of a batch file loadIndex reads at
+// once: the trailer, the identity and, for files of up to about 180 pages
+// with SGLang's 64-byte keys (a batch is 128), the whole index, in one
+// system call.
+const loadTail = 16 << 10
+
+// loadIndex reads and checks the trailer and index of the batch file name,
+// and when they pass, adds the digests of its keys and the offsets of
+// their entries to keys and ends the file there (index.Batch.EndFile). The
+// size and mtime it reports come from the same fstat, and are set whenever
+// the file could be opened, corrupt or not. buf is reused between calls.
+func (s *Store) loadIndex(name string, buf *[]byte, keys *index.Batch) (f loaded) {
+	f.name = name
+	fd, st, err := s.openRegular(s.v1fd(), s.v1Dir, name)
+	if err != nil {
+		if err == unix.ENOENT {
+			err = &os.PathError{Op: "open", Path: filepath.Join(s.v1Dir, name), Err: err}
+		}
+		f.err = err
+		return f
+	}
+	defer s.sys.Close(fd)
+	f.size, f.mtime = st.Size, st.Mtim.Nano()
+	if st.Size < trailerSize {
+		f.err = fmt.Errorf("%w: %s is %d bytes, shorter than a trailer", ErrCorrupt, name, st.Size)
+		return f
+	}
+	tail := min(st.Size, loadTail)
+	if int64(cap(*buf)) < tail {
+		*buf = make([]byte, tail)
+	}
+	b := (*buf)[:tail]
+	if err := s.sys.preadv(fd, [][]byte{b}, st.Size-tail); err != nil {
+		f.err = fmt.Errorf("hicachefile: read trailer of %s: %w", name, err)
+		return f
+	}
+	t, err := parseTrailer(b[tail-trailerSize:], st.Size)
+	if err != nil {
+		f.err = fmt.Errorf("%s: %w", name, err)
+		return f
+	}
+	// The index and the identity after it: in the tail already read, or
+	// in one read more.
+	var ib []byte
+	if start := t.indexOff - (st.Size - tail); start >= 0 {
+		ib = b[start : tail-trailerSize]
+	} else {
+		ib = make([]byte, t.indexLen+t.identLen)
+		if err := s.sys.preadv(fd, [][]byte{ib}, t.indexOff); err != nil {
+			f.err = fmt.Errorf("hicachefile: read index of %s: %w", name, err)
+			return f
+		}
+	}
+	id, err := parseIdentity(ib[t.indexLen:], t)
+	if err != nil {
+		f.err = fmt.Errorf("%s: %w", name, err)
+		return f
+	}
+	pageLen := int64(-1)
+	err = walkIndex(ib[:t.indexLen], t, func(key []byte, off, length int64, _ uint32, ent uint32) {
+		keys.Key(s.idx.HashBytes(key), ent, uint32(min(off/length, math.MaxUint32)))
+		if pageLen == -1 {
+			pageLen = length
+		} else if pageLen != length || off/length > math.MaxUint32 {
+			pageLen = 0 // mixed lengths: no pool loads such a file
+		}
+	})
+	if err != nil {
+		f.err = fmt.Errorf("%s: %w", name, err)
+		keys.Discard()
+		return f
+	}
+	// A page is served only to a store whose pool and identity match.
+	keys.EndFile(name, index.Meta{FP: matchKey(t.fp, id.key()), IndexOff: t.indexOff, PageLen: pageLen, Tag: fileTag(b), Ino: st.Ino, Size: st.Size})
+	return f
+}
