@@ -6,7 +6,9 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sync"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 
@@ -85,6 +87,7 @@ type loadWorker struct {
 	buf   []byte
 	keys  index.Batch
 	fails []loaded
+	ahead []aheadFile // files being read ahead (loadChunk)
 }
 
 // newLoader returns a loader with no worker started yet.
@@ -132,21 +135,74 @@ func (l *loader) wait() []loaded {
 }
 
 // loadChunk reads the indexes of the batch files names and adds the files
-// whose index passed its checks to the index, at once.
+// whose index passed its checks to the index, at once. A file whose index
+// is not in the page cache (a cold start) is not waited for: the kernel is
+// asked to read it (readahead) while the worker goes on with the next
+// files, up to maxAhead of them, so that each worker keeps several disk
+// reads in flight instead of one.
 func (s *Store) loadChunk(names []string, lw *loadWorker) {
 	lw.keys.Reset()
+	nowait := s.cfg.Syscalls.Preadv == nil && !s.noNowait.Load() // not through a test's seam
 	for _, name := range names {
-		f := s.loadIndex(name, &lw.buf, &lw.keys)
-		// Files found on disk join the eviction order as used at their
-		// mtime; so do corrupt ones, which take space too.
-		if f.err == nil || errors.Is(f.err, ErrCorrupt) {
-			s.lru.track(fileID{name: f.name}, f.size, f.mtime)
+		f, fd, st := s.openIndex(name)
+		if fd < 0 && isFDLimit(f.err) && len(lw.ahead) > 0 {
+			// The descriptors this worker holds may be the ones missing.
+			s.finishAhead(lw)
+			f, fd, st = s.openIndex(name)
 		}
-		if f.err != nil {
-			lw.fails = append(lw.fails, f)
+		if fd >= 0 {
+			if !s.readIndex(&f, fd, &st, &lw.buf, &lw.keys, nowait) {
+				tail := min(st.Size, loadTail)
+				_ = unix.Fadvise(fd, st.Size-tail, tail, unix.FADV_WILLNEED)
+				lw.ahead = append(lw.ahead, aheadFile{f: f, fd: fd, st: st})
+				if len(lw.ahead) == maxAhead {
+					s.finishAhead(lw)
+				}
+				continue
+			}
+			_ = s.sys.Close(fd)
 		}
+		lw.settle(s, f)
 	}
+	s.finishAhead(lw)
 	s.idx.AddBatch(&lw.keys)
+}
+
+// maxAhead bounds the files a load worker holds open while the kernel reads
+// their indexes ahead: the disk reads it keeps in flight.
+const maxAhead = 16
+
+// aheadFile is a file a load worker has asked the kernel to read ahead:
+// open, and checked a regular file.
+type aheadFile struct {
+	f  loaded
+	fd int
+	st unix.Stat_t
+}
+
+// finishAhead reads the indexes of the files lw asked the kernel to read
+// ahead, waiting for the disk now, and closes them.
+func (s *Store) finishAhead(lw *loadWorker) {
+	for i := range lw.ahead {
+		a := &lw.ahead[i]
+		s.readIndex(&a.f, a.fd, &a.st, &lw.buf, &lw.keys, false)
+		_ = s.sys.Close(a.fd)
+		lw.settle(s, a.f)
+	}
+	clear(lw.ahead)
+	lw.ahead = lw.ahead[:0]
+}
+
+// settle records the outcome of loading a file: a file found on disk joins
+// the eviction order as used at its mtime (so does a corrupt one, which
+// takes space too), and one that failed is kept for merge.
+func (lw *loadWorker) settle(s *Store, f loaded) {
+	if f.err == nil || errors.Is(f.err, ErrCorrupt) {
+		s.lru.track(fileID{name: f.name}, f.size, f.mtime)
+	}
+	if f.err != nil {
+		lw.fails = append(lw.fails, f)
+	}
 }
 
 // merge settles what load left: a file that failed its checks is
@@ -197,7 +253,18 @@ const loadTail = 16 << 10
 // their entries to keys and ends the file there (index.Batch.EndFile). The
 // size and mtime it reports come from the same fstat, and are set whenever
 // the file could be opened, corrupt or not. buf is reused between calls.
-func (s *Store) loadIndex(name string, buf *[]byte, keys *index.Batch) (f loaded) {
+func (s *Store) loadIndex(name string, buf *[]byte, keys *index.Batch) loaded {
+	f, fd, st := s.openIndex(name)
+	if fd >= 0 {
+		s.readIndex(&f, fd, &st, buf, keys, false)
+		_ = s.sys.Close(fd)
+	}
+	return f
+}
+
+// openIndex opens the batch file name for loadIndex, and returns its
+// descriptor and fstat, or -1 and f.err.
+func (s *Store) openIndex(name string) (f loaded, fd int, st unix.Stat_t) {
 	f.name = name
 	fd, st, err := s.openRegular(s.v1fd(), s.v1Dir, name)
 	if err != nil {
@@ -205,27 +272,52 @@ func (s *Store) loadIndex(name string, buf *[]byte, keys *index.Batch) (f loaded
 			err = &os.PathError{Op: "open", Path: filepath.Join(s.v1Dir, name), Err: err}
 		}
 		f.err = err
-		return f
+		return f, -1, st
 	}
-	defer s.sys.Close(fd)
 	f.size, f.mtime = st.Size, st.Mtim.Nano()
+	return f, fd, st
+}
+
+// readIndex is loadIndex for the file f open at fd, whose fstat is st; it
+// sets f.err. With nowait, it reports false, having done nothing, when the
+// file's last loadTail bytes are not all in the page cache: its first read
+// does not wait for the disk (preadv2 with RWF_NOWAIT). A file system
+// without RWF_NOWAIT (tmpfs) turns nowait off for the store.
+func (s *Store) readIndex(f *loaded, fd int, st *unix.Stat_t, buf *[]byte, keys *index.Batch, nowait bool) bool {
+	name := f.name
 	if st.Size < trailerSize {
 		f.err = fmt.Errorf("%w: %s is %d bytes, shorter than a trailer", ErrCorrupt, name, st.Size)
-		return f
+		return true
 	}
 	tail := min(st.Size, loadTail)
 	if int64(cap(*buf)) < tail {
 		*buf = make([]byte, tail)
 	}
 	b := (*buf)[:tail]
-	if err := s.sys.preadv(fd, [][]byte{b}, st.Size-tail); err != nil {
-		f.err = fmt.Errorf("hicachefile: read trailer of %s: %w", name, err)
-		return f
+	cached := false
+	if nowait {
+		n, err := preadNowait(fd, b, st.Size-tail)
+		switch {
+		case err == nil && n == len(b):
+			cached = true
+		case err == nil && n > 0, err == unix.EAGAIN, err == unix.EINTR:
+			return false // not all cached: read it after the kernel has
+		case err == unix.EOPNOTSUPP, err == unix.EINVAL, err == unix.ENOSYS:
+			s.noNowait.Store(true)
+		}
+		// Anything else (a file cut short since its fstat, EIO): the read
+		// below, through the seam, tells.
+	}
+	if !cached {
+		if err := s.sys.preadv(fd, [][]byte{b}, st.Size-tail); err != nil {
+			f.err = fmt.Errorf("hicachefile: read trailer of %s: %w", name, err)
+			return true
+		}
 	}
 	t, err := parseTrailer(b[tail-trailerSize:], st.Size)
 	if err != nil {
 		f.err = fmt.Errorf("%s: %w", name, err)
-		return f
+		return true
 	}
 	// The index and the identity after it: in the tail already read, or
 	// in one read more.
@@ -236,13 +328,13 @@ func (s *Store) loadIndex(name string, buf *[]byte, keys *index.Batch) (f loaded
 		ib = make([]byte, t.indexLen+t.identLen)
 		if err := s.sys.preadv(fd, [][]byte{ib}, t.indexOff); err != nil {
 			f.err = fmt.Errorf("hicachefile: read index of %s: %w", name, err)
-			return f
+			return true
 		}
 	}
 	id, err := parseIdentity(ib[t.indexLen:], t)
 	if err != nil {
 		f.err = fmt.Errorf("%s: %w", name, err)
-		return f
+		return true
 	}
 	pageLen := int64(-1)
 	err = walkIndex(ib[:t.indexLen], t, func(key []byte, off, length int64, _ uint32, ent uint32) {
@@ -256,9 +348,23 @@ func (s *Store) loadIndex(name string, buf *[]byte, keys *index.Batch) (f loaded
 	if err != nil {
 		f.err = fmt.Errorf("%s: %w", name, err)
 		keys.Discard()
-		return f
+		return true
 	}
 	// A page is served only to a store whose pool and identity match.
 	keys.EndFile(name, index.Meta{FP: matchKey(t.fp, id.key()), IndexOff: t.indexOff, PageLen: pageLen, Tag: fileTag(b), Ino: st.Ino, Size: st.Size})
-	return f
+	return true
+}
+
+// preadNowait reads into b from fd at off with preadv2(RWF_NOWAIT): it
+// returns EAGAIN, or fewer bytes, rather than wait for the disk. It is
+// not a Syscalls seam: loadChunk uses it only with the real Preadv.
+func preadNowait(fd int, b []byte, off int64) (int, error) {
+	iov := unix.Iovec{Base: unsafe.SliceData(b)}
+	iov.SetLen(len(b))
+	r, _, errno := unix.Syscall6(unix.SYS_PREADV2, uintptr(fd), uintptr(unsafe.Pointer(&iov)), 1, uintptr(off), 0, unix.RWF_NOWAIT)
+	runtime.KeepAlive(b)
+	if errno != 0 {
+		return 0, errno
+	}
+	return int(r), nil
 }

@@ -62,6 +62,9 @@ type Store struct {
 	// before 6.10, without CAP_DAC_READ_SEARCH): links of files made with
 	// O_TMPFILE go through /proc/self/fd.
 	noEmptyPath atomic.Bool
+	// noNowait says that reads with RWF_NOWAIT are refused (tmpfs): a
+	// load reads every index waiting for the disk.
+	noNowait atomic.Bool
 	// dirsMoved, guarded by scan.mu, says that the watcher saw Dir or the
 	// V1 directory go: the next refresh or write runs checkDir.
 	dirsMoved bool
