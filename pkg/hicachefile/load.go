@@ -242,28 +242,16 @@ func (s *Store) merge(set *loadedSet) {
 	}
 }
 
-// loadTail is how many bytes at the end of a batch file loadIndex reads at
+// loadTail is how many bytes at the end of a batch file readIndex reads at
 // once: the trailer, the identity and, for files of up to about 180 pages
 // with SGLang's 64-byte keys (a batch is 128), the whole index, in one
 // system call.
 const loadTail = 16 << 10
 
-// loadIndex reads and checks the trailer and index of the batch file name,
-// and when they pass, adds the digests of its keys and the offsets of
-// their entries to keys and ends the file there (index.Batch.EndFile). The
-// size and mtime it reports come from the same fstat, and are set whenever
-// the file could be opened, corrupt or not. buf is reused between calls.
-func (s *Store) loadIndex(name string, buf *[]byte, keys *index.Batch) loaded {
-	f, fd, st := s.openIndex(name)
-	if fd >= 0 {
-		s.readIndex(&f, fd, &st, buf, keys, false)
-		_ = s.sys.Close(fd)
-	}
-	return f
-}
-
-// openIndex opens the batch file name for loadIndex, and returns its
-// descriptor and fstat, or -1 and f.err.
+// openIndex opens the batch file name to read its index, and returns its
+// descriptor and fstat, or -1 and f.err. The size and mtime it sets in f
+// come from that fstat: they are set whenever the file could be opened,
+// corrupt or not.
 func (s *Store) openIndex(name string) (f loaded, fd int, st unix.Stat_t) {
 	f.name = name
 	fd, st, err := s.openRegular(s.v1fd(), s.v1Dir, name)
@@ -278,8 +266,11 @@ func (s *Store) openIndex(name string) (f loaded, fd int, st unix.Stat_t) {
 	return f, fd, st
 }
 
-// readIndex is loadIndex for the file f open at fd, whose fstat is st; it
-// sets f.err. With nowait, it reports false, having done nothing, when the
+// readIndex reads and checks the trailer and index of the batch file f,
+// open at fd, whose fstat is st, and when they pass, adds the digests of
+// its keys and the offsets of their entries to keys and ends the file
+// there (index.Batch.EndFile); it sets f.err when they fail. buf is reused
+// between calls. With nowait, it reports false, having done nothing, when the
 // file's last loadTail bytes are not all in the page cache: its first read
 // does not wait for the disk (preadv2 with RWF_NOWAIT). A file system
 // without RWF_NOWAIT (tmpfs) turns nowait off for the store.

@@ -51,28 +51,3 @@ func parallel(workers, n int, fn func(i int)) {
 	}
 	wg.Wait()
 }
-
-// parallelN is parallel that also tells fn which of the workers, in [0,
-// workers), runs it, so that each can keep its own buffers.
-func parallelN(workers, n int, fn func(w, i int)) {
-	if workers <= 1 || n <= 1 {
-		for i := range n {
-			fn(0, i)
-		}
-		return
-	}
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	for w := range min(workers, n) {
-		wg.Go(func() {
-			for {
-				i := int(next.Add(1) - 1)
-				if i >= n {
-					return
-				}
-				fn(w, i)
-			}
-		})
-	}
-	wg.Wait()
-}
