@@ -1,8 +1,10 @@
 package hicachefile
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"math"
 	"os"
 	"path/filepath"
@@ -85,6 +87,7 @@ type loader struct {
 // not load.
 type loadWorker struct {
 	buf   []byte
+	iov   [1][]byte // the read of buf, without a slice made per read
 	keys  index.Batch
 	fails []loaded
 	ahead []aheadFile // files being read ahead (loadChunk)
@@ -151,7 +154,7 @@ func (s *Store) loadChunk(names []string, lw *loadWorker) {
 			f, fd, st = s.openIndex(name)
 		}
 		if fd >= 0 {
-			if !s.readIndex(&f, fd, &st, &lw.buf, &lw.keys, nowait) {
+			if !s.readIndex(&f, fd, &st, lw, nowait) {
 				tail := min(st.Size, loadTail)
 				_ = unix.Fadvise(fd, st.Size-tail, tail, unix.FADV_WILLNEED)
 				lw.ahead = append(lw.ahead, aheadFile{f: f, fd: fd, st: st})
@@ -185,7 +188,7 @@ type aheadFile struct {
 func (s *Store) finishAhead(lw *loadWorker) {
 	for i := range lw.ahead {
 		a := &lw.ahead[i]
-		s.readIndex(&a.f, a.fd, &a.st, &lw.buf, &lw.keys, false)
+		s.readIndex(&a.f, a.fd, &a.st, lw, false)
 		_ = s.sys.Close(a.fd)
 		lw.settle(s, a.f)
 	}
@@ -269,22 +272,21 @@ func (s *Store) openIndex(name string) (f loaded, fd int, st unix.Stat_t) {
 // readIndex reads and checks the trailer and index of the batch file f,
 // open at fd, whose fstat is st, and when they pass, adds the digests of
 // its keys and the offsets of their entries to keys and ends the file
-// there (index.Batch.EndFile); it sets f.err when they fail. buf is reused
-// between calls. With nowait, it reports false, having done nothing, when the
+// there (index.Batch.EndFile) in lw.keys; it sets f.err when they fail. With nowait, it reports false, having done nothing, when the
 // file's last loadTail bytes are not all in the page cache: its first read
 // does not wait for the disk (preadv2 with RWF_NOWAIT). A file system
 // without RWF_NOWAIT (tmpfs) turns nowait off for the store.
-func (s *Store) readIndex(f *loaded, fd int, st *unix.Stat_t, buf *[]byte, keys *index.Batch, nowait bool) bool {
+func (s *Store) readIndex(f *loaded, fd int, st *unix.Stat_t, lw *loadWorker, nowait bool) bool {
 	name := f.name
 	if st.Size < trailerSize {
 		f.err = fmt.Errorf("%w: %s is %d bytes, shorter than a trailer", ErrCorrupt, name, st.Size)
 		return true
 	}
 	tail := min(st.Size, loadTail)
-	if int64(cap(*buf)) < tail {
-		*buf = make([]byte, tail)
+	if int64(cap(lw.buf)) < tail {
+		lw.buf = make([]byte, tail)
 	}
-	b := (*buf)[:tail]
+	b := lw.buf[:tail]
 	cached := false
 	if nowait {
 		n, err := preadNowait(fd, b, st.Size-tail)
@@ -300,7 +302,10 @@ func (s *Store) readIndex(f *loaded, fd int, st *unix.Stat_t, buf *[]byte, keys 
 		// below, through the seam, tells.
 	}
 	if !cached {
-		if err := s.sys.preadv(fd, [][]byte{b}, st.Size-tail); err != nil {
+		lw.iov[0] = b
+		err := s.sys.preadv(fd, lw.iov[:], st.Size-tail)
+		lw.iov[0] = nil
+		if err != nil {
 			f.err = fmt.Errorf("hicachefile: read trailer of %s: %w", name, err)
 			return true
 		}
@@ -322,11 +327,12 @@ func (s *Store) readIndex(f *loaded, fd int, st *unix.Stat_t, buf *[]byte, keys 
 			return true
 		}
 	}
-	id, err := parseIdentity(ib[t.indexLen:], t)
+	identKey, err := s.identityKey(ib[t.indexLen:], t)
 	if err != nil {
 		f.err = fmt.Errorf("%s: %w", name, err)
 		return true
 	}
+	keys := &lw.keys
 	pageLen := int64(-1)
 	err = walkIndex(ib[:t.indexLen], t, func(key []byte, off, length int64, _ uint32, ent uint32) {
 		keys.Key(s.idx.HashBytes(key), ent, uint32(min(off/length, math.MaxUint32)))
@@ -342,8 +348,23 @@ func (s *Store) readIndex(f *loaded, fd int, st *unix.Stat_t, buf *[]byte, keys 
 		return true
 	}
 	// A page is served only to a store whose pool and identity match.
-	keys.EndFile(name, index.Meta{FP: matchKey(t.fp, id.key()), IndexOff: t.indexOff, PageLen: pageLen, Tag: fileTag(b), Ino: st.Ino, Size: st.Size})
+	keys.EndFile(name, index.Meta{FP: matchKey(t.fp, identKey), IndexOff: t.indexOff, PageLen: pageLen, Tag: fileTag(b), Ino: st.Ino, Size: st.Size})
 	return true
+}
+
+// identityKey checks the identity b of a file whose trailer is t, as
+// parseIdentity does, and returns its key (identity.key). The store's own
+// identity, which nearly every file it reads carries, is known by its
+// bytes: it costs a checksum, and no parsing.
+func (s *Store) identityKey(b []byte, t trailer) (uint64, error) {
+	if bytes.Equal(b, s.ident) && crc32.Checksum(b, castagnoli) == t.identCRC {
+		return s.identKey, nil
+	}
+	id, err := parseIdentity(b, t)
+	if err != nil {
+		return 0, err
+	}
+	return id.key(), nil
 }
 
 // preadNowait reads into b from fd at off with preadv2(RWF_NOWAIT): it
