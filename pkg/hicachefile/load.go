@@ -43,6 +43,12 @@ func (s *Store) load(names []string) *loadedSet {
 	if len(names) > 1 {
 		names = dedupe(names)
 	}
+	if len(names) <= loadPerWorker {
+		// A few files (inotify's news): on this goroutine.
+		var lw loadWorker
+		s.loadChunk(names, &lw)
+		return &loadedSet{names: names, fails: lw.fails}
+	}
 	l := s.newLoader()
 	l.add(names)
 	return &loadedSet{names: names, fails: l.wait()}
