@@ -10,6 +10,7 @@ import (
 	"math/bits"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -208,15 +209,25 @@ type readRun struct {
 	// tail, when set, is read in the same preadv right after the pages:
 	// the file's index entries, which follow the payload's last page.
 	tail []byte
+	// probe is set when the file's size and kind are taken from the
+	// index, not from an fstat: a tail then ends one byte past the
+	// file's indexed end (see readProbe).
+	probe bool
 }
 
 // fileRead is what readFiles keeps about one batch file while it reads it.
 type fileRead struct {
 	group []int32 // the positions of its keys
-	ents  []byte  // its index entries, from index offset base
+	ents  []byte  // its index entries, from index offset base, to the file's end
 	base  int64
-	err   error  // the read of the entries failed
-	tag   uint32 // the trailer checksum the index holds for the file
+	err   error      // the read of the entries failed
+	meta  index.Meta // what the index holds about the file
+	name  string
+	fd    int
+	// probe is set when no fstat checked the file before it was read
+	// (see readProbe): a failure is then classified by an fstat after.
+	probe bool
+	entHi int64 // the end of its keys' entries, from the index's start
 }
 
 // readFiles reads the pages of the keys at positions read (state stRead,
@@ -273,7 +284,7 @@ func (s *Store) readSome(pi *poolInfo, keys []string, bufs [][]byte, sc *scratch
 		}
 		group := read[:n]
 		read = read[n:]
-		fd, size, direct, err := s.openBatch(id, group, sc)
+		fd, name, meta, size, direct, err := s.openBatch(id, group, sc)
 		if err != nil {
 			return err
 		}
@@ -284,7 +295,6 @@ func (s *Store) readSome(pi *poolInfo, keys []string, bufs [][]byte, sc *scratch
 		if direct.fd >= 0 {
 			open = append(open, direct.fd)
 		}
-		meta := sc.metas[group[0]]
 		// One pass over the file's keys: their pages' offsets, the span
 		// of their entries, and the runs of adjacent pages, each noting
 		// whether its keys' positions are consecutive too.
@@ -299,7 +309,7 @@ func (s *Store) readSome(pi *poolInfo, keys []string, bufs [][]byte, sc *scratch
 			lo, hi = min(lo, e), max(hi, e+entryFixed+int64(len(keys[i])))
 			if k > 0 {
 				if int64(ref.Page) != int64(prev.Page)+1 {
-					runs = append(runs, readRun{file: f, fd: fd, direct: direct, pages: group[first:k], consecutive: consec})
+					runs = append(runs, readRun{file: f, fd: fd, direct: direct, pages: group[first:k], consecutive: consec, probe: size < 0})
 					total += k - first
 					first, consec = k, true
 				} else if i != group[k-1]+1 {
@@ -308,12 +318,19 @@ func (s *Store) readSome(pi *poolInfo, keys []string, bufs [][]byte, sc *scratch
 			}
 			prev = ref
 		}
-		runs = append(runs, readRun{file: f, fd: fd, direct: direct, pages: group[first:], consecutive: consec})
+		runs = append(runs, readRun{file: f, fd: fd, direct: direct, pages: group[first:], consecutive: consec, probe: size < 0})
 		total += len(group) - first
 		// The entries are read up to the end of the file, so that the
 		// trailer's checksum comes too: verifyFile checks it against the
 		// one the index recorded, and a file another store renamed in
-		// place of this one is not taken for it.
+		// place of this one is not taken for it. Without an fstat
+		// (size < 0) the end is the one indexed, and the read probes one
+		// byte past it (readProbe).
+		probe := size < 0
+		if probe {
+			size = meta.Size
+		}
+		entHi := hi
 		grown := meta.Size > 0 && size > meta.Size
 		if end := size - meta.IndexOff; end >= hi && end >= 4 && !grown {
 			hi = end
@@ -337,7 +354,7 @@ func (s *Store) readSome(pi *poolInfo, keys []string, bufs [][]byte, sc *scratch
 			runs = runs[:r0]
 			continue
 		}
-		files = append(files, fileRead{group: group, tag: meta.Tag})
+		files = append(files, fileRead{group: group, meta: meta, name: name, fd: fd, probe: probe, entHi: entHi})
 		// When the last run ends where the index begins, its entries come
 		// in the same preadv, from the index's start (a batch read whole,
 		// as it was written); else they take a pread of their own.
@@ -348,22 +365,30 @@ func (s *Store) readSome(pi *poolInfo, keys []string, bufs [][]byte, sc *scratch
 		if combined {
 			lo = 0
 		}
-		if cap(ebuf)-len(ebuf) < int(hi-lo) {
+		extra := 0 // the probe byte
+		if probe {
+			extra = 1
+		}
+		if cap(ebuf)-len(ebuf) < int(hi-lo)+extra {
 			// A new buffer: the entries already read stay where they are.
 			// Room for every entry still to read, at least.
-			need := int(hi - lo)
+			need := int(hi-lo) + extra
 			for _, i := range read {
-				need += entryFixed + len(keys[i])
+				need += entryFixed + len(keys[i]) + 1
 			}
 			ebuf = make([]byte, 0, need)
 		}
 		start := len(ebuf)
-		ebuf = ebuf[:start+int(hi-lo)]
-		files[f].ents, files[f].base = ebuf[start:], lo
-		if combined {
-			last.tail = files[f].ents
-		} else if err := s.sys.preadv(fd, [][]byte{files[f].ents}, meta.IndexOff+lo); err != nil {
-			files[f].err = err
+		ebuf = ebuf[:start+int(hi-lo)+extra]
+		tail := ebuf[start:]
+		files[f].ents, files[f].base = tail[:hi-lo], lo
+		switch {
+		case combined:
+			last.tail = tail
+		case probe:
+			files[f].err = readProbe(s.sys.Preadv, fd, [][]byte{tail}, meta.IndexOff+lo)
+		default:
+			files[f].err = s.sys.preadv(fd, [][]byte{tail}, meta.IndexOff+lo)
 		}
 	}
 	sc.runs, sc.files, sc.ibuf = runs, files, ebuf
@@ -373,7 +398,9 @@ func (s *Store) readSome(pi *poolInfo, keys []string, bufs [][]byte, sc *scratch
 	if s.workers <= 1 || int64(total)*pi.pageLen < 2*minPieceBytes {
 		w := window{iov: sc.iov, owner: sc.owner}
 		for _, r := range runs {
-			s.readRun(pi, bufs, sc, r, &w)
+			if err := s.readRun(pi, bufs, sc, r, &w); err != nil && files[r.file].err == nil {
+				files[r.file].err = err
+			}
 		}
 		sc.iov, sc.owner = w.iov, w.owner
 	} else {
@@ -392,9 +419,15 @@ func (s *Store) readSome(pi *poolInfo, keys []string, bufs [][]byte, sc *scratch
 				pieces = append(pieces, p)
 			}
 		}
+		errs := make([]error, len(pieces))
 		parallel(s.workers, len(pieces), func(p int) {
-			s.readRun(pi, bufs, sc, pieces[p], &window{serial: true})
+			errs[p] = s.readRun(pi, bufs, sc, pieces[p], &window{serial: true})
 		})
+		for p, err := range errs {
+			if f := pieces[p].file; err != nil && files[f].err == nil {
+				files[f].err = err
+			}
+		}
 	}
 	hits := 0
 	for f := range files {
@@ -412,45 +445,147 @@ func (s *Store) readSome(pi *poolInfo, keys []string, bufs [][]byte, sc *scratch
 
 // openBatch opens the batch file id for the keys at positions group, and
 // with Config.DirectIO a second descriptor for O_DIRECT reads, and returns
-// the file's size. The file must be a regular file (an fstat checks it
-// before any read). When the file cannot be read it settles the keys and
-// returns -1; out of descriptors, it returns the error.
-func (s *Store) openBatch(id uint32, group []int32, sc *scratch) (int, int64, directFile, error) {
-	none := directFile{fd: -1}
-	name, _, known := s.idx.File(id)
+// its name and the metadata the index holds for it. It makes no fstat
+// when the index knows the file's size and DirectIO is off: the file is
+// then read as a regular file of that size (readProbe), and checked with
+// an fstat only if that read fails (settleProbed). Otherwise it fstats the
+// file, which must be a regular file, before any read, and returns its
+// size; size is -1 when it did not fstat. When the file cannot be read it
+// settles the keys and returns -1; out of descriptors, it returns the
+// error.
+func (s *Store) openBatch(id uint32, group []int32, sc *scratch) (fd int, name string, meta index.Meta, size int64, direct directFile, err error) {
+	direct = directFile{fd: -1}
+	name, meta, known := s.idx.File(id)
 	if !known {
 		s.setState(group, sc, stGone)
-		return -1, 0, none, nil
+		return -1, "", meta, 0, direct, nil
 	}
-	fd, err := s.openWait(s.v1fd(), name)
+	fd, err = s.openWait(s.v1fd(), name)
 	switch {
 	case isFDLimit(err):
 		s.stats.errors.Add(1)
-		return -1, 0, none, err
+		return -1, "", meta, 0, direct, err
 	case err == unix.ENOENT:
 		// Gone (another process's Clear or eviction): forget it, and look
 		// again after a refresh.
 		s.forgetBatch(name)
 		s.setState(group, sc, stGone)
-		return -1, 0, none, nil
+		return -1, "", meta, 0, direct, nil
 	case err == unix.ELOOP || err == unix.ENXIO || err == unix.EISDIR:
 		s.notRegular(name, group, sc)
-		return -1, 0, none, nil
+		return -1, "", meta, 0, direct, nil
 	case err != nil:
 		s.failGroup(group, sc, fmt.Errorf("hicachefile: open %s: %w", name, err))
-		return -1, 0, none, nil
+		return -1, "", meta, 0, direct, nil
+	}
+	if meta.Size > 0 && !s.cfg.DirectIO {
+		return fd, name, meta, -1, direct, nil
 	}
 	var st unix.Stat_t
 	if unix.Fstat(fd, &st) != nil || st.Mode&unix.S_IFMT != unix.S_IFREG {
 		_ = s.sys.Close(fd)
 		s.notRegular(name, group, sc)
-		return -1, 0, none, nil
-	}
-	if !s.cfg.DirectIO {
-		return fd, st.Size, none, nil
+		return -1, "", meta, 0, direct, nil
 	}
 	// The direct descriptor must be the file the buffered one opened.
-	return fd, st.Size, s.openDirect(name, &st), nil
+	return fd, name, meta, st.Size, s.openDirect(name, &st), nil
+}
+
+// errGrown says that a batch file read without an fstat holds more bytes
+// than the index recorded: it is not the file indexed.
+var errGrown = errors.New("hicachefile: batch file larger than indexed")
+
+// readProbe is vectored for a read of a batch file whose size is taken
+// from the index, not from an fstat: the last byte of bufs lies one past
+// the file's indexed end, a probe. The read succeeds when the file ends
+// right before the probe, which a regular file shows by a transfer that
+// stops short of it (or, past a split at the iovec limit, by a transfer
+// of zero bytes), so that a file of the indexed size costs no system call
+// more than a read of its bytes. It returns errGrown when the probe byte
+// was read too: the file is longer than the one indexed. A file that ends
+// earlier fails as vectored does, with io.ErrUnexpectedEOF.
+func readProbe(op func(int, [][]byte, int64) (int, error), fd int, bufs [][]byte, off int64) error {
+	cloned := false
+	for {
+		for len(bufs) > 0 && len(bufs[0]) == 0 {
+			bufs = bufs[1:]
+		}
+		if len(bufs) == 0 {
+			return errGrown
+		}
+		whole := len(bufs) <= maxIovecs // this call asks for every byte left, the probe with them
+		n, err := op(fd, bufs[:min(len(bufs), maxIovecs)], off)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		probeLeft := len(bufs) == 1 && len(bufs[0]) == 1
+		if n == 0 {
+			if probeLeft {
+				return nil
+			}
+			return io.ErrUnexpectedEOF
+		}
+		off += int64(n)
+		for len(bufs) > 0 && n >= len(bufs[0]) {
+			n -= len(bufs[0])
+			bufs = bufs[1:]
+		}
+		if whole && len(bufs) == 1 && len(bufs[0])-n == 1 {
+			return nil // short by the probe byte alone: the file ends where indexed
+		}
+		if n > 0 {
+			if !cloned {
+				bufs, cloned = slices.Clone(bufs), true
+			}
+			bufs[0] = bufs[0][n:]
+		}
+	}
+}
+
+// settleProbed settles the keys of a batch file read without an fstat
+// (readProbe) whose read failed: an fstat now tells what one before the
+// read would have, and the keys still unsettled are settled as they then
+// were. A file that is not regular (a FIFO's ESPIPE, a directory's EISDIR,
+// a device) is a miss counted in Stats.SpecialFiles. A file larger than
+// indexed is another file put in its place: a mismatch, its copies
+// dropped. A file too short to hold the keys' entries and a trailer is
+// corrupt, its copies dropped. A file that holds the entries but ends
+// before its indexed end has lost its trailer, whose checksum the read
+// would not have matched: a mismatch, as for another file in its place.
+// Any other failure settles them as failGroup does.
+func (s *Store) settleProbed(f *fileRead, sc *scratch) {
+	var st unix.Stat_t
+	if unix.Fstat(f.fd, &st) != nil || st.Mode&unix.S_IFMT != unix.S_IFREG {
+		s.notRegular(f.name, f.group, sc)
+		return
+	}
+	end := st.Size - f.meta.IndexOff
+	corrupt := end < f.entHi || end < 4
+	switch {
+	case st.Size > f.meta.Size, !corrupt && st.Size < f.meta.Size, errors.Is(f.err, errGrown):
+		s.dropGroup(f.group, sc, &s.stats.mismatch)
+	case corrupt:
+		s.dropGroup(f.group, sc, &s.stats.corrupt)
+	default:
+		s.failGroup(f.group, sc, f.err)
+	}
+}
+
+// dropGroup settles the keys at positions group whose read is still
+// pending (stRead) as bad copies: each is counted in c, and its copy is
+// dropped from the index.
+func (s *Store) dropGroup(group []int32, sc *scratch, c *atomic.Int64) {
+	for _, i := range group {
+		if sc.state[i] != stRead {
+			continue
+		}
+		c.Add(1)
+		s.idx.Drop(sc.hashes[i], sc.refs[i])
+		sc.state[i] = stBadCopy
+	}
 }
 
 // notRegular settles the keys of a batch file name that a FIFO, socket,
@@ -499,10 +634,22 @@ func (s *Store) setState(group []int32, sc *scratch, st uint8) {
 // page, so that only the pages that cannot be read fail; their keys get
 // stDone (an I/O error) or stBadCopy (past the end of a truncated file).
 // When the run's tail was lost, the whole file's keys fail in verifyFile.
-func (s *Store) readRun(pi *poolInfo, bufs [][]byte, sc *scratch, r readRun, w *window) {
+// A run of a file no fstat checked (probe) that ends early or finds no
+// regular file returns that error instead: the caller records it as the
+// file's, and the whole file is settled in verifyFile (settleProbed).
+func (s *Store) readRun(pi *poolInfo, bufs [][]byte, sc *scratch, r readRun, w *window) error {
 	page := func(j int) [][]byte { i := int(r.pages[j]); return bufs[i*pi.bpp : (i+1)*pi.bpp] }
 	var direct int64 // bytes read direct, counted once the piece is kept
 	read := func(b [][]byte, off int64) error { return s.sys.preadv(r.fd, b, off) }
+	if r.probe && r.tail != nil {
+		// The read that carries the tail probes past the file's end.
+		read = func(b [][]byte, off int64) error {
+			if n := len(b); n > 0 && len(b[n-1]) == len(r.tail) && unsafe.SliceData(b[n-1]) == unsafe.SliceData(r.tail) {
+				return readProbe(s.sys.Preadv, r.fd, b, off)
+			}
+			return s.sys.preadv(r.fd, b, off)
+		}
+	}
 	off := sc.offs[r.pages[0]]
 	fits := r.direct.fits(len(r.pages), page, off)
 	if fits {
@@ -547,7 +694,10 @@ func (s *Store) readRun(pi *poolInfo, bufs [][]byte, sc *scratch, r readRun, w *
 			// The entries were not read: the whole file's keys fail, and
 			// are counted, in verifyFile.
 			sc.files[r.file].err = err
-			return
+			return nil
+		}
+		if r.probe && (errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, unix.ESPIPE) || errors.Is(err, unix.EISDIR)) {
+			return err // not a regular file of the indexed size, maybe
 		}
 		for j, i := range r.pages {
 			if len(r.pages) > 1 {
@@ -567,7 +717,7 @@ func (s *Store) readRun(pi *poolInfo, bufs [][]byte, sc *scratch, r readRun, w *
 			}
 		}
 		direct = 0
-		return
+		return nil
 	}
 	s.stats.directBytes.Add(direct)
 	if &got[0] != &sc.crcs[p0] {
@@ -575,6 +725,7 @@ func (s *Store) readRun(pi *poolInfo, bufs [][]byte, sc *scratch, r readRun, w *
 			sc.crcs[i] = got[j]
 		}
 	}
+	return nil
 }
 
 // readConsecutive is checksummed for a run of whole pages whose buffers
@@ -626,11 +777,15 @@ func readConsecutive(bufs [][]byte, bpp int, pageLen int64, crcs []uint32, off i
 // as bad. It returns how many keys it found good.
 func (s *Store) verifyFile(pi *poolInfo, keys []string, sc *scratch, f *fileRead, ok []bool) int {
 	if f.err != nil {
-		s.failGroup(f.group, sc, f.err)
+		if f.probe {
+			s.settleProbed(f, sc)
+		} else {
+			s.failGroup(f.group, sc, f.err)
+		}
 		return 0
 	}
 	hits := 0
-	foreign := fileTag(f.ents) != f.tag
+	foreign := fileTag(f.ents) != f.meta.Tag
 	for _, i := range f.group {
 		if sc.state[i] != stRead {
 			continue // failed its read
