@@ -51,40 +51,48 @@ func (s *Store) BatchGetV1(keys []string, hostIndices []int64) ([]bool, error) {
 		return ok, err
 	}
 	defer s.leave()
-	if err := sc.distinctSlots(hostIndices, pi); err != nil {
+	// Keys are checked only when not found: a key found is compared
+	// byte for byte with an entry that was checked when written or loaded.
+	if err := sc.hashDistinct(s.idx, keys, hostIndices, pi); err != nil {
 		return ok, err
 	}
 	s.stats.gets.Add(int64(len(keys)))
-	// Keys are checked only when not found: a key found is compared
-	// byte for byte with an entry that was checked when written or loaded.
-	for i, k := range keys {
-		sc.hashes[i], sc.state[i] = s.idx.Hash(k), stNone
-	}
 	refreshed := false
 	for range maxCopies {
-		s.idx.LookupMeta(sc.hashes, pi.fp, sc.refs, sc.metas)
+		s.idx.Lookup(sc.hashes, pi.fp, sc.refs, nil)
+		// The keys to read, noting whether they come in file and page
+		// order already, as a batch's keys do.
 		read := sc.order[:0]
-		missing := false
+		missing, sorted := false, true
+		var prev index.Ref
 		for i := range keys {
-			switch st := sc.state[i]; {
-			case st == stDone || st == stInvalid:
-			case sc.refs[i].File == 0:
+			switch r := sc.refs[i]; {
+			case sc.state[i] == stDone || sc.state[i] == stInvalid:
+			case r.File == 0:
 				sc.state[i], missing = stNone, true
-			case sc.metas[i].FP != pi.fp || sc.metas[i].PageLen != pi.pageLen:
-				sc.state[i], missing = stMismatch, true // a loadable copy may have arrived
 			default:
 				sc.state[i] = stRead
 				read = append(read, int32(i))
+				sorted = sorted && (r.File > prev.File || r.File == prev.File && r.Page >= prev.Page)
+				prev = r
 			}
 		}
 		retry := false
 		if len(read) > 0 {
+			if !sorted {
+				sortByRef(read, sc.refs)
+			}
 			if err := s.readFiles(pi, keys, bufs, sc, read, ok); err != nil {
 				s.countGets(pi, ok)
 				return ok, err
 			}
 			for _, i := range read {
-				retry = retry || sc.state[i] == stBadCopy || sc.state[i] == stGone
+				switch sc.state[i] {
+				case stBadCopy, stGone:
+					retry = true
+				case stMismatch:
+					missing = true // a loadable copy may have arrived
+				}
 			}
 		}
 		if missing && !refreshed || retry {
@@ -142,9 +150,10 @@ func (s *Store) countGets(pi *poolInfo, ok []bool) {
 // more for each copy of a key that proves bad.
 const maxCopies = 4
 
-// distinctSlots checks that no two keys of a V1 read share a destination
-// page, with a bitmap of the pool's pages.
-func (sc *scratch) distinctSlots(hostIndices []int64, pi *poolInfo) error {
+// hashDistinct sets each key's digest and its state to stNone, and
+// checks, in the same pass, that no two keys of a V1 read share a
+// destination page, with a bitmap of the pool's pages.
+func (sc *scratch) hashDistinct(x *index.Index, keys []string, hostIndices []int64, pi *poolInfo) error {
 	words := (pi.pages + 63) / 64
 	shift := -1 // page = slot >> shift when the page size is a power of two
 	if pi.ps&(pi.ps-1) == 0 {
@@ -161,15 +170,22 @@ func (sc *scratch) distinctSlots(hostIndices []int64, pi *poolInfo) error {
 	}
 	bm := sc.slots[:words]
 	var err error
-	n := len(hostIndices) / pi.ps
+	hashes, state := sc.hashes[:len(keys)], sc.state[:len(keys)]
 	i := 0
-	for ; i < n; i++ {
+	for ; i < len(keys); i++ {
+		hashes[i], state[i] = x.Hash(keys[i]), stNone
 		pg := pageOf(hostIndices[i*pi.ps])
 		if bm[pg/64]&(1<<(pg%64)) != 0 {
 			err = fmt.Errorf("%w: slot %d is the destination of two keys", ErrLength, hostIndices[i*pi.ps])
 			break
 		}
 		bm[pg/64] |= 1 << (pg % 64)
+	}
+	// Clear the bitmap for the next call: whole when it is small beside
+	// the keys, else bit by bit.
+	if words <= 4*i+64 {
+		clear(bm)
+		return err
 	}
 	for j := range i {
 		pg := pageOf(hostIndices[j*pi.ps])
@@ -231,7 +247,8 @@ type fileRead struct {
 }
 
 // readFiles reads the pages of the keys at positions read (state stRead,
-// with refs and metas set) into their pool buffers and verifies them. Per
+// with refs set, sorted by file then page) into their pool buffers and
+// verifies them. Per
 // batch file it opens the file, reads each run of adjacent pages with one
 // preadv per window, checksumming each window while it is in cache, and
 // reads back the keys' entries from the file's own index: in the same
@@ -242,18 +259,9 @@ type fileRead struct {
 // over the IO workers. It leaves each key stDone (ok set when good),
 // stBadCopy or stGone.
 func (s *Store) readFiles(pi *poolInfo, keys []string, bufs [][]byte, sc *scratch, read []int32, ok []bool) error {
-	sortByRef(read, sc.refs)
 	for len(read) > 0 {
-		// The keys of the next maxOpenFiles files.
-		n, files := 0, 0
-		for n < len(read) && files < maxOpenFiles {
-			id := sc.refs[read[n]].File
-			for n < len(read) && sc.refs[read[n]].File == id {
-				n++
-			}
-			files++
-		}
-		if err := s.readSome(pi, keys, bufs, sc, read[:n], ok); err != nil {
+		n, err := s.readSome(pi, keys, bufs, sc, read, ok)
+		if err != nil {
 			return err
 		}
 		read = read[n:]
@@ -261,9 +269,10 @@ func (s *Store) readFiles(pi *poolInfo, keys []string, bufs [][]byte, sc *scratc
 	return nil
 }
 
-// readSome is readFiles for the keys of at most maxOpenFiles files, in
-// file order. It fails only when out of descriptors.
-func (s *Store) readSome(pi *poolInfo, keys []string, bufs [][]byte, sc *scratch, read []int32, ok []bool) error {
+// readSome is readFiles for the keys of the first maxOpenFiles files of
+// read, and returns how many keys of read it took. It fails only when out
+// of descriptors.
+func (s *Store) readSome(pi *poolInfo, keys []string, bufs [][]byte, sc *scratch, read []int32, ok []bool) (int, error) {
 	runs, files := sc.runs[:0], sc.files[:0]
 	var fds [8]int
 	open := fds[:0]
@@ -276,50 +285,54 @@ func (s *Store) readSome(pi *poolInfo, keys []string, bufs [][]byte, sc *scratch
 	// call.
 	ebuf := sc.ibuf[:0]
 	total := 0
-	for len(read) > 0 {
-		id := sc.refs[read[0]].File
-		n := 1
-		for n < len(read) && sc.refs[read[n]].File == id {
-			n++
+	taken := 0
+	for nf := 0; taken < len(read) && nf < maxOpenFiles; nf++ {
+		// One pass over the next file's keys: where they end, their
+		// pages' offsets, the span of their entries, and the runs of
+		// adjacent pages, each noting whether its keys' positions are
+		// consecutive too. The runs get the file's descriptor once open.
+		rest := read[taken:]
+		id := sc.refs[rest[0]].File
+		f, r0 := len(files), len(runs)
+		lo, hi := int64(math.MaxInt64), int64(0)
+		first, consec := 0, true
+		prev := sc.refs[rest[0]]
+		k := 0
+		for ; k < len(rest); k++ {
+			i := rest[k]
+			ref := sc.refs[i]
+			if ref.File != id {
+				break
+			}
+			sc.offs[i] = int64(ref.Page) * pi.pageLen
+			e := int64(ref.Ent)
+			lo, hi = min(lo, e), max(hi, e+entryFixed+int64(len(keys[i])))
+			if k > 0 {
+				if int64(ref.Page) != int64(prev.Page)+1 {
+					runs = append(runs, readRun{file: f, pages: rest[first:k], consecutive: consec})
+					first, consec = k, true
+				} else if i != rest[k-1]+1 {
+					consec = false
+				}
+			}
+			prev = ref
 		}
-		group := read[:n]
-		read = read[n:]
-		fd, name, meta, size, direct, err := s.openBatch(id, group, sc)
-		if err != nil {
-			return err
-		}
-		if fd < 0 {
+		group := rest[:k]
+		runs = append(runs, readRun{file: f, pages: group[first:], consecutive: consec})
+		taken += k
+		fd, name, meta, size, direct, err := s.openBatch(id, group, pi, sc)
+		if err != nil || fd < 0 {
+			clear(runs[r0:])
+			runs = runs[:r0]
+			if err != nil {
+				return taken, err
+			}
 			continue
 		}
 		open = append(open, fd)
 		if direct.fd >= 0 {
 			open = append(open, direct.fd)
 		}
-		// One pass over the file's keys: their pages' offsets, the span
-		// of their entries, and the runs of adjacent pages, each noting
-		// whether its keys' positions are consecutive too.
-		f, r0 := len(files), len(runs)
-		lo, hi := int64(math.MaxInt64), int64(0)
-		first, consec := 0, true
-		prev := sc.refs[group[0]]
-		for k, i := range group {
-			ref := sc.refs[i]
-			sc.offs[i] = int64(ref.Page) * pi.pageLen
-			e := int64(ref.Ent)
-			lo, hi = min(lo, e), max(hi, e+entryFixed+int64(len(keys[i])))
-			if k > 0 {
-				if int64(ref.Page) != int64(prev.Page)+1 {
-					runs = append(runs, readRun{file: f, fd: fd, direct: direct, pages: group[first:k], consecutive: consec, probe: size < 0})
-					total += k - first
-					first, consec = k, true
-				} else if i != group[k-1]+1 {
-					consec = false
-				}
-			}
-			prev = ref
-		}
-		runs = append(runs, readRun{file: f, fd: fd, direct: direct, pages: group[first:], consecutive: consec, probe: size < 0})
-		total += len(group) - first
 		// The entries are read up to the end of the file, so that the
 		// trailer's checksum comes too: verifyFile checks it against the
 		// one the index recorded, and a file another store renamed in
@@ -347,12 +360,13 @@ func (s *Store) readSome(pi *poolInfo, keys []string, bufs [][]byte, sc *scratch
 				s.idx.Drop(sc.hashes[i], sc.refs[i])
 			}
 			s.setState(group, sc, stBadCopy)
-			for _, r := range runs[r0:] {
-				total -= len(r.pages)
-			}
 			clear(runs[r0:])
 			runs = runs[:r0]
 			continue
+		}
+		for j := r0; j < len(runs); j++ {
+			runs[j].fd, runs[j].direct, runs[j].probe = fd, direct, probe
+			total += len(runs[j].pages)
 		}
 		files = append(files, fileRead{group: group, meta: meta, name: name, fd: fd, probe: probe, entHi: entHi})
 		// When the last run ends where the index begins, its entries come
@@ -373,7 +387,7 @@ func (s *Store) readSome(pi *poolInfo, keys []string, bufs [][]byte, sc *scratch
 			// A new buffer: the entries already read stay where they are.
 			// Room for every entry still to read, at least.
 			need := int(hi-lo) + extra
-			for _, i := range read {
+			for _, i := range read[taken-len(group):] {
 				need += entryFixed + len(keys[i]) + 1
 			}
 			ebuf = make([]byte, 0, need)
@@ -393,7 +407,7 @@ func (s *Store) readSome(pi *poolInfo, keys []string, bufs [][]byte, sc *scratch
 	}
 	sc.runs, sc.files, sc.ibuf = runs, files, ebuf
 	if total == 0 {
-		return nil
+		return taken, nil
 	}
 	if s.workers <= 1 || int64(total)*pi.pageLen < 2*minPieceBytes {
 		w := window{iov: sc.iov, owner: sc.owner}
@@ -440,10 +454,11 @@ func (s *Store) readSome(pi *poolInfo, keys []string, bufs [][]byte, sc *scratch
 			}
 		}
 	}
-	return nil
+	return taken, nil
 }
 
-// openBatch opens the batch file id for the keys at positions group, and
+// openBatch opens the batch file id for the keys at positions group, unless
+// another pool or store wrote it (it then leaves them stMismatch), and
 // with Config.DirectIO a second descriptor for O_DIRECT reads, and returns
 // its name and the metadata the index holds for it. It makes no fstat
 // when the index knows the file's size and DirectIO is off: the file is
@@ -453,11 +468,16 @@ func (s *Store) readSome(pi *poolInfo, keys []string, bufs [][]byte, sc *scratch
 // size; size is -1 when it did not fstat. When the file cannot be read it
 // settles the keys and returns -1; out of descriptors, it returns the
 // error.
-func (s *Store) openBatch(id uint32, group []int32, sc *scratch) (fd int, name string, meta index.Meta, size int64, direct directFile, err error) {
+func (s *Store) openBatch(id uint32, group []int32, pi *poolInfo, sc *scratch) (fd int, name string, meta index.Meta, size int64, direct directFile, err error) {
 	direct = directFile{fd: -1}
 	name, meta, known := s.idx.File(id)
-	if !known {
+	switch {
+	case !known:
 		s.setState(group, sc, stGone)
+		return -1, "", meta, 0, direct, nil
+	case meta.FP != pi.fp || meta.PageLen != pi.pageLen:
+		// Only copies another pool or store wrote: not read.
+		s.setState(group, sc, stMismatch)
 		return -1, "", meta, 0, direct, nil
 	}
 	fd, err = s.openWait(s.v1fd(), name)
