@@ -243,7 +243,6 @@ type fileRead struct {
 	// probe is set when no fstat checked the file before it was read
 	// (see readProbe): a failure is then classified by an fstat after.
 	probe bool
-	entHi int64 // the end of its keys' entries, from the index's start
 }
 
 // readFiles reads the pages of the keys at positions read (state stRead,
@@ -287,14 +286,14 @@ func (s *Store) readSome(pi *poolInfo, keys []string, bufs [][]byte, sc *scratch
 	total := 0
 	taken := 0
 	for nf := 0; taken < len(read) && nf < maxOpenFiles; nf++ {
-		// One pass over the next file's keys: where they end, their
-		// pages' offsets, the span of their entries, and the runs of
-		// adjacent pages, each noting whether its keys' positions are
-		// consecutive too. The runs get the file's descriptor once open.
+		// One pass over the next file's keys: where they end, where
+		// their entries start, and the runs of adjacent pages, each
+		// noting whether its keys' positions are consecutive too. The
+		// runs get the file's descriptor once open.
 		rest := read[taken:]
 		id := sc.refs[rest[0]].File
 		f, r0 := len(files), len(runs)
-		lo, hi := int64(math.MaxInt64), int64(0)
+		lo := int64(math.MaxInt64)
 		first, consec := 0, true
 		prev := sc.refs[rest[0]]
 		k := 0
@@ -304,9 +303,7 @@ func (s *Store) readSome(pi *poolInfo, keys []string, bufs [][]byte, sc *scratch
 			if ref.File != id {
 				break
 			}
-			sc.offs[i] = int64(ref.Page) * pi.pageLen
-			e := int64(ref.Ent)
-			lo, hi = min(lo, e), max(hi, e+entryFixed+int64(len(keys[i])))
+			lo = min(lo, int64(ref.Ent))
 			if k > 0 {
 				if int64(ref.Page) != int64(prev.Page)+1 {
 					runs = append(runs, readRun{file: f, pages: rest[first:k], consecutive: consec})
@@ -343,11 +340,16 @@ func (s *Store) readSome(pi *poolInfo, keys []string, bufs [][]byte, sc *scratch
 		if probe {
 			size = meta.Size
 		}
-		entHi := hi
+		// Where the keys' entries end: checked against the file's size
+		// when an fstat gave it; a size from the index holds them (it was
+		// checked when the index was loaded).
+		entHi := int64(0)
+		if !probe {
+			entHi = entriesEnd(keys, sc, group)
+		}
 		grown := meta.Size > 0 && size > meta.Size
-		if end := size - meta.IndexOff; end >= hi && end >= 4 && !grown {
-			hi = end
-		} else {
+		end := size - meta.IndexOff
+		if end < entHi || end < 4 || grown {
 			// Shorter than its own index says: truncated, or not the file
 			// indexed. Longer than the file indexed: another file copied or
 			// renamed in its place, which is not read, however large.
@@ -364,17 +366,18 @@ func (s *Store) readSome(pi *poolInfo, keys []string, bufs [][]byte, sc *scratch
 			runs = runs[:r0]
 			continue
 		}
+		hi := end
 		for j := r0; j < len(runs); j++ {
 			runs[j].fd, runs[j].direct, runs[j].probe = fd, direct, probe
 			total += len(runs[j].pages)
 		}
-		files = append(files, fileRead{group: group, meta: meta, name: name, fd: fd, probe: probe, entHi: entHi})
+		files = append(files, fileRead{group: group, meta: meta, name: name, fd: fd, probe: probe})
 		// When the last run ends where the index begins, its entries come
 		// in the same preadv, from the index's start (a batch read whole,
 		// as it was written); else they take a pread of their own.
 		last := &runs[len(runs)-1]
 		runBytes := int64(len(last.pages)) * pi.pageLen
-		combined := direct.fd < 0 && sc.offs[last.pages[len(last.pages)-1]]+pi.pageLen == meta.IndexOff &&
+		combined := direct.fd < 0 && (int64(sc.refs[last.pages[len(last.pages)-1]].Page)+1)*pi.pageLen == meta.IndexOff &&
 			lo <= max(loadTail, runBytes)
 		if combined {
 			lo = 0
@@ -576,14 +579,14 @@ func readProbe(op func(int, [][]byte, int64) (int, error), fd int, bufs [][]byte
 // before its indexed end has lost its trailer, whose checksum the read
 // would not have matched: a mismatch, as for another file in its place.
 // Any other failure settles them as failGroup does.
-func (s *Store) settleProbed(f *fileRead, sc *scratch) {
+func (s *Store) settleProbed(keys []string, f *fileRead, sc *scratch) {
 	var st unix.Stat_t
 	if unix.Fstat(f.fd, &st) != nil || st.Mode&unix.S_IFMT != unix.S_IFREG {
 		s.notRegular(f.name, f.group, sc)
 		return
 	}
 	end := st.Size - f.meta.IndexOff
-	corrupt := end < f.entHi || end < 4
+	corrupt := end < entriesEnd(keys, sc, f.group) || end < 4
 	switch {
 	case st.Size > f.meta.Size, !corrupt && st.Size < f.meta.Size, errors.Is(f.err, errGrown):
 		s.dropGroup(f.group, sc, &s.stats.mismatch)
@@ -592,6 +595,16 @@ func (s *Store) settleProbed(f *fileRead, sc *scratch) {
 	default:
 		s.failGroup(f.group, sc, f.err)
 	}
+}
+
+// entriesEnd returns where the index entries of the keys at positions
+// group end, from the index's start.
+func entriesEnd(keys []string, sc *scratch, group []int32) int64 {
+	hi := int64(0)
+	for _, i := range group {
+		hi = max(hi, int64(sc.refs[i].Ent)+entryFixed+int64(len(keys[i])))
+	}
+	return hi
 }
 
 // dropGroup settles the keys at positions group whose read is still
@@ -670,7 +683,7 @@ func (s *Store) readRun(pi *poolInfo, bufs [][]byte, sc *scratch, r readRun, w *
 			return s.sys.preadv(r.fd, b, off)
 		}
 	}
-	off := sc.offs[r.pages[0]]
+	off := int64(sc.refs[r.pages[0]].Page) * pi.pageLen
 	fits := r.direct.fits(len(r.pages), page, off)
 	if fits {
 		read = func(b [][]byte, off int64) error {
@@ -722,7 +735,7 @@ func (s *Store) readRun(pi *poolInfo, bufs [][]byte, sc *scratch, r readRun, w *
 		for j, i := range r.pages {
 			if len(r.pages) > 1 {
 				// Find out page by page which of the run can be read.
-				err = checksummed(1, func(int) [][]byte { return page(j) }, got[j:j+1], sc.offs[i], false, w, nil, read)
+				err = checksummed(1, func(int) [][]byte { return page(j) }, got[j:j+1], int64(sc.refs[i].Page)*pi.pageLen, false, w, nil, read)
 			}
 			switch {
 			case err == nil:
@@ -798,7 +811,7 @@ func readConsecutive(bufs [][]byte, bpp int, pageLen int64, crcs []uint32, off i
 func (s *Store) verifyFile(pi *poolInfo, keys []string, sc *scratch, f *fileRead, ok []bool) int {
 	if f.err != nil {
 		if f.probe {
-			s.settleProbed(f, sc)
+			s.settleProbed(keys, f, sc)
 		} else {
 			s.failGroup(f.group, sc, f.err)
 		}
@@ -810,45 +823,63 @@ func (s *Store) verifyFile(pi *poolInfo, keys []string, sc *scratch, f *fileRead
 		if sc.state[i] != stRead {
 			continue // failed its read
 		}
-		key, off, length, crc, good := entryAt(f.ents, int64(sc.refs[i].Ent)-f.base, len(keys[i]))
 		switch {
 		case foreign:
 			// Another file under this file's name (another model's or
 			// rank's, renamed in place): not the copy indexed.
 			s.stats.mismatch.Add(1)
-			sc.state[i] = stBadCopy
-		case !good || key != keys[i] || off != sc.offs[i] || length != pi.pageLen:
+		case !entryMatches(f.ents, int64(sc.refs[i].Ent)-f.base, keys[i], int64(sc.refs[i].Page)*pi.pageLen, pi.pageLen):
 			// Another key with the same digest, or a file rewritten in
 			// place: this copy is not the key's.
-			sc.state[i] = stBadCopy
-		case crc != sc.crcs[i]:
+		case entryCRC(f.ents, int64(sc.refs[i].Ent)-f.base, len(keys[i])) != sc.crcs[i]:
 			s.stats.corrupt.Add(1)
-			sc.state[i] = stBadCopy
 		default:
 			ok[i] = true
 			sc.state[i] = stDone
 			hits++
 			continue
 		}
+		sc.state[i] = stBadCopy
 		s.idx.Drop(sc.hashes[i], sc.refs[i])
 	}
 	return hits
 }
 
-// entryAt decodes the index entry at e in ents of a key of keyLen bytes,
-// without checking more than its bounds: verifyFile compares it with the
-// key asked for, which checkKey passed.
-func entryAt(ents []byte, e int64, keyLen int) (key string, off, length int64, crc uint32, ok bool) {
-	if e < 0 || e+entryFixed+int64(keyLen) > int64(len(ents)) {
-		return "", 0, 0, 0, false
+// entryMatches reports whether the index entry at e in ents is key's, for
+// a page at off of length bytes: the full key, the offset and the length.
+// Its bounds are checked; verifyFile compares it with the key asked for,
+// which checkKey passed.
+func entryMatches(ents []byte, e int64, key string, off, length int64) bool {
+	n := int64(len(key))
+	if e < 0 || e+entryFixed+n > int64(len(ents)) {
+		return false
 	}
-	b := ents[e:]
-	if int(binary.LittleEndian.Uint16(b)) != keyLen {
-		return "", 0, 0, 0, false
+	b := ents[e : e+entryFixed+n]
+	rest := b[2+n:]
+	return int64(binary.LittleEndian.Uint16(b)) == n && sameKey(b[2:2+n], key) &&
+		int64(binary.LittleEndian.Uint64(rest)) == off && int64(binary.LittleEndian.Uint64(rest[8:])) == length
+}
+
+// entryCRC returns the CRC32C of the entry at e in ents, of a key of
+// keyLen bytes, that entryMatches accepted.
+func entryCRC(ents []byte, e int64, keyLen int) uint32 {
+	return binary.LittleEndian.Uint32(ents[e+2+int64(keyLen)+16:])
+}
+
+// sameKey reports whether b holds key. SGLang's keys, sha256 hex digests,
+// are 64 bytes: those are compared as eight words, with no call.
+func sameKey(b []byte, key string) bool {
+	if len(b) != 64 || len(key) != 64 {
+		return string(b) == key
 	}
-	rest := b[2+keyLen:]
-	return unsafe.String(&b[2], keyLen), int64(binary.LittleEndian.Uint64(rest)),
-		int64(binary.LittleEndian.Uint64(rest[8:])), binary.LittleEndian.Uint32(rest[16:]), true
+	k := unsafe.Slice(unsafe.StringData(key), 64)
+	b = b[:64:64]
+	le := binary.LittleEndian
+	x := (le.Uint64(b) ^ le.Uint64(k)) | (le.Uint64(b[8:]) ^ le.Uint64(k[8:])) |
+		(le.Uint64(b[16:]) ^ le.Uint64(k[16:])) | (le.Uint64(b[24:]) ^ le.Uint64(k[24:])) |
+		(le.Uint64(b[32:]) ^ le.Uint64(k[32:])) | (le.Uint64(b[40:]) ^ le.Uint64(k[40:])) |
+		(le.Uint64(b[48:]) ^ le.Uint64(k[48:])) | (le.Uint64(b[56:]) ^ le.Uint64(k[56:]))
+	return x == 0
 }
 
 // sortByRef sorts key positions by their copy's file, then page. Keys of
