@@ -371,8 +371,8 @@ func (x *Index) lookup(hashes []uint64, fp uint64, refs []Ref, metas []Meta, ski
 		return x.lookupAll(hashes, fp, refs, metas, skip)
 	}
 	found := 0
-	buf := orderPool.Get().(*[]int32)
-	order, ends := byShard(hashes, *buf)
+	var buf [lockAllMin]int32 // fewer keys than lockAllMin: no pooled buffer
+	order, ends := byShard(hashes, buf[:])
 	x.fmu.RLock()
 	start := int32(0)
 	for k := range ends {
@@ -396,8 +396,6 @@ func (x *Index) lookup(hashes []uint64, fp uint64, refs []Ref, metas []Meta, ski
 		start = ends[k]
 	}
 	x.fmu.RUnlock()
-	*buf = order
-	orderPool.Put(buf)
 	return found
 }
 
