@@ -38,10 +38,16 @@ import (
 //
 // For the pages it finds, it makes per batch file an open, one preadv per
 // run of adjacent pages (per 1024 buffers or MiB), and a close; the keys'
-// entries in the file's own index come in the last preadv when the pages
-// read end where the index begins (a batch read as it was written), else
-// with one pread more. It makes no system call per key, and no other when
-// every key is found.
+// entries in the file's own index, up to the file's end, come in the last
+// preadv when the pages read end where the index begins (a batch read as
+// it was written), else with one pread more. It makes no fstat: the entries
+// are read up to the size the index recorded plus one byte, and a
+// transfer short by exactly that byte shows the file is the size indexed
+// (readProbe). Only a file whose read fails or finds it larger is fstat'ed,
+// to classify it as a special file, another file or a truncated one
+// (settleProbed); with Config.DirectIO every file is fstat'ed before it is
+// read. It makes no system call per key, and no other when every key is
+// found.
 func (s *Store) BatchGetV1(keys []string, hostIndices []int64) ([]bool, error) {
 	ok := make([]bool, len(keys))
 	sc := getScratch(len(keys))
