@@ -64,6 +64,7 @@ func (s *Store) BatchGetV1(keys []string, hostIndices []int64) ([]bool, error) {
 	}
 	s.stats.gets.Add(int64(len(keys)))
 	refreshed := false
+	hits := 0 // keys served from batch files
 	for range maxCopies {
 		s.idx.Lookup(sc.hashes, pi.fp, sc.refs, nil)
 		// The keys to read, noting whether they come in file and page
@@ -88,12 +89,14 @@ func (s *Store) BatchGetV1(keys []string, hostIndices []int64) ([]bool, error) {
 			if !sorted {
 				sortByRef(read, sc.refs)
 			}
-			if err := s.readFiles(pi, keys, bufs, sc, read, ok); err != nil {
+			n, err := s.readFiles(pi, keys, bufs, sc, read, ok)
+			hits += n
+			if err != nil {
 				s.countGets(pi, ok)
 				return ok, err
 			}
-			for _, i := range read {
-				switch sc.state[i] {
+			for k := 0; n < len(read) && k < len(read); k++ {
+				switch sc.state[read[k]] {
 				case stBadCopy, stGone:
 					retry = true
 				case stMismatch:
@@ -107,6 +110,13 @@ func (s *Store) BatchGetV1(keys []string, hostIndices []int64) ([]bool, error) {
 			continue
 		}
 		break
+	}
+	if hits == len(keys) {
+		// Every key served: no old-format file to read, no mismatch to
+		// count.
+		s.stats.hits.Add(int64(hits))
+		s.stats.getBytes.Add(int64(hits) * pi.pageLen)
+		return ok, nil
 	}
 	for i, k := range keys {
 		switch sc.state[i] {
@@ -262,22 +272,24 @@ type fileRead struct {
 // is then checked against its entry (the full key, the page's offset and
 // length) and its page against the entry's CRC32C. Large reads are spread
 // over the IO workers. It leaves each key stDone (ok set when good),
-// stBadCopy or stGone.
-func (s *Store) readFiles(pi *poolInfo, keys []string, bufs [][]byte, sc *scratch, read []int32, ok []bool) error {
+// stBadCopy, stGone or stMismatch, and returns how many it found good.
+func (s *Store) readFiles(pi *poolInfo, keys []string, bufs [][]byte, sc *scratch, read []int32, ok []bool) (int, error) {
+	hits := 0
 	for len(read) > 0 {
-		n, err := s.readSome(pi, keys, bufs, sc, read, ok)
+		n, h, err := s.readSome(pi, keys, bufs, sc, read, ok)
+		hits += h
 		if err != nil {
-			return err
+			return hits, err
 		}
 		read = read[n:]
 	}
-	return nil
+	return hits, nil
 }
 
 // readSome is readFiles for the keys of the first maxOpenFiles files of
-// read, and returns how many keys of read it took. It fails only when out
-// of descriptors.
-func (s *Store) readSome(pi *poolInfo, keys []string, bufs [][]byte, sc *scratch, read []int32, ok []bool) (int, error) {
+// read, and returns how many keys of read it took and how many of them it
+// found good. It fails only when out of descriptors.
+func (s *Store) readSome(pi *poolInfo, keys []string, bufs [][]byte, sc *scratch, read []int32, ok []bool) (taken, hits int, err error) {
 	runs, files := sc.runs[:0], sc.files[:0]
 	var fds [8]int
 	open := fds[:0]
@@ -290,7 +302,6 @@ func (s *Store) readSome(pi *poolInfo, keys []string, bufs [][]byte, sc *scratch
 	// call.
 	ebuf := sc.ibuf[:0]
 	total := 0
-	taken := 0
 	for nf := 0; taken < len(read) && nf < maxOpenFiles; nf++ {
 		// One pass over the next file's keys: where they end, where
 		// their entries start, and the runs of adjacent pages, each
@@ -328,7 +339,7 @@ func (s *Store) readSome(pi *poolInfo, keys []string, bufs [][]byte, sc *scratch
 			clear(runs[r0:])
 			runs = runs[:r0]
 			if err != nil {
-				return taken, err
+				return taken, 0, err
 			}
 			continue
 		}
@@ -416,7 +427,7 @@ func (s *Store) readSome(pi *poolInfo, keys []string, bufs [][]byte, sc *scratch
 	}
 	sc.runs, sc.files, sc.ibuf = runs, files, ebuf
 	if total == 0 {
-		return taken, nil
+		return taken, 0, nil
 	}
 	if s.workers <= 1 || int64(total)*pi.pageLen < 2*minPieceBytes {
 		w := window{iov: sc.iov, owner: sc.owner}
@@ -452,7 +463,6 @@ func (s *Store) readSome(pi *poolInfo, keys []string, bufs [][]byte, sc *scratch
 			}
 		}
 	}
-	hits := 0
 	for f := range files {
 		hits += s.verifyFile(pi, keys, sc, &files[f], ok)
 	}
@@ -463,7 +473,7 @@ func (s *Store) readSome(pi *poolInfo, keys []string, bufs [][]byte, sc *scratch
 			}
 		}
 	}
-	return taken, nil
+	return taken, hits, nil
 }
 
 // openBatch opens the batch file id for the keys at positions group, unless
