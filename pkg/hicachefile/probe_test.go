@@ -277,3 +277,47 @@ func TestSameKey(t *testing.T) {
 		t.Error("two words differing alike not told apart")
 	}
 }
+
+// TestOtherPoolsCopyNotOpened: a key whose only copy another pool shape
+// wrote is a miss counted once in Stats.Mismatch, decided from the index
+// for its whole file, with no open of that file; a key of the same call
+// that this pool wrote is served.
+func TestOtherPoolsCopyNotOpened(t *testing.T) {
+	ps := mhaCfg.PageSize
+	dir := t.TempDir()
+	other := mhaCfg
+	other.LayerNum++
+	po := newPool(t, other)
+	oidx, _ := po.Alloc(ps)
+	fillRandom(t, po, oidx)
+	if ok, err := newStore(t, Config{Dir: dir, ModelName: "m"}, po).BatchSetV1([]string{"theirs"}, oidx); err != nil || !ok[0] {
+		t.Fatal(ok, err)
+	}
+	p, idx := randomPages(t, 3)
+	if ok, err := newStore(t, Config{Dir: dir, ModelName: "m"}, p).BatchSetV1([]string{"mine"}, idx[:ps]); err != nil || !ok[0] {
+		t.Fatal(ok, err)
+	}
+	var opens atomic.Int64
+	sys := Syscalls{Openat: func(dirfd int, path string, flags int, mode uint32) (int, error) {
+		opens.Add(1)
+		return unix.Openat(dirfd, path, flags, mode)
+	}}
+	s := newStore(t, Config{Dir: dir, ModelName: "m", NoWatch: true, Syscalls: sys}, p)
+	before := s.Stats()
+	opens.Store(0)
+	ok, err := s.BatchGetV1([]string{"mine", "theirs"}, idx[ps:])
+	if err != nil || !ok[0] || ok[1] {
+		t.Fatalf("BatchGetV1 = %v, %v; want [true false]", ok, err)
+	}
+	if !samePages(t, p, idx[0], idx[ps]) {
+		t.Error("mine read wrong bytes")
+	}
+	if got := s.Stats().Mismatch - before.Mismatch; got != 1 {
+		t.Errorf("Stats.Mismatch +%d, want +1", got)
+	}
+	// The refresh after the mismatch may list the directory; it opens no
+	// batch file it knows. Only "mine"'s file is opened for reading.
+	if got := opens.Load(); got != 1 {
+		t.Errorf("%d opens, want 1 (the file of mine)", got)
+	}
+}
