@@ -73,12 +73,17 @@ func TestProbeReadSettlesLikeFstat(t *testing.T) {
 	}
 	// Whole: the batch read as written (the entries come with the pages).
 	// Gaps: every other key, so the entries take a read of their own.
-	for _, pick := range []string{"whole", "gaps"} {
+	// Large: batches big enough to be read by two IO workers.
+	for _, pick := range []struct {
+		name string
+		n    int
+		gaps bool
+	}{{"whole", 4, false}, {"gaps", 4, true}, {"large", 3000, false}, {"large gaps", 6000, true}} {
 		for _, c := range cases {
-			t.Run(pick+"/"+c.name, func(t *testing.T) {
+			t.Run(pick.name+"/"+c.name, func(t *testing.T) {
 				var got [2]string
 				for m, direct := range []bool{false, true} {
-					r, ok := probeScenario(t, direct, pick == "gaps", c.change)
+					r, ok := probeScenario(t, direct, pick.n, pick.gaps, c.change)
 					if !ok {
 						return
 					}
@@ -92,25 +97,35 @@ func TestProbeReadSettlesLikeFstat(t *testing.T) {
 	}
 }
 
-// probeScenario writes a batch of four pages with one store, changes its
-// file with change, reads it back with another store (DirectIO as
-// direct) that indexed it before the change and does not watch, and
-// returns what the read answered and counted. It reports false when the
-// change cannot be made here.
-func probeScenario(t *testing.T, direct, gaps bool, change func(t *testing.T, path string, indexOff, size int64) bool) (string, bool) {
-	const n = 4
+// probeScenario writes a batch of n pages with one store, changes its
+// file with change, reads it back (every key, or every other one with
+// gaps) with another store (DirectIO as direct, two IO workers) that
+// indexed it before the change and does not watch, and returns what the
+// read answered and counted. It reports false when the change cannot be
+// made here.
+func probeScenario(t *testing.T, direct bool, n int, gaps bool, change func(t *testing.T, path string, indexOff, size int64) bool) (string, bool) {
 	ps := mhaCfg.PageSize
-	p, idx := randomPages(t, 2*n)
+	pc := mhaCfg
+	pc.Pages = 2 * n
+	p := newPool(t, pc)
+	idx, err := p.Alloc(2 * n * ps)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fillRandom(t, p, idx[:n*ps])
 	dir := t.TempDir()
-	keys := []string{"a", "b", "c", "d"}
+	keys := make([]string, n)
+	for i := range keys {
+		keys[i] = fmt.Sprint("k", i)
+	}
 	w := newStore(t, Config{Dir: dir, ModelName: "m"}, p)
 	if ok, err := w.BatchSetV1(keys, idx[:n*ps]); err != nil || !all(ok) {
 		t.Fatal(ok, err)
 	}
-	s := newStore(t, Config{Dir: dir, ModelName: "m", NoWatch: true, DirectIO: direct}, p)
-	loc, ok := s.Locate("a")
+	s := newStore(t, Config{Dir: dir, ModelName: "m", NoWatch: true, DirectIO: direct, IOWorkers: 2}, p)
+	loc, ok := s.Locate("k0")
 	if !ok {
-		t.Fatal("a not indexed")
+		t.Fatal("k0 not indexed")
 	}
 	st, err := os.Stat(loc.Path)
 	if err != nil {
@@ -119,24 +134,30 @@ func probeScenario(t *testing.T, direct, gaps bool, change func(t *testing.T, pa
 	if !change(t, loc.Path, int64(n)*loc.Length, st.Size()) {
 		return "", false
 	}
-	get, dst := keys, idx[n*ps:]
+	get := keys
 	if gaps {
-		get, dst = []string{"a", "c"}, append(append([]int64(nil), idx[n*ps:(n+1)*ps]...), idx[(n+2)*ps:(n+3)*ps]...)
+		get = nil
+		for i := 0; i < n; i += 2 {
+			get = append(get, keys[i])
+		}
 	}
+	dst := idx[n*ps : (n+len(get))*ps]
 	before := s.Stats()
 	var res []bool
 	within(t, "BatchGetV1", func() { res, err = s.BatchGetV1(get, dst) })
 	if err != nil {
 		t.Fatalf("direct=%v: BatchGetV1 = %v", direct, err)
 	}
+	served := 0
 	for i, b := range res {
 		if b {
+			served++
 			t.Errorf("direct=%v: key %s of a changed file served", direct, get[i])
 		}
 	}
 	a := s.Stats()
-	return fmt.Sprintf("ok %v corrupt +%d mismatch +%d special +%d errors +%d skipped +%d misses +%d",
-		res, a.Corrupt-before.Corrupt, a.Mismatch-before.Mismatch, a.SpecialFiles-before.SpecialFiles,
+	return fmt.Sprintf("served %d of %d corrupt +%d mismatch +%d special +%d errors +%d skipped +%d misses +%d",
+		served, len(res), a.Corrupt-before.Corrupt, a.Mismatch-before.Mismatch, a.SpecialFiles-before.SpecialFiles,
 		a.Errors-before.Errors, a.SkippedFiles-before.SkippedFiles, a.Misses-before.Misses), true
 }
 
