@@ -253,7 +253,9 @@ func TestAdvWrongSizeMatrix(t *testing.T) {
 
 // TestAdvDeviceReplacesKnownBatch: a character device renamed over a batch
 // file this store has indexed is a miss counted in Stats.SpecialFiles,
-// and is never read.
+// and nothing read from it is served (a read of a file of the indexed size
+// makes no fstat first: at most that size and one byte are read from the
+// device before the fstat that a failed read makes tells what it is).
 func TestAdvDeviceReplacesKnownBatch(t *testing.T) {
 	for _, direct := range []bool{false, true} {
 		for _, dev := range []int{3, 5} { // /dev/null, /dev/zero

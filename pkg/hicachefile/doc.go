@@ -123,15 +123,16 @@
 // index, the writer's identity and the pool fingerprint) must be the ones
 // indexed: another model's or rank's file of the same keys renamed in place
 // of ours is a mismatch, never served. A file larger than the one indexed
-// is such a mismatch too, found by the read's fstat, and not read at all:
-// however large, it costs no buffer and no read. The index also records each file's
+// is such a mismatch too: the entries are read up to the size indexed plus
+// one byte, so that the byte found past the end shows it, and no more of
+// it is read however large it is. The index also records each file's
 // inode; a watcher event on a known name, or a polling store's check of the
 // files of the keys it finds, that sees another inode there reloads or
 // forgets the file, so that Exists and BatchSetV1 do not count the pages of
 // a file renamed over ours as this store's either. When the pages read end where the
 // index begins (a batch read as it was written) the entries come in the
-// same preadv as the pages: a read of a batch is an open, an fstat (a
-// regular file, and its size), a preadv per window of pages, and a close. A digest shared by another key can only make a
+// same preadv as the pages: a read of a batch is an open, a preadv per
+// window of pages, and a close, with no fstat unless that read fails. A digest shared by another key can only make a
 // key look present to Exists, BatchExists or BatchSetV1 (a chance of about
 // 2^-64 per key): the page is then missing when read, never wrong.
 //
@@ -189,11 +190,14 @@
 // the slots of a key reported false hold unspecified bytes.
 //
 // Every file the store reads is opened with O_NONBLOCK|O_NOFOLLOW|O_CLOEXEC
-// and checked with fstat to be a regular file before any byte is read, so
-// a FIFO, socket, device, directory or symlink planted under a store name
-// (the default directory is under /tmp) never blocks a call: it is a miss,
-// counted in Stats.SpecialFiles. New skips it, and Clear removes it without
-// opening it.
+// and checked with fstat to be a regular file before any byte is read,
+// except the batch files BatchGetV1 reads: those it reads as regular files
+// of the size indexed, and fstats only when that read fails (ESPIPE from a
+// FIFO, EISDIR from a directory, a short read or a byte past the end from a
+// device). Either way a FIFO, socket, device, directory or symlink planted
+// under a store name (the default directory is under /tmp) never blocks a
+// call: it is a miss, counted in Stats.SpecialFiles. New skips it, and
+// Clear removes it without opening it.
 //
 // A call holds at most 16 batch files open at once (32 descriptors with
 // DirectIO), whatever its size, and reads the next files after closing

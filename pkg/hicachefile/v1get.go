@@ -10,6 +10,7 @@ import (
 	"math/bits"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -37,10 +38,16 @@ import (
 //
 // For the pages it finds, it makes per batch file an open, one preadv per
 // run of adjacent pages (per 1024 buffers or MiB), and a close; the keys'
-// entries in the file's own index come in the last preadv when the pages
-// read end where the index begins (a batch read as it was written), else
-// with one pread more. It makes no system call per key, and no other when
-// every key is found.
+// entries in the file's own index, up to the file's end, come in the last
+// preadv when the pages read end where the index begins (a batch read as
+// it was written), else with one pread more. It makes no fstat: the entries
+// are read up to the size the index recorded plus one byte, and a
+// transfer short by exactly that byte shows the file is the size indexed
+// (readProbe). Only a file whose read fails or finds it larger is fstat'ed,
+// to classify it as a special file, another file or a truncated one
+// (settleProbed); with Config.DirectIO every file is fstat'ed before it is
+// read. It makes no system call per key, and no other when every key is
+// found.
 func (s *Store) BatchGetV1(keys []string, hostIndices []int64) ([]bool, error) {
 	ok := make([]bool, len(keys))
 	sc := getScratch(len(keys))
@@ -50,40 +57,51 @@ func (s *Store) BatchGetV1(keys []string, hostIndices []int64) ([]bool, error) {
 		return ok, err
 	}
 	defer s.leave()
-	if err := sc.distinctSlots(hostIndices, pi); err != nil {
+	// Keys are checked only when not found: a key found is compared
+	// byte for byte with an entry that was checked when written or loaded.
+	if err := sc.hashDistinct(s.idx, keys, hostIndices, pi); err != nil {
 		return ok, err
 	}
 	s.stats.gets.Add(int64(len(keys)))
-	// Keys are checked only when not found: a key found is compared
-	// byte for byte with an entry that was checked when written or loaded.
-	for i, k := range keys {
-		sc.hashes[i], sc.state[i] = s.idx.Hash(k), stNone
-	}
 	refreshed := false
+	hits := 0 // keys served from batch files
 	for range maxCopies {
-		s.idx.LookupMeta(sc.hashes, pi.fp, sc.refs, sc.metas)
+		s.idx.Lookup(sc.hashes, pi.fp, sc.refs, nil)
+		// The keys to read, noting whether they come in file and page
+		// order already, as a batch's keys do.
 		read := sc.order[:0]
-		missing := false
+		missing, sorted := false, true
+		var prev index.Ref
 		for i := range keys {
-			switch st := sc.state[i]; {
-			case st == stDone || st == stInvalid:
-			case sc.refs[i].File == 0:
+			switch r := sc.refs[i]; {
+			case sc.state[i] == stDone || sc.state[i] == stInvalid:
+			case r.File == 0:
 				sc.state[i], missing = stNone, true
-			case sc.metas[i].FP != pi.fp || sc.metas[i].PageLen != pi.pageLen:
-				sc.state[i], missing = stMismatch, true // a loadable copy may have arrived
 			default:
 				sc.state[i] = stRead
 				read = append(read, int32(i))
+				sorted = sorted && (r.File > prev.File || r.File == prev.File && r.Page >= prev.Page)
+				prev = r
 			}
 		}
 		retry := false
 		if len(read) > 0 {
-			if err := s.readFiles(pi, keys, bufs, sc, read, ok); err != nil {
+			if !sorted {
+				sortByRef(read, sc.refs)
+			}
+			n, err := s.readFiles(pi, keys, bufs, sc, read, ok)
+			hits += n
+			if err != nil {
 				s.countGets(pi, ok)
 				return ok, err
 			}
-			for _, i := range read {
-				retry = retry || sc.state[i] == stBadCopy || sc.state[i] == stGone
+			for k := 0; n < len(read) && k < len(read); k++ {
+				switch sc.state[read[k]] {
+				case stBadCopy, stGone:
+					retry = true
+				case stMismatch:
+					missing = true // a loadable copy may have arrived
+				}
 			}
 		}
 		if missing && !refreshed || retry {
@@ -92,6 +110,13 @@ func (s *Store) BatchGetV1(keys []string, hostIndices []int64) ([]bool, error) {
 			continue
 		}
 		break
+	}
+	if hits == len(keys) {
+		// Every key served: no old-format file to read, no mismatch to
+		// count.
+		s.stats.hits.Add(int64(hits))
+		s.stats.getBytes.Add(int64(hits) * pi.pageLen)
+		return ok, nil
 	}
 	for i, k := range keys {
 		switch sc.state[i] {
@@ -141,9 +166,10 @@ func (s *Store) countGets(pi *poolInfo, ok []bool) {
 // more for each copy of a key that proves bad.
 const maxCopies = 4
 
-// distinctSlots checks that no two keys of a V1 read share a destination
-// page, with a bitmap of the pool's pages.
-func (sc *scratch) distinctSlots(hostIndices []int64, pi *poolInfo) error {
+// hashDistinct sets each key's digest and its state to stNone, and
+// checks, in the same pass, that no two keys of a V1 read share a
+// destination page, with a bitmap of the pool's pages.
+func (sc *scratch) hashDistinct(x *index.Index, keys []string, hostIndices []int64, pi *poolInfo) error {
 	words := (pi.pages + 63) / 64
 	shift := -1 // page = slot >> shift when the page size is a power of two
 	if pi.ps&(pi.ps-1) == 0 {
@@ -160,15 +186,22 @@ func (sc *scratch) distinctSlots(hostIndices []int64, pi *poolInfo) error {
 	}
 	bm := sc.slots[:words]
 	var err error
-	n := len(hostIndices) / pi.ps
+	hashes, state := sc.hashes[:len(keys)], sc.state[:len(keys)]
 	i := 0
-	for ; i < n; i++ {
+	for ; i < len(keys); i++ {
+		hashes[i], state[i] = x.Hash(keys[i]), stNone
 		pg := pageOf(hostIndices[i*pi.ps])
 		if bm[pg/64]&(1<<(pg%64)) != 0 {
 			err = fmt.Errorf("%w: slot %d is the destination of two keys", ErrLength, hostIndices[i*pi.ps])
 			break
 		}
 		bm[pg/64] |= 1 << (pg % 64)
+	}
+	// Clear the bitmap for the next call: whole when it is small beside
+	// the keys, else bit by bit.
+	if words <= 4*i+64 {
+		clear(bm)
+		return err
 	}
 	for j := range i {
 		pg := pageOf(hostIndices[j*pi.ps])
@@ -208,19 +241,29 @@ type readRun struct {
 	// tail, when set, is read in the same preadv right after the pages:
 	// the file's index entries, which follow the payload's last page.
 	tail []byte
+	// probe is set when the file's size and kind are taken from the
+	// index, not from an fstat: a tail then ends one byte past the
+	// file's indexed end (see readProbe).
+	probe bool
 }
 
 // fileRead is what readFiles keeps about one batch file while it reads it.
 type fileRead struct {
 	group []int32 // the positions of its keys
-	ents  []byte  // its index entries, from index offset base
+	ents  []byte  // its index entries, from index offset base, to the file's end
 	base  int64
-	err   error  // the read of the entries failed
-	tag   uint32 // the trailer checksum the index holds for the file
+	err   error      // the read of the entries failed
+	meta  index.Meta // what the index holds about the file
+	name  string
+	fd    int
+	// probe is set when no fstat checked the file before it was read
+	// (see readProbe): a failure is then classified by an fstat after.
+	probe bool
 }
 
 // readFiles reads the pages of the keys at positions read (state stRead,
-// with refs and metas set) into their pool buffers and verifies them. Per
+// with refs set, sorted by file then page) into their pool buffers and
+// verifies them. Per
 // batch file it opens the file, reads each run of adjacent pages with one
 // preadv per window, checksumming each window while it is in cache, and
 // reads back the keys' entries from the file's own index: in the same
@@ -229,30 +272,24 @@ type fileRead struct {
 // is then checked against its entry (the full key, the page's offset and
 // length) and its page against the entry's CRC32C. Large reads are spread
 // over the IO workers. It leaves each key stDone (ok set when good),
-// stBadCopy or stGone.
-func (s *Store) readFiles(pi *poolInfo, keys []string, bufs [][]byte, sc *scratch, read []int32, ok []bool) error {
-	sortByRef(read, sc.refs)
+// stBadCopy, stGone or stMismatch, and returns how many it found good.
+func (s *Store) readFiles(pi *poolInfo, keys []string, bufs [][]byte, sc *scratch, read []int32, ok []bool) (int, error) {
+	hits := 0
 	for len(read) > 0 {
-		// The keys of the next maxOpenFiles files.
-		n, files := 0, 0
-		for n < len(read) && files < maxOpenFiles {
-			id := sc.refs[read[n]].File
-			for n < len(read) && sc.refs[read[n]].File == id {
-				n++
-			}
-			files++
-		}
-		if err := s.readSome(pi, keys, bufs, sc, read[:n], ok); err != nil {
-			return err
+		n, h, err := s.readSome(pi, keys, bufs, sc, read, ok)
+		hits += h
+		if err != nil {
+			return hits, err
 		}
 		read = read[n:]
 	}
-	return nil
+	return hits, nil
 }
 
-// readSome is readFiles for the keys of at most maxOpenFiles files, in
-// file order. It fails only when out of descriptors.
-func (s *Store) readSome(pi *poolInfo, keys []string, bufs [][]byte, sc *scratch, read []int32, ok []bool) error {
+// readSome is readFiles for the keys of the first maxOpenFiles files of
+// read, and returns how many keys of read it took and how many of them it
+// found good. It fails only when out of descriptors.
+func (s *Store) readSome(pi *poolInfo, keys []string, bufs [][]byte, sc *scratch, read []int32, ok []bool) (taken, hits int, err error) {
 	runs, files := sc.runs[:0], sc.files[:0]
 	var fds [8]int
 	open := fds[:0]
@@ -265,59 +302,71 @@ func (s *Store) readSome(pi *poolInfo, keys []string, bufs [][]byte, sc *scratch
 	// call.
 	ebuf := sc.ibuf[:0]
 	total := 0
-	for len(read) > 0 {
-		id := sc.refs[read[0]].File
-		n := 1
-		for n < len(read) && sc.refs[read[n]].File == id {
-			n++
+	for nf := 0; taken < len(read) && nf < maxOpenFiles; nf++ {
+		// One pass over the next file's keys: where they end, where
+		// their entries start, and the runs of adjacent pages, each
+		// noting whether its keys' positions are consecutive too. The
+		// runs get the file's descriptor once open.
+		rest := read[taken:]
+		id := sc.refs[rest[0]].File
+		f, r0 := len(files), len(runs)
+		lo := int64(math.MaxInt64)
+		first, consec := 0, true
+		prev := sc.refs[rest[0]]
+		k := 0
+		for ; k < len(rest); k++ {
+			i := rest[k]
+			ref := sc.refs[i]
+			if ref.File != id {
+				break
+			}
+			lo = min(lo, int64(ref.Ent))
+			if k > 0 {
+				if int64(ref.Page) != int64(prev.Page)+1 {
+					runs = append(runs, readRun{file: f, pages: rest[first:k], consecutive: consec})
+					first, consec = k, true
+				} else if i != rest[k-1]+1 {
+					consec = false
+				}
+			}
+			prev = ref
 		}
-		group := read[:n]
-		read = read[n:]
-		fd, size, direct, err := s.openBatch(id, group, sc)
-		if err != nil {
-			return err
-		}
-		if fd < 0 {
+		group := rest[:k]
+		runs = append(runs, readRun{file: f, pages: group[first:], consecutive: consec})
+		taken += k
+		fd, name, meta, size, direct, err := s.openBatch(id, group, pi, sc)
+		if err != nil || fd < 0 {
+			clear(runs[r0:])
+			runs = runs[:r0]
+			if err != nil {
+				return taken, 0, err
+			}
 			continue
 		}
 		open = append(open, fd)
 		if direct.fd >= 0 {
 			open = append(open, direct.fd)
 		}
-		meta := sc.metas[group[0]]
-		// One pass over the file's keys: their pages' offsets, the span
-		// of their entries, and the runs of adjacent pages, each noting
-		// whether its keys' positions are consecutive too.
-		f, r0 := len(files), len(runs)
-		lo, hi := int64(math.MaxInt64), int64(0)
-		first, consec := 0, true
-		prev := sc.refs[group[0]]
-		for k, i := range group {
-			ref := sc.refs[i]
-			sc.offs[i] = int64(ref.Page) * pi.pageLen
-			e := int64(ref.Ent)
-			lo, hi = min(lo, e), max(hi, e+entryFixed+int64(len(keys[i])))
-			if k > 0 {
-				if int64(ref.Page) != int64(prev.Page)+1 {
-					runs = append(runs, readRun{file: f, fd: fd, direct: direct, pages: group[first:k], consecutive: consec})
-					total += k - first
-					first, consec = k, true
-				} else if i != group[k-1]+1 {
-					consec = false
-				}
-			}
-			prev = ref
-		}
-		runs = append(runs, readRun{file: f, fd: fd, direct: direct, pages: group[first:], consecutive: consec})
-		total += len(group) - first
 		// The entries are read up to the end of the file, so that the
 		// trailer's checksum comes too: verifyFile checks it against the
 		// one the index recorded, and a file another store renamed in
-		// place of this one is not taken for it.
+		// place of this one is not taken for it. Without an fstat
+		// (size < 0) the end is the one indexed, and the read probes one
+		// byte past it (readProbe).
+		probe := size < 0
+		if probe {
+			size = meta.Size
+		}
+		// Where the keys' entries end: checked against the file's size
+		// when an fstat gave it; a size from the index holds them (it was
+		// checked when the index was loaded).
+		entHi := int64(0)
+		if !probe {
+			entHi = entriesEnd(keys, sc, group)
+		}
 		grown := meta.Size > 0 && size > meta.Size
-		if end := size - meta.IndexOff; end >= hi && end >= 4 && !grown {
-			hi = end
-		} else {
+		end := size - meta.IndexOff
+		if end < entHi || end < 4 || grown {
 			// Shorter than its own index says: truncated, or not the file
 			// indexed. Longer than the file indexed: another file copied or
 			// renamed in its place, which is not read, however large.
@@ -330,50 +379,62 @@ func (s *Store) readSome(pi *poolInfo, keys []string, bufs [][]byte, sc *scratch
 				s.idx.Drop(sc.hashes[i], sc.refs[i])
 			}
 			s.setState(group, sc, stBadCopy)
-			for _, r := range runs[r0:] {
-				total -= len(r.pages)
-			}
 			clear(runs[r0:])
 			runs = runs[:r0]
 			continue
 		}
-		files = append(files, fileRead{group: group, tag: meta.Tag})
+		hi := end
+		for j := r0; j < len(runs); j++ {
+			runs[j].fd, runs[j].direct, runs[j].probe = fd, direct, probe
+			total += len(runs[j].pages)
+		}
+		files = append(files, fileRead{group: group, meta: meta, name: name, fd: fd, probe: probe})
 		// When the last run ends where the index begins, its entries come
 		// in the same preadv, from the index's start (a batch read whole,
 		// as it was written); else they take a pread of their own.
 		last := &runs[len(runs)-1]
 		runBytes := int64(len(last.pages)) * pi.pageLen
-		combined := direct.fd < 0 && sc.offs[last.pages[len(last.pages)-1]]+pi.pageLen == meta.IndexOff &&
+		combined := direct.fd < 0 && (int64(sc.refs[last.pages[len(last.pages)-1]].Page)+1)*pi.pageLen == meta.IndexOff &&
 			lo <= max(loadTail, runBytes)
 		if combined {
 			lo = 0
 		}
-		if cap(ebuf)-len(ebuf) < int(hi-lo) {
+		extra := 0 // the probe byte
+		if probe {
+			extra = 1
+		}
+		if cap(ebuf)-len(ebuf) < int(hi-lo)+extra {
 			// A new buffer: the entries already read stay where they are.
 			// Room for every entry still to read, at least.
-			need := int(hi - lo)
-			for _, i := range read {
-				need += entryFixed + len(keys[i])
+			need := int(hi-lo) + extra
+			for _, i := range read[taken-len(group):] {
+				need += entryFixed + len(keys[i]) + 1
 			}
 			ebuf = make([]byte, 0, need)
 		}
 		start := len(ebuf)
-		ebuf = ebuf[:start+int(hi-lo)]
-		files[f].ents, files[f].base = ebuf[start:], lo
-		if combined {
-			last.tail = files[f].ents
-		} else if err := s.sys.preadv(fd, [][]byte{files[f].ents}, meta.IndexOff+lo); err != nil {
-			files[f].err = err
+		ebuf = ebuf[:start+int(hi-lo)+extra]
+		tail := ebuf[start:]
+		files[f].ents, files[f].base = tail[:hi-lo], lo
+		switch {
+		case combined:
+			last.tail = tail
+		case probe:
+			files[f].err = readProbe(s.sys.Preadv, fd, [][]byte{tail}, meta.IndexOff+lo)
+		default:
+			files[f].err = s.sys.preadv(fd, [][]byte{tail}, meta.IndexOff+lo)
 		}
 	}
 	sc.runs, sc.files, sc.ibuf = runs, files, ebuf
 	if total == 0 {
-		return nil
+		return taken, 0, nil
 	}
 	if s.workers <= 1 || int64(total)*pi.pageLen < 2*minPieceBytes {
 		w := window{iov: sc.iov, owner: sc.owner}
 		for _, r := range runs {
-			s.readRun(pi, bufs, sc, r, &w)
+			if err := s.readRun(pi, bufs, sc, r, &w); err != nil && files[r.file].err == nil {
+				files[r.file].err = err
+			}
 		}
 		sc.iov, sc.owner = w.iov, w.owner
 	} else {
@@ -392,11 +453,16 @@ func (s *Store) readSome(pi *poolInfo, keys []string, bufs [][]byte, sc *scratch
 				pieces = append(pieces, p)
 			}
 		}
+		errs := make([]error, len(pieces))
 		parallel(s.workers, len(pieces), func(p int) {
-			s.readRun(pi, bufs, sc, pieces[p], &window{serial: true})
+			errs[p] = s.readRun(pi, bufs, sc, pieces[p], &window{serial: true})
 		})
+		for p, err := range errs {
+			if f := pieces[p].file; err != nil && files[f].err == nil {
+				files[f].err = err
+			}
+		}
 	}
-	hits := 0
 	for f := range files {
 		hits += s.verifyFile(pi, keys, sc, &files[f], ok)
 	}
@@ -407,50 +473,168 @@ func (s *Store) readSome(pi *poolInfo, keys []string, bufs [][]byte, sc *scratch
 			}
 		}
 	}
-	return nil
+	return taken, hits, nil
 }
 
-// openBatch opens the batch file id for the keys at positions group, and
+// openBatch opens the batch file id for the keys at positions group, unless
+// another pool or store wrote it (it then leaves them stMismatch), and
 // with Config.DirectIO a second descriptor for O_DIRECT reads, and returns
-// the file's size. The file must be a regular file (an fstat checks it
-// before any read). When the file cannot be read it settles the keys and
-// returns -1; out of descriptors, it returns the error.
-func (s *Store) openBatch(id uint32, group []int32, sc *scratch) (int, int64, directFile, error) {
-	none := directFile{fd: -1}
-	name, _, known := s.idx.File(id)
-	if !known {
+// its name and the metadata the index holds for it. It makes no fstat
+// when the index knows the file's size and DirectIO is off: the file is
+// then read as a regular file of that size (readProbe), and checked with
+// an fstat only if that read fails (settleProbed). Otherwise it fstats the
+// file, which must be a regular file, before any read, and returns its
+// size; size is -1 when it did not fstat. When the file cannot be read it
+// settles the keys and returns -1; out of descriptors, it returns the
+// error.
+func (s *Store) openBatch(id uint32, group []int32, pi *poolInfo, sc *scratch) (fd int, name string, meta index.Meta, size int64, direct directFile, err error) {
+	direct = directFile{fd: -1}
+	name, meta, known := s.idx.File(id)
+	switch {
+	case !known:
 		s.setState(group, sc, stGone)
-		return -1, 0, none, nil
+		return -1, "", meta, 0, direct, nil
+	case meta.FP != pi.fp || meta.PageLen != pi.pageLen:
+		// Only copies another pool or store wrote: not read.
+		s.setState(group, sc, stMismatch)
+		return -1, "", meta, 0, direct, nil
 	}
-	fd, err := s.openWait(s.v1fd(), name)
+	fd, err = s.openWait(s.v1fd(), name)
 	switch {
 	case isFDLimit(err):
 		s.stats.errors.Add(1)
-		return -1, 0, none, err
+		return -1, "", meta, 0, direct, err
 	case err == unix.ENOENT:
 		// Gone (another process's Clear or eviction): forget it, and look
 		// again after a refresh.
 		s.forgetBatch(name)
 		s.setState(group, sc, stGone)
-		return -1, 0, none, nil
+		return -1, "", meta, 0, direct, nil
 	case err == unix.ELOOP || err == unix.ENXIO || err == unix.EISDIR:
 		s.notRegular(name, group, sc)
-		return -1, 0, none, nil
+		return -1, "", meta, 0, direct, nil
 	case err != nil:
 		s.failGroup(group, sc, fmt.Errorf("hicachefile: open %s: %w", name, err))
-		return -1, 0, none, nil
+		return -1, "", meta, 0, direct, nil
+	}
+	if meta.Size > 0 && !s.cfg.DirectIO {
+		return fd, name, meta, -1, direct, nil
 	}
 	var st unix.Stat_t
 	if unix.Fstat(fd, &st) != nil || st.Mode&unix.S_IFMT != unix.S_IFREG {
 		_ = s.sys.Close(fd)
 		s.notRegular(name, group, sc)
-		return -1, 0, none, nil
-	}
-	if !s.cfg.DirectIO {
-		return fd, st.Size, none, nil
+		return -1, "", meta, 0, direct, nil
 	}
 	// The direct descriptor must be the file the buffered one opened.
-	return fd, st.Size, s.openDirect(name, &st), nil
+	return fd, name, meta, st.Size, s.openDirect(name, &st), nil
+}
+
+// errGrown says that a batch file read without an fstat holds more bytes
+// than the index recorded: it is not the file indexed.
+var errGrown = errors.New("hicachefile: batch file larger than indexed")
+
+// readProbe is vectored for a read of a batch file whose size is taken
+// from the index, not from an fstat: the last byte of bufs lies one past
+// the file's indexed end, a probe. The read succeeds when the file ends
+// right before the probe, which a regular file shows by a transfer that
+// stops short of it (or, past a split at the iovec limit, by a transfer
+// of zero bytes), so that a file of the indexed size costs no system call
+// more than a read of its bytes. It returns errGrown when the probe byte
+// was read too: the file is longer than the one indexed. A file that ends
+// earlier fails as vectored does, with io.ErrUnexpectedEOF.
+func readProbe(op func(int, [][]byte, int64) (int, error), fd int, bufs [][]byte, off int64) error {
+	cloned := false
+	for {
+		for len(bufs) > 0 && len(bufs[0]) == 0 {
+			bufs = bufs[1:]
+		}
+		if len(bufs) == 0 {
+			return errGrown
+		}
+		whole := len(bufs) <= maxIovecs // this call asks for every byte left, the probe with them
+		n, err := op(fd, bufs[:min(len(bufs), maxIovecs)], off)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		probeLeft := len(bufs) == 1 && len(bufs[0]) == 1
+		if n == 0 {
+			if probeLeft {
+				return nil
+			}
+			return io.ErrUnexpectedEOF
+		}
+		off += int64(n)
+		for len(bufs) > 0 && n >= len(bufs[0]) {
+			n -= len(bufs[0])
+			bufs = bufs[1:]
+		}
+		if whole && len(bufs) == 1 && len(bufs[0])-n == 1 {
+			return nil // short by the probe byte alone: the file ends where indexed
+		}
+		if n > 0 {
+			if !cloned {
+				bufs, cloned = slices.Clone(bufs), true
+			}
+			bufs[0] = bufs[0][n:]
+		}
+	}
+}
+
+// settleProbed settles the keys of a batch file read without an fstat
+// (readProbe) whose read failed: an fstat now tells what one before the
+// read would have, and the keys still unsettled are settled as they then
+// were. A file that is not regular (a FIFO's ESPIPE, a directory's EISDIR,
+// a device) is a miss counted in Stats.SpecialFiles. A file larger than
+// indexed is another file put in its place: a mismatch, its copies
+// dropped. A file too short to hold the keys' entries and a trailer is
+// corrupt, its copies dropped. A file that holds the entries but ends
+// before its indexed end has lost its trailer, whose checksum the read
+// would not have matched: a mismatch, as for another file in its place.
+// Any other failure settles them as failGroup does.
+func (s *Store) settleProbed(keys []string, f *fileRead, sc *scratch) {
+	var st unix.Stat_t
+	if unix.Fstat(f.fd, &st) != nil || st.Mode&unix.S_IFMT != unix.S_IFREG {
+		s.notRegular(f.name, f.group, sc)
+		return
+	}
+	end := st.Size - f.meta.IndexOff
+	corrupt := end < entriesEnd(keys, sc, f.group) || end < 4
+	switch {
+	case st.Size > f.meta.Size, !corrupt && st.Size < f.meta.Size, errors.Is(f.err, errGrown):
+		s.dropGroup(f.group, sc, &s.stats.mismatch)
+	case corrupt:
+		s.dropGroup(f.group, sc, &s.stats.corrupt)
+	default:
+		s.failGroup(f.group, sc, f.err)
+	}
+}
+
+// entriesEnd returns where the index entries of the keys at positions
+// group end, from the index's start.
+func entriesEnd(keys []string, sc *scratch, group []int32) int64 {
+	hi := int64(0)
+	for _, i := range group {
+		hi = max(hi, int64(sc.refs[i].Ent)+entryFixed+int64(len(keys[i])))
+	}
+	return hi
+}
+
+// dropGroup settles the keys at positions group whose read is still
+// pending (stRead) as bad copies: each is counted in c, and its copy is
+// dropped from the index.
+func (s *Store) dropGroup(group []int32, sc *scratch, c *atomic.Int64) {
+	for _, i := range group {
+		if sc.state[i] != stRead {
+			continue
+		}
+		c.Add(1)
+		s.idx.Drop(sc.hashes[i], sc.refs[i])
+		sc.state[i] = stBadCopy
+	}
 }
 
 // notRegular settles the keys of a batch file name that a FIFO, socket,
@@ -499,11 +683,23 @@ func (s *Store) setState(group []int32, sc *scratch, st uint8) {
 // page, so that only the pages that cannot be read fail; their keys get
 // stDone (an I/O error) or stBadCopy (past the end of a truncated file).
 // When the run's tail was lost, the whole file's keys fail in verifyFile.
-func (s *Store) readRun(pi *poolInfo, bufs [][]byte, sc *scratch, r readRun, w *window) {
+// A run of a file no fstat checked (probe) that ends early or finds no
+// regular file returns that error instead: the caller records it as the
+// file's, and the whole file is settled in verifyFile (settleProbed).
+func (s *Store) readRun(pi *poolInfo, bufs [][]byte, sc *scratch, r readRun, w *window) error {
 	page := func(j int) [][]byte { i := int(r.pages[j]); return bufs[i*pi.bpp : (i+1)*pi.bpp] }
 	var direct int64 // bytes read direct, counted once the piece is kept
 	read := func(b [][]byte, off int64) error { return s.sys.preadv(r.fd, b, off) }
-	off := sc.offs[r.pages[0]]
+	if r.probe && r.tail != nil {
+		// The read that carries the tail probes past the file's end.
+		read = func(b [][]byte, off int64) error {
+			if n := len(b); n > 0 && len(b[n-1]) == len(r.tail) && unsafe.SliceData(b[n-1]) == unsafe.SliceData(r.tail) {
+				return readProbe(s.sys.Preadv, r.fd, b, off)
+			}
+			return s.sys.preadv(r.fd, b, off)
+		}
+	}
+	off := int64(sc.refs[r.pages[0]].Page) * pi.pageLen
 	fits := r.direct.fits(len(r.pages), page, off)
 	if fits {
 		read = func(b [][]byte, off int64) error {
@@ -547,12 +743,15 @@ func (s *Store) readRun(pi *poolInfo, bufs [][]byte, sc *scratch, r readRun, w *
 			// The entries were not read: the whole file's keys fail, and
 			// are counted, in verifyFile.
 			sc.files[r.file].err = err
-			return
+			return nil
+		}
+		if r.probe && (errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, unix.ESPIPE) || errors.Is(err, unix.EISDIR)) {
+			return err // not a regular file of the indexed size, maybe
 		}
 		for j, i := range r.pages {
 			if len(r.pages) > 1 {
 				// Find out page by page which of the run can be read.
-				err = checksummed(1, func(int) [][]byte { return page(j) }, got[j:j+1], sc.offs[i], false, w, nil, read)
+				err = checksummed(1, func(int) [][]byte { return page(j) }, got[j:j+1], int64(sc.refs[i].Page)*pi.pageLen, false, w, nil, read)
 			}
 			switch {
 			case err == nil:
@@ -567,7 +766,7 @@ func (s *Store) readRun(pi *poolInfo, bufs [][]byte, sc *scratch, r readRun, w *
 			}
 		}
 		direct = 0
-		return
+		return nil
 	}
 	s.stats.directBytes.Add(direct)
 	if &got[0] != &sc.crcs[p0] {
@@ -575,6 +774,7 @@ func (s *Store) readRun(pi *poolInfo, bufs [][]byte, sc *scratch, r readRun, w *
 			sc.crcs[i] = got[j]
 		}
 	}
+	return nil
 }
 
 // readConsecutive is checksummed for a run of whole pages whose buffers
@@ -626,54 +826,76 @@ func readConsecutive(bufs [][]byte, bpp int, pageLen int64, crcs []uint32, off i
 // as bad. It returns how many keys it found good.
 func (s *Store) verifyFile(pi *poolInfo, keys []string, sc *scratch, f *fileRead, ok []bool) int {
 	if f.err != nil {
-		s.failGroup(f.group, sc, f.err)
+		if f.probe {
+			s.settleProbed(keys, f, sc)
+		} else {
+			s.failGroup(f.group, sc, f.err)
+		}
 		return 0
 	}
 	hits := 0
-	foreign := fileTag(f.ents) != f.tag
+	foreign := fileTag(f.ents) != f.meta.Tag
 	for _, i := range f.group {
 		if sc.state[i] != stRead {
 			continue // failed its read
 		}
-		key, off, length, crc, good := entryAt(f.ents, int64(sc.refs[i].Ent)-f.base, len(keys[i]))
 		switch {
 		case foreign:
 			// Another file under this file's name (another model's or
 			// rank's, renamed in place): not the copy indexed.
 			s.stats.mismatch.Add(1)
-			sc.state[i] = stBadCopy
-		case !good || key != keys[i] || off != sc.offs[i] || length != pi.pageLen:
+		case !entryMatches(f.ents, int64(sc.refs[i].Ent)-f.base, keys[i], int64(sc.refs[i].Page)*pi.pageLen, pi.pageLen):
 			// Another key with the same digest, or a file rewritten in
 			// place: this copy is not the key's.
-			sc.state[i] = stBadCopy
-		case crc != sc.crcs[i]:
+		case entryCRC(f.ents, int64(sc.refs[i].Ent)-f.base, len(keys[i])) != sc.crcs[i]:
 			s.stats.corrupt.Add(1)
-			sc.state[i] = stBadCopy
 		default:
 			ok[i] = true
 			sc.state[i] = stDone
 			hits++
 			continue
 		}
+		sc.state[i] = stBadCopy
 		s.idx.Drop(sc.hashes[i], sc.refs[i])
 	}
 	return hits
 }
 
-// entryAt decodes the index entry at e in ents of a key of keyLen bytes,
-// without checking more than its bounds: verifyFile compares it with the
-// key asked for, which checkKey passed.
-func entryAt(ents []byte, e int64, keyLen int) (key string, off, length int64, crc uint32, ok bool) {
-	if e < 0 || e+entryFixed+int64(keyLen) > int64(len(ents)) {
-		return "", 0, 0, 0, false
+// entryMatches reports whether the index entry at e in ents is key's, for
+// a page at off of length bytes: the full key, the offset and the length.
+// Its bounds are checked; verifyFile compares it with the key asked for,
+// which checkKey passed.
+func entryMatches(ents []byte, e int64, key string, off, length int64) bool {
+	n := int64(len(key))
+	if e < 0 || e+entryFixed+n > int64(len(ents)) {
+		return false
 	}
-	b := ents[e:]
-	if int(binary.LittleEndian.Uint16(b)) != keyLen {
-		return "", 0, 0, 0, false
+	b := ents[e : e+entryFixed+n]
+	rest := b[2+n:]
+	return int64(binary.LittleEndian.Uint16(b)) == n && sameKey(b[2:2+n], key) &&
+		int64(binary.LittleEndian.Uint64(rest)) == off && int64(binary.LittleEndian.Uint64(rest[8:])) == length
+}
+
+// entryCRC returns the CRC32C of the entry at e in ents, of a key of
+// keyLen bytes, that entryMatches accepted.
+func entryCRC(ents []byte, e int64, keyLen int) uint32 {
+	return binary.LittleEndian.Uint32(ents[e+2+int64(keyLen)+16:])
+}
+
+// sameKey reports whether b holds key. SGLang's keys, sha256 hex digests,
+// are 64 bytes: those are compared as eight words, with no call.
+func sameKey(b []byte, key string) bool {
+	if len(b) != 64 || len(key) != 64 {
+		return string(b) == key
 	}
-	rest := b[2+keyLen:]
-	return unsafe.String(&b[2], keyLen), int64(binary.LittleEndian.Uint64(rest)),
-		int64(binary.LittleEndian.Uint64(rest[8:])), binary.LittleEndian.Uint32(rest[16:]), true
+	k := unsafe.Slice(unsafe.StringData(key), 64)
+	b = b[:64:64]
+	le := binary.LittleEndian
+	x := (le.Uint64(b) ^ le.Uint64(k)) | (le.Uint64(b[8:]) ^ le.Uint64(k[8:])) |
+		(le.Uint64(b[16:]) ^ le.Uint64(k[16:])) | (le.Uint64(b[24:]) ^ le.Uint64(k[24:])) |
+		(le.Uint64(b[32:]) ^ le.Uint64(k[32:])) | (le.Uint64(b[40:]) ^ le.Uint64(k[40:])) |
+		(le.Uint64(b[48:]) ^ le.Uint64(k[48:])) | (le.Uint64(b[56:]) ^ le.Uint64(k[56:]))
+	return x == 0
 }
 
 // sortByRef sorts key positions by their copy's file, then page. Keys of

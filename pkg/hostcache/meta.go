@@ -135,30 +135,65 @@ func (p *Pool) buffersChecked(dst [][]byte, indices []int64, o order, ends bool)
 }
 
 // appendEnds is buffersChecked with ends for a layout whose pages lie
-// together, in one tight loop: no division per page when the page size is
-// a power of two, and the error built only for a page that fails. The
-// caller holds p.mu shared.
+// together, in two tight loops. The first checks every page's first and
+// last slot with no branch per page: its loads are independent, so that
+// with indices out of cache the CPU has many misses in flight at once
+// instead of one at a time. The second, over indices now in cache, builds
+// the slices. The error is built only for a batch that fails. The caller
+// holds p.mu shared.
 func (p *Pool) appendEnds(out [][]byte, indices []int64) ([][]byte, error) {
 	g := &p.g
 	ps := g.ps
-	mask, pow2 := ps-1, ps&(ps-1) == 0
-	stride, n := g.layers*g.row, g.layers*ps*g.row
-	for i := int64(0); i < int64(len(indices)); i += ps {
-		first, last := indices[i], indices[i+ps-1]
-		if uint64(first) >= uint64(g.slots) || pow2 && first&mask != 0 || !pow2 && first%ps != 0 {
-			return nil, p.checkStart(first)
+	if ps&(ps-1) != 0 {
+		if err := p.checkEnds(indices); err != nil {
+			return nil, err
 		}
-		if last != first+ps-1 {
-			return nil, fmt.Errorf("%w: slot %d at position %d does not follow %d", ErrBadIndices, last, i+ps-1, first+ps-2)
+	} else {
+		// bad gathers a first slot off a page boundary and a last slot
+		// that does not follow it; top the largest first slot, which
+		// also catches a negative one.
+		var bad, top uint64
+		for i := int64(0); i+ps <= int64(len(indices)); i += ps {
+			first, last := indices[i], indices[i+ps-1]
+			bad |= uint64(first)&uint64(ps-1) | uint64(last-first-(ps-1))
+			top = max(top, uint64(first))
 		}
-		k := first * stride
-		out = append(out, p.mem[k:k+n:k+n])
-		if g.halves == 2 {
-			v := k + g.vOffset
-			out = append(out, p.mem[v:v+n:v+n])
+		if bad != 0 || top >= uint64(g.slots) {
+			return nil, p.checkEnds(indices)
 		}
 	}
+	stride, n := g.layers*g.row, g.layers*ps*g.row
+	mem := p.mem
+	if g.halves == 2 {
+		vOff := g.vOffset
+		for i := int64(0); i+ps <= int64(len(indices)); i += ps {
+			k := indices[i] * stride
+			v := k + vOff
+			out = append(out, mem[k:k+n:k+n], mem[v:v+n:v+n])
+		}
+		return out, nil
+	}
+	for i := int64(0); i+ps <= int64(len(indices)); i += ps {
+		k := indices[i] * stride
+		out = append(out, mem[k:k+n:k+n])
+	}
 	return out, nil
+}
+
+// checkEnds checks the first and last slot of each page of indices, as
+// appendEnds does, and returns the error of the first page that fails.
+func (p *Pool) checkEnds(indices []int64) error {
+	ps := p.g.ps
+	for i := int64(0); i+ps <= int64(len(indices)); i += ps {
+		first, last := indices[i], indices[i+ps-1]
+		if err := p.checkStart(first); err != nil {
+			return err
+		}
+		if last != first+ps-1 {
+			return fmt.Errorf("%w: slot %d at position %d does not follow %d", ErrBadIndices, last, i+ps-1, first+ps-2)
+		}
+	}
+	return nil
 }
 
 // GetDataPage returns a new copy of the page whose first slot is index, in

@@ -357,11 +357,17 @@ func (x *Index) LookupMeta(hashes []uint64, fp uint64, refs []Ref, metas []Meta)
 }
 
 // lookup is Lookup and LookupMeta: it visits each shard the keys fall in
-// once, under its read lock, and fills metas when it is not nil.
+// once, under its read lock, and fills metas when it is not nil. From
+// lockAllMin keys on, when nearly every shard holds some of them, it
+// read-locks every shard at once instead and takes the keys in their own
+// order (lookupAll).
 func (x *Index) lookup(hashes []uint64, fp uint64, refs []Ref, metas []Meta, skip func(i int, r Ref) bool) int {
+	if len(hashes) >= lockAllMin {
+		return x.lookupAll(hashes, fp, refs, metas, skip)
+	}
 	found := 0
-	buf := orderPool.Get().(*[]int32)
-	order, ends := byShard(hashes, *buf)
+	var buf [lockAllMin]int32 // fewer keys than lockAllMin: no pooled buffer
+	order, ends := byShard(hashes, buf[:])
 	x.fmu.RLock()
 	start := int32(0)
 	for k := range ends {
@@ -385,9 +391,56 @@ func (x *Index) lookup(hashes []uint64, fp uint64, refs []Ref, metas []Meta, ski
 		start = ends[k]
 	}
 	x.fmu.RUnlock()
-	*buf = order
-	orderPool.Put(buf)
 	return found
+}
+
+// lockAllMin is the number of keys from which a lookup read-locks every
+// shard at once: by then its keys fall in nearly every shard anyway, and
+// taking them in their own order saves grouping them by shard.
+const lockAllMin = 2 * shards
+
+// lookupAll is lookup with every shard read-locked at once, in shard order
+// (writers hold one shard at a time, so no lock order can deadlock), and
+// the keys taken in their own order, with no grouping by shard.
+func (x *Index) lookupAll(hashes []uint64, fp uint64, refs []Ref, metas []Meta, skip func(i int, r Ref) bool) int {
+	x.fmu.RLock()
+	for k := range x.shard {
+		x.shard[k].mu.RLock()
+	}
+	_ = x.touchAll(hashes)
+	found := 0
+	for i, h := range hashes {
+		r := x.find(x.shardOf(h), h, fp, i, skip)
+		refs[i] = r
+		if r.File != 0 {
+			if metas != nil {
+				metas[i] = x.files[r.File].meta
+			}
+			found++
+		}
+	}
+	for k := range x.shard {
+		x.shard[k].mu.RUnlock()
+	}
+	x.fmu.RUnlock()
+	return found
+}
+
+// touchAll is shard.touch for keys of every shard: it loads the home slot
+// of each of hashes in a table larger than touchMin, with no dependence
+// between the loads, so that the probes that follow find them in cache.
+// The caller holds every shard's lock.
+//
+//go:noinline
+func (x *Index) touchAll(hashes []uint64) uint32 {
+	var sum uint32
+	for _, h := range hashes {
+		s := x.shardOf(h)
+		if len(s.slots) > touchMin {
+			sum += s.slots[h&s.mask].file
+		}
+	}
+	return sum
 }
 
 // find returns the copy of the key with digest h that Lookup would. The
