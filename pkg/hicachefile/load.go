@@ -97,6 +97,7 @@ type loadWorker struct {
 	keys  index.Batch
 	fails []loaded
 	ahead []aheadFile // files being read ahead (loadChunk)
+	found []loaded    // files of the chunk for the eviction order
 }
 
 // newLoader returns a loader with no worker started yet.
@@ -175,6 +176,13 @@ func (s *Store) loadChunk(names []string, lw *loadWorker) {
 	}
 	s.finishAhead(lw)
 	s.idx.AddBatch(&lw.keys)
+	// Files join the eviction order once their keys are in the index, so
+	// that an eviction that picks one forgets its keys too.
+	for _, f := range lw.found {
+		s.lru.track(fileID{name: f.name}, f.size, f.mtime)
+	}
+	clear(lw.found)
+	lw.found = lw.found[:0]
 }
 
 // maxAhead bounds the files a load worker holds open while the kernel reads
@@ -202,12 +210,12 @@ func (s *Store) finishAhead(lw *loadWorker) {
 	lw.ahead = lw.ahead[:0]
 }
 
-// settle records the outcome of loading a file: a file found on disk joins
-// the eviction order as used at its mtime (so does a corrupt one, which
-// takes space too), and one that failed is kept for merge.
+// settle records the outcome of loading a file: a file found on disk is
+// to join the eviction order as used at its mtime (so is a corrupt one,
+// which takes space too), and one that failed is kept for merge.
 func (lw *loadWorker) settle(s *Store, f loaded) {
-	if f.err == nil || errors.Is(f.err, ErrCorrupt) {
-		s.lru.track(fileID{name: f.name}, f.size, f.mtime)
+	if s.lru.on && (f.err == nil || errors.Is(f.err, ErrCorrupt)) {
+		lw.found = append(lw.found, f)
 	}
 	if f.err != nil {
 		lw.fails = append(lw.fails, f)
