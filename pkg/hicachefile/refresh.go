@@ -228,9 +228,11 @@ func (s *Store) listDir(other func(name string)) bool {
 	})
 	if known == nil {
 		// An empty index (New, or after Clear): make room at once for the
-		// files the listing is about to add, instead of growing the
-		// index's tables a doubling at a time as they come.
-		s.idx.Grow(dirEntries(s.v1fd(), st.Size), 0)
+		// files the listing is about to add, and a key each (a batch file
+		// holds one at least), instead of growing the index's tables a
+		// doubling at a time as they come.
+		n := dirEntries(s.v1fd(), st.Size)
+		s.idx.Grow(n, n)
 	}
 	// The workers load the files of each getdents buffer while the next
 	// is read.
