@@ -251,7 +251,9 @@ func (s *Store) writeChunks(pi *poolInfo, v1fd int, keys []string, hashes []uint
 		// Commit in order: nothing after the first failure is ever visible.
 		for c := lo; c < hi; c++ {
 			if int64(c) >= failed.Load() {
-				if errs[c] == nil && batches[c].tmp.name != "" {
+				// Written (n > 0: a chunk skipped once the failure was
+				// known has none), named or not: its file is still open.
+				if errs[c] == nil && batches[c].n > 0 {
 					s.discard(batches[c].tmp)
 				}
 				continue
