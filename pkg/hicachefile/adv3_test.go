@@ -3,11 +3,15 @@ package hicachefile
 import (
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/hicache-go/hicache/pkg/hostcache"
 )
 
 // Adversarial tests of unnamed batch writes: a store without MaxBytes or
@@ -63,5 +67,210 @@ func TestAdv3NoFDLeakOnFault(t *testing.T) {
 				}
 			})
 		}
+	}
+}
+
+// TestAdv3NameTakenThrice: every final name the store draws is taken
+// (someone links a file under each first): after three tries the call
+// fails, with the unnamed file closed, no name left expected by the
+// watcher, no commit left in flight and nothing on disk.
+func TestAdv3NameTakenThrice(t *testing.T) {
+	p, idx := randomPages(t, 1)
+	dir := shmDir(t)
+	tries := 0
+	sys := Syscalls{Linkat: func(od int, op string, nd int, np string, fl int) error {
+		if strings.HasSuffix(np, batchExt) {
+			tries++
+			return unix.EEXIST
+		}
+		return unix.Linkat(od, op, nd, np, fl)
+	}}
+	before := openFDs(t)
+	s, err := New(Config{Dir: dir, ModelName: "m", Syscalls: sys})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.RegisterMemPoolHost(p); err != nil {
+		t.Fatal(err)
+	}
+	during := openFDs(t)
+	ok, err := s.BatchSetV1([]string{"k"}, idx)
+	if err == nil || ok[0] || tries != 3 {
+		t.Errorf("BatchSetV1 with every name taken = %v, %v after %d links; want an error after 3", ok, err, tries)
+	}
+	if n := openFDs(t); n != during {
+		t.Errorf("%d descriptors open after the failed call, %d before", n, during)
+	}
+	s.inflight.mu.Lock()
+	own, names := len(s.inflight.own), len(s.inflight.names)
+	s.inflight.mu.Unlock()
+	if own != 0 || names != 0 {
+		t.Errorf("%d names expected by the watcher, %d commits in flight after the call; want 0, 0", own, names)
+	}
+	if s.Exists("k") || batchFileCount(t, s) != 0 {
+		t.Error("a key whose every link failed is stored")
+	}
+	_ = s.Close()
+	if n := openFDs(t); n != before {
+		t.Errorf("%d descriptors open after Close, %d before New", n, before)
+	}
+}
+
+// TestAdv3SyncOrder: with Config.Sync, an unnamed batch file's data is
+// flushed (fdatasync of the file) before the link gives it its name, and
+// the directory is flushed (fsync) after the link, before the call
+// returns: a crash never leaves a name on a file whose data is not on
+// disk, and a call that returned true survives one.
+func TestAdv3SyncOrder(t *testing.T) {
+	p, idx := randomPages(t, 1)
+	var log []string
+	var file, v1 int
+	sys := Syscalls{
+		Openat: func(dirfd int, path string, flags int, mode uint32) (int, error) {
+			fd, err := unix.Openat(dirfd, path, flags, mode)
+			if err == nil && flags&unix.O_TMPFILE == unix.O_TMPFILE {
+				file, v1 = fd, dirfd
+				log = append(log, "open")
+			}
+			return fd, err
+		},
+		Fdatasync: func(fd int) error {
+			if fd == file {
+				log = append(log, "fdatasync file")
+			}
+			return unix.Fdatasync(fd)
+		},
+		Linkat: func(od int, op string, nd int, np string, fl int) error {
+			if strings.HasSuffix(np, batchExt) {
+				log = append(log, "link")
+			}
+			return unix.Linkat(od, op, nd, np, fl)
+		},
+		Fsync: func(fd int) error {
+			if fd == v1 {
+				log = append(log, "fsync dir")
+			}
+			return unix.Fsync(fd)
+		},
+		Close: func(fd int) error {
+			if fd == file {
+				log = append(log, "close")
+			}
+			return unix.Close(fd)
+		},
+	}
+	s := newStore(t, Config{Dir: shmDir(t), ModelName: "m", Sync: true, Syscalls: sys}, p)
+	if ok, err := s.BatchSetV1([]string{"k"}, idx); err != nil || !ok[0] {
+		t.Fatal(ok, err)
+	}
+	want := "open,fdatasync file,link,fsync dir,close"
+	if got := strings.Join(log, ","); got != want {
+		t.Errorf("unnamed write with Sync: %s; want %s", got, want)
+	}
+}
+
+// TestAdv3ForeignOverUnnamed: another rank's batch file of the same shape
+// and keys, renamed or linked over one of this store's unnamed-written
+// batch files, at every moment around the link and the watcher's drain of
+// its event, is never served: the live store serves its own page or
+// misses, and once it misses, writes the page again and serves it.
+func TestAdv3ForeignOverUnnamed(t *testing.T) {
+	for _, when := range []string{"before the add, drained", "before the add", "before the drain", "after the drain"} {
+		for _, how := range []string{"rename", "link"} {
+			for _, noWatch := range []bool{false, true} {
+				t.Run(fmt.Sprintf("%s/%s/NoWatch=%v", when, how, noWatch), func(t *testing.T) {
+					testForeignOverUnnamed(t, when, how, noWatch)
+				})
+			}
+		}
+	}
+}
+
+func testForeignOverUnnamed(t *testing.T, when, how string, noWatch bool) {
+	ps := mhaCfg.PageSize
+	p, idx := randomPages(t, 6)
+	dir := t.TempDir()
+	keys := []string{"a", "b"}
+	o := newStore(t, Config{Dir: dir, ModelName: "m", TPRank: 1, TPSize: 2}, p)
+	if ok, err := o.BatchSetV1(keys, idx[2*ps:4*ps]); err != nil || !all(ok) {
+		t.Fatal(ok, err)
+	}
+	theirs, _ := o.Locate("a")
+	var live *Store
+	over := func(path string) {
+		if how == "rename" {
+			if err := os.Rename(theirs.Path, path); err != nil {
+				t.Fatal(err)
+			}
+			return
+		}
+		if err := os.Remove(path); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Link(theirs.Path, path); err != nil {
+			t.Fatal(err)
+		}
+	}
+	armed := strings.HasPrefix(when, "before the add")
+	sys := Syscalls{Linkat: func(od int, op string, nd int, np string, fl int) error {
+		err := unix.Linkat(od, op, nd, np, fl)
+		if err == nil && armed && strings.HasSuffix(np, batchExt) {
+			armed = false
+			over(filepath.Join(live.v1Dir, np))
+			if when == "before the add, drained" {
+				live.Exists("unrelated") // drains the events while the commit is in flight
+			}
+		}
+		return err
+	}}
+	live = newStore(t, Config{Dir: dir, ModelName: "m", TPSize: 2, NoWatch: noWatch, Syscalls: sys}, p)
+	live.Exists("warm")
+	if ok, err := live.BatchSetV1(keys, idx[:2*ps]); err != nil || !all(ok) {
+		t.Fatal(ok, err)
+	}
+	if when == "after the drain" {
+		live.Exists("unrelated")
+	}
+	if !strings.HasPrefix(when, "before the add") {
+		mine, _ := live.Locate("a")
+		over(mine.Path)
+	}
+	dst := idx[4*ps:]
+	for round := range 2 {
+		zeroPages(t, p, dst)
+		ok, err := live.BatchGetV1(keys, dst)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range keys {
+			if ok[i] && !samePages(t, p, dst[i*ps], idx[i*ps]) {
+				t.Fatalf("round %d: the live store served a page of %s that is not its own (the other rank's: %v)",
+					round, keys[i], samePages(t, p, dst[i*ps], idx[(2+i)*ps]))
+			}
+		}
+		if round == 1 {
+			if !all(ok) {
+				t.Errorf("after writing again, BatchGetV1 = %v", ok)
+			}
+			break
+		}
+		if all(ok) {
+			t.Fatal("the live store served both keys from a file the other rank's replaced")
+		}
+		if ok, err := live.BatchSetV1(keys, idx[:2*ps]); err != nil || !all(ok) {
+			t.Fatal(ok, err)
+		}
+	}
+}
+
+// zeroPages zeroes every page at indices.
+func zeroPages(t *testing.T, p *hostcache.Pool, indices []int64) {
+	t.Helper()
+	bufs, err := p.PageBuffers(indices)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, b := range bufs {
+		clear(b)
 	}
 }
