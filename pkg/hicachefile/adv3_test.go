@@ -274,3 +274,210 @@ func zeroPages(t *testing.T, p *hostcache.Pool, indices []int64) {
 		clear(b)
 	}
 }
+
+// flood raises more inotify events in dir than a watcher's queue holds
+// (fs.inotify.max_queued_events, 16384 by default), so that the kernel
+// drops the ones after and queues an overflow.
+func flood(t *testing.T, dir string) {
+	t.Helper()
+	n := 16384
+	if b, err := os.ReadFile("/proc/sys/fs/inotify/max_queued_events"); err == nil {
+		if m, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil && m < 1<<20 {
+			n = m
+		}
+	}
+	path := filepath.Join(dir, "flood")
+	for range n/2 + 1 {
+		fd, err := unix.Open(path, unix.O_CREAT|unix.O_WRONLY|unix.O_CLOEXEC, 0o644) // IN_CREATE
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = unix.Close(fd)
+		if err := unix.Unlink(path); err != nil { // IN_DELETE
+			t.Fatal(err)
+		}
+	}
+}
+
+// TestAdv3OverflowLosesOwnEvent: the kernel drops the creation event of
+// this store's own link (its watcher's queue is full), and the event of
+// another rank's file renamed over it: the store serves its own pages or
+// misses, never the other rank's, forgets the events it expected, and
+// once it misses writes the page again and serves it.
+func TestAdv3OverflowLosesOwnEvent(t *testing.T) {
+	ps := mhaCfg.PageSize
+	p, idx := randomPages(t, 8)
+	dir := shmDir(t)
+	keys := []string{"a", "b"}
+	o := newStore(t, Config{Dir: dir, ModelName: "m", TPRank: 1, TPSize: 2}, p)
+	if ok, err := o.BatchSetV1(keys, idx[2*ps:4*ps]); err != nil || !all(ok) {
+		t.Fatal(ok, err)
+	}
+	theirs, _ := o.Locate("a")
+	var live *Store
+	armed := false
+	sys := Syscalls{Linkat: func(od int, op string, nd int, np string, fl int) error {
+		if armed && strings.HasSuffix(np, batchExt) {
+			flood(t, live.v1Dir) // the link's event is dropped
+		}
+		err := unix.Linkat(od, op, nd, np, fl)
+		if err == nil && armed && strings.HasSuffix(np, batchExt) {
+			armed = false
+			if err := os.Rename(theirs.Path, filepath.Join(live.v1Dir, np)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return err
+	}}
+	live = newStore(t, Config{Dir: dir, ModelName: "m", TPSize: 2, Syscalls: sys}, p)
+	if live.watch == nil || live.poll.Load() {
+		t.Fatal("the store does not watch its directory")
+	}
+	if ok, err := live.BatchSetV1([]string{"c"}, idx[4*ps:5*ps]); err != nil || !ok[0] {
+		t.Fatal(ok, err)
+	}
+	live.Exists("warm")
+	listings := live.Stats().Listings
+	armed = true
+	if ok, err := live.BatchSetV1(keys, idx[:2*ps]); err != nil || !all(ok) {
+		t.Fatal(ok, err)
+	}
+	live.Exists("drain")
+	if live.Stats().Listings == listings {
+		t.Fatal("no overflow: the store did not list its directory again")
+	}
+	all3 := []string{"a", "b", "c"}
+	src := append(append([]int64{}, idx[:2*ps]...), idx[4*ps:5*ps]...)
+	dst := idx[5*ps:]
+	for round := range 2 {
+		zeroPages(t, p, dst)
+		ok, err := live.BatchGetV1(all3, dst)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range all3 {
+			if ok[i] && !samePages(t, p, dst[i*ps], src[i*ps]) {
+				t.Fatalf("round %d: served a page of %s that is not its own", round, all3[i])
+			}
+		}
+		if !ok[2] {
+			t.Errorf("round %d: c, written before the overflow, missed", round)
+		}
+		if round == 1 {
+			if !all(ok) {
+				t.Errorf("after writing again, BatchGetV1 = %v", ok)
+			}
+			break
+		}
+		if ok[0] || ok[1] {
+			t.Fatal("the live store served keys from a file the other rank's replaced")
+		}
+		if ok, err := live.BatchSetV1(keys, idx[:2*ps]); err != nil || !all(ok) {
+			t.Fatal(ok, err)
+		}
+	}
+	live.Exists("drain")
+	live.inflight.mu.Lock()
+	own := len(live.inflight.own)
+	live.inflight.mu.Unlock()
+	if own != 0 {
+		t.Errorf("%d names still expected by the watcher after an overflow and a drain", own)
+	}
+}
+
+// TestAdv3DirReplacedDuringWrite: Dir is moved away and made again while
+// a BatchSetV1 writes its unnamed file (before or after the link), and
+// another call of the store may see the replacement before the write
+// adds its file to the index. The write may land in the old directory,
+// but then the live store must not count the key as stored: a later
+// BatchSetV1 writes it again at the path Dir, where other stores find it.
+func TestAdv3DirReplacedDuringWrite(t *testing.T) {
+	for _, at := range []string{"fill", "place"} {
+		for _, seen := range []bool{false, true} {
+			for _, noWatch := range []bool{false, true} {
+				for _, bounded := range []bool{false, true} {
+					t.Run(fmt.Sprintf("at=%s/seen=%v/NoWatch=%v/MaxBytes=%v", at, seen, noWatch, bounded), func(t *testing.T) {
+						testDirReplacedDuringWrite(t, at, seen, noWatch, bounded)
+					})
+				}
+			}
+		}
+	}
+}
+
+func testDirReplacedDuringWrite(t *testing.T, at string, seen, noWatch, bounded bool) {
+	ps := mhaCfg.PageSize
+	p, idx := randomPages(t, 2)
+	base := t.TempDir()
+	dir := filepath.Join(base, "store")
+	var live *Store
+	armed := false
+	replace := func() {
+		if !armed {
+			return
+		}
+		armed = false
+		if err := os.Rename(dir, filepath.Join(base, "old")); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Mkdir(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if seen {
+			live.Exists("other") // another call sees the new directory
+		}
+	}
+	sys := Syscalls{
+		Pwritev: func(fd int, iovs [][]byte, off int64) (int, error) {
+			if at == "fill" {
+				replace()
+			}
+			return pwritevRaw(fd, iovs, off)
+		},
+		// The file gets its final name by a link (unnamed) or a rename
+		// (a temp file, with MaxBytes).
+		Linkat: func(od int, op string, nd int, np string, fl int) error {
+			err := unix.Linkat(od, op, nd, np, fl)
+			if err == nil && at == "place" && strings.HasSuffix(np, batchExt) {
+				replace()
+			}
+			return err
+		},
+		Renameat: func(od int, op string, nd int, np string) error {
+			err := unix.Renameat(od, op, nd, np)
+			if err == nil && at == "place" && strings.HasSuffix(np, batchExt) {
+				replace()
+			}
+			return err
+		},
+	}
+	cfg := Config{Dir: dir, ModelName: "m", NoWatch: noWatch, Syscalls: sys}
+	if bounded {
+		cfg.MaxBytes = 1 << 30
+	}
+	live = newStore(t, cfg, p)
+	live.Exists("warm")
+	armed = true
+	if _, err := live.BatchSetV1([]string{"k"}, idx[:ps]); err != nil {
+		t.Logf("the write that overlapped the replacement failed: %v", err)
+	}
+	if armed {
+		t.Fatal("the directory was not replaced during the write")
+	}
+	fresh := newStore(t, Config{Dir: dir, ModelName: "m"}, p)
+	// A watching store's lookup follows the replacement (its watcher
+	// tells); a polling store's follows it at its next write or miss.
+	if !noWatch && live.Exists("k") && !fresh.Exists("k") {
+		t.Error("the live store holds k as stored, but k is not at the path Dir")
+	}
+	if ok, err := live.BatchSetV1([]string{"k"}, idx[:ps]); err != nil || !ok[0] {
+		t.Fatal(ok, err)
+	}
+	if !fresh.Exists("k") {
+		t.Error("k, written again after the replacement, is not at the path Dir")
+	}
+	dst := idx[ps:]
+	if ok, err := fresh.BatchGetV1([]string{"k"}, dst); err != nil || !ok[0] || !samePages(t, p, dst[0], idx[0]) {
+		t.Errorf("another store at Dir: BatchGetV1(k) = %v, %v", ok, err)
+	}
+}

@@ -300,8 +300,15 @@ func (s *Store) commitBatch(pi *poolInfo, v1fd int, keys []string, hashes []uint
 		return err
 	}
 	s.idx.AddHashed(name, b.meta, b.hashes, b.ents, b.pages)
-	if s.inflightEnd(name) {
-		s.idx.Forget(name) // removed already, by another process's Clear
+	if gone := s.inflightEnd(name); gone || s.v1fd() != v1fd {
+		// Removed already, by another process's Clear; or placed in a V1
+		// directory that another call of this store found replaced
+		// meanwhile (checkDir): the index now stands for the directory at
+		// the path, which lacks it, and a later write of its keys must
+		// land there. (checkDir swaps the descriptor before it resets the
+		// index, so an add after the reset is caught here; and the old
+		// descriptor, retired, stays open while this call runs.)
+		s.idx.Forget(name)
 	} else if s.lru.on {
 		// Another process's Clear may have removed the file between the
 		// rename and the add: the bound needs to know.
