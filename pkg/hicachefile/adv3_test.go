@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 
 	"golang.org/x/sys/unix"
@@ -101,10 +102,7 @@ func TestAdv3NameTakenThrice(t *testing.T) {
 	if n := openFDs(t); n != during {
 		t.Errorf("%d descriptors open after the failed call, %d before", n, during)
 	}
-	s.inflight.mu.Lock()
-	own, names := len(s.inflight.own), len(s.inflight.names)
-	s.inflight.mu.Unlock()
-	if own != 0 || names != 0 {
+	if own, names := inflightLen(s); own != 0 || names != 0 {
 		t.Errorf("%d names expected by the watcher, %d commits in flight after the call; want 0, 0", own, names)
 	}
 	if s.Exists("k") || batchFileCount(t, s) != 0 {
@@ -235,6 +233,12 @@ func testForeignOverUnnamed(t *testing.T, when, how string, noWatch bool) {
 		mine, _ := live.Locate("a")
 		over(mine.Path)
 	}
+	// Before any read, the replaced keys count as stored no more
+	// (TestAdvForeignOverOwnBeforeRead), even when another call drained
+	// the events while the commit was in flight.
+	if live.Exists("a") {
+		t.Error("Exists(a) over another rank's file, before any read")
+	}
 	dst := idx[4*ps:]
 	for round := range 2 {
 		zeroPages(t, p, dst)
@@ -260,6 +264,57 @@ func testForeignOverUnnamed(t *testing.T, when, how string, noWatch bool) {
 		if ok, err := live.BatchSetV1(keys, idx[:2*ps]); err != nil || !all(ok) {
 			t.Fatal(ok, err)
 		}
+	}
+	live.Exists("drain")
+	if own, names := inflightLen(live); own != 0 || names != 0 {
+		t.Errorf("%d names expected by the watcher, %d commits in flight after the calls and a drain; want 0, 0", own, names)
+	}
+}
+
+// inflightLen returns how many names s expects its watcher to see
+// (expectOwn) and how many commits it has in flight.
+func inflightLen(s *Store) (own, names int) {
+	s.inflight.mu.Lock()
+	defer s.inflight.mu.Unlock()
+	return len(s.inflight.own), len(s.inflight.names)
+}
+
+// TestAdv3OwnMarksDrained: many unnamed writes from several goroutines,
+// with lookups draining the watcher's events at every moment of their
+// commits: once the writes are done and a lookup drained the last
+// events, the store expects no event and has no commit in flight (the
+// names it expects do not pile up), and every key is found.
+func TestAdv3OwnMarksDrained(t *testing.T) {
+	const writers, perWriter = 4, 50
+	p, idx := randomPages(t, writers)
+	ps := mhaCfg.PageSize
+	s := newStore(t, Config{Dir: shmDir(t), ModelName: "m"}, p)
+	var wg sync.WaitGroup
+	for w := range writers {
+		wg.Go(func() {
+			for i := range perWriter {
+				k := fmt.Sprintf("w%d-%d", w, i)
+				if ok, err := s.BatchSetV1([]string{k}, idx[w*ps:(w+1)*ps]); err != nil || !ok[0] {
+					t.Errorf("BatchSetV1(%s) = %v, %v", k, ok, err)
+					return
+				}
+				s.Exists("drain")
+			}
+		})
+	}
+	wg.Wait()
+	s.Exists("drain")
+	if own, names := inflightLen(s); own != 0 || names != 0 {
+		t.Errorf("%d names expected by the watcher, %d commits in flight after the writes and a drain; want 0, 0", own, names)
+	}
+	keys := make([]string, 0, writers*perWriter)
+	for w := range writers {
+		for i := range perWriter {
+			keys = append(keys, fmt.Sprintf("w%d-%d", w, i))
+		}
+	}
+	if n := s.BatchExists(keys); n != len(keys) {
+		t.Errorf("BatchExists = %d of %d keys written", n, len(keys))
 	}
 }
 
@@ -377,10 +432,7 @@ func TestAdv3OverflowLosesOwnEvent(t *testing.T) {
 		}
 	}
 	live.Exists("drain")
-	live.inflight.mu.Lock()
-	own := len(live.inflight.own)
-	live.inflight.mu.Unlock()
-	if own != 0 {
+	if own, _ := inflightLen(live); own != 0 {
 		t.Errorf("%d names still expected by the watcher after an overflow and a drain", own)
 	}
 }

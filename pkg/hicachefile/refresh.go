@@ -150,12 +150,13 @@ func (s *Store) applyEvents() bool {
 		}
 		switch ev {
 		case evGone:
-			s.takeOwn(name)
+			s.dropOwn(name)
 			gone = append(gone, name)
 		case evAppeared, evWritten:
 			if ev == evAppeared && s.takeOwn(name) {
 				// The link of this store's own unnamed file: known, or
-				// being committed.
+				// being committed. (Another file put under the name while
+				// that commit is in flight makes it forget the name.)
 				return
 			}
 			// A file linked or renamed in, or created or written in place

@@ -343,7 +343,7 @@ func (s *Store) place(t tempFile) (string, error) {
 			// this store need not look into.
 			s.expectOwn(name)
 			if err = s.publish(t, name); err != nil {
-				s.takeOwn(name)
+				s.dropOwn(name)
 			}
 		}
 		if err == nil {
@@ -380,16 +380,40 @@ func (s *Store) expectOwn(name string) {
 	s.inflight.own[name] = true
 }
 
-// takeOwn forgets that name's event is expected, and reports whether it
-// was.
+// takeOwn reports whether name's appearance, an event the watcher read,
+// is the one expectOwn expected, the link of this store's own file. While
+// that file's commit is in flight, the name stays, marked as seen (false),
+// so that a second appearance is known for what it is: another file put
+// under the name (renamed or linked over this store's), which the commit
+// then forgets instead of indexing this store's file under it.
 func (s *Store) takeOwn(name string) bool {
 	s.inflight.mu.Lock()
 	defer s.inflight.mu.Unlock()
-	if !s.inflight.own[name] {
+	expected, ok := s.inflight.own[name]
+	_, inflight := s.inflight.names[name]
+	switch {
+	case !ok:
 		return false
+	case !expected:
+		delete(s.inflight.own, name)
+		if inflight {
+			s.inflight.names[name] = true // as if removed: the commit forgets it
+		}
+		return false
+	case inflight:
+		s.inflight.own[name] = false
+	default:
+		delete(s.inflight.own, name)
 	}
-	delete(s.inflight.own, name)
 	return true
+}
+
+// dropOwn forgets that name's event is expected: its link failed, or the
+// file is gone.
+func (s *Store) dropOwn(name string) {
+	s.inflight.mu.Lock()
+	defer s.inflight.mu.Unlock()
+	delete(s.inflight.own, name)
 }
 
 // forgetOwn forgets every expected event: after a lost or overflowed watch,
@@ -414,6 +438,9 @@ func (s *Store) inflightEnd(name string) bool {
 	defer s.inflight.mu.Unlock()
 	gone := s.inflight.names[name]
 	delete(s.inflight.names, name)
+	if expected, ok := s.inflight.own[name]; ok && !expected {
+		delete(s.inflight.own, name) // its link's event seen (takeOwn)
+	}
 	return gone
 }
 
