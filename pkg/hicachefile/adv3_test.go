@@ -533,3 +533,60 @@ func testDirReplacedDuringWrite(t *testing.T, at string, seen, noWatch, bounded 
 		t.Errorf("another store at Dir: BatchGetV1(k) = %v, %v", ok, err)
 	}
 }
+
+// TestAdv3WatchLostThenForeign: a store loses its watch (reading its
+// inotify descriptor fails: here /dev/null is put in its place) and polls
+// from then on, with batch files it linked while watching, whose inode it
+// did not record. Another rank's file renamed over one of them must not
+// count as stored: Exists is false and BatchSetV1 writes the keys again,
+// before any read. (Without the inode, the polling check could not tell
+// the other file, and the keys stayed "stored" until a read.)
+func TestAdv3WatchLostThenForeign(t *testing.T) {
+	ps := mhaCfg.PageSize
+	p, idx := randomPages(t, 6)
+	dir := t.TempDir()
+	keys := []string{"a", "b"}
+	o := newStore(t, Config{Dir: dir, ModelName: "m", TPRank: 1, TPSize: 2}, p)
+	if ok, err := o.BatchSetV1(keys, idx[2*ps:4*ps]); err != nil || !all(ok) {
+		t.Fatal(ok, err)
+	}
+	theirs, _ := o.Locate("a")
+	live := newStore(t, Config{Dir: dir, ModelName: "m", TPSize: 2}, p)
+	if live.watch == nil || live.poll.Load() {
+		t.Fatal("the store does not watch its directory")
+	}
+	live.Exists("warm")
+	if ok, err := live.BatchSetV1(keys, idx[:2*ps]); err != nil || !all(ok) {
+		t.Fatal(ok, err)
+	}
+	null, err := unix.Open("/dev/null", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Dup2(null, live.watch.fd); err != nil {
+		t.Fatal(err)
+	}
+	_ = unix.Close(null)
+	live.Exists("lose") // the read returns 0 bytes: the watch is lost
+	if live.watch != nil || !live.poll.Load() {
+		t.Fatal("the store did not turn to polling")
+	}
+	mine, _ := live.Locate("a")
+	if err := os.Rename(theirs.Path, mine.Path); err != nil {
+		t.Fatal(err)
+	}
+	if live.Exists("a") {
+		t.Error("Exists(a) over another rank's file, in a store that polls")
+	}
+	before := live.Stats().Sets
+	if ok, err := live.BatchSetV1(keys, idx[:2*ps]); err != nil || !all(ok) {
+		t.Fatal(ok, err)
+	}
+	if live.Stats().Sets == before {
+		t.Error("BatchSetV1 skipped keys held only by another rank's file")
+	}
+	dst := idx[4*ps:]
+	if ok, err := live.BatchGetV1(keys, dst); err != nil || !all(ok) || !samePages(t, p, dst[0], idx[0]) || !samePages(t, p, dst[ps], idx[ps]) {
+		t.Errorf("BatchGetV1 after writing again = %v, %v", ok, err)
+	}
+}

@@ -180,6 +180,17 @@ func (s *Store) applyEvents() bool {
 		_ = s.watch.close()
 		s.watch = nil
 		s.poll.Store(true)
+		// A polling store tells another file put under a name it knows
+		// by the inode (verifyFiles), which the files this store linked
+		// while it watched lack: they are forgotten, and the listing
+		// that follows loads them again, with theirs.
+		var names []string
+		s.idx.Files(func(name string) { names = append(names, name) })
+		for _, n := range names {
+			if meta, ok := s.idx.MetaOf(n); ok && meta.Ino == 0 && meta.Size > 0 {
+				s.forgetBatch(n)
+			}
+		}
 	}
 	if overflow || lost {
 		s.scan.scanned = false
