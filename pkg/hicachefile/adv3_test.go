@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 	"testing"
 
 	"golang.org/x/sys/unix"
@@ -588,5 +589,95 @@ func TestAdv3WatchLostThenForeign(t *testing.T) {
 	dst := idx[4*ps:]
 	if ok, err := live.BatchGetV1(keys, dst); err != nil || !all(ok) || !samePages(t, p, dst[0], idx[0]) || !samePages(t, p, dst[ps], idx[ps]) {
 		t.Errorf("BatchGetV1 after writing again = %v, %v", ok, err)
+	}
+}
+
+// TestAdv3ClearRacesUnnamedWrite: a Clear, this store's own or another
+// process's of the same identity, runs while an unnamed batch file is
+// being filled or right after its link. A page written before the Clear
+// began is never served after it returns; the write that overlaps it may
+// land or not, but the store never holds as stored a file that is not on
+// disk, and what it serves is the page written.
+func TestAdv3ClearRacesUnnamedWrite(t *testing.T) {
+	for _, at := range []string{"fill", "link"} {
+		for _, who := range []string{"own", "other"} {
+			for _, noWatch := range []bool{false, true} {
+				t.Run(fmt.Sprintf("at=%s/Clear=%s/NoWatch=%v", at, who, noWatch), func(t *testing.T) {
+					testClearRacesUnnamedWrite(t, at, who, noWatch)
+				})
+			}
+		}
+	}
+}
+
+func testClearRacesUnnamedWrite(t *testing.T, at, who string, noWatch bool) {
+	ps := mhaCfg.PageSize
+	p, idx := randomPages(t, 4)
+	dir := t.TempDir()
+	var s *Store
+	other := newStore(t, Config{Dir: dir, ModelName: "m", NoWatch: noWatch}, p)
+	armed := false
+	cleared := make(chan error, 1)
+	clearNow := func() {
+		if !armed {
+			return
+		}
+		armed = false
+		if who == "other" {
+			cleared <- other.Clear()
+			return
+		}
+		if at == "fill" {
+			cleared <- s.Clear() // no lock of the write is held while it fills
+			return
+		}
+		// The commit holds commitMu shared: the Clear waits for its add.
+		go func() { cleared <- s.Clear() }()
+		time.Sleep(20 * time.Millisecond)
+	}
+	sys := Syscalls{
+		Pwritev: func(fd int, iovs [][]byte, off int64) (int, error) {
+			if at == "fill" {
+				clearNow()
+			}
+			return pwritevRaw(fd, iovs, off)
+		},
+		Linkat: func(od int, op string, nd int, np string, fl int) error {
+			err := unix.Linkat(od, op, nd, np, fl)
+			if err == nil && at == "link" && strings.HasSuffix(np, batchExt) {
+				clearNow()
+			}
+			return err
+		},
+	}
+	s = newStore(t, Config{Dir: dir, ModelName: "m", NoWatch: noWatch, Syscalls: sys}, p)
+	if ok, err := s.BatchSetV1([]string{"k1"}, idx[:ps]); err != nil || !ok[0] {
+		t.Fatal(ok, err)
+	}
+	armed = true
+	ok2, err2 := s.BatchSetV1([]string{"k2"}, idx[ps:2*ps])
+	if err := <-cleared; err != nil {
+		t.Fatal(err)
+	}
+	fresh := newStore(t, Config{Dir: dir, ModelName: "m"}, p)
+	dst := idx[2*ps:]
+	for _, st := range []*Store{s, other, fresh} {
+		zeroPages(t, p, dst)
+		ok, err := st.BatchGetV1([]string{"k1", "k2"}, dst)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ok[0] {
+			t.Error("k1, written before the Clear began, is served after it returned")
+		}
+		if ok[1] && !samePages(t, p, dst[ps], idx[ps]) {
+			t.Error("k2 served with another page")
+		}
+		if st.Exists("k1") {
+			t.Error("k1 exists after the Clear")
+		}
+	}
+	if s.Exists("k2") && !fresh.Exists("k2") {
+		t.Errorf("the writing store holds k2 (write: %v, %v) as stored, but its file is not on disk", ok2, err2)
 	}
 }
