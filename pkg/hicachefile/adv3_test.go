@@ -8,8 +8,8 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"time"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -679,5 +679,64 @@ func testClearRacesUnnamedWrite(t *testing.T, at, who string, noWatch bool) {
 	}
 	if s.Exists("k2") && !fresh.Exists("k2") {
 		t.Errorf("the writing store holds k2 (write: %v, %v) as stored, but its file is not on disk", ok2, err2)
+	}
+}
+
+// TestAdv3ClearDuringOverflow: another process's Clear removes this
+// store's batch file right after its link, while the watcher's queue is
+// full (the removal's event is dropped), and another call of this store
+// drains the overflow, lists the directory and finds the file gone, all
+// before the commit adds the file to the index. The index must not be
+// left holding the removed file.
+func TestAdv3ClearDuringOverflow(t *testing.T) {
+	for _, bounded := range []bool{false, true} {
+		t.Run(fmt.Sprintf("MaxBytes=%v", bounded), func(t *testing.T) { testClearDuringOverflow(t, bounded) })
+	}
+}
+
+func testClearDuringOverflow(t *testing.T, bounded bool) {
+	ps := mhaCfg.PageSize
+	p, idx := randomPages(t, 2)
+	dir := shmDir(t)
+	other := newStore(t, Config{Dir: dir, ModelName: "m", NoWatch: true}, p)
+	var s *Store
+	armed := false
+	placed := func(np string, err error) error {
+		if err == nil && armed && strings.HasSuffix(np, batchExt) {
+			armed = false
+			flood(t, s.v1Dir)
+			if err := other.Clear(); err != nil {
+				t.Fatal(err)
+			}
+			s.Exists("other") // drains the overflow: a listing
+		}
+		return err
+	}
+	// The file gets its name by a link (unnamed) or a rename (a temp
+	// file, with MaxBytes).
+	sys := Syscalls{
+		Linkat: func(od int, op string, nd int, np string, fl int) error {
+			return placed(np, unix.Linkat(od, op, nd, np, fl))
+		},
+		Renameat: func(od int, op string, nd int, np string) error {
+			return placed(np, unix.Renameat(od, op, nd, np))
+		},
+	}
+	cfg := Config{Dir: dir, ModelName: "m", Syscalls: sys}
+	if bounded {
+		cfg.MaxBytes = 1 << 30
+	}
+	s = newStore(t, cfg, p)
+	s.Exists("warm")
+	listings := s.Stats().Listings
+	armed = true
+	if ok, err := s.BatchSetV1([]string{"k"}, idx[:ps]); err != nil || !ok[0] {
+		t.Logf("the write that overlapped the Clear: %v, %v", ok, err)
+	}
+	if s.Stats().Listings == listings {
+		t.Fatal("no overflow: the store did not list its directory again")
+	}
+	if s.Exists("k") {
+		t.Error("the store holds k as stored after another process's Clear removed its file")
 	}
 }

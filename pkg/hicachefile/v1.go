@@ -288,6 +288,31 @@ type batch struct {
 // that Clear, which takes it exclusively, never runs between the rename and
 // the add: a file Clear removed is never left in the index.
 func (s *Store) commitBatch(pi *poolInfo, v1fd int, keys []string, hashes []uint64, bufs [][]byte, chunk []int32, b batch, written map[fileID]bool) error {
+	listings := s.stats.listings.Load()
+	name, err := s.commitBatchLocked(pi, v1fd, keys, hashes, bufs, chunk, b, written)
+	if err != nil || name == "" || s.lru.on {
+		return err
+	}
+	// Another process's Clear may have removed the file between its link
+	// and its add, with its removal's event lost to an overflow, and the
+	// listing that the overflow called for may have missed the file
+	// (removed) and not forgotten it (not yet added). A listing that
+	// overlapped the commit is waited out (s.scan.mu, not held with
+	// commitMu, which Clear takes after it), and if there was one, the file
+	// is looked for. (With a bound, commitBatchLocked looks every time.)
+	s.scan.mu.Lock()
+	relisted := s.stats.listings.Load() != listings
+	s.scan.mu.Unlock()
+	var st unix.Stat_t
+	if relisted && unix.Fstatat(v1fd, name, &st, unix.AT_SYMLINK_NOFOLLOW) == unix.ENOENT {
+		s.forgetBatch(name)
+	}
+	return nil
+}
+
+// commitBatchLocked is commitBatch under s.commitMu, and returns the name
+// of the file added to the index, or "" when it was forgotten at once.
+func (s *Store) commitBatchLocked(pi *poolInfo, v1fd int, keys []string, hashes []uint64, bufs [][]byte, chunk []int32, b batch, written map[fileID]bool) (string, error) {
 	s.commitMu.RLock()
 	defer s.commitMu.RUnlock()
 	name, err := s.place(b.tmp)
@@ -297,7 +322,7 @@ func (s *Store) commitBatch(pi *poolInfo, v1fd int, keys []string, hashes []uint
 		}
 	}
 	if err != nil {
-		return err
+		return "", err
 	}
 	s.idx.AddHashed(name, b.meta, b.hashes, b.ents, b.pages)
 	if gone := s.inflightEnd(name); gone || s.v1fd() != v1fd {
@@ -309,6 +334,7 @@ func (s *Store) commitBatch(pi *poolInfo, v1fd int, keys []string, hashes []uint
 		// index, so an add after the reset is caught here; and the old
 		// descriptor, retired, stays open while this call runs.)
 		s.idx.Forget(name)
+		name = ""
 	} else if s.lru.on {
 		// Another process's Clear may have removed the file between the
 		// rename and the add: the bound needs to know.
@@ -323,7 +349,7 @@ func (s *Store) commitBatch(pi *poolInfo, v1fd int, keys []string, hashes []uint
 	}
 	s.stats.sets.Add(int64(b.n))
 	s.stats.setBytes.Add(int64(b.n) * pi.pageLen)
-	return nil
+	return name, nil
 }
 
 // place gives the written batch file t a new final name, by a rename of
