@@ -740,3 +740,54 @@ func testClearDuringOverflow(t *testing.T, bounded bool) {
 		t.Error("the store holds k as stored after another process's Clear removed its file")
 	}
 }
+
+// TestAdv3LinkErrorsNoFDLeak: the n-th link of a BatchSetV1 that spans
+// four unnamed batch files fails with each error a link can return: a
+// name taken (drawn again), links refused (written again under a temp
+// name), the directory gone, or an I/O error. Every run leaves no
+// descriptor open, and the keys it reports stored are found by another
+// store.
+func TestAdv3LinkErrorsNoFDLeak(t *testing.T) {
+	for _, errno := range []unix.Errno{unix.EEXIST, unix.EPERM, unix.EINVAL, unix.EOPNOTSUPP, unix.ENOENT, unix.EIO} {
+		t.Run(errno.Error(), func(t *testing.T) {
+			const keysN, perFile = 10, 3
+			_, p, keys, src, _ := faultFixture(t, keysN)
+			base := shmDir(t)
+			for n := 1; n <= 8; n++ {
+				dir := filepath.Join(base, strconv.Itoa(n))
+				links := 0
+				sys := Syscalls{Linkat: func(od int, op string, nd int, np string, fl int) error {
+					if links++; links == n {
+						return errno
+					}
+					return unix.Linkat(od, op, nd, np, fl)
+				}}
+				before := openFDs(t)
+				s, err := New(Config{Dir: dir, ModelName: "m", MaxBatchFileBytes: int64(perFile * p.PageBytes()),
+					IOWorkers: 2, Syscalls: sys})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := s.RegisterMemPoolHost(p); err != nil {
+					t.Fatal(err)
+				}
+				ok, err := s.BatchSetV1(keys, src)
+				_ = s.Close()
+				if after := openFDs(t); after != before {
+					t.Fatalf("link %d fails (BatchSetV1 err %v): %d descriptors open before the store, %d after its Close", n, err, before, after)
+				}
+				stored := 0
+				for stored < keysN && ok[stored] {
+					stored++
+				}
+				clean := newStore(t, Config{Dir: dir, ModelName: "m"}, p)
+				if got := clean.BatchExists(keys); got != stored {
+					t.Fatalf("link %d fails: %d keys reported stored, %d found", n, stored, got)
+				}
+				if left := tempFiles(t, dir); len(left) > 0 {
+					t.Fatalf("link %d fails: temp files left: %v", n, left)
+				}
+			}
+		})
+	}
+}
