@@ -533,6 +533,12 @@ func testDirReplacedDuringWrite(t *testing.T, at string, seen, noWatch, bounded 
 	if ok, err := fresh.BatchGetV1([]string{"k"}, dst); err != nil || !ok[0] || !samePages(t, p, dst[0], idx[0]) {
 		t.Errorf("another store at Dir: BatchGetV1(k) = %v, %v", ok, err)
 	}
+	// The event of a link into the directory replaced never comes (its
+	// watch is gone): the store does not go on expecting it.
+	live.Exists("drain")
+	if own, names := inflightLen(live); own != 0 || names != 0 {
+		t.Errorf("%d names expected by the watcher, %d commits in flight after the calls; want 0, 0", own, names)
+	}
 }
 
 // TestAdv3WatchLostThenForeign: a store loses its watch (reading its

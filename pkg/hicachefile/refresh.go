@@ -194,6 +194,11 @@ func (s *Store) applyEvents() bool {
 	}
 	if overflow || lost {
 		s.scan.scanned = false
+	}
+	if overflow || lost || s.dirsMoved {
+		// The events still expected never come: dropped, or raised in a
+		// directory that checkDir, next, stops watching (every link in
+		// flight goes to the directory the call began with).
 		s.forgetOwn()
 	}
 	for _, n := range gone {

@@ -332,8 +332,10 @@ func (s *Store) commitBatchLocked(pi *poolInfo, v1fd int, keys []string, hashes 
 		// the path, which lacks it, and a later write of its keys must
 		// land there. (checkDir swaps the descriptor before it resets the
 		// index, so an add after the reset is caught here; and the old
-		// descriptor, retired, stays open while this call runs.)
+		// descriptor, retired, stays open while this call runs.) The
+		// event of a link into a directory no longer watched never comes.
 		s.idx.Forget(name)
+		s.dropOwn(name)
 		name = ""
 	} else if s.lru.on {
 		// Another process's Clear may have removed the file between the
