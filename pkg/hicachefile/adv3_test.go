@@ -891,13 +891,16 @@ func TestAdv3UnnamedStorm(t *testing.T) {
 			if it%50 == 49 {
 				flood(t, a.v1Dir)
 			}
-			theirs, _ := os.ReadDir(b.v1Dir)
 			var from, to []string
+			theirs, _ := os.ReadDir(b.v1Dir)
 			for _, e := range theirs {
-				switch {
-				case b.isBatchName(e.Name()):
+				if b.isBatchName(e.Name()) {
 					from = append(from, e.Name())
-				case a.isBatchName(e.Name()):
+				}
+			}
+			ours, _ := os.ReadDir(a.v1Dir)
+			for _, e := range ours {
+				if a.isBatchName(e.Name()) {
 					to = append(to, e.Name())
 				}
 			}
@@ -912,6 +915,8 @@ func TestAdv3UnnamedStorm(t *testing.T) {
 	if hits.Load() == 0 || renames.Load() == 0 {
 		t.Errorf("%d read hits, %d files renamed over: the storm tested nothing", hits.Load(), renames.Load())
 	}
+	t.Logf("%d read hits, %d files renamed over, %d mismatches seen", hits.Load(), renames.Load(),
+		actors[0].s.Stats().Mismatch+actors[1].s.Stats().Mismatch)
 	if err := actors[0].s.Clear(); err != nil {
 		t.Fatal(err)
 	}
