@@ -944,3 +944,46 @@ func TestAdv3UnnamedStorm(t *testing.T) {
 		t.Errorf("%d descriptors open after the storm and Close, %d before", n, fds)
 	}
 }
+
+// TestAdv3EmptyPathKeptAfterDirGone: the V1 directory removed while a
+// batch file is written makes its link fail (ENOENT, both ways); that is
+// not a refusal of linkat with AT_EMPTY_PATH, which later links, in the
+// directory made again, go on using instead of /proc/self/fd.
+func TestAdv3EmptyPathKeptAfterDirGone(t *testing.T) {
+	ps := mhaCfg.PageSize
+	p, idx := randomPages(t, 2)
+	var s *Store
+	armed := false
+	emptyPath, proc := 0, 0
+	sys := Syscalls{
+		Pwritev: func(fd int, iovs [][]byte, off int64) (int, error) {
+			if armed {
+				armed = false
+				if err := os.RemoveAll(s.v1Dir); err != nil {
+					t.Fatal(err)
+				}
+			}
+			return pwritevRaw(fd, iovs, off)
+		},
+		Linkat: func(od int, op string, nd int, np string, fl int) error {
+			if fl&unix.AT_EMPTY_PATH != 0 {
+				emptyPath++
+			} else {
+				proc++
+			}
+			return unix.Linkat(od, op, nd, np, fl)
+		},
+	}
+	s = newStore(t, Config{Dir: shmDir(t), ModelName: "m", Syscalls: sys}, p)
+	armed = true
+	if ok, err := s.BatchSetV1([]string{"k0"}, idx[:ps]); err == nil && ok[0] {
+		t.Log("the write into the removed directory reported stored")
+	}
+	emptyPath, proc = 0, 0
+	if ok, err := s.BatchSetV1([]string{"k1"}, idx[ps:]); err != nil || !ok[0] {
+		t.Fatal(ok, err)
+	}
+	if emptyPath != 1 || proc != 0 {
+		t.Errorf("after the directory came back: %d links with AT_EMPTY_PATH, %d through /proc; want 1, 0", emptyPath, proc)
+	}
+}
