@@ -987,3 +987,55 @@ func TestAdv3EmptyPathKeptAfterDirGone(t *testing.T) {
 		t.Errorf("after the directory came back: %d links with AT_EMPTY_PATH, %d through /proc; want 1, 0", emptyPath, proc)
 	}
 }
+
+// TestAdv3CopiedInCountedOnce: a batch file copied into the V1 directory
+// in place (cp: create, write, close) raises a creation event, as an
+// unnamed file's link does, and then a close. A good file copied in while
+// the store drains its events between the create and the last write is
+// served, and not counted as skipped; a bad one is counted once.
+func TestAdv3CopiedInCountedOnce(t *testing.T) {
+	ps := mhaCfg.PageSize
+	p, idx := randomPages(t, 2)
+	w := newStore(t, Config{Dir: t.TempDir(), ModelName: "m"}, p) // the same identity, elsewhere
+	if ok, err := w.BatchSetV1([]string{"k"}, idx[:ps]); err != nil || !ok[0] {
+		t.Fatal(ok, err)
+	}
+	loc, _ := w.Locate("k")
+	good, err := os.ReadFile(loc.Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := newStore(t, Config{Dir: t.TempDir(), ModelName: "m"}, p)
+	s.Exists("warm")
+	copyIn := func(data []byte) {
+		f, err := os.OpenFile(filepath.Join(s.v1Dir, s.batchName()), os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := f.Write(data[:len(data)/2]); err != nil {
+			t.Fatal(err)
+		}
+		s.Exists("drain") // mid-copy
+		if _, err := f.Write(data[len(data)/2:]); err != nil {
+			t.Fatal(err)
+		}
+		if err := f.Close(); err != nil {
+			t.Fatal(err)
+		}
+		s.Exists("drain")
+	}
+	copyIn(good)
+	dst := idx[ps:]
+	if ok, err := s.BatchGetV1([]string{"k"}, dst); err != nil || !ok[0] || !samePages(t, p, dst[0], idx[0]) {
+		t.Errorf("BatchGetV1(k) from the copied-in file = %v, %v", ok, err)
+	}
+	if n := s.Stats().SkippedFiles; n != 0 {
+		t.Errorf("Stats.SkippedFiles = %d after a good file was copied in, want 0", n)
+	}
+	bad := append([]byte(nil), good...)
+	bad[len(bad)-1] ^= 0xff // the trailer's checksum
+	copyIn(bad)
+	if n := s.Stats().SkippedFiles; n != 1 {
+		t.Errorf("Stats.SkippedFiles = %d after a bad file was copied in, want 1", n)
+	}
+}

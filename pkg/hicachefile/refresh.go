@@ -3,6 +3,7 @@ package hicachefile
 import (
 	"errors"
 	"os"
+	"slices"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -144,6 +145,10 @@ func (s *Store) followDir() {
 // holds s.scan.mu.
 func (s *Store) applyEvents() bool {
 	var gone, fresh []string
+	// created holds the names created (not renamed) in, not closed since:
+	// a file being written in place (cp) is not skipped as bad when read
+	// before its close, whose event loads it again.
+	var created map[string]bool
 	overflow, lost := s.watch.drain(func(name string, ev event) {
 		if ev != evDirs && !s.isBatchName(name) {
 			return
@@ -152,8 +157,16 @@ func (s *Store) applyEvents() bool {
 		case evGone:
 			s.dropOwn(name)
 			gone = append(gone, name)
-		case evAppeared, evWritten:
-			if ev == evAppeared && s.takeOwn(name) {
+		case evAppeared, evCreated, evWritten:
+			if ev == evCreated {
+				if created == nil {
+					created = make(map[string]bool)
+				}
+				created[name] = true
+			} else {
+				delete(created, name)
+			}
+			if ev != evWritten && s.takeOwn(name) {
 				// The link of this store's own unnamed file: known, or
 				// being committed. (Another file put under the name while
 				// that commit is in flight makes it forget the name.)
@@ -165,8 +178,9 @@ func (s *Store) applyEvents() bool {
 			// over it: another inode). This store's own renamed files,
 			// whose rename and close also raise these events, are known by
 			// then, or being committed (inflight), and are not read again.
-			// A file created in place is read again when closed: the index
-			// records no inode for a file that failed its checks. A file rewritten in place (same inode)
+			// A file created in place and read before its close is not
+			// kept when it fails its checks (created), and is read again
+			// when closed. A file rewritten in place (same inode)
 			// is caught when read: its trailer checksum, key or CRC
 			// checks fail.
 			if !s.isInflight(name) && !s.knownFile(name) {
@@ -207,7 +221,17 @@ func (s *Store) applyEvents() bool {
 		}
 		delete(s.scan.pending, n)
 	}
-	s.merge(s.load(fresh))
+	// A name created, written and closed in one drain is read once.
+	slices.Sort(fresh)
+	got := s.load(slices.Compact(fresh))
+	for i, f := range got {
+		if created[f.name] && errors.Is(f.err, ErrCorrupt) {
+			// Maybe still being written: forgotten, not counted as
+			// skipped. Its close, or a listing, reads it again.
+			got[i].err = os.ErrNotExist
+		}
+	}
+	s.merge(got)
 	return len(gone) > 0 || len(fresh) > 0
 }
 
