@@ -180,15 +180,19 @@ func TestAdv3ForeignOverUnnamed(t *testing.T) {
 	for _, when := range []string{"before the add, drained", "before the add", "before the drain", "after the drain"} {
 		for _, how := range []string{"rename", "link"} {
 			for _, noWatch := range []bool{false, true} {
-				t.Run(fmt.Sprintf("%s/%s/NoWatch=%v", when, how, noWatch), func(t *testing.T) {
-					testForeignOverUnnamed(t, when, how, noWatch)
-				})
+				for _, bounded := range []bool{false, true} {
+					t.Run(fmt.Sprintf("%s/%s/NoWatch=%v/MaxBytes=%v", when, how, noWatch, bounded), func(t *testing.T) {
+						testForeignOverUnnamed(t, when, how, noWatch, bounded)
+					})
+				}
 			}
 		}
 	}
 }
 
-func testForeignOverUnnamed(t *testing.T, when, how string, noWatch bool) {
+// With MaxBytes, the store's file is written under a temp name and
+// renamed into place instead: the same holds.
+func testForeignOverUnnamed(t *testing.T, when, how string, noWatch, bounded bool) {
 	ps := mhaCfg.PageSize
 	p, idx := randomPages(t, 6)
 	dir := t.TempDir()
@@ -214,8 +218,7 @@ func testForeignOverUnnamed(t *testing.T, when, how string, noWatch bool) {
 		}
 	}
 	armed := strings.HasPrefix(when, "before the add")
-	sys := Syscalls{Linkat: func(od int, op string, nd int, np string, fl int) error {
-		err := unix.Linkat(od, op, nd, np, fl)
+	placed := func(np string, err error) error {
 		if err == nil && armed && strings.HasSuffix(np, batchExt) {
 			armed = false
 			over(filepath.Join(live.v1Dir, np))
@@ -224,8 +227,20 @@ func testForeignOverUnnamed(t *testing.T, when, how string, noWatch bool) {
 			}
 		}
 		return err
-	}}
-	live = newStore(t, Config{Dir: dir, ModelName: "m", TPSize: 2, NoWatch: noWatch, Syscalls: sys}, p)
+	}
+	sys := Syscalls{
+		Linkat: func(od int, op string, nd int, np string, fl int) error {
+			return placed(np, unix.Linkat(od, op, nd, np, fl))
+		},
+		Renameat: func(od int, op string, nd int, np string) error {
+			return placed(np, unix.Renameat(od, op, nd, np))
+		},
+	}
+	cfg := Config{Dir: dir, ModelName: "m", TPSize: 2, NoWatch: noWatch, Syscalls: sys}
+	if bounded {
+		cfg.MaxBytes = 1 << 30
+	}
+	live = newStore(t, cfg, p)
 	live.Exists("warm")
 	if ok, err := live.BatchSetV1(keys, idx[:2*ps]); err != nil || !all(ok) {
 		t.Fatal(ok, err)

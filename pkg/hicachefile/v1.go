@@ -339,9 +339,14 @@ func (s *Store) commitBatchLocked(pi *poolInfo, v1fd int, keys []string, hashes 
 		name = ""
 	} else if s.lru.on {
 		// Another process's Clear may have removed the file between the
-		// rename and the add: the bound needs to know.
+		// rename and the add: the bound needs to know. Another file may
+		// have been renamed over it, its event merged by inotify with the
+		// rename's (the same mask and name) and skipped as this commit's:
+		// another inode than the one written (recorded, for a temp file)
+		// is not this store's file either.
 		var st unix.Stat_t
-		if unix.Fstatat(v1fd, name, &st, unix.AT_SYMLINK_NOFOLLOW) == unix.ENOENT {
+		if err := unix.Fstatat(v1fd, name, &st, unix.AT_SYMLINK_NOFOLLOW); err == unix.ENOENT ||
+			err == nil && b.meta.Ino != 0 && st.Ino != b.meta.Ino {
 			s.idx.Forget(name)
 		} else {
 			id := fileID{name: name}
