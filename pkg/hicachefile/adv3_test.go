@@ -303,11 +303,13 @@ func inflightLen(s *Store) (own, names int) {
 // commits: once the writes are done and a lookup drained the last
 // events, the store expects no event and has no commit in flight (the
 // names it expects do not pile up), and every key is found.
-func TestAdv3OwnMarksDrained(t *testing.T) {
+func TestAdv3OwnMarksDrained(t *testing.T) { bothModes(t, testOwnMarksDrained) }
+
+func testOwnMarksDrained(t *testing.T, noWatch bool) {
 	const writers, perWriter = 4, 50
 	p, idx := randomPages(t, writers)
 	ps := mhaCfg.PageSize
-	s := newStore(t, Config{Dir: shmDir(t), ModelName: "m"}, p)
+	s := newStore(t, Config{Dir: shmDir(t), ModelName: "m", NoWatch: noWatch}, p)
 	var wg sync.WaitGroup
 	for w := range writers {
 		wg.Go(func() {
