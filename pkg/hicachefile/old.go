@@ -345,8 +345,9 @@ func (s *Store) BatchExists(keys []string) int {
 // may lose its temp file and fail, or land after Clear returns: a batch
 // file still being written with no name (a store without a bound) is not
 // there for Clear to find, and is linked in once complete. Only what was
-// written before Clear began is sure to be gone. Like a write, Clear follows a Dir
-// removed or replaced under the store to the directory now at its path.
+// written before Clear began is sure to be gone. Like a write, Clear
+// follows a Dir removed or replaced under the store to the directory now
+// at its path.
 func (s *Store) Clear() error {
 	if err := s.enter(); err != nil {
 		return err
