@@ -183,7 +183,7 @@ func (s *Store) applyEvents() bool {
 			// when closed. A file rewritten in place (same inode)
 			// is caught when read: its trailer checksum, key or CRC
 			// checks fail.
-			if !s.isInflight(name) && !s.knownFile(name) {
+			if !s.isInflight(name) && !s.knownFile(name, ev == evWritten) {
 				fresh = append(fresh, name)
 			}
 		case evDirs:
@@ -237,11 +237,18 @@ func (s *Store) applyEvents() bool {
 
 // knownFile reports whether the index holds the batch file name as the
 // file (inode) now on disk, with one fstatat. A file that is gone is
-// known: its removal event follows.
-func (s *Store) knownFile(name string) bool {
+// known: its removal event follows. inPlace says that the event is of a
+// write in place, which leaves the inode as it was: a file this store
+// linked with no inode recorded is then the same file, known without a
+// stat (loading it again would bring back the entries its reads found bad
+// and dropped); any other appearance under its name is another file.
+func (s *Store) knownFile(name string, inPlace bool) bool {
 	meta, ok := s.idx.MetaOf(name)
 	if !ok {
 		return false
+	}
+	if inPlace && meta.Ino == 0 && meta.Size > 0 {
+		return true // not a file that failed its checks (no size recorded): one of this store's
 	}
 	var st unix.Stat_t
 	err := unix.Fstatat(s.v1fd(), name, &st, unix.AT_SYMLINK_NOFOLLOW)
