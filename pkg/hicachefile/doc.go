@@ -276,8 +276,12 @@
 // such pass) by live writers elsewhere, count toward MaxBytes.
 //
 // With Config.Sync, each file is fdatasync'ed before its rename or link
-// and the directory fsync'ed after it; without, a crash may lose recent pages but
-// never leaves a partial one under a final name.
+// and the directory fsync'ed after it. Without, a process that dies leaves
+// no partial file under a final name, but a machine that loses power may:
+// the file system may have written the name and not yet the data (on XFS a
+// power cut left every recent batch file's name with 0 bytes). Such a file
+// fails its checks and is never served; it is counted in
+// Stats.SkippedFiles and stays until Clear or eviction removes it.
 //
 // # Concurrency
 //

@@ -150,11 +150,13 @@ func (s *Store) verifyFiles(refs []index.Ref, have []bool) bool {
 		if !ok {
 			continue
 		}
-		if err := unix.Fstatat(s.v1fd(), name, &st, unix.AT_SYMLINK_NOFOLLOW); err == unix.ENOENT || err == nil && meta.Ino != 0 && st.Ino != meta.Ino {
+		if err := unix.Fstatat(s.v1fd(), name, &st, unix.AT_SYMLINK_NOFOLLOW); err == unix.ENOENT || err == nil && st.Ino != meta.Ino {
 			// Gone, or another file now (another store's renamed over
-			// it): its pages are not the ones indexed. (A file this store
-			// linked while it was watching has no inode recorded: a read
-			// still tells another file by its trailer.)
+			// it): its pages are not the ones indexed. A file with no
+			// inode recorded (one this store linked while it watched, in
+			// a store that lost its watch since) cannot be told from
+			// another: it is forgotten too, and loaded again, with its
+			// inode, by a listing.
 			s.forgetBatch(name)
 			gone = true
 		}

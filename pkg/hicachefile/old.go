@@ -342,8 +342,12 @@ func (s *Store) BatchExists(keys []string) int {
 // socket, device, symlink or empty directory) is removed without being
 // opened. A file that cannot be removed does not stop the others; the
 // failures are joined in the error. A write in progress when Clear runs
-// may lose its temp file and fail. Like a write, Clear follows a Dir
-// removed or replaced under the store to the directory now at its path.
+// may lose its temp file and fail, or land after Clear returns: a batch
+// file still being written with no name (a store without a bound) is not
+// there for Clear to find, and is linked in once complete. Only what was
+// written before Clear began is sure to be gone. Like a write, Clear
+// follows a Dir removed or replaced under the store to the directory now
+// at its path.
 func (s *Store) Clear() error {
 	if err := s.enter(); err != nil {
 		return err

@@ -1,6 +1,9 @@
 package hicachefile
 
 import (
+	"errors"
+	"os"
+	"slices"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -140,18 +143,31 @@ func (s *Store) followDir() {
 // holds s.scan.mu.
 func (s *Store) applyEvents() bool {
 	var gone, fresh []string
+	// created holds the names created (not renamed) in, not closed since:
+	// a file being written in place (cp) is not skipped as bad when read
+	// before its close, whose event loads it again.
+	var created map[string]bool
 	overflow, lost := s.watch.drain(func(name string, ev event) {
 		if ev != evDirs && !s.isBatchName(name) {
 			return
 		}
 		switch ev {
 		case evGone:
-			s.takeOwn(name)
+			s.dropOwn(name)
 			gone = append(gone, name)
-		case evAppeared, evWritten:
-			if ev == evAppeared && s.takeOwn(name) {
+		case evAppeared, evCreated, evWritten:
+			if ev == evCreated {
+				if created == nil {
+					created = make(map[string]bool)
+				}
+				created[name] = true
+			} else {
+				delete(created, name)
+			}
+			if ev != evWritten && s.takeOwn(name) {
 				// The link of this store's own unnamed file: known, or
-				// being committed.
+				// being committed. (Another file put under the name while
+				// that commit is in flight makes it forget the name.)
 				return
 			}
 			// A file linked or renamed in, or created or written in place
@@ -160,11 +176,12 @@ func (s *Store) applyEvents() bool {
 			// over it: another inode). This store's own renamed files,
 			// whose rename and close also raise these events, are known by
 			// then, or being committed (inflight), and are not read again.
-			// A file created in place is read again when closed: the index
-			// records no inode for a file that failed its checks. A file rewritten in place (same inode)
+			// A file created in place and read before its close is not
+			// kept when it fails its checks (created), and is read again
+			// when closed. A file rewritten in place (same inode)
 			// is caught when read: its trailer checksum, key or CRC
 			// checks fail.
-			if !s.isInflight(name) && !s.knownFile(name) {
+			if !s.isInflight(name) && !s.knownFile(name, ev == evWritten) {
 				fresh = append(fresh, name)
 			}
 		case evDirs:
@@ -175,9 +192,25 @@ func (s *Store) applyEvents() bool {
 		_ = s.watch.close()
 		s.watch = nil
 		s.poll.Store(true)
+		// A polling store tells another file put under a name it knows
+		// by the inode (verifyFiles), which the files this store linked
+		// while it watched lack: they are forgotten, and the listing
+		// that follows loads them again, with theirs.
+		var names []string
+		s.idx.Files(func(name string) { names = append(names, name) })
+		for _, n := range names {
+			if meta, ok := s.idx.MetaOf(n); ok && meta.Ino == 0 && meta.Size > 0 {
+				s.forgetBatch(n)
+			}
+		}
 	}
 	if overflow || lost {
 		s.scan.scanned = false
+	}
+	if overflow || lost || s.dirsMoved {
+		// The events still expected never come: dropped, or raised in a
+		// directory that checkDir, next, stops watching (every link in
+		// flight goes to the directory the call began with).
 		s.forgetOwn()
 	}
 	for _, n := range gone {
@@ -186,17 +219,34 @@ func (s *Store) applyEvents() bool {
 		}
 		delete(s.scan.pending, n)
 	}
-	s.merge(s.load(fresh))
+	// A name created, written and closed in one drain is read once.
+	slices.Sort(fresh)
+	got := s.load(slices.Compact(fresh))
+	for i, f := range got.fails {
+		if created[f.name] && errors.Is(f.err, ErrCorrupt) {
+			// Maybe still being written: forgotten, not counted as
+			// skipped. Its close, or a listing, reads it again.
+			got.fails[i].err = os.ErrNotExist
+		}
+	}
+	s.merge(got)
 	return len(gone) > 0 || len(fresh) > 0
 }
 
 // knownFile reports whether the index holds the batch file name as the
 // file (inode) now on disk, with one fstatat. A file that is gone is
-// known: its removal event follows.
-func (s *Store) knownFile(name string) bool {
+// known: its removal event follows. inPlace says that the event is of a
+// write in place, which leaves the inode as it was: a file this store
+// linked with no inode recorded is then the same file, known without a
+// stat (loading it again would bring back the entries its reads found bad
+// and dropped); any other appearance under its name is another file.
+func (s *Store) knownFile(name string, inPlace bool) bool {
 	meta, ok := s.idx.MetaOf(name)
 	if !ok {
 		return false
+	}
+	if inPlace && meta.Ino == 0 && meta.Size > 0 {
+		return true // not a file that failed its checks (no size recorded): one of this store's
 	}
 	var st unix.Stat_t
 	err := unix.Fstatat(s.v1fd(), name, &st, unix.AT_SYMLINK_NOFOLLOW)

@@ -84,8 +84,10 @@ type Store struct {
 	inflight struct {
 		mu    sync.Mutex
 		names map[string]bool
-		// own holds the names of unnamed files this store linked whose
-		// creation event its watcher has not read yet (expectOwn).
+		// own holds the names of unnamed files this store links: true
+		// while the watcher has not read the link's creation event
+		// (expectOwn), false once it has and the commit is still in
+		// flight (takeOwn).
 		own map[string]bool
 	}
 	lru   lru

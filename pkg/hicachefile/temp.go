@@ -242,16 +242,20 @@ func (s *Store) openBornLocked(dirfd int, dir string, size int64) (t tempFile, o
 // /proc/self/fd, which needs no privilege. It fails with EEXIST when name
 // is taken.
 func (s *Store) linkFD(fd, dirfd int, name string) error {
-	if !s.noEmptyPath.Load() {
-		err := s.sys.Linkat(fd, "", dirfd, name, unix.AT_EMPTY_PATH)
-		if err != unix.ENOENT && err != unix.EPERM && err != unix.EINVAL {
-			return err
-		}
-		// Refused (or the directory is gone, which the next link
-		// tells): the next links go through /proc at once.
+	if s.noEmptyPath.Load() {
+		return s.sys.Linkat(unix.AT_FDCWD, "/proc/self/fd/"+strconv.Itoa(fd), dirfd, name, unix.AT_SYMLINK_FOLLOW)
+	}
+	err := s.sys.Linkat(fd, "", dirfd, name, unix.AT_EMPTY_PATH)
+	if err != unix.ENOENT && err != unix.EPERM && err != unix.EINVAL {
+		return err
+	}
+	// Refused, or the directory is gone, which the link through /proc
+	// tells: only a refusal sends the next links through /proc at once.
+	err = s.sys.Linkat(unix.AT_FDCWD, "/proc/self/fd/"+strconv.Itoa(fd), dirfd, name, unix.AT_SYMLINK_FOLLOW)
+	if err == nil || err == unix.EEXIST {
 		s.noEmptyPath.Store(true)
 	}
-	return s.sys.Linkat(unix.AT_FDCWD, "/proc/self/fd/"+strconv.Itoa(fd), dirfd, name, unix.AT_SYMLINK_FOLLOW)
+	return err
 }
 
 // linkRefused reports whether err, from linkFD, says that files made with

@@ -251,7 +251,9 @@ func (s *Store) writeChunks(pi *poolInfo, v1fd int, keys []string, hashes []uint
 		// Commit in order: nothing after the first failure is ever visible.
 		for c := lo; c < hi; c++ {
 			if int64(c) >= failed.Load() {
-				if errs[c] == nil && batches[c].tmp.name != "" {
+				// Written (n > 0: a chunk skipped once the failure was
+				// known has none), named or not: its file is still open.
+				if errs[c] == nil && batches[c].n > 0 {
 					s.discard(batches[c].tmp)
 				}
 				continue
@@ -286,6 +288,31 @@ type batch struct {
 // that Clear, which takes it exclusively, never runs between the rename and
 // the add: a file Clear removed is never left in the index.
 func (s *Store) commitBatch(pi *poolInfo, v1fd int, keys []string, hashes []uint64, bufs [][]byte, chunk []int32, b batch, written map[fileID]bool) error {
+	listings := s.stats.listings.Load()
+	name, err := s.commitBatchLocked(pi, v1fd, keys, hashes, bufs, chunk, b, written)
+	if err != nil || name == "" || s.lru.on {
+		return err
+	}
+	// Another process's Clear may have removed the file between its link
+	// and its add, with its removal's event lost to an overflow, and the
+	// listing that the overflow called for may have missed the file
+	// (removed) and not forgotten it (not yet added). A listing that
+	// overlapped the commit is waited out (s.scan.mu, not held with
+	// commitMu, which Clear takes after it), and if there was one, the file
+	// is looked for. (With a bound, commitBatchLocked looks every time.)
+	s.scan.mu.Lock()
+	relisted := s.stats.listings.Load() != listings
+	s.scan.mu.Unlock()
+	var st unix.Stat_t
+	if relisted && unix.Fstatat(v1fd, name, &st, unix.AT_SYMLINK_NOFOLLOW) == unix.ENOENT {
+		s.forgetBatch(name)
+	}
+	return nil
+}
+
+// commitBatchLocked is commitBatch under s.commitMu, and returns the name
+// of the file added to the index, or "" when it was forgotten at once.
+func (s *Store) commitBatchLocked(pi *poolInfo, v1fd int, keys []string, hashes []uint64, bufs [][]byte, chunk []int32, b batch, written map[fileID]bool) (string, error) {
 	s.commitMu.RLock()
 	defer s.commitMu.RUnlock()
 	name, err := s.place(b.tmp)
@@ -295,16 +322,31 @@ func (s *Store) commitBatch(pi *poolInfo, v1fd int, keys []string, hashes []uint
 		}
 	}
 	if err != nil {
-		return err
+		return "", err
 	}
 	s.idx.AddHashed(name, b.meta, b.hashes, b.ents, b.pages)
-	if s.inflightEnd(name) {
-		s.idx.Forget(name) // removed already, by another process's Clear
+	if gone := s.inflightEnd(name); gone || s.v1fd() != v1fd {
+		// Removed already, by another process's Clear; or placed in a V1
+		// directory that another call of this store found replaced
+		// meanwhile (checkDir): the index now stands for the directory at
+		// the path, which lacks it, and a later write of its keys must
+		// land there. (checkDir swaps the descriptor before it resets the
+		// index, so an add after the reset is caught here; and the old
+		// descriptor, retired, stays open while this call runs.) The
+		// event of a link into a directory no longer watched never comes.
+		s.idx.Forget(name)
+		s.dropOwn(name)
+		name = ""
 	} else if s.lru.on {
 		// Another process's Clear may have removed the file between the
-		// rename and the add: the bound needs to know.
+		// rename and the add: the bound needs to know. Another file may
+		// have been renamed over it, its event merged by inotify with the
+		// rename's (the same mask and name) and skipped as this commit's:
+		// another inode than the one written (recorded, for a temp file)
+		// is not this store's file either.
 		var st unix.Stat_t
-		if unix.Fstatat(v1fd, name, &st, unix.AT_SYMLINK_NOFOLLOW) == unix.ENOENT {
+		if err := unix.Fstatat(v1fd, name, &st, unix.AT_SYMLINK_NOFOLLOW); err == unix.ENOENT ||
+			err == nil && b.meta.Ino != 0 && st.Ino != b.meta.Ino {
 			s.idx.Forget(name)
 		} else {
 			id := fileID{name: name}
@@ -314,7 +356,7 @@ func (s *Store) commitBatch(pi *poolInfo, v1fd int, keys []string, hashes []uint
 	}
 	s.stats.sets.Add(int64(b.n))
 	s.stats.setBytes.Add(int64(b.n) * pi.pageLen)
-	return nil
+	return name, nil
 }
 
 // place gives the written batch file t a new final name, by a rename of
@@ -334,7 +376,7 @@ func (s *Store) place(t tempFile) (string, error) {
 			// this store need not look into.
 			s.expectOwn(name)
 			if err = s.publish(t, name); err != nil {
-				s.takeOwn(name)
+				s.dropOwn(name)
 			}
 		}
 		if err == nil {
@@ -371,16 +413,40 @@ func (s *Store) expectOwn(name string) {
 	s.inflight.own[name] = true
 }
 
-// takeOwn forgets that name's event is expected, and reports whether it
-// was.
+// takeOwn reports whether name's appearance, an event the watcher read,
+// is the one expectOwn expected, the link of this store's own file. While
+// that file's commit is in flight, the name stays, marked as seen (false),
+// so that a second appearance is known for what it is: another file put
+// under the name (renamed or linked over this store's), which the commit
+// then forgets instead of indexing this store's file under it.
 func (s *Store) takeOwn(name string) bool {
 	s.inflight.mu.Lock()
 	defer s.inflight.mu.Unlock()
-	if !s.inflight.own[name] {
+	expected, ok := s.inflight.own[name]
+	_, inflight := s.inflight.names[name]
+	switch {
+	case !ok:
 		return false
+	case !expected:
+		delete(s.inflight.own, name)
+		if inflight {
+			s.inflight.names[name] = true // as if removed: the commit forgets it
+		}
+		return false
+	case inflight:
+		s.inflight.own[name] = false
+	default:
+		delete(s.inflight.own, name)
 	}
-	delete(s.inflight.own, name)
 	return true
+}
+
+// dropOwn forgets that name's event is expected: its link failed, or the
+// file is gone.
+func (s *Store) dropOwn(name string) {
+	s.inflight.mu.Lock()
+	defer s.inflight.mu.Unlock()
+	delete(s.inflight.own, name)
 }
 
 // forgetOwn forgets every expected event: after a lost or overflowed watch,
@@ -405,6 +471,9 @@ func (s *Store) inflightEnd(name string) bool {
 	defer s.inflight.mu.Unlock()
 	gone := s.inflight.names[name]
 	delete(s.inflight.names, name)
+	if expected, ok := s.inflight.own[name]; ok && !expected {
+		delete(s.inflight.own, name) // its link's event seen (takeOwn)
+	}
 	return gone
 }
 

@@ -73,7 +73,8 @@ func (w *watcher) rewatch(dir, top string) error {
 type event int
 
 const (
-	evAppeared event = iota // linked or renamed into the directory, or created in it
+	evAppeared event = iota // renamed into the directory
+	evCreated               // linked into the directory, or created in it
 	evWritten               // written in place and closed
 	evGone                  // removed or renamed out
 	evDirs                  // Dir or the V1 directory was removed or moved
@@ -121,8 +122,10 @@ func (w *watcher) drain(fn func(name string, ev event)) (overflow, lost bool) {
 				if name == w.v1Name {
 					fn(name, evDirs) // the V1 directory removed or moved
 				}
-			case mask&(unix.IN_MOVED_TO|unix.IN_CREATE) != 0:
+			case mask&unix.IN_MOVED_TO != 0:
 				fn(name, evAppeared)
+			case mask&unix.IN_CREATE != 0:
+				fn(name, evCreated)
 			case mask&unix.IN_CLOSE_WRITE != 0:
 				fn(name, evWritten)
 			case mask&(unix.IN_DELETE|unix.IN_MOVED_FROM) != 0:
