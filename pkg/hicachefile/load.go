@@ -210,11 +210,11 @@ func (s *Store) finishAhead(lw *loadWorker) {
 	lw.ahead = lw.ahead[:0]
 }
 
-// settle records the outcome of loading a file: a file found on disk is
-// to join the eviction order as used at its mtime (so is a corrupt one,
-// which takes space too), and one that failed is kept for merge.
+// settle records the outcome of loading a file: a file whose index passed
+// its checks is to join the eviction order as used at its mtime, and one
+// that failed is kept for merge.
 func (lw *loadWorker) settle(s *Store, f loaded) {
-	if s.lru.on && (f.err == nil || errors.Is(f.err, ErrCorrupt)) {
+	if s.lru.on && f.err == nil {
 		lw.found = append(lw.found, f)
 	}
 	if f.err != nil {
@@ -236,6 +236,11 @@ func (s *Store) merge(set *loadedSet) {
 	}
 	var empty index.Batch // files known to hold nothing
 	for _, f := range set.fails {
+		if errors.Is(f.err, ErrCorrupt) {
+			// It takes space too: it joins the eviction order as the
+			// files that loaded did.
+			s.lru.track(fileID{name: f.name}, f.size, f.mtime)
+		}
 		switch {
 		case errors.Is(f.err, errNotRegular):
 			empty.EndFile(f.name, index.Meta{}) // counted in Stats.SpecialFiles; never read
