@@ -189,6 +189,9 @@ type scratch struct {
 	files  []fileRead
 	slots  []uint64 // bitmap of destination pages
 	bufs   [][]byte // the page buffers of the call's keys
+	// predicted says that refs were predicted (predictRun), not looked
+	// up: a copy whose entry is another key's is then a wrong guess.
+	predicted bool
 }
 
 var scratchPool = sync.Pool{New: func() any { return new(scratch) }}

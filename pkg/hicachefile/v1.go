@@ -64,6 +64,7 @@ const (
 	stInvalid               // not a valid key
 	stRepeat                // repeats an earlier key of the call (BatchSetV1)
 	stStored                // already stored (BatchSetV1)
+	stAgain                 // a predicted copy that is not the key's: look it up (BatchGetV1)
 )
 
 // BatchSetV1 stores the pages at hostIndices (PageSize slots per key) in the

@@ -65,8 +65,11 @@ func (s *Store) BatchGetV1(keys []string, hostIndices []int64) ([]bool, error) {
 	s.stats.gets.Add(int64(len(keys)))
 	refreshed := false
 	hits := 0 // keys served from batch files
-	for range maxCopies {
-		s.idx.Lookup(sc.hashes, pi.fp, sc.refs, nil)
+	for round := range maxCopies {
+		sc.predicted = round == 0 && s.predictRun(keys, sc, pi)
+		if !sc.predicted {
+			s.idx.Lookup(sc.hashes, pi.fp, sc.refs, nil)
+		}
 		// The keys to read, noting whether they come in file and page
 		// order already, as a batch's keys do.
 		read := sc.order[:0]
@@ -84,7 +87,7 @@ func (s *Store) BatchGetV1(keys []string, hostIndices []int64) ([]bool, error) {
 				prev = r
 			}
 		}
-		retry := false
+		retry, again := false, false
 		if len(read) > 0 {
 			if !sorted {
 				sortByRef(read, sc.refs)
@@ -99,6 +102,8 @@ func (s *Store) BatchGetV1(keys []string, hostIndices []int64) ([]bool, error) {
 				switch sc.state[read[k]] {
 				case stBadCopy, stGone:
 					retry = true
+				case stAgain:
+					again = true
 				case stMismatch:
 					missing = true // a loadable copy may have arrived
 				}
@@ -108,6 +113,9 @@ func (s *Store) BatchGetV1(keys []string, hostIndices []int64) ([]bool, error) {
 			s.refresh(true)
 			refreshed = true
 			continue
+		}
+		if again {
+			continue // the keys guessed wrong, looked up
 		}
 		break
 	}
@@ -149,6 +157,48 @@ func (s *Store) BatchGetV1(keys []string, hostIndices []int64) ([]bool, error) {
 	return ok, nil
 }
 
+// predictRun sets the copies of a call's keys (sc.refs) when they look like
+// one batch file's pages in order, as a batch is read back, and reports
+// whether it did. It looks up the first and the last key only: when both
+// are in one file this pool can load, the last n-1 pages after the first,
+// and its entry just where the entries of the keys between would end it,
+// each key between is taken to be at the next page, its entry right after
+// the previous key's, without a lookup. Each page read is still checked
+// against its file's own index, key in full, offset and CRC32C, like any
+// other: a wrong guess (stAgain) costs its key a lookup round more, and no
+// page is served that a lookup would not have found good. In a large index
+// a lookup is a cache miss per key; a batch read as written makes two.
+func (s *Store) predictRun(keys []string, sc *scratch, pi *poolInfo) bool {
+	n := len(keys)
+	if n < minPredict {
+		return false
+	}
+	ends := [2]index.Ref{}
+	hashes := [2]uint64{sc.hashes[0], sc.hashes[n-1]}
+	s.idx.Lookup(hashes[:], pi.fp, ends[:], nil)
+	first, last := ends[0], ends[1]
+	if first.File == 0 || last.File != first.File || int64(last.Page)-int64(first.Page) != int64(n-1) {
+		return false
+	}
+	if _, meta, ok := s.idx.File(first.File); !ok || meta.FP != pi.fp || meta.PageLen != pi.pageLen {
+		return false
+	}
+	ent := int64(first.Ent)
+	for i := range n - 1 {
+		sc.refs[i] = index.Ref{File: first.File, Ent: uint32(ent), Page: first.Page + uint32(i)}
+		ent += entryFixed + int64(len(keys[i]))
+	}
+	if ent != int64(last.Ent) {
+		return false // entries laid out otherwise than a batch's: look every key up
+	}
+	sc.refs[n-1] = last
+	return true
+}
+
+// minPredict is the number of keys from which predictRun guesses: below
+// it, a lookup of every key costs about what the guess saves.
+const minPredict = 4
+
 // countGets counts the hits and misses of a V1 read.
 func (s *Store) countGets(pi *poolInfo, ok []bool) {
 	hits := int64(0)
@@ -163,8 +213,9 @@ func (s *Store) countGets(pi *poolInfo, ok []bool) {
 }
 
 // maxCopies bounds how many rounds of lookups a BatchGetV1 call makes: one
-// more for each copy of a key that proves bad.
-const maxCopies = 4
+// more for each copy of a key that proves bad, and one for guesses
+// (predictRun) that prove wrong.
+const maxCopies = 5
 
 // hashDistinct sets each key's digest and its state to stNone, and
 // checks, in the same pass, that no two keys of a V1 read share a
@@ -370,6 +421,11 @@ func (s *Store) readSome(pi *poolInfo, keys []string, bufs [][]byte, sc *scratch
 			// Shorter than its own index says: truncated, or not the file
 			// indexed. Longer than the file indexed: another file copied or
 			// renamed in its place, which is not read, however large.
+			if sc.guessed(group) {
+				clear(runs[r0:])
+				runs = runs[:r0]
+				continue
+			}
 			for _, i := range group {
 				if grown {
 					s.stats.mismatch.Add(1)
@@ -496,7 +552,9 @@ func (s *Store) openBatch(id uint32, group []int32, pi *poolInfo, sc *scratch) (
 		return -1, "", meta, 0, direct, nil
 	case meta.FP != pi.fp || meta.PageLen != pi.pageLen:
 		// Only copies another pool or store wrote: not read.
-		s.setState(group, sc, stMismatch)
+		if !sc.guessed(group) {
+			s.setState(group, sc, stMismatch)
+		}
 		return -1, "", meta, 0, direct, nil
 	}
 	fd, err = s.openWait(s.v1fd(), name)
@@ -627,6 +685,9 @@ func entriesEnd(keys []string, sc *scratch, group []int32) int64 {
 // pending (stRead) as bad copies: each is counted in c, and its copy is
 // dropped from the index.
 func (s *Store) dropGroup(group []int32, sc *scratch, c *atomic.Int64) {
+	if sc.guessed(group) {
+		return
+	}
 	for _, i := range group {
 		if sc.state[i] != stRead {
 			continue
@@ -644,7 +705,9 @@ func (s *Store) notRegular(name string, group []int32, sc *scratch) {
 	s.stats.specialFiles.Add(1)
 	s.forgetBatch(name)
 	s.idx.Add(name, index.Meta{}, nil, nil)
-	s.setState(group, sc, stDone)
+	if !sc.guessed(group) {
+		s.setState(group, sc, stDone)
+	}
 }
 
 // failGroup settles the keys of a batch file that could not be read: a
@@ -658,6 +721,8 @@ func (s *Store) failGroup(group []int32, sc *scratch, err error) {
 			s.notRegular(name, group, sc)
 			return
 		}
+	case sc.guessed(group):
+		return
 	case errors.Is(err, io.ErrUnexpectedEOF):
 		for _, i := range group {
 			s.stats.corrupt.Add(1)
@@ -669,6 +734,22 @@ func (s *Store) failGroup(group []int32, sc *scratch, err error) {
 		s.stats.errors.Add(int64(len(group)))
 	}
 	s.setState(group, sc, stDone)
+}
+
+// guessed reports whether the copies of the keys at positions group were
+// guessed (predictRun), not looked up, and if so leaves those still to
+// settle (stRead) stAgain, for a lookup round to settle, uncounted: the
+// index may not hold those copies at all.
+func (sc *scratch) guessed(group []int32) bool {
+	if !sc.predicted {
+		return false
+	}
+	for _, i := range group {
+		if sc.state[i] == stRead {
+			sc.state[i] = stAgain
+		}
+	}
+	return true
 }
 
 // setState sets the state of the keys at positions group.
@@ -756,6 +837,8 @@ func (s *Store) readRun(pi *poolInfo, bufs [][]byte, sc *scratch, r readRun, w *
 			switch {
 			case err == nil:
 				sc.crcs[i] = got[j]
+			case sc.predicted:
+				sc.state[i] = stAgain // settled by a lookup round
 			case errors.Is(err, io.ErrUnexpectedEOF):
 				s.stats.corrupt.Add(1) // past the end of a truncated file
 				sc.state[i] = stBadCopy
@@ -840,6 +923,12 @@ func (s *Store) verifyFile(pi *poolInfo, keys []string, sc *scratch, f *fileRead
 			continue // failed its read
 		}
 		switch {
+		case sc.predicted && (foreign || !entryMatches(f.ents, int64(sc.refs[i].Ent)-f.base, keys[i], int64(sc.refs[i].Page)*pi.pageLen, pi.pageLen) ||
+			entryCRC(f.ents, int64(sc.refs[i].Ent)-f.base, len(keys[i])) != sc.crcs[i]):
+			// A guess (predictRun) that failed: whether the index holds
+			// this copy at all, a lookup round tells, and settles it.
+			sc.state[i] = stAgain
+			continue
 		case foreign:
 			// Another file under this file's name (another model's or
 			// rank's, renamed in place): not the copy indexed.
