@@ -126,20 +126,22 @@
 // is such a mismatch too: the entries are read up to the size indexed plus
 // one byte, so that the byte found past the end shows it, and no more of
 // it is read however large it is. The index also records each file's
-// inode; a watcher event on a known name, or a polling store's check of the
-// files of the keys it finds, that sees another inode there reloads or
-// forgets the file, so that Exists and BatchSetV1 do not count the pages of
-// a file renamed over ours as this store's either. When the pages read end where the
-// index begins (a batch read as it was written) the entries come in the
-// same preadv as the pages: a read of a batch is an open, a preadv per
-// window of pages, and a close, with no fstat unless that read fails. A digest shared by another key can only make a
+// inode (except for the files a watching store links itself, whose one
+// creation event it expects); a watcher event on a known name, or a
+// polling store's check of the files of the keys it finds, that sees
+// another file there reloads or forgets it, so that Exists and BatchSetV1
+// do not count the pages of a file renamed over ours as this store's
+// either. When the pages read end where the index begins (a batch read as
+// it was written) the entries come in the same preadv as the pages: a read
+// of a batch is an open, a preadv per window of pages, and a close, with
+// no fstat unless that read fails. A digest shared by another key can only make a
 // key look present to Exists, BatchExists or BatchSetV1 (a chance of about
 // 2^-64 per key): the page is then missing when read, never wrong.
 //
 // The index follows other processes through inotify on v1S/: Exists,
 // BatchExists, BatchSetV1 and a BatchGetV1 that misses first apply the
-// pending events (one read(2)), so a batch file another process renames in
-// is loaded, and one it removes (its Clear) is forgotten, without listing
+// pending events (one read(2)), so a batch file another process links or
+// renames in is loaded, and one it removes (its Clear) is forgotten, without listing
 // the directory. A BatchGetV1 that finds its pages applies none: its reads
 // check everything the events would tell (a file gone fails its open, and
 // sends the call to the events). The directory is
@@ -286,8 +288,8 @@
 // # Concurrency
 //
 // A Store is safe for concurrent use by multiple goroutines, and several
-// processes may share one directory: files are immutable once renamed into
-// place, and each process's index only ever points at whole files. Two
+// processes may share one directory: files are immutable once under their
+// final names, and each process's index only ever points at whole files. Two
 // writers of the same key both succeed; either copy may be served. Clear
 // removes this store's files and leaves other ranks' and models' files,
 // except old-format files whose names are ambiguous (see Naming).
