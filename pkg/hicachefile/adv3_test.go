@@ -180,9 +180,9 @@ func TestAdv3ForeignOverUnnamed(t *testing.T) {
 	for _, when := range []string{"before the add, drained", "before the add", "before the drain", "after the drain"} {
 		for _, how := range []string{"rename", "link"} {
 			for _, noWatch := range []bool{false, true} {
-				for _, bounded := range []bool{false, true} {
-					t.Run(fmt.Sprintf("%s/%s/NoWatch=%v/MaxBytes=%v", when, how, noWatch, bounded), func(t *testing.T) {
-						testForeignOverUnnamed(t, when, how, noWatch, bounded)
+				for _, mode := range []string{"unnamed", "MaxBytes", "no O_TMPFILE"} {
+					t.Run(fmt.Sprintf("%s/%s/NoWatch=%v/%s", when, how, noWatch, mode), func(t *testing.T) {
+						testForeignOverUnnamed(t, when, how, noWatch, mode)
 					})
 				}
 			}
@@ -190,9 +190,10 @@ func TestAdv3ForeignOverUnnamed(t *testing.T) {
 	}
 }
 
-// With MaxBytes, the store's file is written under a temp name and
-// renamed into place instead: the same holds.
-func testForeignOverUnnamed(t *testing.T, when, how string, noWatch, bounded bool) {
+// With MaxBytes, or where O_TMPFILE is refused, the store's file is
+// written under a temp name and renamed into place instead: the same
+// holds.
+func testForeignOverUnnamed(t *testing.T, when, how string, noWatch bool, mode string) {
 	ps := mhaCfg.PageSize
 	p, idx := randomPages(t, 6)
 	dir := t.TempDir()
@@ -237,8 +238,11 @@ func testForeignOverUnnamed(t *testing.T, when, how string, noWatch, bounded boo
 		},
 	}
 	cfg := Config{Dir: dir, ModelName: "m", TPSize: 2, NoWatch: noWatch, Syscalls: sys}
-	if bounded {
+	switch mode {
+	case "MaxBytes":
 		cfg.MaxBytes = 1 << 30
+	case "no O_TMPFILE":
+		cfg.Syscalls.Openat = refuseTmpfile
 	}
 	live = newStore(t, cfg, p)
 	live.Exists("warm")
