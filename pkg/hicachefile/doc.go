@@ -365,8 +365,11 @@
 // System calls, counted with strace for a warm 100-key call: BatchSetV1
 // makes a read(2) of pending inotify events, then per batch file openat
 // (O_TMPFILE), pwritev, linkat and close (5 for a one-file call, the
-// floor's 4 and the read); with MaxBytes or MinFreeBytes, or where
-// O_TMPFILE is refused, an OFD lock, a rename and an fstat more. A
+// floor's 4 and the read). With MaxBytes or MinFreeBytes the file goes
+// under a locked temp name first: an fcntl (OFD lock), a linkat to the temp
+// name, an fstat, a renameat, and the bound's stats, 10 in all for a
+// one-file call; where O_TMPFILE is refused, the temp file is created by
+// name (no linkat). A
 // BatchGetV1 that finds its pages makes openat, preadv and close per batch
 // file, the keys' index entries coming in the same preadv as the pages.
 // None is per key; the kernel's limit of 1024 iovecs per call adds one
