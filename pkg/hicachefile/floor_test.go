@@ -438,29 +438,36 @@ func benchIndexHeap(b *testing.B, files, per int) {
 			b.Fatal(err)
 		}
 	}
-	var ms runtime.MemStats
-	var heap uint64
+	var heap float64
 	var took time.Duration
 	for b.Loop() {
-		runtime.GC()
-		runtime.ReadMemStats(&ms)
-		h0 := ms.HeapAlloc
-		t0 := time.Now()
-		s, err := New(sc)
-		if err != nil {
-			b.Fatal(err)
-		}
-		took += time.Since(t0)
-		runtime.GC()
-		runtime.ReadMemStats(&ms)
-		heap += ms.HeapAlloc - h0
+		s, t, h := newMeasured(b, sc)
+		took, heap = took+t, heap+h
 		if !s.Exists(sglangKey(files-1, per-1)) {
 			b.Fatal("last key missing")
 		}
 		_ = s.Close()
 	}
-	b.ReportMetric(float64(heap)/float64(b.N)/float64(files*per), "B/key")
+	b.ReportMetric(heap/float64(b.N)/float64(files*per), "B/key")
 	b.ReportMetric(float64(took.Nanoseconds())/float64(b.N)/float64(files), "ns/file")
+}
+
+// newMeasured opens a store with cfg and returns it, the time New took,
+// and the heap it kept after a garbage collection.
+func newMeasured(b *testing.B, cfg Config) (*Store, time.Duration, float64) {
+	var ms runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&ms)
+	h0 := ms.HeapAlloc
+	t0 := time.Now()
+	s, err := New(cfg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	took := time.Since(t0)
+	runtime.GC()
+	runtime.ReadMemStats(&ms)
+	return s, took, float64(ms.HeapAlloc) - float64(h0)
 }
 
 // BenchmarkParallelGet runs BatchGetV1 of 128 seed pages from as many
