@@ -180,9 +180,9 @@ func TestAdv3ForeignOverUnnamed(t *testing.T) {
 	for _, when := range []string{"before the add, drained", "before the add", "before the drain", "after the drain"} {
 		for _, how := range []string{"rename", "link"} {
 			for _, noWatch := range []bool{false, true} {
-				for _, bounded := range []bool{false, true} {
-					t.Run(fmt.Sprintf("%s/%s/NoWatch=%v/MaxBytes=%v", when, how, noWatch, bounded), func(t *testing.T) {
-						testForeignOverUnnamed(t, when, how, noWatch, bounded)
+				for _, mode := range []string{"unnamed", "MaxBytes", "no O_TMPFILE"} {
+					t.Run(fmt.Sprintf("%s/%s/NoWatch=%v/%s", when, how, noWatch, mode), func(t *testing.T) {
+						testForeignOverUnnamed(t, when, how, noWatch, mode)
 					})
 				}
 			}
@@ -190,9 +190,10 @@ func TestAdv3ForeignOverUnnamed(t *testing.T) {
 	}
 }
 
-// With MaxBytes, the store's file is written under a temp name and
-// renamed into place instead: the same holds.
-func testForeignOverUnnamed(t *testing.T, when, how string, noWatch, bounded bool) {
+// With MaxBytes, or where O_TMPFILE is refused, the store's file is
+// written under a temp name and renamed into place instead: the same
+// holds.
+func testForeignOverUnnamed(t *testing.T, when, how string, noWatch bool, mode string) {
 	ps := mhaCfg.PageSize
 	p, idx := randomPages(t, 6)
 	dir := t.TempDir()
@@ -218,27 +219,21 @@ func testForeignOverUnnamed(t *testing.T, when, how string, noWatch, bounded boo
 		}
 	}
 	armed := strings.HasPrefix(when, "before the add")
-	placed := func(np string, err error) error {
-		if err == nil && armed && strings.HasSuffix(np, batchExt) {
+	sys := writeHooks{placed: func(np string) {
+		if armed {
 			armed = false
 			over(filepath.Join(live.v1Dir, np))
 			if when == "before the add, drained" {
 				live.Exists("unrelated") // drains the events while the commit is in flight
 			}
 		}
-		return err
-	}
-	sys := Syscalls{
-		Linkat: func(od int, op string, nd int, np string, fl int) error {
-			return placed(np, unix.Linkat(od, op, nd, np, fl))
-		},
-		Renameat: func(od int, op string, nd int, np string) error {
-			return placed(np, unix.Renameat(od, op, nd, np))
-		},
-	}
+	}}.syscalls()
 	cfg := Config{Dir: dir, ModelName: "m", TPSize: 2, NoWatch: noWatch, Syscalls: sys}
-	if bounded {
+	switch mode {
+	case "MaxBytes":
 		cfg.MaxBytes = 1 << 30
+	case "no O_TMPFILE":
+		cfg.Syscalls.Openat = refuseTmpfile
 	}
 	live = newStore(t, cfg, p)
 	live.Exists("warm")
@@ -500,30 +495,18 @@ func testDirReplacedDuringWrite(t *testing.T, at string, seen, noWatch, bounded 
 			live.Exists("other") // another call sees the new directory
 		}
 	}
-	sys := Syscalls{
-		Pwritev: func(fd int, iovs [][]byte, off int64) (int, error) {
+	sys := writeHooks{
+		fill: func() {
 			if at == "fill" {
 				replace()
 			}
-			return pwritevRaw(fd, iovs, off)
 		},
-		// The file gets its final name by a link (unnamed) or a rename
-		// (a temp file, with MaxBytes).
-		Linkat: func(od int, op string, nd int, np string, fl int) error {
-			err := unix.Linkat(od, op, nd, np, fl)
-			if err == nil && at == "place" && strings.HasSuffix(np, batchExt) {
+		placed: func(string) {
+			if at == "place" {
 				replace()
 			}
-			return err
 		},
-		Renameat: func(od int, op string, nd int, np string) error {
-			err := unix.Renameat(od, op, nd, np)
-			if err == nil && at == "place" && strings.HasSuffix(np, batchExt) {
-				replace()
-			}
-			return err
-		},
-	}
+	}.syscalls()
 	cfg := Config{Dir: dir, ModelName: "m", NoWatch: noWatch, Syscalls: sys}
 	if bounded {
 		cfg.MaxBytes = 1 << 30
@@ -661,21 +644,18 @@ func testClearRacesUnnamedWrite(t *testing.T, at, who string, noWatch bool) {
 		go func() { cleared <- s.Clear() }()
 		time.Sleep(20 * time.Millisecond)
 	}
-	sys := Syscalls{
-		Pwritev: func(fd int, iovs [][]byte, off int64) (int, error) {
+	sys := writeHooks{
+		fill: func() {
 			if at == "fill" {
 				clearNow()
 			}
-			return pwritevRaw(fd, iovs, off)
 		},
-		Linkat: func(od int, op string, nd int, np string, fl int) error {
-			err := unix.Linkat(od, op, nd, np, fl)
-			if err == nil && at == "link" && strings.HasSuffix(np, batchExt) {
+		placed: func(string) {
+			if at == "link" {
 				clearNow()
 			}
-			return err
 		},
-	}
+	}.syscalls()
 	s = newStore(t, Config{Dir: dir, ModelName: "m", NoWatch: noWatch, Syscalls: sys}, p)
 	if ok, err := s.BatchSetV1([]string{"k1"}, idx[:ps]); err != nil || !ok[0] {
 		t.Fatal(ok, err)
@@ -727,8 +707,8 @@ func testClearDuringOverflow(t *testing.T, bounded bool) {
 	other := newStore(t, Config{Dir: dir, ModelName: "m", NoWatch: true}, p)
 	var s *Store
 	armed := false
-	placed := func(np string, err error) error {
-		if err == nil && armed && strings.HasSuffix(np, batchExt) {
+	sys := writeHooks{placed: func(string) {
+		if armed {
 			armed = false
 			flood(t, s.v1Dir)
 			if err := other.Clear(); err != nil {
@@ -736,18 +716,7 @@ func testClearDuringOverflow(t *testing.T, bounded bool) {
 			}
 			s.Exists("other") // drains the overflow: a listing
 		}
-		return err
-	}
-	// The file gets its name by a link (unnamed) or a rename (a temp
-	// file, with MaxBytes).
-	sys := Syscalls{
-		Linkat: func(od int, op string, nd int, np string, fl int) error {
-			return placed(np, unix.Linkat(od, op, nd, np, fl))
-		},
-		Renameat: func(od int, op string, nd int, np string) error {
-			return placed(np, unix.Renameat(od, op, nd, np))
-		},
-	}
+	}}.syscalls()
 	cfg := Config{Dir: dir, ModelName: "m", Syscalls: sys}
 	if bounded {
 		cfg.MaxBytes = 1 << 30

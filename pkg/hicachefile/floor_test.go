@@ -2,6 +2,7 @@ package hicachefile
 
 import (
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -152,6 +153,50 @@ func (f *floor) read(name string) error {
 	return nil
 }
 
+// readChecked is read with the checks the floor leaves out and a store
+// must make: the file's index, identity and trailer come in the same preadv
+// as the pages (into tail, which must be exactly their size), and each
+// page's key is compared in full with its entry, the entry's offset and
+// length with the page's, its CRC32C with the entry's, and the trailer's
+// checksum with the one written (tag). The store's own costs, which this
+// leaves out, are its index lookups and the translation of host indices
+// into page buffers.
+func (f *floor) readChecked(name string, keys []string, iov [][]byte, tail []byte, tag uint32) error {
+	fd, err := unix.Open(filepath.Join(f.dir, name), unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	if err := vectored(preadvRaw, fd, iov, 0); err != nil {
+		return err
+	}
+	pageLen := int64(0)
+	for _, b := range f.pages[:f.bpp] {
+		pageLen += int64(len(b))
+	}
+	e := 0
+	for i := range f.n {
+		crc := uint32(0)
+		for _, b := range f.pages[i*f.bpp : (i+1)*f.bpp] {
+			crc = crc32.Update(crc, castagnoli, b)
+		}
+		k := int(binary.LittleEndian.Uint16(tail[e:]))
+		if k != len(keys[i]) || string(tail[e+2:e+2+k]) != keys[i] {
+			return fmt.Errorf("floor: key %d", i)
+		}
+		rest := tail[e+2+k:]
+		if int64(binary.LittleEndian.Uint64(rest)) != int64(i)*pageLen || int64(binary.LittleEndian.Uint64(rest[8:])) != pageLen ||
+			binary.LittleEndian.Uint32(rest[16:]) != crc {
+			return fmt.Errorf("floor: page %d entry or CRC", i)
+		}
+		e += entryFixed + k
+	}
+	if fileTag(tail) != tag {
+		return errors.New("floor: trailer")
+	}
+	return nil
+}
+
 // cpuTime returns the CPU time (user and system) the process has used. On
 // a machine that others load, the ratio of CPU times is steadier than the
 // ratio of wall times: a longer call is more often descheduled midway.
@@ -171,7 +216,11 @@ var floorNs = []int{1, 10, 100, 1000, 10000}
 // the process's CPU time, steadier on a busy machine; syscalls/op, the system
 // calls the store made through its Syscalls seam per call (all but the
 // read(2) of pending inotify events a write call makes); allocs/op of the store
-// call alone (store-allocs/op); store-ns/op and floor-ns/op. Index/... builds
+// call alone (store-allocs/op); store-ns/op and floor-ns/op; and for a
+// read, checked-x-floor, the time of the floor with the checks a store
+// must make (readChecked) over the floor's, and x-checked, the store's
+// over that checked floor's: the part of x-floor the store's own design
+// costs. Index/... builds
 // a store over many batch files and reports the index heap per key (B/key)
 // and New's time per batch file (ns/file).
 //
@@ -227,8 +276,12 @@ func benchFloor(b *testing.B, parent string, n int, write bool) {
 			b.Fatal(err)
 		}
 		fl.pages, _ = p.PageBuffers(src)
-		if err := fl.write(keys, "f"); err != nil {
-			b.Fatal(err)
+		// The checked floor reads a file of its own: one just read by the
+		// other floor would come warmer from the CPU's caches.
+		for _, name := range []string{"f", "fc"} {
+			if err := fl.write(keys, name); err != nil {
+				b.Fatal(err)
+			}
 		}
 		for i := range n {
 			crc := uint32(0)
@@ -239,8 +292,25 @@ func benchFloor(b *testing.B, parent string, n int, write bool) {
 		}
 		fl.pages = pages
 	}
+	// The checked floor's preadv: the pages, then the rest of the file.
+	var checkedIOV [][]byte
+	var checkedTail []byte
+	var tag uint32
+	if !write {
+		st, err := os.Stat(filepath.Join(fdir, "fc"))
+		if err != nil {
+			b.Fatal(err)
+		}
+		checkedTail = make([]byte, st.Size()-int64(n*p.PageBytes()))
+		checkedIOV = append(pages[:len(pages):len(pages)], checkedTail)
+		raw, err := os.ReadFile(filepath.Join(fdir, "fc"))
+		if err != nil {
+			b.Fatal(err)
+		}
+		tag = fileTag(raw)
+	}
 
-	var storeNs, floorNs, storeCPU, floorCPU time.Duration
+	var storeNs, floorNs, checkedNs, storeCPU, floorCPU time.Duration
 	var syscalls, ops int64
 	const clearBytes = 256 << 20 // a write run clears both directories after this many bytes
 	written := int64(0)
@@ -298,12 +368,22 @@ func benchFloor(b *testing.B, parent string, n int, write bool) {
 				b.Fatal(err)
 			}
 		}
-		if ops%2 == 0 {
-			storeOp()
-			floorOp()
-		} else {
-			floorOp()
-			storeOp()
+		checkedOp := func() {
+			t0 := time.Now()
+			err := fl.readChecked("fc", getKeys, checkedIOV, checkedTail, tag)
+			checkedNs += time.Since(t0)
+			if err != nil {
+				b.Fatal(err)
+			}
+		}
+		// Each takes each place in turn, so that none always runs with
+		// the caches another left.
+		order := []func(){storeOp, floorOp}
+		if !write {
+			order = append(order, checkedOp)
+		}
+		for j := range order {
+			order[(int(ops)+j)%len(order)]()
 		}
 		ops++
 	}
@@ -312,6 +392,12 @@ func benchFloor(b *testing.B, parent string, n int, write bool) {
 	b.ReportMetric(float64(storeNs.Nanoseconds())/float64(ops), "store-ns/op")
 	b.ReportMetric(float64(floorNs.Nanoseconds())/float64(ops), "floor-ns/op")
 	b.ReportMetric(float64(syscalls)/float64(ops), "syscalls/op")
+	if !write {
+		// The checks a store must make, on top of the floor, and the
+		// store against the floor with those checks.
+		b.ReportMetric(float64(checkedNs)/float64(floorNs), "checked-x-floor")
+		b.ReportMetric(float64(storeNs)/float64(checkedNs), "x-checked")
+	}
 	// Allocations of the store call alone, in steady state.
 	b.StopTimer()
 	const runs = 10
@@ -352,29 +438,36 @@ func benchIndexHeap(b *testing.B, files, per int) {
 			b.Fatal(err)
 		}
 	}
-	var ms runtime.MemStats
-	var heap uint64
+	var heap float64
 	var took time.Duration
 	for b.Loop() {
-		runtime.GC()
-		runtime.ReadMemStats(&ms)
-		h0 := ms.HeapAlloc
-		t0 := time.Now()
-		s, err := New(sc)
-		if err != nil {
-			b.Fatal(err)
-		}
-		took += time.Since(t0)
-		runtime.GC()
-		runtime.ReadMemStats(&ms)
-		heap += ms.HeapAlloc - h0
+		s, t, h := newMeasured(b, sc)
+		took, heap = took+t, heap+h
 		if !s.Exists(sglangKey(files-1, per-1)) {
 			b.Fatal("last key missing")
 		}
 		_ = s.Close()
 	}
-	b.ReportMetric(float64(heap)/float64(b.N)/float64(files*per), "B/key")
+	b.ReportMetric(heap/float64(b.N)/float64(files*per), "B/key")
 	b.ReportMetric(float64(took.Nanoseconds())/float64(b.N)/float64(files), "ns/file")
+}
+
+// newMeasured opens a store with cfg and returns it, the time New took,
+// and the heap it kept after a garbage collection.
+func newMeasured(b *testing.B, cfg Config) (*Store, time.Duration, float64) {
+	var ms runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&ms)
+	h0 := ms.HeapAlloc
+	t0 := time.Now()
+	s, err := New(cfg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	took := time.Since(t0)
+	runtime.GC()
+	runtime.ReadMemStats(&ms)
+	return s, took, float64(ms.HeapAlloc) - float64(h0)
 }
 
 // BenchmarkParallelGet runs BatchGetV1 of 128 seed pages from as many

@@ -57,20 +57,9 @@ func BenchmarkNew10M(b *testing.B) {
 	var took, gc time.Duration
 	var heap float64
 	for b.Loop() {
-		var ms runtime.MemStats
-		runtime.GC()
-		runtime.ReadMemStats(&ms)
-		h0 := ms.HeapAlloc
-		t0 := time.Now()
-		s, err := New(sc)
-		if err != nil {
-			b.Fatal(err)
-		}
-		took += time.Since(t0)
+		s, t, h := newMeasured(b, sc)
 		b.StopTimer()
-		runtime.GC()
-		runtime.ReadMemStats(&ms)
-		heap += float64(ms.HeapAlloc) - float64(h0)
+		took, heap = took+t, heap+h
 		t1 := time.Now()
 		runtime.GC()
 		gc += time.Since(t1)

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"fmt"
 	"os"
-	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -78,24 +77,15 @@ func testAddAfterDeleteEvent(t *testing.T, noWatch bool) {
 	armed := true
 	// The batch file gets its name by a link (an unnamed file) or a
 	// rename (a temp file): either way, the Clear comes right after.
-	placed := func(np string, err error) error {
-		if armed && strings.HasSuffix(np, batchExt) {
+	sys := writeHooks{placed: func(string) {
+		if armed {
 			armed = false
 			if cerr := other.Clear(); cerr != nil {
 				t.Error(cerr)
 			}
 			a.Exists("unrelated") // any lookup in another goroutine drains the events
 		}
-		return err
-	}
-	sys := Syscalls{
-		Renameat: func(od int, op string, nd int, np string) error {
-			return placed(np, unix.Renameat(od, op, nd, np))
-		},
-		Linkat: func(od int, op string, nd int, np string, fl int) error {
-			return placed(np, unix.Linkat(od, op, nd, np, fl))
-		},
-	}
+	}}.syscalls()
 	a = newStore(t, Config{Dir: dir, ModelName: "m", NoWatch: noWatch, Syscalls: sys}, p)
 	if ok, err := a.BatchSetV1([]string{"k"}, idx); err != nil || !ok[0] {
 		t.Fatal(ok, err)
