@@ -228,14 +228,14 @@ var floorNs = []int{1, 10, 100, 1000, 10000}
 func BenchmarkFloor(b *testing.B) {
 	for _, d := range floorDirs(b) {
 		for _, n := range floorNs {
-			b.Run(fmt.Sprintf("%s/set/N=%d", d.name, n), func(b *testing.B) { benchFloor(b, d.dir, n, true) })
-			b.Run(fmt.Sprintf("%s/get/N=%d", d.name, n), func(b *testing.B) { benchFloor(b, d.dir, n, false) })
+			b.Run(fmt.Sprintf("%s/set/N=%d", d.name, n), func(b *testing.B) { benchFloor(b, d.dir, n, true, 0) })
+			b.Run(fmt.Sprintf("%s/get/N=%d", d.name, n), func(b *testing.B) { benchFloor(b, d.dir, n, false, 0) })
 		}
 	}
 	b.Run("Index", func(b *testing.B) { benchIndexHeap(b, 1000, 128) })
 }
 
-func benchFloor(b *testing.B, parent string, n int, write bool) {
+func benchFloor(b *testing.B, parent string, n int, write bool, others int) {
 	dir, err := os.MkdirTemp(parent, "floor")
 	if err != nil {
 		b.Fatal(err)
@@ -270,6 +270,21 @@ func benchFloor(b *testing.B, parent string, n int, write bool) {
 		return keys
 	}
 	getKeys := keysOf(0)
+	if others > 0 {
+		// Other keys in the index first, in batches of n, so that its
+		// table outgrows the CPU's caches as a serving store's does.
+		w := newStore(b, Config{Dir: filepath.Join(dir, "store"), ModelName: "bench", NoWatch: true}, p)
+		ks := make([]string, n)
+		for f := 0; f*n < others; f++ {
+			for i := range ks {
+				ks[i] = sglangKey("other", f, i)
+			}
+			if ok, err := w.BatchSetV1(ks, src); err != nil || !all(ok) {
+				b.Fatal(err)
+			}
+		}
+		s = newStore(b, Config{Dir: filepath.Join(dir, "store"), ModelName: "bench", Syscalls: calls.syscalls()}, p)
+	}
 	if !write {
 		keys := getKeys
 		if _, err := s.BatchSetV1(keys, src); err != nil {
@@ -415,6 +430,21 @@ func benchFloor(b *testing.B, parent string, n int, write bool) {
 		}
 	})
 	b.ReportMetric(allocs, "store-allocs/op")
+}
+
+// BenchmarkFloorBigIndex is BenchmarkFloor's read of N keys by a store
+// that indexes a million other keys as well: its index no longer fits the
+// CPU's caches, so each key looked up costs a cache miss, as in a serving
+// store of millions of pages, where the small index of BenchmarkFloor
+// stays in cache.
+//
+//	go test -run=NONE -bench=FloorBigIndex -count=3 -benchtime=1s ./pkg/hicachefile
+func BenchmarkFloorBigIndex(b *testing.B) {
+	for _, d := range floorDirs(b) {
+		for _, n := range []int{100, 1000} {
+			b.Run(fmt.Sprintf("%s/get/N=%d", d.name, n), func(b *testing.B) { benchFloor(b, d.dir, n, false, 1<<20) })
+		}
+	}
 }
 
 // benchIndexHeap writes files batch files of per seed pages each, then

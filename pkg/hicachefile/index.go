@@ -221,6 +221,7 @@ func putScratch(sc *scratch) {
 	clear(sc.iov[:cap(sc.iov)]) // drop references to pool memory
 	clear(sc.runs[:cap(sc.runs)])
 	clear(sc.files[:cap(sc.files)])
+	sc.predicted = false
 	scratchPool.Put(sc)
 }
 
