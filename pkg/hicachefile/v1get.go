@@ -48,6 +48,12 @@ import (
 // (settleProbed); with Config.DirectIO every file is fstat'ed before it is
 // read. It makes no system call per key, and no other when every key is
 // found.
+//
+// Keys read back as a batch was written, its pages in order, are not
+// looked up one by one: when the call's first and last keys lie n-1 pages
+// apart in one batch file, the keys between are taken to fill the pages
+// between (predictRun), and each is checked against the file's own index
+// like any copy; a guess that proves wrong costs its key a lookup round.
 func (s *Store) BatchGetV1(keys []string, hostIndices []int64) ([]bool, error) {
 	ok := make([]bool, len(keys))
 	sc := getScratch(len(keys))
