@@ -432,14 +432,14 @@ func benchFloor(b *testing.B, parent string, n int, write bool, others int) {
 	b.ReportMetric(allocs, "store-allocs/op")
 }
 
-// BenchmarkFloorBigIndex is BenchmarkFloor's read of N keys by a store
+// BenchmarkBigIndex is BenchmarkFloor's read of N keys by a store
 // that indexes a million other keys as well: its index no longer fits the
 // CPU's caches, so each key looked up costs a cache miss, as in a serving
 // store of millions of pages, where the small index of BenchmarkFloor
 // stays in cache.
 //
-//	go test -run=NONE -bench=FloorBigIndex -count=3 -benchtime=1s ./pkg/hicachefile
-func BenchmarkFloorBigIndex(b *testing.B) {
+//	go test -run=NONE -bench=BigIndex -count=3 -benchtime=1s ./pkg/hicachefile
+func BenchmarkBigIndex(b *testing.B) {
 	for _, d := range floorDirs(b) {
 		for _, n := range []int{100, 1000} {
 			b.Run(fmt.Sprintf("%s/get/N=%d", d.name, n), func(b *testing.B) { benchFloor(b, d.dir, n, false, 1<<20) })
