@@ -171,28 +171,10 @@ func TestAdv2SharedDirStorm(t *testing.T) {
 						}
 						// A write in progress may lose its temp file to
 						// another store's Clear, and fail (Clear's doc).
-						if _, err := a.s.BatchSetV1(q, si); err != nil && !errors.Is(err, errTempGone) {
-							fail("actor %d: BatchSetV1: %v", w, err)
+						tempGone := func(err error) bool { return errors.Is(err, errTempGone) }
+						want := func(j int) int64 { return a.src[which[j]*ps] }
+						if !stormRound(t, p, a.s, w, it, q, si, dst, want, tempGone, fail, &hits) {
 							return
-						}
-						if w == 1 && it%10 == 9 {
-							if err := a.s.Clear(); err != nil {
-								fail("actor %d: Clear: %v", w, err)
-								return
-							}
-						}
-						ok, err := a.s.BatchGetV1(q, dst[:n*ps])
-						if err != nil {
-							fail("actor %d: BatchGetV1: %v", w, err)
-							return
-						}
-						for j := range q {
-							if ok[j] {
-								hits.Add(1)
-							}
-							if ok[j] && !samePages(t, p, dst[j*ps], a.src[which[j]*ps]) {
-								fail("actor %d: key %s: another identity's or a wrong page", w, q[j])
-							}
 						}
 					}
 				}()

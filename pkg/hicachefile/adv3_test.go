@@ -787,6 +787,40 @@ func TestAdv3LinkErrorsNoFDLeak(t *testing.T) {
 	}
 }
 
+// stormRound is one round of a storm's actor w: it stores the keys q from
+// the slots si, Clears every tenth round when it is actor 1, reads q back
+// into dst, and checks each page served against the slot want(j) of the
+// page q[j] was written from, counting it in hits. A write error that
+// setOK allows is not a failure. It reports false once it has failed.
+func stormRound(t *testing.T, p *hostcache.Pool, s *Store, w, it int, q []string, si, dst []int64, want func(j int) int64,
+	setOK func(error) bool, fail func(string, ...any), hits *atomic.Int64) bool {
+	ps := p.Config().PageSize
+	if _, err := s.BatchSetV1(q, si); err != nil && (setOK == nil || !setOK(err)) {
+		fail("actor %d: BatchSetV1: %v", w, err)
+		return false
+	}
+	if w == 1 && it%10 == 9 {
+		if err := s.Clear(); err != nil {
+			fail("actor %d: Clear: %v", w, err)
+			return false
+		}
+	}
+	ok, err := s.BatchGetV1(q, dst[:len(q)*ps])
+	if err != nil {
+		fail("actor %d: BatchGetV1: %v", w, err)
+		return false
+	}
+	for j := range q {
+		if ok[j] {
+			hits.Add(1)
+			if !samePages(t, p, dst[j*ps], want(j)) {
+				fail("actor %d: key %s: another identity's or a wrong page", w, q[j])
+			}
+		}
+	}
+	return true
+}
+
 // TestAdv3UnnamedStorm: stores without a bound (unnamed writes) of two
 // identities, two of one of them, one watching and one polling, write the
 // same keys with different pages on one directory, while one of them
@@ -844,28 +878,9 @@ func TestAdv3UnnamedStorm(t *testing.T) {
 				first := r.IntN(nk - n + 1)
 				q := keys[first : first+n]
 				si := a.src[first*ps : (first+n)*ps]
-				if _, err := a.s.BatchSetV1(q, si); err != nil {
-					fail("actor %d: BatchSetV1: %v", w, err)
+				want := func(j int) int64 { return a.src[(first+j)*ps] }
+				if !stormRound(t, p, a.s, w, it, q, si, dst, want, nil, fail, &hits) {
 					return
-				}
-				if w == 1 && it%10 == 9 {
-					if err := a.s.Clear(); err != nil {
-						fail("actor %d: Clear: %v", w, err)
-						return
-					}
-				}
-				ok, err := a.s.BatchGetV1(q, dst[:n*ps])
-				if err != nil {
-					fail("actor %d: BatchGetV1: %v", w, err)
-					return
-				}
-				for j := range q {
-					if ok[j] {
-						hits.Add(1)
-						if !samePages(t, p, dst[j*ps], a.src[(first+j)*ps]) {
-							fail("actor %d: key %s: another identity's or a wrong page", w, q[j])
-						}
-					}
 				}
 			}
 		})
