@@ -928,9 +928,14 @@ func (s *Store) verifyFile(pi *poolInfo, keys []string, sc *scratch, f *fileRead
 		if sc.state[i] != stRead {
 			continue // failed its read
 		}
+		// Each key's entry is decoded once: the full key, the page's
+		// offset and length, then its CRC32C (only once the rest
+		// matches: the entry's bounds are checked by then).
+		e := int64(sc.refs[i].Ent) - f.base
+		matches := !foreign && entryMatches(f.ents, e, keys[i], int64(sc.refs[i].Page)*pi.pageLen, pi.pageLen)
+		good := matches && entryCRC(f.ents, e, len(keys[i])) == sc.crcs[i]
 		switch {
-		case sc.predicted && (foreign || !entryMatches(f.ents, int64(sc.refs[i].Ent)-f.base, keys[i], int64(sc.refs[i].Page)*pi.pageLen, pi.pageLen) ||
-			entryCRC(f.ents, int64(sc.refs[i].Ent)-f.base, len(keys[i])) != sc.crcs[i]):
+		case sc.predicted && !good:
 			// A guess (predictRun) that failed: whether the index holds
 			// this copy at all, a lookup round tells, and settles it.
 			sc.state[i] = stAgain
@@ -939,10 +944,10 @@ func (s *Store) verifyFile(pi *poolInfo, keys []string, sc *scratch, f *fileRead
 			// Another file under this file's name (another model's or
 			// rank's, renamed in place): not the copy indexed.
 			s.stats.mismatch.Add(1)
-		case !entryMatches(f.ents, int64(sc.refs[i].Ent)-f.base, keys[i], int64(sc.refs[i].Page)*pi.pageLen, pi.pageLen):
+		case !matches:
 			// Another key with the same digest, or a file rewritten in
 			// place: this copy is not the key's.
-		case entryCRC(f.ents, int64(sc.refs[i].Ent)-f.base, len(keys[i])) != sc.crcs[i]:
+		case !good:
 			s.stats.corrupt.Add(1)
 		default:
 			ok[i] = true
