@@ -427,20 +427,11 @@ func (s *Store) readSome(pi *poolInfo, keys []string, bufs [][]byte, sc *scratch
 			// Shorter than its own index says: truncated, or not the file
 			// indexed. Longer than the file indexed: another file copied or
 			// renamed in its place, which is not read, however large.
-			if sc.guessed(group) {
-				clear(runs[r0:])
-				runs = runs[:r0]
-				continue
+			c := &s.stats.corrupt
+			if grown {
+				c = &s.stats.mismatch
 			}
-			for _, i := range group {
-				if grown {
-					s.stats.mismatch.Add(1)
-				} else {
-					s.stats.corrupt.Add(1)
-				}
-				s.idx.Drop(sc.hashes[i], sc.refs[i])
-			}
-			s.setState(group, sc, stBadCopy)
+			s.dropGroup(group, sc, c)
 			clear(runs[r0:])
 			runs = runs[:r0]
 			continue
