@@ -207,16 +207,10 @@ func (s *Store) openTemp(dirfd int, dir string, size int64) (tempFile, error) {
 // refuses O_TMPFILE or the link, or /proc is not there: O_TMPFILE is then
 // off for the store, which makes its temp files by name.
 func (s *Store) openBornLocked(dirfd int, dir string, size int64) (t tempFile, ok bool, err error) {
-	t = tempFile{dirfd: dirfd, dir: dir, size: size, name: s.lockedTmpName()}
-	t.fd, err = s.sys.Openat(dirfd, ".", unix.O_TMPFILE|unix.O_WRONLY|unix.O_CLOEXEC, 0o644)
-	switch err {
-	case nil:
-	case unix.EOPNOTSUPP, unix.EISDIR, unix.EINVAL:
-		s.tmpfile.Store(int32(tmpfileNo))
-		return t, false, nil
-	default:
-		return t, false, fmt.Errorf("hicachefile: create a temp file in %s: %w", dir, err)
+	if t, ok, err = s.openUnnamed(dirfd, dir, size); !ok || err != nil {
+		return t, ok, err
 	}
+	t.name = s.lockedTmpName()
 	if _, err := s.lockTemp(t.fd); err != nil { // nobody else can have it
 		_ = s.sys.Close(t.fd)
 		return t, false, fmt.Errorf("hicachefile: lock a temp file in %s: %w", dir, err)
