@@ -89,38 +89,17 @@ func (x *Index) AddBatch(b *Batch) {
 	for i, name := range b.names {
 		id := first[i]
 		end := b.ends[i]
-		los := make([]uint32, end-start)
-		for k, h := range hashes[start:end] {
-			los[k] = uint32(h)
-			ids[start+k] = id
+		for k := start; k < end; k++ {
+			ids[k] = id
 		}
-		x.files[id] = file{name: name, meta: b.metas[i], los: los}
+		x.files[id] = file{name: name, meta: b.metas[i], los: lows(hashes[start:end])}
 		start = end
 	}
 	x.fmu.Unlock()
 
-	// As AddHashed: insert shard by shard, then turn the files live, so
-	// that a lookup never sees part of a file.
-	buf := orderPool.Get().(*[]int32)
-	order, ends := byShard(hashes, *buf)
-	lo := int32(0)
-	for k := range ends {
-		if ends[k] == lo {
-			continue
-		}
-		group := order[lo:ends[k]]
-		s := &x.shard[k]
-		s.mu.Lock()
-		s.reserve(len(group))
-		_ = s.touch(hashes, group)
-		for _, i := range group {
-			s.insert(makeSlot(hashes[i], ids[i], b.ents[i], b.pages[i]))
-		}
-		s.mu.Unlock()
-		lo = ends[k]
-	}
-	*buf = order
-	orderPool.Put(buf)
+	// As AddHashed: insert, then turn the files live, so that a lookup
+	// never sees part of a file.
+	x.insertKeys(hashes, ids, 0, b.ents, b.pages)
 
 	var olds []uint32
 	x.fmu.Lock()
