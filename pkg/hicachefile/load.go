@@ -236,15 +236,13 @@ func (s *Store) merge(set *loadedSet) {
 	}
 	var empty index.Batch // files known to hold nothing
 	for _, f := range set.fails {
-		if errors.Is(f.err, ErrCorrupt) {
-			// It takes space too: it joins the eviction order as the
-			// files that loaded did.
-			s.lru.track(fileID{name: f.name}, f.size, f.mtime)
-		}
 		switch {
 		case errors.Is(f.err, errNotRegular):
 			empty.EndFile(f.name, index.Meta{}) // counted in Stats.SpecialFiles; never read
 		case errors.Is(f.err, ErrCorrupt):
+			// It takes space too: it joins the eviction order as the
+			// files that loaded did.
+			s.lru.track(fileID{name: f.name}, f.size, f.mtime)
 			empty.EndFile(f.name, index.Meta{})
 			s.stats.skippedFiles.Add(1)
 		case errors.Is(f.err, os.ErrNotExist):
