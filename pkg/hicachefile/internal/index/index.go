@@ -164,7 +164,7 @@ func (x *Index) Reset() {
 	defer x.fmu.Unlock()
 	x.files = make([]file, 1)
 	x.free = nil
-	x.names.reset(0)
+	x.names.reset()
 	for i := range x.shard {
 		s := &x.shard[i]
 		s.mu.Lock()
