@@ -82,9 +82,9 @@ func (x *Index) AddBatch(b *Batch) {
 
 	x.wmu.Lock()
 	defer x.wmu.Unlock()
+	x.fmu.Lock()
 	b.fids = x.newIDs(nf, b.fids)
 	first := b.fids
-	x.fmu.Lock()
 	start := 0
 	for i, name := range b.names {
 		id := first[i]
@@ -117,11 +117,10 @@ func (x *Index) AddBatch(b *Batch) {
 }
 
 // newIDs returns n unused file ids in ids[:0], reusing forgotten ones
-// first, with room made for them in x.files. The caller holds x.wmu.
+// first, with room made for them in x.files. The caller holds x.wmu and
+// x.fmu.
 func (x *Index) newIDs(n int, ids []uint32) []uint32 {
 	ids = ids[:0]
-	x.fmu.Lock()
-	defer x.fmu.Unlock()
 	for len(ids) < n && len(x.free) > 0 {
 		k := len(x.free) - 1
 		ids = append(ids, x.free[k])

@@ -201,13 +201,8 @@ func (x *Index) AddHashed(name string, meta Meta, hashes []uint64, ents, pages [
 	x.wmu.Lock()
 	defer x.wmu.Unlock()
 	x.fmu.Lock()
-	var id uint32
-	if n := len(x.free); n > 0 {
-		id, x.free = x.free[n-1], x.free[:n-1]
-	} else {
-		id = uint32(len(x.files))
-		x.files = append(x.files, file{})
-	}
+	var one [1]uint32
+	id := x.newIDs(1, one[:])[0]
 	x.files[id] = file{name: name, meta: meta, los: lows(hashes)}
 	x.fmu.Unlock()
 	// The file turns live only when every entry is in, so a lookup never
