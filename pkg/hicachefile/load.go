@@ -236,15 +236,13 @@ func (s *Store) merge(set *loadedSet) {
 	}
 	var empty index.Batch // files known to hold nothing
 	for _, f := range set.fails {
-		if errors.Is(f.err, ErrCorrupt) {
-			// It takes space too: it joins the eviction order as the
-			// files that loaded did.
-			s.lru.track(fileID{name: f.name}, f.size, f.mtime)
-		}
 		switch {
 		case errors.Is(f.err, errNotRegular):
 			empty.EndFile(f.name, index.Meta{}) // counted in Stats.SpecialFiles; never read
 		case errors.Is(f.err, ErrCorrupt):
+			// It takes space too: it joins the eviction order as the
+			// files that loaded did.
+			s.lru.track(fileID{name: f.name}, f.size, f.mtime)
 			empty.EndFile(f.name, index.Meta{})
 			s.stats.skippedFiles.Add(1)
 		case errors.Is(f.err, os.ErrNotExist):
@@ -290,8 +288,9 @@ func (s *Store) openIndex(name string) (f loaded, fd int, st unix.Stat_t) {
 
 // readIndex reads and checks the trailer and index of the batch file f,
 // open at fd, whose fstat is st, and when they pass, adds the digests of
-// its keys and the offsets of their entries to keys and ends the file
-// there (index.Batch.EndFile) in lw.keys; it sets f.err when they fail. With nowait, it reports false, having done nothing, when the
+// its keys and the offsets of their entries to lw.keys and ends the file
+// there (index.Batch.EndFile); it sets f.err when they fail. With nowait,
+// it reports false, having done nothing, when the
 // file's last loadTail bytes are not all in the page cache: its first read
 // does not wait for the disk (preadv2 with RWF_NOWAIT). A file system
 // without RWF_NOWAIT (tmpfs) turns nowait off for the store.
@@ -341,7 +340,10 @@ func (s *Store) readIndex(f *loaded, fd int, st *unix.Stat_t, lw *loadWorker, no
 		ib = b[start : tail-trailerSize]
 	} else {
 		ib = make([]byte, t.indexLen+t.identLen)
-		if err := s.sys.preadv(fd, [][]byte{ib}, t.indexOff); err != nil {
+		lw.iov[0] = ib
+		err := s.sys.preadv(fd, lw.iov[:], t.indexOff)
+		lw.iov[0] = nil
+		if err != nil {
 			f.err = fmt.Errorf("hicachefile: read index of %s: %w", name, err)
 			return true
 		}

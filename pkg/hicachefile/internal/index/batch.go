@@ -82,45 +82,24 @@ func (x *Index) AddBatch(b *Batch) {
 
 	x.wmu.Lock()
 	defer x.wmu.Unlock()
+	x.fmu.Lock()
 	b.fids = x.newIDs(nf, b.fids)
 	first := b.fids
-	x.fmu.Lock()
 	start := 0
 	for i, name := range b.names {
 		id := first[i]
 		end := b.ends[i]
-		los := make([]uint32, end-start)
-		for k, h := range hashes[start:end] {
-			los[k] = uint32(h)
-			ids[start+k] = id
+		for k := start; k < end; k++ {
+			ids[k] = id
 		}
-		x.files[id] = file{name: name, meta: b.metas[i], los: los}
+		x.files[id] = file{name: name, meta: b.metas[i], los: lows(hashes[start:end])}
 		start = end
 	}
 	x.fmu.Unlock()
 
-	// As AddHashed: insert shard by shard, then turn the files live, so
-	// that a lookup never sees part of a file.
-	buf := orderPool.Get().(*[]int32)
-	order, ends := byShard(hashes, *buf)
-	lo := int32(0)
-	for k := range ends {
-		if ends[k] == lo {
-			continue
-		}
-		group := order[lo:ends[k]]
-		s := &x.shard[k]
-		s.mu.Lock()
-		s.reserve(len(group))
-		_ = s.touch(hashes, group)
-		for _, i := range group {
-			s.insert(makeSlot(hashes[i], ids[i], b.ents[i], b.pages[i]))
-		}
-		s.mu.Unlock()
-		lo = ends[k]
-	}
-	*buf = order
-	orderPool.Put(buf)
+	// As AddHashed: insert, then turn the files live, so that a lookup
+	// never sees part of a file.
+	x.insertKeys(hashes, ids, 0, b.ents, b.pages)
 
 	var olds []uint32
 	x.fmu.Lock()
@@ -138,11 +117,10 @@ func (x *Index) AddBatch(b *Batch) {
 }
 
 // newIDs returns n unused file ids in ids[:0], reusing forgotten ones
-// first, with room made for them in x.files. The caller holds x.wmu.
+// first, with room made for them in x.files. The caller holds x.wmu and
+// x.fmu.
 func (x *Index) newIDs(n int, ids []uint32) []uint32 {
 	ids = ids[:0]
-	x.fmu.Lock()
-	defer x.fmu.Unlock()
 	for len(ids) < n && len(x.free) > 0 {
 		k := len(x.free) - 1
 		ids = append(ids, x.free[k])

@@ -164,7 +164,7 @@ func (x *Index) Reset() {
 	defer x.fmu.Unlock()
 	x.files = make([]file, 1)
 	x.free = nil
-	x.names.reset(0)
+	x.names.reset()
 	for i := range x.shard {
 		s := &x.shard[i]
 		s.mu.Lock()
@@ -201,21 +201,36 @@ func (x *Index) AddHashed(name string, meta Meta, hashes []uint64, ents, pages [
 	x.wmu.Lock()
 	defer x.wmu.Unlock()
 	x.fmu.Lock()
-	var id uint32
-	if n := len(x.free); n > 0 {
-		id, x.free = x.free[n-1], x.free[:n-1]
-	} else {
-		id = uint32(len(x.files))
-		x.files = append(x.files, file{})
+	var one [1]uint32
+	id := x.newIDs(1, one[:])[0]
+	x.files[id] = file{name: name, meta: meta, los: lows(hashes)}
+	x.fmu.Unlock()
+	// The file turns live only when every entry is in, so a lookup never
+	// sees half a file.
+	x.insertKeys(hashes, nil, id, ents, pages)
+	x.fmu.Lock()
+	old, replaced := x.names.set(x, name, id)
+	x.files[id].live = true
+	x.fmu.Unlock()
+	if replaced {
+		x.drop(old)
 	}
+}
+
+// lows returns the low half of each of hashes, what a file keeps to find
+// its keys when it goes.
+func lows(hashes []uint64) []uint32 {
 	los := make([]uint32, len(hashes))
 	for i, h := range hashes {
 		los[i] = uint32(h)
 	}
-	x.files[id] = file{name: name, meta: meta, los: los}
-	x.fmu.Unlock()
-	// Insert shard by shard; the file turns live only when every entry is
-	// in, so a lookup never sees half a file.
+	return los
+}
+
+// insertKeys inserts the keys hashes, with their ents and pages, shard by
+// shard, as copies held by the file ids[i], or by id when ids is nil. The
+// caller holds x.wmu, and turns the files live after.
+func (x *Index) insertKeys(hashes []uint64, ids []uint32, id uint32, ents, pages []uint32) {
 	buf := orderPool.Get().(*[]int32)
 	order, ends := byShard(hashes, *buf)
 	start := int32(0)
@@ -229,6 +244,9 @@ func (x *Index) AddHashed(name string, meta Meta, hashes []uint64, ents, pages [
 		s.reserve(len(group))
 		_ = s.touch(hashes, group)
 		for _, i := range group {
+			if ids != nil {
+				id = ids[i]
+			}
 			s.insert(makeSlot(hashes[i], id, ents[i], pages[i]))
 		}
 		s.mu.Unlock()
@@ -236,13 +254,6 @@ func (x *Index) AddHashed(name string, meta Meta, hashes []uint64, ents, pages [
 	}
 	*buf = order
 	orderPool.Put(buf)
-	x.fmu.Lock()
-	old, replaced := x.names.set(x, name, id)
-	x.files[id].live = true
-	x.fmu.Unlock()
-	if replaced {
-		x.drop(old)
-	}
 }
 
 // Has reports whether the index knows the file name.

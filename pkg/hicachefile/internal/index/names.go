@@ -21,14 +21,11 @@ type nameSlot struct {
 // minNameSlots is the size of an empty table.
 const minNameSlots = 16
 
-// reset empties t, with room for n names.
-func (t *nameTable) reset(n int) {
-	size := minNameSlots
-	for n*4 > size*3 {
-		size *= 2
-	}
-	t.slots = make([]nameSlot, size)
-	t.mask = uint64(size - 1)
+// reset empties t, back to minNameSlots slots (reserve makes room for a
+// listing's names).
+func (t *nameTable) reset() {
+	t.slots = make([]nameSlot, minNameSlots)
+	t.mask = minNameSlots - 1
 	t.count = 0
 }
 
