@@ -6,6 +6,7 @@ import (
 	"io"
 	"runtime"
 	"slices"
+	"strings"
 	"sync"
 	"unsafe"
 
@@ -88,3 +89,29 @@ func preadvRaw(fd int, bufs [][]byte, off int64) (int, error) {
 func pwritevRaw(fd int, bufs [][]byte, off int64) (int, error) {
 	return rawVectored(unix.SYS_PWRITEV, fd, bufs, off)
 }
+
+// openatRaw is unix.Openat without an allocation per call: a name of up
+// to maxStackName bytes is made NUL-terminated in a buffer on the stack.
+// A longer name, or one that holds a NUL (which unix.Openat refuses with
+// EINVAL), goes through unix.Openat.
+func openatRaw(dirfd int, path string, flags int, mode uint32) (int, error) {
+	var buf [maxStackName + 1]byte
+	if len(path) > maxStackName || strings.IndexByte(path, 0) >= 0 {
+		return unix.Openat(dirfd, path, flags, mode)
+	}
+	copy(buf[:], path)
+	for {
+		fd, _, errno := unix.Syscall6(unix.SYS_OPENAT, uintptr(dirfd), uintptr(unsafe.Pointer(&buf[0])), uintptr(flags), uintptr(mode), 0, 0)
+		if errno == unix.EINTR {
+			continue
+		}
+		if errno != 0 {
+			return -1, errno
+		}
+		return int(fd), nil
+	}
+}
+
+// maxStackName is the longest name openatRaw passes from the stack: a
+// batch file's name is well under it.
+const maxStackName = 255

@@ -42,7 +42,7 @@ type Syscalls struct {
 // withDefaults returns c with every nil field set to the real call.
 func (c Syscalls) withDefaults() Syscalls {
 	if c.Openat == nil {
-		c.Openat = unix.Openat
+		c.Openat = openatRaw
 	}
 	if c.Preadv == nil {
 		c.Preadv = preadvRaw

@@ -65,15 +65,24 @@ func (s *Store) BatchGetV1(keys []string, hostIndices []int64) ([]bool, error) {
 	defer s.leave()
 	// Keys are checked only when not found: a key found is compared
 	// byte for byte with an entry that was checked when written or loaded.
-	if err := sc.hashDistinct(s.idx, keys, hostIndices, pi); err != nil {
+	if err := sc.distinct(keys, hostIndices, pi); err != nil {
 		return ok, err
 	}
 	s.stats.gets.Add(int64(len(keys)))
-	refreshed := false
+	refreshed, hashed := false, false
 	hits := 0 // keys served from batch files
 	for round := range maxCopies {
 		sc.predicted = round == 0 && s.predictRun(keys, sc, pi)
 		if !sc.predicted {
+			// The digests are taken only now: a call whose guess held
+			// needs none but the two predictRun takes, as no copy it
+			// read is dropped (a guessed copy that fails is looked up).
+			if !hashed {
+				for i, k := range keys {
+					sc.hashes[i] = s.idx.Hash(k)
+				}
+				hashed = true
+			}
 			s.idx.Lookup(sc.hashes, pi.fp, sc.refs, nil)
 		}
 		// The keys to read, noting whether they come in file and page
@@ -180,7 +189,7 @@ func (s *Store) predictRun(keys []string, sc *scratch, pi *poolInfo) bool {
 		return false
 	}
 	ends := [2]index.Ref{}
-	hashes := [2]uint64{sc.hashes[0], sc.hashes[n-1]}
+	hashes := [2]uint64{s.idx.Hash(keys[0]), s.idx.Hash(keys[n-1])}
 	s.idx.Lookup(hashes[:], pi.fp, ends[:], nil)
 	first, last := ends[0], ends[1]
 	if first.File == 0 || last.File != first.File || int64(last.Page)-int64(first.Page) != int64(n-1) {
@@ -223,10 +232,11 @@ func (s *Store) countGets(pi *poolInfo, ok []bool) {
 // (predictRun) that prove wrong.
 const maxCopies = 5
 
-// hashDistinct sets each key's digest and its state to stNone, and
-// checks, in the same pass, that no two keys of a V1 read share a
-// destination page, with a bitmap of the pool's pages.
-func (sc *scratch) hashDistinct(x *index.Index, keys []string, hostIndices []int64, pi *poolInfo) error {
+// distinct sets each key's state to stNone and checks, in the same pass,
+// that no two keys of a V1 read share a destination page, with a bitmap
+// of the pool's pages. The keys' digests (sc.hashes) are left for
+// BatchGetV1 to take when it looks them up.
+func (sc *scratch) distinct(keys []string, hostIndices []int64, pi *poolInfo) error {
 	words := (pi.pages + 63) / 64
 	shift := -1 // page = slot >> shift when the page size is a power of two
 	if pi.ps&(pi.ps-1) == 0 {
@@ -243,10 +253,10 @@ func (sc *scratch) hashDistinct(x *index.Index, keys []string, hostIndices []int
 	}
 	bm := sc.slots[:words]
 	var err error
-	hashes, state := sc.hashes[:len(keys)], sc.state[:len(keys)]
+	state := sc.state[:len(keys)]
 	i := 0
 	for ; i < len(keys); i++ {
-		hashes[i], state[i] = x.Hash(keys[i]), stNone
+		state[i] = stNone
 		pg := pageOf(hostIndices[i*pi.ps])
 		if bm[pg/64]&(1<<(pg%64)) != 0 {
 			err = fmt.Errorf("%w: slot %d is the destination of two keys", ErrLength, hostIndices[i*pi.ps])
