@@ -3,7 +3,6 @@ package hicachefile
 import (
 	"errors"
 	"fmt"
-	"hash/crc32"
 	"math/bits"
 	"slices"
 	"sync"
@@ -549,12 +548,17 @@ func (s *Store) writeBatch(pi *poolInfo, v1fd int, keys []string, hashes []uint6
 		if payload <= ioWindow || workers <= 1 && payload <= 4*ioWindow {
 			iov := slices.Grow(wb.iov[:0], n*pi.bpp+1)
 			for j := range n {
-				crc := uint32(0)
-				for _, x := range page(j) {
-					crc = crc32.Update(crc, castagnoli, x)
-					iov = append(iov, x)
+				iov = append(iov, page(j)...)
+			}
+			// The CRCs a block of pages at a time, three pages at once
+			// (pageCRCs), into an array on the stack.
+			var crcs [48]uint32
+			for lo := 0; lo < n; lo += len(crcs) {
+				hi := min(n, lo+len(crcs))
+				pageCRCs(iov[lo*pi.bpp:hi*pi.bpp], pi.bpp, crcs[:hi-lo])
+				for j, crc := range crcs[:hi-lo] {
+					setCRC(lo+j, crc)
 				}
-				setCRC(j, crc)
 			}
 			idx = appendTrailer(idx, 0, n, payload, pi.poolFP, s.ident)
 			b.meta.Tag = fileTag(idx)

@@ -4,7 +4,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"hash/crc32"
 	"io"
 	"math"
 	"math/bits"
@@ -898,13 +897,7 @@ func readConsecutive(bufs [][]byte, bpp int, pageLen int64, crcs []uint32, off i
 		if err != nil {
 			return err
 		}
-		for j := lo; j < hi; j++ {
-			crc := uint32(0)
-			for _, b := range bufs[j*bpp : (j+1)*bpp] {
-				crc = crc32.Update(crc, castagnoli, b)
-			}
-			crcs[j] = crc
-		}
+		pageCRCs(bufs[lo*bpp:hi*bpp], bpp, crcs[lo:hi])
 		off += int64(hi-lo) * pageLen
 	}
 	return nil
