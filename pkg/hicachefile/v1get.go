@@ -89,16 +89,24 @@ func (s *Store) BatchGetV1(keys []string, hostIndices []int64) ([]bool, error) {
 		read := sc.order[:0]
 		missing, sorted := false, true
 		var prev index.Ref
-		for i := range keys {
-			switch r := sc.refs[i]; {
-			case sc.state[i] == stDone || sc.state[i] == stInvalid:
-			case r.File == 0:
-				sc.state[i], missing = stNone, true
-			default:
-				sc.state[i] = stRead
-				read = append(read, int32(i))
-				sorted = sorted && (r.File > prev.File || r.File == prev.File && r.Page >= prev.Page)
-				prev = r
+		if sc.predicted {
+			// Every key guessed, in file and page order: all to read.
+			read = read[:len(keys)]
+			for i := range read {
+				read[i], sc.state[i] = int32(i), stRead
+			}
+		} else {
+			for i := range keys {
+				switch r := sc.refs[i]; {
+				case sc.state[i] == stDone || sc.state[i] == stInvalid:
+				case r.File == 0:
+					sc.state[i], missing = stNone, true
+				default:
+					sc.state[i] = stRead
+					read = append(read, int32(i))
+					sorted = sorted && (r.File > prev.File || r.File == prev.File && r.Page >= prev.Page)
+					prev = r
+				}
 			}
 		}
 		retry, again := false, false
@@ -380,6 +388,11 @@ func (s *Store) readSome(pi *poolInfo, keys []string, bufs [][]byte, sc *scratch
 		first, consec := 0, true
 		prev := sc.refs[rest[0]]
 		k := 0
+		if sc.predicted {
+			// Guessed (predictRun): every key of the call, at the
+			// file's pages in order, its entries in order too. One run.
+			k, lo = len(rest), int64(prev.Ent)
+		}
 		for ; k < len(rest); k++ {
 			i := rest[k]
 			ref := sc.refs[i]
@@ -918,21 +931,30 @@ func (s *Store) verifyFile(pi *poolInfo, keys []string, sc *scratch, f *fileRead
 	}
 	hits := 0
 	foreign := fileTag(f.ents) != f.meta.Tag
+	// The scratch slices in locals: the loop's stores to state and ok
+	// would otherwise make the compiler load each again per key.
+	state, refs, crcs := sc.state, sc.refs, sc.crcs
+	ents, base, pageLen := f.ents, f.base, pi.pageLen
 	for _, i := range f.group {
-		if sc.state[i] != stRead {
+		if state[i] != stRead {
 			continue // failed its read
 		}
 		// Each key's entry is decoded once: the full key, the page's
 		// offset and length, then its CRC32C (only once the rest
 		// matches: the entry's bounds are checked by then).
-		e := int64(sc.refs[i].Ent) - f.base
-		matches := !foreign && entryMatches(f.ents, e, keys[i], int64(sc.refs[i].Page)*pi.pageLen, pi.pageLen)
-		good := matches && entryCRC(f.ents, e, len(keys[i])) == sc.crcs[i]
+		ref, key := refs[i], keys[i]
+		e := int64(ref.Ent) - base
+		matches := !foreign && entryMatches(ents, e, key, int64(ref.Page)*pageLen, pageLen)
+		if matches && entryCRC(ents, e, len(key)) == crcs[i] {
+			ok[i], state[i] = true, stDone
+			hits++
+			continue
+		}
 		switch {
-		case sc.predicted && !good:
+		case sc.predicted:
 			// A guess (predictRun) that failed: whether the index holds
 			// this copy at all, a lookup round tells, and settles it.
-			sc.state[i] = stAgain
+			state[i] = stAgain
 			continue
 		case foreign:
 			// Another file under this file's name (another model's or
@@ -941,16 +963,11 @@ func (s *Store) verifyFile(pi *poolInfo, keys []string, sc *scratch, f *fileRead
 		case !matches:
 			// Another key with the same digest, or a file rewritten in
 			// place: this copy is not the key's.
-		case !good:
-			s.stats.corrupt.Add(1)
 		default:
-			ok[i] = true
-			sc.state[i] = stDone
-			hits++
-			continue
+			s.stats.corrupt.Add(1)
 		}
-		sc.state[i] = stBadCopy
-		s.idx.Drop(sc.hashes[i], sc.refs[i])
+		state[i] = stBadCopy
+		s.idx.Drop(sc.hashes[i], ref)
 	}
 	return hits
 }
