@@ -5,11 +5,13 @@ package hicachefile
 import "golang.org/x/sys/cpu"
 
 // haveCRC3 is set when the CPU has SSE4.2's CRC32 instruction, which
-// crc32cTriple uses.
+// crc32cPages uses.
 var haveCRC3 = cpu.X86.HasSSE42
 
-// crc32cTriple updates three CRC32C values, not inverted, with words
-// 8-byte words from each of a, b and c, in three chains at once.
+// crc32cPages checksums groups of three pages, three chains at once, and
+// returns how many groups it did (see crc_amd64.s): it stops before a
+// group whose buffers do not suit it. bufs points at the first of the
+// groups' 3*groups*bpp slice headers, crcs at room for 3*groups CRCs.
 //
 //go:noescape
-func crc32cTriple(crcA, crcB, crcC uint32, a, b, c *byte, words int) (retA, retB, retC uint32)
+func crc32cPages(crcs *uint32, bufs *[]byte, bpp int, groups int) (done int)

@@ -19,18 +19,30 @@ func TestPageCRCs(t *testing.T) {
 		mem[i] = byte(r.Uint32())
 	}
 	for trial := range 2000 {
-		n, bpp := r.IntN(8), 1+r.IntN(4)
+		n, bpp := r.IntN(14), 1+r.IntN(4)
 		same := trial%2 == 0
+		// Lengths that crc32cPages takes (multiples of 8 up to
+		// crc3Max) in most trials, and some it leaves to hash/crc32.
+		length := func() int {
+			switch r.IntN(8) {
+			case 0:
+				return r.IntN(600)
+			case 1:
+				return crc3Max + 8*r.IntN(3)
+			default:
+				return 8 * r.IntN(80)
+			}
+		}
 		lens := make([]int, bpp)
 		for k := range lens {
-			lens[k] = r.IntN(600)
+			lens[k] = length()
 		}
 		bufs := make([][]byte, 0, n*bpp)
 		for range n {
 			for k := range bpp {
 				l := lens[k]
-				if !same {
-					l = r.IntN(600)
+				if !same && r.IntN(4) == 0 {
+					l = length() // this page's buffer differs from the others'
 				}
 				off := r.IntN(len(mem) - l)
 				bufs = append(bufs, mem[off:off+l])
