@@ -97,6 +97,7 @@ type floor struct {
 	pages [][]byte // one buffer per page: seedCfg page_first has K and V, so two
 	bpp   int
 	crcs  []uint32
+	got   []uint32 // readChecked's CRCs
 	n     int
 	ident []byte // the store's identity, written after the index as the store does
 }
@@ -158,7 +159,9 @@ func (f *floor) read(name string) error {
 // as the pages (into tail, which must be exactly their size), and each
 // page's key is compared in full with its entry, the entry's offset and
 // length with the page's, its CRC32C with the entry's, and the trailer's
-// checksum with the one written (tag). The store's own costs, which this
+// checksum with the one written (tag). Its CRC32Cs are the store's
+// (pageCRCs, three pages at once), not read's (hash/crc32 a page at a
+// time), so that x-checked is the store's design alone. The store's own costs, which this
 // leaves out, are its index lookups and the translation of host indices
 // into page buffers.
 func (f *floor) readChecked(name string, keys []string, iov [][]byte, tail []byte, tag uint32) error {
@@ -174,12 +177,13 @@ func (f *floor) readChecked(name string, keys []string, iov [][]byte, tail []byt
 	for _, b := range f.pages[:f.bpp] {
 		pageLen += int64(len(b))
 	}
+	if len(f.got) < f.n {
+		f.got = make([]uint32, f.n)
+	}
+	pageCRCs(f.pages, f.bpp, f.got[:f.n])
 	e := 0
 	for i := range f.n {
-		crc := uint32(0)
-		for _, b := range f.pages[i*f.bpp : (i+1)*f.bpp] {
-			crc = crc32.Update(crc, castagnoli, b)
-		}
+		crc := f.got[i]
 		k := int(binary.LittleEndian.Uint16(tail[e:]))
 		if k != len(keys[i]) || string(tail[e+2:e+2+k]) != keys[i] {
 			return fmt.Errorf("floor: key %d", i)
