@@ -92,6 +92,8 @@ func pwritevRaw(fd int, bufs [][]byte, off int64) (int, error) {
 
 // openatRaw is unix.Openat without an allocation per call: a name of up
 // to maxStackName bytes is made NUL-terminated in a buffer on the stack.
+// Like unix.Openat it adds O_LARGEFILE, without which a 32-bit kernel
+// refuses a file of 2 GiB or more (EOVERFLOW); elsewhere it is 0.
 // A longer name, or one that holds a NUL (which unix.Openat refuses with
 // EINVAL), goes through unix.Openat.
 func openatRaw(dirfd int, path string, flags int, mode uint32) (int, error) {
@@ -101,7 +103,7 @@ func openatRaw(dirfd int, path string, flags int, mode uint32) (int, error) {
 	}
 	copy(buf[:], path)
 	for {
-		fd, _, errno := unix.Syscall6(unix.SYS_OPENAT, uintptr(dirfd), uintptr(unsafe.Pointer(&buf[0])), uintptr(flags), uintptr(mode), 0, 0)
+		fd, _, errno := unix.Syscall6(unix.SYS_OPENAT, uintptr(dirfd), uintptr(unsafe.Pointer(&buf[0])), uintptr(flags|unix.O_LARGEFILE), uintptr(mode), 0, 0)
 		if errno == unix.EINTR {
 			continue
 		}
