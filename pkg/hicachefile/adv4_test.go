@@ -88,3 +88,50 @@ func TestAdv4OpenatRawLargeFile(t *testing.T) {
 	}
 	_ = unix.Close(fd)
 }
+
+// TestAdv4VectoredPastFourGiB: preadvRaw and pwritevRaw move bytes at an
+// offset past 4 GiB, where a 32-bit kernel takes the offset's high word
+// from a system call argument of its own.
+func TestAdv4VectoredPastFourGiB(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "big")
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = f.Close() }()
+	const off = 5<<30 + 3
+	fd := int(f.Fd())
+	if err := vectored(pwritevRaw, fd, [][]byte{[]byte("abc"), []byte("de")}, off); err != nil {
+		t.Fatal(err)
+	}
+	got := make([]byte, 5)
+	if _, err := unix.Pread(fd, got, off); err != nil || string(got) != "abcde" {
+		t.Fatalf("pwritevRaw at 5 GiB: pread finds %q, %v", got, err)
+	}
+	if _, err := unix.Pwrite(fd, []byte("xyz"), off+8); err != nil {
+		t.Fatal(err)
+	}
+	a, b := make([]byte, 1), make([]byte, 2)
+	if err := vectored(preadvRaw, fd, [][]byte{a, b}, off+8); err != nil || string(a)+string(b) != "xyz" {
+		t.Fatalf("preadvRaw at 5 GiB = %q, %v; want xyz", string(a)+string(b), err)
+	}
+}
+
+// TestAdv4PreadNowaitPastFourGiB: preadNowait, which loads batch file
+// indexes, reads at an offset past 4 GiB (see TestAdv4VectoredPastFourGiB).
+func TestAdv4PreadNowaitPastFourGiB(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "big")
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = f.Close() }()
+	const off = 5<<30 + 3
+	if _, err := f.WriteAt([]byte("abc"), off); err != nil {
+		t.Fatal(err)
+	}
+	got := make([]byte, 3)
+	if n, err := preadNowait(int(f.Fd()), got, off); err != unix.EAGAIN && (err != nil || n != 3 || string(got) != "abc") {
+		t.Fatalf("preadNowait at 5 GiB = %d, %q, %v; want abc", n, got, err)
+	}
+}
