@@ -3,10 +3,15 @@ package hicachefile
 import (
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/hicache-go/hicache/pkg/hostcache"
 )
 
 // TestAdv4OpenatRawLikeOpenat: openatRaw, the default Syscalls.Openat,
@@ -133,5 +138,244 @@ func TestAdv4PreadNowaitPastFourGiB(t *testing.T) {
 	got := make([]byte, 3)
 	if n, err := preadNowait(int(f.Fd()), got, off); err != unix.EAGAIN && (err != nil || n != 3 || string(got) != "abc") {
 		t.Fatalf("preadNowait at 5 GiB = %d, %q, %v; want abc", n, got, err)
+	}
+}
+
+// TestAdv4PredictedLikeLookedUp is a differential test of the guessed
+// read (predictRun): two stores on two directories hold the same batch
+// file, damaged the same way; one is read with the keys in the order
+// written, which the guess takes, the other with them reversed, which
+// looks every key up. Both must serve the same keys, the right bytes, and
+// count the same, in a first read and in a second (which finds the copies
+// the first dropped gone), of all the keys and then of all but the last. Before each read, a call of other keys leaves
+// their digests in the scratch the read reuses. Pools of three shapes:
+// buffers of 128 bytes (crc32cPages), of 36 bytes (hash/crc32) and MLA.
+func TestAdv4PredictedLikeLookedUp(t *testing.T) {
+	const n = 7
+	damages := []struct {
+		name string
+		do   func(t *testing.T, path, other string, loc []Location)
+	}{
+		{"EIO on page 3", func(*testing.T, string, string, []Location) {}},
+		{"EIO on the entries", func(*testing.T, string, string, []Location) {}},
+		{"none", func(*testing.T, string, string, []Location) {}},
+		{"first page", func(t *testing.T, path, _ string, loc []Location) { flipAt(t, path, loc[0].Offset+1) }},
+		{"middle page", func(t *testing.T, path, _ string, loc []Location) { flipAt(t, path, loc[3].Offset+5) }},
+		{"last page", func(t *testing.T, path, _ string, loc []Location) { flipAt(t, path, loc[n-1].Offset) }},
+		{"two pages", func(t *testing.T, path, _ string, loc []Location) {
+			flipAt(t, path, loc[1].Offset)
+			flipAt(t, path, loc[5].Offset+loc[5].Length-1)
+		}},
+		{"middle entry's key", func(t *testing.T, path, _ string, loc []Location) {
+			flipAt(t, path, loc[n-1].Offset+loc[n-1].Length+int64(3*(entryFixed+64)+4))
+		}},
+		{"last entry's CRC", func(t *testing.T, path, _ string, loc []Location) {
+			flipAt(t, path, loc[n-1].Offset+loc[n-1].Length+int64((n-1)*(entryFixed+64)+2+64+16))
+		}},
+		{"trailer", func(t *testing.T, path, _ string, _ []Location) {
+			st, _ := os.Stat(path)
+			flipAt(t, path, st.Size()-2)
+		}},
+		{"truncated in page 4", func(t *testing.T, path, _ string, loc []Location) { truncateTo(t, path, loc[4].Offset+3) }},
+		{"truncated in the entries", func(t *testing.T, path, _ string, loc []Location) {
+			truncateTo(t, path, loc[n-1].Offset+loc[n-1].Length+int64(2*(entryFixed+64)))
+		}},
+		{"truncated by a byte", func(t *testing.T, path, _ string, _ []Location) {
+			st, _ := os.Stat(path)
+			truncateTo(t, path, st.Size()-1)
+		}},
+		{"grown by a byte", func(t *testing.T, path, _ string, _ []Location) {
+			st, _ := os.Stat(path)
+			truncateTo(t, path, st.Size()+1)
+		}},
+		{"removed", func(t *testing.T, path, _ string, _ []Location) {
+			if err := os.Remove(path); err != nil {
+				t.Fatal(err)
+			}
+		}},
+		{"a directory in its place", func(t *testing.T, path, _ string, _ []Location) {
+			if err := os.Remove(path); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Mkdir(path, 0o755); err != nil {
+				t.Fatal(err)
+			}
+		}},
+		{"a FIFO in its place", func(t *testing.T, path, _ string, _ []Location) {
+			if err := os.Remove(path); err != nil {
+				t.Fatal(err)
+			}
+			if err := unix.Mkfifo(path, 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}},
+		{"another batch renamed over it", func(t *testing.T, path, other string, _ []Location) {
+			if err := os.Rename(other, path); err != nil {
+				t.Fatal(err)
+			}
+		}},
+		{"another batch copied over it in place", func(t *testing.T, path, other string, _ []Location) {
+			b, err := os.ReadFile(other)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(path, b, 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}},
+	}
+	// The damages that are no change to the file but a read that fails
+	// with EIO wherever it reaches pages [from, to) (n: the entries).
+	eio := map[string][2]int{"EIO on page 3": {3, 4}, "EIO on the entries": {n, n + 1}}
+	odd := hostcache.Config{Kind: hostcache.MHA, Layout: hostcache.LayerFirst, DType: hostcache.Float16,
+		PageSize: 3, Pages: 4 * n, LayerNum: 5, HeadNum: 1, HeadDim: 3}
+	mla := hostcache.Config{Kind: hostcache.MLA, Layout: hostcache.PageFirst, DType: hostcache.BFloat16,
+		PageSize: 2, Pages: 4 * n, LayerNum: 3, KVLoraRank: 8, QKRopeHeadDim: 4}
+	mha := mhaCfg
+	mha.Pages = 4 * n
+	for _, pc := range []struct {
+		name string
+		cfg  hostcache.Config
+	}{{"mha", mha}, {"odd", odd}, {"mla", mla}} {
+		for _, d := range damages {
+			t.Run(pc.name+"/"+d.name, func(t *testing.T) {
+				p := newPool(t, pc.cfg)
+				ps := pc.cfg.PageSize
+				src, err := p.Alloc(2 * n * ps)
+				if err != nil {
+					t.Fatal(err)
+				}
+				fillRandom(t, p, src)
+				keys, other := make([]string, n), make([]string, n)
+				for i := range keys {
+					keys[i], other[i] = sglangKey("adv4", i), sglangKey("adv4 other", i)
+				}
+				type side struct {
+					s   *Store
+					dst []int64
+				}
+				var sides [2]side
+				for k := range sides {
+					cfg := Config{Dir: t.TempDir(), ModelName: "m", NoWatch: true, PollInterval: time.Hour, IsMLA: pc.cfg.Kind == hostcache.MLA}
+					var armed atomic.Bool
+					if r, ok := eio[d.name]; ok {
+						lo, hi := int64(r[0]*p.PageBytes()), int64(r[1]*p.PageBytes())
+						cfg.Syscalls.Preadv = func(fd int, bufs [][]byte, off int64) (int, error) {
+							end := off
+							for _, b := range bufs {
+								end += int64(len(b))
+							}
+							if armed.Load() && off < hi && end > lo {
+								return 0, unix.EIO
+							}
+							return preadvRaw(fd, bufs, off)
+						}
+					}
+					s := newStore(t, cfg, p)
+					for _, b := range []struct {
+						keys []string
+						at   []int64
+					}{{keys, src[:n*ps]}, {other, src[n*ps:]}} {
+						if ok, err := s.BatchSetV1(b.keys, b.at); err != nil || !all(ok) {
+							t.Fatal(ok, err)
+						}
+					}
+					dst, err := p.Alloc(n * ps)
+					if err != nil {
+						t.Fatal(err)
+					}
+					sides[k] = side{s, dst}
+					locs := make([]Location, n)
+					for i, key := range keys {
+						var ok bool
+						if locs[i], ok = s.Locate(key); !ok {
+							t.Fatalf("Locate(%d) found nothing", i)
+						}
+					}
+					o, _ := s.Locate(other[0])
+					d.do(t, locs[0].Path, o.Path, locs)
+					armed.Store(true)
+				}
+				// All the file's keys (the entries come in the pages' preadv),
+				// then all but the last (they come in a pread of their own).
+				for round := range 4 {
+					m := n - round/2
+					var oks [2][]bool
+					var deltas [2]Stats
+					for k, sd := range sides {
+						ask, at := slices.Clone(keys[:m]), slices.Clone(sd.dst[:m*ps])
+						if k == 1 {
+							// Reversed, page by page: every key looked up.
+							slices.Reverse(ask)
+							for i := range m {
+								copy(at[i*ps:(i+1)*ps], sd.dst[(m-1-i)*ps:(m-i)*ps])
+							}
+						}
+						// Other keys' digests into the scratch pool.
+						if _, err := sd.s.BatchGetV1(other[:3], sd.dst[:3*ps]); err != nil {
+							t.Fatal(err)
+						}
+						before := sd.s.Stats()
+						ok, err := sd.s.BatchGetV1(ask, at)
+						if err != nil {
+							t.Fatalf("round %d, side %d: %v", round, k, err)
+						}
+						deltas[k] = statsDelta(before, sd.s.Stats())
+						if k == 1 {
+							slices.Reverse(ok)
+						}
+						oks[k] = ok
+						for i, good := range ok {
+							if good && !samePages(t, p, sd.dst[i*ps], src[i*ps]) {
+								t.Errorf("round %d, side %d: key %d served with the wrong bytes", round, k, i)
+							}
+						}
+					}
+					if !slices.Equal(oks[0], oks[1]) {
+						t.Errorf("round %d: guessed read served %v, looked-up read %v", round, oks[0], oks[1])
+					}
+					if _, injected := eio[d.name]; injected && deltas[0].Errors == 0 {
+						t.Errorf("round %d: no EIO counted", round)
+					}
+					if deltas[0] != deltas[1] {
+						t.Errorf("round %d: guessed read counted %+v,\nlooked-up read %+v", round, deltas[0], deltas[1])
+					}
+				}
+			})
+		}
+	}
+}
+
+// statsDelta returns the counters of b minus those of a that a read
+// changes.
+func statsDelta(a, b Stats) Stats {
+	return Stats{Gets: b.Gets - a.Gets, GetBytes: b.GetBytes - a.GetBytes, Hits: b.Hits - a.Hits, Misses: b.Misses - a.Misses,
+		Corrupt: b.Corrupt - a.Corrupt, Mismatch: b.Mismatch - a.Mismatch, Errors: b.Errors - a.Errors,
+		SpecialFiles: b.SpecialFiles - a.SpecialFiles, SkippedFiles: b.SkippedFiles - a.SkippedFiles}
+}
+
+// flipAt inverts the byte at off of the file at path.
+func flipAt(t *testing.T, path string, off int64) {
+	t.Helper()
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = f.Close() }()
+	b := []byte{0}
+	if _, err := f.ReadAt(b, off); err != nil {
+		t.Fatal(err)
+	}
+	b[0] ^= 0xff
+	if _, err := f.WriteAt(b, off); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// truncateTo sets the size of the file at path.
+func truncateTo(t *testing.T, path string, size int64) {
+	t.Helper()
+	if err := os.Truncate(path, size); err != nil {
+		t.Fatal(err)
 	}
 }
