@@ -1,6 +1,8 @@
 package hicachefile
 
 import (
+	"fmt"
+	"hash/crc32"
 	"os"
 	"path/filepath"
 	"slices"
@@ -377,5 +379,197 @@ func truncateTo(t *testing.T, path string, size int64) {
 	t.Helper()
 	if err := os.Truncate(path, size); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestAdv4WrittenCRCsAreCRC32C: the CRC32C that BatchSetV1 records for
+// each page (pageCRCs, a block of 48 pages at a time, three at once) is
+// hash/crc32's of the page's bytes as they lie in the file, for batches of
+// 1 to 100 pages (one or two left over a group of three, a block and one
+// more) and pools whose buffers crc32cPages takes (128 and 256 bytes) and
+// leaves to hash/crc32 (36 bytes). A read computes its CRCs with the same
+// pageCRCs, so only a check against another implementation finds a CRC
+// that both get wrong alike.
+func TestAdv4WrittenCRCsAreCRC32C(t *testing.T) {
+	seed := seedCfg
+	seed.Pages = 128
+	mha := mhaCfg
+	mha.Pages = 128
+	odd := hostcache.Config{Kind: hostcache.MHA, Layout: hostcache.LayerFirst, DType: hostcache.Float16,
+		PageSize: 3, Pages: 128, LayerNum: 5, HeadNum: 1, HeadDim: 3}
+	for _, pc := range []struct {
+		name string
+		cfg  hostcache.Config
+	}{{"seed", seed}, {"mha", mha}, {"odd", odd}} {
+		for _, n := range []int{1, 2, 3, 4, 47, 48, 49, 50, 100} {
+			t.Run(fmt.Sprintf("%s/%d", pc.name, n), func(t *testing.T) {
+				p := newPool(t, pc.cfg)
+				src, err := p.Alloc(n * pc.cfg.PageSize)
+				if err != nil {
+					t.Fatal(err)
+				}
+				fillRandom(t, p, src)
+				s := newStore(t, Config{Dir: t.TempDir(), ModelName: "m"}, p)
+				keys := make([]string, n)
+				for i := range keys {
+					keys[i] = sglangKey("crc", n, i)
+				}
+				if ok, err := s.BatchSetV1(keys, src); err != nil || !all(ok) {
+					t.Fatal(ok, err)
+				}
+				files, _ := filepath.Glob(filepath.Join(s.v1Dir, "*.batch.bin"))
+				pages := 0
+				for _, f := range files {
+					b, err := os.ReadFile(f)
+					if err != nil {
+						t.Fatal(err)
+					}
+					tr, err := parseTrailer(b[len(b)-trailerSize:], int64(len(b)))
+					if err != nil {
+						t.Fatal(err)
+					}
+					ents, err := parseIndex(b[tr.indexOff:tr.indexOff+tr.indexLen], tr)
+					if err != nil {
+						t.Fatal(err)
+					}
+					for _, e := range ents {
+						if got := crc32.Checksum(b[e.off:e.off+e.length], castagnoli); got != e.crc {
+							t.Errorf("%s: page at %d of %s: entry's CRC %08x, hash/crc32 %08x", filepath.Base(f), e.off, e.key, e.crc, got)
+						}
+						pages++
+					}
+				}
+				if pages != n {
+					t.Fatalf("%d pages in %d files, want %d", pages, len(files), n)
+				}
+			})
+		}
+	}
+}
+
+// TestAdv4LargeGuessedRead: a batch of 4200 seed pages (2.1 MB: three
+// windows of reads, and pieces for two IO workers) read back as written,
+// guessed, and in reverse, looked up, serves every page with its bytes.
+func TestAdv4LargeGuessedRead(t *testing.T) {
+	const n = 4200
+	for _, workers := range []int{1, 2} {
+		t.Run(fmt.Sprint("workers=", workers), func(t *testing.T) {
+			cfg := seedCfg
+			cfg.Pages = 2 * n
+			ps := cfg.PageSize
+			p := newPool(t, cfg)
+			src, err := p.Alloc(n * ps)
+			if err != nil {
+				t.Fatal(err)
+			}
+			dst, err := p.Alloc(n * ps)
+			if err != nil {
+				t.Fatal(err)
+			}
+			fillRandom(t, p, src)
+			s := newStore(t, Config{Dir: t.TempDir(), ModelName: "m", IOWorkers: workers}, p)
+			keys := make([]string, n)
+			for i := range keys {
+				keys[i] = sglangKey("large", i)
+			}
+			if ok, err := s.BatchSetV1(keys, src); err != nil || !all(ok) {
+				t.Fatal(err)
+			}
+			for _, reversed := range []bool{false, true} {
+				ask, at := slices.Clone(keys), slices.Clone(dst)
+				if reversed {
+					slices.Reverse(ask)
+					for i := range n {
+						copy(at[i*ps:(i+1)*ps], dst[(n-1-i)*ps:(n-i)*ps])
+					}
+				}
+				zeroPages(t, p, dst)
+				ok, err := s.BatchGetV1(ask, at)
+				if err != nil || !all(ok) {
+					t.Fatalf("reversed=%v: BatchGetV1: %d of %d, %v", reversed, countTrue(ok), n, err)
+				}
+				for i := range n {
+					if !samePages(t, p, dst[i*ps], src[i*ps]) {
+						t.Fatalf("reversed=%v: page %d served with the wrong bytes", reversed, i)
+					}
+				}
+			}
+			if st := s.Stats(); st.Corrupt != 0 || st.Errors != 0 || st.Hits != 2*n {
+				t.Errorf("Stats: corrupt %d, errors %d, hits %d; want 0, 0, %d", st.Corrupt, st.Errors, st.Hits, 2*n)
+			}
+		})
+	}
+}
+
+// countTrue returns how many of ok are true.
+func countTrue(ok []bool) int {
+	c := 0
+	for _, b := range ok {
+		if b {
+			c++
+		}
+	}
+	return c
+}
+
+// TestAdv4Crc32cPagesStopsCleanly: crc32cPages, given groups of which one
+// has a buffer it does not take, stops before that group, returns how
+// many it did, and stores nothing for the group it stopped in, whichever
+// of the group's pages and buffers differs; it takes buffers of 0 and of
+// crc3Max bytes, not of crc3Max+8 or of a length not a multiple of 8.
+func TestAdv4Crc32cPagesStopsCleanly(t *testing.T) {
+	const bpp, groups = 3, 3
+	mem := make([]byte, 3*groups*bpp*(crc3Max+8))
+	for i := range mem {
+		mem[i] = byte(i*7 + i>>8)
+	}
+	for _, c := range []struct {
+		name     string
+		page, k  int // the page and buffer that differ
+		length   int // all other buffers' length
+		odd      int // that buffer's length
+		wantDone int
+	}{
+		{"page B's last buffer longer", 7, 2, 64, 72, 2},
+		{"page C's first buffer shorter", 8, 0, 64, 56, 2},
+		{"page A of the first group", 0, 1, 64, 0, 0},
+		{"a length not a multiple of 8", 4, 0, 64, 63, 1},
+		{"all 60 bytes", 0, 0, 60, 60, 0},
+		{"all empty", 0, 0, 0, 0, groups},
+		{"crc3Max", 0, 0, crc3Max, crc3Max, groups},
+		{"crc3Max+8 everywhere", 0, 0, crc3Max + 8, crc3Max + 8, 0},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			bufs := make([][]byte, 3*groups*bpp)
+			pos := 0
+			for i := range bufs {
+				l := c.length
+				if i == c.page*bpp+c.k {
+					l = c.odd
+				}
+				bufs[i] = mem[pos : pos+l : pos+l]
+				pos += l
+			}
+			crcs := make([]uint32, 3*groups+1)
+			for i := range crcs {
+				crcs[i] = 0xdeadbeef
+			}
+			done := crc32cPages(&crcs[0], &bufs[0], bpp, groups)
+			if !haveCRC3 {
+				c.wantDone = 0
+			}
+			if done != c.wantDone {
+				t.Fatalf("done = %d, want %d", done, c.wantDone)
+			}
+			for j := range crcs {
+				want := uint32(0xdeadbeef)
+				if j < 3*done {
+					want = pageCRC(bufs[j*bpp : (j+1)*bpp])
+				}
+				if crcs[j] != want {
+					t.Errorf("crcs[%d] = %08x, want %08x", j, crcs[j], want)
+				}
+			}
+		})
 	}
 }
