@@ -1,12 +1,16 @@
 package hicachefile
 
 import (
+	"bytes"
+	"errors"
 	"fmt"
 	"hash/crc32"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -572,4 +576,165 @@ func TestAdv4Crc32cPagesStopsCleanly(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestAdv4GuessedReadsUnderFire: stores A and B share a directory; while
+// two goroutines read A's batches back as written (guessed), some with a
+// key between swapped for another batch's, B rewrites batches and clears
+// the directory, A rewrites them, and a third goroutine flips bytes in,
+// truncates and grows batch files. Every page served must hold its key's
+// bytes (a key's bytes never change), no call may fail, and closing the
+// stores leaves no descriptor open.
+func TestAdv4GuessedReadsUnderFire(t *testing.T) {
+	const batches, per, readers, iters = 4, 6, 2, 400
+	cfg := mhaCfg
+	cfg.Pages = batches*per + readers*per
+	ps := cfg.PageSize
+	p := newPool(t, cfg)
+	fdsBefore := openFDs(t)
+	src, err := p.Alloc(batches * per * ps)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fillRandom(t, p, src)
+	want := make([][]byte, batches*per)
+	for i := range want {
+		if want[i], err = p.GetDataPage(src[i*ps]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	keys := make([]string, batches*per)
+	for i := range keys {
+		keys[i] = sglangKey("fire", i)
+	}
+	dir := t.TempDir()
+	open := func() *Store {
+		s, err := New(Config{Dir: dir, ModelName: "m"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.RegisterMemPoolHost(p); err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	a, b := open(), open()
+	write := func(s *Store, bt int) error {
+		_, err := s.BatchSetV1(keys[bt*per:(bt+1)*per], src[bt*per*ps:(bt+1)*per*ps])
+		return err
+	}
+	for bt := range batches {
+		if err := write(a, bt); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var rwg, mwg sync.WaitGroup // readers, mutators
+	var stop atomic.Bool
+	errs := make(chan error, 16)
+	fail := func(err error) {
+		select {
+		case errs <- err:
+		default:
+		}
+	}
+	dsts := make([][]int64, readers)
+	for r := range readers {
+		if dsts[r], err = p.Alloc(per * ps); err != nil {
+			t.Fatal(err)
+		}
+	}
+	served := atomic.Int64{}
+	for r := range readers {
+		rwg.Go(func() {
+			rng := rand.New(rand.NewPCG(uint64(r), 7))
+			for it := range iters {
+				bt := rng.IntN(batches)
+				ask := make([]int, per)
+				for i := range ask {
+					ask[i] = bt*per + i
+				}
+				if it%3 == 0 {
+					ask[1+rng.IntN(per-2)] = (bt+1)%batches*per + rng.IntN(per)
+				}
+				names := make([]string, per)
+				for i, k := range ask {
+					names[i] = keys[k]
+				}
+				ok, err := a.BatchGetV1(names, dsts[r])
+				if err != nil {
+					fail(fmt.Errorf("reader %d: BatchGetV1: %w", r, err))
+					return
+				}
+				for i, good := range ok {
+					if !good {
+						continue
+					}
+					served.Add(1)
+					got, err := p.GetDataPage(dsts[r][i*ps])
+					if err != nil || !bytes.Equal(got, want[ask[i]]) {
+						fail(fmt.Errorf("reader %d, iteration %d: key %d served with the wrong bytes (%v)", r, it, ask[i], err))
+						return
+					}
+				}
+			}
+		})
+	}
+	mwg.Go(func() {
+		rng := rand.New(rand.NewPCG(3, 7))
+		for !stop.Load() {
+			var err error
+			switch rng.IntN(6) {
+			case 0:
+				err = b.Clear()
+			case 1, 2:
+				err = write(b, rng.IntN(batches))
+			default:
+				err = write(a, rng.IntN(batches))
+			}
+			if err != nil {
+				fail(fmt.Errorf("writer: %w", err))
+				return
+			}
+		}
+	})
+	mwg.Go(func() {
+		rng := rand.New(rand.NewPCG(4, 7))
+		for !stop.Load() {
+			files, _ := filepath.Glob(filepath.Join(a.v1Dir, "*.batch.bin"))
+			if len(files) == 0 {
+				continue
+			}
+			f := files[rng.IntN(len(files))]
+			st, err := os.Stat(f)
+			if err != nil || st.Size() < 2 {
+				continue
+			}
+			switch rng.IntN(3) {
+			case 0:
+				if h, err := os.OpenFile(f, os.O_RDWR, 0); err == nil {
+					_, _ = h.WriteAt([]byte{byte(rng.Uint32())}, rng.Int64N(st.Size()))
+					_ = h.Close()
+				}
+			case 1:
+				_ = os.Truncate(f, rng.Int64N(st.Size()))
+			default:
+				_ = os.Truncate(f, st.Size()+1)
+			}
+			time.Sleep(time.Millisecond)
+		}
+	})
+	rwg.Wait()
+	stop.Store(true)
+	mwg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	if err := errors.Join(a.Close(), b.Close()); err != nil {
+		t.Error(err)
+	}
+	if after := openFDs(t); after > fdsBefore {
+		t.Errorf("%d descriptors open after the stores closed, %d before", after, fdsBefore)
+	}
+	t.Logf("%d pages served", served.Load())
 }
