@@ -153,9 +153,11 @@ func TestAdv4PreadNowaitPastFourGiB(t *testing.T) {
 // written, which the guess takes, the other with them reversed, which
 // looks every key up. Both must serve the same keys, the right bytes, and
 // count the same, in a first read and in a second (which finds the copies
-// the first dropped gone), of all the keys and then of all but the last. Before each read, a call of other keys leaves
-// their digests in the scratch the read reuses. Pools of three shapes:
-// buffers of 128 bytes (crc32cPages), of 36 bytes (hash/crc32) and MLA.
+// the first dropped gone), of all the keys, of all but the last, and of
+// the first minPredict. Before each read, a call of other keys leaves
+// their digests in the scratch the read reuses. Pools of four shapes:
+// buffers of 128 bytes (crc32cPages), of 36 bytes (hash/crc32), MLA, and
+// 4096-byte buffers read with DirectIO.
 func TestAdv4PredictedLikeLookedUp(t *testing.T) {
 	const n = 7
 	damages := []struct {
@@ -239,10 +241,15 @@ func TestAdv4PredictedLikeLookedUp(t *testing.T) {
 		PageSize: 2, Pages: 4 * n, LayerNum: 3, KVLoraRank: 8, QKRopeHeadDim: 4}
 	mha := mhaCfg
 	mha.Pages = 4 * n
+	// Buffers of 4096 bytes, read with O_DIRECT where the file system
+	// takes it.
+	big := hostcache.Config{Kind: hostcache.MHA, Layout: hostcache.LayerFirst, DType: hostcache.Float16,
+		PageSize: 64, Pages: 4 * n, LayerNum: 2, HeadNum: 2, HeadDim: 16}
 	for _, pc := range []struct {
-		name string
-		cfg  hostcache.Config
-	}{{"mha", mha}, {"odd", odd}, {"mla", mla}} {
+		name   string
+		cfg    hostcache.Config
+		direct bool
+	}{{"mha", mha, false}, {"odd", odd, false}, {"mla", mla, false}, {"direct", big, true}} {
 		for _, d := range damages {
 			t.Run(pc.name+"/"+d.name, func(t *testing.T) {
 				p := newPool(t, pc.cfg)
@@ -262,7 +269,7 @@ func TestAdv4PredictedLikeLookedUp(t *testing.T) {
 				}
 				var sides [2]side
 				for k := range sides {
-					cfg := Config{Dir: t.TempDir(), ModelName: "m", NoWatch: true, PollInterval: time.Hour, IsMLA: pc.cfg.Kind == hostcache.MLA}
+					cfg := Config{Dir: t.TempDir(), ModelName: "m", NoWatch: true, PollInterval: time.Hour, IsMLA: pc.cfg.Kind == hostcache.MLA, DirectIO: pc.direct}
 					var armed atomic.Bool
 					if r, ok := eio[d.name]; ok {
 						lo, hi := int64(r[0]*p.PageBytes()), int64(r[1]*p.PageBytes())
@@ -303,9 +310,9 @@ func TestAdv4PredictedLikeLookedUp(t *testing.T) {
 					armed.Store(true)
 				}
 				// All the file's keys (the entries come in the pages' preadv),
-				// then all but the last (they come in a pread of their own).
-				for round := range 4 {
-					m := n - round/2
+				// then all but the last (they come in a pread of their own),
+				// then the fewest keys that are guessed.
+				for round, m := range []int{n, n, n - 1, n - 1, minPredict, minPredict} {
 					var oks [2][]bool
 					var deltas [2]Stats
 					for k, sd := range sides {
