@@ -156,7 +156,7 @@ func TestAdv4PreadNowaitPastFourGiB(t *testing.T) {
 // the first dropped gone), of all the keys, of all but the last, and of
 // the first minPredict. Before each read, a call of other keys leaves
 // their digests in the scratch the read reuses. Pools of four shapes:
-// buffers of 128 bytes (crc32cPages), of 36 bytes (hash/crc32), MLA, and
+// buffers of 128 bytes (crc32cPages), of 18 bytes (hash/crc32), MLA, and
 // 4096-byte buffers read with DirectIO.
 func TestAdv4PredictedLikeLookedUp(t *testing.T) {
 	const n = 7
@@ -397,8 +397,8 @@ func truncateTo(t *testing.T, path string, size int64) {
 // each page (pageCRCs, a block of 48 pages at a time, three at once) is
 // hash/crc32's of the page's bytes as they lie in the file, for batches of
 // 1 to 100 pages (one or two left over a group of three, a block and one
-// more) and pools whose buffers crc32cPages takes (128 and 256 bytes) and
-// leaves to hash/crc32 (36 bytes). A read computes its CRCs with the same
+// more) and pools of every layout whose buffers crc32cPages takes (of
+// 256, 128 or 384 bytes) and leaves to hash/crc32 (of 18 or 90 bytes). A read computes its CRCs with the same
 // pageCRCs, so only a check against another implementation finds a CRC
 // that both get wrong alike.
 func TestAdv4WrittenCRCsAreCRC32C(t *testing.T) {
@@ -408,10 +408,20 @@ func TestAdv4WrittenCRCsAreCRC32C(t *testing.T) {
 	mha.Pages = 128
 	odd := hostcache.Config{Kind: hostcache.MHA, Layout: hostcache.LayerFirst, DType: hostcache.Float16,
 		PageSize: 3, Pages: 128, LayerNum: 5, HeadNum: 1, HeadDim: 3}
-	for _, pc := range []struct {
+	pools := []struct {
 		name string
 		cfg  hostcache.Config
-	}{{"seed", seed}, {"mha", mha}, {"odd", odd}} {
+	}{{"seed", seed}}
+	for _, layout := range hostcache.Layouts {
+		for _, c := range []hostcache.Config{mha, odd} {
+			c.Layout = layout
+			pools = append(pools, struct {
+				name string
+				cfg  hostcache.Config
+			}{fmt.Sprintf("%s-%d", layout, c.HeadDim), c})
+		}
+	}
+	for _, pc := range pools {
 		for _, n := range []int{1, 2, 3, 4, 47, 48, 49, 50, 100} {
 			t.Run(fmt.Sprintf("%s/%d", pc.name, n), func(t *testing.T) {
 				p := newPool(t, pc.cfg)
