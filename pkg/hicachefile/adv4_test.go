@@ -598,7 +598,7 @@ func TestAdv4Crc32cPagesStopsCleanly(t *testing.T) {
 // TestAdv4GuessedReadsUnderFire: stores A and B share a directory; while
 // two goroutines read A's batches back as written (guessed), some with a
 // key between swapped for another batch's, B rewrites batches and clears
-// the directory, A rewrites them, and a third goroutine flips bytes in,
+// the directory, A rewrites them and clears it too, and a third goroutine flips bytes in,
 // truncates and grows batch files. Every page served must hold its key's
 // bytes (a key's bytes never change), no call may fail, and closing the
 // stores leaves no descriptor open.
@@ -700,9 +700,11 @@ func TestAdv4GuessedReadsUnderFire(t *testing.T) {
 		rng := rand.New(rand.NewPCG(3, 7))
 		for !stop.Load() {
 			var err error
-			switch rng.IntN(6) {
+			switch rng.IntN(7) {
 			case 0:
 				err = b.Clear()
+			case 6:
+				err = a.Clear()
 			case 1, 2:
 				err = write(b, rng.IntN(batches))
 			default:
@@ -754,4 +756,56 @@ func TestAdv4GuessedReadsUnderFire(t *testing.T) {
 		t.Errorf("%d descriptors open after the stores closed, %d before", after, fdsBefore)
 	}
 	t.Logf("%d pages served", served.Load())
+}
+
+// TestAdv4GuessedKeysOfOtherLengths: keys between the first and the last
+// whose lengths differ from those of the file's keys at their places, but
+// add up to the same, and a key asked twice, are each read from their own
+// copy, not from the place the guess gave them.
+func TestAdv4GuessedKeysOfOtherLengths(t *testing.T) {
+	ps := mhaCfg.PageSize
+	cfg := mhaCfg
+	cfg.Pages = 24
+	p := newPool(t, cfg)
+	src, err := p.Alloc(12 * ps)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fillRandom(t, p, src)
+	s := newStore(t, Config{Dir: t.TempDir(), ModelName: "m"}, p)
+	// The file's keys are of 64, 10, 20 and 64 bytes; the other file's
+	// of 20 and 10.
+	file := []string{sglangKey("len", 0), strings.Repeat("a", 10), strings.Repeat("b", 20), sglangKey("len", 3)}
+	other := []string{strings.Repeat("c", 20), strings.Repeat("d", 10), "x", "y"}
+	for k, b := range [][]string{file, other} {
+		if ok, err := s.BatchSetV1(b, src[k*4*ps:(k+1)*4*ps]); err != nil || !all(ok) {
+			t.Fatal(ok, err)
+		}
+	}
+	dst := src[8*ps:]
+	for _, c := range []struct {
+		name string
+		ask  []string
+		from []int // the page of src each key's bytes come from
+	}{
+		{"lengths swapped", []string{file[0], other[0], other[1], file[3]}, []int{0, 4, 5, 3}},
+		{"a key twice", []string{file[0], file[1], file[1], file[3]}, []int{0, 1, 1, 3}},
+		{"the file's own", file, []int{0, 1, 2, 3}},
+	} {
+		before := s.Stats()
+		zeroPages(t, p, dst)
+		ok, err := s.BatchGetV1(c.ask, dst)
+		if err != nil || !all(ok) {
+			t.Fatalf("%s: BatchGetV1 = %v, %v", c.name, ok, err)
+		}
+		for i, j := range c.from {
+			if !samePages(t, p, dst[i*ps], src[j*ps]) {
+				t.Errorf("%s: key %d served the wrong bytes", c.name, i)
+			}
+		}
+		d := statsDelta(before, s.Stats())
+		if d.Hits != 4 || d.Misses != 0 || d.Corrupt != 0 || d.Mismatch != 0 {
+			t.Errorf("%s: counted %+v", c.name, d)
+		}
+	}
 }
