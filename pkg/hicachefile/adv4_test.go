@@ -153,13 +153,14 @@ func TestAdv4PreadNowaitPastFourGiB(t *testing.T) {
 // written, which the guess takes, the other with them reversed, which
 // looks every key up. Both must serve the same keys, the right bytes, and
 // count the same, in a first read and in a second (which finds the copies
-// the first dropped gone), of all the keys, of all but the last, and of
-// the first minPredict. Before each read, a call of other keys leaves
-// their digests in the scratch the read reuses. Pools of four shapes:
+// the first dropped gone), of all the keys, all but the last, all but the
+// first, the middle ones, and the first minPredict. Before each read, a
+// call of other keys leaves their digests in the scratch the read reuses.
+// Pools of four shapes:
 // buffers of 128 bytes (crc32cPages), of 18 bytes (hash/crc32), MLA, and
 // 4096-byte buffers read with DirectIO.
 func TestAdv4PredictedLikeLookedUp(t *testing.T) {
-	const n = 7
+	const n = adv4Keys
 	damages := []struct {
 		name string
 		do   func(t *testing.T, path, other string, loc []Location)
@@ -250,114 +251,128 @@ func TestAdv4PredictedLikeLookedUp(t *testing.T) {
 		cfg    hostcache.Config
 		direct bool
 	}{{"mha", mha, false}, {"odd", odd, false}, {"mla", mla, false}, {"direct", big, true}} {
-		for _, d := range damages {
-			t.Run(pc.name+"/"+d.name, func(t *testing.T) {
-				p := newPool(t, pc.cfg)
-				ps := pc.cfg.PageSize
-				src, err := p.Alloc(2 * n * ps)
-				if err != nil {
-					t.Fatal(err)
-				}
-				fillRandom(t, p, src)
-				keys, other := make([]string, n), make([]string, n)
-				for i := range keys {
-					keys[i], other[i] = sglangKey("adv4", i), sglangKey("adv4 other", i)
-				}
-				type side struct {
-					s   *Store
-					dst []int64
-				}
-				var sides [2]side
-				for k := range sides {
-					cfg := Config{Dir: t.TempDir(), ModelName: "m", NoWatch: true, PollInterval: time.Hour, IsMLA: pc.cfg.Kind == hostcache.MLA, DirectIO: pc.direct}
-					var armed atomic.Bool
-					if r, ok := eio[d.name]; ok {
-						lo, hi := int64(r[0]*p.PageBytes()), int64(r[1]*p.PageBytes())
-						cfg.Syscalls.Preadv = func(fd int, bufs [][]byte, off int64) (int, error) {
-							end := off
-							for _, b := range bufs {
-								end += int64(len(b))
-							}
-							if armed.Load() && off < hi && end > lo {
-								return 0, unix.EIO
-							}
-							return preadvRaw(fd, bufs, off)
-						}
-					}
-					s := newStore(t, cfg, p)
-					for _, b := range []struct {
-						keys []string
-						at   []int64
-					}{{keys, src[:n*ps]}, {other, src[n*ps:]}} {
-						if ok, err := s.BatchSetV1(b.keys, b.at); err != nil || !all(ok) {
-							t.Fatal(ok, err)
-						}
-					}
-					dst, err := p.Alloc(n * ps)
-					if err != nil {
-						t.Fatal(err)
-					}
-					sides[k] = side{s, dst}
-					locs := make([]Location, n)
-					for i, key := range keys {
-						var ok bool
-						if locs[i], ok = s.Locate(key); !ok {
-							t.Fatalf("Locate(%d) found nothing", i)
-						}
-					}
-					o, _ := s.Locate(other[0])
-					d.do(t, locs[0].Path, o.Path, locs)
-					armed.Store(true)
-				}
-				// All the file's keys (the entries come in the pages' preadv),
-				// then all but the last (they come in a pread of their own),
-				// then the fewest keys that are guessed.
-				for round, m := range []int{n, n, n - 1, n - 1, minPredict, minPredict} {
-					var oks [2][]bool
-					var deltas [2]Stats
-					for k, sd := range sides {
-						ask, at := slices.Clone(keys[:m]), slices.Clone(sd.dst[:m*ps])
-						if k == 1 {
-							// Reversed, page by page: every key looked up.
-							slices.Reverse(ask)
-							for i := range m {
-								copy(at[i*ps:(i+1)*ps], sd.dst[(m-1-i)*ps:(m-i)*ps])
-							}
-						}
-						// Other keys' digests into the scratch pool.
-						if _, err := sd.s.BatchGetV1(other[:3], sd.dst[:3*ps]); err != nil {
-							t.Fatal(err)
-						}
-						before := sd.s.Stats()
-						ok, err := sd.s.BatchGetV1(ask, at)
-						if err != nil {
-							t.Fatalf("round %d, side %d: %v", round, k, err)
-						}
-						deltas[k] = statsDelta(before, sd.s.Stats())
-						if k == 1 {
-							slices.Reverse(ok)
-						}
-						oks[k] = ok
-						for i, good := range ok {
-							if good && !samePages(t, p, sd.dst[i*ps], src[i*ps]) {
-								t.Errorf("round %d, side %d: key %d served with the wrong bytes", round, k, i)
-							}
-						}
-					}
-					if !slices.Equal(oks[0], oks[1]) {
-						t.Errorf("round %d: guessed read served %v, looked-up read %v", round, oks[0], oks[1])
-					}
-					if _, injected := eio[d.name]; injected && deltas[0].Errors == 0 {
-						t.Errorf("round %d: no EIO counted", round)
-					}
-					if deltas[0] != deltas[1] {
-						t.Errorf("round %d: guessed read counted %+v,\nlooked-up read %+v", round, deltas[0], deltas[1])
-					}
-				}
-			})
+		// All the file's keys (the entries come in the pages' preadv), all
+		// but the last (they come in a pread of their own), all but the
+		// first, the middle ones, and the fewest keys that are guessed.
+		for _, sp := range [][2]int{{0, n}, {0, n - 1}, {1, n}, {1, n - 1}, {0, minPredict}} {
+			for _, d := range damages {
+				t.Run(fmt.Sprintf("%s/%s/keys %d-%d", pc.name, d.name, sp[0], sp[1]), func(t *testing.T) {
+					testPredictedLikeLookedUp(t, pc.cfg, pc.direct, sp[0], sp[1], d.do, eio[d.name])
+				})
+			}
 		}
 	}
 }
+
+// testPredictedLikeLookedUp is TestAdv4PredictedLikeLookedUp for a pool
+// of cfg, the keys lo to hi of a batch of adv4Keys, and one damage; eio, when
+// not zero, is the pages [from, to) whose reads fail with EIO.
+func testPredictedLikeLookedUp(t *testing.T, cfg hostcache.Config, direct bool, lo, hi int, damage func(t *testing.T, path, other string, loc []Location), eio [2]int) {
+	const n = adv4Keys
+	p := newPool(t, cfg)
+	ps := cfg.PageSize
+	src, err := p.Alloc(2 * n * ps)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fillRandom(t, p, src)
+	keys, other := make([]string, n), make([]string, n)
+	for i := range keys {
+		keys[i], other[i] = sglangKey("adv4", i), sglangKey("adv4 other", i)
+	}
+	type side struct {
+		s   *Store
+		dst []int64
+	}
+	var sides [2]side
+	for k := range sides {
+		scfg := Config{Dir: t.TempDir(), ModelName: "m", NoWatch: true, PollInterval: time.Hour, IsMLA: cfg.Kind == hostcache.MLA, DirectIO: direct}
+		var armed atomic.Bool
+		if eio[1] > 0 {
+			from, to := int64(eio[0]*p.PageBytes()), int64(eio[1]*p.PageBytes())
+			scfg.Syscalls.Preadv = func(fd int, bufs [][]byte, off int64) (int, error) {
+				end := off
+				for _, b := range bufs {
+					end += int64(len(b))
+				}
+				if armed.Load() && off < to && end > from {
+					return 0, unix.EIO
+				}
+				return preadvRaw(fd, bufs, off)
+			}
+		}
+		s := newStore(t, scfg, p)
+		for _, b := range []struct {
+			keys []string
+			at   []int64
+		}{{keys, src[:n*ps]}, {other, src[n*ps:]}} {
+			if ok, err := s.BatchSetV1(b.keys, b.at); err != nil || !all(ok) {
+				t.Fatal(ok, err)
+			}
+		}
+		dst, err := p.Alloc(n * ps)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sides[k] = side{s, dst}
+		locs := make([]Location, n)
+		for i, key := range keys {
+			var ok bool
+			if locs[i], ok = s.Locate(key); !ok {
+				t.Fatalf("Locate(%d) found nothing", i)
+			}
+		}
+		o, _ := s.Locate(other[0])
+		damage(t, locs[0].Path, o.Path, locs)
+		armed.Store(true)
+	}
+	for round := range 2 {
+		m := hi - lo
+		var oks [2][]bool
+		var deltas [2]Stats
+		for k, sd := range sides {
+			ask, at := slices.Clone(keys[lo:hi]), slices.Clone(sd.dst[:m*ps])
+			if k == 1 {
+				// Reversed, page by page: every key looked up.
+				slices.Reverse(ask)
+				for i := range m {
+					copy(at[i*ps:(i+1)*ps], sd.dst[(m-1-i)*ps:(m-i)*ps])
+				}
+			}
+			// Other keys' digests into the scratch pool.
+			if _, err := sd.s.BatchGetV1(other[:3], sd.dst[:3*ps]); err != nil {
+				t.Fatal(err)
+			}
+			before := sd.s.Stats()
+			ok, err := sd.s.BatchGetV1(ask, at)
+			if err != nil {
+				t.Fatalf("round %d, side %d: %v", round, k, err)
+			}
+			deltas[k] = statsDelta(before, sd.s.Stats())
+			if k == 1 {
+				slices.Reverse(ok)
+			}
+			oks[k] = ok
+			for i, good := range ok {
+				if good && !samePages(t, p, sd.dst[i*ps], src[(lo+i)*ps]) {
+					t.Errorf("round %d, side %d: key %d served with the wrong bytes", round, k, i)
+				}
+			}
+		}
+		if !slices.Equal(oks[0], oks[1]) {
+			t.Errorf("round %d: guessed read served %v, looked-up read %v", round, oks[0], oks[1])
+		}
+		if eio[1] > 0 && deltas[0].Errors == 0 {
+			t.Errorf("round %d: no EIO counted", round)
+		}
+		if deltas[0] != deltas[1] {
+			t.Errorf("round %d: guessed read counted %+v,\nlooked-up read %+v", round, deltas[0], deltas[1])
+		}
+	}
+}
+
+// adv4Keys is the size of the batch TestAdv4PredictedLikeLookedUp damages.
+const adv4Keys = 7
 
 // statsDelta returns the counters of b minus those of a that a read
 // changes.
