@@ -315,7 +315,7 @@ func (s *Store) freeBytes() int64 {
 		s.stats.errors.Add(1)
 		return math.MaxInt64
 	}
-	return int64(st.Bavail) * st.Bsize
+	return int64(st.Bavail) * int64(st.Bsize)
 }
 
 // makeRoom removes least recently used files, sparing protect, until need

@@ -70,7 +70,8 @@ func rawVectored(trap uintptr, fd int, bufs [][]byte, off int64) (int, error) {
 		iov[i].Base = unsafe.SliceData(b)
 		iov[i].SetLen(len(b))
 	}
-	r, _, errno := unix.Syscall6(trap, uintptr(fd), uintptr(unsafe.Pointer(&iov[0])), uintptr(n), uintptr(off), 0, 0)
+	lo, hi := offsetWords(off)
+	r, _, errno := unix.Syscall6(trap, uintptr(fd), uintptr(unsafe.Pointer(&iov[0])), uintptr(n), lo, hi, 0)
 	runtime.KeepAlive(bufs)
 	clear(iov[:n])
 	iovecPool.Put(iov)
@@ -78,6 +79,14 @@ func rawVectored(trap uintptr, fd int, bufs [][]byte, off int64) (int, error) {
 		return int(r), errno
 	}
 	return int(r), nil
+}
+
+// offsetWords splits a file offset into the low and high words that
+// preadv, pwritev and preadv2 take, as unix.Preadv does: a 32-bit kernel
+// takes the high word from an argument of its own, a 64-bit one ignores
+// it.
+func offsetWords(off int64) (lo, hi uintptr) {
+	return uintptr(off), uintptr(uint64(off) >> (unix.SizeofLong*8 - 1) >> 1)
 }
 
 // preadvRaw is unix.Preadv without an allocation per call.
@@ -92,6 +101,8 @@ func pwritevRaw(fd int, bufs [][]byte, off int64) (int, error) {
 
 // openatRaw is unix.Openat without an allocation per call: a name of up
 // to maxStackName bytes is made NUL-terminated in a buffer on the stack.
+// Like unix.Openat it adds O_LARGEFILE, without which a 32-bit kernel
+// refuses a file of 2 GiB or more (EOVERFLOW); elsewhere it is 0.
 // A longer name, or one that holds a NUL (which unix.Openat refuses with
 // EINVAL), goes through unix.Openat.
 func openatRaw(dirfd int, path string, flags int, mode uint32) (int, error) {
@@ -101,7 +112,7 @@ func openatRaw(dirfd int, path string, flags int, mode uint32) (int, error) {
 	}
 	copy(buf[:], path)
 	for {
-		fd, _, errno := unix.Syscall6(unix.SYS_OPENAT, uintptr(dirfd), uintptr(unsafe.Pointer(&buf[0])), uintptr(flags), uintptr(mode), 0, 0)
+		fd, _, errno := unix.Syscall6(unix.SYS_OPENAT, uintptr(dirfd), uintptr(unsafe.Pointer(&buf[0])), uintptr(flags|unix.O_LARGEFILE), uintptr(mode), 0, 0)
 		if errno == unix.EINTR {
 			continue
 		}

@@ -394,7 +394,8 @@ func (s *Store) identityKey(b []byte, t trailer) (uint64, error) {
 func preadNowait(fd int, b []byte, off int64) (int, error) {
 	iov := unix.Iovec{Base: unsafe.SliceData(b)}
 	iov.SetLen(len(b))
-	r, _, errno := unix.Syscall6(unix.SYS_PREADV2, uintptr(fd), uintptr(unsafe.Pointer(&iov)), 1, uintptr(off), 0, unix.RWF_NOWAIT)
+	lo, hi := offsetWords(off)
+	r, _, errno := unix.Syscall6(unix.SYS_PREADV2, uintptr(fd), uintptr(unsafe.Pointer(&iov)), 1, lo, hi, unix.RWF_NOWAIT)
 	runtime.KeepAlive(b)
 	if errno != 0 {
 		return 0, errno

@@ -95,7 +95,7 @@ func (d smallDisk) free() int64 {
 	}
 	var st unix.Statfs_t
 	Expect(unix.Statfs(d.dir, &st)).To(Succeed())
-	return int64(st.Bavail) * st.Bsize
+	return int64(st.Bavail) * int64(st.Bsize)
 }
 
 // usedBytes sums the sizes of the regular files under dir.
