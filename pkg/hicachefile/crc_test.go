@@ -2,7 +2,6 @@ package hicachefile
 
 import (
 	"fmt"
-	"hash/crc32"
 	"math/rand/v2"
 	"testing"
 	"time"
@@ -51,11 +50,7 @@ func TestPageCRCs(t *testing.T) {
 		got := make([]uint32, n)
 		pageCRCs(bufs, bpp, got)
 		for j := range n {
-			want := uint32(0)
-			for _, x := range bufs[j*bpp : (j+1)*bpp] {
-				want = crc32.Update(want, castagnoli, x)
-			}
-			if got[j] != want {
+			if want := pageCRC(bufs[j*bpp : (j+1)*bpp]); got[j] != want {
 				t.Fatalf("trial %d: page %d of %d (bpp %d, lens %v): CRC %08x, want %08x", trial, j, n, bpp, lens, got[j], want)
 			}
 		}
@@ -79,11 +74,7 @@ func FuzzPageCRCs(f *testing.F) {
 		got := make([]uint32, n)
 		pageCRCs(bufs, b, got)
 		for j := range n {
-			want := uint32(0)
-			for _, x := range bufs[j*b : (j+1)*b] {
-				want = crc32.Update(want, castagnoli, x)
-			}
-			if got[j] != want {
+			if want := pageCRC(bufs[j*b : (j+1)*b]); got[j] != want {
 				t.Fatalf("page %d: %08x, want %08x", j, got[j], want)
 			}
 		}
@@ -112,11 +103,7 @@ func BenchmarkPageCRCs(b *testing.B) {
 				pageCRCs(bufs, c.bpp, crcs)
 				t1 := time.Now()
 				for j := range pages {
-					crc := uint32(0)
-					for _, x := range bufs[j*c.bpp : (j+1)*c.bpp] {
-						crc = crc32.Update(crc, castagnoli, x)
-					}
-					crcs[j] = crc
+					crcs[j] = pageCRC(bufs[j*c.bpp : (j+1)*c.bpp])
 				}
 				fast, slow = fast+t1.Sub(t0), slow+time.Since(t1)
 			}

@@ -303,11 +303,7 @@ func benchFloor(b *testing.B, parent string, n int, write bool, others int) {
 			}
 		}
 		for i := range n {
-			crc := uint32(0)
-			for _, x := range fl.pages[i*fl.bpp : (i+1)*fl.bpp] {
-				crc = crc32.Update(crc, castagnoli, x)
-			}
-			fl.crcs = append(fl.crcs, crc)
+			fl.crcs = append(fl.crcs, pageCRC(fl.pages[i*fl.bpp:(i+1)*fl.bpp]))
 		}
 		fl.pages = pages
 	}

@@ -101,9 +101,7 @@ func (s *Store) Locate(key string) (Location, bool) {
 func (s *Store) present(keys []string, fp uint64, have []bool) {
 	sc := getScratch(len(keys))
 	defer putScratch(sc)
-	for i, k := range keys {
-		sc.hashes[i] = s.idx.Hash(k)
-	}
+	sc.hash(s.idx, keys)
 	s.refresh(false)
 	again := s.presentOnce(sc, fp, have)
 	if !again && s.poll.Load() {
@@ -211,6 +209,13 @@ func getScratch(n int) *scratch {
 	sc.hashes, sc.refs, sc.metas = sc.hashes[:n], sc.refs[:n], sc.metas[:n]
 	sc.offs, sc.crcs, sc.order, sc.state = sc.offs[:n], sc.crcs[:n], sc.order[:n], sc.state[:n]
 	return sc
+}
+
+// hash sets sc.hashes to the digests of keys.
+func (sc *scratch) hash(x *index.Index, keys []string) {
+	for i, k := range keys {
+		sc.hashes[i] = x.Hash(k)
+	}
 }
 
 // putScratch returns sc to the pool, unless it grew too large to keep.

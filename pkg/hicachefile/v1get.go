@@ -77,9 +77,7 @@ func (s *Store) BatchGetV1(keys []string, hostIndices []int64) ([]bool, error) {
 			// needs none but the two predictRun takes, as no copy it
 			// read is dropped (a guessed copy that fails is looked up).
 			if !hashed {
-				for i, k := range keys {
-					sc.hashes[i] = s.idx.Hash(k)
-				}
+				sc.hash(s.idx, keys)
 				hashed = true
 			}
 			s.idx.Lookup(sc.hashes, pi.fp, sc.refs, nil)
