@@ -83,7 +83,8 @@ func FuzzPageCRCs(f *testing.F) {
 
 // BenchmarkPageCRCs checksums 1000 pages of bpp buffers of size bytes
 // with pageCRCs and, alternating in one loop, with hash/crc32 page by
-// page, and reports x-crc32: pageCRCs' time over hash/crc32's.
+// page, and reports x-crc32: pageCRCs' time over hash/crc32's. Its ns/op
+// and MB/s time both together.
 //
 //	go test -run=NONE -bench=PageCRCs ./pkg/hicachefile
 func BenchmarkPageCRCs(b *testing.B) {
