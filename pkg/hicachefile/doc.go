@@ -348,10 +348,9 @@
 // [0.68-0.69] for one 512-byte buffer and 0.91 [0.90-0.92] for two of 4 KiB
 // (-bench=PageCRCs, 3 runs, x-crc32). The checked floor uses pageCRCs too, so
 // checked-x-floor under 1 is that gain outweighing the checks' cost, and
-// x-checked is the store's own design alone: against a floor with the
-// store's CRC32C, reads at N = 1,000 would be 1.31 on tmpfs and 1.32 on
-// ext4, just over 1.3. Before pageCRCs and the
-// changes below (7e7ee41), reads were 1.34, 1.43 and 1.57 x-floor on tmpfs
+// x-checked is the store's own design alone: against that checked floor,
+// reads at N = 1,000 are 1.31 on tmpfs and 1.32 on ext4, just over 1.3.
+// Before pageCRCs and the changes below (7e7ee41), reads were 1.34, 1.43 and 1.57 x-floor on tmpfs
 // at N = 10, 100 and 1,000, and 1.36, 1.47 and 1.61 on ext4.
 //
 // What is left of a read above the checked floor is per key, and the
