@@ -200,12 +200,12 @@ func (s *Store) predictRun(keys []string, sc *scratch, pi *poolInfo) bool {
 	if first.File == 0 || last.File != first.File || int64(last.Page)-int64(first.Page) != int64(n-1) {
 		return false
 	}
-	if _, meta, ok := s.idx.File(first.File); !ok || meta.FP != pi.fp || meta.PageLen != pi.pageLen {
+	if _, meta, ok := s.idx.FileOf(first); !ok || meta.FP != pi.fp || meta.PageLen != pi.pageLen {
 		return false
 	}
 	ent := int64(first.Ent)
 	for i := range n - 1 {
-		sc.refs[i] = index.Ref{File: first.File, Ent: uint32(ent), Page: first.Page + uint32(i)}
+		sc.refs[i] = index.Ref{File: first.File, Ent: uint32(ent), Page: first.Page + uint32(i), Gen: first.Gen}
 		ent += entryFixed + int64(len(keys[i]))
 	}
 	if ent != int64(last.Ent) {
@@ -380,7 +380,7 @@ func (s *Store) readSome(pi *poolInfo, keys []string, bufs [][]byte, sc *scratch
 		// noting whether its keys' positions are consecutive too. The
 		// runs get the file's descriptor once open.
 		rest := read[taken:]
-		id := sc.refs[rest[0]].File
+		id, gen := sc.refs[rest[0]].File, sc.refs[rest[0]].Gen
 		f, r0 := len(files), len(runs)
 		lo := int64(math.MaxInt64)
 		first, consec := 0, true
@@ -394,7 +394,7 @@ func (s *Store) readSome(pi *poolInfo, keys []string, bufs [][]byte, sc *scratch
 		for ; k < len(rest); k++ {
 			i := rest[k]
 			ref := sc.refs[i]
-			if ref.File != id {
+			if ref.File != id || ref.Gen != gen {
 				break
 			}
 			lo = min(lo, int64(ref.Ent))
@@ -411,7 +411,7 @@ func (s *Store) readSome(pi *poolInfo, keys []string, bufs [][]byte, sc *scratch
 		group := rest[:k]
 		runs = append(runs, readRun{file: f, pages: group[first:], consecutive: consec})
 		taken += k
-		fd, name, meta, size, direct, err := s.openBatch(id, group, pi, sc)
+		fd, name, meta, size, direct, err := s.openBatch(sc.refs[rest[0]], group, pi, sc)
 		if err != nil || fd < 0 {
 			clear(runs[r0:])
 			runs = runs[:r0]
@@ -457,6 +457,15 @@ func (s *Store) readSome(pi *poolInfo, keys []string, bufs [][]byte, sc *scratch
 			continue
 		}
 		hi := end
+		if lo < 0 || lo > hi {
+			// Entries the file cannot hold: the copies were found in
+			// another file than the one this id names now. Not corrupt:
+			// looked up again after a refresh.
+			s.setState(group, sc, stGone)
+			clear(runs[r0:])
+			runs = runs[:r0]
+			continue
+		}
 		for j := r0; j < len(runs); j++ {
 			runs[j].fd, runs[j].direct, runs[j].probe = fd, direct, probe
 			total += len(runs[j].pages)
@@ -541,7 +550,7 @@ func (s *Store) readSome(pi *poolInfo, keys []string, bufs [][]byte, sc *scratch
 	}
 	if s.lru.on && hits > 0 {
 		for _, f := range files {
-			if name, _, ok := s.idx.File(sc.refs[f.group[0]].File); ok {
+			if name, _, ok := s.idx.FileOf(sc.refs[f.group[0]]); ok {
 				s.lru.touch(fileID{name: name})
 			}
 		}
@@ -560,9 +569,9 @@ func (s *Store) readSome(pi *poolInfo, keys []string, bufs [][]byte, sc *scratch
 // size; size is -1 when it did not fstat. When the file cannot be read it
 // settles the keys and returns -1; out of descriptors, it returns the
 // error.
-func (s *Store) openBatch(id uint32, group []int32, pi *poolInfo, sc *scratch) (fd int, name string, meta index.Meta, size int64, direct directFile, err error) {
+func (s *Store) openBatch(ref index.Ref, group []int32, pi *poolInfo, sc *scratch) (fd int, name string, meta index.Meta, size int64, direct directFile, err error) {
 	direct = directFile{fd: -1}
-	name, meta, known := s.idx.File(id)
+	name, meta, known := s.idx.FileOf(ref)
 	switch {
 	case !known:
 		s.setState(group, sc, stGone)
@@ -734,7 +743,7 @@ func (s *Store) notRegular(name string, group []int32, sc *scratch) {
 func (s *Store) failGroup(group []int32, sc *scratch, err error) {
 	switch {
 	case errors.Is(err, unix.ESPIPE) || errors.Is(err, unix.EISDIR):
-		if name, _, ok := s.idx.File(sc.refs[group[0]].File); ok {
+		if name, _, ok := s.idx.FileOf(sc.refs[group[0]]); ok {
 			s.notRegular(name, group, sc)
 			return
 		}
