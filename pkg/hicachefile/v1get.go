@@ -454,6 +454,9 @@ func (s *Store) readSome(pi *poolInfo, keys []string, bufs [][]byte, sc *scratch
 			c := &s.stats.corrupt
 			if grown {
 				c = &s.stats.mismatch
+				if !sc.predicted {
+					s.reloadBatch(name) // another file now: read its index
+				}
 			}
 			s.dropGroup(group, sc, c)
 			clear(runs[r0:])
@@ -694,6 +697,9 @@ func (s *Store) settleProbed(keys []string, f *fileRead, sc *scratch) {
 	switch {
 	case st.Size > f.meta.Size, !corrupt && st.Size < f.meta.Size, errors.Is(f.err, errGrown):
 		s.dropGroup(f.group, sc, &s.stats.mismatch)
+		if !sc.predicted {
+			s.reloadBatch(f.name) // another file now: read its index
+		}
 	case corrupt:
 		s.dropGroup(f.group, sc, &s.stats.corrupt)
 	default:
@@ -983,7 +989,8 @@ func (s *Store) verifyFile(pi *poolInfo, keys []string, sc *scratch, f *fileRead
 			continue
 		case foreign:
 			// Another file under this file's name (another model's or
-			// rank's, renamed in place): not the copy indexed.
+			// rank's, renamed in place, or another batch written over
+			// it): not the copy indexed. Its own index is read again.
 			s.stats.mismatch.Add(1)
 		case !matches:
 			// Another key with the same digest, or a file rewritten in
@@ -993,6 +1000,9 @@ func (s *Store) verifyFile(pi *poolInfo, keys []string, sc *scratch, f *fileRead
 		}
 		state[i] = stBadCopy
 		s.idx.Drop(sc.hashes[i], ref)
+	}
+	if foreign && !sc.predicted {
+		s.reloadBatch(f.name)
 	}
 	return hits
 }
