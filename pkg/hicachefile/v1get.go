@@ -61,7 +61,7 @@ func (s *Store) BatchGetV1(keys []string, hostIndices []int64) ([]bool, error) {
 	if err != nil {
 		return ok, err
 	}
-	defer s.leave()
+	defer s.v1End(pi)
 	// Every key is checked before any read: an invalid one is a miss
 	// (stInvalid), never looked up, guessed or read.
 	invalid, err := sc.distinct(s, keys, hostIndices, pi)
