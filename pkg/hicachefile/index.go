@@ -68,7 +68,7 @@ func (s *Store) Locate(key string) (Location, bool) {
 	hashes := []uint64{s.idx.Hash(key)}
 	refs := make([]index.Ref, 1)
 	s.idx.Lookup(hashes, fp, refs, nil)
-	name, meta, ok := s.idx.File(refs[0].File)
+	name, meta, ok := s.idx.FileOf(refs[0])
 	if !ok {
 		return Location{}, false
 	}
@@ -143,7 +143,7 @@ func (s *Store) verifyFiles(refs []index.Ref, have []bool) bool {
 			checked = make(map[uint32]bool)
 		}
 		checked[r.File] = true
-		name, meta, ok := s.idx.File(r.File)
+		name, meta, ok := s.idx.FileOf(r)
 		var st unix.Stat_t
 		if !ok {
 			continue

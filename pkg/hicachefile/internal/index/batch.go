@@ -92,7 +92,7 @@ func (x *Index) AddBatch(b *Batch) {
 		for k := start; k < end; k++ {
 			ids[k] = id
 		}
-		x.files[id] = file{name: name, meta: b.metas[i], los: lows(hashes[start:end])}
+		x.files[id] = file{name: name, meta: b.metas[i], los: lows(hashes[start:end]), gen: x.nextGen()}
 		start = end
 	}
 	x.fmu.Unlock()

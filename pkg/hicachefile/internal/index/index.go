@@ -70,6 +70,11 @@ type Ref struct {
 	Ent uint32
 	// Page is the number of the key's page in that file.
 	Page uint32
+	// Gen is the generation of the file id when the copy was found. File
+	// ids are reused once their file is forgotten; FileOf and Drop compare
+	// Gen with the id's current one, so that a Ref found before its file
+	// went never names the file that took its id after.
+	Gen uint32
 }
 
 // file is what the index keeps per batch file.
@@ -78,6 +83,7 @@ type file struct {
 	meta Meta
 	los  []uint32 // low half of the digest of each key added, to find them when the file goes
 	live bool
+	gen  uint32 // the id's generation: a fresh one each time the id is taken
 }
 
 // shardBits is log2 of the number of table shards. Calls visit the shards
@@ -99,6 +105,7 @@ type Index struct {
 	fmu   sync.RWMutex
 	files []file    // by file id; id 0 is never used
 	free  []uint32  // ids of forgotten files, for reuse
+	gen   uint32    // the last generation given to an id; never reset
 	names nameTable // live file name -> id
 
 	shard [shards]shard
@@ -203,7 +210,7 @@ func (x *Index) AddHashed(name string, meta Meta, hashes []uint64, ents, pages [
 	x.fmu.Lock()
 	var one [1]uint32
 	id := x.newIDs(1, one[:])[0]
-	x.files[id] = file{name: name, meta: meta, los: lows(hashes)}
+	x.files[id] = file{name: name, meta: meta, los: lows(hashes), gen: x.nextGen()}
 	x.fmu.Unlock()
 	// The file turns live only when every entry is in, so a lookup never
 	// sees half a file.
@@ -298,6 +305,29 @@ func (x *Index) File(id uint32) (name string, meta Meta, ok bool) {
 	return f.name, f.meta, true
 }
 
+// FileOf returns the name and metadata of the file that holds the copy r,
+// as File does, unless that file has been forgotten since r was found (its
+// id may name another file by now).
+func (x *Index) FileOf(r Ref) (name string, meta Meta, ok bool) {
+	x.fmu.RLock()
+	defer x.fmu.RUnlock()
+	if r.File == 0 || int(r.File) >= len(x.files) {
+		return "", Meta{}, false
+	}
+	f := &x.files[r.File]
+	if !f.live || f.gen != r.Gen {
+		return "", Meta{}, false
+	}
+	return f.name, f.meta, true
+}
+
+// nextGen returns a new generation for a file id being taken. The caller
+// holds x.fmu.
+func (x *Index) nextGen() uint32 {
+	x.gen++
+	return x.gen
+}
+
 // Forget forgets the file name and every copy it holds. It reports whether
 // the index knew the file.
 func (x *Index) Forget(name string) bool {
@@ -343,7 +373,14 @@ func (x *Index) drop(id uint32) {
 
 // Drop forgets one copy: the entry of the key whose digest is hash at ref,
 // after its page proved bad or gone. Other copies of the key stay.
+// A ref whose file has been forgotten since it was found drops nothing:
+// its id may hold another file's copies by now.
 func (x *Index) Drop(hash uint64, ref Ref) {
+	x.fmu.RLock()
+	defer x.fmu.RUnlock()
+	if ref.File == 0 || int(ref.File) >= len(x.files) || x.files[ref.File].gen != ref.Gen {
+		return
+	}
 	s := x.shardOf(hash)
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -466,7 +503,7 @@ func (x *Index) find(s *shard, h uint64, fp uint64, i int, skip func(i int, r Re
 		if sl.lo != uint32(h) || sl.hi != uint32(h>>32) || !x.files[sl.file].live {
 			continue
 		}
-		r := Ref{File: sl.file, Ent: sl.ent, Page: sl.page}
+		r := Ref{File: sl.file, Ent: sl.ent, Page: sl.page, Gen: x.files[sl.file].gen}
 		if skip != nil && skip(i, r) {
 			continue
 		}
@@ -489,7 +526,7 @@ func (x *Index) Meta(refs []Ref, metas []Meta) {
 		if r.File == 0 {
 			continue
 		}
-		if int(r.File) >= len(x.files) || !x.files[r.File].live {
+		if int(r.File) >= len(x.files) || !x.files[r.File].live || x.files[r.File].gen != r.Gen {
 			refs[i].File = 0
 			continue
 		}

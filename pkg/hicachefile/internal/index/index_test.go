@@ -325,3 +325,46 @@ func TestLookupMeta(t *testing.T) {
 		}
 	}
 }
+
+// TestReusedIDIsAnotherFile pins that a Ref found before its file was
+// forgotten never names the file that takes its id after: FileOf refuses
+// it, Meta clears it, and Drop through it leaves the new file's copies.
+func TestReusedIDIsAnotherFile(t *testing.T) {
+	for _, reset := range []bool{false, true} {
+		x := New()
+		h := x.Hash("k")
+		x.Add("old", Meta{FP: 1, IndexOff: 100, Size: 200}, []Entry{{Key: "k", Ent: 40, Page: 3}}, nil)
+		refs := make([]Ref, 1)
+		if x.Lookup([]uint64{h}, 1, refs, nil) != 1 {
+			t.Fatal("k not found")
+		}
+		old := refs[0]
+		if reset {
+			x.Reset()
+		} else if !x.Forget("old") {
+			t.Fatal("old not known")
+		}
+		x.Add("new", Meta{FP: 1, IndexOff: 10, Size: 20}, []Entry{{Key: "k", Ent: 40, Page: 3}}, nil)
+		if x.Lookup([]uint64{h}, 1, refs, nil) != 1 {
+			t.Fatal("k not found in new")
+		}
+		if refs[0].File != old.File {
+			t.Fatalf("reset=%v: the new file took id %d, not %d: the test does not test reuse", reset, refs[0].File, old.File)
+		}
+		if name, _, ok := x.FileOf(old); ok {
+			t.Errorf("reset=%v: FileOf(stale ref) = %q, true", reset, name)
+		}
+		if name, meta, ok := x.FileOf(refs[0]); !ok || name != "new" || meta.Size != 20 {
+			t.Errorf("FileOf(fresh ref) = %q, %+v, %v", name, meta, ok)
+		}
+		stale := []Ref{old}
+		x.Meta(stale, make([]Meta, 1))
+		if stale[0].File != 0 {
+			t.Errorf("Meta kept the stale ref: %+v", stale[0])
+		}
+		x.Drop(h, old)
+		if x.Lookup([]uint64{h}, 1, refs, nil) != 1 {
+			t.Errorf("reset=%v: Drop through a stale ref removed the new file's copy", reset)
+		}
+	}
+}
