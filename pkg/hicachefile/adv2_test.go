@@ -131,7 +131,7 @@ func TestAdv2SharedDirStorm(t *testing.T) {
 			dir := t.TempDir()
 			mk := func(model string) *Store {
 				return newStore(t, Config{Dir: dir, ModelName: model, NoWatch: noWatch, PollInterval: 5 * time.Millisecond,
-					MaxBytes: 12 * oneKeyFile(p.PageBytes()), MaxBatchFileBytes: int64(2 * p.PageBytes()),
+					MaxBytes: 12 * oneKeyFile(p.PageBytes()), EvictionRatio: 1, MaxBatchFileBytes: int64(2 * p.PageBytes()),
 					Syscalls: Syscalls{Openat: refuseTmpfile}}, p)
 			}
 			type actor struct {
@@ -329,9 +329,9 @@ func TestAdv2EvictedMidCall(t *testing.T) {
 			keys[i] = fmt.Sprintf("k%d", i)
 		}
 		s := newStore(t, Config{Dir: t.TempDir(), ModelName: "m", NoWatch: noWatch, MaxBatchFileBytes: 1,
-			MaxBytes: (nk + 5) * oneKeyFile(p.PageBytes())}, p)
+			MaxBytes: (nk + 5) * oneKeyFile(p.PageBytes()), EvictionRatio: 1}, p)
 		w := newStore(t, Config{Dir: s.dir, ModelName: "m", NoWatch: noWatch, MaxBatchFileBytes: 1,
-			MaxBytes: (nk + 5) * oneKeyFile(p.PageBytes())}, p)
+			MaxBytes: (nk + 5) * oneKeyFile(p.PageBytes()), EvictionRatio: 1}, p)
 		dst, _ := p.Alloc(nk * ps)
 		hits := 0
 		for round := range 30 {

@@ -177,6 +177,9 @@ func (s *Store) BatchSetV1(keys []string, hostIndices []int64) ([]bool, error) {
 		}
 	}
 
+	if len(pending) > 0 && s.admit(pi.pageLen) != nil {
+		pending = pending[:0] // refused: reported false, not an error
+	}
 	perFile := int(max(1, s.cfg.MaxBatchFileBytes/pi.pageLen))
 	nChunks := (len(pending) + perFile - 1) / perFile
 	chunk := func(c int) []int32 { return pending[c*perFile : min(len(pending), (c+1)*perFile)] }
