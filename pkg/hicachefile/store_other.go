@@ -88,3 +88,36 @@ func (s *Store) Dir() string { return "" }
 
 // FilePath returns "": there is no store directory on this platform.
 func (s *Store) FilePath(key string) string { return "" }
+
+// MaxBytes returns 0: nothing is stored on this platform.
+func (s *Store) MaxBytes() int64 { return 0 }
+
+// RegisterPool returns an error wrapping errors.ErrUnsupported.
+func (s *Store) RegisterPool(name string, p *hostcache.Pool) error { return errUnsupported }
+
+// BatchExistsV2 reports no page and returns an error wrapping
+// errors.ErrUnsupported.
+func (s *Store) BatchExistsV2(keys []string, transfers []Transfer) (TransferResult, error) {
+	return TransferResult{PoolHitPages: map[string]int{}}, errUnsupported
+}
+
+// BatchGetV2 serves nothing and returns an error wrapping
+// errors.ErrUnsupported.
+func (s *Store) BatchGetV2(transfers []Transfer) (map[string][]bool, error) {
+	return noTransfers(transfers), errUnsupported
+}
+
+// BatchSetV2 stores nothing and returns an error wrapping
+// errors.ErrUnsupported.
+func (s *Store) BatchSetV2(transfers []Transfer) (map[string][]bool, error) {
+	return noTransfers(transfers), errUnsupported
+}
+
+// noTransfers returns a false per key of each transfer, by pool.
+func noTransfers(transfers []Transfer) map[string][]bool {
+	m := make(map[string][]bool, len(transfers))
+	for _, t := range transfers {
+		m[t.Pool] = make([]bool, len(t.Keys))
+	}
+	return m
+}

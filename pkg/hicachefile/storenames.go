@@ -10,6 +10,16 @@ import (
 // The names of one store's files: the name grammar of naming.go with the
 // store's suffix.
 
+// validKey reports whether checkKey accepts key, without building an
+// error: the check a read makes of every key it is given.
+func (s *Store) validKey(key string) bool {
+	n := len(key)
+	if n == 0 || n+len(s.suffix)+len(oldExt) > maxName || n <= 2 && (key == "." || key == "..") {
+		return false
+	}
+	return plainBytes(key)
+}
+
 // checkKey rejects keys that cannot name this store's old-format file.
 func (s *Store) checkKey(key string) error {
 	if err := checkKeyChars(key); err != nil {
