@@ -148,6 +148,26 @@ func registerPool(h int64, js []byte, base unsafe.Pointer, n int64) error {
 	return old
 }
 
+// unregisterPool detaches the pool registered with h's store, if any: the
+// V1 calls then fail with ErrNoPool until another is registered.
+func unregisterPool(h int64) error {
+	e := lookup(h)
+	if e == nil {
+		return errHandle
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.store == nil {
+		return errHandle
+	}
+	if e.pool == nil {
+		return nil
+	}
+	err := e.pool.Close()
+	e.pool, e.ps = nil, 0
+	return err
+}
+
 // pageBufferMeta writes the registered pool's GetPageBufferMeta for idx
 // into ptrs and sizes and returns how many buffers it lists; with too small
 // arrays it writes nothing and returns errBufferSmall with the count needed.
@@ -205,6 +225,10 @@ func timedOp(h int64, op int, keys []string, idx []int64, res []byte) (int64, er
 	if len(res) != len(keys) {
 		putBools(res, nil)
 		return 0, fmt.Errorf("%w: %d results for %d keys", hicachefile.ErrLength, len(res), len(keys))
+	}
+	if e.pool == nil {
+		putBools(res, nil)
+		return 0, hicachefile.ErrNoPool
 	}
 	start := time.Now()
 	var oks []bool

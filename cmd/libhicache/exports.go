@@ -66,6 +66,11 @@ func hc_register_pool(h C.int64_t, config *C.char, n C.int64_t, base unsafe.Poin
 	}))
 }
 
+//export hc_unregister_pool
+func hc_unregister_pool(h C.int64_t) C.int64_t {
+	return C.int64_t(guard(func() int64 { return result(0, unregisterPool(int64(h))) }))
+}
+
 //export hc_page_buffer_meta
 func hc_page_buffer_meta(h C.int64_t, idx *C.int64_t, nidx C.int64_t, ptrs *C.uint64_t, sizes *C.int64_t, capacity C.int64_t) C.int64_t {
 	return C.int64_t(guard(func() int64 {

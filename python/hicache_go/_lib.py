@@ -79,6 +79,7 @@ def _declare(lib: ctypes.CDLL) -> None:
         "hc_open": [cp, i64],
         "hc_close": [i64],
         "hc_register_pool": [i64, cp, i64, p, i64],
+        "hc_unregister_pool": [i64],
         "hc_page_buffer_meta": [i64, p, i64, p, p, i64],
         "hc_batch_set_v1": [i64, p, p, i64, p, i64, p],
         "hc_batch_get_v1": [i64, p, p, i64, p, i64, p],
@@ -177,6 +178,9 @@ class Store:
         r = self.lib.hc_register_pool(self.handle, js, len(js), base, nbytes)
         if r < 0:
             raise LibraryError(r, last_error(self.lib))
+
+    def unregister_pool(self) -> int:
+        return self.lib.hc_unregister_pool(self.handle)
 
     def page_buffer_meta(self, indices: Sequence[int]) -> tuple[List[int], List[int]]:
         n = len(indices)

@@ -67,6 +67,12 @@ def _flag(v: Any) -> bool:
     return bool(v)
 
 
+def storage_dir(extra: dict) -> str:
+    """extra["file_path"], else $SGLANG_HICACHE_FILE_BACKEND_STORAGE_DIR,
+    else /tmp/hicache."""
+    return str(extra.get("file_path") or os.environ.get(ENV_STORAGE_DIR) or DEFAULT_DIR)
+
+
 def _int_attr(obj: Any, name: str, default: int) -> int:
     v = getattr(obj, name, default)
     return default if v is None else int(v)
@@ -130,7 +136,7 @@ class HiCacheGoFile(HiCacheStorage):
         self.extra_config = extra
         if _flag(getattr(cfg, "should_split_heads", False)):
             raise ValueError("hicache_go: should_split_heads is not supported")
-        self.file_path = extra.get("file_path") or os.environ.get(ENV_STORAGE_DIR) or DEFAULT_DIR
+        self.file_path = storage_dir(extra)
         model_name = getattr(cfg, "model_name", None) or ""
         config = {
             "dir": str(self.file_path),
@@ -166,6 +172,9 @@ class HiCacheGoFile(HiCacheStorage):
         geometry against the pool's own get_page_buffer_meta; raises
         ValueError for a pool it cannot describe exactly."""
         pool = mem_pool_host
+        # A pool that fails any check below leaves no pool registered.
+        self.mem_pool_host = None
+        self._store.unregister_pool()
         desc = describe_pool(pool)
         kv = getattr(pool, "kv_buffer", None)
         if not isinstance(kv, torch.Tensor):
@@ -174,8 +183,15 @@ class HiCacheGoFile(HiCacheStorage):
             raise ValueError("hicache_go: host pool's kv_buffer must be a contiguous CPU tensor")
         nbytes = kv.numel() * kv.element_size()
         self._page_size = 0
-        self._store.register_pool(desc, kv.data_ptr(), nbytes)
-        self._check_geometry(pool, desc)
+        try:
+            self._store.register_pool(desc, kv.data_ptr(), nbytes)
+        except _lib.LibraryError as e:
+            raise ValueError(f"hicache_go: the Go store refused the host pool {desc}: {e}") from e
+        try:
+            self._check_geometry(pool, desc)
+        except BaseException:
+            self._store.unregister_pool()
+            raise
         self.mem_pool_host = pool
         self._page_size = desc["page_size"]
         self._page_bytes = pool.get_dummy_flat_data_page().numel() * kv.element_size()
