@@ -29,6 +29,13 @@ var (
 	// different lengths, or two keys of BatchGetV1 given the same slots.
 	ErrLength = errors.New("hicachefile: argument lengths do not match")
 
+	// ErrRefused is returned by Set when the store declines a new page, as
+	// SGLang's HiCacheFile answers False: eviction is configured and this
+	// rank is not the storage owner (Config.StorageOwner), or the page is
+	// larger than MaxBytes. BatchSetV1 and BatchSetV2 report such pages
+	// false without an error.
+	ErrRefused = errors.New("hicachefile: write refused")
+
 	// ErrClosed is returned by the Store methods that return an error when
 	// they are called after Close; Exists, BatchExists and Locate then report
 	// nothing stored.

@@ -34,6 +34,9 @@ func (s *Store) set(key string, value []byte) error {
 		s.stats.existed.Add(1)
 		return nil
 	}
+	if err := s.admit(int64(len(value))); err != nil {
+		return err
+	}
 	write := func() error {
 		return s.writeFile(s.topfd(), s.dir, s.oldName(key), int64(len(value)), func(fd int) error {
 			return s.sys.pwritev(fd, [][]byte{value}, 0)
@@ -368,6 +371,7 @@ func (s *Store) Clear() error {
 			return s.isOldName(n) || s.isTmpName(n) || s.isSGLangTmpName(n)
 		}),
 		s.removeMatching(s.v1fd(), s.v1Dir, func(n string) bool { return s.isBatchName(n) || s.isTmpName(n) }),
+		s.clearComponents(),
 	)
 }
 

@@ -718,7 +718,7 @@ func TestTempsDuringEviction(t *testing.T) {
 	p, idx := randomPages(t, 5)
 	file := oneKeyFile(p.PageBytes())
 	dir := t.TempDir()
-	s := newStore(t, Config{Dir: dir, ModelName: "m", MaxBatchFileBytes: int64(p.PageBytes()), MaxBytes: 4 * file}, p)
+	s := newStore(t, Config{Dir: dir, ModelName: "m", MaxBatchFileBytes: int64(p.PageBytes()), MaxBytes: 4 * file, EvictionRatio: 1}, p)
 	deadTmp := filepath.Join(s.v1Dir, ".0123456789abcdef_m_0_1.tmp")
 	liveTmp := filepath.Join(s.v1Dir, ".1123456789abcdef_m_0_1.tmp")
 	writeTempFile(t, deadTmp, int(file), time.Hour, false)

@@ -12,6 +12,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/hicache-go/hicache/pkg/hicachefile/internal/index"
+	"github.com/hicache-go/hicache/pkg/hostcache"
 )
 
 // v1Begin starts a V1 call: it checks that the store is open and the
@@ -19,7 +20,8 @@ import (
 // hostIndices, bpp per key in GetPageBufferMeta order. Of each key's
 // PageSize slots it checks the first and the last (hostcache's
 // AppendPageBuffers, into sc), as SGLang reads only the first. On success the call
-// is entered and must leave with s.leave.
+// is entered, with the pool pinned (its Close waits), and must end with
+// v1End.
 func (s *Store) v1Begin(keys []string, hostIndices []int64, sc *scratch) (*poolInfo, [][]byte, error) {
 	if err := s.enter(); err != nil {
 		return nil, nil, err
@@ -30,6 +32,9 @@ func (s *Store) v1Begin(keys []string, hostIndices []int64, sc *scratch) (*poolI
 	switch {
 	case pi == nil:
 		err = ErrNoPool
+	case pi.pool.Pin() != nil:
+		// Closed by its owner: a caller's bug, an error, never a fault.
+		pi, err = nil, fmt.Errorf("hicachefile: %w", hostcache.ErrClosed)
 	case len(hostIndices) != len(keys)*pi.ps:
 		err = fmt.Errorf("%w: %d keys need %d host indices (page size %d), got %d",
 			ErrLength, len(keys), len(keys)*pi.ps, pi.ps, len(hostIndices))
@@ -46,10 +51,19 @@ func (s *Store) v1Begin(keys []string, hostIndices []int64, sc *scratch) (*poolI
 		}
 	}
 	if err != nil {
+		if pi != nil {
+			pi.pool.Unpin()
+		}
 		s.leave()
 		return nil, nil, err
 	}
 	return pi, bufs, nil
+}
+
+// v1End ends a V1 call that v1Begin started.
+func (s *Store) v1End(pi *poolInfo) {
+	pi.pool.Unpin()
+	s.leave()
 }
 
 // The states of a key in a V1 call (scratch.state).
@@ -95,7 +109,7 @@ func (s *Store) BatchSetV1(keys []string, hostIndices []int64) ([]bool, error) {
 	if err != nil {
 		return ok, err
 	}
-	defer s.leave()
+	defer s.v1End(pi)
 
 	// The distinct valid keys, each at its first position: a small
 	// open-addressing table of positions by digest. A repeat records its
@@ -163,6 +177,9 @@ func (s *Store) BatchSetV1(keys []string, hostIndices []int64) ([]bool, error) {
 		}
 	}
 
+	if len(pending) > 0 && s.admit(pi.pageLen) != nil {
+		pending = pending[:0] // refused: reported false, not an error
+	}
 	perFile := int(max(1, s.cfg.MaxBatchFileBytes/pi.pageLen))
 	nChunks := (len(pending) + perFile - 1) / perFile
 	chunk := func(c int) []int32 { return pending[c*perFile : min(len(pending), (c+1)*perFile)] }

@@ -62,17 +62,18 @@ func (s *Store) BatchGetV1(keys []string, hostIndices []int64) ([]bool, error) {
 	if err != nil {
 		return ok, err
 	}
-	defer s.leave()
-	// Keys are checked only when not found: a key found is compared
-	// byte for byte with an entry that was checked when written or loaded.
-	if err := sc.distinct(keys, hostIndices, pi); err != nil {
+	defer s.v1End(pi)
+	// Every key is checked before any read: an invalid one is a miss
+	// (stInvalid), never looked up, guessed or read.
+	invalid, err := sc.distinct(s, keys, hostIndices, pi)
+	if err != nil {
 		return ok, err
 	}
 	s.stats.gets.Add(int64(len(keys)))
 	refreshed, hashed := false, false
 	hits := 0 // keys served from batch files
 	for round := range maxCopies {
-		sc.predicted = round == 0 && s.predictRun(keys, sc, pi)
+		sc.predicted = round == 0 && !invalid && s.predictRun(keys, sc, pi)
 		if !sc.predicted {
 			// The digests are taken only now: a call whose guess held
 			// needs none but the two predictRun takes, as no copy it
@@ -152,7 +153,7 @@ func (s *Store) BatchGetV1(keys []string, hostIndices []int64) ([]bool, error) {
 		case stNone:
 			// The old-format file of a key with '_' may be another
 			// store's: "k_x" of model "m" is "k" of model "x_m". A miss.
-			if s.checkKey(k) == nil && !strings.Contains(k, "_") {
+			if !strings.Contains(k, "_") {
 				var err error
 				if ok[i], err = s.readOldV1(pi, k, hostIndices[i*pi.ps:(i+1)*pi.ps]); err != nil {
 					s.countGets(pi, ok)
@@ -238,11 +239,12 @@ func (s *Store) countGets(pi *poolInfo, ok []bool) {
 // (predictRun) that prove wrong.
 const maxCopies = 5
 
-// distinct sets each key's state to stNone and checks, in the same pass,
-// that no two keys of a V1 read share a destination page, with a bitmap
-// of the pool's pages. The keys' digests (sc.hashes) are left for
-// BatchGetV1 to take when it looks them up.
-func (sc *scratch) distinct(keys []string, hostIndices []int64, pi *poolInfo) error {
+// distinct sets each key's state to stNone, or stInvalid for a key s
+// refuses (checkKey), and reports whether there was such a key. It checks,
+// in the same pass, that no two keys of a V1 read share a destination page,
+// with a bitmap of the pool's pages. The keys' digests (sc.hashes) are left
+// for BatchGetV1 to take when it looks them up.
+func (sc *scratch) distinct(s *Store, keys []string, hostIndices []int64, pi *poolInfo) (invalid bool, err error) {
 	words := (pi.pages + 63) / 64
 	shift := -1 // page = slot >> shift when the page size is a power of two
 	if pi.ps&(pi.ps-1) == 0 {
@@ -258,11 +260,13 @@ func (sc *scratch) distinct(keys []string, hostIndices []int64, pi *poolInfo) er
 		sc.slots = make([]uint64, words)
 	}
 	bm := sc.slots[:words]
-	var err error
 	state := sc.state[:len(keys)]
 	i := 0
 	for ; i < len(keys); i++ {
 		state[i] = stNone
+		if !s.validKey(keys[i]) {
+			state[i], invalid = stInvalid, true
+		}
 		pg := pageOf(hostIndices[i*pi.ps])
 		if bm[pg/64]&(1<<(pg%64)) != 0 {
 			err = fmt.Errorf("%w: slot %d is the destination of two keys", ErrLength, hostIndices[i*pi.ps])
@@ -274,13 +278,13 @@ func (sc *scratch) distinct(keys []string, hostIndices []int64, pi *poolInfo) er
 	// the keys, else bit by bit.
 	if words <= 4*i+64 {
 		clear(bm)
-		return err
+		return invalid, err
 	}
 	for j := range i {
 		pg := pageOf(hostIndices[j*pi.ps])
 		bm[pg/64] = 0
 	}
-	return err
+	return invalid, err
 }
 
 // readOldV1 reads key's old-format file zero-copy into the page at indices,
@@ -451,6 +455,9 @@ func (s *Store) readSome(pi *poolInfo, keys []string, bufs [][]byte, sc *scratch
 			c := &s.stats.corrupt
 			if grown {
 				c = &s.stats.mismatch
+				if !sc.predicted {
+					s.reloadBatch(name) // another file now: read its index
+				}
 			}
 			s.dropGroup(group, sc, c)
 			clear(runs[r0:])
@@ -698,6 +705,9 @@ func (s *Store) settleProbed(keys []string, f *fileRead, sc *scratch) {
 	switch {
 	case st.Size > f.meta.Size, !corrupt && st.Size < f.meta.Size, errors.Is(f.err, errGrown):
 		s.dropGroup(f.group, sc, &s.stats.mismatch)
+		if !sc.predicted {
+			s.reloadBatch(f.name) // another file now: read its index
+		}
 	case corrupt:
 		s.dropGroup(f.group, sc, &s.stats.corrupt)
 	default:
@@ -950,16 +960,30 @@ func (s *Store) verifyFile(pi *poolInfo, keys []string, sc *scratch, f *fileRead
 	// would otherwise make the compiler load each again per key.
 	state, refs, crcs := sc.state, sc.refs, sc.crcs
 	ents, base, pageLen := f.ents, f.base, pi.pageLen
+	// A guessed read's entry offsets come from the call's key lengths.
+	// The file's own entries are walked alongside, from the first key's
+	// (looked up, so an entry start), each next one where the previous
+	// one's length field ends it: a guessed key is compared only with an
+	// entry that starts where the guess put it.
+	walking, walk := sc.predicted && len(f.group) > 0, int64(-1)
+	if walking {
+		walk = int64(refs[f.group[0]].Ent) - base
+	}
 	for _, i := range f.group {
+		ref, key := refs[i], keys[i]
+		e := int64(ref.Ent) - base
+		entryStart := true
+		if walking {
+			entryStart = walk >= 0 && e == walk
+			walk = nextEntry(ents, walk)
+		}
 		if state[i] != stRead {
 			continue // failed its read
 		}
 		// Each key's entry is decoded once: the full key, the page's
 		// offset and length, then its CRC32C (only once the rest
 		// matches: the entry's bounds are checked by then).
-		ref, key := refs[i], keys[i]
-		e := int64(ref.Ent) - base
-		matches := !foreign && entryMatches(ents, e, key, int64(ref.Page)*pageLen, pageLen)
+		matches := !foreign && entryStart && entryMatches(ents, e, key, int64(ref.Page)*pageLen, pageLen)
 		if matches && entryCRC(ents, e, len(key)) == crcs[i] {
 			ok[i], state[i] = true, stDone
 			hits++
@@ -973,7 +997,8 @@ func (s *Store) verifyFile(pi *poolInfo, keys []string, sc *scratch, f *fileRead
 			continue
 		case foreign:
 			// Another file under this file's name (another model's or
-			// rank's, renamed in place): not the copy indexed.
+			// rank's, renamed in place, or another batch written over
+			// it): not the copy indexed. Its own index is read again.
 			s.stats.mismatch.Add(1)
 		case !matches:
 			// Another key with the same digest, or a file rewritten in
@@ -983,6 +1008,9 @@ func (s *Store) verifyFile(pi *poolInfo, keys []string, sc *scratch, f *fileRead
 		}
 		state[i] = stBadCopy
 		s.idx.Drop(sc.hashes[i], ref)
+	}
+	if foreign && !sc.predicted {
+		s.reloadBatch(f.name)
 	}
 	return hits
 }
@@ -1000,6 +1028,19 @@ func entryMatches(ents []byte, e int64, key string, off, length int64) bool {
 	rest := b[2+n:]
 	return int64(binary.LittleEndian.Uint16(b)) == n && sameKey(b[2:2+n], key) &&
 		int64(binary.LittleEndian.Uint64(rest)) == off && int64(binary.LittleEndian.Uint64(rest[8:])) == length
+}
+
+// nextEntry returns the offset in ents of the entry after the one at e,
+// by e's own length field, or -1 when e's entry does not lie within ents.
+func nextEntry(ents []byte, e int64) int64 {
+	if e < 0 || e+entryFixed > int64(len(ents)) {
+		return -1
+	}
+	next := e + entryFixed + int64(binary.LittleEndian.Uint16(ents[e:]))
+	if next > int64(len(ents)) {
+		return -1
+	}
+	return next
 }
 
 // entryCRC returns the CRC32C of the entry at e in ents, of a key of

@@ -40,8 +40,14 @@
 // SetFromFlatDataPage. A storage layer given these buffers must use them only
 // for the duration of its call and never retain them.
 //
+// A pool from Wrap lies over memory someone else mapped and owns (SGLang's
+// host pool, say): the same buffers at the same offsets from its base. Its
+// owner must keep that memory mapped until every store using the pool, and
+// then the pool, are closed; Close only detaches such a pool and never
+// unmaps it.
+//
 // The memory is outside the Go heap: the garbage collector never moves it,
-// and its start is aligned to the system page size, so buffers whose offsets
+// and New's start is aligned to the system page size, so buffers whose offsets
 // and lengths are multiples of the disk's alignment are fit for O_DIRECT.
 //
 // # Concurrency

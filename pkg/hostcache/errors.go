@@ -8,6 +8,11 @@ var (
 	// describes a pool whose byte size overflows.
 	ErrInvalidConfig = errors.New("hostcache: invalid config")
 
+	// ErrBadRegion is returned by Wrap when the memory it is given cannot
+	// hold the pool: a nil base, fewer bytes than the Config describes, or a
+	// base not aligned to the element size.
+	ErrBadRegion = errors.New("hostcache: memory does not fit the pool")
+
 	// ErrClosed is returned by every Pool method called after Close.
 	ErrClosed = errors.New("hostcache: pool is closed")
 
