@@ -68,6 +68,9 @@ type Store struct {
 	// dirsMoved, guarded by scan.mu, says that the watcher saw Dir or the
 	// V1 directory go: the next refresh or write runs checkDir.
 	dirsMoved bool
+	// dirCheck says that a read found an indexed batch file gone from the
+	// path: the next refresh runs checkDir, watcher or not.
+	dirCheck atomic.Bool
 
 	pool atomic.Pointer[poolInfo]
 	idx  *index.Index // which batch file holds which key
