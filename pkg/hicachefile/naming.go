@@ -1,13 +1,11 @@
 package hicachefile
 
 import (
-	"bytes"
 	"encoding/binary"
 	"encoding/hex"
 	"fmt"
 	"math/rand/v2"
 	"strings"
-	"unsafe"
 )
 
 // File names. With the store's suffix S (see Config.suffix):
@@ -45,42 +43,6 @@ func checkKeyChars(key string) error {
 		return fmt.Errorf("%w: %q contains '/' or NUL", ErrInvalidKey, key)
 	}
 	return nil
-}
-
-// checkKeyBytes is checkKeyChars for a key still in a byte slice; it
-// allocates only to report an error.
-func checkKeyBytes(key []byte) error {
-	if len(key) > 2 || (len(key) > 0 && key[0] != '.') {
-		if bytes.IndexByte(key, '/') < 0 && bytes.IndexByte(key, 0) < 0 {
-			return nil
-		}
-	}
-	return checkKeyChars(string(key))
-}
-
-// plainBytes reports whether key holds neither '/' nor NUL, eight bytes at
-// a time: a byte b of a word x is zero when (b-1) &^ b has its top bit set,
-// and a '/' when b^'/' is zero.
-func plainBytes(key string) bool {
-	const (
-		ones  = 0x0101010101010101
-		highs = 0x8080808080808080
-		slash = 0x2f2f2f2f2f2f2f2f
-	)
-	i := 0
-	for ; i+8 <= len(key); i += 8 {
-		x := binary.LittleEndian.Uint64(unsafe.Slice(unsafe.StringData(key[i:]), 8))
-		y := x ^ slash
-		if ((x-ones)&^x|(y-ones)&^y)&highs != 0 {
-			return false
-		}
-	}
-	for ; i < len(key); i++ {
-		if key[i] == 0 || key[i] == '/' {
-			return false
-		}
-	}
-	return true
 }
 
 // newToken returns a random token of tokenHex hex digits. It needs to be

@@ -5,6 +5,8 @@ package hicachefile
 import (
 	"fmt"
 	"strings"
+
+	"github.com/hicache-go/hicache/pkg/hicachefile/internal/batchfile"
 )
 
 // The names of one store's files: the name grammar of naming.go with the
@@ -17,7 +19,7 @@ func (s *Store) validKey(key string) bool {
 	if n == 0 || n+len(s.suffix)+len(oldExt) > maxName || n <= 2 && (key == "." || key == "..") {
 		return false
 	}
-	return plainBytes(key)
+	return batchfile.PlainKey(key)
 }
 
 // checkKey rejects keys that cannot name this store's old-format file.
