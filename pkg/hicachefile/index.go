@@ -9,6 +9,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/hicache-go/hicache/pkg/hicachefile/internal/batchfile"
 	"github.com/hicache-go/hicache/pkg/hicachefile/internal/index"
 )
 
@@ -82,7 +83,7 @@ func (s *Store) Locate(key string) (Location, bool) {
 	if s.sys.preadv(fd, [][]byte{b}, meta.IndexOff+int64(refs[0].Ent)) != nil {
 		return Location{}, false
 	}
-	k, off, length, _, err := decodeEntry(b, meta.IndexOff)
+	k, off, length, _, err := batchfile.DecodeEntry(b, meta.IndexOff)
 	if err != nil || string(k) != key {
 		return Location{}, false
 	}

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/hicache-go/hicache/pkg/hicachefile/internal/batchfile"
 	"golang.org/x/sys/unix"
 )
 
@@ -283,7 +284,7 @@ func (s *Store) tagAt(name string, size int64) uint32 {
 	if s.sys.preadv(fd, [][]byte{b[:]}, size-4) != nil {
 		return 0
 	}
-	return fileTag(b[:])
+	return batchfile.Tag(b[:])
 }
 
 // reloadBatch has the index of the batch file name read again at the next

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hicache-go/hicache/pkg/hicachefile/internal/batchfile"
 	"golang.org/x/sys/unix"
 )
 
@@ -404,7 +405,7 @@ func TestOlderFormatSkipped(t *testing.T) {
 	indexOff, indexLen := binary.LittleEndian.Uint64(tr[16:]), binary.LittleEndian.Uint64(tr[24:])
 	v1 := append([]byte(nil), data[:indexOff+indexLen]...)
 	t1 := len(v1)
-	v1 = append(v1, batchMagic...)
+	v1 = append(v1, batchfile.Magic...)
 	v1 = binary.LittleEndian.AppendUint32(v1, 1)
 	v1 = append(v1, tr[12:44]...) // count, indexOff, indexLen, indexCRC, fp
 	v1 = binary.LittleEndian.AppendUint32(v1, crc32.Checksum(v1[t1:], castagnoli))
