@@ -36,7 +36,13 @@ func (s *Store) openBatch(ref index.Ref, group []int32, pi *poolInfo, sc *scratc
 		}
 		return -1, "", meta, 0, direct, nil
 	}
-	fd, err = s.openWait(s.v1fd(), name)
+	// By path, not relative to the V1 directory's descriptor: a read
+	// follows the path Dir as writes do, so that a Dir moved away, removed
+	// or swapped (a symlink retargeted) fails the open, which sends the
+	// call to refresh and checkDir, instead of serving the directory the
+	// store holds open. The walk of the path costs no system call more.
+	path := sc.v1Path(s.v1Dir, name)
+	fd, err = s.openWait(unix.AT_FDCWD, path)
 	switch {
 	case isFDLimit(err):
 		s.stats.errors.Add(1)
@@ -46,6 +52,7 @@ func (s *Store) openBatch(ref index.Ref, group []int32, pi *poolInfo, sc *scratc
 		// again after a refresh.
 		s.forgetBatch(name)
 		s.setState(group, sc, stGone)
+		s.dirCheck.Store(true)
 		return -1, "", meta, 0, direct, nil
 	case err == unix.ELOOP || err == unix.ENXIO || err == unix.EISDIR:
 		s.notRegular(name, group, sc)
@@ -64,7 +71,7 @@ func (s *Store) openBatch(ref index.Ref, group []int32, pi *poolInfo, sc *scratc
 		return -1, "", meta, 0, direct, nil
 	}
 	// The direct descriptor must be the file the buffered one opened.
-	return fd, name, meta, st.Size, s.openDirect(name, &st), nil
+	return fd, name, meta, st.Size, s.openDirect(path, &st), nil
 }
 
 // errGrown says that a batch file read without an fstat holds more bytes

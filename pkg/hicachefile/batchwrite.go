@@ -5,6 +5,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/hicache-go/hicache/pkg/hicachefile/internal/batchfile"
 	"github.com/hicache-go/hicache/pkg/hicachefile/internal/index"
 )
 
@@ -38,7 +39,7 @@ func (s *Store) writeBatch(pi *poolInfo, v1fd int, keys []string, hashes []uint6
 	idx := slices.Grow(wb.idx[:0], need+len(s.ident)+trailerSize)
 	for j, i := range chunk {
 		b.hashes[j], b.ents[j], b.pages[j] = hashes[i], uint32(len(idx)), uint32(j)
-		idx = appendEntry(idx, keys[i], int64(j)*pi.pageLen, pi.pageLen)
+		idx = batchfile.AppendEntry(idx, keys[i], int64(j)*pi.pageLen, pi.pageLen)
 	}
 	ent := len(idx)
 	payload := int64(n) * pi.pageLen
@@ -46,7 +47,7 @@ func (s *Store) writeBatch(pi *poolInfo, v1fd int, keys []string, hashes []uint6
 	b.size = payload + int64(ent) + int64(len(s.ident)) + trailerSize
 	b.meta.Size = b.size
 	page := func(j int) [][]byte { i := int(chunk[j]); return bufs[i*pi.bpp : (i+1)*pi.bpp] }
-	setCRC := func(j int, crc uint32) { setEntryCRC(idx[b.ents[j]:], len(keys[chunk[j]]), crc) }
+	setCRC := func(j int, crc uint32) { batchfile.SetEntryCRC(idx[b.ents[j]:], len(keys[chunk[j]]), crc) }
 	var err error
 	b.tmp, err = s.openBatchTemp(v1fd, b.size)
 	if err != nil {
@@ -68,8 +69,8 @@ func (s *Store) writeBatch(pi *poolInfo, v1fd int, keys []string, hashes []uint6
 					setCRC(lo+j, crc)
 				}
 			}
-			idx = appendTrailer(idx, 0, n, payload, pi.poolFP, s.ident)
-			b.meta.Tag = fileTag(idx)
+			idx = batchfile.AppendTrailer(idx, 0, n, payload, pi.poolFP, s.ident)
+			b.meta.Tag = batchfile.Tag(idx)
 			wb.iov, wb.idx = append(iov, idx), idx
 			return s.sys.pwritev(fd, wb.iov, 0)
 		}
@@ -87,9 +88,9 @@ func (s *Store) writeBatch(pi *poolInfo, v1fd int, keys []string, hashes []uint6
 		for j, crc := range crcs {
 			setCRC(j, crc)
 		}
-		idx = appendTrailer(idx, 0, n, payload, pi.poolFP, s.ident)
+		idx = batchfile.AppendTrailer(idx, 0, n, payload, pi.poolFP, s.ident)
 		wb.idx = idx
-		b.meta.Tag = fileTag(idx)
+		b.meta.Tag = batchfile.Tag(idx)
 		return s.sys.pwritev(fd, [][]byte{idx}, payload)
 	})
 	// The inode the index will hold, which the rename keeps, so that a

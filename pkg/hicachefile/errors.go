@@ -1,6 +1,10 @@
 package hicachefile
 
-import "errors"
+import (
+	"errors"
+
+	"github.com/hicache-go/hicache/pkg/hicachefile/internal/batchfile"
+)
 
 var (
 	// ErrNotFound is returned by Get when no file holds the key.
@@ -9,7 +13,7 @@ var (
 	// ErrCorrupt is returned when a stored page fails a check: an old-format
 	// file of the wrong size, or a batch file whose page, index or trailer
 	// does not verify. A corrupt page is always a miss, never served.
-	ErrCorrupt = errors.New("hicachefile: corrupt page")
+	ErrCorrupt = batchfile.ErrCorrupt
 
 	// ErrInvalidKey is returned for a key that cannot name a file: empty,
 	// "." or "..", containing '/' or NUL, or so long that its old-format file

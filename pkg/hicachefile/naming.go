@@ -7,7 +7,8 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"strings"
-	"unsafe"
+
+	"github.com/hicache-go/hicache/pkg/hicachefile/internal/batchfile"
 )
 
 // File names. With the store's suffix S (see Config.suffix):
@@ -65,32 +66,7 @@ func (s *Store) validKey(key string) bool {
 	if n == 0 || n+len(s.suffix)+len(oldExt) > maxName || n <= 2 && (key == "." || key == "..") {
 		return false
 	}
-	return plainBytes(key)
-}
-
-// plainBytes reports whether key holds neither '/' nor NUL, eight bytes at
-// a time: a byte b of a word x is zero when (b-1) &^ b has its top bit set,
-// and a '/' when b^'/' is zero.
-func plainBytes(key string) bool {
-	const (
-		ones  = 0x0101010101010101
-		highs = 0x8080808080808080
-		slash = 0x2f2f2f2f2f2f2f2f
-	)
-	i := 0
-	for ; i+8 <= len(key); i += 8 {
-		x := binary.LittleEndian.Uint64(unsafe.Slice(unsafe.StringData(key[i:]), 8))
-		y := x ^ slash
-		if ((x-ones)&^x|(y-ones)&^y)&highs != 0 {
-			return false
-		}
-	}
-	for ; i < len(key); i++ {
-		if key[i] == 0 || key[i] == '/' {
-			return false
-		}
-	}
-	return true
+	return batchfile.PlainKey(key)
 }
 
 // checkKey rejects keys that cannot name this store's old-format file.

@@ -214,7 +214,7 @@ func (s *Store) readOld(key string, bufs [][]byte, size int64) error {
 		return err
 	}
 	name := s.oldName(key)
-	fd, st, err := s.openRegular(s.topfd(), s.dir, name)
+	fd, st, err := s.openRegular(unix.AT_FDCWD, s.dir, name) // by path: a Dir moved away is not read
 	if err == unix.ENOENT {
 		return fmt.Errorf("%w: %s", ErrNotFound, key)
 	}
@@ -283,7 +283,7 @@ func (s *Store) BatchGet(keys []string, dsts [][]byte) ([]bool, error) {
 // file holds that name.
 func (s *Store) oldSize(key string) (int64, bool) {
 	var st unix.Stat_t
-	if unix.Fstatat(s.topfd(), s.oldName(key), &st, unix.AT_SYMLINK_NOFOLLOW) != nil || st.Mode&unix.S_IFMT != unix.S_IFREG {
+	if unix.Fstatat(unix.AT_FDCWD, s.dir+"/"+s.oldName(key), &st, unix.AT_SYMLINK_NOFOLLOW) != nil || st.Mode&unix.S_IFMT != unix.S_IFREG {
 		return 0, false
 	}
 	return st.Size, true

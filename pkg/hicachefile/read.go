@@ -27,7 +27,8 @@ import (
 // it still runs out of descriptors (EMFILE, ENFILE) after waiting for some
 // to be closed, it returns that error with the entries read so far.
 //
-// For the pages it finds, it makes per batch file an open, one preadv per
+// For the pages it finds, it makes per batch file an open (by path, so
+// that reads follow the path Dir: see the package documentation), one preadv per
 // run of adjacent pages (per 1024 buffers or MiB), and a close; the keys'
 // entries in the file's own index, up to the file's end, come in the last
 // preadv when the pages read end where the index begins (a batch read as

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/hicache-go/hicache/pkg/hicachefile/internal/batchfile"
 	"golang.org/x/sys/unix"
 )
 
@@ -29,8 +30,9 @@ import (
 // read for a reason other than corruption.
 //
 // BatchGetV1 does not call it for pages it finds: reading a page checks
-// everything a refresh would (a file gone fails its open, a key its entry),
-// so a read that hits makes no system call beyond its reads.
+// everything a refresh would (a file gone fails its open, a key its entry;
+// files are opened by path, so a Dir moved, removed or swapped fails the
+// open too), so a read that hits makes no system call beyond its reads.
 func (s *Store) refresh(miss bool) bool {
 	x := &s.scan
 	x.mu.Lock()
@@ -41,8 +43,12 @@ func (s *Store) refresh(miss bool) bool {
 		changed = s.applyEvents()
 	}
 	// Dir or the V1 directory replaced: a watcher says so; without one, or
-	// on a network file system, a miss checks.
-	if s.dirsMoved || (miss && (s.watch == nil || s.poll.Load())) {
+	// on a network file system, a miss checks; so does a read that found
+	// an indexed file gone from the path (dirCheck), which a directory
+	// replaced in a way no watch sees (a parent of Dir swapped, a mount)
+	// shows first.
+	check := s.dirCheck.Swap(false)
+	if s.dirsMoved || check || (miss && (s.watch == nil || s.poll.Load())) {
 		s.dirsMoved = false
 		changed = s.checkDir() || changed
 	}
@@ -278,7 +284,7 @@ func (s *Store) tagAt(name string, size int64) uint32 {
 	if s.sys.preadv(fd, [][]byte{b[:]}, size-4) != nil {
 		return 0
 	}
-	return fileTag(b[:])
+	return batchfile.Tag(b[:])
 }
 
 // reloadBatch has the index of the batch file name read again at the next

@@ -1,14 +1,13 @@
 package hicachefile
 
 import (
-	"encoding/binary"
 	"errors"
 	"io"
 	"sync/atomic"
-	"unsafe"
 
 	"golang.org/x/sys/unix"
 
+	"github.com/hicache-go/hicache/pkg/hicachefile/internal/batchfile"
 	"github.com/hicache-go/hicache/pkg/hicachefile/internal/index"
 )
 
@@ -104,7 +103,7 @@ func (s *Store) verifyFile(pi *poolInfo, keys []string, sc *scratch, f *fileRead
 		return 0
 	}
 	hits := 0
-	foreign := fileTag(f.ents) != f.meta.Tag
+	foreign := batchfile.Tag(f.ents) != f.meta.Tag
 	// The scratch slices in locals: the loop's stores to state and ok
 	// would otherwise make the compiler load each again per key.
 	state, refs, crcs := sc.state, sc.refs, sc.crcs
@@ -124,7 +123,7 @@ func (s *Store) verifyFile(pi *poolInfo, keys []string, sc *scratch, f *fileRead
 		entryStart := true
 		if walking {
 			entryStart = walk >= 0 && e == walk
-			walk = nextEntry(ents, walk)
+			walk = batchfile.NextEntry(ents, walk)
 		}
 		if state[i] != stRead {
 			continue // failed its read
@@ -132,8 +131,8 @@ func (s *Store) verifyFile(pi *poolInfo, keys []string, sc *scratch, f *fileRead
 		// Each key's entry is decoded once: the full key, the page's
 		// offset and length, then its CRC32C (only once the rest
 		// matches: the entry's bounds are checked by then).
-		matches := !foreign && entryStart && entryMatches(ents, e, key, int64(ref.Page)*pageLen, pageLen)
-		if matches && entryCRC(ents, e, len(key)) == crcs[i] {
+		matches := !foreign && entryStart && batchfile.Match(ents, e, key, int64(ref.Page)*pageLen, pageLen)
+		if matches && batchfile.EntryCRC(ents, e, len(key)) == crcs[i] {
 			ok[i], state[i] = true, stDone
 			hits++
 			continue
@@ -162,54 +161,4 @@ func (s *Store) verifyFile(pi *poolInfo, keys []string, sc *scratch, f *fileRead
 		s.reloadBatch(f.name)
 	}
 	return hits
-}
-
-// entryMatches reports whether the index entry at e in ents is key's, for
-// a page at off of length bytes: the full key, the offset and the length.
-// Its bounds are checked; verifyFile compares it with the key asked for,
-// which checkKey passed.
-func entryMatches(ents []byte, e int64, key string, off, length int64) bool {
-	n := int64(len(key))
-	if e < 0 || e+entryFixed+n > int64(len(ents)) {
-		return false
-	}
-	b := ents[e : e+entryFixed+n]
-	rest := b[2+n:]
-	return int64(binary.LittleEndian.Uint16(b)) == n && sameKey(b[2:2+n], key) &&
-		int64(binary.LittleEndian.Uint64(rest)) == off && int64(binary.LittleEndian.Uint64(rest[8:])) == length
-}
-
-// nextEntry returns the offset in ents of the entry after the one at e,
-// by e's own length field, or -1 when e's entry does not lie within ents.
-func nextEntry(ents []byte, e int64) int64 {
-	if e < 0 || e+entryFixed > int64(len(ents)) {
-		return -1
-	}
-	next := e + entryFixed + int64(binary.LittleEndian.Uint16(ents[e:]))
-	if next > int64(len(ents)) {
-		return -1
-	}
-	return next
-}
-
-// entryCRC returns the CRC32C of the entry at e in ents, of a key of
-// keyLen bytes, that entryMatches accepted.
-func entryCRC(ents []byte, e int64, keyLen int) uint32 {
-	return binary.LittleEndian.Uint32(ents[e+2+int64(keyLen)+16:])
-}
-
-// sameKey reports whether b holds key. SGLang's keys, sha256 hex digests,
-// are 64 bytes: those are compared as eight words, with no call.
-func sameKey(b []byte, key string) bool {
-	if len(b) != 64 || len(key) != 64 {
-		return string(b) == key
-	}
-	k := unsafe.Slice(unsafe.StringData(key), 64)
-	b = b[:64:64]
-	le := binary.LittleEndian
-	x := (le.Uint64(b) ^ le.Uint64(k)) | (le.Uint64(b[8:]) ^ le.Uint64(k[8:])) |
-		(le.Uint64(b[16:]) ^ le.Uint64(k[16:])) | (le.Uint64(b[24:]) ^ le.Uint64(k[24:])) |
-		(le.Uint64(b[32:]) ^ le.Uint64(k[32:])) | (le.Uint64(b[40:]) ^ le.Uint64(k[40:])) |
-		(le.Uint64(b[48:]) ^ le.Uint64(k[48:])) | (le.Uint64(b[56:]) ^ le.Uint64(k[56:]))
-	return x == 0
 }
