@@ -285,14 +285,6 @@ func testForeignOverUnnamed(t *testing.T, when, how string, noWatch bool, mode s
 	}
 }
 
-// inflightLen returns how many names s expects its watcher to see
-// (expectOwn) and how many commits it has in flight.
-func inflightLen(s *Store) (own, names int) {
-	s.inflight.mu.Lock()
-	defer s.inflight.mu.Unlock()
-	return len(s.inflight.own), len(s.inflight.names)
-}
-
 // TestAdv3OwnMarksDrained: many unnamed writes from several goroutines,
 // with lookups draining the watcher's events at every moment of their
 // commits: once the writes are done and a lookup drained the last
@@ -331,42 +323,6 @@ func testOwnMarksDrained(t *testing.T, noWatch bool) {
 	}
 	if n := s.BatchExists(keys); n != len(keys) {
 		t.Errorf("BatchExists = %d of %d keys written", n, len(keys))
-	}
-}
-
-// zeroPages zeroes every page at indices.
-func zeroPages(t *testing.T, p *hostcache.Pool, indices []int64) {
-	t.Helper()
-	bufs, err := p.PageBuffers(indices)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, b := range bufs {
-		clear(b)
-	}
-}
-
-// flood raises more inotify events in dir than a watcher's queue holds
-// (fs.inotify.max_queued_events, 16384 by default), so that the kernel
-// drops the ones after and queues an overflow.
-func flood(t *testing.T, dir string) {
-	t.Helper()
-	n := 16384
-	if b, err := os.ReadFile("/proc/sys/fs/inotify/max_queued_events"); err == nil {
-		if m, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil && m < 1<<20 {
-			n = m
-		}
-	}
-	path := filepath.Join(dir, "flood")
-	for range n/2 + 1 {
-		fd, err := unix.Open(path, unix.O_CREAT|unix.O_WRONLY|unix.O_CLOEXEC, 0o644) // IN_CREATE
-		if err != nil {
-			t.Fatal(err)
-		}
-		_ = unix.Close(fd)
-		if err := unix.Unlink(path); err != nil { // IN_DELETE
-			t.Fatal(err)
-		}
 	}
 }
 

@@ -375,40 +375,6 @@ func testPredictedLikeLookedUp(t *testing.T, cfg hostcache.Config, direct bool, 
 // adv4Keys is the size of the batch TestAdv4PredictedLikeLookedUp damages.
 const adv4Keys = 7
 
-// statsDelta returns the counters of b minus those of a that a read
-// changes.
-func statsDelta(a, b Stats) Stats {
-	return Stats{Gets: b.Gets - a.Gets, GetBytes: b.GetBytes - a.GetBytes, Hits: b.Hits - a.Hits, Misses: b.Misses - a.Misses,
-		Corrupt: b.Corrupt - a.Corrupt, Mismatch: b.Mismatch - a.Mismatch, Errors: b.Errors - a.Errors,
-		SpecialFiles: b.SpecialFiles - a.SpecialFiles, SkippedFiles: b.SkippedFiles - a.SkippedFiles}
-}
-
-// flipAt inverts the byte at off of the file at path.
-func flipAt(t *testing.T, path string, off int64) {
-	t.Helper()
-	f, err := os.OpenFile(path, os.O_RDWR, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = f.Close() }()
-	b := []byte{0}
-	if _, err := f.ReadAt(b, off); err != nil {
-		t.Fatal(err)
-	}
-	b[0] ^= 0xff
-	if _, err := f.WriteAt(b, off); err != nil {
-		t.Fatal(err)
-	}
-}
-
-// truncateTo sets the size of the file at path.
-func truncateTo(t *testing.T, path string, size int64) {
-	t.Helper()
-	if err := os.Truncate(path, size); err != nil {
-		t.Fatal(err)
-	}
-}
-
 // TestAdv4WrittenCRCsAreCRC32C: the CRC32C that BatchSetV1 records for
 // each page (pageCRCs, a block of 48 pages at a time, three at once) is
 // hash/crc32's of the page's bytes as they lie in the file, for batches of
@@ -536,17 +502,6 @@ func TestAdv4LargeGuessedRead(t *testing.T) {
 			}
 		})
 	}
-}
-
-// countTrue returns how many of ok are true.
-func countTrue(ok []bool) int {
-	c := 0
-	for _, b := range ok {
-		if b {
-			c++
-		}
-	}
-	return c
 }
 
 // TestAdv4Crc32cPagesStopsCleanly: crc32cPages, given groups of which one

@@ -346,21 +346,6 @@ func TestAdvLocateDevice(t *testing.T) {
 	}
 }
 
-// mkdev makes the character device 1,minor (/dev/null 3, /dev/zero 5) at
-// path; it reports false, logged, where this process may not.
-func mkdev(t *testing.T, path string, minor int) bool {
-	t.Helper()
-	err := unix.Mknod(path, unix.S_IFCHR|0o644, int(unix.Mkdev(1, uint32(minor))))
-	if err == unix.EPERM {
-		t.Logf("cannot make a device here (needs CAP_MKNOD)")
-		return false
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	return true
-}
-
 // TestAdvFDLimitWhileLoading: running out of descriptors while loading
 // the index of a batch file another store just wrote is never a silent
 // miss, also for a key with '_', which has no old-format fallback to fail
@@ -537,26 +522,6 @@ func TestAdvSetOverSpecialFile(t *testing.T) {
 				t.Errorf("BatchGetV1(set) after writing over a %s = %v, %v", kind, ok, err)
 			}
 		})
-	}
-}
-
-// putOver puts the file from in place of the file to: by copying its bytes
-// into to (cp: the same inode, another content) when inPlace, else by
-// renaming it over to.
-func putOver(t *testing.T, from, to string, inPlace bool) {
-	t.Helper()
-	if !inPlace {
-		if err := os.Rename(from, to); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	data, err := os.ReadFile(from)
-	if err == nil {
-		err = os.WriteFile(to, data, 0o644)
-	}
-	if err != nil {
-		t.Fatal(err)
 	}
 }
 

@@ -12,22 +12,6 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// batchFileCount counts the batch files in the store's V1 directory.
-func batchFileCount(t *testing.T, s *Store) int {
-	t.Helper()
-	files, err := filepath.Glob(filepath.Join(s.v1Dir, "*"+batchExt))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return len(files)
-}
-
-// oneKeyFile is the size of a batch file holding one page under a
-// two-byte key, written by a store of model "m".
-func oneKeyFile(pageBytes int) int64 {
-	return int64(pageBytes) + IndexSize([]string{"k0"}) + IdentitySize("m") + TrailerSize
-}
-
 // TestEvictLRU: with room for three one-page batch files, a fourth write
 // removes the least recently used file; a read hit counts as a use.
 func TestEvictLRU(t *testing.T) {

@@ -14,14 +14,6 @@ import (
 	"github.com/hicache-go/hicache/pkg/hostcache"
 )
 
-// onDisk reports whether a fresh store on dir finds key in V1.
-func onDisk(t *testing.T, dir string, p *hostcache.Pool, key string) bool {
-	t.Helper()
-	s := newStore(t, Config{Dir: dir, ModelName: "m", NoWatch: true}, p)
-	_, ok := s.Locate(key)
-	return ok
-}
-
 // TestTakeBackWindow: chunks after a failed one must never be visible, not
 // even for a moment: a concurrent BatchSetV1 of one of their keys would be
 // told the key exists, and the page would then be taken back.

@@ -11,34 +11,6 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// tempsIn returns the paths of the store's temp files in Dir and its V1
-// directory.
-func tempsIn(t *testing.T, s *Store) []string {
-	t.Helper()
-	var out []string
-	for _, d := range []string{s.dir, s.v1Dir} {
-		ents, err := os.ReadDir(d)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, e := range ents {
-			if s.isTmpName(e.Name()) {
-				out = append(out, filepath.Join(d, e.Name()))
-			}
-		}
-	}
-	return out
-}
-
-// refuseTmpfile is an Openat that refuses O_TMPFILE as some FUSE and NFS
-// file systems do.
-func refuseTmpfile(dirfd int, path string, flags int, mode uint32) (int, error) {
-	if flags&unix.O_TMPFILE == unix.O_TMPFILE {
-		return -1, unix.EOPNOTSUPP
-	}
-	return unix.Openat(dirfd, path, flags, mode)
-}
-
 // lockedAt reports whether another open file description is refused an
 // OFD read lock on the file at path, as a reclaim would be.
 func lockedAt(t *testing.T, path string) bool {

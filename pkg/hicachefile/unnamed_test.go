@@ -134,36 +134,3 @@ func TestUnnamedLinkFallbacks(t *testing.T) {
 		})
 	}
 }
-
-// writeHooks are the moments of a write at which a test acts: fill before
-// each pwritev, placed once a file has got a batch file's name, by a link
-// (an unnamed file) or a rename (a temp file: with MaxBytes, or where
-// O_TMPFILE is refused). Either may be nil.
-type writeHooks struct {
-	fill   func()
-	placed func(name string)
-}
-
-// syscalls returns Syscalls that make the real calls and run the hooks.
-func (h writeHooks) syscalls() Syscalls {
-	after := func(name string, err error) error {
-		if err == nil && h.placed != nil && strings.HasSuffix(name, batchExt) {
-			h.placed(name)
-		}
-		return err
-	}
-	return Syscalls{
-		Pwritev: func(fd int, iovs [][]byte, off int64) (int, error) {
-			if h.fill != nil {
-				h.fill()
-			}
-			return pwritevRaw(fd, iovs, off)
-		},
-		Linkat: func(od int, op string, nd int, np string, fl int) error {
-			return after(np, unix.Linkat(od, op, nd, np, fl))
-		},
-		Renameat: func(od int, op string, nd int, np string) error {
-			return after(np, unix.Renameat(od, op, nd, np))
-		},
-	}
-}
