@@ -248,7 +248,7 @@ func testForeignOverUnnamed(t *testing.T, when, how string, noWatch bool, mode s
 		over(mine.Path)
 	}
 	// Before any read, the replaced keys count as stored no more
-	// (TestAdvForeignOverOwnBeforeRead), even when another call drained
+	// (TestForeignFileOverOwnNotStoredBeforeRead), even when another call drained
 	// the events while the commit was in flight.
 	if live.Exists("a") {
 		t.Error("Exists(a) over another rank's file, before any read")

@@ -13,8 +13,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hicache-go/hicache/pkg/hicachefile/internal/batchfile"
 	"golang.org/x/sys/unix"
+
+	"github.com/hicache-go/hicache/pkg/hicachefile/internal/batchfile"
 )
 
 // Regression tests for the reliability cases of issue 7 and SGLang's
