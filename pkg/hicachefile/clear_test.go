@@ -203,3 +203,68 @@ func TestWriteAfterForeignClearRewrites(t *testing.T) {
 		}
 	})
 }
+
+// TestClearRacingSameKeysServesNoStalePage: while one goroutine writes keys with pages B
+// (through a second store of the same identity, temp files made by name),
+// the main one writes them with pages A and Clears: after Clear returns,
+// no store serves an A page, only B pages or misses.
+func TestClearRacingSameKeysServesNoStalePage(t *testing.T) {
+	bothModes(t, func(t *testing.T, noWatch bool) {
+		ps := mhaCfg.PageSize
+		pc := mhaCfg
+		pc.Pages = 64
+		p := newPool(t, pc)
+		const nk = 4
+		srcA, _ := p.Alloc(nk * ps)
+		srcB, _ := p.Alloc(nk * ps)
+		fillRandom(t, p, srcA)
+		fillRandom(t, p, srcB)
+		dir := t.TempDir()
+		cfg := Config{Dir: dir, ModelName: "m", NoWatch: noWatch, MaxBatchFileBytes: 1, Syscalls: Syscalls{Openat: refuseTmpfile}}
+		s := newStore(t, cfg, p)
+		o := newStore(t, cfg, p)
+		stop := make(chan struct{})
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				keys := make([]string, nk)
+				for j := range keys {
+					keys[j] = fmt.Sprintf("r%d_k%d", i%50, j)
+				}
+				_, _ = o.BatchSetV1(keys, srcB)
+			}
+		}()
+		dst, _ := p.Alloc(nk * ps)
+		for round := range 100 {
+			keys := make([]string, nk)
+			for j := range keys {
+				keys[j] = fmt.Sprintf("r%d_k%d", round%50, j)
+			}
+			if _, err := s.BatchSetV1(keys, srcA); err != nil {
+				t.Fatal(err)
+			}
+			if err := s.Clear(); err != nil {
+				t.Fatal(err)
+			}
+			for _, st := range []*Store{s, o} {
+				ok, err := st.BatchGetV1(keys, dst)
+				if err != nil {
+					t.Fatal(err)
+				}
+				for j := range keys {
+					if ok[j] && samePages(t, p, dst[j*ps], srcA[j*ps]) {
+						t.Fatalf("round %d: %s served a page written before Clear", round, keys[j])
+					}
+				}
+			}
+		}
+		close(stop)
+		<-done
+	})
+}

@@ -1,7 +1,11 @@
 package hicachefile
 
 import (
+	"fmt"
+	"sync/atomic"
 	"testing"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/hicache-go/hicache/pkg/hicachefile/internal/index"
 )
@@ -43,5 +47,60 @@ func TestDigestCollisionNeverServesOtherKey(t *testing.T) {
 		if !got[1] || !samePages(t, p, dst[ps], idx[0]) {
 			t.Errorf("b stored=%v: BatchGetV1(a) = %v after a forged collision", bStored, got[1])
 		}
+	}
+}
+
+// TestGrownFileMissedWithoutReadingIt: a much larger file put in place of an
+// indexed one-page batch file (copied over it in place, or renamed over
+// it unseen by a polling store) is a miss found without reading the big
+// file's pages: the read moves no more than the page asked for and the new
+// file's index tail.
+func TestGrownFileMissedWithoutReadingIt(t *testing.T) {
+	for _, how := range []string{"copy", "rename"} {
+		t.Run(how, func(t *testing.T) {
+			ps := mhaCfg.PageSize
+			pc := mhaCfg
+			pc.Pages = 200
+			p := newPool(t, pc)
+			idx, _ := p.Alloc(130 * ps)
+			fillRandom(t, p, idx)
+			var read atomic.Int64
+			sys := Syscalls{Preadv: func(fd int, iovs [][]byte, off int64) (int, error) {
+				n, err := unix.Preadv(fd, iovs, off)
+				read.Add(int64(max(n, 0)))
+				return n, err
+			}}
+			dir := t.TempDir()
+			s := newStore(t, Config{Dir: dir, ModelName: "m", NoWatch: true, Syscalls: sys}, p)
+			if ok, err := s.BatchSetV1([]string{"a"}, idx[:ps]); err != nil || !all(ok) {
+				t.Fatal(ok, err)
+			}
+			// Another model's batch of 128 pages, "a" among them.
+			o := newStore(t, Config{Dir: dir, ModelName: "x"}, p)
+			keys := []string{"a"}
+			for i := 1; i < 128; i++ {
+				keys = append(keys, fmt.Sprintf("o%d", i))
+			}
+			if ok, err := o.BatchSetV1(keys, idx[ps:129*ps]); err != nil || !all(ok) {
+				t.Fatal(ok, err)
+			}
+			mine, _ := s.Locate("a")
+			theirs, _ := o.Locate("a")
+			putOver(t, theirs.Path, mine.Path, how == "copy")
+			dst := idx[129*ps:]
+			read.Store(0)
+			ok, err := s.BatchGetV1([]string{"a"}, dst)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if ok[0] && samePages(t, p, dst[0], idx[ps]) {
+				t.Error("served the other model's page")
+			}
+			// The page, and the new file's index read once from its tail
+			// (the store reloads a file found other than indexed).
+			if got, limit := read.Load(), int64(p.PageBytes()+2*loadTail); got > limit {
+				t.Errorf("BatchGetV1 read %d bytes of the file put in place, want at most %d", got, limit)
+			}
+		})
 	}
 }
