@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
+	"strconv"
 	"testing"
 
 	"golang.org/x/sys/unix"
@@ -138,5 +140,108 @@ func TestSetFaults(t *testing.T) {
 		case rerr == nil && !bytes.Equal(data, value):
 			t.Fatalf("call %d: a partial file is visible under the final name", n)
 		}
+	}
+}
+
+// TestUnnamedWriteFaultsLeakNoDescriptor fails each successive system call of a
+// BatchSetV1 that spans four batch files, written with no name, until the
+// call succeeds: no failing run may leave a descriptor open (an unnamed
+// file left open is also its disk space, held until the process exits).
+// A failed link of one file used to leave the files after it, written but
+// never linked, open: the cleanup of the later chunks only looked for temp
+// files with a name.
+func TestUnnamedWriteFaultsLeakNoDescriptor(t *testing.T) {
+	for _, workers := range []int{1, 2} {
+		for _, sync := range []bool{false, true} {
+			t.Run(fmt.Sprintf("IOWorkers=%d/Sync=%v", workers, sync), func(t *testing.T) {
+				const keysN, perFile = 10, 3
+				_, p, keys, src, _ := faultFixture(t, keysN)
+				base := shmDir(t) // fsync costs nothing on tmpfs
+				for n := int64(1); ; n++ {
+					dir := filepath.Join(base, strconv.Itoa(int(n)))
+					f := &faults{n: n}
+					before := openFDs(t)
+					s, err := New(Config{Dir: dir, ModelName: "m", MaxBatchFileBytes: int64(perFile * p.PageBytes()),
+						IOWorkers: workers, Sync: sync, Syscalls: f.syscalls()})
+					if err != nil {
+						if !f.hit() {
+							t.Fatal(err)
+						}
+						continue // a fault in New itself
+					}
+					if err := s.RegisterMemPoolHost(p); err != nil {
+						t.Fatal(err)
+					}
+					if !s.unnamedWrites() {
+						t.Fatal("a store without a bound does not write with no name")
+					}
+					_, err = s.BatchSetV1(keys, src)
+					_ = s.Close()
+					if after := openFDs(t); after != before {
+						t.Fatalf("call %d (err %v): %d descriptors open before the store, %d after its Close", n, err, before, after)
+					}
+					if !f.hit() {
+						if err != nil {
+							t.Fatal(err)
+						}
+						return
+					}
+					if err != nil && !errors.Is(err, unix.EIO) {
+						t.Fatalf("call %d: err = %v, want the injected EIO", n, err)
+					}
+				}
+			})
+		}
+	}
+}
+
+// TestLinkErrorsLeakNoDescriptor: the n-th link of a BatchSetV1 that spans
+// four unnamed batch files fails with each error a link can return: a
+// name taken (drawn again), links refused (written again under a temp
+// name), the directory gone, or an I/O error. Every run leaves no
+// descriptor open, and the keys it reports stored are found by another
+// store.
+func TestLinkErrorsLeakNoDescriptor(t *testing.T) {
+	for _, errno := range []unix.Errno{unix.EEXIST, unix.EPERM, unix.EINVAL, unix.EOPNOTSUPP, unix.ENOENT, unix.EIO} {
+		t.Run(errno.Error(), func(t *testing.T) {
+			const keysN, perFile = 10, 3
+			_, p, keys, src, _ := faultFixture(t, keysN)
+			base := shmDir(t)
+			for n := 1; n <= 8; n++ {
+				dir := filepath.Join(base, strconv.Itoa(n))
+				links := 0
+				sys := Syscalls{Linkat: func(od int, op string, nd int, np string, fl int) error {
+					if links++; links == n {
+						return errno
+					}
+					return unix.Linkat(od, op, nd, np, fl)
+				}}
+				before := openFDs(t)
+				s, err := New(Config{Dir: dir, ModelName: "m", MaxBatchFileBytes: int64(perFile * p.PageBytes()),
+					IOWorkers: 2, Syscalls: sys})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := s.RegisterMemPoolHost(p); err != nil {
+					t.Fatal(err)
+				}
+				ok, err := s.BatchSetV1(keys, src)
+				_ = s.Close()
+				if after := openFDs(t); after != before {
+					t.Fatalf("link %d fails (BatchSetV1 err %v): %d descriptors open before the store, %d after its Close", n, err, before, after)
+				}
+				stored := 0
+				for stored < keysN && ok[stored] {
+					stored++
+				}
+				clean := newStore(t, Config{Dir: dir, ModelName: "m"}, p)
+				if got := clean.BatchExists(keys); got != stored {
+					t.Fatalf("link %d fails: %d keys reported stored, %d found", n, stored, got)
+				}
+				if left := tempFiles(t, dir); len(left) > 0 {
+					t.Fatalf("link %d fails: temp files left: %v", n, left)
+				}
+			}
+		})
 	}
 }
