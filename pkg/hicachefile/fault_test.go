@@ -7,7 +7,11 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"sync/atomic"
 	"testing"
+	"time"
+
+	"github.com/hicache-go/hicache/pkg/hicachefile/internal/batchfile"
 
 	"golang.org/x/sys/unix"
 )
@@ -243,5 +247,48 @@ func TestLinkErrorsLeakNoDescriptor(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestFailedChunksNeverVisible: chunks after a failed one are never
+// visible, not even for a moment: a concurrent BatchSetV1 of one of their
+// keys that reports true has stored the key, found by this store and by a
+// fresh one.
+func TestFailedChunksNeverVisible(t *testing.T) {
+	ps := mhaCfg.PageSize
+	p, idx := randomPages(t, 3)
+	dir := t.TempDir()
+	var s *Store
+	var innerOK []bool
+	var innerErr error
+	var fired atomic.Bool
+	sys := Syscalls{Pwritev: func(fd int, iovs [][]byte, off int64) (int, error) {
+		// chunk 0's index+trailer write: it holds key "k0" and the magic
+		last := iovs[len(iovs)-1]
+		if bytes.Contains(last, []byte(batchfile.Magic)) && bytes.Contains(last, []byte("k0")) && !fired.Swap(true) {
+			deadline := time.Now().Add(300 * time.Millisecond)
+			for { // wait until chunk 1 is in the index
+				if _, ok := s.Locate("k1"); ok || time.Now().After(deadline) {
+					break
+				}
+				time.Sleep(time.Millisecond)
+			}
+			// another goroutine of the same process stores k1 meanwhile
+			innerOK, innerErr = s.BatchSetV1([]string{"k1"}, idx[2*ps:])
+			return 0, unix.EIO
+		}
+		return unix.Pwritev(fd, iovs, off)
+	}}
+	s = newStore(t, Config{Dir: dir, ModelName: "m", IOWorkers: 2, MaxBatchFileBytes: int64(p.PageBytes()), Syscalls: sys}, p)
+	ok, err := s.BatchSetV1([]string{"k0", "k1"}, idx[:2*ps])
+	if err == nil || ok[0] || ok[1] {
+		t.Fatalf("setup: outer = %v %v", ok, err)
+	}
+	if innerErr != nil || !innerOK[0] {
+		t.Fatalf("setup: inner = %v %v", innerOK, innerErr)
+	}
+	if !s.Exists("k1") || !onDisk(t, dir, p, "k1") {
+		t.Errorf("BatchSetV1([k1]) reported true, but k1 is not stored: Exists=%v onDisk=%v",
+			s.Exists("k1"), onDisk(t, dir, p, "k1"))
 	}
 }

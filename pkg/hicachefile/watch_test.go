@@ -8,6 +8,8 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/hicache-go/hicache/pkg/hostcache"
+
 	"golang.org/x/sys/unix"
 )
 
@@ -241,5 +243,106 @@ func TestCopiedInFileCountedOnce(t *testing.T) {
 	copyIn(bad)
 	if n := s.Stats().SkippedFiles; n != 1 {
 		t.Errorf("Stats.SkippedFiles = %d after a bad file was copied in, want 1", n)
+	}
+}
+
+// TestClearBeforeOwnAddLeavesKeyUnstored: another store's Clear removes
+// this store's batch file right after it gets its name, and a lookup
+// drains the removal before the write adds the file to the index: the
+// key is not stored (Exists is false), and the next BatchSetV1 writes it
+// again rather than skipping it.
+func TestClearBeforeOwnAddLeavesKeyUnstored(t *testing.T) { bothModes(t, testClearBeforeOwnAdd) }
+
+func testClearBeforeOwnAdd(t *testing.T, noWatch bool) {
+	p, idx := randomPages(t, 1)
+	dir := t.TempDir()
+	other := newStore(t, Config{Dir: dir, ModelName: "m", NoWatch: noWatch}, p) // another process
+	var a *Store
+	armed := true
+	// The batch file gets its name by a link (an unnamed file) or a
+	// rename (a temp file): either way, the Clear comes right after.
+	sys := writeHooks{placed: func(string) {
+		if armed {
+			armed = false
+			if cerr := other.Clear(); cerr != nil {
+				t.Error(cerr)
+			}
+			a.Exists("unrelated") // any lookup in another goroutine drains the events
+		}
+	}}.syscalls()
+	a = newStore(t, Config{Dir: dir, ModelName: "m", NoWatch: noWatch, Syscalls: sys}, p)
+	if ok, err := a.BatchSetV1([]string{"k"}, idx); err != nil || !ok[0] {
+		t.Fatal(ok, err)
+	}
+	// The file was cleared. Reporting it gone is the correct outcome.
+	if a.Exists("k") {
+		t.Error("Exists(k) = true, but its only file was removed")
+	}
+	before := a.Stats().Sets
+	if ok, err := a.BatchSetV1([]string{"k"}, idx); err != nil || !ok[0] {
+		t.Fatal(ok, err)
+	}
+	if a.Stats().Sets == before {
+		t.Errorf("BatchSetV1(k) skipped the key and reported true; on disk: %v", onDisk(t, dir, p, "k"))
+	}
+}
+
+// TestPollingFindsOwnPoolsCopyWrittenLater: a polling store that has
+// listed only another pool's copy of a key (another dtype) counts that as
+// a miss, lists the directory again, and finds the copy this pool can
+// load that another process wrote later.
+func TestPollingFindsOwnPoolsCopyWrittenLater(t *testing.T) {
+	dir := t.TempDir()
+	p16 := newPool(t, mhaCfg)
+	bcfg := mhaCfg
+	bcfg.DType = hostcache.BFloat16
+	pbf := newPool(t, bcfg)
+	i16, _ := p16.Alloc(mhaCfg.PageSize)
+	ibf, _ := pbf.Alloc(mhaCfg.PageSize)
+	fillRandom(t, p16, i16)
+	fillRandom(t, pbf, ibf)
+	w16 := newStore(t, Config{Dir: dir, ModelName: "m"}, p16)
+	if ok, err := w16.BatchSetV1([]string{"k"}, i16); err != nil || !ok[0] {
+		t.Fatal(ok, err)
+	}
+	r := newStore(t, Config{Dir: dir, ModelName: "m", NoWatch: true}, pbf) // lists: k with fp16 only
+	wbf := newStore(t, Config{Dir: dir, ModelName: "m"}, pbf)
+	if ok, err := wbf.BatchSetV1([]string{"k"}, ibf); err != nil || !ok[0] {
+		t.Fatal(ok, err)
+	}
+	if !r.Exists("k") {
+		t.Error("Exists(k) = false although a bfloat16 copy is on disk")
+	}
+	dst, _ := pbf.Alloc(mhaCfg.PageSize)
+	if ok, _ := r.BatchGetV1([]string{"k"}, dst); !ok[0] {
+		t.Errorf("BatchGetV1(k) = false; stats %+v", r.Stats())
+	}
+}
+
+// TestPollingSeesFileGoneUnderStaleMtime: a polling store whose lookup
+// finds a batch file gone drops its entries even when the directory's
+// mtime looks unchanged (an NFS attribute cache or coarse server
+// timestamps, simulated with Chtimes): Exists is false and BatchSetV1
+// writes the key again.
+func TestPollingSeesFileGoneUnderStaleMtime(t *testing.T) {
+	p, idx := randomPages(t, 1)
+	dir := t.TempDir()
+	a := newStore(t, Config{Dir: dir, ModelName: "m", NoWatch: true}, p)
+	if ok, err := a.BatchSetV1([]string{"k"}, idx); err != nil || !ok[0] {
+		t.Fatal(ok, err)
+	}
+	a.Exists("nope") // a miss: a lists, records the mtime
+	fi, _ := os.Stat(a.v1Dir)
+	loc, _ := a.Locate("k")
+	if err := os.Remove(loc.Path); err != nil {
+		t.Fatal(err)
+	}
+	_ = os.Chtimes(a.v1Dir, fi.ModTime(), fi.ModTime())
+	if a.Exists("k") {
+		t.Error("Exists(k) = true although lookup's own fstatat found its file missing")
+	}
+	before := a.Stats().Sets
+	if ok, _ := a.BatchSetV1([]string{"k"}, idx); ok[0] && a.Stats().Sets == before {
+		t.Error("BatchSetV1(k) reported true without writing; nothing is on disk")
 	}
 }
