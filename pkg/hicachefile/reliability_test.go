@@ -15,8 +15,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hicache-go/hicache/pkg/hicachefile/internal/batchfile"
 	"golang.org/x/sys/unix"
+
+	"github.com/hicache-go/hicache/pkg/hicachefile/internal/batchfile"
 )
 
 // Regression tests for the reliability cases of issue 7 and SGLang's
@@ -208,52 +209,6 @@ func TestAmbiguousOldNamesStayOffV1(t *testing.T) {
 	}
 }
 
-// within fails the test if fn has not returned after a few seconds: a call
-// blocked on a FIFO never returns.
-func within(t *testing.T, what string, fn func()) {
-	t.Helper()
-	done := make(chan struct{})
-	go func() { defer close(done); fn() }()
-	select {
-	case <-done:
-	case <-time.After(5 * time.Second):
-		t.Fatalf("%s blocked", what)
-	}
-}
-
-// plant puts a special file of the given kind at path: a FIFO, a symlink to
-// a regular file of size bytes, a directory, a socket, or a character
-// device. It reports false for a kind this process may not make.
-func plant(t *testing.T, kind, path string, size int) bool {
-	t.Helper()
-	var err error
-	switch kind {
-	case "fifo":
-		err = unix.Mkfifo(path, 0o644)
-	case "symlink":
-		target := path + ".target"
-		if err = os.WriteFile(target, make([]byte, size), 0o644); err == nil {
-			err = os.Symlink(target, path)
-		}
-	case "dir":
-		err = os.Mkdir(path, 0o755)
-	case "socket":
-		var fd int
-		if fd, err = unix.Socket(unix.AF_UNIX, unix.SOCK_STREAM, 0); err == nil {
-			err = unix.Bind(fd, &unix.SockaddrUnix{Name: path})
-			_ = unix.Close(fd)
-		}
-	case "device":
-		if err = unix.Mknod(path, unix.S_IFCHR|0o644, int(unix.Mkdev(1, 3))); err == unix.EPERM {
-			return false // /dev/null's numbers; needs CAP_MKNOD
-		}
-	}
-	if err != nil {
-		t.Fatalf("plant %s at %s: %v", kind, path, err)
-	}
-	return true
-}
-
 // TestSpecialFilesNeverBlock (issue 7.4): a FIFO named like one of the
 // store's files hung Get, BatchGet, BatchGetV1 (old-format fallback and
 // batch file), New over a directory holding one, and then Close. Every
@@ -424,16 +379,6 @@ func TestOlderFormatSkipped(t *testing.T) {
 	}
 }
 
-// openFDs counts this process's open descriptors.
-func openFDs(t *testing.T) int {
-	t.Helper()
-	fds, err := os.ReadDir("/proc/self/fd")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return len(fds)
-}
-
 // TestDirReplacedOldInterface (issue 7.8): after rm -rf Dir under a live
 // store every old-format write failed forever, and after mv Dir Dir.old;
 // mkdir Dir, Set wrote into Dir.old. Writes through either interface must
@@ -515,18 +460,6 @@ func testRetiredDirsClosed(t *testing.T, noWatch bool) {
 	if after := openFDs(t); after > before+8 {
 		t.Errorf("%d descriptors open after %d removals of the V1 directory, %d before", after, n, before)
 	}
-}
-
-// shmDir returns a new directory on tmpfs (/dev/shm) removed after the
-// test, or t.TempDir() where there is none.
-func shmDir(t *testing.T) string {
-	t.Helper()
-	dir, err := os.MkdirTemp("/dev/shm", "hicachefile-test-")
-	if err != nil {
-		return t.TempDir()
-	}
-	t.Cleanup(func() { _ = os.RemoveAll(dir) })
-	return dir
 }
 
 // TestManyBatchFilesLowFDLimit (issue 7.9): BatchGetV1 opened every batch
@@ -618,33 +551,6 @@ func TestFDLimitNeverSilentMiss(t *testing.T) {
 	failing.Store(1 << 30)
 	if ok, err := r.BatchGet([]string{"o"}, [][]byte{make([]byte, len(page))}); !errors.Is(err, unix.EMFILE) || ok[0] {
 		t.Errorf("BatchGet with a lasting EMFILE = %v, %v; want the EMFILE", ok, err)
-	}
-}
-
-// writeTempFile writes a temp file of size bytes at path, aged by age. With
-// live, it stays open under an OFD write lock until the test ends, as a
-// live writer's does; otherwise it is closed, as a dead writer's is.
-func writeTempFile(t *testing.T, path string, size int, age time.Duration, live bool) {
-	t.Helper()
-	fd, err := unix.Open(path, unix.O_RDWR|unix.O_CREAT|unix.O_EXCL|unix.O_CLOEXEC, 0o644)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := unix.Pwrite(fd, make([]byte, size), 0); err != nil {
-		t.Fatal(err)
-	}
-	if live {
-		lk := unix.Flock_t{Type: unix.F_WRLCK}
-		if err := unix.FcntlFlock(uintptr(fd), unix.F_OFD_SETLK, &lk); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = unix.Close(fd) })
-	} else {
-		_ = unix.Close(fd)
-	}
-	old := time.Now().Add(-age)
-	if err := os.Chtimes(path, old, old); err != nil {
-		t.Fatal(err)
 	}
 }
 

@@ -9,37 +9,10 @@ import (
 	"path/filepath"
 	"strconv"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
-
-// tempsIn returns the paths of the store's temp files in Dir and its V1
-// directory.
-func tempsIn(t *testing.T, s *Store) []string {
-	t.Helper()
-	var out []string
-	for _, d := range []string{s.dir, s.v1Dir} {
-		ents, err := os.ReadDir(d)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, e := range ents {
-			if s.isTmpName(e.Name()) {
-				out = append(out, filepath.Join(d, e.Name()))
-			}
-		}
-	}
-	return out
-}
-
-// refuseTmpfile is an Openat that refuses O_TMPFILE as some FUSE and NFS
-// file systems do.
-func refuseTmpfile(dirfd int, path string, flags int, mode uint32) (int, error) {
-	if flags&unix.O_TMPFILE == unix.O_TMPFILE {
-		return -1, unix.EOPNOTSUPP
-	}
-	return unix.Openat(dirfd, path, flags, mode)
-}
 
 // lockedAt reports whether another open file description is refused an
 // OFD read lock on the file at path, as a reclaim would be.
@@ -215,5 +188,42 @@ func TestTmpfileRefused(t *testing.T) {
 				t.Errorf("temp files left: %v", left)
 			}
 		})
+	}
+}
+
+// TestFreshDeadTempsReclaimedAtNew: a temp file locked from birth that
+// its writer left a moment ago (closed, unlocked: the writer died) goes at
+// the next New, whatever its age, in Dir and in the V1 directory; a live
+// writer's, locked, stays even when old.
+func TestFreshDeadTempsReclaimedAtNew(t *testing.T) {
+	dir := t.TempDir()
+	s := newStore(t, Config{Dir: dir, ModelName: "m"}, nil)
+	dead := []string{
+		filepath.Join(dir, lockedTmpPrefix+"0123456789abcdef"+s.suffix+tmpExt),
+		filepath.Join(s.v1Dir, lockedTmpPrefix+"1123456789abcdef"+s.suffix+tmpExt),
+	}
+	live := []string{
+		filepath.Join(dir, lockedTmpPrefix+"2123456789abcdef"+s.suffix+tmpExt),
+		filepath.Join(s.v1Dir, lockedTmpPrefix+"3123456789abcdef"+s.suffix+tmpExt),
+	}
+	for _, path := range dead {
+		writeTempFile(t, path, 4096, 0, false)
+	}
+	for _, path := range live {
+		writeTempFile(t, path, 4096, time.Hour, true)
+	}
+	r := newStore(t, Config{Dir: dir, ModelName: "m"}, nil)
+	for _, path := range dead {
+		if _, err := os.Lstat(path); err == nil {
+			t.Errorf("New left the dead writer's temp file %s", path)
+		}
+	}
+	for _, path := range live {
+		if _, err := os.Lstat(path); err != nil {
+			t.Errorf("New removed the live writer's temp file %s: %v", path, err)
+		}
+	}
+	if n := r.Stats().ReclaimedTemps; n != int64(len(dead)) {
+		t.Errorf("Stats.ReclaimedTemps = %d, want %d", n, len(dead))
 	}
 }
