@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"testing"
+	"time"
 )
 
 // TestClearRemovesEveryKeyShape: after Clear, live or after a reopen, no key written
@@ -267,4 +268,139 @@ func TestClearRacingSameKeysServesNoStalePage(t *testing.T) {
 		close(stop)
 		<-done
 	})
+}
+
+// TestClearRacingUnnamedWrite: a Clear, this store's own or another
+// process's of the same identity, runs while an unnamed batch file is
+// being filled or right after its link. A page written before the Clear
+// began is never served after it returns; the write that overlaps it may
+// land or not, but the store never holds as stored a file that is not on
+// disk, and what it serves is the page written.
+func TestClearRacingUnnamedWrite(t *testing.T) {
+	for _, at := range []string{"fill", "link"} {
+		for _, who := range []string{"own", "other"} {
+			for _, noWatch := range []bool{false, true} {
+				t.Run(fmt.Sprintf("at=%s/Clear=%s/NoWatch=%v", at, who, noWatch), func(t *testing.T) {
+					testClearRacesUnnamedWrite(t, at, who, noWatch)
+				})
+			}
+		}
+	}
+}
+
+func testClearRacesUnnamedWrite(t *testing.T, at, who string, noWatch bool) {
+	ps := mhaCfg.PageSize
+	p, idx := randomPages(t, 4)
+	dir := t.TempDir()
+	var s *Store
+	other := newStore(t, Config{Dir: dir, ModelName: "m", NoWatch: noWatch}, p)
+	armed := false
+	cleared := make(chan error, 1)
+	clearNow := func() {
+		if !armed {
+			return
+		}
+		armed = false
+		if who == "other" {
+			cleared <- other.Clear()
+			return
+		}
+		if at == "fill" {
+			cleared <- s.Clear() // no lock of the write is held while it fills
+			return
+		}
+		// The commit holds commitMu shared: the Clear waits for its add.
+		go func() { cleared <- s.Clear() }()
+		time.Sleep(20 * time.Millisecond)
+	}
+	sys := writeHooks{
+		fill: func() {
+			if at == "fill" {
+				clearNow()
+			}
+		},
+		placed: func(string) {
+			if at == "link" {
+				clearNow()
+			}
+		},
+	}.syscalls()
+	s = newStore(t, Config{Dir: dir, ModelName: "m", NoWatch: noWatch, Syscalls: sys}, p)
+	if ok, err := s.BatchSetV1([]string{"k1"}, idx[:ps]); err != nil || !ok[0] {
+		t.Fatal(ok, err)
+	}
+	armed = true
+	ok2, err2 := s.BatchSetV1([]string{"k2"}, idx[ps:2*ps])
+	if err := <-cleared; err != nil {
+		t.Fatal(err)
+	}
+	fresh := newStore(t, Config{Dir: dir, ModelName: "m"}, p)
+	dst := idx[2*ps:]
+	for _, st := range []*Store{s, other, fresh} {
+		zeroPages(t, p, dst)
+		ok, err := st.BatchGetV1([]string{"k1", "k2"}, dst)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ok[0] {
+			t.Error("k1, written before the Clear began, is served after it returned")
+		}
+		if ok[1] && !samePages(t, p, dst[ps], idx[ps]) {
+			t.Error("k2 served with another page")
+		}
+		if st.Exists("k1") {
+			t.Error("k1 exists after the Clear")
+		}
+	}
+	if s.Exists("k2") && !fresh.Exists("k2") {
+		t.Errorf("the writing store holds k2 (write: %v, %v) as stored, but its file is not on disk", ok2, err2)
+	}
+}
+
+// TestClearDuringWatchOverflowLeavesNoDeadFile: another process's Clear removes this
+// store's batch file right after its link, while the watcher's queue is
+// full (the removal's event is dropped), and another call of this store
+// drains the overflow, lists the directory and finds the file gone, all
+// before the commit adds the file to the index. The index must not be
+// left holding the removed file.
+func TestClearDuringWatchOverflowLeavesNoDeadFile(t *testing.T) {
+	for _, bounded := range []bool{false, true} {
+		t.Run(fmt.Sprintf("MaxBytes=%v", bounded), func(t *testing.T) { testClearDuringOverflow(t, bounded) })
+	}
+}
+
+func testClearDuringOverflow(t *testing.T, bounded bool) {
+	ps := mhaCfg.PageSize
+	p, idx := randomPages(t, 2)
+	dir := shmDir(t)
+	other := newStore(t, Config{Dir: dir, ModelName: "m", NoWatch: true}, p)
+	var s *Store
+	armed := false
+	sys := writeHooks{placed: func(string) {
+		if armed {
+			armed = false
+			flood(t, s.v1Dir)
+			if err := other.Clear(); err != nil {
+				t.Fatal(err)
+			}
+			s.Exists("other") // drains the overflow: a listing
+		}
+	}}.syscalls()
+	cfg := Config{Dir: dir, ModelName: "m", Syscalls: sys}
+	if bounded {
+		cfg.MaxBytes = 1 << 30
+	}
+	s = newStore(t, cfg, p)
+	s.Exists("warm")
+	listings := s.Stats().Listings
+	armed = true
+	if ok, err := s.BatchSetV1([]string{"k"}, idx[:ps]); err != nil || !ok[0] {
+		t.Logf("the write that overlapped the Clear: %v, %v", ok, err)
+	}
+	if s.Stats().Listings == listings {
+		t.Fatal("no overflow: the store did not list its directory again")
+	}
+	if s.Exists("k") {
+		t.Error("the store holds k as stored after another process's Clear removed its file")
+	}
 }

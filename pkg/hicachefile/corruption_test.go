@@ -2,6 +2,8 @@ package hicachefile
 
 import (
 	"fmt"
+	"os"
+	"slices"
 	"sync/atomic"
 	"testing"
 
@@ -102,5 +104,41 @@ func TestGrownFileMissedWithoutReadingIt(t *testing.T) {
 				t.Errorf("BatchGetV1 read %d bytes of the file put in place, want at most %d", got, limit)
 			}
 		})
+	}
+}
+
+// TestInPlaceFlipCountedCorruptOnce: a payload byte of this store's own batch
+// file, written with no name (so with no inode recorded), flipped in place
+// (the spec "Corruption a flipped payload byte" does it with
+// os.WriteFile): the bad page is read, counted corrupt and dropped once;
+// the in-place write's close event must not load the file again, which
+// brought the dropped entry back to be read, and counted, a second time
+// in the same call.
+func TestInPlaceFlipCountedCorruptOnce(t *testing.T) {
+	const n = 4
+	ps := mhaCfg.PageSize
+	p, idx := randomPages(t, 2*n)
+	s := newStore(t, Config{Dir: t.TempDir(), ModelName: "m"}, p)
+	keys := []string{"c0", "c1", "c2", "c3"}
+	if ok, err := s.BatchSetV1(keys, idx[:n*ps]); err != nil || !all(ok) {
+		t.Fatal(ok, err)
+	}
+	loc, _ := s.Locate("c1")
+	data, err := os.ReadFile(loc.Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data[loc.Offset+loc.Length/3] ^= 0xff
+	if err := os.WriteFile(loc.Path, data, 0o644); err != nil { // in place: the same inode
+		t.Fatal(err)
+	}
+	for round := range 2 {
+		ok, err := s.BatchGetV1(keys, idx[n*ps:])
+		if err != nil || !slices.Equal(ok, []bool{true, false, true, true}) {
+			t.Fatalf("round %d: BatchGetV1 = %v, %v", round, ok, err)
+		}
+		if c := s.Stats().Corrupt; c != 1 {
+			t.Errorf("round %d: Stats.Corrupt = %d, want 1 (the bad page read once, then dropped)", round, c)
+		}
 	}
 }

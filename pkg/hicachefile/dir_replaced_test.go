@@ -109,3 +109,94 @@ func TestClearAfterDirReplaced(t *testing.T) {
 		})
 	}
 }
+
+// TestDirReplacedDuringWriteRewritesAtPath: Dir is moved away and made again while
+// a BatchSetV1 writes its unnamed file (before or after the link), and
+// another call of the store may see the replacement before the write
+// adds its file to the index. The write may land in the old directory,
+// but then the live store must not count the key as stored: a later
+// BatchSetV1 writes it again at the path Dir, where other stores find it.
+func TestDirReplacedDuringWriteRewritesAtPath(t *testing.T) {
+	for _, at := range []string{"fill", "place"} {
+		for _, seen := range []bool{false, true} {
+			for _, noWatch := range []bool{false, true} {
+				for _, bounded := range []bool{false, true} {
+					t.Run(fmt.Sprintf("at=%s/seen=%v/NoWatch=%v/MaxBytes=%v", at, seen, noWatch, bounded), func(t *testing.T) {
+						testDirReplacedDuringWrite(t, at, seen, noWatch, bounded)
+					})
+				}
+			}
+		}
+	}
+}
+
+func testDirReplacedDuringWrite(t *testing.T, at string, seen, noWatch, bounded bool) {
+	ps := mhaCfg.PageSize
+	p, idx := randomPages(t, 2)
+	base := t.TempDir()
+	dir := filepath.Join(base, "store")
+	var live *Store
+	armed := false
+	replace := func() {
+		if !armed {
+			return
+		}
+		armed = false
+		if err := os.Rename(dir, filepath.Join(base, "old")); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Mkdir(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if seen {
+			live.Exists("other") // another call sees the new directory
+		}
+	}
+	sys := writeHooks{
+		fill: func() {
+			if at == "fill" {
+				replace()
+			}
+		},
+		placed: func(string) {
+			if at == "place" {
+				replace()
+			}
+		},
+	}.syscalls()
+	cfg := Config{Dir: dir, ModelName: "m", NoWatch: noWatch, Syscalls: sys}
+	if bounded {
+		cfg.MaxBytes = 1 << 30
+	}
+	live = newStore(t, cfg, p)
+	live.Exists("warm")
+	armed = true
+	if _, err := live.BatchSetV1([]string{"k"}, idx[:ps]); err != nil {
+		t.Logf("the write that overlapped the replacement failed: %v", err)
+	}
+	if armed {
+		t.Fatal("the directory was not replaced during the write")
+	}
+	fresh := newStore(t, Config{Dir: dir, ModelName: "m"}, p)
+	// A watching store's lookup follows the replacement (its watcher
+	// tells); a polling store's follows it at its next write or miss.
+	if !noWatch && live.Exists("k") && !fresh.Exists("k") {
+		t.Error("the live store holds k as stored, but k is not at the path Dir")
+	}
+	if ok, err := live.BatchSetV1([]string{"k"}, idx[:ps]); err != nil || !ok[0] {
+		t.Fatal(ok, err)
+	}
+	if !fresh.Exists("k") {
+		t.Error("k, written again after the replacement, is not at the path Dir")
+	}
+	dst := idx[ps:]
+	if ok, err := fresh.BatchGetV1([]string{"k"}, dst); err != nil || !ok[0] || !samePages(t, p, dst[0], idx[0]) {
+		t.Errorf("another store at Dir: BatchGetV1(k) = %v, %v", ok, err)
+	}
+	// The event of a link into the directory replaced never comes (its
+	// watch is gone): the store does not go on expecting it.
+	live.Exists("drain")
+	if own, names := inflightLen(live); own != 0 || names != 0 {
+		t.Errorf("%d names expected by the watcher, %d commits in flight after the calls; want 0, 0", own, names)
+	}
+}

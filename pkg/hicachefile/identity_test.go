@@ -1,8 +1,11 @@
 package hicachefile
 
 import (
+	"fmt"
 	"hash/fnv"
 	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -142,5 +145,119 @@ func testForeignOverOwnBeforeRead(t *testing.T, noWatch bool) {
 		if ok, err := live.BatchGetV1(keys, dst); err != nil || !all(ok) || !samePages(t, p, dst[0], idx[0]) || !samePages(t, p, dst[ps], idx[ps]) {
 			t.Errorf("BatchGetV1 after writing again = %v, %v", ok, err)
 		}
+	}
+}
+
+// TestForeignFileOverUnnamedNeverServed: another rank's batch file of the same shape
+// and keys, renamed or linked over one of this store's unnamed-written
+// batch files, at every moment around the link and the watcher's drain of
+// its event, is never served: the live store serves its own page or
+// misses, and once it misses, writes the page again and serves it.
+func TestForeignFileOverUnnamedNeverServed(t *testing.T) {
+	for _, when := range []string{"before the add, drained", "before the add", "before the drain", "after the drain"} {
+		for _, how := range []string{"rename", "link"} {
+			for _, noWatch := range []bool{false, true} {
+				for _, mode := range []string{"unnamed", "MaxBytes", "no O_TMPFILE"} {
+					t.Run(fmt.Sprintf("%s/%s/NoWatch=%v/%s", when, how, noWatch, mode), func(t *testing.T) {
+						testForeignOverUnnamed(t, when, how, noWatch, mode)
+					})
+				}
+			}
+		}
+	}
+}
+
+// With MaxBytes, or where O_TMPFILE is refused, the store's file is
+// written under a temp name and renamed into place instead: the same
+// holds.
+func testForeignOverUnnamed(t *testing.T, when, how string, noWatch bool, mode string) {
+	ps := mhaCfg.PageSize
+	p, idx := randomPages(t, 6)
+	dir := t.TempDir()
+	keys := []string{"a", "b"}
+	o := newStore(t, Config{Dir: dir, ModelName: "m", TPRank: 1, TPSize: 2}, p)
+	if ok, err := o.BatchSetV1(keys, idx[2*ps:4*ps]); err != nil || !all(ok) {
+		t.Fatal(ok, err)
+	}
+	theirs, _ := o.Locate("a")
+	var live *Store
+	over := func(path string) {
+		if how == "rename" {
+			if err := os.Rename(theirs.Path, path); err != nil {
+				t.Fatal(err)
+			}
+			return
+		}
+		if err := os.Remove(path); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Link(theirs.Path, path); err != nil {
+			t.Fatal(err)
+		}
+	}
+	armed := strings.HasPrefix(when, "before the add")
+	sys := writeHooks{placed: func(np string) {
+		if armed {
+			armed = false
+			over(filepath.Join(live.v1Dir, np))
+			if when == "before the add, drained" {
+				live.Exists("unrelated") // drains the events while the commit is in flight
+			}
+		}
+	}}.syscalls()
+	cfg := Config{Dir: dir, ModelName: "m", TPSize: 2, NoWatch: noWatch, Syscalls: sys}
+	switch mode {
+	case "MaxBytes":
+		cfg.MaxBytes = 1 << 30
+	case "no O_TMPFILE":
+		cfg.Syscalls.Openat = refuseTmpfile
+	}
+	live = newStore(t, cfg, p)
+	live.Exists("warm")
+	if ok, err := live.BatchSetV1(keys, idx[:2*ps]); err != nil || !all(ok) {
+		t.Fatal(ok, err)
+	}
+	if when == "after the drain" {
+		live.Exists("unrelated")
+	}
+	if !strings.HasPrefix(when, "before the add") {
+		mine, _ := live.Locate("a")
+		over(mine.Path)
+	}
+	// Before any read, the replaced keys count as stored no more
+	// (TestForeignFileOverOwnNotStoredBeforeRead), even when another call drained
+	// the events while the commit was in flight.
+	if live.Exists("a") {
+		t.Error("Exists(a) over another rank's file, before any read")
+	}
+	dst := idx[4*ps:]
+	for round := range 2 {
+		zeroPages(t, p, dst)
+		ok, err := live.BatchGetV1(keys, dst)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range keys {
+			if ok[i] && !samePages(t, p, dst[i*ps], idx[i*ps]) {
+				t.Fatalf("round %d: the live store served a page of %s that is not its own (the other rank's: %v)",
+					round, keys[i], samePages(t, p, dst[i*ps], idx[(2+i)*ps]))
+			}
+		}
+		if round == 1 {
+			if !all(ok) {
+				t.Errorf("after writing again, BatchGetV1 = %v", ok)
+			}
+			break
+		}
+		if all(ok) {
+			t.Fatal("the live store served both keys from a file the other rank's replaced")
+		}
+		if ok, err := live.BatchSetV1(keys, idx[:2*ps]); err != nil || !all(ok) {
+			t.Fatal(ok, err)
+		}
+	}
+	live.Exists("drain")
+	if own, names := inflightLen(live); own != 0 || names != 0 {
+		t.Errorf("%d names expected by the watcher, %d commits in flight after the calls and a drain; want 0, 0", own, names)
 	}
 }
