@@ -128,3 +128,17 @@ func TestCallsAfterCloseAreErrClosed(t *testing.T) {
 	}
 	_ = s.Stats()
 }
+
+// TestRegisterAfterCloseIsErrClosed: RegisterMemPoolHost on a closed store is
+// ErrClosed, like every other call.
+func TestRegisterAfterCloseIsErrClosed(t *testing.T) {
+	p := newPool(t, mhaCfg)
+	s, err := New(Config{Dir: t.TempDir(), ModelName: "m"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = s.Close()
+	if err := s.RegisterMemPoolHost(p); !errors.Is(err, ErrClosed) {
+		t.Fatalf("RegisterMemPoolHost after Close = %v, want ErrClosed", err)
+	}
+}

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 )
@@ -402,5 +404,56 @@ func testClearDuringOverflow(t *testing.T, bounded bool) {
 	}
 	if s.Exists("k") {
 		t.Error("the store holds k as stored after another process's Clear removed its file")
+	}
+}
+
+// TestClearForgetsUnderscoreKeys: a key holding '_' written through the
+// old interface is gone after Clear, served stale through neither
+// interface, and Clear removes SGLang's temp files of the store's names.
+func TestClearForgetsUnderscoreKeys(t *testing.T) {
+	p, idx := randomPages(t, 2)
+	ps := mhaCfg.PageSize
+	dir := t.TempDir()
+	s := newStore(t, Config{Dir: dir, ModelName: "m"}, p)
+	before, _ := p.GetDataPage(idx[0])
+	keys := []string{"req42_page_7", "old_key_1"}
+	for _, k := range keys {
+		if err := s.Set(k, before); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sgTmp := filepath.Join(dir, "old_key_1_m_0_1.bin.tmp.4242.139872.0123456789abcdef0123456789abcdef")
+	if err := os.WriteFile(sgTmp, before, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Clear(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(sgTmp); !os.IsNotExist(err) {
+		t.Errorf("SGLang's temp file survived Clear: %v", err)
+	}
+	for _, k := range keys {
+		if s.Exists(k) {
+			t.Errorf("Exists(%q) = true after Clear", k)
+		}
+	}
+	// Written again with new bytes, both interfaces serve the new bytes.
+	after, _ := p.GetDataPage(idx[ps])
+	if err := s.Set(keys[0], after); err != nil {
+		t.Fatal(err)
+	}
+	got := make([]byte, len(after))
+	if err := s.Get(keys[0], got); err != nil || !bytes.Equal(got, after) {
+		t.Errorf("Get(%q) after Clear and Set = %v, stale %v", keys[0], err, bytes.Equal(got, before))
+	}
+	if ok, err := s.BatchSetV1(keys[1:], idx[ps:]); err != nil || !ok[0] {
+		t.Fatal(ok, err)
+	}
+	dst, _ := p.Alloc(ps)
+	if ok, err := s.BatchGetV1(keys[1:], dst); err != nil || !ok[0] {
+		t.Fatalf("BatchGetV1 = %v, %v", ok, err)
+	}
+	if !samePages(t, p, dst[0], idx[ps]) {
+		t.Errorf("BatchGetV1(%q) after Clear served the page from before it", keys[1])
 	}
 }

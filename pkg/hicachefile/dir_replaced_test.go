@@ -200,3 +200,85 @@ func testDirReplacedDuringWrite(t *testing.T, at string, seen, noWatch, bounded 
 		t.Errorf("%d names expected by the watcher, %d commits in flight after the calls; want 0, 0", own, names)
 	}
 }
+
+// TestDirReplacedOldInterfaceWritesAtPath: after rm -rf Dir, or mv Dir
+// Dir.old; mkdir Dir, under a live store, writes through either interface
+// land at the path Dir (not in Dir.old, and not failing).
+func TestDirReplacedOldInterfaceWritesAtPath(t *testing.T) {
+	for _, how := range []string{"removed", "moved"} {
+		t.Run(how, func(t *testing.T) {
+			bothModes(t, func(t *testing.T, noWatch bool) {
+				p, idx := randomPages(t, 2)
+				ps := mhaCfg.PageSize
+				dir := filepath.Join(t.TempDir(), "store")
+				s := newStore(t, Config{Dir: dir, ModelName: "m", NoWatch: noWatch, MaxBytes: 1 << 30}, p)
+				page, _ := p.GetDataPage(idx[0])
+				if err := s.Set("before", page); err != nil {
+					t.Fatal(err)
+				}
+				var err error
+				if how == "removed" {
+					err = os.RemoveAll(dir)
+				} else if err = os.Rename(dir, dir+".old"); err == nil {
+					err = os.Mkdir(dir, 0o755)
+				}
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := s.Set("k", page); err != nil {
+					t.Fatalf("Set after the directory was %s: %v", how, err)
+				}
+				if ok, err := s.BatchSet([]string{"k2"}, [][]byte{page}); err != nil || !ok[0] {
+					t.Fatalf("BatchSet after the directory was %s: %v, %v", how, ok, err)
+				}
+				if ok, err := s.BatchSetV1([]string{"v"}, idx[ps:]); err != nil || !ok[0] {
+					t.Fatalf("BatchSetV1 after the directory was %s: %v, %v", how, ok, err)
+				}
+				for _, name := range []string{s.oldName("k"), s.oldName("k2")} {
+					if _, err := os.Stat(filepath.Join(dir, name)); err != nil {
+						t.Errorf("%s is not at the path Dir: %v", name, err)
+					}
+				}
+				if files, _ := filepath.Glob(filepath.Join(dir, v1DirName+s.suffix, "*"+batchExt)); len(files) != 1 {
+					t.Errorf("%d batch files at the path Dir, want 1", len(files))
+				}
+				if how == "moved" {
+					if _, err := os.Stat(filepath.Join(dir+".old", s.oldName("k"))); err == nil {
+						t.Errorf("Set wrote into the moved directory")
+					}
+				}
+			})
+		})
+	}
+}
+
+// TestRetiredDirsClosed: removing the V1 directory over and over under a
+// live store leaves no descriptor of the removed directories open.
+// With inotify each removal costs the kernel a few milliseconds to drop the
+// watch, so that mode runs fewer.
+func TestRetiredDirsClosed(t *testing.T) { bothModes(t, testRetiredDirsClosed) }
+
+func testRetiredDirsClosed(t *testing.T, noWatch bool) {
+	n := 1000
+	if !noWatch {
+		n = 100
+	}
+	p, idx := randomPages(t, 1)
+	s := newStore(t, Config{Dir: t.TempDir(), ModelName: "m", NoWatch: noWatch}, p)
+	if ok, err := s.BatchSetV1([]string{"k"}, idx); err != nil || !ok[0] {
+		t.Fatal(ok, err)
+	}
+	s.Exists("warm-up")
+	before := openFDs(t)
+	for i := range n {
+		if err := os.RemoveAll(s.v1Dir); err != nil {
+			t.Fatal(err)
+		}
+		if ok, err := s.BatchSetV1([]string{fmt.Sprint("k", i)}, idx); err != nil || !ok[0] {
+			t.Fatal(ok, err)
+		}
+	}
+	if after := openFDs(t); after > before+8 {
+		t.Errorf("%d descriptors open after %d removals of the V1 directory, %d before", after, n, before)
+	}
+}

@@ -1,12 +1,16 @@
 package hicachefile
 
 import (
+	"encoding/binary"
 	"fmt"
+	"hash/crc32"
 	"hash/fnv"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/hicache-go/hicache/pkg/hicachefile/internal/batchfile"
 )
 
 // TestFNV64a checks fnv64a against hash/fnv, and that identities that
@@ -259,5 +263,143 @@ func testForeignOverUnnamed(t *testing.T, when, how string, noWatch bool, mode s
 	live.Exists("drain")
 	if own, names := inflightLen(live); own != 0 || names != 0 {
 		t.Errorf("%d names expected by the watcher, %d commits in flight after the calls and a drain; want 0, 0", own, names)
+	}
+}
+
+// TestForeignIdentityNeverServed: a batch file of the same page shape
+// written by another model or another TP rank, renamed in place of one of
+// ours, is never served by a fresh store.
+func TestForeignIdentityNeverServed(t *testing.T) {
+	ours := Config{ModelName: "m", TPRank: 0, TPSize: 2}
+	for _, other := range []Config{
+		{ModelName: "m", TPRank: 1, TPSize: 2},
+		{ModelName: "x", TPRank: 0, TPSize: 2},
+		{ModelName: "m", TPRank: 0, TPSize: 2, PPRank: 1, PPSize: 2},
+		{ModelName: "m", IsMLA: true},
+	} {
+		p, idx := randomPages(t, 2)
+		ps := mhaCfg.PageSize
+		dir := t.TempDir()
+		ours.Dir, other.Dir = dir, dir
+		live := newStore(t, ours, p)
+		if ok, err := live.BatchSetV1([]string{"mine"}, idx[:ps]); err != nil || !ok[0] {
+			t.Fatal(ok, err)
+		}
+		o := newStore(t, other, p)
+		if ok, err := o.BatchSetV1([]string{"k"}, idx[ps:]); err != nil || !ok[0] {
+			t.Fatal(ok, err)
+		}
+		loc, _ := o.Locate("k")
+		planted := filepath.Join(live.v1Dir, "b0123456789abcdef"+live.suffix+batchExt)
+		if err := os.Rename(loc.Path, planted); err != nil {
+			t.Fatal(err)
+		}
+		fresh := newStore(t, ours, p)
+		for name, s := range map[string]*Store{"live": live, "fresh": fresh} {
+			dst, _ := p.Alloc(ps)
+			ok, err := s.BatchGetV1([]string{"k"}, dst)
+			if err != nil || ok[0] {
+				t.Errorf("%s store of %s: BatchGetV1 of %s's file = %v, %v", name, live.suffix, o.suffix, ok, err)
+			}
+			if s.Exists("k") {
+				t.Errorf("%s store of %s: Exists(k) of %s's file", name, live.suffix, o.suffix)
+			}
+			if s.Stats().Mismatch == 0 {
+				t.Errorf("%s store: Stats.Mismatch = 0", name)
+			}
+			_ = p.Free(dst)
+		}
+	}
+}
+
+// TestMLAIdentityAcrossTPRanks: MLA KV is the same on every TP rank, so an
+// MLA store serves the pages another TP rank of the same model wrote.
+func TestMLAIdentityAcrossTPRanks(t *testing.T) {
+	p, idx := randomPages(t, 1)
+	dir := t.TempDir()
+	w := newStore(t, Config{Dir: dir, ModelName: "m", IsMLA: true, TPRank: 1, TPSize: 4}, p)
+	if ok, err := w.BatchSetV1([]string{"k"}, idx); err != nil || !ok[0] {
+		t.Fatal(ok, err)
+	}
+	r := newStore(t, Config{Dir: dir, ModelName: "m", IsMLA: true, TPRank: 0, TPSize: 2}, p)
+	dst, _ := p.Alloc(mhaCfg.PageSize)
+	if ok, err := r.BatchGetV1([]string{"k"}, dst); err != nil || !ok[0] {
+		t.Fatalf("BatchGetV1 of another TP rank's MLA page = %v, %v", ok, err)
+	}
+}
+
+// TestOlderFormatSkipped: a batch file of format version 1 (no identity) is
+// skipped, never served.
+func TestOlderFormatSkipped(t *testing.T) {
+	p, idx := randomPages(t, 1)
+	dir := t.TempDir()
+	w := newStore(t, Config{Dir: dir, ModelName: "m"}, p)
+	if ok, err := w.BatchSetV1([]string{"k"}, idx); err != nil || !ok[0] {
+		t.Fatal(ok, err)
+	}
+	loc, _ := w.Locate("k")
+	data, err := os.ReadFile(loc.Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Rewrite it as version 1 wrote it: the index, then a 48-byte trailer
+	// with the pool fingerprint and no identity.
+	tr := data[len(data)-trailerSize:]
+	indexOff, indexLen := binary.LittleEndian.Uint64(tr[16:]), binary.LittleEndian.Uint64(tr[24:])
+	v1 := append([]byte(nil), data[:indexOff+indexLen]...)
+	t1 := len(v1)
+	v1 = append(v1, batchfile.Magic...)
+	v1 = binary.LittleEndian.AppendUint32(v1, 1)
+	v1 = append(v1, tr[12:44]...) // count, indexOff, indexLen, indexCRC, fp
+	v1 = binary.LittleEndian.AppendUint32(v1, crc32.Checksum(v1[t1:], castagnoli))
+	if err := os.WriteFile(loc.Path, v1, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r := newStore(t, Config{Dir: dir, ModelName: "m"}, p)
+	dst, _ := p.Alloc(mhaCfg.PageSize)
+	if ok, err := r.BatchGetV1([]string{"k"}, dst); err != nil || ok[0] {
+		t.Errorf("BatchGetV1 of a version-1 file = %v, %v", ok, err)
+	}
+	if st := r.Stats(); st.SkippedFiles != 1 {
+		t.Errorf("Stats.SkippedFiles = %d, want 1", st.SkippedFiles)
+	}
+}
+
+// TestForeignRenamedOverOwnFile: another rank's or model's batch file of
+// the same keys and page shape, renamed over a file the live store has
+// indexed, passes every per-page check (its keys, offsets and CRCs are its
+// own), but is never served: its trailer differs from the one indexed, and
+// the read compares them.
+func TestForeignRenamedOverOwnFile(t *testing.T) {
+	ours := Config{ModelName: "m", TPRank: 0, TPSize: 2}
+	for _, other := range []Config{
+		{ModelName: "m", TPRank: 1, TPSize: 2},
+		{ModelName: "x", TPRank: 0, TPSize: 2},
+	} {
+		p, idx := randomPages(t, 3)
+		ps := mhaCfg.PageSize
+		dir := t.TempDir()
+		ours.Dir, other.Dir = dir, dir
+		live := newStore(t, ours, p)
+		if ok, err := live.BatchSetV1([]string{"k"}, idx[:ps]); err != nil || !ok[0] {
+			t.Fatal(ok, err)
+		}
+		o := newStore(t, other, p)
+		if ok, err := o.BatchSetV1([]string{"k"}, idx[ps:2*ps]); err != nil || !ok[0] {
+			t.Fatal(ok, err)
+		}
+		mine, _ := live.Locate("k")
+		theirs, _ := o.Locate("k")
+		if err := os.Rename(theirs.Path, mine.Path); err != nil {
+			t.Fatal(err)
+		}
+		before := live.Stats().Mismatch
+		ok, err := live.BatchGetV1([]string{"k"}, idx[2*ps:])
+		if err != nil || ok[0] {
+			t.Errorf("live store of %s served %s's file renamed over its own: %v, %v", live.suffix, o.suffix, ok, err)
+		}
+		if live.Stats().Mismatch == before {
+			t.Errorf("live store: Stats.Mismatch did not count %s's file", o.suffix)
+		}
 	}
 }

@@ -1,7 +1,6 @@
 package hicachefile
 
 import (
-	"bytes"
 	"encoding/binary"
 	"encoding/hex"
 	"fmt"
@@ -46,17 +45,6 @@ func checkKeyChars(key string) error {
 		return fmt.Errorf("%w: %q contains '/' or NUL", ErrInvalidKey, key)
 	}
 	return nil
-}
-
-// checkKeyBytes is checkKeyChars for a key still in a byte slice; it
-// allocates only to report an error.
-func checkKeyBytes(key []byte) error {
-	if len(key) > 2 || (len(key) > 0 && key[0] != '.') {
-		if bytes.IndexByte(key, '/') < 0 && bytes.IndexByte(key, 0) < 0 {
-			return nil
-		}
-	}
-	return checkKeyChars(string(key))
 }
 
 // validKey reports whether checkKey accepts key, without building an

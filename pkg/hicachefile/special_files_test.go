@@ -2,6 +2,7 @@ package hicachefile
 
 import (
 	"bytes"
+	"errors"
 	"os"
 	"path/filepath"
 	"testing"
@@ -134,6 +135,77 @@ func TestSetReplacesSpecialFile(t *testing.T) {
 			if ok, err := s.BatchGetV1([]string{"set"}, dst); err != nil || !ok[0] || !samePages(t, p, dst[0], idx[0]) {
 				t.Errorf("BatchGetV1(set) after writing over a %s = %v, %v", kind, ok, err)
 			}
+		})
+	}
+}
+
+// TestSpecialFilesNeverBlock: a FIFO (or another special file) named like
+// one of the store's files never hangs Get, BatchGet, BatchGetV1
+// (old-format fallback and batch file), New over a directory holding one,
+// or Close. Every special file under a store name is a miss, counted in
+// Stats, and Clear removes it without opening it.
+func TestSpecialFilesNeverBlock(t *testing.T) {
+	for _, kind := range []string{"fifo", "symlink", "dir", "socket", "device"} {
+		t.Run(kind, func(t *testing.T) {
+			p, idx := randomPages(t, 2)
+			ps := mhaCfg.PageSize
+			dir := t.TempDir()
+			w := newStore(t, Config{Dir: dir, ModelName: "m"}, p)
+			if ok, err := w.BatchSetV1([]string{"v"}, idx[:ps]); err != nil || !ok[0] {
+				t.Fatal(ok, err)
+			}
+			loc, _ := w.Locate("v")
+			if err := os.Remove(loc.Path); err != nil {
+				t.Fatal(err)
+			}
+			pb := p.PageBytes()
+			if !plant(t, kind, loc.Path, 0) {
+				t.Logf("cannot make a %s here; the other kinds cover the rest", kind)
+				return
+			}
+			plant(t, kind, w.FilePath("o"), pb)
+			// A batch file name another process planted before the store
+			// opened.
+			plant(t, kind, filepath.Join(w.v1Dir, "b0123456789abcdef_m_0_1.batch.bin"), pb)
+
+			var s *Store
+			within(t, "New", func() { s = newStore(t, Config{Dir: dir, ModelName: "m"}, p) })
+			page := make([]byte, pb)
+			within(t, "Get", func() {
+				if err := s.Get("o", page); !errors.Is(err, ErrNotFound) {
+					t.Errorf("Get(o) = %v, want ErrNotFound", err)
+				}
+			})
+			within(t, "BatchGet", func() {
+				if ok, err := s.BatchGet([]string{"o"}, [][]byte{page}); err != nil || ok[0] {
+					t.Errorf("BatchGet(o) = %v, %v", ok, err)
+				}
+			})
+			dst, _ := p.Alloc(2 * ps)
+			for _, st := range []*Store{w, s} {
+				within(t, "BatchGetV1", func() {
+					if ok, err := st.BatchGetV1([]string{"o", "v"}, dst); err != nil || ok[0] || ok[1] {
+						t.Errorf("BatchGetV1(o, v) = %v, %v", ok, err)
+					}
+				})
+				if st.Exists("o") {
+					t.Errorf("Exists(o) = true for a %s", kind)
+				}
+			}
+			if n := s.Stats().SpecialFiles; n < 3 {
+				t.Errorf("Stats.SpecialFiles = %d, want at least 3", n)
+			}
+			within(t, "Clear", func() {
+				if err := s.Clear(); err != nil {
+					t.Errorf("Clear = %v", err)
+				}
+			})
+			for _, path := range []string{loc.Path, w.FilePath("o"), filepath.Join(w.v1Dir, "b0123456789abcdef_m_0_1.batch.bin")} {
+				if _, err := os.Lstat(path); !os.IsNotExist(err) {
+					t.Errorf("Clear left %s: %v", path, err)
+				}
+			}
+			within(t, "Close", func() { _ = s.Close() })
 		})
 	}
 }

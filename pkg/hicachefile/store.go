@@ -342,6 +342,11 @@ func (s *Store) RegisterMemPoolHost(p *hostcache.Pool) error {
 	if cfg.Kind == hostcache.Component {
 		fmt.Fprintf(h, " state=%v", cfg.BufferBytes) // sizes above are per page; these per slot
 	}
+	if s.cfg.component != "" {
+		// A component pool's pages are its own, even where another pool
+		// (a draft KV pool, say) has the same shape.
+		fmt.Fprintf(h, " pool=%s", s.cfg.component)
+	}
 	s.pool.Store(&poolInfo{pool: p, ps: cfg.PageSize, pageLen: int64(p.PageBytes()), bpp: len(sizes), pages: cfg.Pages,
 		poolFP: h.Sum64(), fp: matchKey(h.Sum64(), s.identKey)})
 	return nil
