@@ -90,8 +90,10 @@ def _int_attr(obj: Any, name: str, default: int) -> int:
     return default if v is None else int(v)
 
 
-def describe_pool(pool: Any) -> dict:
-    """The Go description of an SGLang host pool, from its attributes.
+def describe_pool(pool: Any, mla: Optional[bool] = None) -> dict:
+    """The Go description of an SGLang host pool, from its attributes: MLA
+    when mla is True, MHA when False, and when None MLA exactly when the pool
+    has a kv_lora_rank.
 
     Raises ValueError for a pool it cannot describe exactly.
     """
@@ -102,10 +104,14 @@ def describe_pool(pool: Any) -> dict:
         return v
 
     layout = str(need("layout"))
-    dtype = str(need("dtype")).removeprefix("torch.")
+    dt = getattr(pool, "dtype", None)
+    if dt is None:
+        dt = getattr(getattr(pool, "kv_buffer", None), "dtype", None)
+    dtype = str(dt).removeprefix("torch.")
     if dtype not in _DTYPES:
         raise ValueError(f"hicache_go: host pool dtype {dtype!r} is not supported")
-    mla = getattr(pool, "kv_lora_rank", None) is not None
+    if mla is None:
+        mla = getattr(pool, "kv_lora_rank", None) is not None
     desc = {
         "kind": "mla" if mla else "mha",
         "layout": layout,
@@ -118,7 +124,7 @@ def describe_pool(pool: Any) -> dict:
         if layout not in _MLA_LAYOUTS:
             raise ValueError(f"hicache_go: MLA layout {layout!r} is not supported")
         desc["kv_lora_rank"] = int(need("kv_lora_rank"))
-        desc["qk_rope_head_dim"] = int(need("qk_rope_head_dim"))
+        desc["qk_rope_head_dim"] = int(getattr(pool, "qk_rope_head_dim", 0) or 0)
     else:
         if layout not in _MHA_LAYOUTS:
             raise ValueError(f"hicache_go: MHA layout {layout!r} is not supported")
@@ -215,31 +221,50 @@ class HiCacheGoFile(HiCacheStorage):
     def register_mem_pool_host(self, mem_pool_host: Any):
         """Wraps the pool's kv_buffer on the Go side and checks the Go
         geometry against the pool's own get_page_buffer_meta; raises
-        ValueError for a pool it cannot describe exactly."""
+        ValueError for a pool it cannot describe exactly.
+
+        The pool is read as MLA or MHA from its attributes (kv_lora_rank,
+        or head_num and head_dim); where both readings are possible, the one
+        whose pages match the pool's get_page_buffer_meta is taken, the
+        store's is_mla_model first."""
         pool = mem_pool_host
         # A pool that fails any check below leaves no pool registered.
         self.mem_pool_host = None
+        self._page_size = 0
         self._store.unregister_pool()
-        desc = describe_pool(pool)
         kv = getattr(pool, "kv_buffer", None)
         if not isinstance(kv, torch.Tensor):
             raise ValueError("hicache_go: host pool's kv_buffer is not a tensor")
         if kv.device.type != "cpu" or not kv.is_contiguous():
             raise ValueError("hicache_go: host pool's kv_buffer must be a contiguous CPU tensor")
         nbytes = kv.numel() * kv.element_size()
-        self._page_size = 0
-        try:
-            self._store.register_pool(desc, kv.data_ptr(), nbytes)
-        except _lib.LibraryError as e:
-            raise ValueError(f"hicache_go: the Go store refused the host pool {desc}: {e}") from e
-        try:
-            self._check_geometry(pool, desc)
-        except BaseException:
-            self._store.unregister_pool()
-            raise
-        self.mem_pool_host = pool
-        self._page_size = desc["page_size"]
-        self._page_bytes = pool.get_dummy_flat_data_page().numel() * kv.element_size()
+        readings = [None]
+        if getattr(pool, "kv_lora_rank", None) is not None and getattr(pool, "head_num", None) is not None:
+            readings = [self.config["is_mla"], not self.config["is_mla"]]
+        errors = []
+        for mla in readings:
+            try:
+                desc = describe_pool(pool, mla)
+                try:
+                    self._store.register_pool(desc, kv.data_ptr(), nbytes)
+                except _lib.LibraryError as e:
+                    raise ValueError(f"hicache_go: the Go store refused the host pool {desc}: {e}") from e
+                try:
+                    self._check_geometry(pool, desc)
+                except BaseException:
+                    self._store.unregister_pool()
+                    raise
+            except ValueError as e:
+                errors.append(e)
+                continue
+            self.mem_pool_host = pool
+            self._page_size = desc["page_size"]
+            self._page_bytes = pool.get_dummy_flat_data_page().numel() * kv.element_size()
+            self.pool_description = desc
+            return
+        if len(errors) == 1:
+            raise errors[0]
+        raise ValueError("hicache_go: cannot describe the host pool: " + "; ".join(map(str, errors)))
 
     def _check_geometry(self, pool: Any, desc: dict, name: str = "kv") -> None:
         ps = desc["page_size"]
