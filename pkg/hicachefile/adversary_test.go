@@ -293,7 +293,7 @@ func TestAdvSpecialInV1Dir(t *testing.T) {
 			p, _ := randomPages(t, 1)
 			dir := t.TempDir()
 			w := newStore(t, Config{Dir: dir, ModelName: "m", MaxBytes: 1 << 20}, p)
-			tmpName := ".0123456789abcdef_m_0_1.tmp"
+			tmpName := ".0123456789abcdef-" + w.digest + "_m_0_1.tmp"
 			paths := []string{
 				filepath.Join(w.v1Dir, tmpName),
 				filepath.Join(dir, tmpName),
@@ -718,7 +718,7 @@ func TestAdvClearAfterDirReplaced(t *testing.T) {
 			if _, err := os.Stat(filepath.Join(dir, s.oldName("b"))); err == nil {
 				t.Errorf("%s: Clear left b at the path Dir", how)
 			}
-			if files, _ := filepath.Glob(filepath.Join(dir, v1DirName+s.suffix, "*"+batchExt)); len(files) != 0 {
+			if files, _ := filepath.Glob(filepath.Join(s.v1Dir, "*"+batchExt)); len(files) != 0 {
 				t.Errorf("%s: Clear left %d batch files at the path Dir", how, len(files))
 			}
 		})
@@ -857,12 +857,12 @@ func TestAdvFreshDeadTempsReclaimedAtNew(t *testing.T) {
 	dir := t.TempDir()
 	s := newStore(t, Config{Dir: dir, ModelName: "m"}, nil)
 	dead := []string{
-		filepath.Join(dir, lockedTmpPrefix+"0123456789abcdef"+s.suffix+tmpExt),
-		filepath.Join(s.v1Dir, lockedTmpPrefix+"1123456789abcdef"+s.suffix+tmpExt),
+		filepath.Join(dir, lockedTmpPrefix+"0123456789abcdef"+"-"+s.digest+s.suffix+tmpExt),
+		filepath.Join(s.v1Dir, lockedTmpPrefix+"1123456789abcdef"+"-"+s.digest+s.suffix+tmpExt),
 	}
 	live := []string{
-		filepath.Join(dir, lockedTmpPrefix+"2123456789abcdef"+s.suffix+tmpExt),
-		filepath.Join(s.v1Dir, lockedTmpPrefix+"3123456789abcdef"+s.suffix+tmpExt),
+		filepath.Join(dir, lockedTmpPrefix+"2123456789abcdef"+"-"+s.digest+s.suffix+tmpExt),
+		filepath.Join(s.v1Dir, lockedTmpPrefix+"3123456789abcdef"+"-"+s.digest+s.suffix+tmpExt),
 	}
 	for _, path := range dead {
 		writeTempFile(t, path, 4096, 0, false)

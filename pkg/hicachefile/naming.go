@@ -2,6 +2,7 @@ package hicachefile
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
 	"fmt"
@@ -9,29 +10,71 @@ import (
 	"strings"
 )
 
-// File names. With the store's suffix S (see Config.suffix):
+// File names. With the store's suffix S (see Config.suffix) and its
+// identity digest I (see Config.identityDigest):
 //
 //	<key>S.bin                      old format, in Dir, as SGLang names it
-//	.l<16 hex>S.tmp                 a temp file of Set, in Dir, locked before
+//	.l<16 hex>-IS.tmp               a temp file of Set, in Dir, locked before
 //	                                it had a name (temp.go)
-//	.<16 hex>S.tmp                  the same, where O_TMPFILE is refused
-//	v1S/                            the store's V1 directory, in Dir
-//	v1S/b<16 hex>S.batch.bin        a V1 batch file
-//	v1S/.l<16 hex>S.tmp             a temp file of a V1 write
-//	v1S/.<16 hex>S.tmp              the same, where O_TMPFILE is refused
+//	.<16 hex>-IS.tmp                the same, where O_TMPFILE is refused
+//	v1-IS/                          the store's V1 directory, in Dir
+//	v1-IS/b<16 hex>S.batch.bin      a V1 batch file
+//	v1-IS/.l<16 hex>-IS.tmp         a temp file of a V1 write
+//	v1-IS/.<16 hex>-IS.tmp          the same, where O_TMPFILE is refused
 //
 // The V1 and temp names put a fixed-shape token before S, so a name is ours
 // only when everything before S is exactly that token: "b…_a_model_0_1"
 // never parses as a file of the store with suffix "_model_0_1", nor
-// "_m_11_2" as one of "_m_1_2".
+// "_m_11_2" as one of "_m_1_2". Identities whose suffixes coincide (model
+// "org/m" and "org-m"; MHA model "m" on TP rank 0 of 1 and MLA model
+// "m_0_1") differ in I, so they never share a V1 directory or a temp name.
+//
+// Names of the earlier scheme, without I, are legacy (legacy.go):
+// v1S/ and its batch and temp files, and .l<16 hex>S.tmp and
+// .<16 hex>S.tmp in Dir.
 const (
-	oldExt    = ".bin"
-	batchExt  = ".batch.bin"
-	tmpExt    = ".tmp"
-	tokenHex  = 16
-	maxName   = 255
-	v1DirName = "v1"
+	oldExt   = ".bin"
+	batchExt = ".batch.bin"
+	tmpExt   = ".tmp"
+	tokenHex = 16
+	maxName  = 255
+	// v1DirPrefix starts the name of a V1 directory: "v1-", the digest,
+	// the suffix. The legacy "v1" + suffix never has '-' third, since a
+	// suffix starts with '_'.
+	v1DirPrefix = "v1-"
+	// legacyV1Prefix starts the name of a legacy V1 directory: "v1" + suffix.
+	legacyV1Prefix = "v1"
+	digestHex      = 16
 )
+
+// identityDigest returns the digest that names the store's V1 directory
+// and temp files: the first 8 bytes of the SHA-256 of c's identity fields,
+// in lower-case hex. Those fields, joined by NUL bytes (no field can hold
+// one), are "hicache-identity", "model=" + ModelName as configured ('/'
+// kept), "mla=0" or "mla=1", "tp=<TPRank>/<TPSize>" unless IsMLA (MLA KV
+// is the same on every TP rank), and "pp=<PPRank>/<PPSize>". c has its
+// defaults filled in. Every Config field that tells one identity's pages
+// from another's must be here: TestIdentityDigestCoversEveryField fails
+// on a new field that is neither here nor listed as no part of an
+// identity.
+func (c Config) identityDigest() string {
+	f := []string{"hicache-identity", "model=" + c.ModelName}
+	if c.IsMLA {
+		f = append(f, "mla=1")
+	} else {
+		f = append(f, "mla=0", fmt.Sprintf("tp=%d/%d", c.TPRank, c.TPSize))
+	}
+	f = append(f, fmt.Sprintf("pp=%d/%d", c.PPRank, c.PPSize))
+	sum := sha256.Sum256([]byte(strings.Join(f, "\x00")))
+	return hex.EncodeToString(sum[:digestHex/2])
+}
+
+// v1DirName returns the name of the store's V1 directory in Dir.
+func (s *Store) v1DirName() string { return v1DirPrefix + s.digest + s.suffix }
+
+// legacyV1DirName returns the name of the V1 directory of the earlier
+// naming, shared by every identity of the store's suffix.
+func (s *Store) legacyV1DirName() string { return legacyV1Prefix + s.suffix }
 
 // checkKeyChars rejects keys that cannot be a file-name component.
 func checkKeyChars(key string) error {
@@ -97,7 +140,7 @@ func isToken(t string) bool {
 func (s *Store) batchName() string { return "b" + newToken() + s.suffix + batchExt }
 
 // tmpName returns a new temp file name.
-func (s *Store) tmpName() string { return "." + newToken() + s.suffix + tmpExt }
+func (s *Store) tmpName() string { return "." + newToken() + "-" + s.digest + s.suffix + tmpExt }
 
 // isBatchName reports whether name is one of this store's V1 batch files.
 func (s *Store) isBatchName(name string) bool {
@@ -107,7 +150,9 @@ func (s *Store) isBatchName(name string) bool {
 
 // lockedTmpName returns a new name for a temp file that is locked before
 // it has a name (see place).
-func (s *Store) lockedTmpName() string { return lockedTmpPrefix + newToken() + s.suffix + tmpExt }
+func (s *Store) lockedTmpName() string {
+	return lockedTmpPrefix + newToken() + "-" + s.digest + s.suffix + tmpExt
+}
 
 // lockedTmpPrefix starts the names of temp files locked from birth: a
 // reclaim may take one whose lock it gets at once, with no grace.
@@ -119,11 +164,25 @@ func bornLocked(name string) bool { return strings.HasPrefix(name, lockedTmpPref
 
 // isTmpName reports whether name is one of this store's temp files.
 func (s *Store) isTmpName(name string) bool {
+	t, ok := strings.CutSuffix(name, "-"+s.digest+s.suffix+tmpExt)
+	return ok && isTmpToken(t)
+}
+
+// isLegacyTmpName reports whether name is a temp file of the earlier
+// naming for the store's suffix: whose, among the identities of that
+// suffix, it cannot tell.
+func (s *Store) isLegacyTmpName(name string) bool {
 	t, ok := strings.CutSuffix(name, s.suffix+tmpExt)
+	return ok && isTmpToken(t)
+}
+
+// isTmpToken reports whether t is what comes before the digest of a temp
+// file name: ".l" or "." and a token.
+func isTmpToken(t string) bool {
 	if tok, locked := strings.CutPrefix(t, lockedTmpPrefix); locked {
-		return ok && len(tok) == tokenHex && isToken(tok)
+		return isToken(tok)
 	}
-	return ok && len(t) == 1+tokenHex && t[0] == '.' && isToken(t[1:])
+	return len(t) == 1+tokenHex && t[0] == '.' && isToken(t[1:])
 }
 
 // isOldName reports whether name is named like this store's old-format

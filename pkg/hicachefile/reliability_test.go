@@ -235,9 +235,15 @@ func plant(t *testing.T, kind, path string, size int) bool {
 	case "dir":
 		err = os.Mkdir(path, 0o755)
 	case "socket":
-		var fd int
+		// Bound through the directory's descriptor: a socket's path may
+		// have at most 107 bytes, fewer than a temp dir and a V1 directory.
+		var fd, dfd int
+		if dfd, err = unix.Open(filepath.Dir(path), unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0); err != nil {
+			break
+		}
+		defer unix.Close(dfd)
 		if fd, err = unix.Socket(unix.AF_UNIX, unix.SOCK_STREAM, 0); err == nil {
-			err = unix.Bind(fd, &unix.SockaddrUnix{Name: path})
+			err = unix.Bind(fd, &unix.SockaddrUnix{Name: fmt.Sprintf("/proc/self/fd/%d/%s", dfd, filepath.Base(path))})
 			_ = unix.Close(fd)
 		}
 	case "device":
@@ -470,7 +476,7 @@ func TestDirReplacedOldInterface(t *testing.T) {
 						t.Errorf("%s is not at the path Dir: %v", name, err)
 					}
 				}
-				if files, _ := filepath.Glob(filepath.Join(dir, v1DirName+s.suffix, "*"+batchExt)); len(files) != 1 {
+				if files, _ := filepath.Glob(filepath.Join(s.v1Dir, "*"+batchExt)); len(files) != 1 {
 					t.Errorf("%d batch files at the path Dir, want 1", len(files))
 				}
 				if how == "moved" {
@@ -654,13 +660,13 @@ func TestDeadWritersTempsReclaimed(t *testing.T) {
 	s0 := newStore(t, Config{Dir: dir, ModelName: "m"}, nil)
 	const tok = "0123456789abcdef"
 	dead := []string{
-		filepath.Join(dir, ".a"+tok[1:]+"_m_0_1.tmp"),
-		filepath.Join(s0.v1Dir, ".b"+tok[1:]+"_m_0_1.tmp"),
+		filepath.Join(dir, ".a"+tok[1:]+"-"+s0.digest+"_m_0_1.tmp"),
+		filepath.Join(s0.v1Dir, ".b"+tok[1:]+"-"+s0.digest+"_m_0_1.tmp"),
 		filepath.Join(dir, "abc_m_0_1.bin.tmp.4242.1398.0123456789abcdef0123456789abcdef"), // SGLang's, old
 	}
 	live := []string{
-		filepath.Join(dir, ".c"+tok[1:]+"_m_0_1.tmp"),
-		filepath.Join(s0.v1Dir, ".d"+tok[1:]+"_m_0_1.tmp"),
+		filepath.Join(dir, ".c"+tok[1:]+"-"+s0.digest+"_m_0_1.tmp"),
+		filepath.Join(s0.v1Dir, ".d"+tok[1:]+"-"+s0.digest+"_m_0_1.tmp"),
 	}
 	young := []string{
 		filepath.Join(dir, "abd_m_0_1.bin.tmp.4242.1398.0123456789abcdef0123456789abcdef"), // SGLang's, being written
@@ -671,7 +677,7 @@ func TestDeadWritersTempsReclaimed(t *testing.T) {
 	}
 	// A writer that died just now, or one between its create and its lock:
 	// its temp file stays until it is a second old.
-	justDied := filepath.Join(s0.v1Dir, ".e"+tok[1:]+"_m_0_1.tmp")
+	justDied := filepath.Join(s0.v1Dir, ".e"+tok[1:]+"-"+s0.digest+"_m_0_1.tmp")
 	writeTempFile(t, justDied, 100, 0, false)
 	for _, p := range live {
 		writeTempFile(t, p, 100, time.Hour, true)
@@ -719,8 +725,8 @@ func TestTempsDuringEviction(t *testing.T) {
 	file := oneKeyFile(p.PageBytes())
 	dir := t.TempDir()
 	s := newStore(t, Config{Dir: dir, ModelName: "m", MaxBatchFileBytes: int64(p.PageBytes()), MaxBytes: 4 * file}, p)
-	deadTmp := filepath.Join(s.v1Dir, ".0123456789abcdef_m_0_1.tmp")
-	liveTmp := filepath.Join(s.v1Dir, ".1123456789abcdef_m_0_1.tmp")
+	deadTmp := filepath.Join(s.v1Dir, ".0123456789abcdef-"+s.digest+"_m_0_1.tmp")
+	liveTmp := filepath.Join(s.v1Dir, ".1123456789abcdef-"+s.digest+"_m_0_1.tmp")
 	writeTempFile(t, deadTmp, int(file), time.Hour, false)
 	writeTempFile(t, liveTmp, int(2*file), time.Hour, true)
 	for i := range 5 {

@@ -151,9 +151,9 @@ func TestBornLockedTempReclaimedAtOnce(t *testing.T) {
 	dir := t.TempDir()
 	s0 := newStore(t, Config{Dir: dir, ModelName: "m"}, nil)
 	const tok = "0123456789abcdef"
-	dead := filepath.Join(dir, lockedTmpPrefix+tok+"_m_0_1.tmp")
-	live := filepath.Join(s0.v1Dir, lockedTmpPrefix+tok+"_m_0_1.tmp")
-	named := filepath.Join(dir, "."+tok+"_m_0_1.tmp")
+	dead := filepath.Join(dir, lockedTmpPrefix+tok+"-"+s0.digest+"_m_0_1.tmp")
+	live := filepath.Join(s0.v1Dir, lockedTmpPrefix+tok+"-"+s0.digest+"_m_0_1.tmp")
+	named := filepath.Join(dir, "."+tok+"-"+s0.digest+"_m_0_1.tmp")
 	writeTempFile(t, dead, 100, 0, false)
 	writeTempFile(t, live, 100, 0, true)
 	writeTempFile(t, named, 100, 0, false)
