@@ -17,6 +17,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/hicache-go/hicache/pkg/hicachefile/internal/batchfile"
 	"github.com/hicache-go/hicache/pkg/hostcache"
 )
 
@@ -460,17 +461,17 @@ func TestAdv4WrittenCRCsAreCRC32C(t *testing.T) {
 					if err != nil {
 						t.Fatal(err)
 					}
-					tr, err := parseTrailer(b[len(b)-trailerSize:], int64(len(b)))
+					tr, err := batchfile.ParseTrailer(b[len(b)-trailerSize:], int64(len(b)))
 					if err != nil {
 						t.Fatal(err)
 					}
-					ents, err := parseIndex(b[tr.indexOff:tr.indexOff+tr.indexLen], tr)
+					ents, err := batchfile.ParseIndex(b[tr.IndexOff:tr.IndexOff+tr.IndexLen], tr)
 					if err != nil {
 						t.Fatal(err)
 					}
 					for _, e := range ents {
-						if got := crc32.Checksum(b[e.off:e.off+e.length], castagnoli); got != e.crc {
-							t.Errorf("%s: page at %d of %s: entry's CRC %08x, hash/crc32 %08x", filepath.Base(f), e.off, e.key, e.crc, got)
+						if got := crc32.Checksum(b[e.Off:e.Off+e.Length], castagnoli); got != e.CRC {
+							t.Errorf("%s: page at %d of %s: entry's CRC %08x, hash/crc32 %08x", filepath.Base(f), e.Off, e.Key, e.CRC, got)
 						}
 						pages++
 					}

@@ -38,6 +38,12 @@ type Config struct {
 	// PPRank and PPSize are the pipeline-parallel rank and size; PPSize 0
 	// means 1. They appear in file names when PPSize > 1.
 	PPRank, PPSize int
+	// CPRank and CPSize are the attention context-parallel rank and size
+	// (SGLang's attn_cp_rank and attn_cp_size); CPSize 0 means 1. When
+	// CPSize > 1 file names gain "_cp{CPRank}_{CPSize}" after the PP part,
+	// as SGLang's do: each CP rank holds a disjoint slice of every page, so
+	// two CP ranks never share a file, a V1 directory or a batch file.
+	CPRank, CPSize int
 	// IsMLA marks the model's KV cache as MLA.
 	IsMLA bool
 	// MaxBatchFileBytes bounds the payload of one V1 batch file: a V1 call
@@ -54,18 +60,41 @@ type Config struct {
 	// core's memory bandwidth, so a second worker nearly doubles them.
 	IOWorkers int
 	// MaxBytes bounds the bytes of this store's files in Dir: its batch
-	// files and its old-format files. After every write, the least recently
-	// used files (by writes and read hits in this process; files found on
-	// disk count as used at their modification time) are removed until the
-	// total fits, sparing the files the write just made. A batch file goes
-	// whole. 0 means no bound.
+	// files and its old-format files (SGLang's max_size). After a write
+	// that takes the total over MaxBytes, the least recently used files (by
+	// writes and read hits in this process; files found on disk count as
+	// used at their modification time) are removed until the total is at
+	// most MaxBytes x EvictionRatio, sparing the files the write just made
+	// and temp files still being written. A batch file goes whole. A page
+	// larger than MaxBytes is refused (ErrRefused; false from BatchSetV1).
+	// A MaxBytes larger than the file system less MinFreeBytes is clamped
+	// to that at New (Store.MaxBytes). 0 means
+	// $SGLANG_HICACHE_FILE_BACKEND_MAX_SIZE read with ParseSize, and no
+	// bound when that is unset, "0" or invalid.
 	MaxBytes int64
+	// EvictionRatio is SGLang's eviction_ratio: eviction, once the total
+	// goes over MaxBytes, removes files until it is at most MaxBytes times
+	// this. 0 means $SGLANG_HICACHE_FILE_BACKEND_EVICTION_RATIO, else
+	// DefaultEvictionRatio; any value outside (0, 1], and an unparsable
+	// environment value, also means DefaultEvictionRatio. 1 evicts just
+	// enough to fit.
+	EvictionRatio float64
+	// StorageOwner says whether this rank owns its files while eviction is
+	// configured (MaxBytes or MinFreeBytes set): an owner writes and
+	// evicts; any other rank only reads and checks existence, its writes
+	// refused (ErrRefused; false from BatchSetV1) and nothing evicted, as
+	// SGLang's HiCacheFile does. nil means SGLang's rule: every rank of an
+	// MHA model owns the files named with its own suffix, and of an MLA
+	// model, whose ranks share one set of files, only TP rank 0 does.
+	// Without eviction every rank writes, whatever StorageOwner says.
+	StorageOwner *bool
 	// MinFreeBytes, SGLang's min_free_space, makes eviction also keep the
 	// file system's free space (statvfs, as available to this user) at or
 	// above this many bytes, by removing the least recently used files.
 	// With it or MaxBytes set, a write that meets ENOSPC or EDQUOT while
 	// the store holds files it can evict removes enough of them and tries
-	// once more. 0 means no bound.
+	// once more. 0 means $SGLANG_HICACHE_FILE_BACKEND_MIN_FREE_SPACE read
+	// with ParseSize, and no bound when that is unset, "0" or invalid.
 	MinFreeBytes int64
 	// DirectIO makes BatchGetV1 read pages from batch files with O_DIRECT,
 	// straight from the device into pool memory, bypassing the page cache:
@@ -104,6 +133,10 @@ type Config struct {
 	// Syscalls replaces the system calls the store makes on its files, for
 	// fault-injection tests. The zero value uses the real ones.
 	Syscalls Syscalls
+
+	// component names the component pool a store holds pages of (see
+	// Store.RegisterPool); "" for the KV pool.
+	component string
 }
 
 // withDefaults returns c with every zero field replaced by its default.
@@ -124,6 +157,16 @@ func (c Config) withDefaults() Config {
 	if c.PPSize == 0 {
 		c.PPSize = 1
 	}
+	if c.CPSize == 0 {
+		c.CPSize = 1
+	}
+	if c.MaxBytes == 0 {
+		c.MaxBytes, _ = ParseSize(os.Getenv(envMaxSize))
+	}
+	if c.MinFreeBytes == 0 {
+		c.MinFreeBytes, _ = ParseSize(os.Getenv(envMinFreeSpace))
+	}
+	c.EvictionRatio = evictionRatio(c.EvictionRatio)
 	if c.IOWorkers == 0 {
 		c.IOWorkers = min(runtime.GOMAXPROCS(0), 8)
 	}
@@ -150,6 +193,8 @@ func (c Config) Validate() error {
 		return bad("TPRank %d is not in [0, TPSize %d)", c.TPRank, c.TPSize)
 	case c.PPSize < 0 || c.PPRank < 0 || c.PPRank >= c.PPSize:
 		return bad("PPRank %d is not in [0, PPSize %d)", c.PPRank, c.PPSize)
+	case c.CPSize < 0 || c.CPRank < 0 || c.CPRank >= c.CPSize:
+		return bad("CPRank %d is not in [0, CPSize %d)", c.CPRank, c.CPSize)
 	case c.IOWorkers < 0:
 		return bad("IOWorkers is %d, must not be negative", c.IOWorkers)
 	case c.MaxBytes < 0:
@@ -167,7 +212,12 @@ func (c Config) Validate() error {
 
 // suffix returns SGLang's file-name suffix for c: "_" + model, then
 // "_{tp_rank}_{tp_size}" unless MLA, then "_{pp_size}_{pp_rank}" when
-// pp_size > 1. c has its defaults filled in.
+// pp_size > 1, then "_cp{attn_cp_rank}_{attn_cp_size}" when attn_cp_size >
+// 1 (HiCacheFile.__init__ in sgl-project/sglang
+// python/sglang/srt/mem_cache/hicache_storage.py at commit 001067f). A
+// component pool's store puts "." and the pool's name first, so that its
+// old-format name is SGLang's {key}.{pool}{suffix}.bin. c has its
+// defaults filled in.
 func (c Config) suffix() string {
 	s := "_" + strings.ReplaceAll(c.ModelName, "/", "-")
 	if !c.IsMLA {
@@ -175,6 +225,12 @@ func (c Config) suffix() string {
 	}
 	if c.PPSize > 1 {
 		s += fmt.Sprintf("_%d_%d", c.PPSize, c.PPRank)
+	}
+	if c.CPSize > 1 {
+		s += fmt.Sprintf("_cp%d_%d", c.CPRank, c.CPSize)
+	}
+	if c.component != "" {
+		s = "." + c.component + s
 	}
 	return s
 }

@@ -16,17 +16,17 @@ type directFile struct {
 	offAlign int64 // file offsets and lengths must be multiples of this
 }
 
-// openDirect opens the batch file name, already open and checked to be the
+// openDirect opens the batch file at path, already open and checked to be the
 // regular file buffered, a second time for O_DIRECT reads when
 // Config.DirectIO asks for it and the file system allows it, and learns the
 // alignment it needs from statx (STATX_DIOALIGN), 4096 where the kernel does
 // not say.
-func (s *Store) openDirect(name string, buffered *unix.Stat_t) directFile {
+func (s *Store) openDirect(path string, buffered *unix.Stat_t) directFile {
 	none := directFile{fd: -1}
 	if !s.cfg.DirectIO {
 		return none
 	}
-	fd, err := s.sys.Openat(s.v1fd(), name, openFlags|unix.O_DIRECT, 0)
+	fd, err := s.sys.Openat(unix.AT_FDCWD, path, openFlags|unix.O_DIRECT, 0)
 	if err != nil {
 		return none // EINVAL: no O_DIRECT here; other errors show on the buffered open
 	}

@@ -20,8 +20,9 @@
 // hex, of the SHA-256 of its identity fields joined by NUL bytes (no field
 // can hold one): "hicache-identity", "model=" + ModelName as configured
 // ('/' kept), "mla=1" for MLA, else "mla=0" and "tp=<TPRank>/<TPSize>"
-// (MLA KV is the same on every TP rank), and "pp=<PPRank>/<PPSize>". With
-// suffix S, in Dir:
+// (MLA KV is the same on every TP rank), "pp=<PPRank>/<PPSize>", then
+// "cp=<CPRank>/<CPSize>" when CPSize > 1, and "pool=<name>" for a
+// component pool's store (see BatchSetV2). With suffix S, in Dir:
 //
 //	<key>S.bin                    old format: one page, SGLang's exact name
 //	.l<16 hex>-IS.tmp             a file being written, before its rename
@@ -217,15 +218,25 @@
 // the keys they found still exist. A batch file whose index could not be
 // read for a passing reason (EMFILE, EIO) is tried again at the next miss.
 // The store also follows Dir and v1-IS/ themselves: after an operator removes
-// or moves either (rm -rf Dir; mv Dir Dir.old && mkdir Dir), it reopens the
-// directories now at the paths, creating them if need be, and lists them,
-// so that writes through either interface land at the path Dir. With
-// inotify, a watch on Dir tells it so, at no cost when nothing changed;
-// without (and on network file systems), a miss and every write call of the
-// copy interface stat both paths, once per call, never per key. A watch does
-// not see a parent of Dir replaced; use NoWatch where that happens. A
-// directory descriptor swapped out is closed as soon as no call is in
-// progress. Stats.Listings counts the listings.
+// or moves either (rm -rf Dir; mv Dir Dir.old && mkdir Dir), or retargets
+// a symlink Dir (ln -sfn), it reopens the directories now at the paths,
+// creating them if need be, and lists them, so that reads, writes and
+// Clear all act at the path Dir. Reads open their files by path (Dir's
+// path, then the name), not relative to the directory the store holds
+// open, at no system call more: a read whose file is no longer at the
+// path misses, and that miss checks the directories, so that a store whose
+// reads all hit stops serving a directory moved away at its next call,
+// with inotify or without; a polling store's Exists and BatchExists check
+// the files of the keys they find at the path too. With inotify, a watch
+// on Dir (moved, deleted, attributes changed, v1-IS/ removed or moved) and,
+// when Dir is a symlink, one on the directory holding the link (the link
+// replaced or removed) tell the other calls, at no cost when nothing
+// changed; without (and on network file systems), a miss and every write
+// call stat both paths, once per call, never per key. A watch does not see
+// a parent of Dir replaced; a read then finds its files gone from the
+// path, which checks the directories too. A directory descriptor swapped
+// out is closed as soon as no call is in progress. Stats.Listings counts
+// the listings.
 //
 // # Bad files
 //

@@ -1,6 +1,10 @@
 package hicachefile
 
-import "errors"
+import (
+	"errors"
+
+	"github.com/hicache-go/hicache/pkg/hicachefile/internal/batchfile"
+)
 
 var (
 	// ErrNotFound is returned by Get when no file holds the key.
@@ -9,7 +13,7 @@ var (
 	// ErrCorrupt is returned when a stored page fails a check: an old-format
 	// file of the wrong size, or a batch file whose page, index or trailer
 	// does not verify. A corrupt page is always a miss, never served.
-	ErrCorrupt = errors.New("hicachefile: corrupt page")
+	ErrCorrupt = batchfile.ErrCorrupt
 
 	// ErrInvalidKey is returned for a key that cannot name a file: empty,
 	// "." or "..", containing '/' or NUL, or so long that its old-format file
@@ -28,6 +32,13 @@ var (
 	// keys and values, keys and destinations, or keys and host indices of
 	// different lengths, or two keys of BatchGetV1 given the same slots.
 	ErrLength = errors.New("hicachefile: argument lengths do not match")
+
+	// ErrRefused is returned by Set when the store declines a new page, as
+	// SGLang's HiCacheFile answers False: eviction is configured and this
+	// rank is not the storage owner (Config.StorageOwner), or the page is
+	// larger than MaxBytes. BatchSetV1 and BatchSetV2 report such pages
+	// false without an error.
+	ErrRefused = errors.New("hicachefile: write refused")
 
 	// ErrClosed is returned by the Store methods that return an error when
 	// they are called after Close; Exists, BatchExists and Locate then report

@@ -269,8 +269,9 @@ func (l *lru) victims(limit int64, protect map[fileID]bool) []lruFile {
 	return out
 }
 
-// evict removes least recently used files until the store's files fit in
-// Config.MaxBytes, and the file system has Config.MinFreeBytes free,
+// evict removes least recently used files, once the store's files exceed
+// MaxBytes, until they take at most MaxBytes x EvictionRatio, and until the
+// file system has Config.MinFreeBytes free,
 // sparing the files in protect (those the calling write just made). A file that cannot be removed (a read-only or NFS file
 // system, say) is counted in Stats.EvictErrors and passed over: it never
 // stops the files behind it from going.
@@ -278,9 +279,11 @@ func (s *Store) evict(protect map[fileID]bool) {
 	if !s.lru.on {
 		return
 	}
-	limit := s.cfg.MaxBytes
+	limit, target := s.maxBytes.Load(), int64(math.MaxInt64)
 	if limit == 0 {
 		limit = math.MaxInt64
+	} else {
+		target = s.evictTarget(limit)
 	}
 	short := func() int64 {
 		if s.cfg.MinFreeBytes == 0 {
@@ -295,8 +298,9 @@ func (s *Store) evict(protect map[fileID]bool) {
 			need = short()
 		}
 	}
-	for {
-		victims := s.lru.victims(limit, protect)
+	// Over the bound, down to the ratio: SGLang's _evict_locked.
+	for over := s.lru.over(limit); over; {
+		victims := s.lru.victims(target, protect)
 		if len(victims) == 0 {
 			break
 		}

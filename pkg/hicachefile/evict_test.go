@@ -34,7 +34,7 @@ func TestEvictLRU(t *testing.T) {
 	ps := mhaCfg.PageSize
 	p, idx := randomPages(t, 5)
 	s := newStore(t, Config{Dir: t.TempDir(), ModelName: "m", MaxBatchFileBytes: int64(p.PageBytes()),
-		MaxBytes: 3 * oneKeyFile(p.PageBytes())}, p)
+		MaxBytes: 3 * oneKeyFile(p.PageBytes()), EvictionRatio: 1}, p)
 	for i := range 3 {
 		if ok, err := s.BatchSetV1([]string{fmt.Sprint("k", i)}, idx[i*ps:(i+1)*ps]); err != nil || !ok[0] {
 			t.Fatal(ok, err)
@@ -76,7 +76,7 @@ func TestEvictSkipsUndeletable(t *testing.T) {
 		return unix.Unlinkat(dirfd, path, flags)
 	}}
 	s := newStore(t, Config{Dir: t.TempDir(), ModelName: "m", MaxBatchFileBytes: int64(p.PageBytes()),
-		MaxBytes: 3 * oneKeyFile(p.PageBytes()), Syscalls: sys}, p)
+		MaxBytes: 3 * oneKeyFile(p.PageBytes()), EvictionRatio: 1, Syscalls: sys}, p)
 	for i := range 3 {
 		if ok, err := s.BatchSetV1([]string{fmt.Sprint("k", i)}, idx); err != nil || !ok[0] {
 			t.Fatal(ok, err)
@@ -106,7 +106,7 @@ func TestEvictSkipsUndeletable(t *testing.T) {
 func TestEvictOldFormat(t *testing.T) {
 	p := newPool(t, mhaCfg)
 	page := p.GetDummyFlatDataPage()
-	s := newStore(t, Config{Dir: t.TempDir(), ModelName: "m", MaxBytes: int64(3 * len(page))}, nil)
+	s := newStore(t, Config{Dir: t.TempDir(), ModelName: "m", MaxBytes: int64(3 * len(page)), EvictionRatio: 1}, nil)
 	for i := range 4 {
 		if err := s.Set(fmt.Sprint("k", i), page); err != nil {
 			t.Fatal(err)
@@ -153,7 +153,7 @@ func TestEvictFilesFoundOnDisk(t *testing.T) {
 	}
 	file := oneKeyFile(p.PageBytes())
 	s := newStore(t, Config{Dir: dir, ModelName: "m", MaxBatchFileBytes: int64(p.PageBytes()),
-		MaxBytes: 3*file + int64(len(page))}, p)
+		MaxBytes: 3*file + int64(len(page)), EvictionRatio: 1}, p)
 	if ok, err := s.BatchSetV1([]string{"k3"}, idx); err != nil || !ok[0] {
 		t.Fatal(ok, err)
 	}
@@ -173,7 +173,7 @@ func TestEvictForeignFileByAge(t *testing.T) {
 		dir := t.TempDir()
 		cfg := Config{Dir: dir, ModelName: "m", MaxBatchFileBytes: int64(p.PageBytes()), NoWatch: noWatch}
 		other := newStore(t, cfg, p)
-		cfg.MaxBytes = 3 * oneKeyFile(p.PageBytes())
+		cfg.MaxBytes, cfg.EvictionRatio = 3*oneKeyFile(p.PageBytes()), 1
 		s := newStore(t, cfg, p)
 		for _, k := range []string{"k0", "k1"} {
 			if ok, err := s.BatchSetV1([]string{k}, idx); err != nil || !ok[0] {

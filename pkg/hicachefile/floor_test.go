@@ -16,6 +16,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/hicache-go/hicache/pkg/hicachefile/internal/batchfile"
 	"github.com/hicache-go/hicache/pkg/hostcache"
 )
 
@@ -104,7 +105,7 @@ type floor struct {
 
 // write stores the pages under keys as the file name, and returns its error.
 func (f *floor) write(keys []string, name string) error {
-	entries := make([]indexEntry, f.n)
+	entries := make([]batchfile.Entry, f.n)
 	pageLen := int64(0)
 	for _, b := range f.pages[:f.bpp] {
 		pageLen += int64(len(b))
@@ -114,9 +115,9 @@ func (f *floor) write(keys []string, name string) error {
 		for _, b := range f.pages[i*f.bpp : (i+1)*f.bpp] {
 			crc = crc32.Update(crc, castagnoli, b)
 		}
-		entries[i] = indexEntry{key: keys[i], off: int64(i) * pageLen, length: pageLen, crc: crc}
+		entries[i] = batchfile.Entry{Key: keys[i], Off: int64(i) * pageLen, Length: pageLen, CRC: crc}
 	}
-	iov := append(f.pages[:len(f.pages):len(f.pages)], appendIndex(nil, entries, 1, f.ident))
+	iov := append(f.pages[:len(f.pages):len(f.pages)], batchfile.AppendIndex(nil, entries, 1, f.ident))
 	tmp := filepath.Join(f.dir, "."+name+".tmp")
 	fd, err := unix.Open(tmp, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_CLOEXEC, 0o644)
 	if err != nil {
@@ -195,7 +196,7 @@ func (f *floor) readChecked(name string, keys []string, iov [][]byte, tail []byt
 		}
 		e += entryFixed + k
 	}
-	if fileTag(tail) != tag {
+	if batchfile.Tag(tail) != tag {
 		return errors.New("floor: trailer")
 	}
 	return nil
@@ -322,7 +323,7 @@ func benchFloor(b *testing.B, parent string, n int, write bool, others int) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		tag = fileTag(raw)
+		tag = batchfile.Tag(raw)
 	}
 
 	var storeNs, floorNs, checkedNs, storeCPU, floorCPU time.Duration

@@ -2,6 +2,7 @@ package hicachefile
 
 import (
 	"fmt"
+	"hash/fnv"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -9,6 +10,34 @@ import (
 	"testing"
 	"time"
 )
+
+// TestFNV64a checks fnv64a against hash/fnv, and that identities that
+// differ in any field a store compares get different keys.
+func TestFNV64a(t *testing.T) {
+	for _, in := range []string{"", "a", "hicache identity"} {
+		h := fnv.New64a()
+		h.Write([]byte(in))
+		if got, want := fnv64a([]byte(in)), h.Sum64(); got != want {
+			t.Fatalf("fnv64a(%q) = %x, want %x", in, got, want)
+		}
+	}
+	base := identity{model: "m", tpRank: 1, tpSize: 2, ppRank: 0, ppSize: 1}
+	for _, other := range []identity{
+		{model: "n", tpRank: 1, tpSize: 2, ppSize: 1},
+		{model: "m", tpRank: 0, tpSize: 2, ppSize: 1},
+		{model: "m", tpRank: 1, tpSize: 4, ppSize: 1},
+		{model: "m", tpRank: 1, tpSize: 2, ppRank: 1, ppSize: 2},
+		{model: "m", tpRank: 1, tpSize: 2, ppSize: 1, mla: true},
+	} {
+		if other.key() == base.key() {
+			t.Fatalf("%+v and %+v share a key", other, base)
+		}
+	}
+	mla := identity{model: "m", tpRank: 1, tpSize: 2, ppSize: 1, mla: true}
+	if other := (identity{model: "m", tpRank: 0, tpSize: 4, ppSize: 1, mla: true}); other.key() != mla.key() {
+		t.Fatal("MLA identities that differ only in TP rank and size get different keys")
+	}
+}
 
 // suffixTwins are pairs of identities whose SGLang suffixes coincide, one
 // of each kind the suffix rules allow (see Naming in doc.go).
@@ -43,7 +72,7 @@ func TestSuffixTwinsKeepTheirBatchFiles(t *testing.T) {
 			a, b := tw.a, tw.b
 			a.Dir, b.Dir = dir, dir
 			a.MaxBatchFileBytes, b.MaxBatchFileBytes = int64(p.PageBytes()), int64(p.PageBytes())
-			a.MaxBytes = 2*(file+IdentitySize(a.ModelName)) + 1
+			a.MaxBytes, a.EvictionRatio = 2*(file+IdentitySize(a.ModelName))+1, 1
 			if a.withDefaults().suffix() != b.withDefaults().suffix() {
 				t.Fatalf("suffixes %q and %q differ", a.withDefaults().suffix(), b.withDefaults().suffix())
 			}
@@ -194,7 +223,7 @@ func TestSuffixTwinsRule(t *testing.T) {
 // another's; notIdentity are the others. A field in neither fails
 // TestIdentityDigestCoversEveryField: decide where it belongs.
 var (
-	identityFields = []string{"ModelName", "TPRank", "TPSize", "PPRank", "PPSize", "IsMLA"}
+	identityFields = []string{"ModelName", "TPRank", "TPSize", "PPRank", "PPSize", "CPRank", "CPSize", "IsMLA", "component"}
 	notIdentity    = []string{"Dir", "MaxBatchFileBytes", "Sync", "IOWorkers", "MaxBytes", "MinFreeBytes",
 		"DirectIO", "NoWatch", "PollInterval", "Syscalls", "EvictionRatio", "StorageOwner"}
 )
@@ -213,20 +242,26 @@ func TestIdentityDigestCoversEveryField(t *testing.T) {
 			t.Errorf("Config.%s is neither an identity field nor listed as none: add it to identityDigest or to notIdentity", f.Name)
 		}
 	}
-	base := Config{ModelName: "m", TPRank: 1, TPSize: 3, PPRank: 1, PPSize: 3}
+	base := Config{ModelName: "m", TPRank: 1, TPSize: 3, PPRank: 1, PPSize: 3, CPRank: 1, CPSize: 3, component: "swa"}
 	d0 := base.withDefaults().identityDigest()
 	for _, name := range identityFields {
 		c := base
-		v := reflect.ValueOf(&c).Elem().FieldByName(name)
-		switch v.Kind() {
-		case reflect.String:
-			v.SetString(v.String() + "x")
-		case reflect.Int:
-			v.SetInt(v.Int() + 1)
-		case reflect.Bool:
-			v.SetBool(!v.Bool())
-		default:
-			t.Fatalf("Config.%s: kind %s", name, v.Kind())
+		// Through unsafe-free reflection only exported fields can be set:
+		// component is set by name.
+		if name == "component" {
+			c.component += "x"
+		} else {
+			v := reflect.ValueOf(&c).Elem().FieldByName(name)
+			switch v.Kind() {
+			case reflect.String:
+				v.SetString(v.String() + "x")
+			case reflect.Int:
+				v.SetInt(v.Int() + 1)
+			case reflect.Bool:
+				v.SetBool(!v.Bool())
+			default:
+				t.Fatalf("Config.%s: kind %s", name, v.Kind())
+			}
 		}
 		if c.withDefaults().identityDigest() == d0 {
 			t.Errorf("changing Config.%s leaves the digest", name)

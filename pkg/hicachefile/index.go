@@ -5,9 +5,11 @@ import (
 	"path/filepath"
 	"sync"
 	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 
+	"github.com/hicache-go/hicache/pkg/hicachefile/internal/batchfile"
 	"github.com/hicache-go/hicache/pkg/hicachefile/internal/index"
 )
 
@@ -72,7 +74,7 @@ func (s *Store) Locate(key string) (Location, bool) {
 	if !ok {
 		return Location{}, false
 	}
-	fd, _, err := s.openRegular(s.v1fd(), s.v1Dir, name)
+	fd, _, err := s.openRegular(unix.AT_FDCWD, s.v1Dir, name)
 	if err != nil {
 		return Location{}, false
 	}
@@ -81,7 +83,7 @@ func (s *Store) Locate(key string) (Location, bool) {
 	if s.sys.preadv(fd, [][]byte{b}, meta.IndexOff+int64(refs[0].Ent)) != nil {
 		return Location{}, false
 	}
-	k, off, length, _, err := decodeEntry(b, meta.IndexOff)
+	k, off, length, _, err := batchfile.DecodeEntry(b, meta.IndexOff)
 	if err != nil || string(k) != key {
 		return Location{}, false
 	}
@@ -148,7 +150,9 @@ func (s *Store) verifyFiles(refs []index.Ref, have []bool) bool {
 		if !ok {
 			continue
 		}
-		if err := unix.Fstatat(s.v1fd(), name, &st, unix.AT_SYMLINK_NOFOLLOW); err == unix.ENOENT || err == nil && st.Ino != meta.Ino {
+		// By path, as reads open: a file of a directory moved away from
+		// Dir is gone.
+		if err := unix.Fstatat(unix.AT_FDCWD, s.v1Dir+"/"+name, &st, unix.AT_SYMLINK_NOFOLLOW); err == unix.ENOENT || err == nil && st.Ino != meta.Ino {
 			// Gone, or another file now (another store's renamed over
 			// it): its pages are not the ones indexed. A file with no
 			// inode recorded (one this store linked while it watched, in
@@ -181,6 +185,7 @@ type scratch struct {
 	state  []uint8  // per key: see the st* constants in v1.go
 	table  []int32  // BatchSetV1's table of distinct keys
 	ibuf   []byte   // index entries read back from files
+	path   []byte   // the path of the batch file being opened (v1Path)
 	iov    [][]byte
 	owner  []int32
 	runs   []readRun
@@ -190,6 +195,14 @@ type scratch struct {
 	// predicted says that refs were predicted (predictRun), not looked
 	// up: a copy whose entry is another key's is then a wrong guess.
 	predicted bool
+}
+
+// v1Path returns the path of the batch file name in the V1 directory dir,
+// built in sc's buffer without an allocation: the string is valid until
+// the next v1Path, and must not be kept.
+func (sc *scratch) v1Path(dir, name string) string {
+	sc.path = append(append(append(sc.path[:0], dir...), '/'), name...)
+	return unsafe.String(unsafe.SliceData(sc.path), len(sc.path))
 }
 
 var scratchPool = sync.Pool{New: func() any { return new(scratch) }}

@@ -124,5 +124,6 @@ func openatRaw(dirfd int, path string, flags int, mode uint32) (int, error) {
 }
 
 // maxStackName is the longest name openatRaw passes from the stack: a
-// batch file's name is well under it.
-const maxStackName = 255
+// batch file's path (reads open it by path, Dir and all) is most often
+// under it.
+const maxStackName = 511

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/hicache-go/hicache/pkg/hicachefile/internal/batchfile"
 )
 
 // Legacy names: those of the previous format, without the identity
@@ -44,12 +46,12 @@ func (s *Store) judgeLegacy(dirfd int, dir, name string) legacyVerdict {
 	if s.sys.preadv(fd, [][]byte{tb}, st.Size-trailerSize) != nil {
 		return legacyOther
 	}
-	t, err := parseTrailer(tb, st.Size)
-	if err != nil || t.identLen < identityFixed || t.identLen > identityFixed+math.MaxUint16 {
+	t, err := batchfile.ParseTrailer(tb, st.Size)
+	if err != nil || t.IdentLen < identityFixed || t.IdentLen > identityFixed+math.MaxUint16 {
 		return legacyBad
 	}
-	ib := make([]byte, t.identLen)
-	if s.sys.preadv(fd, [][]byte{ib}, t.indexOff+t.indexLen) != nil {
+	ib := make([]byte, t.IdentLen)
+	if s.sys.preadv(fd, [][]byte{ib}, t.IndexOff+t.IndexLen) != nil {
 		return legacyOther
 	}
 	switch key, err := s.identityKey(ib, t); {

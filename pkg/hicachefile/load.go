@@ -14,6 +14,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/hicache-go/hicache/pkg/hicachefile/internal/batchfile"
 	"github.com/hicache-go/hicache/pkg/hicachefile/internal/index"
 )
 
@@ -328,7 +329,7 @@ func (s *Store) readIndex(f *loaded, fd int, st *unix.Stat_t, lw *loadWorker, no
 			return true
 		}
 	}
-	t, err := parseTrailer(b[tail-trailerSize:], st.Size)
+	t, err := batchfile.ParseTrailer(b[tail-trailerSize:], st.Size)
 	if err != nil {
 		f.err = fmt.Errorf("%s: %w", name, err)
 		return true
@@ -336,26 +337,26 @@ func (s *Store) readIndex(f *loaded, fd int, st *unix.Stat_t, lw *loadWorker, no
 	// The index and the identity after it: in the tail already read, or
 	// in one read more.
 	var ib []byte
-	if start := t.indexOff - (st.Size - tail); start >= 0 {
+	if start := t.IndexOff - (st.Size - tail); start >= 0 {
 		ib = b[start : tail-trailerSize]
 	} else {
-		ib = make([]byte, t.indexLen+t.identLen)
+		ib = make([]byte, t.IndexLen+t.IdentLen)
 		lw.iov[0] = ib
-		err := s.sys.preadv(fd, lw.iov[:], t.indexOff)
+		err := s.sys.preadv(fd, lw.iov[:], t.IndexOff)
 		lw.iov[0] = nil
 		if err != nil {
 			f.err = fmt.Errorf("hicachefile: read index of %s: %w", name, err)
 			return true
 		}
 	}
-	identKey, err := s.identityKey(ib[t.indexLen:], t)
+	identKey, err := s.identityKey(ib[t.IndexLen:], t)
 	if err != nil {
 		f.err = fmt.Errorf("%s: %w", name, err)
 		return true
 	}
 	keys := &lw.keys
 	pageLen := int64(-1)
-	err = walkIndex(ib[:t.indexLen], t, func(key []byte, off, length int64, _ uint32, ent uint32) {
+	err = batchfile.WalkIndex(ib[:t.IndexLen], t, func(key []byte, off, length int64, _ uint32, ent uint32) {
 		keys.Key(s.idx.HashBytes(key), ent, uint32(min(off/length, math.MaxUint32)))
 		if pageLen == -1 {
 			pageLen = length
@@ -369,7 +370,7 @@ func (s *Store) readIndex(f *loaded, fd int, st *unix.Stat_t, lw *loadWorker, no
 		return true
 	}
 	// A page is served only to a store whose pool and identity match.
-	keys.EndFile(name, index.Meta{FP: matchKey(t.fp, identKey), IndexOff: t.indexOff, PageLen: pageLen, Tag: fileTag(b), Ino: st.Ino, Size: st.Size})
+	keys.EndFile(name, index.Meta{FP: matchKey(t.FP, identKey), IndexOff: t.IndexOff, PageLen: pageLen, Tag: batchfile.Tag(b), Ino: st.Ino, Size: st.Size})
 	return true
 }
 
@@ -378,7 +379,7 @@ func (s *Store) readIndex(f *loaded, fd int, st *unix.Stat_t, lw *loadWorker, no
 // identity, which nearly every file it reads carries, is known by its
 // bytes: it costs a checksum, and no parsing.
 func (s *Store) identityKey(b []byte, t trailer) (uint64, error) {
-	if bytes.Equal(b, s.ident) && crc32.Checksum(b, castagnoli) == t.identCRC {
+	if bytes.Equal(b, s.ident) && crc32.Checksum(b, castagnoli) == t.IdentCRC {
 		return s.identKey, nil
 	}
 	id, err := parseIdentity(b, t)

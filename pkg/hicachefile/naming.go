@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"strings"
+
+	"github.com/hicache-go/hicache/pkg/hicachefile/internal/batchfile"
 )
 
 // File names. With the store's suffix S (see Config.suffix) and its
@@ -40,7 +42,7 @@ const (
 	maxName  = 255
 	// v1DirPrefix starts the name of a V1 directory: "v1-", the digest,
 	// the suffix. The legacy "v1" + suffix never has '-' third, since a
-	// suffix starts with '_'.
+	// suffix starts with '_' (or '.', for a component pool's store).
 	v1DirPrefix = "v1-"
 	// legacyV1Prefix starts the name of a legacy V1 directory: "v1" + suffix.
 	legacyV1Prefix = "v1"
@@ -52,8 +54,9 @@ const (
 // in lower-case hex. Those fields, joined by NUL bytes (no field can hold
 // one), are "hicache-identity", "model=" + ModelName as configured ('/'
 // kept), "mla=0" or "mla=1", "tp=<TPRank>/<TPSize>" unless IsMLA (MLA KV
-// is the same on every TP rank), and "pp=<PPRank>/<PPSize>". c has its
-// defaults filled in. Every Config field that tells one identity's pages
+// is the same on every TP rank), "pp=<PPRank>/<PPSize>", then
+// "cp=<CPRank>/<CPSize>" when CPSize > 1 and "pool=<name>" for a component
+// pool's store. c has its defaults filled in. Every Config field that tells one identity's pages
 // from another's must be here: TestIdentityDigestCoversEveryField fails
 // on a new field that is neither here nor listed as no part of an
 // identity.
@@ -65,6 +68,12 @@ func (c Config) identityDigest() string {
 		f = append(f, "mla=0", fmt.Sprintf("tp=%d/%d", c.TPRank, c.TPSize))
 	}
 	f = append(f, fmt.Sprintf("pp=%d/%d", c.PPRank, c.PPSize))
+	if c.CPSize > 1 {
+		f = append(f, fmt.Sprintf("cp=%d/%d", c.CPRank, c.CPSize))
+	}
+	if c.component != "" {
+		f = append(f, "pool="+c.component)
+	}
 	sum := sha256.Sum256([]byte(strings.Join(f, "\x00")))
 	return hex.EncodeToString(sum[:digestHex/2])
 }
@@ -98,6 +107,16 @@ func checkKeyBytes(key []byte) error {
 		}
 	}
 	return checkKeyChars(string(key))
+}
+
+// validKey reports whether checkKey accepts key, without building an
+// error: the check a read makes of every key it is given.
+func (s *Store) validKey(key string) bool {
+	n := len(key)
+	if n == 0 || n+len(s.suffix)+len(oldExt) > maxName || n <= 2 && (key == "." || key == "..") {
+		return false
+	}
+	return batchfile.PlainKey(key)
 }
 
 // checkKey rejects keys that cannot name this store's old-format file.

@@ -28,6 +28,12 @@ func TestSuffix(t *testing.T) {
 		{Config{ModelName: "m", TPRank: 1, TPSize: 2, PPSize: 1}, "_m_1_2"},
 		{Config{ModelName: "a/b/c", IsMLA: true, TPRank: 1, TPSize: 2}, "_a-b-c"},
 		{Config{ModelName: "m", IsMLA: true, PPRank: 0, PPSize: 2}, "_m_2_0"},
+		// Context parallel: after the PP part, only when CPSize > 1.
+		{Config{ModelName: "m", TPRank: 1, TPSize: 2, CPRank: 1, CPSize: 2}, "_m_1_2_cp1_2"},
+		{Config{ModelName: "m", TPRank: 1, TPSize: 2, PPRank: 3, PPSize: 4, CPRank: 2, CPSize: 3}, "_m_1_2_4_3_cp2_3"},
+		{Config{ModelName: "m", IsMLA: true, TPRank: 1, TPSize: 2, CPRank: 0, CPSize: 8}, "_m_cp0_8"},
+		{Config{ModelName: "m", CPRank: 0, CPSize: 1}, "_m_0_1"},
+		{Config{ModelName: "", CPRank: 3, CPSize: 4}, "__0_1_cp3_4"},
 	} {
 		if got := storeOf(t, c.cfg).suffix; got != c.want {
 			t.Errorf("suffix of %+v = %q, want %q", c.cfg, got, c.want)

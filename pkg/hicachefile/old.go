@@ -34,6 +34,9 @@ func (s *Store) set(key string, value []byte) error {
 		s.stats.existed.Add(1)
 		return nil
 	}
+	if err := s.admit(int64(len(value))); err != nil {
+		return err
+	}
 	write := func() error {
 		return s.writeFile(s.topfd(), s.dir, s.oldName(key), int64(len(value)), func(fd int) error {
 			return s.sys.pwritev(fd, [][]byte{value}, 0)
@@ -211,7 +214,7 @@ func (s *Store) readOld(key string, bufs [][]byte, size int64) error {
 		return err
 	}
 	name := s.oldName(key)
-	fd, st, err := s.openRegular(s.topfd(), s.dir, name)
+	fd, st, err := s.openRegular(unix.AT_FDCWD, s.dir, name) // by path: a Dir moved away is not read
 	if err == unix.ENOENT {
 		return fmt.Errorf("%w: %s", ErrNotFound, key)
 	}
@@ -280,7 +283,7 @@ func (s *Store) BatchGet(keys []string, dsts [][]byte) ([]bool, error) {
 // file holds that name.
 func (s *Store) oldSize(key string) (int64, bool) {
 	var st unix.Stat_t
-	if unix.Fstatat(s.topfd(), s.oldName(key), &st, unix.AT_SYMLINK_NOFOLLOW) != nil || st.Mode&unix.S_IFMT != unix.S_IFREG {
+	if unix.Fstatat(unix.AT_FDCWD, s.dir+"/"+s.oldName(key), &st, unix.AT_SYMLINK_NOFOLLOW) != nil || st.Mode&unix.S_IFMT != unix.S_IFREG {
 		return 0, false
 	}
 	return st.Size, true
@@ -369,6 +372,7 @@ func (s *Store) Clear() error {
 		}),
 		s.removeMatching(s.v1fd(), s.v1Dir, func(n string) bool { return s.isBatchName(n) || s.isTmpName(n) }),
 		s.clearLegacy(),
+		s.clearComponents(),
 	)
 }
 

@@ -1,7 +1,6 @@
 package hicachefile
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -262,40 +261,6 @@ func TestReadProbe(t *testing.T) {
 				}
 			}
 		})
-	}
-}
-
-// TestSameKey: sameKey tells every key that differs in one byte, or in
-// length, from the one in b, for SGLang's 64-byte keys and others.
-func TestSameKey(t *testing.T) {
-	for _, n := range []int{0, 1, 63, 64, 65, 100} {
-		key := make([]byte, n)
-		for i := range key {
-			key[i] = byte('a' + i%26)
-		}
-		if !sameKey(key, string(key)) {
-			t.Errorf("len %d: a key is not the same as itself", n)
-		}
-		for i := range key {
-			for _, flip := range []byte{1, 0x80, 0xff} {
-				other := bytes.Clone(key)
-				other[i] ^= flip
-				if sameKey(key, string(other)) {
-					t.Errorf("len %d: byte %d ^ %#x not told apart", n, i, flip)
-				}
-			}
-		}
-		if sameKey(key, string(key)+"x") || n > 0 && sameKey(key, string(key[:n-1])) {
-			t.Errorf("len %d: another length not told apart", n)
-		}
-	}
-	// Differences in several words that cancel under a wrong grouping of
-	// ^ and |.
-	a := bytes.Repeat([]byte{0}, 64)
-	b := bytes.Clone(a)
-	b[0], b[8] = 1, 1
-	if sameKey(a, string(b)) {
-		t.Error("two words differing alike not told apart")
 	}
 }
 

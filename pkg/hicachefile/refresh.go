@@ -6,6 +6,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/hicache-go/hicache/pkg/hicachefile/internal/batchfile"
 	"golang.org/x/sys/unix"
 )
 
@@ -29,8 +30,9 @@ import (
 // read for a reason other than corruption.
 //
 // BatchGetV1 does not call it for pages it finds: reading a page checks
-// everything a refresh would (a file gone fails its open, a key its entry),
-// so a read that hits makes no system call beyond its reads.
+// everything a refresh would (a file gone fails its open, a key its entry;
+// files are opened by path, so a Dir moved, removed or swapped fails the
+// open too), so a read that hits makes no system call beyond its reads.
 func (s *Store) refresh(miss bool) bool {
 	x := &s.scan
 	x.mu.Lock()
@@ -41,8 +43,12 @@ func (s *Store) refresh(miss bool) bool {
 		changed = s.applyEvents()
 	}
 	// Dir or the V1 directory replaced: a watcher says so; without one, or
-	// on a network file system, a miss checks.
-	if s.dirsMoved || (miss && (s.watch == nil || s.poll.Load())) {
+	// on a network file system, a miss checks; so does a read that found
+	// an indexed file gone from the path (dirCheck), which a directory
+	// replaced in a way no watch sees (a parent of Dir swapped, a mount)
+	// shows first.
+	check := s.dirCheck.Swap(false)
+	if s.dirsMoved || check || (miss && (s.watch == nil || s.poll.Load())) {
 		s.dirsMoved = false
 		changed = s.checkDir() || changed
 	}
@@ -234,12 +240,14 @@ func (s *Store) applyEvents() bool {
 }
 
 // knownFile reports whether the index holds the batch file name as the
-// file (inode) now on disk, with one fstatat. A file that is gone is
-// known: its removal event follows. inPlace says that the event is of a
-// write in place, which leaves the inode as it was: a file this store
-// linked with no inode recorded is then the same file, known without a
-// stat (loading it again would bring back the entries its reads found bad
-// and dropped); any other appearance under its name is another file.
+// file now on disk, with one fstatat: the same inode and, after a write in
+// place (inPlace), the same size and trailer checksum too, which another
+// batch written over the file in place changes. A file that is gone is
+// known: its removal event follows. A file this store linked with no inode
+// recorded is known without a stat after a write in place (its own close
+// raises one; loading it again would bring back the entries its reads
+// found bad and dropped): a rewrite of it in place is caught when read,
+// and reloaded then (reloadBatch).
 func (s *Store) knownFile(name string, inPlace bool) bool {
 	meta, ok := s.idx.MetaOf(name)
 	if !ok {
@@ -249,8 +257,48 @@ func (s *Store) knownFile(name string, inPlace bool) bool {
 		return true // not a file that failed its checks (no size recorded): one of this store's
 	}
 	var st unix.Stat_t
-	err := unix.Fstatat(s.v1fd(), name, &st, unix.AT_SYMLINK_NOFOLLOW)
-	return err != nil || st.Ino == meta.Ino
+	if err := unix.Fstatat(s.v1fd(), name, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+		return true
+	}
+	if st.Ino != meta.Ino {
+		return false
+	}
+	if !inPlace || meta.Size == 0 {
+		return true // a file that failed its checks stays skipped until replaced
+	}
+	return st.Size == meta.Size && s.tagAt(name, st.Size) == meta.Tag
+}
+
+// tagAt returns the trailer checksum of the batch file name of size bytes:
+// its last four bytes, or 0 when they cannot be read.
+func (s *Store) tagAt(name string, size int64) uint32 {
+	if size < 4 {
+		return 0
+	}
+	fd, _, err := s.openRegular(s.v1fd(), s.v1Dir, name)
+	if err != nil {
+		return 0
+	}
+	defer s.sys.Close(fd)
+	var b [4]byte
+	if s.sys.preadv(fd, [][]byte{b[:]}, size-4) != nil {
+		return 0
+	}
+	return batchfile.Tag(b[:])
+}
+
+// reloadBatch has the index of the batch file name read again at the next
+// refresh after a miss, as BatchGetV1 makes when a copy proves bad: a read
+// found the file other than the one indexed (another size, or another
+// trailer checksum), as when another batch was written over it in place.
+// The index forgets the file until then, as it does a file whose index
+// could not be read; the reload brings back what the file now holds,
+// checked as any file loaded.
+func (s *Store) reloadBatch(name string) {
+	s.scan.mu.Lock()
+	s.idx.Forget(name)
+	s.scan.pending[name] = true
+	s.scan.mu.Unlock()
 }
 
 // listDir lists the V1 directory, loads the batch files the index does not

@@ -10,6 +10,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/hicache-go/hicache/pkg/hicachefile/internal/batchfile"
 	"github.com/hicache-go/hicache/pkg/hostcache"
 )
 
@@ -35,7 +36,7 @@ func TestTakeBackWindow(t *testing.T) {
 	sys := Syscalls{Pwritev: func(fd int, iovs [][]byte, off int64) (int, error) {
 		// chunk 0's index+trailer write: it holds key "k0" and the magic
 		last := iovs[len(iovs)-1]
-		if bytes.Contains(last, []byte(batchMagic)) && bytes.Contains(last, []byte("k0")) && !fired.Swap(true) {
+		if bytes.Contains(last, []byte(batchfile.Magic)) && bytes.Contains(last, []byte("k0")) && !fired.Swap(true) {
 			deadline := time.Now().Add(300 * time.Millisecond)
 			for { // wait until chunk 1 is in the index
 				if _, ok := s.Locate("k1"); ok || time.Now().After(deadline) {

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hicache-go/hicache/pkg/hicachefile/internal/batchfile"
 	"golang.org/x/sys/unix"
 )
 
@@ -410,7 +411,7 @@ func TestOlderFormatSkipped(t *testing.T) {
 	indexOff, indexLen := binary.LittleEndian.Uint64(tr[16:]), binary.LittleEndian.Uint64(tr[24:])
 	v1 := append([]byte(nil), data[:indexOff+indexLen]...)
 	t1 := len(v1)
-	v1 = append(v1, batchMagic...)
+	v1 = append(v1, batchfile.Magic...)
 	v1 = binary.LittleEndian.AppendUint32(v1, 1)
 	v1 = append(v1, tr[12:44]...) // count, indexOff, indexLen, indexCRC, fp
 	v1 = binary.LittleEndian.AppendUint32(v1, crc32.Checksum(v1[t1:], castagnoli))
@@ -724,7 +725,7 @@ func TestTempsDuringEviction(t *testing.T) {
 	p, idx := randomPages(t, 5)
 	file := oneKeyFile(p.PageBytes())
 	dir := t.TempDir()
-	s := newStore(t, Config{Dir: dir, ModelName: "m", MaxBatchFileBytes: int64(p.PageBytes()), MaxBytes: 4 * file}, p)
+	s := newStore(t, Config{Dir: dir, ModelName: "m", MaxBatchFileBytes: int64(p.PageBytes()), MaxBytes: 4 * file, EvictionRatio: 1}, p)
 	deadTmp := filepath.Join(s.v1Dir, ".0123456789abcdef-"+s.digest+"_m_0_1.tmp")
 	liveTmp := filepath.Join(s.v1Dir, ".1123456789abcdef-"+s.digest+"_m_0_1.tmp")
 	writeTempFile(t, deadTmp, int(file), time.Hour, false)

@@ -44,13 +44,19 @@ func (s *Store) openWait(dirfd int, name string) (int, error) {
 }
 
 // openRegular opens name in the directory dirfd (at path dir) for reading
-// and checks that it is a regular file before anything reads it. A name
+// and checks that it is a regular file before anything reads it. With
+// dirfd AT_FDCWD it opens dir/name by path, following the path as it is
+// now rather than the directory the store holds open. A name
 // that holds anything else is counted in Stats.SpecialFiles and returned as
 // an error wrapping ErrNotFound and errNotRegular. A missing file is the
 // bare unix.ENOENT.
 func (s *Store) openRegular(dirfd int, dir, name string) (int, unix.Stat_t, error) {
 	var st unix.Stat_t
-	fd, err := s.openWait(dirfd, name)
+	path := name
+	if dirfd == unix.AT_FDCWD {
+		path = dir + "/" + name
+	}
+	fd, err := s.openWait(dirfd, path)
 	switch {
 	case err == unix.ENOENT:
 		return -1, st, err

@@ -69,6 +69,9 @@ type Store struct {
 	// dirsMoved, guarded by scan.mu, says that the watcher saw Dir or the
 	// V1 directory go: the next refresh or write runs checkDir.
 	dirsMoved bool
+	// dirCheck says that a read found an indexed batch file gone from the
+	// path: the next refresh runs checkDir, watcher or not.
+	dirCheck atomic.Bool
 
 	pool atomic.Pointer[poolInfo]
 	idx  *index.Index // which batch file holds which key
@@ -91,8 +94,14 @@ type Store struct {
 		// flight (takeOwn).
 		own map[string]bool
 	}
-	lru   lru
-	stats counters
+	lru lru
+	// maxBytes is the bound in effect: Config.MaxBytes clamped to the file
+	// system (clampMaxBytes).
+	maxBytes atomic.Int64
+	// components holds the stores of the component pools registered with
+	// RegisterPool, by pool name (v2.go).
+	components componentStores
+	stats      counters
 }
 
 // poolInfo is what the V1 interface needs of the registered pool.
@@ -145,7 +154,8 @@ func New(cfg Config) (*Store, error) {
 			return nil, err
 		}
 	}
-	if cfg.MaxBytes > 0 || cfg.MinFreeBytes > 0 {
+	s.clampMaxBytes()
+	if cfg.evicting() && cfg.owner() {
 		s.lru.init()
 		if err := s.trackOldFiles(); err != nil {
 			_ = s.Close()
@@ -211,7 +221,7 @@ func (s *Store) Close() error {
 	if s.watch != nil {
 		werr = s.watch.close()
 	}
-	errs := []error{closeFD(s.topfd(), s.dir), closeFD(s.v1fd(), s.v1Dir), werr}
+	errs := []error{closeFD(s.topfd(), s.dir), closeFD(s.v1fd(), s.v1Dir), werr, s.closeComponents()}
 	for _, fd := range s.retired {
 		errs = append(errs, closeFD(fd, s.dir+" (retired)"))
 	}

@@ -9,7 +9,11 @@ import "golang.org/x/sys/unix"
 // golang.org/x/sys/unix. Like those calls, Preadv and Pwritev may move fewer
 // bytes than asked; the Store loops.
 type Syscalls struct {
-	// Openat opens path relative to the directory dirfd (openat(2)).
+	// Openat opens path relative to the directory dirfd (openat(2)); with
+	// dirfd unix.AT_FDCWD, path is the file's path from Config.Dir (reads
+	// open by path, so that they follow Dir). path may live in memory the
+	// store reuses: it is valid during the call only, and must be copied to
+	// be kept.
 	Openat func(dirfd int, path string, flags int, mode uint32) (fd int, err error)
 	// Preadv reads into iovs from fd at off (preadv(2)); it may read less.
 	Preadv func(fd int, iovs [][]byte, off int64) (n int, err error)

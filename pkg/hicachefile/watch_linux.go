@@ -19,18 +19,29 @@ const watchMask = unix.IN_CREATE | unix.IN_MOVED_TO | unix.IN_CLOSE_WRITE | unix
 
 // topMask selects the inotify events of Dir that may mean that Dir or the
 // V1 directory in it was removed or replaced: an entry removed or renamed
-// out (the V1 directory among them), and Dir itself going away.
-const topMask = unix.IN_DELETE | unix.IN_MOVED_FROM | unix.IN_DELETE_SELF | unix.IN_MOVE_SELF | unix.IN_ONLYDIR
+// out (the V1 directory among them), and Dir itself going away or its
+// attributes changing (IN_ATTRIB: its link count, among others).
+const topMask = unix.IN_DELETE | unix.IN_MOVED_FROM | unix.IN_DELETE_SELF | unix.IN_MOVE_SELF | unix.IN_ATTRIB | unix.IN_ONLYDIR
+
+// linkMask selects the inotify events of the directory that holds Dir when
+// Dir is a symlink: the link removed, created or renamed over (ln -sfn),
+// and that directory itself going away. A watch on Dir is on the link's
+// target, which sees none of these.
+const linkMask = unix.IN_CREATE | unix.IN_MOVED_TO | unix.IN_DELETE | unix.IN_MOVED_FROM |
+	unix.IN_DELETE_SELF | unix.IN_MOVE_SELF | unix.IN_ONLYDIR
 
 // watcher follows the V1 directory through inotify, so that the index sees
 // other processes' batch files arrive and go without listing the directory,
 // and Dir, so that the store sees either directory removed or replaced
-// without a stat per call.
+// without a stat per call. When Dir is a symlink, it also watches the
+// directory that holds the link, for the link replaced.
 type watcher struct {
 	fd     int
 	wd     int    // the watch on the V1 directory
 	top    int    // the watch on Dir
+	parent int    // the watch on the directory holding Dir when Dir is a symlink, else 0
 	v1Name string // the V1 directory's name in Dir
+	link   string // Dir's name in its parent, when parent is set
 	buf    []byte
 }
 
@@ -57,6 +68,10 @@ func (w *watcher) rewatch(dir, top string) error {
 		_, _ = unix.InotifyRmWatch(w.fd, uint32(w.wd)) // the old directory may be gone
 		_, _ = unix.InotifyRmWatch(w.fd, uint32(w.top))
 	}
+	if w.parent > 0 {
+		_, _ = unix.InotifyRmWatch(w.fd, uint32(w.parent))
+		w.parent = 0
+	}
 	wd, err := unix.InotifyAddWatch(w.fd, dir, watchMask)
 	if err != nil {
 		return err
@@ -66,6 +81,19 @@ func (w *watcher) rewatch(dir, top string) error {
 		return err
 	}
 	w.wd, w.top = wd, topWD
+	// A symlink Dir: the watches above are on its target, so the link
+	// itself is watched in its directory. (The link is checked after the
+	// watches are set, so that a swap in between is not missed: checkDir
+	// compares the directory it opened with the path's.)
+	link := filepath.Clean(top)
+	var st unix.Stat_t
+	if unix.Lstat(link, &st) == nil && st.Mode&unix.S_IFMT == unix.S_IFLNK {
+		// Without this watch a swap is still seen when a read finds its
+		// file gone (see Store.dirCheck).
+		if pwd, err := unix.InotifyAddWatch(w.fd, filepath.Dir(link), linkMask); err == nil {
+			w.parent, w.link = pwd, filepath.Base(link)
+		}
+	}
 	return nil
 }
 
@@ -111,6 +139,13 @@ func (w *watcher) drain(fn func(name string, ev event)) (overflow, lost bool) {
 			switch {
 			case mask&unix.IN_Q_OVERFLOW != 0:
 				overflow = true
+			case wd == w.parent && wd > 0:
+				// The link Dir replaced or removed, or the directory that
+				// holds it gone (its watch then ends: IN_IGNORED, not a
+				// lost watch of the V1 directory).
+				if name == w.link || name == "" {
+					fn("", evDirs)
+				}
 			case wd != w.wd && wd != w.top:
 				// A watch rewatch removed.
 			case mask&(unix.IN_IGNORED|unix.IN_UNMOUNT) != 0:
@@ -119,8 +154,10 @@ func (w *watcher) drain(fn func(name string, ev event)) (overflow, lost bool) {
 			case mask&(unix.IN_DELETE_SELF|unix.IN_MOVE_SELF) != 0:
 				fn("", evDirs)
 			case wd == w.top:
-				if name == w.v1Name {
-					fn(name, evDirs) // the V1 directory removed or moved
+				if name == w.v1Name || name == "" && mask&unix.IN_ATTRIB != 0 {
+					// The V1 directory removed or moved, or Dir's own
+					// attributes changed: checkDir stats both paths.
+					fn(name, evDirs)
 				}
 			case mask&unix.IN_MOVED_TO != 0:
 				fn(name, evAppeared)

@@ -62,6 +62,9 @@ const (
 	Float8E4M3 DType = "float8_e4m3fn"
 	// Float8E5M2 is float8_e5m2, 1 byte.
 	Float8E5M2 DType = "float8_e5m2"
+	// Uint8 is a raw byte: SGLang keeps an FP8 KV cache in uint8 host
+	// pools.
+	Uint8 DType = "uint8"
 )
 
 // Size returns the bytes per element, or 0 for an unknown dtype.
@@ -71,7 +74,7 @@ func (d DType) Size() int {
 		return 2
 	case Float32:
 		return 4
-	case Float8E4M3, Float8E5M2:
+	case Float8E4M3, Float8E5M2, Uint8:
 		return 1
 	}
 	return 0

@@ -29,6 +29,7 @@ func TestDTypeSize(t *testing.T) {
 		{hostcache.Float32, 4},
 		{hostcache.Float8E4M3, 1},
 		{hostcache.Float8E5M2, 1},
+		{hostcache.Uint8, 1},
 		{"float16", 2},
 		{"", 0},
 		{"float64", 0},

@@ -19,10 +19,11 @@ type Pool struct {
 	g   geometry
 
 	mu   sync.RWMutex
-	mem  []byte  // the pool's memory; nil once closed
-	own  bool    // mem is New's own mapping, unmapped by Close
-	free []int64 // free page numbers, popped from the end
-	used []bool  // per page: allocated by Alloc
+	pins sync.RWMutex // held shared by each Pin, exclusively by Close
+	mem  []byte       // the pool's memory; nil once closed
+	own  bool         // mem is New's own mapping, unmapped by Close
+	free []int64      // free page numbers, popped from the end
+	used []bool       // per page: allocated by Alloc
 }
 
 // New maps a zeroed buffer for cfg and returns a pool with every page free.
@@ -63,9 +64,11 @@ func mapAnon(n int) ([]byte, error) {
 // Close unmaps the memory of a pool from New; every pointer and slice the
 // pool handed out becomes invalid. A pool from Wrap is only detached: the
 // memory stays mapped and its owner's, and the pool no longer touches it.
-// Close waits for calls in progress; a second Close, like any later call,
-// returns ErrClosed.
+// Close waits for calls in progress and for every Pin to be released; a
+// second Close, like any later call, returns ErrClosed.
 func (p *Pool) Close() error {
+	p.pins.Lock()
+	defer p.pins.Unlock()
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.mem == nil {
@@ -82,6 +85,28 @@ func (p *Pool) Close() error {
 	}
 	return nil
 }
+
+// Pin keeps the pool's memory mapped until Unpin: Close waits for it. A
+// storage layer pins the pool for the length of a call that moves bytes
+// through buffers from GetPageBufferMeta or PageBuffers, so that a Close
+// racing the call (a caller's bug) waits instead of unmapping memory under
+// it. Pin returns ErrClosed once the pool is closed; after a nil error the
+// caller must call Unpin exactly once. A goroutine must not Pin a pool it
+// has pinned already: a Close waiting between the two would deadlock.
+func (p *Pool) Pin() error {
+	p.pins.RLock()
+	p.mu.RLock()
+	closed := p.mem == nil
+	p.mu.RUnlock()
+	if closed {
+		p.pins.RUnlock()
+		return ErrClosed
+	}
+	return nil
+}
+
+// Unpin releases a Pin.
+func (p *Pool) Unpin() { p.pins.RUnlock() }
 
 // Config returns the configuration the pool was built with.
 func (p *Pool) Config() Config { return p.cfg }

@@ -8,6 +8,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/hicache-go/hicache/pkg/hostcache"
 )
@@ -153,5 +154,35 @@ func TestCloseWhileBusy(t *testing.T) {
 	wg.Wait()
 	if err := p.Close(); !errors.Is(err, hostcache.ErrClosed) {
 		t.Errorf("second Close() = %v, want ErrClosed", err)
+	}
+}
+
+// TestPinHoldsClose pins a pool: Close waits until Unpin, and Pin after
+// Close returns ErrClosed.
+func TestPinHoldsClose(t *testing.T) {
+	p, err := hostcache.New(hostcache.Config{Kind: hostcache.MHA, Layout: hostcache.PageFirst, DType: hostcache.Float16,
+		PageSize: 4, Pages: 4, LayerNum: 1, HeadNum: 1, HeadDim: 8})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Pin(); err != nil {
+		t.Fatal(err)
+	}
+	closed := make(chan error, 1)
+	go func() { closed <- p.Close() }()
+	select {
+	case err := <-closed:
+		t.Fatalf("Close returned %v while the pool was pinned", err)
+	case <-time.After(50 * time.Millisecond):
+	}
+	if _, _, err := p.GetPageBufferMeta([]int64{0, 1, 2, 3}); err != nil {
+		t.Errorf("the pinned pool's memory went before Unpin: %v", err)
+	}
+	p.Unpin()
+	if err := <-closed; err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Pin(); !errors.Is(err, hostcache.ErrClosed) {
+		t.Errorf("Pin after Close = %v, want ErrClosed", err)
 	}
 }

@@ -22,7 +22,7 @@ var _ = Describe("Capacity", Ordered, func() {
 		pageBytes := int64(p.PageBytes())
 		file := pageBytes + hicachefile.IndexSize(keys[:1]) + hicachefile.IdentitySize("model") + hicachefile.TrailerSize
 		cfg := hicachefile.Config{Dir: GinkgoT().TempDir(), ModelName: "model",
-			MaxBatchFileBytes: pageBytes, MaxBytes: 4 * file}
+			MaxBatchFileBytes: pageBytes, MaxBytes: 4 * file, EvictionRatio: 1}
 		s := mustStore(cfg, p)
 		from := mustAlloc(p, 1)
 		into := mustAlloc(p, 1)

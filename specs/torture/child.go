@@ -36,6 +36,7 @@ var roles = map[string]func(args []byte) (any, error){
 	"crash":  crashChild,
 	"procs":  procsChild,
 	"nofile": nofileChild,
+	"churn":  churnChild,
 }
 
 // The test binary runs a child instead of the suite when $HICACHE_TORTURE_CHILD

@@ -24,6 +24,9 @@ func Suffix(cfg hicachefile.Config) string {
 	if cfg.PPSize > 1 {
 		s += fmt.Sprintf("_%d_%d", cfg.PPSize, cfg.PPRank)
 	}
+	if cfg.CPSize > 1 {
+		s += fmt.Sprintf("_cp%d_%d", cfg.CPRank, cfg.CPSize)
+	}
 	return s
 }
 
@@ -38,6 +41,9 @@ func Digest(cfg hicachefile.Config) string {
 		f = append(f, "mla=0", fmt.Sprintf("tp=%d/%d", cfg.TPRank, max(cfg.TPSize, 1)))
 	}
 	f = append(f, fmt.Sprintf("pp=%d/%d", cfg.PPRank, max(cfg.PPSize, 1)))
+	if cfg.CPSize > 1 {
+		f = append(f, fmt.Sprintf("cp=%d/%d", cfg.CPRank, cfg.CPSize))
+	}
 	sum := sha256.Sum256([]byte(strings.Join(f, "\x00")))
 	return hex.EncodeToString(sum[:8])
 }

@@ -12,6 +12,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/hicache-go/hicache/pkg/hicachefile/internal/index"
+	"github.com/hicache-go/hicache/pkg/hostcache"
 )
 
 // v1Begin starts a V1 call: it checks that the store is open and the
@@ -19,7 +20,8 @@ import (
 // hostIndices, bpp per key in GetPageBufferMeta order. Of each key's
 // PageSize slots it checks the first and the last (hostcache's
 // AppendPageBuffers, into sc), as SGLang reads only the first. On success the call
-// is entered and must leave with s.leave.
+// is entered, with the pool pinned (its Close waits), and must end with
+// v1End.
 func (s *Store) v1Begin(keys []string, hostIndices []int64, sc *scratch) (*poolInfo, [][]byte, error) {
 	if err := s.enter(); err != nil {
 		return nil, nil, err
@@ -30,6 +32,9 @@ func (s *Store) v1Begin(keys []string, hostIndices []int64, sc *scratch) (*poolI
 	switch {
 	case pi == nil:
 		err = ErrNoPool
+	case pi.pool.Pin() != nil:
+		// Closed by its owner: a caller's bug, an error, never a fault.
+		pi, err = nil, fmt.Errorf("hicachefile: %w", hostcache.ErrClosed)
 	case len(hostIndices) != len(keys)*pi.ps:
 		err = fmt.Errorf("%w: %d keys need %d host indices (page size %d), got %d",
 			ErrLength, len(keys), len(keys)*pi.ps, pi.ps, len(hostIndices))
@@ -46,10 +51,19 @@ func (s *Store) v1Begin(keys []string, hostIndices []int64, sc *scratch) (*poolI
 		}
 	}
 	if err != nil {
+		if pi != nil {
+			pi.pool.Unpin()
+		}
 		s.leave()
 		return nil, nil, err
 	}
 	return pi, bufs, nil
+}
+
+// v1End ends a V1 call that v1Begin started.
+func (s *Store) v1End(pi *poolInfo) {
+	pi.pool.Unpin()
+	s.leave()
 }
 
 // The states of a key in a V1 call (scratch.state).
@@ -95,7 +109,7 @@ func (s *Store) BatchSetV1(keys []string, hostIndices []int64) ([]bool, error) {
 	if err != nil {
 		return ok, err
 	}
-	defer s.leave()
+	defer s.v1End(pi)
 
 	// The distinct valid keys, each at its first position: a small
 	// open-addressing table of positions by digest. A repeat records its
@@ -163,6 +177,9 @@ func (s *Store) BatchSetV1(keys []string, hostIndices []int64) ([]bool, error) {
 		}
 	}
 
+	if len(pending) > 0 && s.admit(pi.pageLen) != nil {
+		pending = pending[:0] // refused: reported false, not an error
+	}
 	perFile := int(max(1, s.cfg.MaxBatchFileBytes/pi.pageLen))
 	nChunks := (len(pending) + perFile - 1) / perFile
 	chunk := func(c int) []int32 { return pending[c*perFile : min(len(pending), (c+1)*perFile)] }
@@ -397,217 +414,7 @@ func (s *Store) place(t tempFile) (string, error) {
 // long), they are forgotten, and their events cost a stat each.
 const maxOwn = 1 << 14
 
-// expectOwn records that this store is about to link a batch file of its
-// own under name, so that the watcher's event for that link is known as
-// this store's without a stat. Only a store that reads its watcher's
-// events records it.
-func (s *Store) expectOwn(name string) {
-	if s.poll.Load() {
-		return
-	}
-	s.inflight.mu.Lock()
-	defer s.inflight.mu.Unlock()
-	if len(s.inflight.own) >= maxOwn {
-		clear(s.inflight.own)
-	}
-	s.inflight.own[name] = true
-}
-
-// takeOwn reports whether name's appearance, an event the watcher read,
-// is the one expectOwn expected, the link of this store's own file. While
-// that file's commit is in flight, the name stays, marked as seen (false),
-// so that a second appearance is known for what it is: another file put
-// under the name (renamed or linked over this store's), which the commit
-// then forgets instead of indexing this store's file under it.
-func (s *Store) takeOwn(name string) bool {
-	s.inflight.mu.Lock()
-	defer s.inflight.mu.Unlock()
-	expected, ok := s.inflight.own[name]
-	_, inflight := s.inflight.names[name]
-	switch {
-	case !ok:
-		return false
-	case !expected:
-		delete(s.inflight.own, name)
-		if inflight {
-			s.inflight.names[name] = true // as if removed: the commit forgets it
-		}
-		return false
-	case inflight:
-		s.inflight.own[name] = false
-	default:
-		delete(s.inflight.own, name)
-	}
-	return true
-}
-
-// dropOwn forgets that name's event is expected: its link failed, or the
-// file is gone.
-func (s *Store) dropOwn(name string) {
-	s.inflight.mu.Lock()
-	defer s.inflight.mu.Unlock()
-	delete(s.inflight.own, name)
-}
-
-// forgetOwn forgets every expected event: after a lost or overflowed watch,
-// which a listing replaces.
-func (s *Store) forgetOwn() {
-	s.inflight.mu.Lock()
-	defer s.inflight.mu.Unlock()
-	clear(s.inflight.own)
-}
-
-// inflightBegin records that this store is committing the batch file name.
-func (s *Store) inflightBegin(name string) {
-	s.inflight.mu.Lock()
-	s.inflight.names[name] = false
-	s.inflight.mu.Unlock()
-}
-
-// inflightEnd ends the commit of name and reports whether its removal was
-// seen meanwhile.
-func (s *Store) inflightEnd(name string) bool {
-	s.inflight.mu.Lock()
-	defer s.inflight.mu.Unlock()
-	gone := s.inflight.names[name]
-	delete(s.inflight.names, name)
-	if expected, ok := s.inflight.own[name]; ok && !expected {
-		delete(s.inflight.own, name) // its link's event seen (takeOwn)
-	}
-	return gone
-}
-
-// isInflight reports whether this store is committing the batch file name.
-func (s *Store) isInflight(name string) bool {
-	s.inflight.mu.Lock()
-	defer s.inflight.mu.Unlock()
-	_, ok := s.inflight.names[name]
-	return ok
-}
-
-// goneInFlight reports whether name, whose removal an event reports, is
-// being committed by this store, and if so marks it for its commit to
-// forget.
-func (s *Store) goneInFlight(name string) bool {
-	s.inflight.mu.Lock()
-	defer s.inflight.mu.Unlock()
-	if _, ok := s.inflight.names[name]; ok {
-		s.inflight.names[name] = true
-		return true
-	}
-	return false
-}
-
-// writeBuf is the reusable memory of one writeBatch: its iovecs and the
-// encoded index, identity and trailer.
-type writeBuf struct {
-	iov [][]byte
-	idx []byte
-}
-
 var writeBufPool = sync.Pool{New: func() any { return new(writeBuf) }}
-
-// writeBatch writes the pages of keys[i] for i in chunk as one batch file
-// under a temp name: the payload straight from pool memory, then the index
-// and trailer, encoded in place into a reused buffer. A payload of up to
-// ioWindow bytes is checksummed first and written with the index in one
-// pwritev; a larger one moves in windows, each checksummed while it is in
-// cache, split between IO workers.
-func (s *Store) writeBatch(pi *poolInfo, v1fd int, keys []string, hashes []uint64, bufs [][]byte, chunk []int32, workers int) (batch, error) {
-	n := len(chunk)
-	b := batch{n: n, hashes: make([]uint64, n), ents: make([]uint32, n), pages: make([]uint32, n)}
-	wb := writeBufPool.Get().(*writeBuf)
-	defer func() {
-		clear(wb.iov[:cap(wb.iov)]) // drop references to pool memory
-		if cap(wb.idx) <= 8<<20 && cap(wb.iov) <= 1<<16 {
-			writeBufPool.Put(wb)
-		}
-	}()
-	need := 0
-	for _, i := range chunk {
-		need += entryFixed + len(keys[i])
-	}
-	idx := slices.Grow(wb.idx[:0], need+len(s.ident)+trailerSize)
-	for j, i := range chunk {
-		b.hashes[j], b.ents[j], b.pages[j] = hashes[i], uint32(len(idx)), uint32(j)
-		idx = appendEntry(idx, keys[i], int64(j)*pi.pageLen, pi.pageLen)
-	}
-	ent := len(idx)
-	payload := int64(n) * pi.pageLen
-	b.meta = index.Meta{FP: pi.fp, IndexOff: payload, PageLen: pi.pageLen}
-	b.size = payload + int64(ent) + int64(len(s.ident)) + trailerSize
-	b.meta.Size = b.size
-	page := func(j int) [][]byte { i := int(chunk[j]); return bufs[i*pi.bpp : (i+1)*pi.bpp] }
-	setCRC := func(j int, crc uint32) { setEntryCRC(idx[b.ents[j]:], len(keys[chunk[j]]), crc) }
-	var err error
-	b.tmp, err = s.openBatchTemp(v1fd, b.size)
-	if err != nil {
-		return b, err
-	}
-	b.tmp, err = s.fillTemp(b.tmp, func(fd int) error {
-		if payload <= ioWindow || workers <= 1 && payload <= 4*ioWindow {
-			iov := slices.Grow(wb.iov[:0], n*pi.bpp+1)
-			for j := range n {
-				iov = append(iov, page(j)...)
-			}
-			// The CRCs a block of pages at a time, three pages at once
-			// (pageCRCs), into an array on the stack.
-			var crcs [48]uint32
-			for lo := 0; lo < n; lo += len(crcs) {
-				hi := min(n, lo+len(crcs))
-				pageCRCs(iov[lo*pi.bpp:hi*pi.bpp], pi.bpp, crcs[:hi-lo])
-				for j, crc := range crcs[:hi-lo] {
-					setCRC(lo+j, crc)
-				}
-			}
-			idx = appendTrailer(idx, 0, n, payload, pi.poolFP, s.ident)
-			b.meta.Tag = fileTag(idx)
-			wb.iov, wb.idx = append(iov, idx), idx
-			return s.sys.pwritev(fd, wb.iov, 0)
-		}
-		pieces := split(workers, n, pi.pageLen)
-		errs := make([]error, len(pieces))
-		crcs := make([]uint32, n)
-		parallel(workers, len(pieces), func(p int) {
-			lo, hi := pieces[p][0], pieces[p][1]
-			errs[p] = checksummed(hi-lo, func(j int) [][]byte { return page(lo + j) }, crcs[lo:hi], int64(lo)*pi.pageLen, true, new(window), nil,
-				func(bufs [][]byte, off int64) error { return s.sys.pwritev(fd, bufs, off) })
-		})
-		if err := joinDistinct(errs); err != nil {
-			return err
-		}
-		for j, crc := range crcs {
-			setCRC(j, crc)
-		}
-		idx = appendTrailer(idx, 0, n, payload, pi.poolFP, s.ident)
-		wb.idx = idx
-		b.meta.Tag = fileTag(idx)
-		return s.sys.pwritev(fd, [][]byte{idx}, payload)
-	})
-	// The inode the index will hold, which the rename keeps, so that a
-	// polling check that finds another (a foreign file renamed over it)
-	// forgets the file. A watching store needs it only for a file it
-	// renames into place: the one event of an unnamed file's link is
-	// known as its own (expectOwn), and any other event for the name has
-	// the file loaded again.
-	var st unix.Stat_t
-	if err == nil && (b.tmp.name != "" || s.poll.Load()) && unix.Fstat(b.tmp.fd, &st) == nil {
-		b.meta.Ino = st.Ino
-	}
-	return b, err
-}
-
-// openBatchTemp opens the file a batch file of size bytes is written to
-// in the V1 directory: a file with no name (openUnnamed) where the store
-// may, else a temp file (openTemp).
-func (s *Store) openBatchTemp(v1fd int, size int64) (tempFile, error) {
-	if s.unnamedWrites() {
-		if t, ok, err := s.openUnnamed(v1fd, s.v1Dir, size); ok || err != nil {
-			return t, err
-		}
-	}
-	return s.openTemp(v1fd, s.v1Dir, size)
-}
 
 // joinDistinct joins errs, leaving out nils and repeats: two IO workers
 // that both meet ENOSPC report it once.

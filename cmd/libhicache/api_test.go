@@ -1,0 +1,175 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"os"
+	"regexp"
+	"runtime"
+	"strings"
+	"testing"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// openTest opens a store on a temp dir with a small page_first MHA pool
+// over memory the test maps, and returns the handle and the memory.
+func openTest(t *testing.T) (int64, []byte) {
+	t.Helper()
+	js, _ := json.Marshal(map[string]any{"dir": t.TempDir(), "model_name": "m/x"})
+	h, err := openStore(js)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = closeHandle(h) })
+	pool := []byte(`{"kind":"mha","layout":"page_first","dtype":"bfloat16","page_size":4,"size":32,"layer_num":2,"head_num":1,"head_dim":4}`)
+	n := 2 * 32 * 2 * 1 * 4 * 2
+	mem, err := unix.Mmap(-1, 0, n, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_ANON|unix.MAP_PRIVATE)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = unix.Munmap(mem) })
+	if err := registerPool(h, pool, unsafe.Pointer(&mem[0]), int64(n)); err != nil {
+		t.Fatal(err)
+	}
+	return h, mem
+}
+
+// TestV1RoundTripThroughAHandle: pages written with BatchSetV1 through a
+// handle come back byte for byte into other slots of the caller's memory.
+func TestV1RoundTripThroughAHandle(t *testing.T) {
+	h, mem := openTest(t)
+	for i := range mem {
+		mem[i] = byte(i*31 + 7)
+	}
+	res := make([]byte, 2)
+	if err := batchV1(h, true, []string{"a", "b"}, []int64{0, 1, 2, 3, 4, 5, 6, 7}, res); err != nil || !bytes.Equal(res, []byte{1, 1}) {
+		t.Fatalf("set: %v %v", res, err)
+	}
+	if err := batchV1(h, false, []string{"b", "a"}, []int64{16, 17, 18, 19, 20, 21, 22, 23}, res); err != nil || !bytes.Equal(res, []byte{1, 1}) {
+		t.Fatalf("get: %v %v", res, err)
+	}
+	// Page a (slots 0-3) went to slots 20-23, b (4-7) to 16-19: compare
+	// their buffers as the pool lists them.
+	ptrs := make([]uint64, 8)
+	sizes := make([]int64, 8)
+	if n, err := pageBufferMeta(h, []int64{0, 1, 2, 3, 20, 21, 22, 23, 4, 5, 6, 7, 16, 17, 18, 19}, ptrs, sizes); err != nil || n != 8 {
+		t.Fatalf("meta: %d %v", n, err)
+	}
+	base := uint64(uintptr(unsafe.Pointer(&mem[0])))
+	buf := func(i int) []byte { return mem[ptrs[i]-base : ptrs[i]-base+uint64(sizes[i])] }
+	for _, pair := range [][2]int{{0, 2}, {1, 3}, {4, 6}, {5, 7}} {
+		if !bytes.Equal(buf(pair[0]), buf(pair[1])) {
+			t.Fatalf("buffer %d came back as %v, want %v", pair[0], buf(pair[1]), buf(pair[0]))
+		}
+	}
+	js, err := statsJSON(h)
+	if err != nil || !strings.Contains(string(js), `"Sets":2`) {
+		t.Fatalf("stats %s %v", js, err)
+	}
+}
+
+// TestCallsAfterCloseFailWithCodeHandle: a closed or unknown handle is
+// CodeHandle for every call, and closing twice is too.
+func TestCallsAfterCloseFailWithCodeHandle(t *testing.T) {
+	h, _ := openTest(t)
+	if err := closeHandle(h); err != nil {
+		t.Fatal(err)
+	}
+	res := []byte{9}
+	if err := batchV1(h, false, []string{"a"}, []int64{0, 1, 2, 3}, res); codeOf(err) != CodeHandle || res[0] != 0 {
+		t.Fatalf("after close: %v %v", res, err)
+	}
+	if _, err := batchExists(h, []string{"a"}); codeOf(err) != CodeHandle {
+		t.Fatal(err)
+	}
+	if err := closeHandle(h); codeOf(err) != CodeHandle {
+		t.Fatal(err)
+	}
+	if err := clearStore(12345); codeOf(err) != CodeHandle {
+		t.Fatal(err)
+	}
+}
+
+// TestBadArgumentsAreCodes: bad JSON, unknown fields, bad pools and bad
+// C arrays come back as codes, never a panic.
+func TestBadArgumentsAreCodes(t *testing.T) {
+	for _, c := range []struct {
+		js   string
+		want Code
+	}{
+		{`{`, CodeArgument},
+		{`{"dir": 5}`, CodeArgument},
+		{`{"nosuch": 1}`, CodeArgument},
+		{`{} {}`, CodeArgument},
+		{`{"tp_size": -1}`, CodeConfig},
+	} {
+		if _, err := openStore([]byte(c.js)); codeOf(err) != c.want {
+			t.Errorf("open %s: %v, want code %d", c.js, err, c.want)
+		}
+	}
+	h, mem := openTest(t)
+	for _, c := range []struct {
+		js   string
+		n    int64
+		want Code
+	}{
+		{`{"kind":"gqa","layout":"page_first","dtype":"bfloat16","page_size":4,"size":32,"layer_num":2,"head_num":1,"head_dim":4}`, 512, CodeConfig},
+		{`{"kind":"mha","layout":"page_first","dtype":"bfloat16","page_size":4,"size":30,"layer_num":2,"head_num":1,"head_dim":4}`, 512, CodeConfig},
+		{`{"kind":"mha","layout":"page_first","dtype":"bfloat16","page_size":4,"size":32,"layer_num":2,"head_num":1,"head_dim":4}`, 511, CodeMemory},
+	} {
+		if err := registerPool(h, []byte(c.js), unsafe.Pointer(&mem[0]), c.n); codeOf(err) != c.want {
+			t.Errorf("register %s (%d bytes): %v, want code %d", c.js, c.n, err, c.want)
+		}
+	}
+	if _, err := cKeys(nil, nil, 1); codeOf(err) != CodeArgument {
+		t.Error(err)
+	}
+	lens := []int64{-1}
+	if _, err := cKeys(unsafe.Pointer(&mem[0]), unsafe.Pointer(&lens[0]), 1); codeOf(err) != CodeArgument {
+		t.Error(err)
+	}
+	if _, err := cBytes(nil, -1); codeOf(err) != CodeArgument {
+		t.Error(err)
+	}
+}
+
+// TestUnregisteredPoolFailsV1WithNoPool: after unregisterPool, V1 calls
+// fail with CodeNoPool, their results all false.
+func TestUnregisteredPoolFailsV1WithNoPool(t *testing.T) {
+	h, _ := openTest(t)
+	if err := unregisterPool(h); err != nil {
+		t.Fatal(err)
+	}
+	res := []byte{1}
+	if err := batchV1(h, true, []string{"a"}, []int64{0, 1, 2, 3}, res); codeOf(err) != CodeNoPool || res[0] != 0 {
+		t.Fatalf("%v %v", res, err)
+	}
+}
+
+// TestGuardTurnsAPanicIntoCodePanic: a panic becomes CodePanic and the
+// calling thread's last error names it.
+func TestGuardTurnsAPanicIntoCodePanic(t *testing.T) {
+	// guard records the message for this OS thread; keep the goroutine
+	// on it so that lastError reads the same thread.
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	r := guard(func() int64 { panic("boom") })
+	if Code(r) != CodePanic || !strings.Contains(lastError(), "boom") {
+		t.Fatalf("guard = %d, last error %q; want CodePanic and the panic's message", r, lastError())
+	}
+}
+
+// TestVersionIsThePythonPackages: the library's Version is the one the
+// Python package checks for.
+func TestVersionIsThePythonPackages(t *testing.T) {
+	b, err := os.ReadFile("../../python/hicache_go/_version.py")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile(`__version__ = "([^"]+)"`).FindSubmatch(b)
+	if m == nil || string(m[1]) != Version {
+		t.Fatalf("python/hicache_go/_version.py has %q, the library %q", m, Version)
+	}
+}

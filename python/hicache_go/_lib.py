@@ -1,0 +1,210 @@
+"""Loading libhicache.so and calling it through ctypes.
+
+The library is loaded on first use, never at import: it starts a Go runtime,
+and a process that forks after that must not call it in the child (the
+child's first call would hang). ``load()`` records the process that loaded
+it; a forked child that tries to use it gets a clear error instead.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import threading
+from typing import Any, List, Optional, Sequence
+
+from hicache_go._version import __version__
+
+# Result codes of the C API (cmd/libhicache/errors.go).
+OK = 0
+ERROR = -1
+ARGUMENT = -2
+HANDLE = -3
+NO_POOL = -4
+INVALID_KEY = -5
+LENGTH = -6
+NOT_FOUND = -7
+CORRUPT = -8
+PANIC = -9
+CONFIG = -10
+INDICES = -11
+MEMORY = -12
+BUFFER_SMALL = -13
+
+CODE_NAMES = {
+    ERROR: "error",
+    ARGUMENT: "invalid argument",
+    HANDLE: "unknown or closed handle",
+    NO_POOL: "no pool registered",
+    INVALID_KEY: "invalid key",
+    LENGTH: "length mismatch",
+    NOT_FOUND: "not found",
+    CORRUPT: "corrupt page",
+    PANIC: "panic",
+    CONFIG: "invalid config",
+    INDICES: "bad host indices",
+    MEMORY: "pool memory does not fit",
+    BUFFER_SMALL: "buffer too small",
+}
+
+# The native timing ops of hc_timed.
+OP_SET_V1, OP_GET_V1, OP_SET_OLD, OP_GET_OLD = 0, 1, 2, 3
+
+_lock = threading.Lock()
+_lib: Optional[ctypes.CDLL] = None
+_loaded_pid: Optional[int] = None
+
+
+class LibraryError(RuntimeError):
+    """A failure of a control-path call into libhicache (open, register)."""
+
+    def __init__(self, code: int, message: str):
+        self.code = code
+        super().__init__(f"{message} [{CODE_NAMES.get(code, code)}]")
+
+
+def library_path() -> str:
+    """The library to load: $HICACHE_GO_LIB, else libhicache.so beside this file."""
+    return os.environ.get("HICACHE_GO_LIB") or os.path.join(
+        os.path.dirname(os.path.abspath(__file__)), "libhicache.so"
+    )
+
+
+def _declare(lib: ctypes.CDLL) -> None:
+    i64, p, cp = ctypes.c_int64, ctypes.c_void_p, ctypes.c_char_p
+    sig = {
+        "hc_version": [p, i64],
+        "hc_last_error": [p, i64],
+        "hc_open": [cp, i64],
+        "hc_close": [i64],
+        "hc_register_pool": [i64, cp, i64, p, i64],
+        "hc_unregister_pool": [i64],
+        "hc_page_buffer_meta": [i64, p, i64, p, p, i64],
+        "hc_batch_set_v1": [i64, p, p, i64, p, i64, p],
+        "hc_batch_get_v1": [i64, p, p, i64, p, i64, p],
+        "hc_timed": [i64, i64, p, p, i64, p, i64, p],
+        "hc_set": [i64, p, i64, p, i64],
+        "hc_get": [i64, p, i64, p, i64],
+        "hc_batch_set": [i64, p, p, i64, p, i64, p],
+        "hc_batch_get": [i64, p, p, i64, p, i64, p],
+        "hc_exists": [i64, p, i64],
+        "hc_batch_exists": [i64, p, p, i64],
+        "hc_clear": [i64],
+        "hc_stats": [i64, p, i64],
+    }
+    for name, args in sig.items():
+        f = getattr(lib, name)
+        f.argtypes = args
+        f.restype = i64
+
+
+def forked() -> bool:
+    """True in a child forked after the library was loaded."""
+    return _loaded_pid is not None and _loaded_pid != os.getpid()
+
+
+def load() -> ctypes.CDLL:
+    """Loads the library once per process and checks its version."""
+    global _lib, _loaded_pid
+    with _lock:
+        if _lib is not None:
+            if forked():
+                raise RuntimeError(
+                    "hicache_go: libhicache was loaded before this process forked; "
+                    "a Go runtime does not survive fork. Load it after the fork "
+                    "(construct HiCacheGoFile in the child) or use spawn."
+                )
+            return _lib
+        path = library_path()
+        if not os.path.exists(path):
+            raise RuntimeError(
+                f"hicache_go: {path} not found; build it with scripts/build-python.sh "
+                "(or point HICACHE_GO_LIB at it)"
+            )
+        lib = ctypes.CDLL(path)
+        _declare(lib)
+        buf = ctypes.create_string_buffer(64)
+        n = lib.hc_version(buf, len(buf))
+        version = buf.raw[: max(n, 0)].decode()
+        if version != __version__:
+            raise RuntimeError(
+                f"hicache_go: {path} is version {version!r}, the package is "
+                f"{__version__!r}; rebuild it with scripts/build-python.sh"
+            )
+        _lib, _loaded_pid = lib, os.getpid()
+        return lib
+
+
+def last_error(lib: ctypes.CDLL) -> str:
+    """The calling thread's last error message from the library."""
+    buf = ctypes.create_string_buffer(4096)
+    n = lib.hc_last_error(buf, len(buf))
+    return buf.raw[: max(n, 0)].decode(errors="replace")
+
+
+class Keys:
+    """Keys packed as the C API takes them: one buffer and a length each."""
+
+    __slots__ = ("buf", "lens", "n")
+
+    def __init__(self, keys: Sequence[str]):
+        enc = [k.encode() if isinstance(k, str) else bytes(k) for k in keys]
+        self.n = len(enc)
+        self.buf = ctypes.create_string_buffer(b"".join(enc), sum(map(len, enc)) or 1)
+        self.lens = (ctypes.c_int64 * max(self.n, 1))(*map(len, enc))
+
+
+class Store:
+    """A handle on a Go store. Methods return the C API's codes; the
+    control-path ones (open, register_pool) raise LibraryError."""
+
+    def __init__(self, config: dict):
+        self.lib = load()
+        js = json.dumps(config).encode()
+        h = self.lib.hc_open(js, len(js))
+        if h <= 0:
+            raise LibraryError(h, last_error(self.lib))
+        self.handle = h
+
+    def error(self) -> str:
+        return last_error(self.lib)
+
+    def close(self) -> int:
+        return self.lib.hc_close(self.handle)
+
+    def register_pool(self, desc: dict, base: int, nbytes: int) -> None:
+        js = json.dumps(desc).encode()
+        r = self.lib.hc_register_pool(self.handle, js, len(js), base, nbytes)
+        if r < 0:
+            raise LibraryError(r, last_error(self.lib))
+
+    def unregister_pool(self) -> int:
+        return self.lib.hc_unregister_pool(self.handle)
+
+    def page_buffer_meta(self, indices: Sequence[int]) -> tuple[List[int], List[int]]:
+        n = len(indices)
+        idx = (ctypes.c_int64 * max(n, 1))(*indices)
+        cap = max(n * 256, 16)
+        while True:
+            ptrs = (ctypes.c_uint64 * cap)()
+            sizes = (ctypes.c_int64 * cap)()
+            r = self.lib.hc_page_buffer_meta(self.handle, idx, n, ptrs, sizes, cap)
+            if r == BUFFER_SMALL and cap < 1 << 24:
+                cap *= 16
+                continue
+            if r < 0:
+                raise LibraryError(r, last_error(self.lib))
+            return list(ptrs[:r]), list(sizes[:r])
+
+    def stats(self) -> dict[str, Any]:
+        size = 4096
+        while True:
+            buf = ctypes.create_string_buffer(size)
+            r = self.lib.hc_stats(self.handle, buf, size)
+            if r == BUFFER_SMALL and size < 1 << 20:
+                size *= 4
+                continue
+            if r < 0:
+                raise LibraryError(r, last_error(self.lib))
+            return json.loads(buf.raw[:r])

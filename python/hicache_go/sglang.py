@@ -1,0 +1,479 @@
+"""HiCacheGoFile: the Go file store as an SGLang HiCache storage backend.
+
+Launch SGLang with::
+
+    --hicache-storage-backend dynamic
+    --hicache-storage-backend-extra-config '{"backend_name": "hicache_go",
+        "module_path": "hicache_go.sglang", "class_name": "HiCacheGoFile",
+        "interface_v1": 1, "file_path": "/mnt/nvme/hicache"}'
+
+SGLang's factory calls ``HiCacheGoFile(storage_config, kwargs)`` and then
+``register_mem_pool_host(host_pool)``. The class follows SGLang's
+HiCacheStorage (python/sglang/srt/mem_cache/hicache_storage.py at
+sgl-project/sglang 001067f) and subclasses it when sglang is importable.
+
+Data-path methods (batch_set_v1, batch_get_v1, batch_exists, get, set,
+batch_get, batch_set, exists) never raise and never return None in place of
+their list or count: a failure is logged once per kind and reported as
+False or 0, since SGLang's prefetch and backup threads die on an exception
+and are never restarted. ``get`` returns None for a miss, and ``batch_get``
+None per missing key, as SGLang's contract says. The control path (the
+constructor, register_mem_pool_host) raises a clear error for what it
+cannot serve.
+
+Fork rule: the Go library is loaded by the constructor, never at import.
+A process must not fork after constructing a HiCacheGoFile and use it (or
+construct another) in the child: a Go runtime does not survive fork, and
+the child's first call would hang. SGLang spawns its scheduler processes
+and builds the backend inside them, which is fine.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+import threading
+from typing import Any, List, Optional
+
+import torch
+
+from hicache_go import _lib
+from hicache_go._base import HAVE_SGLANG, HiCacheStorage
+from hicache_go._size import ENV_MAX_SIZE, ENV_MIN_FREE_SPACE, resolve_ratio, resolve_size
+
+logger = logging.getLogger(__name__)
+
+ENV_STORAGE_DIR = "SGLANG_HICACHE_FILE_BACKEND_STORAGE_DIR"
+DEFAULT_DIR = "/tmp/hicache"
+
+# torch dtypes the Go pool knows, by torch's name.
+_DTYPES = {
+    "float16": "float16",
+    "bfloat16": "bfloat16",
+    "float32": "float32",
+    "float8_e4m3fn": "float8_e4m3fn",
+    "float8_e5m2": "float8_e5m2",
+    "uint8": "uint8",
+}
+_MHA_LAYOUTS = ("layer_first", "page_first", "page_first_direct", "page_head")
+_MLA_LAYOUTS = ("layer_first", "page_first", "page_first_direct")
+
+
+def _flag(v: Any) -> bool:
+    """A boolean setting that may come as a JSON bool, number or string."""
+    if isinstance(v, str):
+        return v.strip().lower() in ("1", "true", "yes", "on")
+    return bool(v)
+
+
+def storage_dir(extra: dict) -> str:
+    """extra["file_path"], else $SGLANG_HICACHE_FILE_BACKEND_STORAGE_DIR,
+    else /tmp/hicache."""
+    return str(extra.get("file_path") or os.environ.get(ENV_STORAGE_DIR) or DEFAULT_DIR)
+
+
+def _int_attr(obj: Any, name: str, default: int) -> int:
+    v = getattr(obj, name, default)
+    return default if v is None else int(v)
+
+
+def describe_pool(pool: Any) -> dict:
+    """The Go description of an SGLang host pool, from its attributes.
+
+    Raises ValueError for a pool it cannot describe exactly.
+    """
+    def need(name: str) -> Any:
+        v = getattr(pool, name, None)
+        if v is None:
+            raise ValueError(f"hicache_go: host pool has no attribute {name!r}")
+        return v
+
+    layout = str(need("layout"))
+    dtype = str(need("dtype")).removeprefix("torch.")
+    if dtype not in _DTYPES:
+        raise ValueError(f"hicache_go: host pool dtype {dtype!r} is not supported")
+    mla = getattr(pool, "kv_lora_rank", None) is not None
+    desc = {
+        "kind": "mla" if mla else "mha",
+        "layout": layout,
+        "dtype": _DTYPES[dtype],
+        "page_size": int(need("page_size")),
+        "size": int(need("size")),
+        "layer_num": int(need("layer_num")),
+    }
+    if mla:
+        if layout not in _MLA_LAYOUTS:
+            raise ValueError(f"hicache_go: MLA layout {layout!r} is not supported")
+        desc["kv_lora_rank"] = int(need("kv_lora_rank"))
+        desc["qk_rope_head_dim"] = int(need("qk_rope_head_dim"))
+    else:
+        if layout not in _MHA_LAYOUTS:
+            raise ValueError(f"hicache_go: MHA layout {layout!r} is not supported")
+        desc["head_num"] = int(need("head_num"))
+        desc["head_dim"] = int(need("head_dim"))
+    return desc
+
+
+class HiCacheGoFile(HiCacheStorage):
+    """SGLang's HiCacheFile, served by the Go store through libhicache.
+
+    Settings: the directory is ``extra_config["file_path"]``, else
+    $SGLANG_HICACHE_FILE_BACKEND_STORAGE_DIR, else /tmp/hicache; ``max_size``,
+    ``min_free_space`` and ``eviction_ratio`` come from extra_config, else
+    SGLang's environment variables, in SGLang's size syntax; ``io_workers``
+    (threads per large V1 call) and ``direct_io`` (O_DIRECT reads) are extra
+    keys of this backend.
+
+    Safe for concurrent use from SGLang's prefetch, prefetch I/O, backup and
+    scheduler threads: ctypes releases the GIL during each call.
+    """
+
+    def __init__(self, storage_config: Any = None, kwargs: Optional[dict] = None):
+        cfg = storage_config
+        extra = dict(getattr(cfg, "extra_config", None) or {})
+        self.kwargs = dict(kwargs or {})
+        self.extra_config = extra
+        if _flag(getattr(cfg, "should_split_heads", False)):
+            raise ValueError("hicache_go: should_split_heads is not supported")
+        self.file_path = storage_dir(extra)
+        model_name = getattr(cfg, "model_name", None) or ""
+        config = {
+            "dir": str(self.file_path),
+            "model_name": str(model_name),
+            "tp_rank": _int_attr(cfg, "tp_rank", 0),
+            "tp_size": _int_attr(cfg, "tp_size", 1),
+            "pp_rank": _int_attr(cfg, "pp_rank", 0),
+            "pp_size": _int_attr(cfg, "pp_size", 1),
+            "cp_rank": _int_attr(cfg, "attn_cp_rank", 0),
+            "cp_size": _int_attr(cfg, "attn_cp_size", 1),
+            "is_mla": _flag(getattr(cfg, "is_mla_model", False)),
+            "max_bytes": resolve_size(extra, "max_size", ENV_MAX_SIZE),
+            "min_free_bytes": resolve_size(extra, "min_free_space", ENV_MIN_FREE_SPACE),
+            "eviction_ratio": resolve_ratio(extra),
+            "io_workers": int(extra.get("io_workers", 0) or 0),
+            "direct_io": _flag(extra.get("direct_io", False)),
+        }
+        self.config = config
+        self._warned: set = set()
+        self._warn_lock = threading.Lock()
+        self._closed = False
+        self._page_size = 0
+        self._page_bytes = 0
+        self.mem_pool_host = None
+        self._store = _lib.Store(config)  # loads the library; raises on a bad config
+        self._lib = self._store.lib
+        self._h = self._store.handle
+
+    # ----- control path -------------------------------------------------
+
+    def register_mem_pool_host(self, mem_pool_host: Any):
+        """Wraps the pool's kv_buffer on the Go side and checks the Go
+        geometry against the pool's own get_page_buffer_meta; raises
+        ValueError for a pool it cannot describe exactly."""
+        pool = mem_pool_host
+        # A pool that fails any check below leaves no pool registered.
+        self.mem_pool_host = None
+        self._store.unregister_pool()
+        desc = describe_pool(pool)
+        kv = getattr(pool, "kv_buffer", None)
+        if not isinstance(kv, torch.Tensor):
+            raise ValueError("hicache_go: host pool's kv_buffer is not a tensor")
+        if kv.device.type != "cpu" or not kv.is_contiguous():
+            raise ValueError("hicache_go: host pool's kv_buffer must be a contiguous CPU tensor")
+        nbytes = kv.numel() * kv.element_size()
+        self._page_size = 0
+        try:
+            self._store.register_pool(desc, kv.data_ptr(), nbytes)
+        except _lib.LibraryError as e:
+            raise ValueError(f"hicache_go: the Go store refused the host pool {desc}: {e}") from e
+        try:
+            self._check_geometry(pool, desc)
+        except BaseException:
+            self._store.unregister_pool()
+            raise
+        self.mem_pool_host = pool
+        self._page_size = desc["page_size"]
+        self._page_bytes = pool.get_dummy_flat_data_page().numel() * kv.element_size()
+
+    def _check_geometry(self, pool: Any, desc: dict) -> None:
+        ps = desc["page_size"]
+        pages = desc["size"] // ps
+        sample = sorted({0, pages // 2, pages - 1})
+        idx = [p * ps + s for p in sample for s in range(ps)]
+        want_ptrs, want_sizes = pool.get_page_buffer_meta(torch.tensor(idx, dtype=torch.int64))
+        want = ([int(x) for x in want_ptrs], [int(x) for x in want_sizes])
+        got = self._store.page_buffer_meta(idx)
+        if got != want:
+            raise ValueError(
+                "hicache_go: the Go pool's page buffers differ from the host pool's "
+                f"get_page_buffer_meta on pages {sample} ({desc}); refusing the pool"
+            )
+
+    def register_mem_host_pool_v2(self, host_pool: Any, host_pool_name):
+        """The KV pool registers as for v1; other component pools are not
+        supported yet and are refused."""
+        if str(host_pool_name) in ("kv", "PoolName.KV", "__default__"):
+            return self.register_mem_pool_host(host_pool)
+        raise ValueError(f"hicache_go: component pool {host_pool_name!r} is not supported")
+
+    def close(self) -> None:
+        """Closes the Go store; later calls return False/0."""
+        if self._closed:
+            return
+        self._closed = True
+        self._store.close()
+
+    # ----- helpers ------------------------------------------------------
+
+    def _warn(self, kind: str, msg: str) -> None:
+        with self._warn_lock:
+            if kind in self._warned:
+                return
+            self._warned.add(kind)
+        logger.error("hicache_go: %s (further %s failures are not logged)", msg, kind)
+
+    def _usable(self, what: str) -> bool:
+        if self._closed:
+            self._warn("closed", f"{what} after close")
+            return False
+        if _lib.forked():
+            self._warn("forked", f"{what} in a process forked after the library was loaded")
+            return False
+        return True
+
+    def _fail(self, what: str, code: int) -> None:
+        kind = f"{what}:{code}"
+        self._warn(kind, f"{what} failed: {_lib.last_error(self._lib)} [{_lib.CODE_NAMES.get(code, code)}]")
+
+    @staticmethod
+    def _keys(keys: Any) -> tuple:
+        enc = []
+        for k in keys:
+            if isinstance(k, str):
+                enc.append(k.encode())
+            elif isinstance(k, (bytes, bytearray)):
+                enc.append(bytes(k))
+            else:
+                raise TypeError(f"key {k!r} is not a str")
+        lens = (ctypes.c_int64 * max(len(enc), 1))(*map(len, enc))
+        return b"".join(enc), lens, len(enc)
+
+    @staticmethod
+    def _indices(host_indices: Any) -> torch.Tensor:
+        t = host_indices if isinstance(host_indices, torch.Tensor) else torch.as_tensor(host_indices)
+        if t.dtype != torch.int64 or t.device.type != "cpu" or not t.is_contiguous():
+            t = t.to(device="cpu", dtype=torch.int64).contiguous()
+        return t.reshape(-1)
+
+    @staticmethod
+    def _nkeys(keys: Any) -> int:
+        try:
+            return len(keys)
+        except Exception:
+            return 0
+
+    # ----- zero-copy interface -----------------------------------------
+
+    def _v1(self, what: str, fn: Any, keys: List[str], host_indices: torch.Tensor) -> List[bool]:
+        n = self._nkeys(keys)
+        try:
+            if not self._usable(what):
+                return [False] * n
+            if n == 0:
+                return []
+            buf, lens, n = self._keys(keys)
+            idx = self._indices(host_indices)
+            res = (ctypes.c_uint8 * n)()
+            r = fn(self._h, buf, lens, n, idx.data_ptr(), idx.numel(), res)
+            if r < 0:
+                self._fail(what, r)
+            return [b == 1 for b in bytes(res)]
+        except Exception as e:  # never raise on the data path
+            self._warn(f"{what}:exception", f"{what} raised {e!r}")
+            return [False] * n
+
+    def batch_set_v1(self, keys: List[str], host_indices: torch.Tensor, extra_info: Optional[Any] = None) -> List[bool]:
+        """Stores the pages at host_indices (page_size slots per key) under
+        keys, straight from pool memory; one bool per key."""
+        return self._v1("batch_set_v1", self._lib.hc_batch_set_v1, keys, host_indices)
+
+    def batch_get_v1(self, keys: List[str], host_indices: torch.Tensor, extra_info: Optional[Any] = None) -> List[bool]:
+        """Loads each key's page into the pool at host_indices, straight
+        into pool memory; one bool per key."""
+        return self._v1("batch_get_v1", self._lib.hc_batch_get_v1, keys, host_indices)
+
+    def batch_exists(self, keys: List[str], extra_info: Optional[Any] = None) -> int:
+        """The number of leading keys the store holds."""
+        try:
+            if not self._usable("batch_exists") or not self._nkeys(keys):
+                return 0
+            buf, lens, n = self._keys(keys)
+            r = self._lib.hc_batch_exists(self._h, buf, lens, n)
+            if r < 0:
+                self._fail("batch_exists", r)
+                return 0
+            return int(r)
+        except Exception as e:
+            self._warn("batch_exists:exception", f"batch_exists raised {e!r}")
+            return 0
+
+    # ----- generic (copy) interface ------------------------------------
+
+    @staticmethod
+    def _tensor_buf(t: Any) -> tuple:
+        if not isinstance(t, torch.Tensor) or t.device.type != "cpu" or not t.is_contiguous():
+            raise TypeError("page must be a contiguous CPU tensor")
+        return t.data_ptr(), t.numel() * t.element_size()
+
+    def exists(self, key: str) -> bool:
+        """Whether the store holds key, in either format."""
+        try:
+            if not self._usable("exists"):
+                return False
+            k = key.encode() if isinstance(key, str) else bytes(key)
+            r = self._lib.hc_exists(self._h, k, len(k))
+            if r < 0:
+                self._fail("exists", r)
+            return r == 1
+        except Exception as e:
+            self._warn("exists:exception", f"exists raised {e!r}")
+            return False
+
+    def get(self, key: str, target_location: Optional[Any] = None, target_sizes: Optional[Any] = None):
+        """Reads key's page into target_location (a flat page tensor; a new
+        one from the pool when None) and returns it, or None for a miss."""
+        try:
+            if not self._usable("get"):
+                return None
+            if target_location is None:
+                if self.mem_pool_host is None:
+                    return None
+                target_location = self.mem_pool_host.get_dummy_flat_data_page()
+            ptr, n = self._tensor_buf(target_location)
+            k = key.encode() if isinstance(key, str) else bytes(key)
+            r = self._lib.hc_get(self._h, k, len(k), ptr, n)
+            if r == 0:
+                return target_location
+            if r != _lib.NOT_FOUND:
+                self._fail("get", r)
+            return None
+        except Exception as e:
+            self._warn("get:exception", f"get raised {e!r}")
+            return None
+
+    def batch_get(self, keys: List[str], target_locations: Optional[Any] = None, target_sizes: Optional[Any] = None) -> List[Any]:
+        """Reads each key's page into its target; per key the target, or
+        None for a miss."""
+        n = self._nkeys(keys)
+        try:
+            if not self._usable("batch_get"):
+                return [None] * n
+            if n == 0:
+                return []
+            if target_locations is None:
+                if self.mem_pool_host is None:
+                    return [None] * n
+                target_locations = [self.mem_pool_host.get_dummy_flat_data_page() for _ in range(n)]
+            targets = list(target_locations)
+            if len(targets) != n:
+                self._warn("batch_get:length", f"batch_get: {len(targets)} targets for {n} keys")
+                return [None] * n
+            bufs = [self._tensor_buf(t) for t in targets]
+            size = bufs[0][1]
+            if any(b[1] != size for b in bufs):
+                return [self.get(k, t) for k, t in zip(keys, targets)]
+            buf, lens, n = self._keys(keys)
+            ptrs = (ctypes.c_void_p * n)(*[b[0] for b in bufs])
+            res = (ctypes.c_uint8 * n)()
+            r = self._lib.hc_batch_get(self._h, buf, lens, n, ptrs, size, res)
+            if r < 0:
+                self._fail("batch_get", r)
+            return [t if ok == 1 else None for t, ok in zip(targets, bytes(res))]
+        except Exception as e:
+            self._warn("batch_get:exception", f"batch_get raised {e!r}")
+            return [None] * n
+
+    def set(self, key: str, value: Optional[Any] = None, target_location: Optional[Any] = None, target_sizes: Optional[Any] = None) -> bool:
+        """Stores a flat page tensor as key's SGLang .bin file."""
+        try:
+            if not self._usable("set"):
+                return False
+            ptr, n = self._tensor_buf(value)
+            k = key.encode() if isinstance(key, str) else bytes(key)
+            r = self._lib.hc_set(self._h, k, len(k), ptr, n)
+            if r < 0:
+                self._fail("set", r)
+            return r == 0
+        except Exception as e:
+            self._warn("set:exception", f"set raised {e!r}")
+            return False
+
+    def batch_set(self, keys: List[str], values: Optional[Any] = None, target_locations: Optional[Any] = None, target_sizes: Optional[Any] = None) -> bool:
+        """Stores each flat page under its key, stopping at the first
+        failure; True when all were stored."""
+        try:
+            if not self._usable("batch_set"):
+                return False
+            n = self._nkeys(keys)
+            if n == 0:
+                return True
+            vals = list(values or [])
+            if len(vals) != n:
+                self._warn("batch_set:length", f"batch_set: {len(vals)} values for {n} keys")
+                return False
+            bufs = [self._tensor_buf(v) for v in vals]
+            size = bufs[0][1]
+            if any(b[1] != size for b in bufs):
+                return all(self.set(k, v) for k, v in zip(keys, vals))
+            buf, lens, n = self._keys(keys)
+            ptrs = (ctypes.c_void_p * n)(*[b[0] for b in bufs])
+            res = (ctypes.c_uint8 * n)()
+            r = self._lib.hc_batch_set(self._h, buf, lens, n, ptrs, size, res)
+            if r < 0:
+                self._fail("batch_set", r)
+            return r == 0 and all(b == 1 for b in bytes(res))
+        except Exception as e:
+            self._warn("batch_set:exception", f"batch_set raised {e!r}")
+            return False
+
+    # ----- housekeeping -------------------------------------------------
+
+    def clear(self) -> bool:
+        """Removes this store's files (other ranks' and models' stay)."""
+        try:
+            if not self._usable("clear"):
+                return False
+            r = self._lib.hc_clear(self._h)
+            if r < 0:
+                self._fail("clear", r)
+            return r == 0
+        except Exception as e:
+            self._warn("clear:exception", f"clear raised {e!r}")
+            return False
+
+    def stats(self) -> dict:
+        """The Go store's counters (Sets, Hits, Misses, Corrupt, ...), or {}."""
+        try:
+            if not self._usable("stats"):
+                return {}
+            return self._store.stats()
+        except Exception as e:
+            self._warn("stats:exception", f"stats raised {e!r}")
+            return {}
+
+    def get_stats(self):
+        """The store's counters. Without sglang, the dict of stats(); with
+        it, SGLang's StorageMetrics (which its metrics collector requires),
+        carrying that dict as its ``counters`` attribute."""
+        counters = self.stats()
+        if not HAVE_SGLANG:
+            return counters
+        try:
+            from sglang.srt.metrics.collector import StorageMetrics
+
+            m = StorageMetrics()
+            m.counters = counters
+            return m
+        except Exception:
+            return None

@@ -1,0 +1,63 @@
+"""Shared fixtures: the library must be built (scripts/build-python.sh);
+without it every test is skipped with that reason."""
+
+import os
+import sys
+
+import pytest
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+
+from hicache_go import _lib  # noqa: E402
+from hicache_go.driver import storage_config  # noqa: E402
+from hicache_go.hostpool import MHA_LAYOUTS, MLA_LAYOUTS, make_pool  # noqa: E402
+from hicache_go.sglang import HiCacheGoFile  # noqa: E402
+
+LAYOUTS = [("mha", l) for l in MHA_LAYOUTS] + [("mla", l) for l in MLA_LAYOUTS]
+
+
+def pytest_collection_modifyitems(config, items):
+    if not os.path.exists(_lib.library_path()):
+        skip = pytest.mark.skip(reason=f"{_lib.library_path()} is not built: run scripts/build-python.sh")
+        for item in items:
+            item.add_marker(skip)
+
+
+@pytest.fixture
+def open_store(tmp_path):
+    """open_store(kind="mha", layout="page_first", **extra) -> (store, pool);
+    every store is closed at teardown."""
+    stores = []
+
+    def make(kind="mha", layout="page_first", directory=None, model="test/model", pages=64, page_size=4, **extra):
+        pool = make_pool(kind, layout, page_size=page_size, pages=pages)
+        store = HiCacheGoFile(storage_config(str(directory or tmp_path), model, kind == "mla", extra))
+        store.register_mem_pool_host(pool)
+        stores.append(store)
+        return store, pool
+
+    yield make
+    for s in stores:
+        s.close()
+
+
+def fill_random(pool, seed=0):
+    """Fills the whole pool with random bytes."""
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+    u = pool.kv_buffer.view(-1).view(torch.uint8)
+    u.copy_(torch.randint(0, 256, u.shape, dtype=torch.uint8, generator=g))
+
+
+def page_bytes(pool, first_slot):
+    import torch
+
+    return pool.get_data_page(first_slot).contiguous().view(torch.uint8).numpy().tobytes()
+
+
+def slots(pool, pages):
+    import torch
+
+    ps = pool.page_size
+    return torch.tensor([p * ps + s for p in pages for s in range(ps)], dtype=torch.int64)
