@@ -18,6 +18,7 @@ import (
 	_ "github.com/hicache-go/hicache/specs/hicachefile"
 	_ "github.com/hicache-go/hicache/specs/hostcache"
 	"github.com/hicache-go/hicache/specs/perf"
+	_ "github.com/hicache-go/hicache/specs/python"
 	_ "github.com/hicache-go/hicache/specs/torture"
 )
 

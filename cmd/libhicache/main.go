@@ -1,3 +1,5 @@
+//go:build linux
+
 // Command libhicache is the store as a C shared library, for callers in
 // other languages: the Python package hicache_go loads it with ctypes.
 // Build it with

@@ -2,9 +2,7 @@ package hicachefile
 
 import (
 	"bytes"
-	"encoding/binary"
 	"fmt"
-	"hash/fnv"
 	"math/rand/v2"
 	"sync"
 	"sync/atomic"
@@ -13,20 +11,6 @@ import (
 
 	"github.com/hicache-go/hicache/pkg/hostcache"
 )
-
-// keyedPage fills page with bytes derived from key alone, so that a reader
-// can tell whether a page served under key is key's.
-func keyedPage(key string, page []byte) {
-	h := fnv.New64a()
-	h.Write([]byte(key))
-	x := h.Sum64()
-	for i := 0; i+8 <= len(page); i += 8 {
-		x ^= x << 13
-		x ^= x >> 7
-		x ^= x << 17
-		binary.LittleEndian.PutUint64(page[i:], x)
-	}
-}
 
 // churnMode says what removes a churned store's files while it is read.
 type churnMode struct {

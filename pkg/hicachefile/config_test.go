@@ -102,3 +102,17 @@ func TestLongModelName(t *testing.T) {
 		t.Fatalf("Validate rejects every ModelName of 200 bytes or more")
 	}
 }
+
+// TestSGLangDirEnv: with Config.Dir empty, SGLang's own variable names the
+// directory first, then HICACHE_FILE_DIR.
+func TestSGLangDirEnv(t *testing.T) {
+	t.Setenv("SGLANG_HICACHE_FILE_BACKEND_STORAGE_DIR", "/sglang/dir")
+	t.Setenv("HICACHE_FILE_DIR", "/ours")
+	if got := (Config{ModelName: "m"}).withDefaults().Dir; got != "/sglang/dir" {
+		t.Errorf("Dir = %q, want SGLang's /sglang/dir", got)
+	}
+	t.Setenv("SGLANG_HICACHE_FILE_BACKEND_STORAGE_DIR", "")
+	if got := (Config{ModelName: "m"}).withDefaults().Dir; got != "/ours" {
+		t.Errorf("Dir = %q, want /ours", got)
+	}
+}

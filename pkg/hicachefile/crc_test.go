@@ -2,9 +2,15 @@ package hicachefile
 
 import (
 	"fmt"
+	"hash/crc32"
 	"math/rand/v2"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/hicache-go/hicache/pkg/hicachefile/internal/batchfile"
+	"github.com/hicache-go/hicache/pkg/hostcache"
 )
 
 // TestPageCRCs checks pageCRCs against hash/crc32 for pages of every
@@ -109,6 +115,143 @@ func BenchmarkPageCRCs(b *testing.B) {
 				fast, slow = fast+t1.Sub(t0), slow+time.Since(t1)
 			}
 			b.ReportMetric(float64(fast)/float64(slow), "x-crc32")
+		})
+	}
+}
+
+// TestWrittenCRCsAreCRC32C: the CRC32C that BatchSetV1 records for
+// each page (pageCRCs, a block of 48 pages at a time, three at once) is
+// hash/crc32's of the page's bytes as they lie in the file, for batches of
+// 1 to 100 pages (one or two left over a group of three, a block and one
+// more) and pools of every layout whose buffers crc32cPages takes (of
+// 256, 128 or 384 bytes) and leaves to hash/crc32 (of 18 or 90 bytes). A read computes its CRCs with the same
+// pageCRCs, so only a check against another implementation finds a CRC
+// that both get wrong alike.
+func TestWrittenCRCsAreCRC32C(t *testing.T) {
+	seed := seedCfg
+	seed.Pages = 128
+	mha := mhaCfg
+	mha.Pages = 128
+	odd := hostcache.Config{Kind: hostcache.MHA, Layout: hostcache.LayerFirst, DType: hostcache.Float16,
+		PageSize: 3, Pages: 128, LayerNum: 5, HeadNum: 1, HeadDim: 3}
+	pools := []struct {
+		name string
+		cfg  hostcache.Config
+	}{{"seed", seed}}
+	for _, layout := range hostcache.Layouts {
+		for _, c := range []hostcache.Config{mha, odd} {
+			c.Layout = layout
+			pools = append(pools, struct {
+				name string
+				cfg  hostcache.Config
+			}{fmt.Sprintf("%s-%d", layout, c.HeadDim), c})
+		}
+	}
+	for _, pc := range pools {
+		for _, n := range []int{1, 2, 3, 4, 47, 48, 49, 50, 100} {
+			t.Run(fmt.Sprintf("%s/%d", pc.name, n), func(t *testing.T) {
+				p := newPool(t, pc.cfg)
+				src, err := p.Alloc(n * pc.cfg.PageSize)
+				if err != nil {
+					t.Fatal(err)
+				}
+				fillRandom(t, p, src)
+				s := newStore(t, Config{Dir: t.TempDir(), ModelName: "m"}, p)
+				keys := make([]string, n)
+				for i := range keys {
+					keys[i] = sglangKey("crc", n, i)
+				}
+				if ok, err := s.BatchSetV1(keys, src); err != nil || !all(ok) {
+					t.Fatal(ok, err)
+				}
+				files, _ := filepath.Glob(filepath.Join(s.v1Dir, "*.batch.bin"))
+				pages := 0
+				for _, f := range files {
+					b, err := os.ReadFile(f)
+					if err != nil {
+						t.Fatal(err)
+					}
+					tr, err := batchfile.ParseTrailer(b[len(b)-trailerSize:], int64(len(b)))
+					if err != nil {
+						t.Fatal(err)
+					}
+					ents, err := batchfile.ParseIndex(b[tr.IndexOff:tr.IndexOff+tr.IndexLen], tr)
+					if err != nil {
+						t.Fatal(err)
+					}
+					for _, e := range ents {
+						if got := crc32.Checksum(b[e.Off:e.Off+e.Length], castagnoli); got != e.CRC {
+							t.Errorf("%s: page at %d of %s: entry's CRC %08x, hash/crc32 %08x", filepath.Base(f), e.Off, e.Key, e.CRC, got)
+						}
+						pages++
+					}
+				}
+				if pages != n {
+					t.Fatalf("%d pages in %d files, want %d", pages, len(files), n)
+				}
+			})
+		}
+	}
+}
+
+// TestCrc32cPagesStopsCleanly: crc32cPages, given groups of which one
+// has a buffer it does not take, stops before that group, returns how
+// many it did, and stores nothing for the group it stopped in, whichever
+// of the group's pages and buffers differs; it takes buffers of 0 and of
+// crc3Max bytes, not of crc3Max+8 or of a length not a multiple of 8.
+func TestCrc32cPagesStopsCleanly(t *testing.T) {
+	const bpp, groups = 3, 3
+	mem := make([]byte, 3*groups*bpp*(crc3Max+8))
+	for i := range mem {
+		mem[i] = byte(i*7 + i>>8)
+	}
+	for _, c := range []struct {
+		name     string
+		page, k  int // the page and buffer that differ
+		length   int // all other buffers' length
+		odd      int // that buffer's length
+		wantDone int
+	}{
+		{"page B's last buffer longer", 7, 2, 64, 72, 2},
+		{"page C's first buffer shorter", 8, 0, 64, 56, 2},
+		{"page A of the first group", 0, 1, 64, 0, 0},
+		{"a length not a multiple of 8", 4, 0, 64, 63, 1},
+		{"all 60 bytes", 0, 0, 60, 60, 0},
+		{"all empty", 0, 0, 0, 0, groups},
+		{"crc3Max", 0, 0, crc3Max, crc3Max, groups},
+		{"crc3Max+8 everywhere", 0, 0, crc3Max + 8, crc3Max + 8, 0},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			bufs := make([][]byte, 3*groups*bpp)
+			pos := 0
+			for i := range bufs {
+				l := c.length
+				if i == c.page*bpp+c.k {
+					l = c.odd
+				}
+				bufs[i] = mem[pos : pos+l : pos+l]
+				pos += l
+			}
+			crcs := make([]uint32, 3*groups+1)
+			for i := range crcs {
+				crcs[i] = 0xdeadbeef
+			}
+			done := crc32cPages(&crcs[0], &bufs[0], bpp, groups)
+			if !haveCRC3 {
+				c.wantDone = 0
+			}
+			if done != c.wantDone {
+				t.Fatalf("done = %d, want %d", done, c.wantDone)
+			}
+			for j := range crcs {
+				want := uint32(0xdeadbeef)
+				if j < 3*done {
+					want = pageCRC(bufs[j*bpp : (j+1)*bpp])
+				}
+				if crcs[j] != want {
+					t.Errorf("crcs[%d] = %08x, want %08x", j, crcs[j], want)
+				}
+			}
 		})
 	}
 }

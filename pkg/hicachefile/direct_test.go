@@ -1,6 +1,7 @@
 package hicachefile
 
 import (
+	"fmt"
 	"os"
 	"testing"
 
@@ -114,5 +115,45 @@ func TestDirectIOBadFiles(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestDirectBytesCountedOnceWhenRunReread: when a direct run fails (its
+// file truncated) and is read again page by page, DirectBytes counts no
+// more than the bytes of the pages served.
+func TestDirectBytesCountedOnceWhenRunReread(t *testing.T) {
+	cfg := directCfg
+	cfg.Layout = hostcache.PageFirst
+	cfg.Pages = 400
+	p := newPool(t, cfg)
+	n := 200
+	src, _ := p.Alloc(n * cfg.PageSize)
+	dst, _ := p.Alloc(n * cfg.PageSize)
+	fillRandom(t, p, src)
+	keys := make([]string, n)
+	for i := range keys {
+		keys[i] = fmt.Sprintf("k%03d", i)
+	}
+	s := newStore(t, Config{Dir: t.TempDir(), ModelName: "m", DirectIO: true, IOWorkers: 1}, p)
+	if ok, err := s.BatchSetV1(keys, src); err != nil || !all(ok) {
+		t.Fatal(ok, err)
+	}
+	loc, _ := s.Locate(keys[n-1])
+	if err := os.Truncate(loc.Path, loc.Offset+loc.Length/2); err != nil {
+		t.Fatal(err)
+	}
+	ok, _ := s.BatchGetV1(keys, dst)
+	served := int64(0)
+	for _, b := range ok {
+		if b {
+			served += int64(p.PageBytes())
+		}
+	}
+	st := s.Stats()
+	if st.DirectBytes == 0 {
+		t.Logf("no direct reads: the file system of %s refuses O_DIRECT", s.Dir())
+	}
+	if st.DirectBytes > served {
+		t.Errorf("DirectBytes = %d, but only %d bytes were read (%d pages served)", st.DirectBytes, served, served/int64(p.PageBytes()))
 	}
 }

@@ -12,22 +12,6 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// batchFileCount counts the batch files in the store's V1 directory.
-func batchFileCount(t *testing.T, s *Store) int {
-	t.Helper()
-	files, err := filepath.Glob(filepath.Join(s.v1Dir, "*"+batchExt))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return len(files)
-}
-
-// oneKeyFile is the size of a batch file holding one page under a
-// two-byte key, written by a store of model "m".
-func oneKeyFile(pageBytes int) int64 {
-	return int64(pageBytes) + IndexSize([]string{"k0"}) + IdentitySize("m") + TrailerSize
-}
-
 // TestEvictLRU: with room for three one-page batch files, a fourth write
 // removes the least recently used file; a read hit counts as a use.
 func TestEvictLRU(t *testing.T) {
@@ -197,6 +181,61 @@ func TestEvictForeignFileByAge(t *testing.T) {
 		}
 		if got := s.BatchExists([]string{"k1", "kb", "k2"}); got != 3 {
 			t.Fatalf("BatchExists(k1, kb, k2) = %d, want 3: the recent foreign file went first", got)
+		}
+	})
+}
+
+// TestEvictionDuringReadServesOwnPages: reads of 40 keys in 40 one-page batch files
+// (more than maxOpenFiles) while writes of other keys evict those files:
+// no call fails, and every page served is the key's own.
+func TestEvictionDuringReadServesOwnPages(t *testing.T) {
+	bothModes(t, func(t *testing.T, noWatch bool) {
+		ps := mhaCfg.PageSize
+		pc := mhaCfg
+		pc.Pages = 200
+		p := newPool(t, pc)
+		const nk = 40
+		src, _ := p.Alloc(2 * nk * ps)
+		fillRandom(t, p, src)
+		keys := make([]string, 2*nk)
+		for i := range keys {
+			keys[i] = fmt.Sprintf("k%d", i)
+		}
+		s := newStore(t, Config{Dir: t.TempDir(), ModelName: "m", NoWatch: noWatch, MaxBatchFileBytes: 1,
+			MaxBytes: (nk + 5) * oneKeyFile(p.PageBytes()), EvictionRatio: 1}, p)
+		w := newStore(t, Config{Dir: s.dir, ModelName: "m", NoWatch: noWatch, MaxBatchFileBytes: 1,
+			MaxBytes: (nk + 5) * oneKeyFile(p.PageBytes()), EvictionRatio: 1}, p)
+		dst, _ := p.Alloc(nk * ps)
+		hits := 0
+		for round := range 30 {
+			lo := (round % 2) * nk
+			if _, err := s.BatchSetV1(keys[lo:lo+nk], src[lo*ps:(lo+nk)*ps]); err != nil {
+				t.Fatal(err)
+			}
+			done := make(chan error)
+			go func() {
+				other := nk - lo
+				_, err := w.BatchSetV1(keys[other:other+nk], src[other*ps:(other+nk)*ps])
+				done <- err
+			}()
+			ok, err := s.BatchGetV1(keys[lo:lo+nk], dst)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for j := range ok {
+				if ok[j] {
+					hits++
+					if !samePages(t, p, dst[j*ps], src[(lo+j)*ps]) {
+						t.Fatalf("round %d: %s: wrong page", round, keys[lo+j])
+					}
+				}
+			}
+			if err := <-done; err != nil {
+				t.Fatal(err)
+			}
+		}
+		if hits == 0 {
+			t.Error("no hit: nothing tested")
 		}
 	})
 }

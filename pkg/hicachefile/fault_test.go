@@ -6,139 +6,15 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strings"
+	"strconv"
 	"sync/atomic"
 	"testing"
+	"time"
+
+	"github.com/hicache-go/hicache/pkg/hicachefile/internal/batchfile"
 
 	"golang.org/x/sys/unix"
-
-	"github.com/hicache-go/hicache/pkg/hostcache"
 )
-
-// faults fails the n-th system call made through its Syscalls with EIO, and
-// lets every other call through to the kernel.
-type faults struct {
-	n     int64
-	calls atomic.Int64
-}
-
-func (f *faults) fail() bool { return f.calls.Add(1) == f.n }
-
-// hit reports whether the injected fault has fired.
-func (f *faults) hit() bool { return f.calls.Load() >= f.n }
-
-func (f *faults) syscalls() Syscalls {
-	return Syscalls{
-		Openat: func(dirfd int, path string, flags int, mode uint32) (int, error) {
-			if f.fail() {
-				return -1, unix.EIO
-			}
-			return unix.Openat(dirfd, path, flags, mode)
-		},
-		Preadv: func(fd int, iovs [][]byte, off int64) (int, error) {
-			if f.fail() {
-				return 0, unix.EIO
-			}
-			return unix.Preadv(fd, iovs, off)
-		},
-		Pwritev: func(fd int, iovs [][]byte, off int64) (int, error) {
-			if f.fail() {
-				return 0, unix.EIO
-			}
-			return unix.Pwritev(fd, iovs, off)
-		},
-		Fdatasync: func(fd int) error {
-			if f.fail() {
-				return unix.EIO
-			}
-			return unix.Fdatasync(fd)
-		},
-		Fsync: func(fd int) error {
-			if f.fail() {
-				return unix.EIO
-			}
-			return unix.Fsync(fd)
-		},
-		Close: func(fd int) error {
-			err := unix.Close(fd) // the descriptor is gone either way, as with a real EIO
-			if f.fail() {
-				return unix.EIO
-			}
-			return err
-		},
-		Renameat: func(olddirfd int, oldpath string, newdirfd int, newpath string) error {
-			if f.fail() {
-				return unix.EIO
-			}
-			return unix.Renameat(olddirfd, oldpath, newdirfd, newpath)
-		},
-		Linkat: func(olddirfd int, oldpath string, newdirfd int, newpath string, flags int) error {
-			if f.fail() {
-				return unix.EIO
-			}
-			return unix.Linkat(olddirfd, oldpath, newdirfd, newpath, flags)
-		},
-		Unlinkat: func(dirfd int, path string, flags int) error {
-			if f.fail() {
-				return unix.EIO
-			}
-			return unix.Unlinkat(dirfd, path, flags)
-		},
-		FcntlFlock: func(fd uintptr, cmd int, lk *unix.Flock_t) error {
-			if f.fail() {
-				return unix.EIO
-			}
-			return unix.FcntlFlock(fd, cmd, lk)
-		},
-	}
-}
-
-// tempFiles lists the temp files left in dir.
-func tempFiles(t *testing.T, dir string) []string {
-	t.Helper()
-	var left []string
-	err := filepath.WalkDir(dir, func(path string, d os.DirEntry, err error) error {
-		if err == nil && strings.HasSuffix(path, tmpExt) {
-			left = append(left, path)
-		}
-		return err
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return left
-}
-
-// samePages reports whether the pages at a and b hold the same bytes.
-func samePages(t *testing.T, p *hostcache.Pool, a, b int64) bool {
-	t.Helper()
-	x, err := p.GetDataPage(a)
-	if err != nil {
-		t.Fatal(err)
-	}
-	y, err := p.GetDataPage(b)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return bytes.Equal(x, y)
-}
-
-// faultFixture returns a pool with n pages of random bytes at src, n free
-// pages at dst, and n keys for them.
-func faultFixture(t *testing.T, n int) (cfg hostcache.Config, p *hostcache.Pool, keys []string, src, dst []int64) {
-	t.Helper()
-	cfg = mhaCfg
-	cfg.Pages = 2 * n
-	p = newPool(t, cfg)
-	src, _ = p.Alloc(n * cfg.PageSize)
-	dst, _ = p.Alloc(n * cfg.PageSize)
-	fillRandom(t, p, src)
-	keys = make([]string, n)
-	for i := range keys {
-		keys[i] = fmt.Sprintf("k%d", i)
-	}
-	return cfg, p, keys, src, dst
-}
 
 // TestBatchSetV1Faults fails each successive system call of a BatchSetV1
 // that spans four batch files, until the call succeeds. Every failing run
@@ -268,5 +144,151 @@ func TestSetFaults(t *testing.T) {
 		case rerr == nil && !bytes.Equal(data, value):
 			t.Fatalf("call %d: a partial file is visible under the final name", n)
 		}
+	}
+}
+
+// TestUnnamedWriteFaultsLeakNoDescriptor fails each successive system call of a
+// BatchSetV1 that spans four batch files, written with no name, until the
+// call succeeds: no failing run may leave a descriptor open (an unnamed
+// file left open is also its disk space, held until the process exits).
+// A failed link of one file used to leave the files after it, written but
+// never linked, open: the cleanup of the later chunks only looked for temp
+// files with a name.
+func TestUnnamedWriteFaultsLeakNoDescriptor(t *testing.T) {
+	for _, workers := range []int{1, 2} {
+		for _, sync := range []bool{false, true} {
+			t.Run(fmt.Sprintf("IOWorkers=%d/Sync=%v", workers, sync), func(t *testing.T) {
+				const keysN, perFile = 10, 3
+				_, p, keys, src, _ := faultFixture(t, keysN)
+				base := shmDir(t) // fsync costs nothing on tmpfs
+				for n := int64(1); ; n++ {
+					dir := filepath.Join(base, strconv.Itoa(int(n)))
+					f := &faults{n: n}
+					before := openFDs(t)
+					s, err := New(Config{Dir: dir, ModelName: "m", MaxBatchFileBytes: int64(perFile * p.PageBytes()),
+						IOWorkers: workers, Sync: sync, Syscalls: f.syscalls()})
+					if err != nil {
+						if !f.hit() {
+							t.Fatal(err)
+						}
+						continue // a fault in New itself
+					}
+					if err := s.RegisterMemPoolHost(p); err != nil {
+						t.Fatal(err)
+					}
+					if !s.unnamedWrites() {
+						t.Fatal("a store without a bound does not write with no name")
+					}
+					_, err = s.BatchSetV1(keys, src)
+					_ = s.Close()
+					if after := openFDs(t); after != before {
+						t.Fatalf("call %d (err %v): %d descriptors open before the store, %d after its Close", n, err, before, after)
+					}
+					if !f.hit() {
+						if err != nil {
+							t.Fatal(err)
+						}
+						return
+					}
+					if err != nil && !errors.Is(err, unix.EIO) {
+						t.Fatalf("call %d: err = %v, want the injected EIO", n, err)
+					}
+				}
+			})
+		}
+	}
+}
+
+// TestLinkErrorsLeakNoDescriptor: the n-th link of a BatchSetV1 that spans
+// four unnamed batch files fails with each error a link can return: a
+// name taken (drawn again), links refused (written again under a temp
+// name), the directory gone, or an I/O error. Every run leaves no
+// descriptor open, and the keys it reports stored are found by another
+// store.
+func TestLinkErrorsLeakNoDescriptor(t *testing.T) {
+	for _, errno := range []unix.Errno{unix.EEXIST, unix.EPERM, unix.EINVAL, unix.EOPNOTSUPP, unix.ENOENT, unix.EIO} {
+		t.Run(errno.Error(), func(t *testing.T) {
+			const keysN, perFile = 10, 3
+			_, p, keys, src, _ := faultFixture(t, keysN)
+			base := shmDir(t)
+			for n := 1; n <= 8; n++ {
+				dir := filepath.Join(base, strconv.Itoa(n))
+				links := 0
+				sys := Syscalls{Linkat: func(od int, op string, nd int, np string, fl int) error {
+					if links++; links == n {
+						return errno
+					}
+					return unix.Linkat(od, op, nd, np, fl)
+				}}
+				before := openFDs(t)
+				s, err := New(Config{Dir: dir, ModelName: "m", MaxBatchFileBytes: int64(perFile * p.PageBytes()),
+					IOWorkers: 2, Syscalls: sys})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := s.RegisterMemPoolHost(p); err != nil {
+					t.Fatal(err)
+				}
+				ok, err := s.BatchSetV1(keys, src)
+				_ = s.Close()
+				if after := openFDs(t); after != before {
+					t.Fatalf("link %d fails (BatchSetV1 err %v): %d descriptors open before the store, %d after its Close", n, err, before, after)
+				}
+				stored := 0
+				for stored < keysN && ok[stored] {
+					stored++
+				}
+				clean := newStore(t, Config{Dir: dir, ModelName: "m"}, p)
+				if got := clean.BatchExists(keys); got != stored {
+					t.Fatalf("link %d fails: %d keys reported stored, %d found", n, stored, got)
+				}
+				if left := tempFiles(t, dir); len(left) > 0 {
+					t.Fatalf("link %d fails: temp files left: %v", n, left)
+				}
+			}
+		})
+	}
+}
+
+// TestFailedChunksNeverVisible: chunks after a failed one are never
+// visible, not even for a moment: a concurrent BatchSetV1 of one of their
+// keys that reports true has stored the key, found by this store and by a
+// fresh one.
+func TestFailedChunksNeverVisible(t *testing.T) {
+	ps := mhaCfg.PageSize
+	p, idx := randomPages(t, 3)
+	dir := t.TempDir()
+	var s *Store
+	var innerOK []bool
+	var innerErr error
+	var fired atomic.Bool
+	sys := Syscalls{Pwritev: func(fd int, iovs [][]byte, off int64) (int, error) {
+		// chunk 0's index+trailer write: it holds key "k0" and the magic
+		last := iovs[len(iovs)-1]
+		if bytes.Contains(last, []byte(batchfile.Magic)) && bytes.Contains(last, []byte("k0")) && !fired.Swap(true) {
+			deadline := time.Now().Add(300 * time.Millisecond)
+			for { // wait until chunk 1 is in the index
+				if _, ok := s.Locate("k1"); ok || time.Now().After(deadline) {
+					break
+				}
+				time.Sleep(time.Millisecond)
+			}
+			// another goroutine of the same process stores k1 meanwhile
+			innerOK, innerErr = s.BatchSetV1([]string{"k1"}, idx[2*ps:])
+			return 0, unix.EIO
+		}
+		return unix.Pwritev(fd, iovs, off)
+	}}
+	s = newStore(t, Config{Dir: dir, ModelName: "m", IOWorkers: 2, MaxBatchFileBytes: int64(p.PageBytes()), Syscalls: sys}, p)
+	ok, err := s.BatchSetV1([]string{"k0", "k1"}, idx[:2*ps])
+	if err == nil || ok[0] || ok[1] {
+		t.Fatalf("setup: outer = %v %v", ok, err)
+	}
+	if innerErr != nil || !innerOK[0] {
+		t.Fatalf("setup: inner = %v %v", innerOK, innerErr)
+	}
+	if !s.Exists("k1") || !onDisk(t, dir, p, "k1") {
+		t.Errorf("BatchSetV1([k1]) reported true, but k1 is not stored: Exists=%v onDisk=%v",
+			s.Exists("k1"), onDisk(t, dir, p, "k1"))
 	}
 }

@@ -1,9 +1,7 @@
 package hicachefile
 
 import (
-	"crypto/sha256"
 	"encoding/binary"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"hash/crc32"
@@ -19,55 +17,6 @@ import (
 	"github.com/hicache-go/hicache/pkg/hicachefile/internal/batchfile"
 	"github.com/hicache-go/hicache/pkg/hostcache"
 )
-
-// seedCfg is the seed's mock page: 64 tokens of 4 fp16 values, 512 bytes.
-var seedCfg = hostcache.Config{Kind: hostcache.MHA, Layout: hostcache.PageFirst, DType: hostcache.Float16,
-	PageSize: 64, LayerNum: 1, HeadNum: 1, HeadDim: 2}
-
-// sglangKey returns an SGLang-style key: the sha256 hex of its arguments.
-func sglangKey(args ...any) string {
-	h := sha256.Sum256([]byte(fmt.Sprint(args...)))
-	return hex.EncodeToString(h[:])
-}
-
-// countingSyscalls is a Syscalls that counts every call it lets through.
-type countingSyscalls struct{ n atomic.Int64 }
-
-func (c *countingSyscalls) syscalls() Syscalls {
-	return Syscalls{
-		Openat: func(dirfd int, path string, flags int, mode uint32) (int, error) {
-			c.n.Add(1)
-			return unix.Openat(dirfd, path, flags, mode)
-		},
-		Preadv: func(fd int, iovs [][]byte, off int64) (int, error) {
-			c.n.Add(1)
-			return preadvRaw(fd, iovs, off)
-		},
-		Pwritev: func(fd int, iovs [][]byte, off int64) (int, error) {
-			c.n.Add(1)
-			return pwritevRaw(fd, iovs, off)
-		},
-		Fdatasync: func(fd int) error { c.n.Add(1); return unix.Fdatasync(fd) },
-		Fsync:     func(fd int) error { c.n.Add(1); return unix.Fsync(fd) },
-		Close:     func(fd int) error { c.n.Add(1); return unix.Close(fd) },
-		Renameat: func(olddirfd int, oldpath string, newdirfd int, newpath string) error {
-			c.n.Add(1)
-			return unix.Renameat(olddirfd, oldpath, newdirfd, newpath)
-		},
-		Linkat: func(olddirfd int, oldpath string, newdirfd int, newpath string, flags int) error {
-			c.n.Add(1)
-			return unix.Linkat(olddirfd, oldpath, newdirfd, newpath, flags)
-		},
-		Unlinkat: func(dirfd int, path string, flags int) error {
-			c.n.Add(1)
-			return unix.Unlinkat(dirfd, path, flags)
-		},
-		FcntlFlock: func(fd uintptr, cmd int, lk *unix.Flock_t) error {
-			c.n.Add(1)
-			return unix.FcntlFlock(fd, cmd, lk)
-		},
-	}
-}
 
 // floorDirs returns the directories the floor benchmarks run in: a tmpfs
 // (mounted for the benchmark when running as root, else /dev/shm) and the
@@ -200,15 +149,6 @@ func (f *floor) readChecked(name string, keys []string, iov [][]byte, tail []byt
 		return errors.New("floor: trailer")
 	}
 	return nil
-}
-
-// cpuTime returns the CPU time (user and system) the process has used. On
-// a machine that others load, the ratio of CPU times is steadier than the
-// ratio of wall times: a longer call is more often descheduled midway.
-func cpuTime() time.Duration {
-	var ru unix.Rusage
-	_ = unix.Getrusage(unix.RUSAGE_SELF, &ru)
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // floorNs are the batch sizes the floor benchmarks run.

@@ -1,14 +1,16 @@
 package hicachefile
 
 import (
+	"encoding/binary"
 	"fmt"
+	"hash/crc32"
 	"hash/fnv"
 	"os"
 	"path/filepath"
-	"reflect"
 	"strings"
 	"testing"
-	"time"
+
+	"github.com/hicache-go/hicache/pkg/hicachefile/internal/batchfile"
 )
 
 // TestFNV64a checks fnv64a against hash/fnv, and that identities that
@@ -39,348 +41,365 @@ func TestFNV64a(t *testing.T) {
 	}
 }
 
-// suffixTwins are pairs of identities whose SGLang suffixes coincide, one
-// of each kind the suffix rules allow (see Naming in doc.go).
-var suffixTwins = []struct {
-	name string
-	a, b Config
-}{
-	{"slash and dash", Config{ModelName: "org/m"}, Config{ModelName: "org-m"}},
-	{"MHA TP and MLA", Config{ModelName: "m"}, Config{ModelName: "m_0_1", IsMLA: true}},
-	{"MLA PP and MLA", Config{ModelName: "m", IsMLA: true, PPRank: 0, PPSize: 2}, Config{ModelName: "m_2_0", IsMLA: true}},
-	{"MHA TP PP and MLA", Config{ModelName: "m", PPRank: 0, PPSize: 2}, Config{ModelName: "m_0_1_2_0", IsMLA: true}},
-	{"MHA TP PP and MLA PP", Config{ModelName: "m", PPRank: 1, PPSize: 2}, Config{ModelName: "m_0_1", IsMLA: true, PPRank: 1, PPSize: 2}},
+// TestForeignFileOverOwnNeverServed: another model's or another rank's batch file
+// of the same shape and the same keys, renamed over one of this store's
+// batch files that a live store has indexed, is never served by it.
+func TestForeignFileOverOwnNeverServed(t *testing.T) {
+	bothModes(t, func(t *testing.T, noWatch bool) {
+		for _, copyInPlace := range []bool{false, true} {
+			testForeignFileOverOwn(t, noWatch, copyInPlace)
+		}
+	})
 }
 
-// lruBytes is what the store counts against MaxBytes.
-func lruBytes(s *Store) int64 {
-	s.lru.mu.Lock()
-	defer s.lru.mu.Unlock()
-	return s.lru.used()
-}
-
-// TestSuffixTwinsKeepTheirBatchFiles: of two identities whose suffixes
-// coincide, one store's eviction, byte count and Clear never touch the
-// other's batch files or temp files.
-func TestSuffixTwinsKeepTheirBatchFiles(t *testing.T) {
-	for _, tw := range suffixTwins {
-		t.Run(tw.name, func(t *testing.T) {
+func testForeignFileOverOwn(t *testing.T, noWatch, copyInPlace bool) {
+	{
+		ours := Config{ModelName: "m", TPRank: 0, TPSize: 2, NoWatch: noWatch}
+		for _, other := range []Config{
+			{ModelName: "m", TPRank: 1, TPSize: 2},
+			{ModelName: "x", TPRank: 0, TPSize: 2},
+			{ModelName: "m", TPRank: 0, TPSize: 2, PPRank: 1, PPSize: 2},
+		} {
 			ps := mhaCfg.PageSize
 			p, idx := randomPages(t, 6)
 			dir := t.TempDir()
-			file := oneKeyFile(p.PageBytes()) - IdentitySize("m")
-			a, b := tw.a, tw.b
-			a.Dir, b.Dir = dir, dir
-			a.MaxBatchFileBytes, b.MaxBatchFileBytes = int64(p.PageBytes()), int64(p.PageBytes())
-			a.MaxBytes, a.EvictionRatio = 2*(file+IdentitySize(a.ModelName))+1, 1
-			if a.withDefaults().suffix() != b.withDefaults().suffix() {
-				t.Fatalf("suffixes %q and %q differ", a.withDefaults().suffix(), b.withDefaults().suffix())
+			ours.Dir, other.Dir = dir, dir
+			keys := []string{"a", "b"}
+			live := newStore(t, ours, p)
+			if ok, err := live.BatchSetV1(keys, idx[:2*ps]); err != nil || !all(ok) {
+				t.Fatal(ok, err)
 			}
-			sb := newStore(t, b, p)
-			bKeys := []string{"b0", "b1", "b2"}
-			for i, k := range bKeys {
-				if ok, err := sb.BatchSetV1([]string{k}, idx[i*ps:(i+1)*ps]); err != nil || !ok[0] {
-					t.Fatal(ok, err)
-				}
+			o := newStore(t, other, p)
+			if ok, err := o.BatchSetV1(keys, idx[2*ps:4*ps]); err != nil || !all(ok) {
+				t.Fatal(ok, err)
 			}
-			// A live temp file of b's in its V1 directory and in Dir.
-			bTmp := []string{filepath.Join(sb.v1Dir, sb.lockedTmpName()), filepath.Join(dir, sb.lockedTmpName())}
-			for _, path := range bTmp {
-				writeTempFile(t, path, int(10*file), 0, true)
-			}
-			sa := newStore(t, a, p)
-			if sa.v1Dir == sb.v1Dir {
-				t.Errorf("both stores use %s", sa.v1Dir)
-			}
-			if n := lruBytes(sa); n != 0 {
-				t.Errorf("a counts %d bytes before writing anything", n)
-			}
-			for i := range 3 {
-				if ok, err := sa.BatchSetV1([]string{fmt.Sprint("a", i)}, idx[(3+i)*ps:(4+i)*ps]); err != nil || !ok[0] {
-					t.Fatal(ok, err)
-				}
-			}
-			_ = sa.reclaimTemps() // b's live temp files must not count
-			if n := lruBytes(sa); n > a.MaxBytes {
-				t.Errorf("a counts %d bytes, over its MaxBytes %d", n, a.MaxBytes)
-			}
-			if st := sa.Stats(); st.Evicted != 1 {
-				t.Errorf("a evicted %d files, want its own 1", st.Evicted)
-			}
-			if err := sa.Clear(); err != nil {
+			mine, _ := live.Locate("a")
+			theirs, _ := o.Locate("a")
+			putOver(t, theirs.Path, mine.Path, copyInPlace)
+			before := live.Stats().Mismatch
+			dst := idx[4*ps:]
+			ok, err := live.BatchGetV1(keys, dst)
+			if err != nil {
 				t.Fatal(err)
 			}
-			if n := sa.BatchExists([]string{"a1", "a2"}); n != 0 {
-				t.Errorf("a's pages exist after its Clear: %d", n)
-			}
-			ok, err := sb.BatchGetV1(bKeys, idx[:3*ps])
-			if err != nil || !all(ok) {
-				t.Errorf("b's pages after a's eviction and Clear: %v, %v", ok, err)
-			}
-			if n := batchFileCount(t, sb); n != 3 {
-				t.Errorf("b has %d batch files, want 3", n)
-			}
-			for _, path := range bTmp {
-				if _, err := os.Stat(path); err != nil {
-					t.Errorf("b's live temp file: %v", err)
+			for i := range keys {
+				if ok[i] && samePages(t, p, dst[i*ps], idx[(2+i)*ps]) {
+					t.Errorf("%s over %s: live store served the other store's page of %s", o.suffix, live.suffix, keys[i])
 				}
 			}
-		})
-	}
-}
-
-// TestSuffixTwinsHaveDistinctNames: every two identities whose suffixes
-// coincide have different V1 directories and temp names, and a store
-// takes no temp name of the other as its own.
-func TestSuffixTwinsHaveDistinctNames(t *testing.T) {
-	for _, tw := range suffixTwins {
-		a, b := storeOf(t, tw.a), storeOf(t, tw.b)
-		if a.suffix != b.suffix {
-			t.Errorf("%s: suffixes %q and %q differ", tw.name, a.suffix, b.suffix)
-		}
-		if a.v1DirName() == b.v1DirName() {
-			t.Errorf("%s: both use %s", tw.name, a.v1DirName())
-		}
-		for _, n := range []string{b.tmpName(), b.lockedTmpName()} {
-			if a.isTmpName(n) || !b.isTmpName(n) {
-				t.Errorf("%s: temp name %q of b: a's %v, b's %v", tw.name, n, a.isTmpName(n), b.isTmpName(n))
+			if live.Stats().Mismatch == before {
+				t.Errorf("%s over %s: Stats.Mismatch not counted", o.suffix, live.suffix)
+			}
+			if live.Exists("a") {
+				t.Errorf("%s over %s: Exists(a) after the read", o.suffix, live.suffix)
+			}
+			// Written again as this store's own, and served.
+			if ok, err := live.BatchSetV1(keys, idx[:2*ps]); err != nil || !all(ok) {
+				t.Fatal(ok, err)
+			}
+			if ok, err := live.BatchGetV1(keys, dst); err != nil || !all(ok) || !samePages(t, p, dst[0], idx[0]) || !samePages(t, p, dst[ps], idx[ps]) {
+				t.Errorf("%s over %s: BatchGetV1 after writing again = %v, %v", o.suffix, live.suffix, ok, err)
 			}
 		}
 	}
 }
 
-// twins reports whether two identities (defaults filled in) share an
-// SGLang suffix, by the rule doc.go states: model names that differ only
-// where one has '/' and the other '-', or an MLA identity whose model name
-// is the other's followed by the numbers that the other's suffix has and
-// its own lacks.
-func twins(a, b Config) bool {
-	nums := func(c Config) string {
-		s := ""
-		if !c.IsMLA {
-			s = fmt.Sprintf("_%d_%d", c.TPRank, c.TPSize)
-		}
-		if c.PPSize > 1 {
-			s += fmt.Sprintf("_%d_%d", c.PPSize, c.PPRank)
-		}
-		return s
-	}
-	dash := func(m string) string { return strings.ReplaceAll(m, "/", "-") }
-	if nums(a) == nums(b) && dash(a.ModelName) == dash(b.ModelName) {
-		return true
-	}
-	for _, c := range [][2]Config{{a, b}, {b, a}} {
-		long, mla := c[0], c[1]
-		lacks, ok := strings.CutSuffix(nums(long), nums(mla))
-		if mla.IsMLA && ok && lacks != "" && dash(mla.ModelName) == dash(long.ModelName)+lacks {
-			return true
-		}
-	}
-	return false
+// TestForeignFileOverOwnNotStoredBeforeRead: right after another store's file of
+// the same shape and keys is renamed over one of this store's, before
+// any read, the live store neither reports the keys stored nor skips them
+// in BatchSetV1.
+func TestForeignFileOverOwnNotStoredBeforeRead(t *testing.T) {
+	bothModes(t, func(t *testing.T, noWatch bool) {
+		// Renamed: a file copied in place (same inode) is caught when
+		// read (TestForeignFileOverOwnNeverServed).
+		testForeignOverOwnBeforeRead(t, noWatch)
+	})
 }
 
-// TestSuffixTwinsRule enumerates small identities: two share a suffix
-// exactly when the rule in doc.go (twins) says so, and never share a V1
-// directory name or the digest in their temp names.
-func TestSuffixTwinsRule(t *testing.T) {
-	var cfgs []Config
-	for _, base := range []string{"m", "o/m", "o-m"} {
-		for _, ext := range []string{"", "_0_1", "_0_2", "_1_2", "_2_0", "_2_1", "_0_1_2_0", "_1_2_2_1", "_x"} {
-			for _, tp := range [][2]int{{0, 1}, {0, 2}, {1, 2}} {
-				for _, pp := range [][2]int{{0, 1}, {0, 2}, {1, 2}} {
-					for _, mla := range []bool{false, true} {
-						c := Config{ModelName: base + ext, TPRank: tp[0], TPSize: tp[1], PPRank: pp[0], PPSize: pp[1], IsMLA: mla}
-						if mla && tp != [2]int{0, 1} {
-							continue // MLA identities ignore TP: one per TP
-						}
-						cfgs = append(cfgs, c.withDefaults())
-					}
+func testForeignOverOwnBeforeRead(t *testing.T, noWatch bool) {
+	{
+		ps := mhaCfg.PageSize
+		p, idx := randomPages(t, 6)
+		dir := t.TempDir()
+		keys := []string{"a", "b"}
+		live := newStore(t, Config{Dir: dir, ModelName: "m", TPSize: 2, NoWatch: noWatch}, p)
+		if ok, err := live.BatchSetV1(keys, idx[:2*ps]); err != nil || !all(ok) {
+			t.Fatal(ok, err)
+		}
+		o := newStore(t, Config{Dir: dir, ModelName: "m", TPRank: 1, TPSize: 2}, p)
+		if ok, err := o.BatchSetV1(keys, idx[2*ps:4*ps]); err != nil || !all(ok) {
+			t.Fatal(ok, err)
+		}
+		mine, _ := live.Locate("a")
+		theirs, _ := o.Locate("a")
+		if err := os.Rename(theirs.Path, mine.Path); err != nil {
+			t.Fatal(err)
+		}
+		if live.Exists("a") {
+			t.Errorf("Exists(a) = true over another rank's file")
+		}
+		before := live.Stats().Sets
+		if ok, err := live.BatchSetV1(keys, idx[:2*ps]); err != nil || !all(ok) {
+			t.Fatal(ok, err)
+		}
+		if live.Stats().Sets == before {
+			t.Errorf("BatchSetV1 skipped keys held only by another rank's file")
+		}
+		dst := idx[4*ps:]
+		if ok, err := live.BatchGetV1(keys, dst); err != nil || !all(ok) || !samePages(t, p, dst[0], idx[0]) || !samePages(t, p, dst[ps], idx[ps]) {
+			t.Errorf("BatchGetV1 after writing again = %v, %v", ok, err)
+		}
+	}
+}
+
+// TestForeignFileOverUnnamedNeverServed: another rank's batch file of the same shape
+// and keys, renamed or linked over one of this store's unnamed-written
+// batch files, at every moment around the link and the watcher's drain of
+// its event, is never served: the live store serves its own page or
+// misses, and once it misses, writes the page again and serves it.
+func TestForeignFileOverUnnamedNeverServed(t *testing.T) {
+	for _, when := range []string{"before the add, drained", "before the add", "before the drain", "after the drain"} {
+		for _, how := range []string{"rename", "link"} {
+			for _, noWatch := range []bool{false, true} {
+				for _, mode := range []string{"unnamed", "MaxBytes", "no O_TMPFILE"} {
+					t.Run(fmt.Sprintf("%s/%s/NoWatch=%v/%s", when, how, noWatch, mode), func(t *testing.T) {
+						testForeignOverUnnamed(t, when, how, noWatch, mode)
+					})
 				}
 			}
 		}
 	}
-	pairs := 0
-	for i, a := range cfgs {
-		for _, b := range cfgs[i+1:] {
-			same := a.suffix() == b.suffix()
-			if same != twins(a, b) {
-				t.Errorf("%+v and %+v: suffixes %q, %q; rule says twins %v", a, b, a.suffix(), b.suffix(), twins(a, b))
-			}
-			if a.identityDigest() == b.identityDigest() {
-				t.Errorf("%+v and %+v share digest %s", a, b, a.identityDigest())
-			}
-			if same {
-				pairs++
-			}
-		}
-	}
-	if pairs == 0 {
-		t.Fatal("no twins enumerated")
-	}
 }
 
-// identityFields are the Config fields that tell one identity's pages from
-// another's; notIdentity are the others. A field in neither fails
-// TestIdentityDigestCoversEveryField: decide where it belongs.
-var (
-	identityFields = []string{"ModelName", "TPRank", "TPSize", "PPRank", "PPSize", "CPRank", "CPSize", "IsMLA", "component"}
-	notIdentity    = []string{"Dir", "MaxBatchFileBytes", "Sync", "IOWorkers", "MaxBytes", "MinFreeBytes",
-		"DirectIO", "NoWatch", "PollInterval", "Syscalls", "EvictionRatio", "StorageOwner"}
-)
-
-// TestIdentityDigestCoversEveryField: changing any identity field changes
-// the digest (TP rank and size but under MLA, whose KV is the same on every
-// TP rank), and every Config field is classified.
-func TestIdentityDigestCoversEveryField(t *testing.T) {
-	known := map[string]bool{}
-	for _, f := range append(append([]string{}, identityFields...), notIdentity...) {
-		known[f] = true
-	}
-	ct := reflect.TypeOf(Config{})
-	for i := range ct.NumField() {
-		if f := ct.Field(i); !known[f.Name] {
-			t.Errorf("Config.%s is neither an identity field nor listed as none: add it to identityDigest or to notIdentity", f.Name)
-		}
-	}
-	base := Config{ModelName: "m", TPRank: 1, TPSize: 3, PPRank: 1, PPSize: 3, CPRank: 1, CPSize: 3, component: "swa"}
-	d0 := base.withDefaults().identityDigest()
-	for _, name := range identityFields {
-		c := base
-		// Through unsafe-free reflection only exported fields can be set:
-		// component is set by name.
-		if name == "component" {
-			c.component += "x"
-		} else {
-			v := reflect.ValueOf(&c).Elem().FieldByName(name)
-			switch v.Kind() {
-			case reflect.String:
-				v.SetString(v.String() + "x")
-			case reflect.Int:
-				v.SetInt(v.Int() + 1)
-			case reflect.Bool:
-				v.SetBool(!v.Bool())
-			default:
-				t.Fatalf("Config.%s: kind %s", name, v.Kind())
-			}
-		}
-		if c.withDefaults().identityDigest() == d0 {
-			t.Errorf("changing Config.%s leaves the digest", name)
-		}
-	}
-	mla := Config{ModelName: "m", IsMLA: true}
-	if (Config{ModelName: "m", IsMLA: true, TPRank: 1, TPSize: 2}).withDefaults().identityDigest() != mla.withDefaults().identityDigest() {
-		t.Error("an MLA identity's digest depends on its TP rank")
-	}
-	if got := len(d0); got != digestHex || !isToken(d0) {
-		t.Errorf("digest %q", d0)
-	}
-}
-
-// TestLegacyV1DirAdopted: batch files in the V1 directory of the earlier
-// naming (v1 + suffix, shared by suffix twins) are moved by the store of
-// their identity into its own and served; the twin's stay for it; files
-// that fail their checks and dead writers' temp files go; the directory
-// goes once empty; and Clear removes the store's files still there.
-func TestLegacyV1DirAdopted(t *testing.T) {
+// With MaxBytes, or where O_TMPFILE is refused, the store's file is
+// written under a temp name and renamed into place instead: the same
+// holds.
+func testForeignOverUnnamed(t *testing.T, when, how string, noWatch bool, mode string) {
 	ps := mhaCfg.PageSize
-	tw := suffixTwins[1] // MHA "m" on TP 0 of 1, MLA "m_0_1"
-	p, idx := randomPages(t, 4)
+	p, idx := randomPages(t, 6)
 	dir := t.TempDir()
-	a, b := tw.a, tw.b
-	a.Dir, b.Dir = dir, dir
-	legacy := filepath.Join(dir, "v1"+a.withDefaults().suffix())
-	// Write through stores of the current naming, then move their files
-	// to the legacy directory, as the earlier naming kept them.
-	toLegacy := func(cfg Config, keys ...string) {
-		s, err := New(cfg)
+	keys := []string{"a", "b"}
+	o := newStore(t, Config{Dir: dir, ModelName: "m", TPRank: 1, TPSize: 2}, p)
+	if ok, err := o.BatchSetV1(keys, idx[2*ps:4*ps]); err != nil || !all(ok) {
+		t.Fatal(ok, err)
+	}
+	theirs, _ := o.Locate("a")
+	var live *Store
+	over := func(path string) {
+		if how == "rename" {
+			if err := os.Rename(theirs.Path, path); err != nil {
+				t.Fatal(err)
+			}
+			return
+		}
+		if err := os.Remove(path); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Link(theirs.Path, path); err != nil {
+			t.Fatal(err)
+		}
+	}
+	armed := strings.HasPrefix(when, "before the add")
+	sys := writeHooks{placed: func(np string) {
+		if armed {
+			armed = false
+			over(filepath.Join(live.v1Dir, np))
+			if when == "before the add, drained" {
+				live.Exists("unrelated") // drains the events while the commit is in flight
+			}
+		}
+	}}.syscalls()
+	cfg := Config{Dir: dir, ModelName: "m", TPSize: 2, NoWatch: noWatch, Syscalls: sys}
+	switch mode {
+	case "MaxBytes":
+		cfg.MaxBytes = 1 << 30
+	case "no O_TMPFILE":
+		cfg.Syscalls.Openat = refuseTmpfile
+	}
+	live = newStore(t, cfg, p)
+	live.Exists("warm")
+	if ok, err := live.BatchSetV1(keys, idx[:2*ps]); err != nil || !all(ok) {
+		t.Fatal(ok, err)
+	}
+	if when == "after the drain" {
+		live.Exists("unrelated")
+	}
+	if !strings.HasPrefix(when, "before the add") {
+		mine, _ := live.Locate("a")
+		over(mine.Path)
+	}
+	// Before any read, the replaced keys count as stored no more
+	// (TestForeignFileOverOwnNotStoredBeforeRead), even when another call drained
+	// the events while the commit was in flight.
+	if live.Exists("a") {
+		t.Error("Exists(a) over another rank's file, before any read")
+	}
+	dst := idx[4*ps:]
+	for round := range 2 {
+		zeroPages(t, p, dst)
+		ok, err := live.BatchGetV1(keys, dst)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := s.RegisterMemPoolHost(p); err != nil {
-			t.Fatal(err)
-		}
-		for _, k := range keys {
-			i := int(k[1] - '0')
-			if ok, err := s.BatchSetV1([]string{k}, idx[i*ps:(i+1)*ps]); err != nil || !ok[0] {
-				t.Fatal(ok, err)
+		for i := range keys {
+			if ok[i] && !samePages(t, p, dst[i*ps], idx[i*ps]) {
+				t.Fatalf("round %d: the live store served a page of %s that is not its own (the other rank's: %v)",
+					round, keys[i], samePages(t, p, dst[i*ps], idx[(2+i)*ps]))
 			}
 		}
-		if err := os.MkdirAll(legacy, 0o755); err != nil { // New removed it, empty
-			t.Fatal(err)
-		}
-		files, _ := filepath.Glob(filepath.Join(s.v1Dir, "*"+batchExt))
-		for _, f := range files {
-			if err := os.Rename(f, filepath.Join(legacy, filepath.Base(f))); err != nil {
-				t.Fatal(err)
+		if round == 1 {
+			if !all(ok) {
+				t.Errorf("after writing again, BatchGetV1 = %v", ok)
 			}
+			break
 		}
-		_ = s.Close()
-		_ = os.Remove(s.v1Dir)
+		if all(ok) {
+			t.Fatal("the live store served both keys from a file the other rank's replaced")
+		}
+		if ok, err := live.BatchSetV1(keys, idx[:2*ps]); err != nil || !all(ok) {
+			t.Fatal(ok, err)
+		}
 	}
-	toLegacy(a, "a0", "a1")
-	toLegacy(b, "b2")
-	sfx := a.withDefaults().suffix()
-	bad := filepath.Join(legacy, "b0123456789abcdef"+sfx+batchExt)
-	if err := os.WriteFile(bad, []byte("not a batch file"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	deadTmp := filepath.Join(legacy, ".l0123456789abcdef"+sfx+tmpExt)
-	liveTmp := filepath.Join(dir, ".l1123456789abcdef"+sfx+tmpExt)
-	writeTempFile(t, deadTmp, 100, 0, false)
-	writeTempFile(t, liveTmp, 1<<20, time.Hour, true)
-
-	sa := newStore(t, Config{Dir: dir, ModelName: a.ModelName, MaxBytes: 1 << 30}, p)
-	if ok, err := sa.BatchGetV1([]string{"a0", "a1"}, idx[2*ps:4*ps]); err != nil || !all(ok) {
-		t.Fatalf("a's legacy pages after New: %v, %v", ok, err)
-	}
-	if !samePages(t, p, idx[0], idx[2*ps]) {
-		t.Error("a's legacy page read back wrong")
-	}
-	if n := batchFileCount(t, sa); n != 2 {
-		t.Errorf("a's V1 directory holds %d batch files, want 2", n)
-	}
-	left, _ := filepath.Glob(filepath.Join(legacy, "*"))
-	if len(left) != 1 || filepath.Base(left[0]) == filepath.Base(bad) {
-		t.Errorf("legacy directory after a's New: %v, want b's one file", left)
-	}
-	if _, err := os.Stat(liveTmp); err != nil {
-		t.Errorf("a live legacy temp file: %v", err)
-	}
-	if n := lruBytes(sa); n != 2*oneKeyFile(p.PageBytes()) {
-		_ = sa.reclaimTemps()
-		t.Errorf("a counts %d bytes, want its 2 files' %d (not the live legacy temp file)", n, 2*oneKeyFile(p.PageBytes()))
-	}
-	_ = sa.reclaimTemps()
-	if n := lruBytes(sa); n != 2*oneKeyFile(p.PageBytes()) {
-		t.Errorf("after a reclaim, a counts %d bytes, want %d", n, 2*oneKeyFile(p.PageBytes()))
-	}
-
-	// Clear takes a's files still in the legacy directory, not b's.
-	if err := os.Rename(mustGlob(t, sa.v1Dir)[0], filepath.Join(legacy, "b1123456789abcdef"+sfx+batchExt)); err != nil {
-		t.Fatal(err)
-	}
-	if err := sa.Clear(); err != nil {
-		t.Fatal(err)
-	}
-	if left, _ := filepath.Glob(filepath.Join(legacy, "*")); len(left) != 1 {
-		t.Errorf("legacy directory after a's Clear: %v, want b's one file", left)
-	}
-
-	sb := newStore(t, b, p)
-	if ok, err := sb.BatchGetV1([]string{"b2"}, idx[3*ps:4*ps]); err != nil || !ok[0] {
-		t.Errorf("b's legacy page after New: %v, %v", ok, err)
-	}
-	if _, err := os.Stat(legacy); !os.IsNotExist(err) {
-		t.Errorf("the empty legacy directory stays: %v", err)
+	live.Exists("drain")
+	if own, names := inflightLen(live); own != 0 || names != 0 {
+		t.Errorf("%d names expected by the watcher, %d commits in flight after the calls and a drain; want 0, 0", own, names)
 	}
 }
 
-// mustGlob lists the batch files in dir.
-func mustGlob(t *testing.T, dir string) []string {
-	t.Helper()
-	files, err := filepath.Glob(filepath.Join(dir, "*"+batchExt))
-	if err != nil || len(files) == 0 {
-		t.Fatalf("no batch file in %s: %v", dir, err)
+// TestForeignIdentityNeverServed: a batch file of the same page shape
+// written by another model or another TP rank, renamed in place of one of
+// ours, is never served by a fresh store.
+func TestForeignIdentityNeverServed(t *testing.T) {
+	ours := Config{ModelName: "m", TPRank: 0, TPSize: 2}
+	for _, other := range []Config{
+		{ModelName: "m", TPRank: 1, TPSize: 2},
+		{ModelName: "x", TPRank: 0, TPSize: 2},
+		{ModelName: "m", TPRank: 0, TPSize: 2, PPRank: 1, PPSize: 2},
+		{ModelName: "m", IsMLA: true},
+	} {
+		p, idx := randomPages(t, 2)
+		ps := mhaCfg.PageSize
+		dir := t.TempDir()
+		ours.Dir, other.Dir = dir, dir
+		live := newStore(t, ours, p)
+		if ok, err := live.BatchSetV1([]string{"mine"}, idx[:ps]); err != nil || !ok[0] {
+			t.Fatal(ok, err)
+		}
+		o := newStore(t, other, p)
+		if ok, err := o.BatchSetV1([]string{"k"}, idx[ps:]); err != nil || !ok[0] {
+			t.Fatal(ok, err)
+		}
+		loc, _ := o.Locate("k")
+		planted := filepath.Join(live.v1Dir, "b0123456789abcdef"+live.suffix+batchExt)
+		if err := os.Rename(loc.Path, planted); err != nil {
+			t.Fatal(err)
+		}
+		fresh := newStore(t, ours, p)
+		for name, s := range map[string]*Store{"live": live, "fresh": fresh} {
+			dst, _ := p.Alloc(ps)
+			ok, err := s.BatchGetV1([]string{"k"}, dst)
+			if err != nil || ok[0] {
+				t.Errorf("%s store of %s: BatchGetV1 of %s's file = %v, %v", name, live.suffix, o.suffix, ok, err)
+			}
+			if s.Exists("k") {
+				t.Errorf("%s store of %s: Exists(k) of %s's file", name, live.suffix, o.suffix)
+			}
+			if s.Stats().Mismatch == 0 {
+				t.Errorf("%s store: Stats.Mismatch = 0", name)
+			}
+			_ = p.Free(dst)
+		}
 	}
-	return files
+}
+
+// TestMLAIdentityAcrossTPRanks: MLA KV is the same on every TP rank, so an
+// MLA store serves the pages another TP rank of the same model wrote.
+func TestMLAIdentityAcrossTPRanks(t *testing.T) {
+	p, idx := randomPages(t, 1)
+	dir := t.TempDir()
+	w := newStore(t, Config{Dir: dir, ModelName: "m", IsMLA: true, TPRank: 1, TPSize: 4}, p)
+	if ok, err := w.BatchSetV1([]string{"k"}, idx); err != nil || !ok[0] {
+		t.Fatal(ok, err)
+	}
+	r := newStore(t, Config{Dir: dir, ModelName: "m", IsMLA: true, TPRank: 0, TPSize: 2}, p)
+	dst, _ := p.Alloc(mhaCfg.PageSize)
+	if ok, err := r.BatchGetV1([]string{"k"}, dst); err != nil || !ok[0] {
+		t.Fatalf("BatchGetV1 of another TP rank's MLA page = %v, %v", ok, err)
+	}
+}
+
+// TestOlderFormatSkipped: a batch file of format version 1 (no identity) is
+// skipped, never served.
+func TestOlderFormatSkipped(t *testing.T) {
+	p, idx := randomPages(t, 1)
+	dir := t.TempDir()
+	w := newStore(t, Config{Dir: dir, ModelName: "m"}, p)
+	if ok, err := w.BatchSetV1([]string{"k"}, idx); err != nil || !ok[0] {
+		t.Fatal(ok, err)
+	}
+	loc, _ := w.Locate("k")
+	data, err := os.ReadFile(loc.Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Rewrite it as version 1 wrote it: the index, then a 48-byte trailer
+	// with the pool fingerprint and no identity.
+	tr := data[len(data)-trailerSize:]
+	indexOff, indexLen := binary.LittleEndian.Uint64(tr[16:]), binary.LittleEndian.Uint64(tr[24:])
+	v1 := append([]byte(nil), data[:indexOff+indexLen]...)
+	t1 := len(v1)
+	v1 = append(v1, batchfile.Magic...)
+	v1 = binary.LittleEndian.AppendUint32(v1, 1)
+	v1 = append(v1, tr[12:44]...) // count, indexOff, indexLen, indexCRC, fp
+	v1 = binary.LittleEndian.AppendUint32(v1, crc32.Checksum(v1[t1:], castagnoli))
+	if err := os.WriteFile(loc.Path, v1, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r := newStore(t, Config{Dir: dir, ModelName: "m"}, p)
+	dst, _ := p.Alloc(mhaCfg.PageSize)
+	if ok, err := r.BatchGetV1([]string{"k"}, dst); err != nil || ok[0] {
+		t.Errorf("BatchGetV1 of a version-1 file = %v, %v", ok, err)
+	}
+	if st := r.Stats(); st.SkippedFiles != 1 {
+		t.Errorf("Stats.SkippedFiles = %d, want 1", st.SkippedFiles)
+	}
+}
+
+// TestForeignRenamedOverOwnFile: another rank's or model's batch file of
+// the same keys and page shape, renamed over a file the live store has
+// indexed, passes every per-page check (its keys, offsets and CRCs are its
+// own), but is never served: its trailer differs from the one indexed, and
+// the read compares them.
+func TestForeignRenamedOverOwnFile(t *testing.T) {
+	ours := Config{ModelName: "m", TPRank: 0, TPSize: 2}
+	for _, other := range []Config{
+		{ModelName: "m", TPRank: 1, TPSize: 2},
+		{ModelName: "x", TPRank: 0, TPSize: 2},
+	} {
+		p, idx := randomPages(t, 3)
+		ps := mhaCfg.PageSize
+		dir := t.TempDir()
+		ours.Dir, other.Dir = dir, dir
+		live := newStore(t, ours, p)
+		if ok, err := live.BatchSetV1([]string{"k"}, idx[:ps]); err != nil || !ok[0] {
+			t.Fatal(ok, err)
+		}
+		o := newStore(t, other, p)
+		if ok, err := o.BatchSetV1([]string{"k"}, idx[ps:2*ps]); err != nil || !ok[0] {
+			t.Fatal(ok, err)
+		}
+		mine, _ := live.Locate("k")
+		theirs, _ := o.Locate("k")
+		if err := os.Rename(theirs.Path, mine.Path); err != nil {
+			t.Fatal(err)
+		}
+		before := live.Stats().Mismatch
+		ok, err := live.BatchGetV1([]string{"k"}, idx[2*ps:])
+		if err != nil || ok[0] {
+			t.Errorf("live store of %s served %s's file renamed over its own: %v, %v", live.suffix, o.suffix, ok, err)
+		}
+		if live.Stats().Mismatch == before {
+			t.Errorf("live store: Stats.Mismatch did not count %s's file", o.suffix)
+		}
+	}
 }

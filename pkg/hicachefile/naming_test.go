@@ -1,7 +1,10 @@
 package hicachefile
 
 import (
+	"bytes"
 	"errors"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -181,5 +184,27 @@ func TestCheckKey(t *testing.T) {
 	}
 	if n := len(s.oldName(longest)); n != 255 {
 		t.Fatalf("the longest key's file name is %d bytes", n)
+	}
+}
+
+// TestEmptyModelNameLoadsSGLangFiles: SGLang names the files of an unnamed model
+// "<key>__0_1.bin"; such a store opens and loads them.
+func TestEmptyModelNameLoadsSGLangFiles(t *testing.T) {
+	dir := t.TempDir()
+	page := bytes.Repeat([]byte{7}, 64)
+	if err := os.WriteFile(filepath.Join(dir, "abc__0_1.bin"), page, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s := newStore(t, Config{Dir: dir}, nil)
+	got := make([]byte, len(page))
+	if err := s.Get("abc", got); err != nil || !bytes.Equal(got, page) {
+		t.Fatalf("Get(abc) = %v", err)
+	}
+	p, idx := randomPages(t, 1)
+	if err := s.RegisterMemPoolHost(p); err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := s.BatchSetV1([]string{"v"}, idx); err != nil || !ok[0] {
+		t.Fatalf("BatchSetV1 = %v, %v", ok, err)
 	}
 }

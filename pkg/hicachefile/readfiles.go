@@ -51,7 +51,9 @@ func (s *Store) readFiles(pi *poolInfo, keys []string, bufs [][]byte, sc *scratc
 
 // readSome is readFiles for the keys of the first maxOpenFiles files of
 // read, and returns how many keys of read it took and how many of them it
-// found good. It fails only when out of descriptors.
+// found good. It fails only when out of descriptors. It runs one way: plan
+// each file's runs and open it (planFile, openBatch, checkSize), read every
+// run (readRuns), then settle each key (verifyFile).
 func (s *Store) readSome(pi *poolInfo, keys []string, bufs [][]byte, sc *scratch, read []int32, ok []bool) (taken, hits int, err error) {
 	runs, files := sc.runs[:0], sc.files[:0]
 	var fds [8]int
@@ -66,43 +68,12 @@ func (s *Store) readSome(pi *poolInfo, keys []string, bufs [][]byte, sc *scratch
 	ebuf := sc.ibuf[:0]
 	total := 0
 	for nf := 0; taken < len(read) && nf < maxOpenFiles; nf++ {
-		// One pass over the next file's keys: where they end, where
-		// their entries start, and the runs of adjacent pages, each
-		// noting whether its keys' positions are consecutive too. The
-		// runs get the file's descriptor once open.
-		rest := read[taken:]
-		id, gen := sc.refs[rest[0]].File, sc.refs[rest[0]].Gen
 		f, r0 := len(files), len(runs)
-		lo := int64(math.MaxInt64)
-		first, consec := 0, true
-		prev := sc.refs[rest[0]]
-		k := 0
-		if sc.predicted {
-			// Guessed (predictRun): every key of the call, at the
-			// file's pages in order, its entries in order too. One run.
-			k, lo = len(rest), int64(prev.Ent)
-		}
-		for ; k < len(rest); k++ {
-			i := rest[k]
-			ref := sc.refs[i]
-			if ref.File != id || ref.Gen != gen {
-				break
-			}
-			lo = min(lo, int64(ref.Ent))
-			if k > 0 {
-				if int64(ref.Page) != int64(prev.Page)+1 {
-					runs = append(runs, readRun{file: f, pages: rest[first:k], consecutive: consec})
-					first, consec = k, true
-				} else if i != rest[k-1]+1 {
-					consec = false
-				}
-			}
-			prev = ref
-		}
-		group := rest[:k]
-		runs = append(runs, readRun{file: f, pages: group[first:], consecutive: consec})
-		taken += k
-		fd, name, meta, size, direct, err := s.openBatch(sc.refs[rest[0]], group, pi, sc)
+		var group []int32
+		var lo int64
+		group, runs, lo = sc.planFile(read[taken:], runs, f)
+		taken += len(group)
+		fd, name, meta, size, direct, err := s.openBatch(sc.refs[group[0]], group, pi, sc)
 		if err != nil || fd < 0 {
 			clear(runs[r0:])
 			runs = runs[:r0]
@@ -115,47 +86,14 @@ func (s *Store) readSome(pi *poolInfo, keys []string, bufs [][]byte, sc *scratch
 		if direct.fd >= 0 {
 			open = append(open, direct.fd)
 		}
-		// The entries are read up to the end of the file, so that the
-		// trailer's checksum comes too: verifyFile checks it against the
-		// one the index recorded, and a file another store renamed in
-		// place of this one is not taken for it. Without an fstat
-		// (size < 0) the end is the one indexed, and the read probes one
-		// byte past it (readProbe).
+		// Without an fstat (size < 0) the file's size is the one indexed,
+		// and the read of its entries probes one byte past it (readProbe).
 		probe := size < 0
 		if probe {
 			size = meta.Size
 		}
-		// Where the keys' entries end: checked against the file's size
-		// when an fstat gave it; a size from the index holds them (it was
-		// checked when the index was loaded).
-		entHi := int64(0)
-		if !probe {
-			entHi = entriesEnd(keys, sc, group)
-		}
-		grown := meta.Size > 0 && size > meta.Size
-		end := size - meta.IndexOff
-		if end < entHi || end < 4 || grown {
-			// Shorter than its own index says: truncated, or not the file
-			// indexed. Longer than the file indexed: another file copied or
-			// renamed in its place, which is not read, however large.
-			c := &s.stats.corrupt
-			if grown {
-				c = &s.stats.mismatch
-				if !sc.predicted {
-					s.reloadBatch(name) // another file now: read its index
-				}
-			}
-			s.dropGroup(group, sc, c)
-			clear(runs[r0:])
-			runs = runs[:r0]
-			continue
-		}
-		hi := end
-		if lo < 0 || lo > hi {
-			// Entries the file cannot hold: the copies were found in
-			// another file than the one this id names now. Not corrupt:
-			// looked up again after a refresh.
-			s.setState(group, sc, stGone)
+		hi := size - meta.IndexOff // the entries are read up to the file's end
+		if !s.checkSize(keys, sc, group, name, meta, size, probe, lo) {
 			clear(runs[r0:])
 			runs = runs[:r0]
 			continue
@@ -175,22 +113,8 @@ func (s *Store) readSome(pi *poolInfo, keys []string, bufs [][]byte, sc *scratch
 		if combined {
 			lo = 0
 		}
-		extra := 0 // the probe byte
-		if probe {
-			extra = 1
-		}
-		if cap(ebuf)-len(ebuf) < int(hi-lo)+extra {
-			// A new buffer: the entries already read stay where they are.
-			// Room for every entry still to read, at least.
-			need := int(hi-lo) + extra
-			for _, i := range read[taken-len(group):] {
-				need += entryFixed + len(keys[i]) + 1
-			}
-			ebuf = make([]byte, 0, need)
-		}
-		start := len(ebuf)
-		ebuf = ebuf[:start+int(hi-lo)+extra]
-		tail := ebuf[start:]
+		var tail []byte
+		ebuf, tail = growEntries(ebuf, int(hi-lo), probe, keys, read[taken-len(group):])
 		files[f].ents, files[f].base = tail[:hi-lo], lo
 		switch {
 		case combined:
@@ -205,40 +129,7 @@ func (s *Store) readSome(pi *poolInfo, keys []string, bufs [][]byte, sc *scratch
 	if total == 0 {
 		return taken, 0, nil
 	}
-	if s.workers <= 1 || int64(total)*pi.pageLen < 2*minPieceBytes {
-		w := window{iov: sc.iov, owner: sc.owner}
-		for _, r := range runs {
-			if err := s.readRun(pi, bufs, sc, r, &w); err != nil && files[r.file].err == nil {
-				files[r.file].err = err
-			}
-		}
-		sc.iov, sc.owner = w.iov, w.owner
-	} else {
-		// Cut runs into pieces of about an even share of the bytes, so that
-		// every worker has work, but keep small reads whole. The tail goes
-		// with the last piece.
-		per := piecePages(s.workers, total, pi.pageLen)
-		var pieces []readRun
-		for _, r := range runs {
-			for lo := 0; lo < len(r.pages); lo += per {
-				p := r
-				p.pages = r.pages[lo:min(len(r.pages), lo+per)]
-				if lo+per < len(r.pages) {
-					p.tail = nil
-				}
-				pieces = append(pieces, p)
-			}
-		}
-		errs := make([]error, len(pieces))
-		parallel(s.workers, len(pieces), func(p int) {
-			errs[p] = s.readRun(pi, bufs, sc, pieces[p], &window{serial: true})
-		})
-		for p, err := range errs {
-			if f := pieces[p].file; err != nil && files[f].err == nil {
-				files[f].err = err
-			}
-		}
-	}
+	s.readRuns(pi, bufs, sc, runs, files, total)
 	for f := range files {
 		hits += s.verifyFile(pi, keys, sc, &files[f], ok)
 	}
@@ -250,4 +141,136 @@ func (s *Store) readSome(pi *poolInfo, keys []string, bufs [][]byte, sc *scratch
 		}
 	}
 	return taken, hits, nil
+}
+
+// planFile takes the keys at the start of rest whose copies lie in one
+// file, the first key's, and returns them (group), runs with a readRun
+// appended for each run of adjacent pages among them, noting whether its
+// keys' positions are consecutive too (f is the file's index in
+// scratch.files), and where their entries start in the file's index (lo).
+// The runs get the file's descriptor once it is open.
+func (sc *scratch) planFile(rest []int32, runs []readRun, f int) (group []int32, _ []readRun, lo int64) {
+	id, gen := sc.refs[rest[0]].File, sc.refs[rest[0]].Gen
+	lo = int64(math.MaxInt64)
+	first, consec := 0, true
+	prev := sc.refs[rest[0]]
+	k := 0
+	if sc.predicted {
+		// Guessed (predictRun): every key of the call, at the file's
+		// pages in order, its entries in order too. One run.
+		k, lo = len(rest), int64(prev.Ent)
+	}
+	for ; k < len(rest); k++ {
+		i := rest[k]
+		ref := sc.refs[i]
+		if ref.File != id || ref.Gen != gen {
+			break
+		}
+		lo = min(lo, int64(ref.Ent))
+		if k > 0 {
+			if int64(ref.Page) != int64(prev.Page)+1 {
+				runs = append(runs, readRun{file: f, pages: rest[first:k], consecutive: consec})
+				first, consec = k, true
+			} else if i != rest[k-1]+1 {
+				consec = false
+			}
+		}
+		prev = ref
+	}
+	group = rest[:k]
+	return group, append(runs, readRun{file: f, pages: group[first:], consecutive: consec}), lo
+}
+
+// checkSize reports whether the batch file name, open for the keys at
+// positions group, of size bytes (from an fstat, or from the index when
+// probe), can hold their entries from lo, and settles them when it cannot.
+// A file shorter than its own index says is truncated, or not the file
+// indexed: corrupt. A file longer than the one indexed is another file
+// copied or renamed in its place, which is not read, however large: a
+// mismatch, and its own index is read again. Entries that start past the
+// file's end were found in another file than the one the id names now: the
+// keys are looked up again after a refresh, uncounted.
+func (s *Store) checkSize(keys []string, sc *scratch, group []int32, name string, meta index.Meta, size int64, probe bool, lo int64) bool {
+	// Where the keys' entries end: checked against the file's size when
+	// an fstat gave it; a size from the index holds them (it was checked
+	// when the index was loaded).
+	entHi := int64(0)
+	if !probe {
+		entHi = entriesEnd(keys, sc, group)
+	}
+	grown := meta.Size > 0 && size > meta.Size
+	end := size - meta.IndexOff
+	switch {
+	case grown:
+		if !sc.predicted {
+			s.reloadBatch(name)
+		}
+		s.dropGroup(group, sc, &s.stats.mismatch)
+		return false
+	case end < entHi || end < 4:
+		s.dropGroup(group, sc, &s.stats.corrupt)
+		return false
+	case lo < 0 || lo > end:
+		s.setState(group, sc, stGone)
+		return false
+	}
+	return true
+}
+
+// growEntries returns ebuf grown by n bytes (and the probe byte, with
+// probe), and those bytes: where a file's entries are read. A buffer too
+// small is replaced by one with room for the entries of every key still to
+// read (rest) as well; the entries already read stay where they are.
+func growEntries(ebuf []byte, n int, probe bool, keys []string, rest []int32) (_, tail []byte) {
+	if probe {
+		n++
+	}
+	if cap(ebuf)-len(ebuf) < n {
+		need := n
+		for _, i := range rest {
+			need += entryFixed + len(keys[i]) + 1
+		}
+		ebuf = make([]byte, 0, need)
+	}
+	start := len(ebuf)
+	ebuf = ebuf[:start+n]
+	return ebuf, ebuf[start:]
+}
+
+// readRuns reads every run of a round, and records each file's first
+// failure in files: in this goroutine, or, for a read large enough to
+// share, cut into pieces of about an even share of the bytes over the IO
+// workers (small reads stay whole; a run's tail goes with its last piece).
+func (s *Store) readRuns(pi *poolInfo, bufs [][]byte, sc *scratch, runs []readRun, files []fileRead, total int) {
+	if s.workers <= 1 || int64(total)*pi.pageLen < 2*minPieceBytes {
+		w := window{iov: sc.iov, owner: sc.owner}
+		for _, r := range runs {
+			if err := s.readRun(pi, bufs, sc, r, &w); err != nil && files[r.file].err == nil {
+				files[r.file].err = err
+			}
+		}
+		sc.iov, sc.owner = w.iov, w.owner
+		return
+	}
+	per := piecePages(s.workers, total, pi.pageLen)
+	var pieces []readRun
+	for _, r := range runs {
+		for lo := 0; lo < len(r.pages); lo += per {
+			p := r
+			p.pages = r.pages[lo:min(len(r.pages), lo+per)]
+			if lo+per < len(r.pages) {
+				p.tail = nil
+			}
+			pieces = append(pieces, p)
+		}
+	}
+	errs := make([]error, len(pieces))
+	parallel(s.workers, len(pieces), func(p int) {
+		errs[p] = s.readRun(pi, bufs, sc, pieces[p], &window{serial: true})
+	})
+	for p, err := range errs {
+		if f := pieces[p].file; err != nil && files[f].err == nil {
+			files[f].err = err
+		}
+	}
 }

@@ -4,21 +4,10 @@ import (
 	"bytes"
 	"fmt"
 	"os"
-	"path/filepath"
 	"testing"
 
 	"github.com/hicache-go/hicache/pkg/hostcache"
 )
-
-// batchFiles returns the batch files under dir.
-func batchFiles(t testing.TB, dir string) []string {
-	t.Helper()
-	names, err := filepath.Glob(filepath.Join(dir, "*", "*"+batchExt))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return names
-}
 
 // TestBatchRewrittenInPlaceIsReloaded writes another valid batch of the same
 // identity and keys over a store's batch file in place (same inode, same

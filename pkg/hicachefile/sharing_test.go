@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"hash/fnv"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -18,13 +17,6 @@ import (
 
 	"github.com/hicache-go/hicache/pkg/hostcache"
 )
-
-// bothModes runs test once with inotify watching and once polling.
-func bothModes(t *testing.T, test func(t *testing.T, noWatch bool)) {
-	for _, noWatch := range []bool{false, true} {
-		t.Run(fmt.Sprintf("NoWatch=%v", noWatch), func(t *testing.T) { test(t, noWatch) })
-	}
-}
 
 // TestForeignWriteDuringOwnWrite: a page another store renames into place
 // while this store is writing its own batch must still be found, and stay
@@ -184,19 +176,6 @@ func TestOverlappingDestinations(t *testing.T) {
 	if !errors.Is(err, ErrLength) || ok[0] || ok[1] {
 		t.Fatalf("BatchGetV1 into shared slots = %v, %v; want ErrLength, all false", ok, err)
 	}
-}
-
-// keyPage returns the page bytes that belong to key k: anyone can check a
-// page served for k without knowing who wrote it.
-func keyPage(k string, n int) []byte {
-	h := fnv.New64a()
-	h.Write([]byte(k))
-	r := rand.New(rand.NewPCG(h.Sum64(), 1))
-	b := make([]byte, n)
-	for i := range b {
-		b[i] = byte(r.Uint32())
-	}
-	return b
 }
 
 // TestStressNoWrongPage: two stores on one directory, four goroutines

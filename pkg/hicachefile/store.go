@@ -330,14 +330,21 @@ func (s *Store) RegisterMemPoolHost(p *hostcache.Pool) error {
 	// The fingerprint names everything that gives a page's bytes their
 	// meaning, so that a page never loads into a pool that reads it
 	// differently, even when the byte counts agree (float16 vs bfloat16).
-	if cfg.Kind == hostcache.MLA {
+	switch cfg.Kind {
+	case hostcache.MLA:
 		cfg.HeadNum, cfg.HeadDim = 0, 0 // ignored by the pool, so not part of the shape
-	} else {
+	case hostcache.Component:
+		cfg.HeadNum, cfg.HeadDim, cfg.LayerNum, cfg.KVLoraRank, cfg.QKRopeHeadDim = 0, 0, 0, 0, 0
+		cfg.Layout = hostcache.PageFirst // page_first_direct lays a component page out the same
+	default:
 		cfg.KVLoraRank, cfg.QKRopeHeadDim = 0, 0
 	}
 	h := fnv.New64a()
 	fmt.Fprintf(h, "hicache-v1 kind=%s dtype=%s layout=%s ps=%d layers=%d heads=%d headdim=%d lora=%d rope=%d bufs=%v",
 		cfg.Kind, cfg.DType, cfg.Layout, cfg.PageSize, cfg.LayerNum, cfg.HeadNum, cfg.HeadDim, cfg.KVLoraRank, cfg.QKRopeHeadDim, sizes)
+	if cfg.Kind == hostcache.Component {
+		fmt.Fprintf(h, " state=%v", cfg.BufferBytes) // sizes above are per page; these per slot
+	}
 	s.pool.Store(&poolInfo{pool: p, ps: cfg.PageSize, pageLen: int64(p.PageBytes()), bpp: len(sizes), pages: cfg.Pages,
 		poolFP: h.Sum64(), fp: matchKey(h.Sum64(), s.identKey)})
 	return nil

@@ -2,7 +2,6 @@ package hicachefile
 
 import (
 	"bytes"
-	"crypto/rand"
 	"errors"
 	"os"
 	"path/filepath"
@@ -10,62 +9,6 @@ import (
 
 	"github.com/hicache-go/hicache/pkg/hostcache"
 )
-
-// newPool returns a pool of cfg closed at the end of the test.
-func newPool(t testing.TB, cfg hostcache.Config) *hostcache.Pool {
-	t.Helper()
-	p, err := hostcache.New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = p.Close() })
-	return p
-}
-
-// newStore returns a store on dir with pool registered, closed at the end of
-// the test.
-func newStore(t testing.TB, cfg Config, p *hostcache.Pool) *Store {
-	t.Helper()
-	s, err := New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = s.Close() })
-	if p != nil {
-		if err := s.RegisterMemPoolHost(p); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return s
-}
-
-// fillRandom writes random bytes into every page at indices.
-func fillRandom(t testing.TB, p *hostcache.Pool, indices []int64) {
-	t.Helper()
-	bufs, err := p.PageBuffers(indices)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, b := range bufs {
-		_, _ = rand.Read(b)
-	}
-}
-
-// randomPages returns a pool of mhaCfg with n pages of random bytes
-// allocated at idx.
-func randomPages(t testing.TB, n int) (*hostcache.Pool, []int64) {
-	t.Helper()
-	p := newPool(t, mhaCfg)
-	idx, err := p.Alloc(n * mhaCfg.PageSize)
-	if err != nil {
-		t.Fatal(err)
-	}
-	fillRandom(t, p, idx)
-	return p, idx
-}
-
-var mhaCfg = hostcache.Config{Kind: hostcache.MHA, Layout: hostcache.LayerFirst, DType: hostcache.Float16,
-	PageSize: 4, Pages: 16, LayerNum: 3, HeadNum: 2, HeadDim: 8}
 
 func TestV1RoundTrip(t *testing.T) {
 	for _, layout := range hostcache.Layouts {
@@ -125,13 +68,4 @@ func TestV1RoundTrip(t *testing.T) {
 			}
 		})
 	}
-}
-
-func all(ok []bool) bool {
-	for _, b := range ok {
-		if !b {
-			return false
-		}
-	}
-	return true
 }

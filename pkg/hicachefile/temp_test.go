@@ -6,38 +6,12 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
-
-// tempsIn returns the paths of the store's temp files in Dir and its V1
-// directory.
-func tempsIn(t *testing.T, s *Store) []string {
-	t.Helper()
-	var out []string
-	for _, d := range []string{s.dir, s.v1Dir} {
-		ents, err := os.ReadDir(d)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, e := range ents {
-			if s.isTmpName(e.Name()) {
-				out = append(out, filepath.Join(d, e.Name()))
-			}
-		}
-	}
-	return out
-}
-
-// refuseTmpfile is an Openat that refuses O_TMPFILE as some FUSE and NFS
-// file systems do.
-func refuseTmpfile(dirfd int, path string, flags int, mode uint32) (int, error) {
-	if flags&unix.O_TMPFILE == unix.O_TMPFILE {
-		return -1, unix.EOPNOTSUPP
-	}
-	return unix.Openat(dirfd, path, flags, mode)
-}
 
 // lockedAt reports whether another open file description is refused an
 // OFD read lock on the file at path, as a reclaim would be.
@@ -53,7 +27,7 @@ func lockedAt(t *testing.T, path string) bool {
 	return err == unix.EAGAIN || err == unix.EACCES
 }
 
-// TestTempNeverUnlocked (issue 7.5): a temp file must never be on disk
+// TestTempNeverUnlocked: a temp file must never be on disk
 // unlocked, so that a reclaim may take any temp file whose lock it gets,
 // with no grace. A temp file is locked from the moment it is linked in,
 // and is the only one, locked, while its write fills it (so other stores
@@ -213,5 +187,253 @@ func TestTmpfileRefused(t *testing.T) {
 				t.Errorf("temp files left: %v", left)
 			}
 		})
+	}
+}
+
+// TestFreshDeadTempsReclaimedAtNew: a temp file locked from birth that
+// its writer left a moment ago (closed, unlocked: the writer died) goes at
+// the next New, whatever its age, in Dir and in the V1 directory; a live
+// writer's, locked, stays even when old.
+func TestFreshDeadTempsReclaimedAtNew(t *testing.T) {
+	dir := t.TempDir()
+	s := newStore(t, Config{Dir: dir, ModelName: "m"}, nil)
+	dead := []string{
+		filepath.Join(dir, lockedTmpPrefix+"0123456789abcdef-"+s.digest+s.suffix+tmpExt),
+		filepath.Join(s.v1Dir, lockedTmpPrefix+"1123456789abcdef-"+s.digest+s.suffix+tmpExt),
+	}
+	live := []string{
+		filepath.Join(dir, lockedTmpPrefix+"2123456789abcdef-"+s.digest+s.suffix+tmpExt),
+		filepath.Join(s.v1Dir, lockedTmpPrefix+"3123456789abcdef-"+s.digest+s.suffix+tmpExt),
+	}
+	for _, path := range dead {
+		writeTempFile(t, path, 4096, 0, false)
+	}
+	for _, path := range live {
+		writeTempFile(t, path, 4096, time.Hour, true)
+	}
+	r := newStore(t, Config{Dir: dir, ModelName: "m"}, nil)
+	for _, path := range dead {
+		if _, err := os.Lstat(path); err == nil {
+			t.Errorf("New left the dead writer's temp file %s", path)
+		}
+	}
+	for _, path := range live {
+		if _, err := os.Lstat(path); err != nil {
+			t.Errorf("New removed the live writer's temp file %s: %v", path, err)
+		}
+	}
+	if n := r.Stats().ReclaimedTemps; n != int64(len(dead)) {
+		t.Errorf("Stats.ReclaimedTemps = %d, want %d", n, len(dead))
+	}
+}
+
+// TestDeadWritersTempsReclaimed: a new store removes dead (crashed)
+// writers' temp files of its suffix, in Dir and in its V1 directory, and
+// leaves live writers' and other suffixes'.
+func TestDeadWritersTempsReclaimed(t *testing.T) {
+	dir := t.TempDir()
+	s0 := newStore(t, Config{Dir: dir, ModelName: "m"}, nil)
+	const tok = "0123456789abcdef"
+	dead := []string{
+		filepath.Join(dir, ".a"+tok[1:]+"-"+s0.digest+"_m_0_1.tmp"),
+		filepath.Join(s0.v1Dir, ".b"+tok[1:]+"-"+s0.digest+"_m_0_1.tmp"),
+		filepath.Join(dir, "abc_m_0_1.bin.tmp.4242.1398.0123456789abcdef0123456789abcdef"), // SGLang's, old
+	}
+	live := []string{
+		filepath.Join(dir, ".c"+tok[1:]+"-"+s0.digest+"_m_0_1.tmp"),
+		filepath.Join(s0.v1Dir, ".d"+tok[1:]+"-"+s0.digest+"_m_0_1.tmp"),
+	}
+	young := []string{
+		filepath.Join(dir, "abd_m_0_1.bin.tmp.4242.1398.0123456789abcdef0123456789abcdef"), // SGLang's, being written
+	}
+	others := []string{filepath.Join(dir, ".f"+tok[1:]+"_x_m_0_1.tmp")} // another model's
+	for _, p := range dead {
+		writeTempFile(t, p, 100, time.Hour, false)
+	}
+	// A writer that died just now, or one between its create and its lock:
+	// its temp file stays until it is a second old.
+	justDied := filepath.Join(s0.v1Dir, ".e"+tok[1:]+"-"+s0.digest+"_m_0_1.tmp")
+	writeTempFile(t, justDied, 100, 0, false)
+	for _, p := range live {
+		writeTempFile(t, p, 100, time.Hour, true)
+	}
+	for _, p := range young {
+		writeTempFile(t, p, 100, 0, false)
+	}
+	for _, p := range others {
+		writeTempFile(t, p, 100, time.Hour, false)
+	}
+	s := newStore(t, Config{Dir: dir, ModelName: "m"}, nil)
+	for _, p := range dead {
+		if _, err := os.Stat(p); !os.IsNotExist(err) {
+			t.Errorf("dead writer's %s survived New: %v", filepath.Base(p), err)
+		}
+	}
+	for _, p := range append(append(live, young...), others...) {
+		if _, err := os.Stat(p); err != nil {
+			t.Errorf("New removed %s: %v", filepath.Base(p), err)
+		}
+	}
+	if n := s.Stats().ReclaimedTemps; n != int64(len(dead)) {
+		t.Errorf("Stats.ReclaimedTemps = %d, want %d", n, len(dead))
+	}
+	if _, err := os.Stat(justDied); err != nil {
+		t.Errorf("New removed a temp file younger than a second: %v", err)
+	}
+	old := time.Now().Add(-2 * tempGrace)
+	if err := os.Chtimes(justDied, old, old); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.reclaimTemps(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(justDied); !os.IsNotExist(err) {
+		t.Errorf("a dead writer's temp file a second old survived a reclaim: %v", err)
+	}
+}
+
+// TestTempsDuringEviction: eviction reclaims dead writers' temp
+// files, and live writers' temp files count toward MaxBytes.
+func TestTempsDuringEviction(t *testing.T) {
+	ps := mhaCfg.PageSize
+	p, idx := randomPages(t, 5)
+	file := oneKeyFile(p.PageBytes())
+	dir := t.TempDir()
+	s := newStore(t, Config{Dir: dir, ModelName: "m", MaxBatchFileBytes: int64(p.PageBytes()), MaxBytes: 4 * file, EvictionRatio: 1}, p)
+	deadTmp := filepath.Join(s.v1Dir, ".0123456789abcdef-"+s.digest+"_m_0_1.tmp")
+	liveTmp := filepath.Join(s.v1Dir, ".1123456789abcdef-"+s.digest+"_m_0_1.tmp")
+	writeTempFile(t, deadTmp, int(file), time.Hour, false)
+	writeTempFile(t, liveTmp, int(2*file), time.Hour, true)
+	for i := range 5 {
+		if ok, err := s.BatchSetV1([]string{fmt.Sprint("k", i)}, idx[i*ps:(i+1)*ps]); err != nil || !ok[0] {
+			t.Fatal(ok, err)
+		}
+	}
+	if _, err := os.Stat(deadTmp); !os.IsNotExist(err) {
+		t.Errorf("eviction left the dead writer's temp file: %v", err)
+	}
+	if _, err := os.Stat(liveTmp); err != nil {
+		t.Errorf("eviction removed the live writer's temp file: %v", err)
+	}
+	// The live temp file takes two files' room of four.
+	if n := batchFileCount(t, s); n != 2 {
+		t.Errorf("%d batch files, want 2: the live temp file must count toward MaxBytes", n)
+	}
+}
+
+// TestReclaimRacesWriter: where O_TMPFILE is refused, a reclaim that runs
+// between a writer's create and its lock removes the temp file, or holds it
+// while the writer tries to lock it. The writer must notice and write the file again: no write fails
+// and no page is lost.
+func TestReclaimRacesWriter(t *testing.T) {
+	for _, how := range []string{"removed before the lock", "held during the lock"} {
+		t.Run(how, func(t *testing.T) {
+			p, idx := randomPages(t, 2)
+			ps := mhaCfg.PageSize
+			dir := t.TempDir()
+			var reclaimer *Store
+			var armed atomic.Bool
+			// Where O_TMPFILE is refused, temp files are made by name and
+			// then locked: the window this test is about.
+			sys := Syscalls{Openat: refuseTmpfile, FcntlFlock: func(fd uintptr, cmd int, lk *unix.Flock_t) error {
+				if cmd == unix.F_OFD_SETLK && lk.Type == unix.F_WRLCK && armed.Swap(false) {
+					if how == "removed before the lock" {
+						// As if the writer had waited past tempGrace for a CPU.
+						path, err := os.Readlink(fmt.Sprintf("/proc/self/fd/%d", fd))
+						if err != nil {
+							t.Fatal(err)
+						}
+						old := time.Now().Add(-2 * tempGrace)
+						if err := os.Chtimes(path, old, old); err != nil {
+							t.Fatal(err)
+						}
+						if err := reclaimer.reclaimTemps(); err != nil {
+							t.Error(err)
+						}
+						if _, err := os.Stat(path); !os.IsNotExist(err) {
+							t.Fatalf("setup: the reclaim left the unlocked temp file: %v", err)
+						}
+					} else {
+						// Lock it as a reclaim does, through another open
+						// file description, for the writer's attempt.
+						rfd, err := unix.Open(fmt.Sprintf("/proc/self/fd/%d", fd), unix.O_RDONLY|unix.O_CLOEXEC, 0)
+						if err != nil {
+							t.Fatal(err)
+						}
+						defer unix.Close(rfd)
+						rl := unix.Flock_t{Type: unix.F_RDLCK}
+						if err := unix.FcntlFlock(uintptr(rfd), unix.F_OFD_SETLK, &rl); err != nil {
+							t.Fatal(err)
+						}
+						// ... and removes it before letting go.
+						path, err := os.Readlink(fmt.Sprintf("/proc/self/fd/%d", fd))
+						if err != nil {
+							t.Fatal(err)
+						}
+						defer os.Remove(path)
+					}
+				}
+				return unix.FcntlFlock(fd, cmd, lk)
+			}}
+			s := newStore(t, Config{Dir: dir, ModelName: "m", Syscalls: sys}, p)
+			reclaimer = newStore(t, Config{Dir: dir, ModelName: "m"}, p)
+			page, _ := p.GetDataPage(idx[0])
+			armed.Store(true)
+			if err := s.Set("o", page); err != nil {
+				t.Fatalf("Set = %v", err)
+			}
+			if armed.Swap(true) {
+				t.Fatal("setup: Set took no lock")
+			}
+			if ok, err := s.BatchSetV1([]string{"v"}, idx[ps:]); err != nil || !ok[0] {
+				t.Fatalf("BatchSetV1 = %v, %v", ok, err)
+			}
+			if armed.Load() {
+				t.Fatal("setup: BatchSetV1 took no lock")
+			}
+			got := make([]byte, len(page))
+			if err := s.Get("o", got); err != nil || !bytes.Equal(got, page) {
+				t.Errorf("Get(o) = %v", err)
+			}
+			dst, _ := p.Alloc(ps)
+			if ok, err := reclaimer.BatchGetV1([]string{"v"}, dst); err != nil || !ok[0] || !samePages(t, p, dst[0], idx[ps]) {
+				t.Errorf("BatchGetV1(v) = %v, %v", ok, err)
+			}
+			if left := tempFiles(t, dir); len(left) > 0 {
+				t.Errorf("temp files left: %v", left)
+			}
+		})
+	}
+}
+
+// TestReclaimNeverFailsLiveWriter: a store that reclaims temp files over
+// and over, beside a store that writes through both interfaces, never makes
+// a write fail.
+func TestReclaimNeverFailsLiveWriter(t *testing.T) {
+	p, idx := randomPages(t, 4)
+	dir := t.TempDir()
+	w := newStore(t, Config{Dir: dir, ModelName: "m", MaxBatchFileBytes: int64(p.PageBytes())}, p)
+	r := newStore(t, Config{Dir: dir, ModelName: "m"}, p)
+	var stop atomic.Bool
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for !stop.Load() {
+			_ = r.reclaimTemps()
+		}
+	}()
+	for n := 0; n < 300; n++ {
+		keys := []string{fmt.Sprint("a", n), fmt.Sprint("b", n), fmt.Sprint("c", n), fmt.Sprint("d", n)}
+		if ok, err := w.BatchSetV1(keys, idx); err != nil || !all(ok) {
+			t.Errorf("BatchSetV1 beside a reclaim = %v, %v", ok, err)
+		}
+		if err := w.Set(fmt.Sprint("o", n), make([]byte, 10)); err != nil {
+			t.Errorf("Set beside a reclaim = %v", err)
+		}
+	}
+	stop.Store(true)
+	<-done
+	if n := r.Stats().ReclaimedTemps; n != 0 {
+		t.Errorf("a reclaim removed %d live writers' temp files", n)
 	}
 }

@@ -135,35 +135,141 @@ func TestUnnamedLinkFallbacks(t *testing.T) {
 	}
 }
 
-// writeHooks are the moments of a write at which a test acts: fill before
-// each pwritev, placed once a file has got a batch file's name, by a link
-// (an unnamed file) or a rename (a temp file: with MaxBytes, or where
-// O_TMPFILE is refused). Either may be nil.
-type writeHooks struct {
-	fill   func()
-	placed func(name string)
+// TestNameTakenThriceFailsCleanly: every final name the store draws is taken
+// (someone links a file under each first): after three tries the call
+// fails, with the unnamed file closed, no name left expected by the
+// watcher, no commit left in flight and nothing on disk.
+func TestNameTakenThriceFailsCleanly(t *testing.T) {
+	p, idx := randomPages(t, 1)
+	dir := shmDir(t)
+	tries := 0
+	sys := Syscalls{Linkat: func(od int, op string, nd int, np string, fl int) error {
+		if strings.HasSuffix(np, batchExt) {
+			tries++
+			return unix.EEXIST
+		}
+		return unix.Linkat(od, op, nd, np, fl)
+	}}
+	before := openFDs(t)
+	s, err := New(Config{Dir: dir, ModelName: "m", Syscalls: sys})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.RegisterMemPoolHost(p); err != nil {
+		t.Fatal(err)
+	}
+	during := openFDs(t)
+	ok, err := s.BatchSetV1([]string{"k"}, idx)
+	if err == nil || ok[0] || tries != 3 {
+		t.Errorf("BatchSetV1 with every name taken = %v, %v after %d links; want an error after 3", ok, err, tries)
+	}
+	if n := openFDs(t); n != during {
+		t.Errorf("%d descriptors open after the failed call, %d before", n, during)
+	}
+	if own, names := inflightLen(s); own != 0 || names != 0 {
+		t.Errorf("%d names expected by the watcher, %d commits in flight after the call; want 0, 0", own, names)
+	}
+	if s.Exists("k") || batchFileCount(t, s) != 0 {
+		t.Error("a key whose every link failed is stored")
+	}
+	_ = s.Close()
+	if n := openFDs(t); n != before {
+		t.Errorf("%d descriptors open after Close, %d before New", n, before)
+	}
 }
 
-// syscalls returns Syscalls that make the real calls and run the hooks.
-func (h writeHooks) syscalls() Syscalls {
-	after := func(name string, err error) error {
-		if err == nil && h.placed != nil && strings.HasSuffix(name, batchExt) {
-			h.placed(name)
-		}
-		return err
+// TestSyncFlushesDataBeforeLinkAndDirAfter: with Config.Sync, an unnamed batch file's data is
+// flushed (fdatasync of the file) before the link gives it its name, and
+// the directory is flushed (fsync) after the link, before the call
+// returns: a crash never leaves a name on a file whose data is not on
+// disk, and a call that returned true survives one.
+func TestSyncFlushesDataBeforeLinkAndDirAfter(t *testing.T) {
+	p, idx := randomPages(t, 1)
+	var log []string
+	var file, v1 int
+	sys := Syscalls{
+		Openat: func(dirfd int, path string, flags int, mode uint32) (int, error) {
+			fd, err := unix.Openat(dirfd, path, flags, mode)
+			if err == nil && flags&unix.O_TMPFILE == unix.O_TMPFILE {
+				file, v1 = fd, dirfd
+				log = append(log, "open")
+			}
+			return fd, err
+		},
+		Fdatasync: func(fd int) error {
+			if fd == file {
+				log = append(log, "fdatasync file")
+			}
+			return unix.Fdatasync(fd)
+		},
+		Linkat: func(od int, op string, nd int, np string, fl int) error {
+			if strings.HasSuffix(np, batchExt) {
+				log = append(log, "link")
+			}
+			return unix.Linkat(od, op, nd, np, fl)
+		},
+		Fsync: func(fd int) error {
+			if fd == v1 {
+				log = append(log, "fsync dir")
+			}
+			return unix.Fsync(fd)
+		},
+		Close: func(fd int) error {
+			if fd == file {
+				log = append(log, "close")
+			}
+			return unix.Close(fd)
+		},
 	}
-	return Syscalls{
+	s := newStore(t, Config{Dir: shmDir(t), ModelName: "m", Sync: true, Syscalls: sys}, p)
+	if ok, err := s.BatchSetV1([]string{"k"}, idx); err != nil || !ok[0] {
+		t.Fatal(ok, err)
+	}
+	want := "open,fdatasync file,link,fsync dir,close"
+	if got := strings.Join(log, ","); got != want {
+		t.Errorf("unnamed write with Sync: %s; want %s", got, want)
+	}
+}
+
+// TestEmptyPathLinkKeptAfterDirGone: the V1 directory removed while a
+// batch file is written makes its link fail (ENOENT, both ways); that is
+// not a refusal of linkat with AT_EMPTY_PATH, which later links, in the
+// directory made again, go on using instead of /proc/self/fd.
+func TestEmptyPathLinkKeptAfterDirGone(t *testing.T) {
+	ps := mhaCfg.PageSize
+	p, idx := randomPages(t, 2)
+	var s *Store
+	armed := false
+	emptyPath, proc := 0, 0
+	sys := Syscalls{
 		Pwritev: func(fd int, iovs [][]byte, off int64) (int, error) {
-			if h.fill != nil {
-				h.fill()
+			if armed {
+				armed = false
+				if err := os.RemoveAll(s.v1Dir); err != nil {
+					t.Fatal(err)
+				}
 			}
 			return pwritevRaw(fd, iovs, off)
 		},
 		Linkat: func(od int, op string, nd int, np string, fl int) error {
-			return after(np, unix.Linkat(od, op, nd, np, fl))
+			if fl&unix.AT_EMPTY_PATH != 0 {
+				emptyPath++
+			} else {
+				proc++
+			}
+			return unix.Linkat(od, op, nd, np, fl)
 		},
-		Renameat: func(od int, op string, nd int, np string) error {
-			return after(np, unix.Renameat(od, op, nd, np))
-		},
+	}
+	s = newStore(t, Config{Dir: shmDir(t), ModelName: "m", Syscalls: sys}, p)
+	armed = true
+	if ok, err := s.BatchSetV1([]string{"k0"}, idx[:ps]); err == nil && ok[0] {
+		t.Log("the write into the removed directory reported stored")
+	}
+	emptyPath, proc = 0, 0
+	if ok, err := s.BatchSetV1([]string{"k1"}, idx[ps:]); err != nil || !ok[0] {
+		t.Fatal(ok, err)
+	}
+	if emptyPath != 1 || proc != 0 {
+		t.Errorf("after the directory came back: %d links with AT_EMPTY_PATH, %d through /proc; want 1, 0", emptyPath, proc)
 	}
 }

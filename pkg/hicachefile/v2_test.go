@@ -10,10 +10,10 @@ import (
 	"github.com/hicache-go/hicache/pkg/hostcache"
 )
 
-// componentCfg is a pool of another shape than mhaCfg: one token per page,
-// MLA rows, as a state pool of a hybrid model would be.
-var componentCfg = hostcache.Config{Kind: hostcache.MLA, Layout: hostcache.PageFirst, DType: hostcache.BFloat16,
-	PageSize: 1, Pages: 32, LayerNum: 2, KVLoraRank: 8, QKRopeHeadDim: 4}
+// componentCfg is a pool of another shape than mhaCfg, as a Mamba state
+// pool is: one token per page, two state buffers per page.
+var componentCfg = hostcache.Config{Kind: hostcache.Component, Layout: hostcache.PageFirst, DType: hostcache.BFloat16,
+	PageSize: 1, Pages: 32, BufferBytes: [hostcache.MaxComponentBuffers]int{48, 16}}
 
 // v2Store returns a store with mhaCfg as its KV pool and componentCfg
 // registered as "mamba", with n random pages allocated in each.

@@ -15,15 +15,23 @@ const (
 	// MLA is multi-head latent attention (DeepSeek): one latent row of
 	// KVLoraRank+QKRopeHeadDim elements per layer, identical on every TP rank.
 	MLA
+	// Component is a component pool of a hybrid model that is neither MHA
+	// nor MLA KV: Mamba's conv and temporal states, say, whose host pool
+	// (SGLang's MambaPoolHost) keeps each state in a buffer of its own. A
+	// page holds one buffer per entry of Config.BufferBytes; see
+	// Config.BufferBytes for where they lie.
+	Component
 )
 
-// String returns "MHA" or "MLA".
+// String returns "MHA", "MLA" or "Component".
 func (k Kind) String() string {
 	switch k {
 	case MHA:
 		return "MHA"
 	case MLA:
 		return "MLA"
+	case Component:
+		return "Component"
 	}
 	return fmt.Sprintf("Kind(%d)", int(k))
 }
@@ -110,6 +118,22 @@ type Config struct {
 	// KV and of the rotary part of one row: a row holds their sum.
 	KVLoraRank, QKRopeHeadDim int
 
+	// BufferBytes is, for Component, the bytes each of a page's buffers
+	// takes per token slot, in the order GetPageBufferMeta lists them (for
+	// Mamba: the temporal state of every layer, then each conv state); the
+	// first 0 ends the list, so a page has at most MaxComponentBuffers
+	// buffers (an array, so that a Config stays comparable). The
+	// pool lays out one region per buffer, one after another, each of
+	// PageSize*Pages*BufferBytes[b] bytes with the slots in order (SGLang's
+	// page_first (size, L, 1, *shape) per state), so buffer b of the page
+	// whose first slot is idx starts idx*BufferBytes[b] bytes into region
+	// b and is PageSize*BufferBytes[b] long. A flat data page is the
+	// buffers in order. Layout must be PageFirst or PageFirstDirect (the
+	// same bytes here); LayerNum, HeadNum, HeadDim, KVLoraRank and
+	// QKRopeHeadDim are ignored. DType is the states' element type, which
+	// the region's base is aligned to.
+	BufferBytes [MaxComponentBuffers]int
+
 	// Lock mlocks the buffer: the host analogue of pinned memory. New fails
 	// with a clear error when RLIMIT_MEMLOCK refuses.
 	Lock bool
@@ -123,10 +147,13 @@ type geometry struct {
 	slots    int64 // token slots in the pool
 	layers   int64
 	row      int64 // bytes of one token in one layer (one of K or V for MHA)
-	halves   int64 // 2 for MHA (K and V), 1 for MLA
+	halves   int64 // 2 for MHA (K and V), 1 for MLA and Component
 	vOffset  int64 // bytes from K to V; 0 for MLA
 	total    int64 // bytes of the whole buffer
 	pageSize int64 // bytes of one whole page
+	// comp and compOff are, for Component, each buffer's bytes per slot
+	// and the offset of its region; row is then their sum, layers 1.
+	comp, compOff []int64
 }
 
 // Validate reports whether c describes a pool that can be built. The error
@@ -140,14 +167,17 @@ func (c Config) geometry() (geometry, error) {
 	bad := func(format string, args ...any) (geometry, error) {
 		return geometry{}, fmt.Errorf("%w: "+format, append([]any{ErrInvalidConfig}, args...)...)
 	}
-	if c.Kind != MHA && c.Kind != MLA {
+	if c.Kind != MHA && c.Kind != MLA && c.Kind != Component {
 		return bad("unknown kind %d", int(c.Kind))
 	}
 	switch c.Layout {
 	case LayerFirst, PageFirst, PageFirstDirect:
+		if c.Kind == Component && c.Layout == LayerFirst {
+			return bad("layout %q is not supported for a component pool", c.Layout)
+		}
 	case PageHead:
-		if c.Kind == MLA {
-			return bad("layout %q is not supported for MLA", c.Layout)
+		if c.Kind != MHA {
+			return bad("layout %q is not supported for %s", c.Layout, c.Kind)
 		}
 	default:
 		return bad("unknown layout %q", c.Layout)
@@ -159,6 +189,9 @@ func (c Config) geometry() (geometry, error) {
 	type field struct {
 		name string
 		v    int
+	}
+	if c.Kind == Component {
+		return c.componentGeometry()
 	}
 	positive := []field{{"PageSize", c.PageSize}, {"Pages", c.Pages}, {"LayerNum", c.LayerNum}}
 	if c.Kind == MHA {

@@ -17,6 +17,9 @@ const (
 
 // buffersPerPage is the number of segments that describe one page.
 func (g *geometry) buffersPerPage() int {
+	if g.kind == Component {
+		return len(g.comp)
+	}
 	n := 1
 	if g.layout == LayerFirst {
 		n = int(g.layers)
@@ -28,6 +31,9 @@ func (g *geometry) buffersPerPage() int {
 // the given order, and returns the extended slice. idx must be a valid page
 // start; the offsets follow DOMAIN.md's pointer formulas.
 func (g *geometry) appendSegments(dst []segment, idx int64, o order) []segment {
+	if g.kind == Component {
+		return g.appendComponentSegments(dst, idx)
+	}
 	if g.layout != LayerFirst {
 		// page_first, page_first_direct and page_head all keep a page's
 		// layers together: idx*L*row is the start of page idx/ps in the

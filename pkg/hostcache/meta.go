@@ -94,7 +94,7 @@ func (p *Pool) buffersChecked(dst [][]byte, indices []int64, o order, ends bool)
 	// Straight to slices, page by page: no list of starts or segments in
 	// between, since V1 storage calls this on every batch.
 	out := slices.Grow(dst, len(indices)/ps*p.g.buffersPerPage())
-	if ends && p.g.layout != LayerFirst {
+	if ends && p.g.together() {
 		return p.appendEnds(out, indices)
 	}
 	var small [2]segment
@@ -115,7 +115,7 @@ func (p *Pool) buffersChecked(dst [][]byte, indices []int64, o order, ends bool)
 		if err != nil {
 			return nil, err
 		}
-		if p.g.layout != LayerFirst {
+		if p.g.together() {
 			// A page's layers lie together: K, and V half a buffer on
 			// (appendSegments, without the list).
 			k, n := first*p.g.layers*p.g.row, p.g.layers*p.g.ps*p.g.row

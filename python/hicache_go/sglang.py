@@ -30,6 +30,7 @@ and builds the backend inside them, which is fine.
 
 from __future__ import annotations
 
+import array
 import ctypes
 import logging
 import os
@@ -65,6 +66,17 @@ def _flag(v: Any) -> bool:
     if isinstance(v, str):
         return v.strip().lower() in ("1", "true", "yes", "on")
     return bool(v)
+
+
+_ONES = b"\x01" * 1024
+
+
+def _bools(res: Any, n: int) -> List[bool]:
+    """The C API's uint8 results as a list of bools."""
+    raw = bytes(res)
+    if n <= len(_ONES) and raw == _ONES[:n]:
+        return [True] * n
+    return [b == 1 for b in raw]
 
 
 def storage_dir(extra: dict) -> str:
@@ -248,6 +260,19 @@ class HiCacheGoFile(HiCacheStorage):
 
     @staticmethod
     def _keys(keys: Any) -> tuple:
+        """Keys as the C API takes them: (bytes, lengths, count). The lengths
+        are an array.array whose address goes to C; the caller keeps the
+        tuple alive during the call."""
+        if type(keys) is not list:
+            keys = list(keys)
+        try:
+            joined = "".join(keys)
+        except TypeError:
+            joined = None
+        if joined is not None and joined.isascii():
+            # The common case (sha256 hex keys): one encode, lengths in C.
+            lens = array.array("q", map(len, keys))
+            return joined.encode(), lens, len(keys)
         enc = []
         for k in keys:
             if isinstance(k, str):
@@ -256,15 +281,19 @@ class HiCacheGoFile(HiCacheStorage):
                 enc.append(bytes(k))
             else:
                 raise TypeError(f"key {k!r} is not a str")
-        lens = (ctypes.c_int64 * max(len(enc), 1))(*map(len, enc))
+        lens = array.array("q", map(len, enc))
         return b"".join(enc), lens, len(enc)
 
     @staticmethod
     def _indices(host_indices: Any) -> torch.Tensor:
-        t = host_indices if isinstance(host_indices, torch.Tensor) else torch.as_tensor(host_indices)
-        if t.dtype != torch.int64 or t.device.type != "cpu" or not t.is_contiguous():
-            t = t.to(device="cpu", dtype=torch.int64).contiguous()
-        return t.reshape(-1)
+        """host_indices as a contiguous CPU int64 tensor (itself, when it is
+        one already: SGLang's are), whose data_ptr and numel go to C."""
+        t = host_indices
+        if type(t) is torch.Tensor and t.dtype is torch.int64 and t.is_cpu and t.is_contiguous():
+            return t
+        if not isinstance(t, torch.Tensor):
+            t = torch.as_tensor(t)
+        return t.to(device="cpu", dtype=torch.int64).contiguous()
 
     @staticmethod
     def _nkeys(keys: Any) -> int:
@@ -285,10 +314,10 @@ class HiCacheGoFile(HiCacheStorage):
             buf, lens, n = self._keys(keys)
             idx = self._indices(host_indices)
             res = (ctypes.c_uint8 * n)()
-            r = fn(self._h, buf, lens, n, idx.data_ptr(), idx.numel(), res)
+            r = fn(self._h, buf, lens.buffer_info()[0], n, idx.data_ptr(), idx.numel(), res)
             if r < 0:
                 self._fail(what, r)
-            return [b == 1 for b in bytes(res)]
+            return _bools(res, n)
         except Exception as e:  # never raise on the data path
             self._warn(f"{what}:exception", f"{what} raised {e!r}")
             return [False] * n
@@ -309,7 +338,7 @@ class HiCacheGoFile(HiCacheStorage):
             if not self._usable("batch_exists") or not self._nkeys(keys):
                 return 0
             buf, lens, n = self._keys(keys)
-            r = self._lib.hc_batch_exists(self._h, buf, lens, n)
+            r = self._lib.hc_batch_exists(self._h, buf, lens.buffer_info()[0], n)
             if r < 0:
                 self._fail("batch_exists", r)
                 return 0
@@ -386,7 +415,7 @@ class HiCacheGoFile(HiCacheStorage):
             buf, lens, n = self._keys(keys)
             ptrs = (ctypes.c_void_p * n)(*[b[0] for b in bufs])
             res = (ctypes.c_uint8 * n)()
-            r = self._lib.hc_batch_get(self._h, buf, lens, n, ptrs, size, res)
+            r = self._lib.hc_batch_get(self._h, buf, lens.buffer_info()[0], n, ptrs, size, res)
             if r < 0:
                 self._fail("batch_get", r)
             return [t if ok == 1 else None for t, ok in zip(targets, bytes(res))]
@@ -429,7 +458,7 @@ class HiCacheGoFile(HiCacheStorage):
             buf, lens, n = self._keys(keys)
             ptrs = (ctypes.c_void_p * n)(*[b[0] for b in bufs])
             res = (ctypes.c_uint8 * n)()
-            r = self._lib.hc_batch_set(self._h, buf, lens, n, ptrs, size, res)
+            r = self._lib.hc_batch_set(self._h, buf, lens.buffer_info()[0], n, ptrs, size, res)
             if r < 0:
                 self._fail("batch_set", r)
             return r == 0 and all(b == 1 for b in bytes(res))

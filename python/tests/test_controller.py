@@ -23,7 +23,7 @@ def test_controller_threads_see_every_page_intact(tmp_path, kind, layout):
     store = HiCacheGoFile(storage_config(str(tmp_path), mla=kind == "mla"))
     store.register_mem_pool_host(pool)
     try:
-        out = run_controller(store, pool, SECONDS / 2)
+        out = run_controller(store, pool, SECONDS)
     finally:
         store.close()
     assert out["failures"] == []

@@ -33,7 +33,7 @@ func (d *durationFlag) Set(s string) error {
 var flagDuration = durationFlag(20 * time.Second)
 
 func init() {
-	flag.Var(&flagDuration, "torture-duration", "how long the timed torture specs run, `DUR` (at least 1s): the several-process spec runs for DUR, the crash spec kills its writer for DUR and at least 50 times")
+	flag.Var(&flagDuration, "torture-duration", "how long the timed torture specs run, `DUR` (at least 1s): the several-process and file-churn specs run for DUR, the crash spec kills its writer for DUR and at least 50 times")
 }
 
 // duration returns the value of -torture-duration.

@@ -15,7 +15,8 @@ import (
 
 // Suffix is SGLang's file-name suffix for cfg: "_" + model with '/'
 // replaced by '-', then "_{tp_rank}_{tp_size}" unless MLA, then
-// "_{pp_size}_{pp_rank}" when pp_size > 1.
+// "_{pp_size}_{pp_rank}" when pp_size > 1, then
+// "_cp{attn_cp_rank}_{attn_cp_size}" when attn_cp_size > 1.
 func Suffix(cfg hicachefile.Config) string {
 	s := "_" + strings.ReplaceAll(cfg.ModelName, "/", "-")
 	if !cfg.IsMLA {
@@ -28,6 +29,16 @@ func Suffix(cfg hicachefile.Config) string {
 		s += fmt.Sprintf("_cp%d_%d", cfg.CPRank, cfg.CPSize)
 	}
 	return s
+}
+
+// ComponentFile is the name of SGLang's file of pool's page of key: the
+// key "{key}.{pool}" suffixed, for any pool but "kv", whose pages keep the
+// plain key.
+func ComponentFile(cfg hicachefile.Config, key, pool string) string {
+	if pool != "kv" {
+		key += "." + pool
+	}
+	return key + Suffix(cfg) + ".bin"
 }
 
 // Digest is the identity digest of a store of cfg, as the format doc

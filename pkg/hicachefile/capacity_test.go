@@ -1,0 +1,143 @@
+package hicachefile
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"golang.org/x/sys/unix"
+)
+
+// smallDisk simulates a file system of capacity bytes holding dir: a write
+// that would take the bytes of the files under dir past it fails with
+// ENOSPC, and statfs reports what is left.
+type smallDisk struct {
+	t        *testing.T
+	dir      string
+	capacity int64
+}
+
+func (d *smallDisk) used() int64 {
+	var n int64
+	_ = filepath.WalkDir(d.dir, func(_ string, e os.DirEntry, err error) error {
+		if err == nil && e.Type().IsRegular() {
+			if fi, err := e.Info(); err == nil {
+				n += fi.Size()
+			}
+		}
+		return nil
+	})
+	return n
+}
+
+func (d *smallDisk) syscalls() Syscalls {
+	return Syscalls{
+		Pwritev: func(fd int, iovs [][]byte, off int64) (int, error) {
+			n := int64(0)
+			for _, b := range iovs {
+				n += int64(len(b))
+			}
+			if d.used()+n > d.capacity {
+				return 0, unix.ENOSPC
+			}
+			return unix.Pwritev(fd, iovs, off)
+		},
+		Fstatfs: func(fd int, st *unix.Statfs_t) error {
+			*st = unix.Statfs_t{Bsize: 1, Bavail: uint64(max(0, d.capacity-d.used()))}
+			return nil
+		},
+	}
+}
+
+// TestFullDiskMakesRoom: with MaxBytes above what the disk can hold, or
+// with MinFreeBytes, a write that meets a full disk evicts the store's own
+// files and tries again; with neither set, ENOSPC is the call's error.
+func TestFullDiskMakesRoom(t *testing.T) {
+	ps := mhaCfg.PageSize
+	for _, c := range []struct {
+		name       string
+		cfg        Config
+		wantErrors bool
+	}{
+		{"MaxBytes", Config{MaxBytes: 1 << 40}, false},
+		{"MinFreeBytes", Config{MinFreeBytes: 1}, false},
+		{"neither", Config{}, true},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			p, idx := randomPages(t, 1)
+			page, _ := p.GetDataPage(idx[0])
+			file := oneKeyFile(p.PageBytes())
+			d := &smallDisk{t: t, dir: t.TempDir(), capacity: 5 * file}
+			cfg := c.cfg
+			cfg.Dir, cfg.ModelName, cfg.Syscalls = d.dir, "m", d.syscalls()
+			s := newStore(t, cfg, p)
+			failed := 0
+			for i := range 20 {
+				if ok, err := s.BatchSetV1([]string{fmt.Sprint("k", i)}, idx[:ps]); err != nil || !ok[0] {
+					failed++
+					if !errors.Is(err, unix.ENOSPC) {
+						t.Fatalf("BatchSetV1 = %v, %v", ok, err)
+					}
+				}
+				if err := s.Set(fmt.Sprint("o", i), page); err != nil {
+					failed++
+					if !errors.Is(err, unix.ENOSPC) {
+						t.Fatal(err)
+					}
+				}
+			}
+			if c.wantErrors && failed == 0 {
+				t.Errorf("no write failed with neither MaxBytes nor MinFreeBytes on a full disk")
+			}
+			if !c.wantErrors && failed > 0 {
+				t.Errorf("%d of 40 writes failed with ENOSPC while the store held evictable files; stats %+v", failed, s.Stats())
+			}
+			if !c.wantErrors && !s.Exists("k19") {
+				t.Errorf("the last page written is not stored")
+			}
+		})
+	}
+}
+
+// TestMinFreeBytesKeptFree: eviction keeps the file system's free space at or
+// above Config.MinFreeBytes.
+func TestMinFreeBytesKeptFree(t *testing.T) {
+	ps := mhaCfg.PageSize
+	p, idx := randomPages(t, 1)
+	file := oneKeyFile(p.PageBytes())
+	d := &smallDisk{t: t, dir: t.TempDir(), capacity: 10 * file}
+	s := newStore(t, Config{Dir: d.dir, ModelName: "m", MinFreeBytes: 4 * file, Syscalls: d.syscalls()}, p)
+	for i := range 20 {
+		if ok, err := s.BatchSetV1([]string{fmt.Sprint("k", i)}, idx[:ps]); err != nil || !ok[0] {
+			t.Fatal(ok, err)
+		}
+		if free := d.capacity - d.used(); free < 4*file {
+			t.Fatalf("after write %d: %d bytes free, MinFreeBytes is %d", i, free, 4*file)
+		}
+	}
+	if s.Stats().Evicted == 0 {
+		t.Errorf("nothing evicted")
+	}
+}
+
+// TestNoSpaceErrorReportedOnce: when two IO workers both meet ENOSPC, the
+// call's error says so once, not as two identical joined lines.
+func TestNoSpaceErrorReportedOnce(t *testing.T) {
+	cfg := mhaCfg
+	cfg.Pages = 4096 // 3 MiB of 768-byte pages: one file, split between two workers
+	p := newPool(t, cfg)
+	idx, _ := p.Alloc(cfg.Pages * cfg.PageSize)
+	keys := make([]string, cfg.Pages)
+	for i := range keys {
+		keys[i] = fmt.Sprint("k", i)
+	}
+	sys := Syscalls{Pwritev: func(int, [][]byte, int64) (int, error) { return 0, unix.ENOSPC }}
+	s := newStore(t, Config{Dir: t.TempDir(), ModelName: "m", IOWorkers: 2, Syscalls: sys}, p)
+	_, err := s.BatchSetV1(keys, idx)
+	if n := strings.Count(fmt.Sprint(err), unix.ENOSPC.Error()); n != 1 {
+		t.Errorf("error %q reports ENOSPC %d times, want once", err, n)
+	}
+}
