@@ -91,6 +91,8 @@ type Config struct {
 	// MinFreeBytes, SGLang's min_free_space, makes eviction also keep the
 	// file system's free space (statvfs, as available to this user) at or
 	// above this many bytes, by removing the least recently used files.
+	// A page that would leave less free, after evicting what the store may,
+	// is refused (ErrRefused; false from BatchSetV1), as SGLang refuses it.
 	// With it or MaxBytes set, a write that meets ENOSPC or EDQUOT while
 	// the store holds files it can evict removes enough of them and tries
 	// once more. 0 means $SGLANG_HICACHE_FILE_BACKEND_MIN_FREE_SPACE read

@@ -1,3 +1,5 @@
+//go:build amd64 && !purego
+
 #include "textflag.h"
 
 // func crc32cPages(crcs *uint32, bufs *[]byte, bpp int, groups int) (done int)

@@ -16,13 +16,18 @@
 //
 // Every store has a suffix: "_" + ModelName with '/' replaced by '-', then
 // "_{TPRank}_{TPSize}" unless IsMLA, then "_{PPSize}_{PPRank}" when PPSize >
-// 1. It also has an identity digest I: the first 8 bytes, in lower-case
-// hex, of the SHA-256 of its identity fields joined by NUL bytes (no field
-// can hold one): "hicache-identity", "model=" + ModelName as configured
-// ('/' kept), "mla=1" for MLA, else "mla=0" and "tp=<TPRank>/<TPSize>"
-// (MLA KV is the same on every TP rank), "pp=<PPRank>/<PPSize>", then
-// "cp=<CPRank>/<CPSize>" when CPSize > 1, and "pool=<name>" for a
-// component pool's store (see BatchSetV2). With suffix S, in Dir:
+// 1, then "_cp{CPRank}_{CPSize}" when CPSize > 1, as SGLang's HiCacheFile
+// names its files (sgl-project/sglang
+// python/sglang/srt/mem_cache/hicache_storage.py, matched at commit
+// 001067f): context-parallel ranks, each holding a disjoint slice of every
+// page, never share a file. A component pool's store (see Component pools)
+// has the suffix "." + pool name + S. A store also has an identity digest
+// I: the first 8 bytes, in lower-case hex, of the SHA-256 of its identity
+// fields joined by NUL bytes (no field can hold one): "hicache-identity",
+// "model=" + ModelName as configured ('/' kept), "mla=1" for MLA, else
+// "mla=0" and "tp=<TPRank>/<TPSize>" (MLA KV is the same on every TP
+// rank), "pp=<PPRank>/<PPSize>", then "cp=<CPRank>/<CPSize>" when CPSize >
+// 1, and "pool=<name>" for a component pool's store. With suffix S, in Dir:
 //
 //	<key>S.bin                    old format: one page, SGLang's exact name
 //	.l<16 hex>-IS.tmp             a file being written, before its rename
@@ -41,14 +46,17 @@
 // suffix exactly when (1) their model names differ only where one has '/'
 // and the other '-' ("org/m" and "org-m"), or (2) one is MLA and its model
 // name is the other's followed by the numbers the other's suffix has and
-// its own lacks: MLA "m_0_1" and MHA "m" on TP rank 0 of 1; MLA "m_2_0" and
-// MLA "m" on PP rank 0 of 2; MLA "m_0_1_2_0" and MHA "m" on TP rank 0 of 1,
-// PP rank 0 of 2; MLA "m_0_1" on PP rank 0 of 2 and that same MHA "m"; or
-// (1) and (2) at once. No two MHA identities of different TP or PP share
-// one, since a TP rank is below its size and a PP size above its rank.
-// Such twins have different digests, so their V1 directories and temp
-// names differ: neither's Clear, eviction or byte count (MaxBytes) ever
-// touches the other's batch or temp files.
+// its own lacks (which come before the numbers both have): MLA "m_0_1" and
+// MHA "m" on TP rank 0 of 1; MLA "m_2_0" and MLA "m" on PP rank 0 of 2;
+// MLA "m_0_1_2_0" and MHA "m" on TP rank 0 of 1, PP rank 0 of 2; MLA
+// "m_0_1" on PP rank 0 of 2 and that same MHA "m"; MLA "m_cp0_2" and MLA
+// "m" on CP rank 0 of 2; or (1) and (2) at once. No two MHA identities of
+// different TP, PP or CP share one, since a TP rank is below its size, a
+// PP size above its rank, and a CP part starts with "cp". Component pools'
+// suffixes add one more way: pool "swa_a" of model "m" and pool "swa" of
+// model "a_m". Such twins have different digests, so their V1 directories
+// and temp names differ: neither's Clear, eviction or byte count
+// (MaxBytes) ever touches the other's batch or temp files.
 //
 // Old-format names are SGLang's and stay ambiguous: twins name the same
 // <key>S.bin for every key, and key "k_x" of model "m" and key "k" of model
@@ -150,6 +158,24 @@
 // pool's, and the identity its own (model name, PP rank and size, MLA, and
 // TP rank and size unless MLA, whose KV is the same on every TP rank).
 // Files of version 1 (a 48-byte trailer, no identity) are skipped.
+//
+// # Component pools
+//
+// Hybrid models keep, per prefix page, a KV page and pages of component
+// pools (mamba, swa, indexer, DeepSeek V4's compressed pools). SGLang's v2
+// interface (batch_exists_v2, batch_get_v2, batch_set_v2 at commit 001067f)
+// is BatchExistsV2, BatchGetV2 and BatchSetV2 here, over pools registered
+// with RegisterPool (RegisterPool(KVPool, p) is RegisterMemPoolHost(p)).
+// SGLang stores a component page under the key "{key}.{pool}", so its file
+// is {key}.{pool}S.bin; Set("{key}.{pool}", page) writes exactly that file.
+// Each component pool has a store of its own in Dir with the suffix
+// ".{pool}" + S: its old-format files are SGLang's component files, which
+// BatchGetV2 reads as a fallback, and its batch files, which BatchSetV2
+// writes, live in v1.{pool}S/ and carry a fingerprint of the component
+// pool's shape and name, so a page only loads into a pool of the pool and
+// shape that wrote it. A component store has its own index and eviction
+// order, and holds its files to MaxBytes on its own; Close and Clear of the
+// store take its component stores along.
 //
 // # The index
 //
@@ -273,10 +299,21 @@
 //
 // # Capacity
 //
-// With Config.MaxBytes, a store holds its files (batch files and old-format
-// files alike) to that many bytes: after every write it removes the least
-// recently used files until the total fits, sparing the files that write
-// made. Use is a write or a read hit in this process; files the store finds
+// With Config.MaxBytes (SGLang's max_size), a store holds its files (batch
+// files and old-format files alike) to that many bytes as SGLang's
+// LRUFileEvictor (storage/file/lru_file_evictor.py at commit 001067f) does:
+// a write that takes the total over MaxBytes removes the least recently
+// used files until the total is at most MaxBytes x EvictionRatio (0.9 by
+// default), sparing the files that write made and every temp file still
+// being written. A page larger than MaxBytes is refused (ErrRefused; false
+// from BatchSetV1). A MaxBytes larger than the file system less
+// MinFreeBytes is clamped to that at New (Store.MaxBytes). Left zero,
+// MaxBytes, MinFreeBytes and EvictionRatio take SGLang's environment
+// variables SGLANG_HICACHE_FILE_BACKEND_MAX_SIZE, _MIN_FREE_SPACE and
+// _EVICTION_RATIO, sizes read with ParseSize. With either bound set, only
+// the storage owner (Config.StorageOwner; by default every MHA rank for its
+// own files, and TP rank 0 of an MLA model) writes and evicts: the other
+// ranks read, check existence, and refuse new pages. Use is a write or a read hit in this process; files the store finds
 // on disk (at New, or written by other processes) enter as used at their
 // modification time, so the oldest go first. A batch file goes whole, with
 // all its pages. A file that cannot be removed (a read-only or NFS file

@@ -35,8 +35,9 @@ var (
 
 	// ErrRefused is returned by Set when the store declines a new page, as
 	// SGLang's HiCacheFile answers False: eviction is configured and this
-	// rank is not the storage owner (Config.StorageOwner), or the page is
-	// larger than MaxBytes. BatchSetV1 and BatchSetV2 report such pages
+	// rank is not the storage owner (Config.StorageOwner), the page is
+	// larger than MaxBytes, or writing it would leave less than MinFreeBytes
+	// free even after evicting every file the store may. BatchSetV1 and BatchSetV2 report such pages
 	// false without an error.
 	ErrRefused = errors.New("hicachefile: write refused")
 

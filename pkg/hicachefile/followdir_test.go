@@ -1,3 +1,5 @@
+//go:build linux
+
 package hicachefile
 
 import (
@@ -5,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"testing"
 )
@@ -200,8 +203,8 @@ func TestReadsServeThePathsPages(t *testing.T) {
 }
 
 // TestReadsFollowSwappedSymlinkDir: a Dir that is a symlink retargeted
-// (ln -sfn: a new link renamed over it, or the link removed and made
-// again) is followed at the next call, with inotify and without: reads
+// (a new link renamed over it, the link removed and made again, or ln(1)
+// -sfn itself) is followed at the next call, with inotify and without: reads
 // stop serving the old target's pages, and writes and Clear act on the new
 // target.
 func TestReadsFollowSwappedSymlinkDir(t *testing.T) {
@@ -218,11 +221,20 @@ func TestReadsFollowSwappedSymlinkDir(t *testing.T) {
 			}
 			return os.Symlink(target, link)
 		},
+		"ln -sfn": func(target, link string) error {
+			if out, err := exec.Command("ln", "-sfn", target, link).CombinedOutput(); err != nil {
+				return fmt.Errorf("ln -sfn: %v: %s", err, out)
+			}
+			return nil
+		},
 	}
 	for _, noWatch := range []bool{false, true} {
-		for _, how := range []string{"rename", "recreate"} {
+		for _, how := range []string{"rename", "recreate", "ln -sfn"} {
 			for _, first := range []string{"BatchGetV1", "BatchExists"} {
 				t.Run(fmt.Sprintf("NoWatch=%v/%s/%s", noWatch, how, first), func(t *testing.T) {
+					if _, err := exec.LookPath("ln"); err != nil && how == "ln -sfn" {
+						t.Skip("no ln(1) here")
+					}
 					root := t.TempDir()
 					a, b, link := filepath.Join(root, "a"), filepath.Join(root, "b"), filepath.Join(root, "cache")
 					for _, d := range []string{a, b} {

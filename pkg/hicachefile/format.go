@@ -122,3 +122,12 @@ func matchKey(fp, identKey uint64) uint64 {
 	binary.LittleEndian.PutUint64(b[8:], identKey)
 	return fnv64a(b[:])
 }
+
+// Location is where BatchSetV1 stored a key's page: Length bytes at Offset
+// in the batch file at Path, the page's buffers in GetPageBufferMeta order.
+type Location struct {
+	// Path is the batch file's path.
+	Path string
+	// Offset and Length are where the page lies in the file, in bytes.
+	Offset, Length int64
+}

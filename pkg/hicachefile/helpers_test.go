@@ -1,3 +1,5 @@
+//go:build linux
+
 package hicachefile
 
 import (
@@ -263,8 +265,9 @@ func within(t *testing.T, what string, fn func()) {
 
 // plant puts a special file of the given kind at path: a FIFO, a symlink to
 // a regular file of size bytes, a directory, a socket, or a character
-// device. It reports false for a kind this process may not make.
-func plant(t *testing.T, kind, path string, size int) bool {
+// device. Where this process may not make a device (mknod needs
+// CAP_MKNOD), it skips the test, saying so.
+func plant(t *testing.T, kind, path string, size int) {
 	t.Helper()
 	var err error
 	switch kind {
@@ -290,14 +293,12 @@ func plant(t *testing.T, kind, path string, size int) bool {
 			_ = unix.Close(fd)
 		}
 	case "device":
-		if err = unix.Mknod(path, unix.S_IFCHR|0o644, int(unix.Mkdev(1, 3))); err == unix.EPERM {
-			return false // /dev/null's numbers; needs CAP_MKNOD
-		}
+		mkdev(t, path, 3) // /dev/null's numbers
+		return
 	}
 	if err != nil {
 		t.Fatalf("plant %s at %s: %v", kind, path, err)
 	}
-	return true
 }
 
 // openFDs counts this process's open descriptors.
@@ -404,18 +405,17 @@ func refuseTmpfile(dirfd int, path string, flags int, mode uint32) (int, error) 
 }
 
 // mkdev makes the character device 1,minor (/dev/null 3, /dev/zero 5) at
-// path; it reports false, logged, where this process may not.
-func mkdev(t *testing.T, path string, minor int) bool {
+// path; where this process may not (mknod needs CAP_MKNOD), it skips the
+// test, saying so.
+func mkdev(t *testing.T, path string, minor int) {
 	t.Helper()
 	err := unix.Mknod(path, unix.S_IFCHR|0o644, int(unix.Mkdev(1, uint32(minor))))
 	if err == unix.EPERM {
-		t.Logf("cannot make a device here (needs CAP_MKNOD)")
-		return false
+		t.Skipf("cannot make a character device at %s: mknod needs CAP_MKNOD (%v)", path, err)
 	}
 	if err != nil {
 		t.Fatal(err)
 	}
-	return true
 }
 
 // putOver puts the file from in place of the file to: by copying its bytes
@@ -615,5 +615,33 @@ func (h writeHooks) syscalls() Syscalls {
 		Renameat: func(od int, op string, nd int, np string) error {
 			return after(np, unix.Renameat(od, op, nd, np))
 		},
+	}
+}
+
+// requireDirectIO skips the test, saying why, where the file system of dir
+// takes no O_DIRECT reads of 4 KiB-aligned buffers (tmpfs before Linux 6.6,
+// some FUSE and overlay file systems), as the store finds out for itself
+// when it opens a batch file with Config.DirectIO.
+func requireDirectIO(t *testing.T, dir string) {
+	t.Helper()
+	path := filepath.Join(dir, ".direct-probe")
+	if err := os.WriteFile(path, make([]byte, 4096), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = os.Remove(path) }()
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_DIRECT|unix.O_CLOEXEC, 0)
+	if err != nil {
+		t.Skipf("the file system of %s takes no O_DIRECT (open: %v)", dir, err)
+	}
+	defer func() { _ = unix.Close(fd) }()
+	var st unix.Statx_t
+	if err := unix.Statx(fd, "", unix.AT_EMPTY_PATH, unix.STATX_DIOALIGN, &st); err == nil && st.Mask&unix.STATX_DIOALIGN != 0 {
+		if st.Dio_mem_align == 0 || st.Dio_offset_align == 0 {
+			t.Skipf("the file system of %s takes no O_DIRECT for this file (statx DIOALIGN 0)", dir)
+		}
+		if st.Dio_mem_align > 4096 || st.Dio_offset_align > 4096 {
+			t.Skipf("the file system of %s asks O_DIRECT alignment %d/%d, above the 4 KiB of the test's buffers",
+				dir, st.Dio_mem_align, st.Dio_offset_align)
+		}
 	}
 }

@@ -1,3 +1,5 @@
+//go:build linux
+
 package hicachefile
 
 import (
@@ -36,15 +38,6 @@ func (x *scanState) reset(idx *index.Index) {
 	x.pending = make(map[string]bool)
 	x.fdErr = nil
 	x.scanned = false
-}
-
-// Location is where BatchSetV1 stored a key's page: Length bytes at Offset
-// in the batch file at Path, the page's buffers in GetPageBufferMeta order.
-type Location struct {
-	// Path is the batch file's path.
-	Path string
-	// Offset and Length are where the page lies in the file, in bytes.
-	Offset, Length int64
 }
 
 // Locate returns where the V1 interface holds key's page. It reports false

@@ -1,15 +1,12 @@
 package hicachefile
 
 import (
-	"bytes"
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
 	"fmt"
 	"math/rand/v2"
 	"strings"
-
-	"github.com/hicache-go/hicache/pkg/hicachefile/internal/batchfile"
 )
 
 // File names. With the store's suffix S (see Config.suffix) and its
@@ -78,13 +75,6 @@ func (c Config) identityDigest() string {
 	return hex.EncodeToString(sum[:digestHex/2])
 }
 
-// v1DirName returns the name of the store's V1 directory in Dir.
-func (s *Store) v1DirName() string { return v1DirPrefix + s.digest + s.suffix }
-
-// legacyV1DirName returns the name of the V1 directory of the earlier
-// naming, shared by every identity of the store's suffix.
-func (s *Store) legacyV1DirName() string { return legacyV1Prefix + s.suffix }
-
 // checkKeyChars rejects keys that cannot be a file-name component.
 func checkKeyChars(key string) error {
 	switch {
@@ -97,41 +87,6 @@ func checkKeyChars(key string) error {
 	}
 	return nil
 }
-
-// checkKeyBytes is checkKeyChars for a key still in a byte slice; it
-// allocates only to report an error.
-func checkKeyBytes(key []byte) error {
-	if len(key) > 2 || (len(key) > 0 && key[0] != '.') {
-		if bytes.IndexByte(key, '/') < 0 && bytes.IndexByte(key, 0) < 0 {
-			return nil
-		}
-	}
-	return checkKeyChars(string(key))
-}
-
-// validKey reports whether checkKey accepts key, without building an
-// error: the check a read makes of every key it is given.
-func (s *Store) validKey(key string) bool {
-	n := len(key)
-	if n == 0 || n+len(s.suffix)+len(oldExt) > maxName || n <= 2 && (key == "." || key == "..") {
-		return false
-	}
-	return batchfile.PlainKey(key)
-}
-
-// checkKey rejects keys that cannot name this store's old-format file.
-func (s *Store) checkKey(key string) error {
-	if err := checkKeyChars(key); err != nil {
-		return err
-	}
-	if n := len(key) + len(s.suffix) + len(oldExt); n > maxName {
-		return fmt.Errorf("%w: file name of %d bytes exceeds %d", ErrInvalidKey, n, maxName)
-	}
-	return nil
-}
-
-// oldName is the old-format file name of key.
-func (s *Store) oldName(key string) string { return key + s.suffix + oldExt }
 
 // newToken returns a random token of tokenHex hex digits. It needs to be
 // unique, not secret: math/rand/v2's generator is seeded from the kernel's
@@ -155,24 +110,6 @@ func isToken(t string) bool {
 	return true
 }
 
-// batchName returns a new V1 batch file name.
-func (s *Store) batchName() string { return "b" + newToken() + s.suffix + batchExt }
-
-// tmpName returns a new temp file name.
-func (s *Store) tmpName() string { return "." + newToken() + "-" + s.digest + s.suffix + tmpExt }
-
-// isBatchName reports whether name is one of this store's V1 batch files.
-func (s *Store) isBatchName(name string) bool {
-	t, ok := strings.CutSuffix(name, s.suffix+batchExt)
-	return ok && len(t) == 1+tokenHex && t[0] == 'b' && isToken(t[1:])
-}
-
-// lockedTmpName returns a new name for a temp file that is locked before
-// it has a name (see place).
-func (s *Store) lockedTmpName() string {
-	return lockedTmpPrefix + newToken() + "-" + s.digest + s.suffix + tmpExt
-}
-
 // lockedTmpPrefix starts the names of temp files locked from birth: a
 // reclaim may take one whose lock it gets at once, with no grace.
 const lockedTmpPrefix = ".l"
@@ -180,20 +117,6 @@ const lockedTmpPrefix = ".l"
 // bornLocked reports whether the temp file name was locked before it had a
 // name.
 func bornLocked(name string) bool { return strings.HasPrefix(name, lockedTmpPrefix) }
-
-// isTmpName reports whether name is one of this store's temp files.
-func (s *Store) isTmpName(name string) bool {
-	t, ok := strings.CutSuffix(name, "-"+s.digest+s.suffix+tmpExt)
-	return ok && isTmpToken(t)
-}
-
-// isLegacyTmpName reports whether name is a temp file of the earlier
-// naming for the store's suffix: whose, among the identities of that
-// suffix, it cannot tell.
-func (s *Store) isLegacyTmpName(name string) bool {
-	t, ok := strings.CutSuffix(name, s.suffix+tmpExt)
-	return ok && isTmpToken(t)
-}
 
 // isTmpToken reports whether t is what comes before the digest of a temp
 // file name: ".l" or "." and a token.
@@ -204,32 +127,9 @@ func isTmpToken(t string) bool {
 	return len(t) == 1+tokenHex && t[0] == '.' && isToken(t[1:])
 }
 
-// isOldName reports whether name is named like this store's old-format
-// file: SGLang's key+suffix+".bin" for any valid key. That is ambiguous when
-// the key holds '_': "k_a" under "_model_0_1" and "k" under "_a_model_0_1"
-// name the same file. Such names are taken as ours, so that Clear and
-// eviction leave no page of this store behind: a model whose name ends with
-// this one's may lose such files (a miss), but no page this store wrote
-// survives its Clear (a stale page).
-func (s *Store) isOldName(name string) bool {
-	k, ok := strings.CutSuffix(name, s.suffix+oldExt)
-	return ok && checkKeyChars(k) == nil
-}
-
 // sglangTmpInfix separates a final old-format name from the rest of
 // SGLang's temp file name for it: <key><suffix>.bin.tmp.<pid>.<tid>.<uuid hex>.
 const sglangTmpInfix = oldExt + ".tmp."
-
-// isSGLangTmpName reports whether name is a temp file SGLang's HiCacheFile
-// writes for one of this store's old-format names.
-func (s *Store) isSGLangTmpName(name string) bool {
-	i := strings.LastIndex(name, sglangTmpInfix)
-	if i < 0 || !s.isOldName(name[:i+len(oldExt)]) {
-		return false
-	}
-	f := strings.Split(name[i+len(sglangTmpInfix):], ".")
-	return len(f) == 3 && isDigits(f[0]) && isDigits(f[1]) && isHex(f[2])
-}
 
 // isDigits reports whether t is a non-empty run of decimal digits.
 func isDigits(t string) bool {

@@ -1,3 +1,5 @@
+//go:build linux
+
 package hicachefile
 
 import (
@@ -36,6 +38,9 @@ func (s *Store) set(key string, value []byte) error {
 	}
 	if err := s.admit(int64(len(value))); err != nil {
 		return err
+	}
+	if !s.roomFor(int64(len(value))) {
+		return fmt.Errorf("%w: %d bytes would leave less than MinFreeBytes %d free", ErrRefused, len(value), s.cfg.MinFreeBytes)
 	}
 	write := func() error {
 		return s.writeFile(s.topfd(), s.dir, s.oldName(key), int64(len(value)), func(fd int) error {

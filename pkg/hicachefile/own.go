@@ -1,3 +1,5 @@
+//go:build linux
+
 package hicachefile
 
 // expectOwn records that this store is about to link a batch file of its

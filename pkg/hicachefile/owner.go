@@ -1,3 +1,5 @@
+//go:build linux
+
 package hicachefile
 
 import (
@@ -37,6 +39,23 @@ func (s *Store) admit(size int64) error {
 		return fmt.Errorf("%w: a page of %d bytes exceeds MaxBytes %d", ErrRefused, size, limit)
 	}
 	return nil
+}
+
+// roomFor reports whether n more bytes leave the file system's free space at
+// MinFreeBytes or above, evicting least recently used files to make it so,
+// as SGLang's LRUFileEvictor refuses a write whose free-space watermark it
+// cannot meet. Without MinFreeBytes, or on a rank that does not evict, it
+// is always true; so it is when statfs fails.
+func (s *Store) roomFor(n int64) bool {
+	if !s.lru.on || s.cfg.MinFreeBytes == 0 {
+		return true
+	}
+	short := func() int64 { return s.cfg.MinFreeBytes - (s.freeBytes() - n) }
+	if short() <= 0 {
+		return true
+	}
+	s.makeRoom(short(), nil)
+	return short() <= 0
 }
 
 // MaxBytes returns the bound on the store's bytes in effect: Config.MaxBytes

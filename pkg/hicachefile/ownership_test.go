@@ -1,3 +1,5 @@
+//go:build linux
+
 package hicachefile
 
 import (
@@ -195,5 +197,32 @@ func TestContextParallelRankValidated(t *testing.T) {
 	}
 	if err := (Config{CPRank: 3, CPSize: 4}).Validate(); err != nil {
 		t.Errorf("Validate(CPRank 3 of 4) = %v", err)
+	}
+}
+
+// TestWriteBelowMinFreeRefused: a page that would leave less than
+// MinFreeBytes free, with nothing left to evict, is refused through both
+// interfaces, as SGLang refuses a write whose free-space watermark it
+// cannot meet.
+func TestWriteBelowMinFreeRefused(t *testing.T) {
+	sys := Syscalls{Fstatfs: func(fd int, st *unix.Statfs_t) error {
+		if err := unix.Fstatfs(fd, st); err != nil {
+			return err
+		}
+		st.Blocks, st.Bavail, st.Frsize, st.Bsize = 1<<20, 1, 1024, 1024 // 1 KiB free
+		return nil
+	}}
+	p, idx := randomPages(t, 1)
+	page, _ := p.GetDataPage(idx[0])
+	s := newStore(t, Config{Dir: t.TempDir(), ModelName: "m", MinFreeBytes: int64(1024 - len(page) + 1), Syscalls: sys}, p)
+	if err := s.Set("k", page); !errors.Is(err, ErrRefused) {
+		t.Fatalf("Set = %v, want ErrRefused", err)
+	}
+	if ok, err := s.BatchSetV1([]string{"k"}, idx); err != nil || ok[0] {
+		t.Fatalf("BatchSetV1 = %v, %v; want false, nil", ok, err)
+	}
+	roomy := newStore(t, Config{Dir: t.TempDir(), ModelName: "m", MinFreeBytes: int64(1024 - len(page)), Syscalls: sys}, p)
+	if err := roomy.Set("k", page); err != nil {
+		t.Fatalf("Set leaving exactly MinFreeBytes = %v", err)
 	}
 }

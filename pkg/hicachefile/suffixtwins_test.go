@@ -133,6 +133,9 @@ func twins(a, b Config) bool {
 		if c.PPSize > 1 {
 			s += fmt.Sprintf("_%d_%d", c.PPSize, c.PPRank)
 		}
+		if c.CPSize > 1 {
+			s += fmt.Sprintf("_cp%d_%d", c.CPRank, c.CPSize)
+		}
 		return s
 	}
 	dash := func(m string) string { return strings.ReplaceAll(m, "/", "-") }
@@ -155,29 +158,38 @@ func twins(a, b Config) bool {
 func TestSuffixTwinsRule(t *testing.T) {
 	var cfgs []Config
 	for _, base := range []string{"m", "o/m", "o-m"} {
-		for _, ext := range []string{"", "_0_1", "_0_2", "_1_2", "_2_0", "_2_1", "_0_1_2_0", "_1_2_2_1", "_x"} {
+		for _, ext := range []string{"", "_0_1", "_0_2", "_1_2", "_2_0", "_2_1", "_0_1_2_0", "_1_2_2_1", "_x",
+			"_cp0_2", "_0_1_cp0_2", "_2_0_cp0_2", "_0_1_2_0_cp0_2"} {
 			for _, tp := range [][2]int{{0, 1}, {0, 2}, {1, 2}} {
 				for _, pp := range [][2]int{{0, 1}, {0, 2}, {1, 2}} {
-					for _, mla := range []bool{false, true} {
-						c := Config{ModelName: base + ext, TPRank: tp[0], TPSize: tp[1], PPRank: pp[0], PPSize: pp[1], IsMLA: mla}
-						if mla && tp != [2]int{0, 1} {
-							continue // MLA identities ignore TP: one per TP
+					for _, cp := range [][2]int{{0, 1}, {0, 2}} {
+						for _, mla := range []bool{false, true} {
+							c := Config{ModelName: base + ext, TPRank: tp[0], TPSize: tp[1], PPRank: pp[0], PPSize: pp[1],
+								CPRank: cp[0], CPSize: cp[1], IsMLA: mla}
+							if mla && tp != [2]int{0, 1} {
+								continue // MLA identities ignore TP: one per TP
+							}
+							cfgs = append(cfgs, c.withDefaults())
 						}
-						cfgs = append(cfgs, c.withDefaults())
 					}
 				}
 			}
 		}
 	}
+	suffixes, digests := make([]string, len(cfgs)), map[string]int{}
+	for i, c := range cfgs {
+		suffixes[i] = c.suffix()
+		if j, ok := digests[c.identityDigest()]; ok {
+			t.Errorf("%+v and %+v share digest %s", cfgs[j], c, c.identityDigest())
+		}
+		digests[c.identityDigest()] = i
+	}
 	pairs := 0
 	for i, a := range cfgs {
-		for _, b := range cfgs[i+1:] {
-			same := a.suffix() == b.suffix()
+		for j, b := range cfgs[i+1:] {
+			same := suffixes[i] == suffixes[i+1+j]
 			if same != twins(a, b) {
 				t.Errorf("%+v and %+v: suffixes %q, %q; rule says twins %v", a, b, a.suffix(), b.suffix(), twins(a, b))
-			}
-			if a.identityDigest() == b.identityDigest() {
-				t.Errorf("%+v and %+v share digest %s", a, b, a.identityDigest())
 			}
 			if same {
 				pairs++

@@ -1,3 +1,5 @@
+//go:build linux
+
 package hicachefile
 
 import (
@@ -151,4 +153,60 @@ func equalBufs(a, b [][]byte) bool {
 		}
 	}
 	return true
+}
+
+// TestV2ConcurrentWithRegisterAndClose: v2 calls running while pools are
+// registered again and the store closes never panic, always return one
+// result per key of every transfer, and after Close return ErrClosed.
+func TestV2ConcurrentWithRegisterAndClose(t *testing.T) {
+	s, kv, comp, kvIdx, compIdx := v2Store(t, t.TempDir(), 4)
+	keys := []string{"a", "b", "c", "d"}
+	ts := []Transfer{{Pool: KVPool, Keys: keys, HostIndices: kvIdx}, {Pool: "mamba", Keys: keys, HostIndices: compIdx, HitPolicy: TrailingPages}}
+	done := make(chan struct{})
+	errs := make(chan error, 64)
+	for w := range 4 {
+		go func() {
+			defer func() { done <- struct{}{} }()
+			for i := range 30 {
+				var res map[string][]bool
+				switch (w + i) % 4 {
+				case 0:
+					res, _ = s.BatchSetV2(ts)
+				case 1:
+					res, _ = s.BatchGetV2(ts)
+				case 2:
+					_, _ = s.BatchExistsV2(keys, ts)
+					continue
+				case 3:
+					_ = s.RegisterPool("mamba", comp)
+					_ = s.RegisterPool(KVPool, kv)
+					continue
+				}
+				if len(res["kv"]) != len(keys) || len(res["mamba"]) != len(keys) {
+					errs <- fmt.Errorf("results %v", res)
+					return
+				}
+			}
+		}()
+	}
+	for range 2 {
+		<-done
+	}
+	_ = s.Close()
+	for range 2 {
+		<-done
+	}
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	if _, err := s.BatchSetV2(ts); err != ErrClosed {
+		t.Fatalf("BatchSetV2 after Close = %v, want ErrClosed", err)
+	}
+	if _, err := s.BatchExistsV2(keys, ts); err != ErrClosed {
+		t.Fatalf("BatchExistsV2 after Close = %v, want ErrClosed", err)
+	}
+	if err := s.RegisterPool("swa", comp); err != ErrClosed {
+		t.Fatalf("RegisterPool after Close = %v, want ErrClosed", err)
+	}
 }

@@ -1,3 +1,5 @@
+//go:build linux
+
 package hicachefile
 
 import (
@@ -177,7 +179,7 @@ func (s *Store) BatchSetV1(keys []string, hostIndices []int64) ([]bool, error) {
 		}
 	}
 
-	if len(pending) > 0 && s.admit(pi.pageLen) != nil {
+	if len(pending) > 0 && (s.admit(pi.pageLen) != nil || !s.roomFor(int64(len(pending))*pi.pageLen)) {
 		pending = pending[:0] // refused: reported false, not an error
 	}
 	perFile := int(max(1, s.cfg.MaxBatchFileBytes/pi.pageLen))

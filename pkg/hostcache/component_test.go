@@ -1,3 +1,5 @@
+//go:build unix
+
 package hostcache_test
 
 import (

@@ -53,6 +53,8 @@ func TestKindString(t *testing.T) {
 }
 
 func TestConfigValidate(t *testing.T) {
+	// bigDim is 2^31, or the largest int where int has 32 bits.
+	const bigDim = min(1<<31, math.MaxInt)
 	mha := hostcache.Config{Kind: hostcache.MHA, Layout: hostcache.PageHead, DType: hostcache.Float16,
 		PageSize: 4, Pages: 3, LayerNum: 2, HeadNum: 2, HeadDim: 8}
 	mla := hostcache.Config{Kind: hostcache.MLA, Layout: hostcache.LayerFirst, DType: hostcache.BFloat16,
@@ -86,9 +88,11 @@ func TestConfigValidate(t *testing.T) {
 		{"slots overflow", with(mha, func(c *hostcache.Config) { c.Pages, c.PageSize = math.MaxInt/2, 4 }), false},
 		{"row overflow", with(mha, func(c *hostcache.Config) { c.HeadNum, c.HeadDim = math.MaxInt/2, math.MaxInt/2 }), false},
 		{"R overflow", with(mla, func(c *hostcache.Config) { c.KVLoraRank, c.QKRopeHeadDim = math.MaxInt, math.MaxInt }), false},
-		// 2^62 bytes per half fits in an int64; K and V together do not.
+		// With a 64-bit int, 2^62 bytes per half fits in an int64; K and V
+		// together do not. With a 32-bit int (bigDim = 2^31-1), the pool
+		// overflows the address space.
 		{"total overflow by the factor 2 of K and V", with(mha, func(c *hostcache.Config) {
-			c.Pages, c.PageSize, c.LayerNum, c.HeadNum, c.HeadDim, c.DType = 1<<31, 1<<31, 1, 1, 1, hostcache.Float8E4M3
+			c.Pages, c.PageSize, c.LayerNum, c.HeadNum, c.HeadDim, c.DType = bigDim, bigDim, 1, 1, 1, hostcache.Float8E4M3
 		}), false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -21,6 +21,17 @@
 // For MHA the V half starts L*size*H*D*itemsize bytes after K, so a page's K
 // and V buffers are never adjacent.
 //
+// # Component pools
+//
+// A hybrid model's component pools that are neither MHA nor MLA KV, such as
+// Mamba's conv and temporal states (SGLang's MambaPoolHost, one slot per
+// page), are the Component kind: Config.BufferBytes lists the bytes per
+// slot of each of a page's buffers, and the pool lays out one region per
+// buffer, the slots in order within each. A page is then one buffer per
+// entry, GetPageBufferMeta lists them in order, and the flat page is their
+// concatenation. An SWA pool is MHA-shaped and an indexer pool MLA-shaped:
+// they use those kinds with page sizes of their own.
+//
 // # Copy and zero-copy access
 //
 // GetDataPage and SetFromFlatDataPage copy a page to and from a flat data

@@ -3,8 +3,6 @@ package hostcache
 import (
 	"fmt"
 	"sync"
-
-	"golang.org/x/sys/unix"
 )
 
 // Pool is a host KV pool: one anonymous mmap holding every page of a model's
@@ -37,8 +35,8 @@ func New(cfg Config) (*Pool, error) {
 		return nil, fmt.Errorf("hostcache: mmap %d bytes: %w", g.total, err)
 	}
 	if cfg.Lock {
-		if err := unix.Mlock(mem); err != nil {
-			_ = unix.Munmap(mem)
+		if err := lockMem(mem); err != nil {
+			_ = unmapMem(mem)
 			return nil, fmt.Errorf("hostcache: mlock %d bytes (raise RLIMIT_MEMLOCK, ulimit -l, or set Lock to false): %w", g.total, err)
 		}
 	}
@@ -54,11 +52,6 @@ func newPool(cfg Config, g geometry, mem []byte, own bool) *Pool {
 		p.free[i] = pages - 1 - int64(i) // so that Alloc hands out low pages first
 	}
 	return p
-}
-
-// mapAnon maps n bytes of private, zeroed, page-aligned memory.
-func mapAnon(n int) ([]byte, error) {
-	return unix.Mmap(-1, 0, n, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_ANON|unix.MAP_PRIVATE)
 }
 
 // Close unmaps the memory of a pool from New; every pointer and slice the
@@ -79,7 +72,7 @@ func (p *Pool) Close() error {
 	if !p.own {
 		return nil
 	}
-	err := unix.Munmap(mem)
+	err := unmapMem(mem)
 	if err != nil {
 		return fmt.Errorf("hostcache: munmap: %w", err)
 	}

@@ -1,0 +1,109 @@
+//go:build linux
+
+package hicachefile
+
+import (
+	"bytes"
+	"go/ast"
+	"go/parser"
+	"go/printer"
+	"go/token"
+	"maps"
+	"os"
+	"slices"
+	"strings"
+	"testing"
+)
+
+// TestOtherPlatformsDeclareEveryStoreMethod pins that store_other.go, the
+// Store of every platform but Linux, has each exported method of the Linux
+// Store with the same signature, so that a program using the package
+// compiles everywhere.
+func TestOtherPlatformsDeclareEveryStoreMethod(t *testing.T) {
+	fset := token.NewFileSet()
+	entries, err := os.ReadDir(".")
+	if err != nil {
+		t.Fatal(err)
+	}
+	linux, other := map[string]string{}, map[string]string{}
+	for _, e := range entries {
+		name := e.Name()
+		if !strings.HasSuffix(name, ".go") || strings.HasSuffix(name, "_test.go") {
+			continue
+		}
+		f, err := parser.ParseFile(fset, name, nil, parser.ParseComments|parser.SkipObjectResolution)
+		if err != nil {
+			t.Fatal(err)
+		}
+		dst := linux
+		if name == "store_other.go" {
+			dst = other
+		} else if !strings.HasSuffix(name, "_linux.go") && buildLine(f) != "//go:build linux" {
+			continue // a file of every platform
+		}
+		for _, d := range f.Decls {
+			if fn, ok := d.(*ast.FuncDecl); ok && fn.Name.IsExported() && isStoreMethod(fn) {
+				dst[fn.Name.Name] = signature(fset, fn.Type)
+			}
+		}
+	}
+	if len(linux) < 10 {
+		t.Fatalf("found %d exported Store methods in the Linux files, want at least 10", len(linux))
+	}
+	for _, name := range slices.Sorted(maps.Keys(linux)) {
+		if got, ok := other[name]; !ok {
+			t.Errorf("store_other.go lacks (*Store).%s%s", name, linux[name])
+		} else if got != linux[name] {
+			t.Errorf("store_other.go: (*Store).%s%s, want %s", name, got, linux[name])
+		}
+	}
+	for name := range other {
+		if _, ok := linux[name]; !ok {
+			t.Errorf("store_other.go has (*Store).%s, which Linux lacks", name)
+		}
+	}
+}
+
+// buildLine returns f's //go:build line, or "".
+func buildLine(f *ast.File) string {
+	for _, g := range f.Comments {
+		for _, c := range g.List {
+			if c.Pos() < f.Package && strings.HasPrefix(c.Text, "//go:build ") {
+				return c.Text
+			}
+		}
+	}
+	return ""
+}
+
+// isStoreMethod reports whether fn has a receiver of type *Store.
+func isStoreMethod(fn *ast.FuncDecl) bool {
+	if fn.Recv == nil || len(fn.Recv.List) != 1 {
+		return false
+	}
+	star, ok := fn.Recv.List[0].Type.(*ast.StarExpr)
+	if !ok {
+		return false
+	}
+	id, ok := star.X.(*ast.Ident)
+	return ok && id.Name == "Store"
+}
+
+// signature renders ft's parameter and result types, without names.
+func signature(fset *token.FileSet, ft *ast.FuncType) string {
+	list := func(fl *ast.FieldList) string {
+		if fl == nil {
+			return "()"
+		}
+		var types []string
+		for _, f := range fl.List {
+			var b bytes.Buffer
+			_ = printer.Fprint(&b, fset, f.Type)
+			for range max(1, len(f.Names)) {
+				types = append(types, b.String())
+			}
+		}
+		return "(" + strings.Join(types, ", ") + ")"
+	}
+	return list(ft.Params) + " " + list(ft.Results)
+}
