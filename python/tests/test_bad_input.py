@@ -175,3 +175,19 @@ def test_a_forked_child_gets_false_not_a_hang(tmp_path):
     )
     out = subprocess.run([sys.executable, "-c", code], env={"PYTHONPATH": PYTHON_DIR}, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
+
+
+def test_pool_with_both_kinds_of_attributes_is_read_by_its_meta(tmp_path):
+    """A pool that carries MHA and MLA attributes alike is described the way
+    its own get_page_buffer_meta lays pages out, whatever the config says."""
+    for mla in (False, True):
+        p = make_pool("mha", "page_first")
+        p.kv_lora_rank, p.qk_rope_head_dim = 8, 4  # bogus MLA attributes
+        s = HiCacheGoFile(storage_config(str(tmp_path), mla=mla))
+        try:
+            s.register_mem_pool_host(p)
+            assert s.pool_description["kind"] == "mha"
+            fill_random(p)
+            assert s.batch_set_v1(["both"], slots(p, [0])) == [True]
+        finally:
+            s.close()
