@@ -154,16 +154,13 @@ func TestTmpfileRefused(t *testing.T) {
 		t.Run(how, func(t *testing.T) {
 			p, idx := randomPages(t, 1)
 			var renamed []string
-			sys := Syscalls{Renameat: func(od int, op string, nd int, np string) error {
-				renamed = append(renamed, op)
-				return unix.Renameat(od, op, nd, np)
-			}}
+			fs := newErrorFS().before(opRenameat, func(c *sysCall) { renamed = append(renamed, c.old) })
 			if how == "open" {
-				sys.Openat = refuseTmpfile
+				fs.refuseTmpfile()
 			} else {
-				sys.Linkat = func(int, string, int, string, int) error { return unix.EPERM }
+				fs.fail(opLinkat, nil, unix.EPERM)
 			}
-			s := newStore(t, Config{Dir: t.TempDir(), ModelName: "m", Syscalls: sys}, p)
+			s := newStore(t, Config{Dir: t.TempDir(), ModelName: "m", Syscalls: fs.syscalls()}, p)
 			page, _ := p.GetDataPage(idx[0])
 			if err := s.Set("o", page); err != nil {
 				t.Fatal(err)
@@ -337,7 +334,11 @@ func TestReclaimRacesWriter(t *testing.T) {
 			var armed atomic.Bool
 			// Where O_TMPFILE is refused, temp files are made by name and
 			// then locked: the window this test is about.
-			sys := Syscalls{Openat: refuseTmpfile, FcntlFlock: func(fd uintptr, cmd int, lk *unix.Flock_t) error {
+			// The hook holds the reclaim's lock until the writer's own
+			// call returns (its defers run after it), so it stays a
+			// function of its own.
+			sys := newErrorFS().refuseTmpfile().syscalls()
+			sys.FcntlFlock = func(fd uintptr, cmd int, lk *unix.Flock_t) error {
 				if cmd == unix.F_OFD_SETLK && lk.Type == unix.F_WRLCK && armed.Swap(false) {
 					if how == "removed before the lock" {
 						// As if the writer had waited past tempGrace for a CPU.
@@ -376,7 +377,7 @@ func TestReclaimRacesWriter(t *testing.T) {
 					}
 				}
 				return unix.FcntlFlock(fd, cmd, lk)
-			}}
+			}
 			s := newStore(t, Config{Dir: dir, ModelName: "m", Syscalls: sys}, p)
 			reclaimer = newStore(t, Config{Dir: dir, ModelName: "m"}, p)
 			page, _ := p.GetDataPage(idx[0])
