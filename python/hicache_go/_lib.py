@@ -157,18 +157,6 @@ def go_parse_size(s: str) -> int:
     return out.value
 
 
-class Keys:
-    """Keys packed as the C API takes them: one buffer and a length each."""
-
-    __slots__ = ("buf", "lens", "n")
-
-    def __init__(self, keys: Sequence[str]):
-        enc = [k.encode() if isinstance(k, str) else bytes(k) for k in keys]
-        self.n = len(enc)
-        self.buf = ctypes.create_string_buffer(b"".join(enc), sum(map(len, enc)) or 1)
-        self.lens = (ctypes.c_int64 * max(self.n, 1))(*map(len, enc))
-
-
 class Store:
     """A handle on a Go store. Methods return the C API's codes; the
     control-path ones (open, register_pool) raise LibraryError."""
