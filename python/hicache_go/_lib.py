@@ -102,9 +102,23 @@ def _declare(lib: ctypes.CDLL) -> None:
         f.restype = i64
 
 
+# FORKED turns True in a child forked after the library was loaded (set by
+# the fork hook below), so that the data path checks a flag, not getpid.
+FORKED = False
+
+
+def _after_fork_in_child() -> None:
+    global FORKED
+    if _lib is not None:
+        FORKED = True
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 def forked() -> bool:
     """True in a child forked after the library was loaded."""
-    return _loaded_pid is not None and _loaded_pid != os.getpid()
+    return FORKED or (_loaded_pid is not None and _loaded_pid != os.getpid())
 
 
 def load() -> ctypes.CDLL:

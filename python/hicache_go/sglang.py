@@ -122,6 +122,7 @@ class HiCacheGoFile(HiCacheStorage):
         self._warned: set = set()
         self._warn_lock = threading.Lock()
         self._closed = False
+        self._tls = threading.local()
         self._page_size = 0
         self._page_bytes = 0
         self.mem_pool_host = None
@@ -237,7 +238,7 @@ class HiCacheGoFile(HiCacheStorage):
         if self._closed:
             self._warn("closed", f"{what} after close")
             return False
-        if _lib.forked():
+        if _lib.FORKED:
             self._warn("forked", f"{what} in a process forked after the library was loaded")
             return False
         return True
@@ -245,6 +246,15 @@ class HiCacheGoFile(HiCacheStorage):
     def _fail(self, what: str, code: int) -> None:
         kind = f"{what}:{code}"
         self._warn(kind, f"{what} failed: {_lib.last_error(self._lib)} [{_lib.CODE_NAMES.get(code, code)}]")
+
+    def _results(self, n: int) -> Any:
+        """A uint8 array of n results, reused per thread (each call fills
+        every entry before it returns)."""
+        tl = self._tls
+        res = getattr(tl, "res", None)
+        if res is None or len(res) != n:
+            res = tl.res = (ctypes.c_uint8 * n)()
+        return res
 
     @staticmethod
     def _keys(keys: Any) -> tuple:
@@ -301,10 +311,12 @@ class HiCacheGoFile(HiCacheStorage):
                 return []
             buf, lens, n = self._keys(keys)
             idx = self._indices(host_indices)
-            res = (ctypes.c_uint8 * n)()
+            res = self._results(n)
             r = fn(self._h, buf, lens.buffer_info()[0], n, idx.data_ptr(), idx.numel(), res)
             if r < 0:
                 self._fail(what, r)
+                if r == _lib.PANIC:  # the results may be half written
+                    return [False] * n
             return _bools(res, n)
         except Exception as e:  # never raise on the data path
             self._warn(f"{what}:exception", f"{what} raised {e!r}")
