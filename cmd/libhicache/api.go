@@ -117,8 +117,9 @@ func openStore(js []byte) (int64, error) {
 }
 
 // registerPool wraps n bytes at base, laid out as the JSON describes, and
-// registers the pool with h's store, detaching the pool registered before.
-func registerPool(h int64, js []byte, base unsafe.Pointer, n int64) error {
+// registers it with h's store as the pool called name (the KV pool for "",
+// "kv" or "__default__"), detaching the pool of that name registered before.
+func registerPool(h int64, name string, js []byte, base unsafe.Pointer, n int64) error {
 	cfg, err := parsePoolConfig(js)
 	if err != nil {
 		return err
@@ -139,20 +140,28 @@ func registerPool(h int64, js []byte, base unsafe.Pointer, n int64) error {
 	if err != nil {
 		return err
 	}
-	if err := e.store.RegisterMemPoolHost(p); err != nil {
+	if err := e.store.RegisterPool(name, p); err != nil {
 		return errors.Join(err, p.Close())
 	}
-	var old error
-	if e.pool != nil {
-		old = e.pool.Close()
+	var old *hostcache.Pool
+	if isKV(name) {
+		old, e.pool, e.ps = e.pool, p, cfg.PageSize
+	} else {
+		if e.comps == nil {
+			e.comps = make(map[string]*hostcache.Pool)
+		}
+		old, e.comps[name] = e.comps[name], p
 	}
-	e.pool, e.ps = p, cfg.PageSize
-	return old
+	if old != nil {
+		return old.Close()
+	}
+	return nil
 }
 
-// unregisterPool detaches the pool registered with h's store, if any: the
-// V1 calls then fail with ErrNoPool until another is registered.
-func unregisterPool(h int64) error {
+// unregisterPool detaches the pool called name from h's store, if any: the
+// calls that use it then fail (ErrNoPool for V1) until another is
+// registered.
+func unregisterPool(h int64, name string) error {
 	e := lookup(h)
 	if e == nil {
 		return errHandle
@@ -162,27 +171,37 @@ func unregisterPool(h int64) error {
 	if e.store == nil {
 		return errHandle
 	}
-	if e.pool == nil {
+	var p *hostcache.Pool
+	if isKV(name) {
+		p, e.pool, e.ps = e.pool, nil, 0
+	} else {
+		p = e.comps[name]
+		delete(e.comps, name)
+	}
+	if p == nil {
 		return nil
 	}
-	err := e.pool.Close()
-	e.pool, e.ps = nil, 0
-	return err
+	return p.Close()
 }
 
-// pageBufferMeta writes the registered pool's GetPageBufferMeta for idx
-// into ptrs and sizes and returns how many buffers it lists; with too small
-// arrays it writes nothing and returns errBufferSmall with the count needed.
-func pageBufferMeta(h int64, idx []int64, ptrs []uint64, sizes []int64) (int64, error) {
+// pageBufferMeta writes the GetPageBufferMeta of the pool called name for
+// idx into ptrs and sizes and returns how many buffers it lists; with too
+// small arrays it writes nothing and returns errBufferSmall with the count
+// needed.
+func pageBufferMeta(h int64, name string, idx []int64, ptrs []uint64, sizes []int64) (int64, error) {
 	e, err := acquire(h)
 	if err != nil {
 		return 0, err
 	}
 	defer e.mu.RUnlock()
-	if e.pool == nil {
-		return 0, hicachefile.ErrNoPool
+	p := e.pool
+	if !isKV(name) {
+		p = e.comps[name]
 	}
-	ps, ss, err := e.pool.GetPageBufferMeta(idx)
+	if p == nil {
+		return 0, fmt.Errorf("%w: %q", hicachefile.ErrNoPool, name)
+	}
+	ps, ss, err := p.GetPageBufferMeta(idx)
 	if err != nil {
 		return 0, err
 	}

@@ -5,20 +5,33 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"os"
 	"regexp"
 	"runtime"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/hicache-go/hicache/pkg/hicachefile"
 )
 
 // openTest opens a store on a temp dir with a small page_first MHA pool
 // over memory the test maps, and returns the handle and the memory.
 func openTest(t *testing.T) (int64, []byte) {
 	t.Helper()
+	// Mapped before the store opens, so that it is unmapped only after the
+	// store is closed (cleanups run last first): the lifetime rule.
+	n := 2 * 32 * 2 * 1 * 4 * 2
+	mem, err := unix.Mmap(-1, 0, n, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_ANON|unix.MAP_PRIVATE)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = unix.Munmap(mem) })
 	js, _ := json.Marshal(map[string]any{"dir": t.TempDir(), "model_name": "m/x"})
 	h, err := openStore(js)
 	if err != nil {
@@ -26,13 +39,7 @@ func openTest(t *testing.T) (int64, []byte) {
 	}
 	t.Cleanup(func() { _ = closeHandle(h) })
 	pool := []byte(`{"kind":"mha","layout":"page_first","dtype":"bfloat16","page_size":4,"size":32,"layer_num":2,"head_num":1,"head_dim":4}`)
-	n := 2 * 32 * 2 * 1 * 4 * 2
-	mem, err := unix.Mmap(-1, 0, n, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_ANON|unix.MAP_PRIVATE)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = unix.Munmap(mem) })
-	if err := registerPool(h, pool, unsafe.Pointer(&mem[0]), int64(n)); err != nil {
+	if err := registerPool(h, "kv", pool, unsafe.Pointer(&mem[0]), int64(n)); err != nil {
 		t.Fatal(err)
 	}
 	return h, mem
@@ -56,7 +63,7 @@ func TestV1RoundTripThroughAHandle(t *testing.T) {
 	// their buffers as the pool lists them.
 	ptrs := make([]uint64, 8)
 	sizes := make([]int64, 8)
-	if n, err := pageBufferMeta(h, []int64{0, 1, 2, 3, 20, 21, 22, 23, 4, 5, 6, 7, 16, 17, 18, 19}, ptrs, sizes); err != nil || n != 8 {
+	if n, err := pageBufferMeta(h, "kv", []int64{0, 1, 2, 3, 20, 21, 22, 23, 4, 5, 6, 7, 16, 17, 18, 19}, ptrs, sizes); err != nil || n != 8 {
 		t.Fatalf("meta: %d %v", n, err)
 	}
 	base := uint64(uintptr(unsafe.Pointer(&mem[0])))
@@ -121,7 +128,7 @@ func TestBadArgumentsAreCodes(t *testing.T) {
 		{`{"kind":"mha","layout":"page_first","dtype":"bfloat16","page_size":4,"size":30,"layer_num":2,"head_num":1,"head_dim":4}`, 512, CodeConfig},
 		{`{"kind":"mha","layout":"page_first","dtype":"bfloat16","page_size":4,"size":32,"layer_num":2,"head_num":1,"head_dim":4}`, 511, CodeMemory},
 	} {
-		if err := registerPool(h, []byte(c.js), unsafe.Pointer(&mem[0]), c.n); codeOf(err) != c.want {
+		if err := registerPool(h, "", []byte(c.js), unsafe.Pointer(&mem[0]), c.n); codeOf(err) != c.want {
 			t.Errorf("register %s (%d bytes): %v, want code %d", c.js, c.n, err, c.want)
 		}
 	}
@@ -141,7 +148,7 @@ func TestBadArgumentsAreCodes(t *testing.T) {
 // fail with CodeNoPool, their results all false.
 func TestUnregisteredPoolFailsV1WithNoPool(t *testing.T) {
 	h, _ := openTest(t)
-	if err := unregisterPool(h); err != nil {
+	if err := unregisterPool(h, "kv"); err != nil {
 		t.Fatal(err)
 	}
 	res := []byte{1}
@@ -174,4 +181,83 @@ func TestVersionIsThePythonPackages(t *testing.T) {
 	if m == nil || string(m[1]) != Version {
 		t.Fatalf("python/hicache_go/_version.py has %q, the library %q", m, Version)
 	}
+}
+
+// TestV2ThroughAHandle: a component pool registered by name takes part in
+// the v2 calls beside the KV pool, a transfer whose indices do not fit its
+// keys fails alone, and BatchExistsV2's counts come back per transfer.
+func TestV2ThroughAHandle(t *testing.T) {
+	h, mem := openTest(t)
+	for i := range mem {
+		mem[i] = byte(i*7 + 1)
+	}
+	state, err := unix.Mmap(-1, 0, 4096, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_ANON|unix.MAP_PRIVATE)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Munmap(state)
+	for i := range state {
+		state[i] = byte(i * 13)
+	}
+	comp := []byte(`{"kind":"component","layout":"page_first","dtype":"uint8","page_size":1,"size":32,"buffer_bytes":[16,8]}`)
+	if err := registerPool(h, "mamba", comp, unsafe.Pointer(&state[0]), int64(len(state))); err != nil {
+		t.Fatal(err)
+	}
+	keys := []string{"p0", "p1"}
+	trs := []hicachefile.Transfer{
+		{Pool: "kv", Keys: keys, HostIndices: []int64{0, 1, 2, 3, 4, 5, 6, 7}},
+		{Pool: "mamba", Keys: keys[1:], HostIndices: []int64{2}},
+		{Pool: "mamba", Keys: keys, HostIndices: []int64{2}},
+	}
+	res := make([]byte, 5)
+	if err := batchV2(h, true, trs[:2], res[:3]); err != nil || !bytes.Equal(res[:3], []byte{1, 1, 1}) {
+		t.Fatalf("set: %v %v", res[:3], err)
+	}
+	if err := batchV2(h, true, trs[2:], res[:2]); !bytes.Equal(res[:2], []byte{0, 0}) {
+		t.Fatalf("a transfer of 1 slot for 2 keys: %v %v", res[:2], err)
+	}
+	hits := make([]int64, 2)
+	n, err := batchExistsV2(h, keys, []hicachefile.Transfer{{Pool: "mamba", Keys: keys[1:], HitPolicy: hicachefile.TrailingPages}}, hits)
+	if err != nil || n != 2 || hits[0] != 2 || hits[1] != 2 {
+		t.Fatalf("exists: %d %v %v", n, hits, err)
+	}
+	want := append([]byte(nil), state[2*16:3*16]...)
+	clear(state[5*16 : 6*16])
+	if err := batchV2(h, false, []hicachefile.Transfer{{Pool: "mamba", Keys: keys[1:], HostIndices: []int64{5}}}, res[:1]); err != nil || res[0] != 1 {
+		t.Fatalf("get: %v %v", res[:1], err)
+	}
+	if !bytes.Equal(state[5*16:6*16], want) {
+		t.Fatal("the state page came back with other bytes")
+	}
+}
+
+// TestCloseWhileCallsRun: closeHandle while other goroutines call the
+// store waits for the calls in progress; later calls fail with CodeHandle.
+func TestCloseWhileCallsRun(t *testing.T) {
+	h, _ := openTest(t)
+	var wg sync.WaitGroup
+	for g := range 3 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			res := make([]byte, 1)
+			for i := 0; ; i++ {
+				key := fmt.Sprintf("c%d-%d", g, i)
+				idx := []int64{int64(g * 4), int64(g*4 + 1), int64(g*4 + 2), int64(g*4 + 3)}
+				err := batchV1(h, i%2 == 0, []string{key}, idx, res)
+				if codeOf(err) == CodeHandle {
+					return
+				}
+				if err != nil {
+					t.Errorf("call before close: %v", err)
+					return
+				}
+			}
+		}()
+	}
+	time.Sleep(50 * time.Millisecond)
+	if err := closeHandle(h); err != nil {
+		t.Fatal(err)
+	}
+	wg.Wait()
 }

@@ -57,15 +57,11 @@ func parseStoreConfig(js []byte) (hicachefile.Config, error) {
 	cfg := hicachefile.Config{
 		Dir: c.Dir, ModelName: c.ModelName,
 		TPRank: c.TPRank, TPSize: c.TPSize, PPRank: c.PPRank, PPSize: c.PPSize,
-		IsMLA: c.IsMLA, MaxBytes: c.MaxBytes, MinFreeBytes: c.MinFreeBytes,
-		IOWorkers: c.IOWorkers, DirectIO: c.DirectIO, Sync: c.Sync, NoWatch: c.NoWatch,
+		CPRank: c.CPRank, CPSize: c.CPSize, IsMLA: c.IsMLA,
+		MaxBytes: c.MaxBytes, MinFreeBytes: c.MinFreeBytes, EvictionRatio: c.EvictionRatio,
+		StorageOwner: c.StorageOwner,
+		IOWorkers:    c.IOWorkers, DirectIO: c.DirectIO, Sync: c.Sync, NoWatch: c.NoWatch,
 		MaxBatchFileBytes: c.MaxBatchFileBytes,
-	}
-	// TODO(v2): wire CPRank/CPSize, EvictionRatio and StorageOwner into
-	// hicachefile.Config once it has them; until then a setting the store
-	// cannot honour is refused rather than ignored.
-	if c.CPSize > 1 {
-		return cfg, fmt.Errorf("%w: cp_size %d: context-parallel names are not supported by this build", hicachefile.ErrInvalidConfig, c.CPSize)
 	}
 	if err := cfg.Validate(); err != nil {
 		return cfg, err
@@ -75,7 +71,7 @@ func parseStoreConfig(js []byte) (hicachefile.Config, error) {
 
 // poolConfig is hc_register_pool's JSON: SGLang's host pool attributes.
 type poolConfig struct {
-	Kind          string `json:"kind"` // "mha" or "mla"
+	Kind          string `json:"kind"` // "mha", "mla" or "component"
 	Layout        string `json:"layout"`
 	DType         string `json:"dtype"` // torch's name without "torch."
 	PageSize      int    `json:"page_size"`
@@ -85,6 +81,9 @@ type poolConfig struct {
 	HeadDim       int    `json:"head_dim"`
 	KVLoraRank    int    `json:"kv_lora_rank"`
 	QKRopeHeadDim int    `json:"qk_rope_head_dim"`
+	// BufferBytes is, for a component pool, each buffer's bytes per token
+	// slot (hostcache.Config.BufferBytes).
+	BufferBytes []int `json:"buffer_bytes"`
 }
 
 // parsePoolConfig turns hc_register_pool's JSON into a hostcache.Config.
@@ -104,8 +103,14 @@ func parsePoolConfig(js []byte) (hostcache.Config, error) {
 		cfg.Kind = hostcache.MHA
 	case "mla":
 		cfg.Kind = hostcache.MLA
+	case "component":
+		cfg.Kind = hostcache.Component
+		if len(c.BufferBytes) == 0 || len(c.BufferBytes) > hostcache.MaxComponentBuffers {
+			return cfg, fmt.Errorf("%w: %d buffer_bytes, want 1 to %d", hostcache.ErrInvalidConfig, len(c.BufferBytes), hostcache.MaxComponentBuffers)
+		}
+		copy(cfg.BufferBytes[:], c.BufferBytes)
 	default:
-		return cfg, fmt.Errorf("%w: kind %q, want \"mha\" or \"mla\"", hostcache.ErrInvalidConfig, c.Kind)
+		return cfg, fmt.Errorf("%w: kind %q, want \"mha\", \"mla\" or \"component\"", hostcache.ErrInvalidConfig, c.Kind)
 	}
 	if c.PageSize <= 0 || c.Size <= 0 || c.Size%c.PageSize != 0 {
 		return cfg, fmt.Errorf("%w: size %d is not a positive multiple of page_size %d", hostcache.ErrInvalidConfig, c.Size, c.PageSize)

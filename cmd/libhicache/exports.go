@@ -9,6 +9,8 @@ import "C"
 
 import (
 	"unsafe"
+
+	"github.com/hicache-go/hicache/pkg/hicachefile"
 )
 
 // The exported functions: thin conversions from C's types to the Go
@@ -58,24 +60,38 @@ func hc_close(h C.int64_t) C.int64_t {
 }
 
 //export hc_register_pool
-func hc_register_pool(h C.int64_t, config *C.char, n C.int64_t, base unsafe.Pointer, size C.int64_t) C.int64_t {
+func hc_register_pool(h C.int64_t, name *C.char, nlen C.int64_t, config *C.char, n C.int64_t, base unsafe.Pointer, size C.int64_t) C.int64_t {
 	return C.int64_t(guard(func() int64 {
+		nm, err := cBytes(unsafe.Pointer(name), int64(nlen))
+		if err != nil {
+			return result(0, err)
+		}
 		js, err := cBytes(unsafe.Pointer(config), int64(n))
 		if err != nil {
 			return result(0, err)
 		}
-		return result(0, registerPool(int64(h), js, base, int64(size)))
+		return result(0, registerPool(int64(h), string(nm), js, base, int64(size)))
 	}))
 }
 
 //export hc_unregister_pool
-func hc_unregister_pool(h C.int64_t) C.int64_t {
-	return C.int64_t(guard(func() int64 { return result(0, unregisterPool(int64(h))) }))
+func hc_unregister_pool(h C.int64_t, name *C.char, nlen C.int64_t) C.int64_t {
+	return C.int64_t(guard(func() int64 {
+		nm, err := cBytes(unsafe.Pointer(name), int64(nlen))
+		if err != nil {
+			return result(0, err)
+		}
+		return result(0, unregisterPool(int64(h), string(nm)))
+	}))
 }
 
 //export hc_page_buffer_meta
-func hc_page_buffer_meta(h C.int64_t, idx *C.int64_t, nidx C.int64_t, ptrs *C.uint64_t, sizes *C.int64_t, capacity C.int64_t) C.int64_t {
+func hc_page_buffer_meta(h C.int64_t, name *C.char, nlen C.int64_t, idx *C.int64_t, nidx C.int64_t, ptrs *C.uint64_t, sizes *C.int64_t, capacity C.int64_t) C.int64_t {
 	return C.int64_t(guard(func() int64 {
+		nm, err := cBytes(unsafe.Pointer(name), int64(nlen))
+		if err != nil {
+			return result(0, err)
+		}
 		ix, err := cInt64s(unsafe.Pointer(idx), int64(nidx))
 		if err != nil {
 			return result(0, err)
@@ -88,7 +104,7 @@ func hc_page_buffer_meta(h C.int64_t, idx *C.int64_t, nidx C.int64_t, ptrs *C.ui
 		if err != nil {
 			return result(0, err)
 		}
-		return result(pageBufferMeta(int64(h), ix, unsafe.Slice((*uint64)(unsafe.Pointer(unsafe.SliceData(ps))), len(ps)), ss))
+		return result(pageBufferMeta(int64(h), string(nm), ix, unsafe.Slice((*uint64)(unsafe.Pointer(unsafe.SliceData(ps))), len(ps)), ss))
 	}))
 }
 
@@ -250,5 +266,61 @@ func hc_stats(h C.int64_t, buf *C.char, size C.int64_t) C.int64_t {
 			return result(0, err)
 		}
 		return result(copyOut(b, js))
+	}))
+}
+
+//export hc_batch_exists_v2
+func hc_batch_exists_v2(h C.int64_t, keys *C.char, lens *C.int64_t, nkeys C.int64_t, ntr C.int64_t, names *C.char, nameLens *C.int64_t, counts *C.int64_t, policies *C.int64_t, hits *C.int64_t) C.int64_t {
+	return C.int64_t(guard(func() int64 {
+		hs, err := cInt64s(unsafe.Pointer(hits), int64(ntr)+1)
+		if err != nil {
+			return result(0, err)
+		}
+		for i := range hs {
+			hs[i] = -1
+		}
+		ks, err := cKeys(unsafe.Pointer(keys), unsafe.Pointer(lens), int64(nkeys))
+		if err != nil {
+			return result(0, err)
+		}
+		trs, _, err := cTransfers(int64(ntr), unsafe.Pointer(names), unsafe.Pointer(nameLens), unsafe.Pointer(counts), nil, nil, nil, nil, unsafe.Pointer(policies))
+		if err != nil {
+			return result(0, err)
+		}
+		return result(batchExistsV2(int64(h), ks, trs, hs))
+	}))
+}
+
+//export hc_batch_v2
+func hc_batch_v2(h C.int64_t, set C.int64_t, ntr C.int64_t, names *C.char, nameLens *C.int64_t, counts *C.int64_t, keys *C.char, keyLens *C.int64_t, idxPtrs unsafe.Pointer, idxCounts *C.int64_t, res *C.uint8_t, nres C.int64_t) C.int64_t {
+	return C.int64_t(guard(func() int64 {
+		out, err := cBytes(unsafe.Pointer(res), int64(nres))
+		if err != nil {
+			return result(0, err)
+		}
+		putBools(out, nil)
+		trs, _, err := cTransfers(int64(ntr), unsafe.Pointer(names), unsafe.Pointer(nameLens), unsafe.Pointer(counts),
+			unsafe.Pointer(keys), unsafe.Pointer(keyLens), idxPtrs, unsafe.Pointer(idxCounts), nil)
+		if err != nil {
+			return result(0, err)
+		}
+		return result(0, batchV2(int64(h), set != 0, trs, out))
+	}))
+}
+
+//export hc_parse_size
+func hc_parse_size(s *C.char, n C.int64_t, out *C.int64_t) C.int64_t {
+	return C.int64_t(guard(func() int64 {
+		b, err := cBytes(unsafe.Pointer(s), int64(n))
+		if err != nil {
+			return result(0, err)
+		}
+		o, err := cInt64s(unsafe.Pointer(out), 1)
+		if err != nil {
+			return result(0, err)
+		}
+		v, err := hicachefile.ParseSize(string(b))
+		o[0] = v
+		return result(0, err)
 	}))
 }

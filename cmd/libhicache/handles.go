@@ -17,8 +17,16 @@ type entry struct {
 	// store closed, only once no call uses them.
 	mu    sync.RWMutex
 	store *hicachefile.Store // nil once closed
-	pool  *hostcache.Pool    // the pool the V1 calls use; nil before one is registered
-	ps    int                // pool's page size, 0 without a pool
+	pool  *hostcache.Pool    // the KV pool, which the V1 calls use; nil before one is registered
+	ps    int                // the KV pool's page size, 0 without one
+	// comps are the component pools registered for the v2 calls, by name.
+	comps map[string]*hostcache.Pool
+}
+
+// isKV reports whether name is the KV pool's, as hicachefile.RegisterPool
+// reads it.
+func isKV(name string) bool {
+	return name == "" || name == hicachefile.KVPool || name == "__default__"
 }
 
 // handles maps the integer handles given out to their stores. Handles
@@ -83,6 +91,9 @@ func closeHandle(h int64) error {
 	if e.pool != nil {
 		err = errors.Join(err, e.pool.Close())
 	}
-	e.store, e.pool = nil, nil
+	for _, p := range e.comps {
+		err = errors.Join(err, p.Close())
+	}
+	e.store, e.pool, e.comps = nil, nil, nil
 	return err
 }

@@ -225,7 +225,7 @@ func TestClearRacingSameKeysServesNoStalePage(t *testing.T) {
 		fillRandom(t, p, srcA)
 		fillRandom(t, p, srcB)
 		dir := t.TempDir()
-		cfg := Config{Dir: dir, ModelName: "m", NoWatch: noWatch, MaxBatchFileBytes: 1, Syscalls: Syscalls{Openat: refuseTmpfile}}
+		cfg := Config{Dir: dir, ModelName: "m", NoWatch: noWatch, MaxBatchFileBytes: 1, Syscalls: newErrorFS().refuseTmpfile().syscalls()}
 		s := newStore(t, cfg, p)
 		o := newStore(t, cfg, p)
 		stop := make(chan struct{})

@@ -34,11 +34,11 @@ func testBatchSetV1Faults(t *testing.T, workers int) {
 	cfg, p, keys, src, dst := faultFixture(t, keysN)
 	for n := int64(1); ; n++ {
 		dir := t.TempDir()
-		f := &faults{n: n}
+		f := failNthCall(n)
 		s := newStore(t, Config{Dir: dir, ModelName: "m", MaxBatchFileBytes: int64(perFile * p.PageBytes()),
 			IOWorkers: workers, Sync: true, Syscalls: f.syscalls()}, p)
 		ok, err := s.BatchSetV1(keys, src)
-		if !f.hit() {
+		if f.fired() == 0 {
 			if err != nil || !all(ok) {
 				t.Fatalf("call %d: no fault injected, got %v, %v", n, ok, err)
 			}
@@ -101,7 +101,7 @@ func TestBatchGetV1Faults(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		f := &faults{n: n}
+		f := failNthCall(n)
 		s := newStore(t, Config{Dir: dir, ModelName: "m", IOWorkers: 2, Syscalls: f.syscalls()}, p)
 		ok, err := s.BatchGetV1(keys, dst)
 		if err != nil {
@@ -112,7 +112,7 @@ func TestBatchGetV1Faults(t *testing.T) {
 				t.Fatalf("call %d: key %d reported true with wrong bytes", n, i)
 			}
 		}
-		if !f.hit() {
+		if f.fired() == 0 {
 			if !all(ok) {
 				t.Fatalf("call %d: no fault injected, got %v", n, ok)
 			}
@@ -128,7 +128,7 @@ func TestSetFaults(t *testing.T) {
 	value := bytes.Repeat([]byte("page"), 256)
 	for n := int64(1); ; n++ {
 		dir := t.TempDir()
-		f := &faults{n: n}
+		f := failNthCall(n)
 		s := newStore(t, Config{Dir: dir, ModelName: "m", Sync: true, Syscalls: f.syscalls()}, nil)
 		err := s.Set("key", value)
 		if left := tempFiles(t, dir); len(left) > 0 {
@@ -136,7 +136,7 @@ func TestSetFaults(t *testing.T) {
 		}
 		data, rerr := os.ReadFile(s.FilePath("key"))
 		switch {
-		case !f.hit():
+		case f.fired() == 0:
 			if err != nil || !bytes.Equal(data, value) {
 				t.Fatalf("call %d: no fault injected, got %v", n, err)
 			}
@@ -165,12 +165,12 @@ func TestUnnamedWriteFaultsLeakNoDescriptor(t *testing.T) {
 				base := shmDir(t) // fsync costs nothing on tmpfs
 				for n := int64(1); ; n++ {
 					dir := filepath.Join(base, strconv.Itoa(int(n)))
-					f := &faults{n: n}
+					f := failNthCall(n)
 					before := openFDs(t)
 					s, err := New(Config{Dir: dir, ModelName: "m", MaxBatchFileBytes: int64(perFile * p.PageBytes()),
 						IOWorkers: workers, Sync: sync, Syscalls: f.syscalls()})
 					if err != nil {
-						if !f.hit() {
+						if f.fired() == 0 {
 							t.Fatal(err)
 						}
 						continue // a fault in New itself
@@ -186,7 +186,7 @@ func TestUnnamedWriteFaultsLeakNoDescriptor(t *testing.T) {
 					if after := openFDs(t); after != before {
 						t.Fatalf("call %d (err %v): %d descriptors open before the store, %d after its Close", n, err, before, after)
 					}
-					if !f.hit() {
+					if f.fired() == 0 {
 						if err != nil {
 							t.Fatal(err)
 						}

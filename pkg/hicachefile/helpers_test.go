@@ -10,6 +10,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"hash/fnv"
+	"math/bits"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -117,84 +118,6 @@ func keyedPage(key string, page []byte) {
 	}
 }
 
-// faults fails the n-th system call made through its Syscalls with EIO, and
-// lets every other call through to the kernel.
-type faults struct {
-	n     int64
-	calls atomic.Int64
-}
-
-func (f *faults) fail() bool { return f.calls.Add(1) == f.n }
-
-// hit reports whether the injected fault has fired.
-func (f *faults) hit() bool { return f.calls.Load() >= f.n }
-
-func (f *faults) syscalls() Syscalls {
-	return Syscalls{
-		Openat: func(dirfd int, path string, flags int, mode uint32) (int, error) {
-			if f.fail() {
-				return -1, unix.EIO
-			}
-			return unix.Openat(dirfd, path, flags, mode)
-		},
-		Preadv: func(fd int, iovs [][]byte, off int64) (int, error) {
-			if f.fail() {
-				return 0, unix.EIO
-			}
-			return unix.Preadv(fd, iovs, off)
-		},
-		Pwritev: func(fd int, iovs [][]byte, off int64) (int, error) {
-			if f.fail() {
-				return 0, unix.EIO
-			}
-			return unix.Pwritev(fd, iovs, off)
-		},
-		Fdatasync: func(fd int) error {
-			if f.fail() {
-				return unix.EIO
-			}
-			return unix.Fdatasync(fd)
-		},
-		Fsync: func(fd int) error {
-			if f.fail() {
-				return unix.EIO
-			}
-			return unix.Fsync(fd)
-		},
-		Close: func(fd int) error {
-			err := unix.Close(fd) // the descriptor is gone either way, as with a real EIO
-			if f.fail() {
-				return unix.EIO
-			}
-			return err
-		},
-		Renameat: func(olddirfd int, oldpath string, newdirfd int, newpath string) error {
-			if f.fail() {
-				return unix.EIO
-			}
-			return unix.Renameat(olddirfd, oldpath, newdirfd, newpath)
-		},
-		Linkat: func(olddirfd int, oldpath string, newdirfd int, newpath string, flags int) error {
-			if f.fail() {
-				return unix.EIO
-			}
-			return unix.Linkat(olddirfd, oldpath, newdirfd, newpath, flags)
-		},
-		Unlinkat: func(dirfd int, path string, flags int) error {
-			if f.fail() {
-				return unix.EIO
-			}
-			return unix.Unlinkat(dirfd, path, flags)
-		},
-		FcntlFlock: func(fd uintptr, cmd int, lk *unix.Flock_t) error {
-			if f.fail() {
-				return unix.EIO
-			}
-			return unix.FcntlFlock(fd, cmd, lk)
-		},
-	}
-}
-
 // tempFiles lists the temp files left in dir.
 func tempFiles(t *testing.T, dir string) []string {
 	t.Helper()
@@ -281,9 +204,15 @@ func plant(t *testing.T, kind, path string, size int) {
 	case "dir":
 		err = os.Mkdir(path, 0o755)
 	case "socket":
-		var fd int
+		// Bound through the directory's descriptor: a socket's path may
+		// have at most 107 bytes, fewer than a temp dir and a V1 directory.
+		var fd, dfd int
+		if dfd, err = unix.Open(filepath.Dir(path), unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0); err != nil {
+			break
+		}
+		defer unix.Close(dfd)
 		if fd, err = unix.Socket(unix.AF_UNIX, unix.SOCK_STREAM, 0); err == nil {
-			err = unix.Bind(fd, &unix.SockaddrUnix{Name: path})
+			err = unix.Bind(fd, &unix.SockaddrUnix{Name: fmt.Sprintf("/proc/self/fd/%d/%s", dfd, filepath.Base(path))})
 			_ = unix.Close(fd)
 		}
 	case "device":
@@ -387,15 +316,6 @@ func tempsIn(t *testing.T, s *Store) []string {
 		}
 	}
 	return out
-}
-
-// refuseTmpfile is an Openat that refuses O_TMPFILE as some FUSE and NFS
-// file systems do.
-func refuseTmpfile(dirfd int, path string, flags int, mode uint32) (int, error) {
-	if flags&unix.O_TMPFILE == unix.O_TMPFILE {
-		return -1, unix.EOPNOTSUPP
-	}
-	return unix.Openat(dirfd, path, flags, mode)
 }
 
 // mkdev makes the character device 1,minor (/dev/null 3, /dev/zero 5) at
@@ -531,45 +451,6 @@ func sglangKey(args ...any) string {
 	return hex.EncodeToString(h[:])
 }
 
-// countingSyscalls is a Syscalls that counts every call it lets through.
-type countingSyscalls struct{ n atomic.Int64 }
-
-func (c *countingSyscalls) syscalls() Syscalls {
-	return Syscalls{
-		Openat: func(dirfd int, path string, flags int, mode uint32) (int, error) {
-			c.n.Add(1)
-			return unix.Openat(dirfd, path, flags, mode)
-		},
-		Preadv: func(fd int, iovs [][]byte, off int64) (int, error) {
-			c.n.Add(1)
-			return preadvRaw(fd, iovs, off)
-		},
-		Pwritev: func(fd int, iovs [][]byte, off int64) (int, error) {
-			c.n.Add(1)
-			return pwritevRaw(fd, iovs, off)
-		},
-		Fdatasync: func(fd int) error { c.n.Add(1); return unix.Fdatasync(fd) },
-		Fsync:     func(fd int) error { c.n.Add(1); return unix.Fsync(fd) },
-		Close:     func(fd int) error { c.n.Add(1); return unix.Close(fd) },
-		Renameat: func(olddirfd int, oldpath string, newdirfd int, newpath string) error {
-			c.n.Add(1)
-			return unix.Renameat(olddirfd, oldpath, newdirfd, newpath)
-		},
-		Linkat: func(olddirfd int, oldpath string, newdirfd int, newpath string, flags int) error {
-			c.n.Add(1)
-			return unix.Linkat(olddirfd, oldpath, newdirfd, newpath, flags)
-		},
-		Unlinkat: func(dirfd int, path string, flags int) error {
-			c.n.Add(1)
-			return unix.Unlinkat(dirfd, path, flags)
-		},
-		FcntlFlock: func(fd uintptr, cmd int, lk *unix.Flock_t) error {
-			c.n.Add(1)
-			return unix.FcntlFlock(fd, cmd, lk)
-		},
-	}
-}
-
 // cpuTime returns the CPU time (user and system) the process has used. On
 // a machine that others load, the ratio of CPU times is steadier than the
 // ratio of wall times: a longer call is more often descheduled midway.
@@ -588,29 +469,25 @@ type writeHooks struct {
 	placed func(name string)
 }
 
-// syscalls returns Syscalls that make the real calls and run the hooks.
-func (h writeHooks) syscalls() Syscalls {
-	after := func(name string, err error) error {
-		if err == nil && h.placed != nil && strings.HasSuffix(name, batchExt) {
-			h.placed(name)
-		}
-		return err
+// errorFS returns an errorFS that makes the real calls and runs the
+// hooks, to which a test may add rules of its own.
+func (h writeHooks) errorFS() *errorFS {
+	e := newErrorFS()
+	if h.fill != nil {
+		e.before(opPwritev, func(*sysCall) { h.fill() })
 	}
-	return Syscalls{
-		Pwritev: func(fd int, iovs [][]byte, off int64) (int, error) {
-			if h.fill != nil {
-				h.fill()
+	if h.placed != nil {
+		e.after(opLinkat|opRenameat, func(c *sysCall, err error) {
+			if err == nil && strings.HasSuffix(c.path, batchExt) {
+				h.placed(c.path)
 			}
-			return pwritevRaw(fd, iovs, off)
-		},
-		Linkat: func(od int, op string, nd int, np string, fl int) error {
-			return after(np, unix.Linkat(od, op, nd, np, fl))
-		},
-		Renameat: func(od int, op string, nd int, np string) error {
-			return after(np, unix.Renameat(od, op, nd, np))
-		},
+		})
 	}
+	return e
 }
+
+// syscalls returns Syscalls that make the real calls and run the hooks.
+func (h writeHooks) syscalls() Syscalls { return h.errorFS().syscalls() }
 
 // requireDirectIO skips the test, saying why, where the file system of dir
 // takes no O_DIRECT reads of 4 KiB-aligned buffers (tmpfs before Linux 6.6,
@@ -637,5 +514,292 @@ func requireDirectIO(t *testing.T, dir string) {
 			t.Skipf("the file system of %s asks O_DIRECT alignment %d/%d, above the 4 KiB of the test's buffers",
 				dir, st.Dio_mem_align, st.Dio_offset_align)
 		}
+	}
+}
+
+// sysOp names the calls of the Syscalls seam, as a set of bits.
+type sysOp uint16
+
+// The calls of the Syscalls seam.
+const (
+	opOpenat sysOp = 1 << iota
+	opPreadv
+	opPwritev
+	opFdatasync
+	opFsync
+	opClose
+	opRenameat
+	opLinkat
+	opUnlinkat
+	opFcntlFlock
+	opFstatfs
+	numOps = iota
+
+	opAll = 1<<numOps - 1
+)
+
+// sysCall is one call of the seam as an errorFS rule or hook sees it.
+type sysCall struct {
+	op    sysOp
+	fd    int            // the file; the directory for Openat and Unlinkat; the new directory for Renameat and Linkat
+	path  string         // Openat, Unlinkat: the path; Renameat, Linkat: the new path
+	old   string         // Renameat, Linkat: the old path
+	flags int            // Openat, Linkat, Unlinkat: the flags; FcntlFlock: the command
+	iovs  [][]byte       // Preadv, Pwritev
+	off   int64          // Preadv, Pwritev
+	lk    *unix.Flock_t  // FcntlFlock
+	stat  *unix.Statfs_t // Fstatfs
+	ret   int            // after the call: the descriptor Openat returned, the bytes Preadv or Pwritev moved
+}
+
+// errorFS is a fault injector for the Syscalls seam, in the manner of
+// pebble's vfs/errorfs: a test adds rules ("fail the 3rd Preadv with EIO",
+// "fail every Openat of a batch file while armed") and hooks, and hands
+// fs.syscalls() to a store. Each call meets the rules and hooks in the
+// order added: the first rule that matches fails the call with its error
+// and the real call is not made (except Close, which closes the
+// descriptor first, as close(2) does even when it reports an error);
+// otherwise the real call is made and the after hooks see its result.
+// errorFS counts the calls of each kind, the calls it failed, and the
+// bytes read and written.
+type errorFS struct {
+	rules    []fsRule
+	calls    [numOps]atomic.Int64
+	injected atomic.Int64
+	read     atomic.Int64 // bytes Preadv moved
+	written  atomic.Int64 // bytes Pwritev moved
+}
+
+// fsRule is one rule or hook of an errorFS, for the calls of ops.
+type fsRule struct {
+	ops    sysOp
+	when   func(c *sysCall) bool       // a rule: fail the call with err when it reports true (nil: always)
+	err    error                       // a rule's error; nil for a hook
+	before func(c *sysCall)            // a hook run before the call
+	after  func(c *sysCall, err error) // a hook run after the real call
+}
+
+// newErrorFS returns an errorFS with no rules: every call goes to the
+// kernel, counted.
+func newErrorFS() *errorFS { return &errorFS{} }
+
+// fail adds a rule: a call of ops for which when reports true (every call
+// of ops when when is nil) fails with err.
+func (e *errorFS) fail(ops sysOp, when func(c *sysCall) bool, err error) *errorFS {
+	e.rules = append(e.rules, fsRule{ops: ops, when: when, err: err})
+	return e
+}
+
+// before adds a hook that runs before each call of ops that no earlier
+// rule failed.
+func (e *errorFS) before(ops sysOp, fn func(c *sysCall)) *errorFS {
+	e.rules = append(e.rules, fsRule{ops: ops, before: fn})
+	return e
+}
+
+// after adds a hook that runs after each real call of ops, with its error.
+func (e *errorFS) after(ops sysOp, fn func(c *sysCall, err error)) *errorFS {
+	e.rules = append(e.rules, fsRule{ops: ops, after: fn})
+	return e
+}
+
+// count returns how many calls of ops the seam has seen, failed or not.
+func (e *errorFS) count(ops sysOp) int64 {
+	var n int64
+	for i := range numOps {
+		if ops&(1<<i) != 0 {
+			n += e.calls[i].Load()
+		}
+	}
+	return n
+}
+
+// fired reports how many calls a rule has failed.
+func (e *errorFS) fired() int64 { return e.injected.Load() }
+
+// nth matches the n-th call it is asked about (from 1), and no other.
+func nth(n int64) func(*sysCall) bool {
+	var seen atomic.Int64
+	return func(*sysCall) bool { return seen.Add(1) == n }
+}
+
+// pathSuffix matches a call whose path (the new path of Renameat and
+// Linkat) ends in suffix.
+func pathSuffix(suffix string) func(*sysCall) bool {
+	return func(c *sysCall) bool { return strings.HasSuffix(c.path, suffix) }
+}
+
+// withFlags matches a call whose flags hold every bit of f.
+func withFlags(f int) func(*sysCall) bool {
+	return func(c *sysCall) bool { return c.flags&f == f }
+}
+
+// failNthCall returns an errorFS that fails the n-th call through the
+// seam, of any kind but Fstatfs, with EIO, and lets every other call
+// through to the kernel.
+func failNthCall(n int64) *errorFS {
+	return newErrorFS().fail(opAll&^opFstatfs, nth(n), unix.EIO)
+}
+
+// refuseTmpfile adds a rule to e: an Openat with O_TMPFILE fails with
+// EOPNOTSUPP, as on some FUSE and NFS file systems.
+func (e *errorFS) refuseTmpfile() *errorFS {
+	return e.fail(opOpenat, withFlags(unix.O_TMPFILE), unix.EOPNOTSUPP)
+}
+
+// enter counts c and runs the rules and before hooks: it returns the
+// error of the first rule that fails c.
+func (e *errorFS) enter(c *sysCall) error {
+	for _, r := range e.rules {
+		if r.ops&c.op == 0 {
+			continue
+		}
+		switch {
+		case r.err != nil:
+			if r.when == nil || r.when(c) {
+				e.injected.Add(1)
+				return r.err
+			}
+		case r.before != nil:
+			r.before(c)
+		}
+	}
+	return nil
+}
+
+// leave runs the after hooks of c's real call.
+func (e *errorFS) leave(c *sysCall, err error) {
+	for _, r := range e.rules {
+		if r.ops&c.op != 0 && r.after != nil {
+			r.after(c, err)
+		}
+	}
+}
+
+// opIndex returns the index in calls of the one op in o.
+func opIndex(o sysOp) int { return bits.TrailingZeros16(uint16(o)) }
+
+// plain counts a call of op and reports whether e has no rules or hooks,
+// so that the call goes straight to the kernel.
+func (e *errorFS) plain(op sysOp) bool {
+	e.calls[opIndex(op)].Add(1)
+	return len(e.rules) == 0
+}
+
+// around runs c through the rules and before hooks, makes the real call
+// unless a rule failed c, and runs the after hooks. A failed Openat
+// returns -1, any other failed call 0. Close is made first: the rules
+// decide only what it returns.
+func (e *errorFS) around(c *sysCall, real func() (int, error)) (int, error) {
+	if c.op == opClose {
+		_, err := real()
+		if ierr := e.enter(c); ierr != nil {
+			return 0, ierr
+		}
+		e.leave(c, err)
+		return 0, err
+	}
+	if err := e.enter(c); err != nil {
+		if c.op == opOpenat {
+			return -1, err
+		}
+		return 0, err
+	}
+	n, err := real()
+	c.ret = n
+	e.leave(c, err)
+	return n, err
+}
+
+// syscalls returns the Syscalls that go through e. Without rules or hooks
+// a call costs a count and nothing more.
+func (e *errorFS) syscalls() Syscalls {
+	k := Syscalls{}.withDefaults()
+	done := func(_ int, err error) error { return err }
+	noRet := func(err error) (int, error) { return 0, err }
+	// read and written add what a Preadv or Pwritev moved to e's counts.
+	read := func(n int, err error) (int, error) { e.read.Add(int64(max(n, 0))); return n, err }
+	written := func(n int, err error) (int, error) { e.written.Add(int64(max(n, 0))); return n, err }
+	return Syscalls{
+		Openat: func(dirfd int, path string, flags int, mode uint32) (int, error) {
+			if e.plain(opOpenat) {
+				return k.Openat(dirfd, path, flags, mode)
+			}
+			return e.around(&sysCall{op: opOpenat, fd: dirfd, path: path, flags: flags}, func() (int, error) {
+				return k.Openat(dirfd, path, flags, mode)
+			})
+		},
+		Preadv: func(fd int, iovs [][]byte, off int64) (int, error) {
+			if e.plain(opPreadv) {
+				return read(k.Preadv(fd, iovs, off))
+			}
+			return read(e.around(&sysCall{op: opPreadv, fd: fd, iovs: iovs, off: off}, func() (int, error) {
+				return k.Preadv(fd, iovs, off)
+			}))
+		},
+		Pwritev: func(fd int, iovs [][]byte, off int64) (int, error) {
+			if e.plain(opPwritev) {
+				return written(k.Pwritev(fd, iovs, off))
+			}
+			return written(e.around(&sysCall{op: opPwritev, fd: fd, iovs: iovs, off: off}, func() (int, error) {
+				return k.Pwritev(fd, iovs, off)
+			}))
+		},
+		Fdatasync: func(fd int) error {
+			if e.plain(opFdatasync) {
+				return k.Fdatasync(fd)
+			}
+			return done(e.around(&sysCall{op: opFdatasync, fd: fd}, func() (int, error) { return noRet(k.Fdatasync(fd)) }))
+		},
+		Fsync: func(fd int) error {
+			if e.plain(opFsync) {
+				return k.Fsync(fd)
+			}
+			return done(e.around(&sysCall{op: opFsync, fd: fd}, func() (int, error) { return noRet(k.Fsync(fd)) }))
+		},
+		Close: func(fd int) error {
+			if e.plain(opClose) {
+				return k.Close(fd)
+			}
+			return done(e.around(&sysCall{op: opClose, fd: fd}, func() (int, error) { return noRet(k.Close(fd)) }))
+		},
+		Renameat: func(olddirfd int, oldpath string, newdirfd int, newpath string) error {
+			if e.plain(opRenameat) {
+				return k.Renameat(olddirfd, oldpath, newdirfd, newpath)
+			}
+			return done(e.around(&sysCall{op: opRenameat, fd: newdirfd, path: newpath, old: oldpath}, func() (int, error) {
+				return noRet(k.Renameat(olddirfd, oldpath, newdirfd, newpath))
+			}))
+		},
+		Linkat: func(olddirfd int, oldpath string, newdirfd int, newpath string, flags int) error {
+			if e.plain(opLinkat) {
+				return k.Linkat(olddirfd, oldpath, newdirfd, newpath, flags)
+			}
+			return done(e.around(&sysCall{op: opLinkat, fd: newdirfd, path: newpath, old: oldpath, flags: flags}, func() (int, error) {
+				return noRet(k.Linkat(olddirfd, oldpath, newdirfd, newpath, flags))
+			}))
+		},
+		Unlinkat: func(dirfd int, path string, flags int) error {
+			if e.plain(opUnlinkat) {
+				return k.Unlinkat(dirfd, path, flags)
+			}
+			return done(e.around(&sysCall{op: opUnlinkat, fd: dirfd, path: path, flags: flags}, func() (int, error) {
+				return noRet(k.Unlinkat(dirfd, path, flags))
+			}))
+		},
+		FcntlFlock: func(fd uintptr, cmd int, lk *unix.Flock_t) error {
+			if e.plain(opFcntlFlock) {
+				return k.FcntlFlock(fd, cmd, lk)
+			}
+			return done(e.around(&sysCall{op: opFcntlFlock, fd: int(fd), flags: cmd, lk: lk}, func() (int, error) {
+				return noRet(k.FcntlFlock(fd, cmd, lk))
+			}))
+		},
+		Fstatfs: func(fd int, buf *unix.Statfs_t) error {
+			if e.plain(opFstatfs) {
+				return k.Fstatfs(fd, buf)
+			}
+			return done(e.around(&sysCall{op: opFstatfs, fd: fd, stat: buf}, func() (int, error) { return noRet(k.Fstatfs(fd, buf)) }))
+		},
 	}
 }

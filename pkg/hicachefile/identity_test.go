@@ -202,7 +202,7 @@ func testForeignOverUnnamed(t *testing.T, when, how string, noWatch bool, mode s
 		}
 	}
 	armed := strings.HasPrefix(when, "before the add")
-	sys := writeHooks{placed: func(np string) {
+	fs := writeHooks{placed: func(np string) {
 		if armed {
 			armed = false
 			over(filepath.Join(live.v1Dir, np))
@@ -210,14 +210,15 @@ func testForeignOverUnnamed(t *testing.T, when, how string, noWatch bool, mode s
 				live.Exists("unrelated") // drains the events while the commit is in flight
 			}
 		}
-	}}.syscalls()
-	cfg := Config{Dir: dir, ModelName: "m", TPSize: 2, NoWatch: noWatch, Syscalls: sys}
+	}}.errorFS()
+	cfg := Config{Dir: dir, ModelName: "m", TPSize: 2, NoWatch: noWatch}
 	switch mode {
 	case "MaxBytes":
 		cfg.MaxBytes = 1 << 30
 	case "no O_TMPFILE":
-		cfg.Syscalls.Openat = refuseTmpfile
+		fs.refuseTmpfile()
 	}
+	cfg.Syscalls = fs.syscalls()
 	live = newStore(t, cfg, p)
 	live.Exists("warm")
 	if ok, err := live.BatchSetV1(keys, idx[:2*ps]); err != nil || !all(ok) {

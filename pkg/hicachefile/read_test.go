@@ -260,14 +260,8 @@ func TestReadOfIndexedSizeMakesFewestSyscalls(t *testing.T) {
 	if ok, err := w.BatchSetV1(keys, idx[:n*ps]); err != nil || !all(ok) {
 		t.Fatal(ok, err)
 	}
-	var preadvs atomic.Int64
-	var c countingSyscalls
-	sys := c.syscalls()
-	sys.Preadv = func(fd int, iovs [][]byte, off int64) (int, error) {
-		preadvs.Add(1)
-		return c.syscalls().Preadv(fd, iovs, off)
-	}
-	s := newStore(t, Config{Dir: dir, ModelName: "m", NoWatch: true, Syscalls: sys}, p)
+	c := newErrorFS()
+	s := newStore(t, Config{Dir: dir, ModelName: "m", NoWatch: true, Syscalls: c.syscalls()}, p)
 	for _, tc := range []struct {
 		keys           []string
 		dst            []int64
@@ -276,8 +270,7 @@ func TestReadOfIndexedSizeMakesFewestSyscalls(t *testing.T) {
 		{keys, idx[n*ps:], 1, 3},
 		{[]string{"a", "c"}, append(append([]int64(nil), idx[n*ps:(n+1)*ps]...), idx[(n+2)*ps:(n+3)*ps]...), 3, 5},
 	} {
-		preadvs.Store(0)
-		c0 := c.n.Load()
+		p0, c0 := c.count(opPreadv), c.count(opAll&^opFstatfs)
 		ok, err := s.BatchGetV1(tc.keys, tc.dst)
 		if err != nil || !all(ok) {
 			t.Fatal(ok, err)
@@ -287,10 +280,10 @@ func TestReadOfIndexedSizeMakesFewestSyscalls(t *testing.T) {
 				t.Errorf("%v: key %s read wrong bytes", tc.keys, tc.keys[i])
 			}
 		}
-		if got := preadvs.Load(); got != tc.preadvs {
+		if got := c.count(opPreadv) - p0; got != tc.preadvs {
 			t.Errorf("%v: %d preadv calls, want %d", tc.keys, got, tc.preadvs)
 		}
-		if got := c.n.Load() - c0; got != tc.calls {
+		if got := c.count(opAll&^opFstatfs) - c0; got != tc.calls {
 			t.Errorf("%v: %d system calls through the seam, want %d", tc.keys, got, tc.calls)
 		}
 	}

@@ -43,7 +43,7 @@ func TestSharedDirStormServesOwnIdentity(t *testing.T) {
 			mk := func(model string) *Store {
 				return newStore(t, Config{Dir: dir, ModelName: model, NoWatch: noWatch, PollInterval: 5 * time.Millisecond,
 					MaxBytes: 12 * oneKeyFile(p.PageBytes()), EvictionRatio: 1, MaxBatchFileBytes: int64(2 * p.PageBytes()),
-					Syscalls: Syscalls{Openat: refuseTmpfile}}, p)
+					Syscalls: newErrorFS().refuseTmpfile().syscalls()}, p)
 			}
 			type actor struct {
 				s   *Store

@@ -13,13 +13,33 @@ from typing import Any, List, Optional
 
 import torch
 
+from dataclasses import dataclass, field
+
 try:  # pragma: no cover - exercised only where sglang is installed
     from sglang.srt.mem_cache.hicache_storage import HiCacheStorage as _SGLangBase
+    from sglang.srt.mem_cache.hicache_storage import PoolName as _PoolName
+    from sglang.srt.mem_cache.hicache_storage import PoolTransferResult as _SGLangResult
 
     HAVE_SGLANG = True
 except Exception:  # ImportError, or sglang failing to import its own deps
-    _SGLangBase = None
+    _SGLangBase = _PoolName = _SGLangResult = None
     HAVE_SGLANG = False
+
+
+@dataclass
+class _LocalPoolTransferResult:
+    """SGLang's PoolTransferResult: the usable KV prefix, and the pages
+    found per pool."""
+
+    kv_hit_pages: int
+    extra_pool_hit_pages: dict = field(default_factory=dict)
+
+
+PoolTransferResult = _SGLangResult if HAVE_SGLANG else _LocalPoolTransferResult
+
+# The KV pool's key in a PoolTransferResult's counts, as SGLang's
+# HiCacheFile writes it.
+KV_POOL = _PoolName.KV if HAVE_SGLANG else "kv"
 
 
 class _LocalHiCacheStorage(ABC):

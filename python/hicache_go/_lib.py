@@ -78,9 +78,9 @@ def _declare(lib: ctypes.CDLL) -> None:
         "hc_last_error": [p, i64],
         "hc_open": [cp, i64],
         "hc_close": [i64],
-        "hc_register_pool": [i64, cp, i64, p, i64],
-        "hc_unregister_pool": [i64],
-        "hc_page_buffer_meta": [i64, p, i64, p, p, i64],
+        "hc_register_pool": [i64, cp, i64, cp, i64, p, i64],
+        "hc_unregister_pool": [i64, cp, i64],
+        "hc_page_buffer_meta": [i64, cp, i64, p, i64, p, p, i64],
         "hc_batch_set_v1": [i64, p, p, i64, p, i64, p],
         "hc_batch_get_v1": [i64, p, p, i64, p, i64, p],
         "hc_timed": [i64, i64, p, p, i64, p, i64, p],
@@ -92,6 +92,9 @@ def _declare(lib: ctypes.CDLL) -> None:
         "hc_batch_exists": [i64, p, p, i64],
         "hc_clear": [i64],
         "hc_stats": [i64, p, i64],
+        "hc_batch_exists_v2": [i64, p, p, i64, i64, p, p, p, p, p],
+        "hc_batch_v2": [i64, i64, i64, p, p, p, p, p, p, p, p, i64],
+        "hc_parse_size": [cp, i64, p],
     }
     for name, args in sig.items():
         f = getattr(lib, name)
@@ -99,9 +102,23 @@ def _declare(lib: ctypes.CDLL) -> None:
         f.restype = i64
 
 
+# FORKED turns True in a child forked after the library was loaded (set by
+# the fork hook below), so that the data path checks a flag, not getpid.
+FORKED = False
+
+
+def _after_fork_in_child() -> None:
+    global FORKED
+    if _lib is not None:
+        FORKED = True
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 def forked() -> bool:
     """True in a child forked after the library was loaded."""
-    return _loaded_pid is not None and _loaded_pid != os.getpid()
+    return FORKED or (_loaded_pid is not None and _loaded_pid != os.getpid())
 
 
 def load() -> ctypes.CDLL:
@@ -143,16 +160,15 @@ def last_error(lib: ctypes.CDLL) -> str:
     return buf.raw[: max(n, 0)].decode(errors="replace")
 
 
-class Keys:
-    """Keys packed as the C API takes them: one buffer and a length each."""
-
-    __slots__ = ("buf", "lens", "n")
-
-    def __init__(self, keys: Sequence[str]):
-        enc = [k.encode() if isinstance(k, str) else bytes(k) for k in keys]
-        self.n = len(enc)
-        self.buf = ctypes.create_string_buffer(b"".join(enc), sum(map(len, enc)) or 1)
-        self.lens = (ctypes.c_int64 * max(self.n, 1))(*map(len, enc))
+def go_parse_size(s: str) -> int:
+    """The Go store's ParseSize of s; raises ValueError where it refuses."""
+    lib = load()
+    b = s.encode()
+    out = ctypes.c_int64()
+    r = lib.hc_parse_size(b, len(b), ctypes.byref(out))
+    if r < 0:
+        raise ValueError(last_error(lib))
+    return out.value
 
 
 class Store:
@@ -173,23 +189,25 @@ class Store:
     def close(self) -> int:
         return self.lib.hc_close(self.handle)
 
-    def register_pool(self, desc: dict, base: int, nbytes: int) -> None:
-        js = json.dumps(desc).encode()
-        r = self.lib.hc_register_pool(self.handle, js, len(js), base, nbytes)
+    def register_pool(self, desc: dict, base: int, nbytes: int, name: str = "kv") -> None:
+        js, nm = json.dumps(desc).encode(), name.encode()
+        r = self.lib.hc_register_pool(self.handle, nm, len(nm), js, len(js), base, nbytes)
         if r < 0:
             raise LibraryError(r, last_error(self.lib))
 
-    def unregister_pool(self) -> int:
-        return self.lib.hc_unregister_pool(self.handle)
+    def unregister_pool(self, name: str = "kv") -> int:
+        nm = name.encode()
+        return self.lib.hc_unregister_pool(self.handle, nm, len(nm))
 
-    def page_buffer_meta(self, indices: Sequence[int]) -> tuple[List[int], List[int]]:
+    def page_buffer_meta(self, indices: Sequence[int], name: str = "kv") -> tuple[List[int], List[int]]:
+        nm = name.encode()
         n = len(indices)
         idx = (ctypes.c_int64 * max(n, 1))(*indices)
         cap = max(n * 256, 16)
         while True:
             ptrs = (ctypes.c_uint64 * cap)()
             sizes = (ctypes.c_int64 * cap)()
-            r = self.lib.hc_page_buffer_meta(self.handle, idx, n, ptrs, sizes, cap)
+            r = self.lib.hc_page_buffer_meta(self.handle, nm, len(nm), idx, n, ptrs, sizes, cap)
             if r == BUFFER_SMALL and cap < 1 << 24:
                 cap *= 16
                 continue

@@ -153,3 +153,56 @@ def make_pool(kind: str, layout: str, page_size: int = 4, pages: int = 64, dtype
     if kind == "mla":
         return HostPool(layout, page_size, pages, 3, kv_lora_rank=8, qk_rope_head_dim=4, dtype=dtype)
     return HostPool(layout, page_size, pages, 3, head_num=2, head_dim=8, dtype=dtype)
+
+
+class StatePool:
+    """An SGLang-shaped component pool (Mamba or SWA states, say): one region
+    per state buffer, back to back in one anonymous mmap, each holding
+    ``size`` slots of ``buffer_bytes[b]`` bytes in order. A page is
+    ``page_size`` slots (1 for Mamba); get_page_buffer_meta lists, per page,
+    each buffer's part of it."""
+
+    def __init__(self, buffer_bytes: List[int], size: int, page_size: int = 1):
+        self.buffer_bytes = list(buffer_bytes)
+        self.page_size = page_size
+        self.size = size
+        self.page_num = size // page_size
+        nbytes = size * sum(buffer_bytes)
+        flags = mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS
+        self._mmap = mmap.mmap(-1, nbytes, flags=flags)
+        self.buffer = torch.frombuffer(self._mmap, dtype=torch.uint8)
+        self.offsets = []
+        off = 0
+        for b in buffer_bytes:
+            self.offsets.append(off)
+            off += size * b
+
+    def get_page_buffer_meta(self, indices) -> Tuple[List[int], List[int]]:
+        idx = indices.tolist() if isinstance(indices, torch.Tensor) else list(indices)
+        ps = self.page_size
+        assert len(idx) % ps == 0
+        base = self.buffer.data_ptr()
+        ptrs: List[int] = []
+        sizes: List[int] = []
+        for i in range(0, len(idx), ps):
+            for off, b in zip(self.offsets, self.buffer_bytes):
+                ptrs.append(base + off + idx[i] * b)
+                sizes.append(ps * b)
+        return ptrs, sizes
+
+    def page(self, first_slot: int) -> bytes:
+        """The page's bytes, its buffers in order."""
+        out = b""
+        for off, b in zip(self.offsets, self.buffer_bytes):
+            start = off + first_slot * b
+            out += self._mmap[start : start + self.page_size * b]
+        return out
+
+    def fill(self, first_slot: int, data: bytes) -> None:
+        """Writes a page's bytes, its buffers in order."""
+        pos = 0
+        for off, b in zip(self.offsets, self.buffer_bytes):
+            n = self.page_size * b
+            start = off + first_slot * b
+            self._mmap[start : start + n] = data[pos : pos + n]
+            pos += n

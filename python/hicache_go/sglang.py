@@ -40,25 +40,14 @@ from typing import Any, List, Optional
 import torch
 
 from hicache_go import _lib
-from hicache_go._base import HAVE_SGLANG, HiCacheStorage
+from hicache_go._base import HAVE_SGLANG, KV_POOL, HiCacheStorage, PoolTransferResult
+from hicache_go._pools import _KV_NAMES, describe_component, describe_pool, pool_name
 from hicache_go._size import ENV_MAX_SIZE, ENV_MIN_FREE_SPACE, resolve_ratio, resolve_size
 
 logger = logging.getLogger(__name__)
 
 ENV_STORAGE_DIR = "SGLANG_HICACHE_FILE_BACKEND_STORAGE_DIR"
 DEFAULT_DIR = "/tmp/hicache"
-
-# torch dtypes the Go pool knows, by torch's name.
-_DTYPES = {
-    "float16": "float16",
-    "bfloat16": "bfloat16",
-    "float32": "float32",
-    "float8_e4m3fn": "float8_e4m3fn",
-    "float8_e5m2": "float8_e5m2",
-    "uint8": "uint8",
-}
-_MHA_LAYOUTS = ("layer_first", "page_first", "page_first_direct", "page_head")
-_MLA_LAYOUTS = ("layer_first", "page_first", "page_first_direct")
 
 
 def _flag(v: Any) -> bool:
@@ -88,43 +77,6 @@ def storage_dir(extra: dict) -> str:
 def _int_attr(obj: Any, name: str, default: int) -> int:
     v = getattr(obj, name, default)
     return default if v is None else int(v)
-
-
-def describe_pool(pool: Any) -> dict:
-    """The Go description of an SGLang host pool, from its attributes.
-
-    Raises ValueError for a pool it cannot describe exactly.
-    """
-    def need(name: str) -> Any:
-        v = getattr(pool, name, None)
-        if v is None:
-            raise ValueError(f"hicache_go: host pool has no attribute {name!r}")
-        return v
-
-    layout = str(need("layout"))
-    dtype = str(need("dtype")).removeprefix("torch.")
-    if dtype not in _DTYPES:
-        raise ValueError(f"hicache_go: host pool dtype {dtype!r} is not supported")
-    mla = getattr(pool, "kv_lora_rank", None) is not None
-    desc = {
-        "kind": "mla" if mla else "mha",
-        "layout": layout,
-        "dtype": _DTYPES[dtype],
-        "page_size": int(need("page_size")),
-        "size": int(need("size")),
-        "layer_num": int(need("layer_num")),
-    }
-    if mla:
-        if layout not in _MLA_LAYOUTS:
-            raise ValueError(f"hicache_go: MLA layout {layout!r} is not supported")
-        desc["kv_lora_rank"] = int(need("kv_lora_rank"))
-        desc["qk_rope_head_dim"] = int(need("qk_rope_head_dim"))
-    else:
-        if layout not in _MHA_LAYOUTS:
-            raise ValueError(f"hicache_go: MHA layout {layout!r} is not supported")
-        desc["head_num"] = int(need("head_num"))
-        desc["head_dim"] = int(need("head_dim"))
-    return desc
 
 
 class HiCacheGoFile(HiCacheStorage):
@@ -170,6 +122,7 @@ class HiCacheGoFile(HiCacheStorage):
         self._warned: set = set()
         self._warn_lock = threading.Lock()
         self._closed = False
+        self._tls = threading.local()
         self._page_size = 0
         self._page_bytes = 0
         self.mem_pool_host = None
@@ -182,40 +135,59 @@ class HiCacheGoFile(HiCacheStorage):
     def register_mem_pool_host(self, mem_pool_host: Any):
         """Wraps the pool's kv_buffer on the Go side and checks the Go
         geometry against the pool's own get_page_buffer_meta; raises
-        ValueError for a pool it cannot describe exactly."""
+        ValueError for a pool it cannot describe exactly.
+
+        The pool is read as MLA or MHA from its attributes (kv_lora_rank,
+        or head_num and head_dim); where both readings are possible, the one
+        whose pages match the pool's get_page_buffer_meta is taken, the
+        store's is_mla_model first."""
         pool = mem_pool_host
         # A pool that fails any check below leaves no pool registered.
         self.mem_pool_host = None
+        self._page_size = 0
         self._store.unregister_pool()
-        desc = describe_pool(pool)
         kv = getattr(pool, "kv_buffer", None)
         if not isinstance(kv, torch.Tensor):
             raise ValueError("hicache_go: host pool's kv_buffer is not a tensor")
         if kv.device.type != "cpu" or not kv.is_contiguous():
             raise ValueError("hicache_go: host pool's kv_buffer must be a contiguous CPU tensor")
         nbytes = kv.numel() * kv.element_size()
-        self._page_size = 0
-        try:
-            self._store.register_pool(desc, kv.data_ptr(), nbytes)
-        except _lib.LibraryError as e:
-            raise ValueError(f"hicache_go: the Go store refused the host pool {desc}: {e}") from e
-        try:
-            self._check_geometry(pool, desc)
-        except BaseException:
-            self._store.unregister_pool()
-            raise
-        self.mem_pool_host = pool
-        self._page_size = desc["page_size"]
-        self._page_bytes = pool.get_dummy_flat_data_page().numel() * kv.element_size()
+        readings = [None]
+        if getattr(pool, "kv_lora_rank", None) is not None and getattr(pool, "head_num", None) is not None:
+            readings = [self.config["is_mla"], not self.config["is_mla"]]
+        errors = []
+        for mla in readings:
+            try:
+                desc = describe_pool(pool, mla)
+                try:
+                    self._store.register_pool(desc, kv.data_ptr(), nbytes)
+                except _lib.LibraryError as e:
+                    raise ValueError(f"hicache_go: the Go store refused the host pool {desc}: {e}") from e
+                try:
+                    self._check_geometry(pool, desc)
+                except BaseException:
+                    self._store.unregister_pool()
+                    raise
+            except ValueError as e:
+                errors.append(e)
+                continue
+            self.mem_pool_host = pool
+            self._page_size = desc["page_size"]
+            self._page_bytes = pool.get_dummy_flat_data_page().numel() * kv.element_size()
+            self.pool_description = desc
+            return
+        if len(errors) == 1:
+            raise errors[0]
+        raise ValueError("hicache_go: cannot describe the host pool: " + "; ".join(map(str, errors)))
 
-    def _check_geometry(self, pool: Any, desc: dict) -> None:
+    def _check_geometry(self, pool: Any, desc: dict, name: str = "kv") -> None:
         ps = desc["page_size"]
         pages = desc["size"] // ps
         sample = sorted({0, pages // 2, pages - 1})
         idx = [p * ps + s for p in sample for s in range(ps)]
         want_ptrs, want_sizes = pool.get_page_buffer_meta(torch.tensor(idx, dtype=torch.int64))
         want = ([int(x) for x in want_ptrs], [int(x) for x in want_sizes])
-        got = self._store.page_buffer_meta(idx)
+        got = self._store.page_buffer_meta(idx, name)
         if got != want:
             raise ValueError(
                 "hicache_go: the Go pool's page buffers differ from the host pool's "
@@ -223,11 +195,28 @@ class HiCacheGoFile(HiCacheStorage):
             )
 
     def register_mem_host_pool_v2(self, host_pool: Any, host_pool_name):
-        """The KV pool registers as for v1; other component pools are not
-        supported yet and are refused."""
-        if str(host_pool_name) in ("kv", "PoolName.KV", "__default__"):
-            return self.register_mem_pool_host(host_pool)
-        raise ValueError(f"hicache_go: component pool {host_pool_name!r} is not supported")
+        """Registers a pool for the v2 calls: the KV pool as
+        register_mem_pool_host does; a component pool (Mamba, SWA, ...) from
+        its page_size, size and get_page_buffer_meta, checked like the KV
+        pool. Raises ValueError for a pool it cannot describe exactly."""
+        name = pool_name(host_pool_name)
+        if name in _KV_NAMES:
+            self.register_mem_pool_host(host_pool)
+        else:
+            self._store.unregister_pool(name)
+            desc, base, nbytes = describe_component(host_pool)
+            try:
+                self._store.register_pool(desc, base, nbytes, name)
+            except _lib.LibraryError as e:
+                raise ValueError(f"hicache_go: the Go store refused component pool {name!r} {desc}: {e}") from e
+            try:
+                self._check_geometry(host_pool, desc, name)
+            except BaseException:
+                self._store.unregister_pool(name)
+                raise
+        if not hasattr(self, "registered_pools"):
+            self.registered_pools = {}
+        self.registered_pools[host_pool_name] = host_pool
 
     def close(self) -> None:
         """Closes the Go store; later calls return False/0."""
@@ -249,7 +238,7 @@ class HiCacheGoFile(HiCacheStorage):
         if self._closed:
             self._warn("closed", f"{what} after close")
             return False
-        if _lib.forked():
+        if _lib.FORKED:
             self._warn("forked", f"{what} in a process forked after the library was loaded")
             return False
         return True
@@ -257,6 +246,15 @@ class HiCacheGoFile(HiCacheStorage):
     def _fail(self, what: str, code: int) -> None:
         kind = f"{what}:{code}"
         self._warn(kind, f"{what} failed: {_lib.last_error(self._lib)} [{_lib.CODE_NAMES.get(code, code)}]")
+
+    def _results(self, n: int) -> Any:
+        """A uint8 array of n results, reused per thread (each call fills
+        every entry before it returns)."""
+        tl = self._tls
+        res = getattr(tl, "res", None)
+        if res is None or len(res) != n:
+            res = tl.res = (ctypes.c_uint8 * n)()
+        return res
 
     @staticmethod
     def _keys(keys: Any) -> tuple:
@@ -313,10 +311,12 @@ class HiCacheGoFile(HiCacheStorage):
                 return []
             buf, lens, n = self._keys(keys)
             idx = self._indices(host_indices)
-            res = (ctypes.c_uint8 * n)()
+            res = self._results(n)
             r = fn(self._h, buf, lens.buffer_info()[0], n, idx.data_ptr(), idx.numel(), res)
             if r < 0:
                 self._fail(what, r)
+                if r == _lib.PANIC:  # the results may be half written
+                    return [False] * n
             return _bools(res, n)
         except Exception as e:  # never raise on the data path
             self._warn(f"{what}:exception", f"{what} raised {e!r}")
@@ -346,6 +346,94 @@ class HiCacheGoFile(HiCacheStorage):
         except Exception as e:
             self._warn("batch_exists:exception", f"batch_exists raised {e!r}")
             return 0
+
+    # ----- v2 interface (component pools) -------------------------------
+
+    def _transfers(self, transfers: Any, with_indices: bool) -> tuple:
+        """The C arrays of a list of PoolTransfers, and what keeps them alive."""
+        trs = list(transfers or [])
+        names = [pool_name(getattr(t, "name", "")) for t in trs]
+        keys = [list(getattr(t, "keys", None) or []) for t in trs]
+        nbuf, nlens, _ = self._keys(names)
+        counts = array.array("q", map(len, keys))
+        kbuf, klens, total = self._keys([k for ks in keys for k in ks])
+        policies = array.array("q", [1 if pool_name(getattr(t, "hit_policy", "all_pages")) == "trailing_pages" else 0 for t in trs])
+        keep = [nbuf, nlens, counts, kbuf, klens, policies]
+        ptrs = icounts = None
+        if with_indices:
+            idx = []
+            for t in trs:
+                hi = getattr(t, "host_indices", None)
+                idx.append(None if hi is None else self._indices(hi))
+            ptrs = (ctypes.c_void_p * max(len(trs), 1))(*[0 if i is None else i.data_ptr() for i in idx])
+            icounts = array.array("q", [0 if i is None else i.numel() for i in idx])
+            keep += [idx, ptrs, icounts]
+        return trs, keys, total, keep
+
+    def batch_exists_v2(self, keys: List[str], pool_transfers: Optional[list] = None, extra_info: Optional[Any] = None):
+        """SGLang's batch_exists_v2: the usable KV prefix given each
+        transfer's pool and hit policy, and the pages found per pool."""
+        try:
+            if not self._usable("batch_exists_v2"):
+                return PoolTransferResult(0, {})
+            trs, _, _, keep = self._transfers(pool_transfers, False)
+            nbuf, nlens, counts, _, _, policies = keep
+            kbuf, klens, nk = self._keys(keys)
+            hits = (ctypes.c_int64 * (len(trs) + 1))()
+            r = self._lib.hc_batch_exists_v2(
+                self._h, kbuf, klens.buffer_info()[0], nk, len(trs), nbuf, nlens.buffer_info()[0],
+                counts.buffer_info()[0], policies.buffer_info()[0], hits)
+            if r < 0:
+                self._fail("batch_exists_v2", r)
+                return PoolTransferResult(0, {})
+            found = {KV_POOL: hits[0]} if hits[0] >= 0 else {}
+            for i, t in enumerate(trs):
+                if hits[i + 1] >= 0:
+                    found[t.name] = hits[i + 1]
+            return PoolTransferResult(int(r), found)
+        except Exception as e:
+            self._warn("batch_exists_v2:exception", f"batch_exists_v2 raised {e!r}")
+            return PoolTransferResult(0, {})
+
+    def _v2(self, what: str, set_: bool, transfers: Any) -> dict:
+        trs = []
+        try:
+            trs = list(transfers or [])
+            if not self._usable(what):
+                return {t.name: [False] * len(getattr(t, "keys", None) or []) for t in trs}
+            trs, keys, total, keep = self._transfers(trs, True)
+            nbuf, nlens, counts, kbuf, klens, _, _, ptrs, icounts = keep
+            res = (ctypes.c_uint8 * max(total, 1))()
+            r = self._lib.hc_batch_v2(
+                self._h, 1 if set_ else 0, len(trs), nbuf, nlens.buffer_info()[0], counts.buffer_info()[0],
+                kbuf, klens.buffer_info()[0], ptrs, icounts.buffer_info()[0], res, total)
+            if r < 0:
+                self._fail(what, r)
+            raw, out, off = bytes(res), {}, 0
+            for t, ks in zip(trs, keys):
+                out[t.name] = [b == 1 for b in raw[off : off + len(ks)]]
+                off += len(ks)
+            return out
+        except Exception as e:
+            self._warn(f"{what}:exception", f"{what} raised {e!r}")
+            out = {}
+            for t in trs:
+                try:
+                    out[t.name] = [False] * len(getattr(t, "keys", None) or [])
+                except Exception:
+                    pass
+            return out
+
+    def batch_get_v2(self, transfers: list, extra_info: Optional[Any] = None) -> dict:
+        """SGLang's batch_get_v2: each transfer's pages into its pool; per
+        pool name, one bool per key. A transfer whose host indices do not
+        match its keys fails alone."""
+        return self._v2("batch_get_v2", False, transfers)
+
+    def batch_set_v2(self, transfers: list, extra_info: Optional[Any] = None) -> dict:
+        """SGLang's batch_set_v2: each transfer's pages from its pool; per
+        pool name, one bool per key."""
+        return self._v2("batch_set_v2", True, transfers)
 
     # ----- generic (copy) interface ------------------------------------
 

@@ -40,6 +40,21 @@ def test_parse_size_refuses_what_sglang_refuses(value):
         parse_size(value)
 
 
+SIZE_CASES = ["1k", "1Ki", "25.6k", "200G", "2Mi", "1T", "3Ti", "0", "", "  4096 ", "-5", "1_000",
+              "1.5Gi", "abc", "1K", "1g", "1 k", "1kB", "k", ".5k", "0.5M", "1e3", "+7", "12__3"]
+
+
+@pytest.mark.parametrize("value", SIZE_CASES)
+def test_parse_size_agrees_with_the_go_store(value):
+    try:
+        want = _lib.go_parse_size(value)
+    except ValueError:
+        with pytest.raises(ValueError):
+            parse_size(value)
+        return
+    assert parse_size(value) == want
+
+
 def test_sizes_come_from_extra_config_then_env(monkeypatch):
     monkeypatch.setenv("SGLANG_HICACHE_FILE_BACKEND_MAX_SIZE", "2k")
     assert resolve_size({}, "max_size", "SGLANG_HICACHE_FILE_BACKEND_MAX_SIZE") == 2000

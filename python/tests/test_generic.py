@@ -83,3 +83,37 @@ def test_batch_set_stops_at_first_failure(open_store):
     pages = [pool.get_data_page(i * pool.page_size) for i in range(3)]
     assert store.batch_set(["ok1", "bad/key", "ok3"], pages) is False
     assert store.exists("ok1") and not store.exists("ok3")
+
+
+def test_cp_ranks_write_files_of_their_own(tmp_path):
+    """SGLang's suffix gains _cp{rank}_{size} when attn_cp_size > 1."""
+    from hicache_go.sglang import HiCacheGoFile
+    from hicache_go.driver import storage_config
+    from hicache_go.hostpool import make_pool
+
+    pool = make_pool("mha", "page_first")
+    fill_random(pool)
+    for rank in (0, 1):
+        cfg = storage_config(str(tmp_path))
+        cfg.attn_cp_rank, cfg.attn_cp_size = rank, 2
+        s = HiCacheGoFile(cfg)
+        try:
+            assert s.set("cpkey", pool.get_data_page(rank * pool.page_size))
+        finally:
+            s.close()
+        name = f"cpkey_driver-model_0_1_cp{rank}_2.bin"
+        assert (tmp_path / name).read_bytes() == page_bytes(pool, rank * pool.page_size)
+
+
+def test_max_size_evicts_down_to_the_cap(open_store, tmp_path):
+    store, pool = open_store(max_size="4k", eviction_ratio=0.5)
+    fill_random(pool)
+    page = pool.page_bytes()
+    for i in range(20):
+        assert store.set(f"ev{i}", pool.get_data_page(i * pool.page_size))
+    on_disk = sum(p.stat().st_size for p in tmp_path.glob("ev*.bin"))
+    assert 0 < on_disk <= 4000
+    assert store.stats()["Evicted"] > 0
+    assert store.exists("ev19") and not store.exists("ev0")
+    assert store.set("toolarge", torch.zeros(5000, dtype=torch.uint8)) is False
+    assert page < 4000

@@ -1,0 +1,94 @@
+"""The v2 interface: component pools (a Mamba-style state pool beside the KV
+pool), SGLang's hit policies, and a transfer that fails alone."""
+
+import os
+import types
+
+import pytest
+import torch
+
+from conftest import fill_random, page_bytes, slots
+from hicache_go.driver import storage_config
+from hicache_go.hostpool import StatePool, make_pool
+from hicache_go.sglang import HiCacheGoFile
+
+
+def transfer(name, keys, host_indices, hit_policy="all_pages"):
+    return types.SimpleNamespace(name=name, keys=keys, host_indices=host_indices, hit_policy=hit_policy)
+
+
+@pytest.fixture
+def v2(tmp_path):
+    kv = make_pool("mha", "page_first")
+    fill_random(kv, 1)
+    mamba = StatePool([24, 40], size=32)
+    mamba.buffer.copy_(torch.randint(0, 256, mamba.buffer.shape, dtype=torch.uint8))
+    s = HiCacheGoFile(storage_config(str(tmp_path)))
+    s.register_mem_host_pool_v2(kv, "kv")
+    s.register_mem_host_pool_v2(mamba, "mamba")
+    yield s, kv, mamba
+    s.close()
+
+
+def test_v2_round_trip_of_kv_and_state_pages(v2):
+    s, kv, mamba = v2
+    keys = [f"v2-{i}" for i in range(5)]
+    want_kv = [page_bytes(kv, p * kv.page_size) for p in range(5)]
+    want_state = mamba.page(3)
+    res = s.batch_set_v2([transfer("kv", keys, slots(kv, range(5))), transfer("mamba", keys[-1:], torch.tensor([3]))])
+    assert res == {"kv": [True] * 5, "mamba": [True]}
+
+    found = s.batch_exists_v2(keys, [transfer("mamba", keys[-1:], None, "trailing_pages")])
+    assert found.kv_hit_pages == 5
+    assert found.extra_pool_hit_pages == {"kv": 5, "mamba": 5}
+    found = s.batch_exists_v2(keys, [transfer("mamba", keys, None, "all_pages")])
+    assert found.kv_hit_pages == 0 and "mamba" not in found.extra_pool_hit_pages
+
+    res = s.batch_get_v2([transfer("kv", keys, slots(kv, range(20, 25))), transfer("mamba", keys[-1:], torch.tensor([9]))])
+    assert res == {"kv": [True] * 5, "mamba": [True]}
+    assert [page_bytes(kv, p * kv.page_size) for p in range(20, 25)] == want_kv
+    assert mamba.page(9) == want_state
+
+
+def test_v2_transfer_with_wrong_indices_fails_alone(v2):
+    s, kv, mamba = v2
+    keys = ["a1", "a2"]
+    res = s.batch_set_v2([transfer("kv", keys, slots(kv, [0, 1])), transfer("mamba", keys, torch.tensor([1]))])
+    assert res == {"kv": [True, True], "mamba": [False, False]}
+    res = s.batch_get_v2([transfer("kv", keys, None)])
+    assert res == {"kv": [False, False]}
+
+
+def test_v2_unregistered_pool_and_bad_input_are_false(v2):
+    s, kv, _ = v2
+    assert s.batch_set_v2([transfer("swa", ["x"], torch.tensor([0]))]) == {"swa": [False]}
+    assert s.batch_get_v2([transfer("kv", [None], slots(kv, [0]))]) == {"kv": [False]}
+    assert s.batch_get_v2([]) == {}
+    r = s.batch_exists_v2(["nope"], [])
+    assert r.kv_hit_pages == 0 and r.extra_pool_hit_pages == {}
+
+
+def test_v2_after_close_is_false(v2):
+    s, kv, _ = v2
+    s.close()
+    assert s.batch_set_v2([transfer("kv", ["k"], slots(kv, [0]))]) == {"kv": [False]}
+    r = s.batch_exists_v2(["k"], [transfer("mamba", ["k"], None)])
+    assert r.kv_hit_pages == 0
+
+
+class ScatteredStatePool(StatePool):
+    """Buffers not back to back: a layout the Go pool cannot describe."""
+
+    def get_page_buffer_meta(self, indices):
+        ptrs, sizes = super().get_page_buffer_meta(indices)
+        return [p + 64 * (i % 2) for i, p in enumerate(ptrs)], sizes
+
+
+def test_component_pool_it_cannot_describe_is_refused(tmp_path):
+    s = HiCacheGoFile(storage_config(str(tmp_path)))
+    try:
+        with pytest.raises(ValueError, match="back to back"):
+            s.register_mem_host_pool_v2(ScatteredStatePool([24, 40], size=32), "mamba")
+        assert s.batch_set_v2([transfer("mamba", ["k"], torch.tensor([0]))]) == {"mamba": [False]}
+    finally:
+        s.close()
