@@ -28,8 +28,8 @@ type Config struct {
 	// SGLang, whose files are then named like "abc__0_1.bin"; stores of
 	// unnamed models then share one another's files, and only the pool
 	// fingerprint of V1 pages tells them apart. It must be short enough that
-	// the store's batch file names, the longest names it makes, fit in 255
-	// bytes.
+	// the store's temp file names, the longest names it makes (39 bytes
+	// more than the suffix), fit in 255 bytes.
 	ModelName string
 	// TPRank and TPSize are the tensor-parallel rank and world size; TPSize
 	// 0 means 1. MLA stores leave them out of file names, since MLA KV is
@@ -205,8 +205,8 @@ func (c Config) Validate() error {
 		return bad("MinFreeBytes is %d, must not be negative", c.MinFreeBytes)
 	case c.MaxBatchFileBytes < 0:
 		return bad("MaxBatchFileBytes is %d, must not be negative", c.MaxBatchFileBytes)
-	case 1+tokenHex+len(c.suffix())+len(batchExt) > maxName:
-		// The batch file name is the longest name the store makes itself.
+	case len(lockedTmpPrefix)+tokenHex+1+digestHex+len(c.suffix())+len(tmpExt) > maxName:
+		// The temp file name is the longest name the store makes itself.
 		return bad("ModelName of %d bytes makes file names longer than %d bytes", len(c.ModelName), maxName)
 	}
 	return nil

@@ -105,7 +105,7 @@ func TestClearAfterDirReplaced(t *testing.T) {
 			if _, err := os.Stat(filepath.Join(dir, s.oldName("b"))); err == nil {
 				t.Errorf("%s: Clear left b at the path Dir", how)
 			}
-			if files, _ := filepath.Glob(filepath.Join(dir, v1DirName+s.suffix, "*"+batchExt)); len(files) != 0 {
+			if files, _ := filepath.Glob(filepath.Join(s.v1Dir, "*"+batchExt)); len(files) != 0 {
 				t.Errorf("%s: Clear left %d batch files at the path Dir", how, len(files))
 			}
 		})
@@ -241,7 +241,7 @@ func TestDirReplacedOldInterfaceWritesAtPath(t *testing.T) {
 						t.Errorf("%s is not at the path Dir: %v", name, err)
 					}
 				}
-				if files, _ := filepath.Glob(filepath.Join(dir, v1DirName+s.suffix, "*"+batchExt)); len(files) != 1 {
+				if files, _ := filepath.Glob(filepath.Join(s.v1Dir, "*"+batchExt)); len(files) != 1 {
 					t.Errorf("%d batch files at the path Dir, want 1", len(files))
 				}
 				if how == "moved" {

@@ -21,29 +21,70 @@
 // python/sglang/srt/mem_cache/hicache_storage.py, matched at commit
 // 001067f): context-parallel ranks, each holding a disjoint slice of every
 // page, never share a file. A component pool's store (see Component pools)
-// has the suffix "." + pool name + S. With suffix S, in Dir:
+// has the suffix "." + pool name + S. A store also has an identity digest
+// I: the first 8 bytes, in lower-case hex, of the SHA-256 of its identity
+// fields joined by NUL bytes (no field can hold one): "hicache-identity",
+// "model=" + ModelName as configured ('/' kept), "mla=1" for MLA, else
+// "mla=0" and "tp=<TPRank>/<TPSize>" (MLA KV is the same on every TP
+// rank), "pp=<PPRank>/<PPSize>", then "cp=<CPRank>/<CPSize>" when CPSize >
+// 1, and "pool=<name>" for a component pool's store. With suffix S, in Dir:
 //
-//	<key>S.bin                  old format: one page, SGLang's exact name
-//	.l<16 hex>S.tmp             a file being written, before its rename
-//	.<16 hex>S.tmp              the same, where O_TMPFILE is refused
-//	v1S/b<16 hex>S.batch.bin    V1 batch file: many pages
-//	v1S/.l<16 hex>S.tmp         a batch file being written (with MaxBytes
-//	                            or MinFreeBytes; without, it has no name)
-//	v1S/.<16 hex>S.tmp          the same, where O_TMPFILE is refused
+//	<key>S.bin                    old format: one page, SGLang's exact name
+//	.l<16 hex>-IS.tmp             a file being written, before its rename
+//	.<16 hex>-IS.tmp              the same, where O_TMPFILE is refused
+//	v1-IS/b<16 hex>S.batch.bin    V1 batch file: many pages
+//	v1-IS/.l<16 hex>-IS.tmp       a batch file being written (with MaxBytes
+//	                              or MinFreeBytes; without, it has no name)
+//	v1-IS/.<16 hex>-IS.tmp        the same, where O_TMPFILE is refused
 //
 // A batch or temp name belongs to the store only when everything before S
-// is exactly the fixed-shape token, so stores whose suffixes end alike
-// ("_model_0_1" and "_a_model_0_1", rank 1 and rank 11) never take each
-// other's V1 files. Old-format names are SGLang's and cannot be told apart
-// that way: key "k_x" of model "m" and key "k" of model "x_m" name the same
-// file. Clear and eviction take every <key>S.bin as the store's own (and
-// SGLang's temp files <key>S.bin.tmp.<pid>.<tid>.<uuid>), so that no page of
-// the store survives its Clear; a model whose name ends with this one's may
-// lose such files, which is a miss for it, never a wrong page. BatchGetV1
-// never reads an old-format file whose key holds '_', since that file may
-// be another store's; the copy interface keeps SGLang's rules. Keys
-// must be non-empty, not "." or "..", free of '/' and NUL, and short enough
-// that <key>S.bin fits in 255 bytes (ErrInvalidKey).
+// is exactly the fixed-shape token (and, for a temp name, its digest), so
+// stores whose suffixes end alike ("_model_0_1" and "_a_model_0_1", rank 1
+// and rank 11) never take each other's V1 files.
+//
+// Suffixes alone do not tell every identity apart. Two identities share a
+// suffix exactly when (1) their model names differ only where one has '/'
+// and the other '-' ("org/m" and "org-m"), or (2) one is MLA and its model
+// name is the other's followed by the numbers the other's suffix has and
+// its own lacks (which come before the numbers both have): MLA "m_0_1" and
+// MHA "m" on TP rank 0 of 1; MLA "m_2_0" and MLA "m" on PP rank 0 of 2;
+// MLA "m_0_1_2_0" and MHA "m" on TP rank 0 of 1, PP rank 0 of 2; MLA
+// "m_0_1" on PP rank 0 of 2 and that same MHA "m"; MLA "m_cp0_2" and MLA
+// "m" on CP rank 0 of 2; or (1) and (2) at once. No two MHA identities of
+// different TP, PP or CP share one, since a TP rank is below its size, a
+// PP size above its rank, and a CP part starts with "cp". Component pools'
+// suffixes add one more way: pool "swa_a" of model "m" and pool "swa" of
+// model "a_m". Such twins have different digests, so their V1 directories
+// and temp names differ: neither's Clear, eviction or byte count
+// (MaxBytes) ever touches the other's batch or temp files.
+//
+// Old-format names are SGLang's and stay ambiguous: twins name the same
+// <key>S.bin for every key, and key "k_x" of model "m" and key "k" of model
+// "x_m" name the same file. Clear and eviction take every <key>S.bin as the
+// store's own (and SGLang's temp files <key>S.bin.tmp.<pid>.<tid>.<uuid>),
+// so that no page of the store survives its Clear; a twin, or a model whose
+// name ends with this one's, may lose such files, which is a miss for it,
+// never a wrong page of this store. A twin's .bin file of a key without
+// '_' and of this pool's page size is served by Get, BatchGet and
+// BatchGetV1's fallback to old-format files, as SGLang's own get would
+// serve it: nothing in the file says who wrote it. BatchGetV1 never reads
+// an old-format file whose key holds '_', since that file may be another
+// store's; the copy interface keeps SGLang's rules. Keys must be
+// non-empty, not "." or "..", free of '/' and NUL, and short enough that
+// <key>S.bin fits in 255 bytes (ErrInvalidKey).
+//
+// Names without the digest are those of the previous format: v1S/ held the
+// batch files of every identity of suffix S, and temp files were
+// .l<16 hex>S.tmp and .<16 hex>S.tmp. New moves each batch file of v1S/
+// whose recorded identity is its own into its V1 directory, under a new
+// name (its pages stay cached, at their modification time), removes those
+// there that fail their checks (torn, or of format version 1: no store
+// serves them) and the temp files of dead writers, and removes v1S/ once
+// it is empty; a twin's batch files stay there for the twin's store. Clear
+// removes the store's own batch files and the failing ones from v1S/ too.
+// A temp file of the previous names in Dir is removed once its writer is
+// dead, as the store's own are, but is neither counted toward MaxBytes nor
+// removed by Clear while live: it may be a twin's.
 //
 // # Old format
 //
@@ -52,6 +93,22 @@
 // round. Get accepts a file only when its size equals the destination's.
 // An old-format file carries no checksum: a same-sized file with wrong bytes
 // cannot be detected.
+//
+// Nor does it record the layout of the pool it came from, and a flat data
+// page's element order depends on the layout: MHA layer_first and
+// page_first_direct pages are (2, L, ps, H, D), page_first (2, ps, L, H,
+// D), page_head (2, H, ps, L, D); MLA layer_first and page_first_direct
+// (L, ps, 1, R), page_first (ps, L, 1, R). A page read into a pool of
+// another layout comes back whole only when the two orders agree once
+// axes of length 1 are left out: layer_first and page_first_direct always
+// agree; page_first agrees with them when L or ps is 1; page_head agrees
+// with page_first when H is 1, and with layer_first when H is 1 and L or
+// ps is 1 (TestOldPageAcrossLayouts). Otherwise most elements land in the
+// wrong place, in SGLang (set_from_flat_data_page) as here, by either
+// interface: of a page of L=3, ps=4, H=2, D=8 (384 elements), 320 are
+// misplaced between page_first and layer_first or page_first_direct, 352
+// between page_head and any other layout; of an MLA page of L=3, ps=4,
+// R=16 (192), 160 between page_first and the others.
 //
 // # V1 batch format
 //
@@ -131,7 +188,7 @@
 // to 57 bytes of heap per page however many there are, and no work for the
 // garbage collector per page. Per file it keeps the name, the fingerprint
 // that a lookup compares, and where the index begins. New builds it from
-// the trailers and indexes of the store's batch files already in v1S/ (one
+// the trailers and indexes of the store's batch files already in v1-IS/ (one
 // read of a file's last 16 KiB holds a 128-page batch's index), on
 // IOWorkers goroutines, so pages survive a restart. Every write adds its
 // entries. A key that several files hold keeps every copy: lookups prefer
@@ -161,7 +218,7 @@
 // key look present to Exists, BatchExists or BatchSetV1 (a chance of about
 // 2^-64 per key): the page is then missing when read, never wrong.
 //
-// The index follows other processes through inotify on v1S/: Exists,
+// The index follows other processes through inotify on v1-IS/: Exists,
 // BatchExists, BatchSetV1 and a BatchGetV1 that misses first apply the
 // pending events (one read(2)), so a batch file another process links or
 // renames in is loaded, and one it removes (its Clear) is forgotten, without listing
@@ -171,7 +228,7 @@
 // listed again only when the kernel drops events. Where inotify is not
 // available (or with Config.NoWatch), and on network file systems (NFS,
 // SMB, FUSE, Ceph, Lustre, GPFS, GFS2, OCFS2, 9P: other hosts' changes raise no event here),
-// the store polls: a lookup that misses lists v1S/ when its modification
+// the store polls: a lookup that misses lists v1-IS/ when its modification
 // time changed since the last listing, or when that listing started
 // Config.PollInterval (default 200 ms) ago or more. The second rule is for
 // network clients that cache a directory's attributes while a listing
@@ -186,7 +243,7 @@
 // Locate also check that the files of
 // the keys they found still exist. A batch file whose index could not be
 // read for a passing reason (EMFILE, EIO) is tried again at the next miss.
-// The store also follows Dir and v1S/ themselves: after an operator removes
+// The store also follows Dir and v1-IS/ themselves: after an operator removes
 // or moves either (rm -rf Dir; mv Dir Dir.old && mkdir Dir), or retargets
 // a symlink Dir (ln -sfn), it reopens the directories now at the paths,
 // creating them if need be, and lists them, so that reads, writes and
@@ -197,7 +254,7 @@
 // reads all hit stops serving a directory moved away at its next call,
 // with inotify or without; a polling store's Exists and BatchExists check
 // the files of the keys they find at the path too. With inotify, a watch
-// on Dir (moved, deleted, attributes changed, v1S/ removed or moved) and,
+// on Dir (moved, deleted, attributes changed, v1-IS/ removed or moved) and,
 // when Dir is a symlink, one on the directory holding the link (the link
 // replaced or removed) tell the other calls, at no cost when nothing
 // changed; without (and on network file systems), a miss and every write

@@ -205,9 +205,15 @@ func plant(t *testing.T, kind, path string, size int) {
 	case "dir":
 		err = os.Mkdir(path, 0o755)
 	case "socket":
-		var fd int
+		// Bound through the directory's descriptor: a socket's path may
+		// have at most 107 bytes, fewer than a temp dir and a V1 directory.
+		var fd, dfd int
+		if dfd, err = unix.Open(filepath.Dir(path), unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0); err != nil {
+			break
+		}
+		defer unix.Close(dfd)
 		if fd, err = unix.Socket(unix.AF_UNIX, unix.SOCK_STREAM, 0); err == nil {
-			err = unix.Bind(fd, &unix.SockaddrUnix{Name: path})
+			err = unix.Bind(fd, &unix.SockaddrUnix{Name: fmt.Sprintf("/proc/self/fd/%d/%s", dfd, filepath.Base(path))})
 			_ = unix.Close(fd)
 		}
 	case "device":

@@ -18,7 +18,8 @@ func storeOf(t *testing.T, cfg Config) *Store {
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	return &Store{cfg: cfg.withDefaults(), suffix: cfg.withDefaults().suffix()}
+	c := cfg.withDefaults()
+	return &Store{cfg: c, suffix: c.suffix(), digest: c.identityDigest()}
 }
 
 func TestSuffix(t *testing.T) {
@@ -50,6 +51,7 @@ func TestNamePredicates(t *testing.T) {
 	ours := Config{ModelName: "model", TPRank: 1, TPSize: 12}                     // _model_1_12
 	mla := Config{ModelName: "model", IsMLA: true}                                // _model
 	pp := Config{ModelName: "model", TPRank: 1, TPSize: 12, PPRank: 1, PPSize: 2} // _model_1_12_2_1
+	d := func(cfg Config) string { return "-" + storeOf(t, cfg).digest }
 	type want struct{ batch, tmp, old bool }
 	for _, c := range []struct {
 		cfg  Config
@@ -58,7 +60,11 @@ func TestNamePredicates(t *testing.T) {
 	}{
 		// Ours.
 		{ours, "b" + tok + "_model_1_12.batch.bin", want{batch: true}},
-		{ours, "." + tok + "_model_1_12.tmp", want{tmp: true}},
+		{ours, "." + tok + d(ours) + "_model_1_12.tmp", want{tmp: true}},
+		{ours, ".l" + tok + d(ours) + "_model_1_12.tmp", want{tmp: true}},
+		// The earlier temp names, and another identity's digest.
+		{ours, "." + tok + "_model_1_12.tmp", want{}},
+		{ours, "." + tok + d(mla) + "_model_1_12.tmp", want{}},
 		{ours, "abc123_model_1_12.bin", want{old: true}},
 		{ours, ".hidden_model_1_12.bin", want{old: true}},
 		{ours, "k_x_model_1_12.bin", want{old: true}}, // ambiguous: taken as ours (see isOldName)
@@ -70,19 +76,19 @@ func TestNamePredicates(t *testing.T) {
 
 		// Another model whose name ends like ours.
 		{ours, "b" + tok + "_a_model_1_12.batch.bin", want{}},
-		{ours, "." + tok + "_a_model_1_12.tmp", want{}},
+		{ours, "." + tok + d(ours) + "_a_model_1_12.tmp", want{}},
 		{ours, "abc_a_model_1_12.bin", want{old: true}}, // key "abc_a" of ours
 		{mla, "b" + tok + "_a_model.batch.bin", want{}},
 		{mla, "abc_a_model.bin", want{old: true}},
 		// Another TP rank: 11 vs 1, and 1 vs 11.
 		{ours, "b" + tok + "_model_11_12.batch.bin", want{}},
-		{ours, "." + tok + "_model_11_12.tmp", want{}},
+		{ours, "." + tok + d(ours) + "_model_11_12.tmp", want{}},
 		{ours, "abc_model_11_12.bin", want{}},
 		{Config{ModelName: "model", TPRank: 11, TPSize: 12}, "b" + tok + "_model_1_12.batch.bin", want{}},
 		{Config{ModelName: "model", TPRank: 11, TPSize: 12}, "abc1_model_1_12.bin", want{}},
 		// MHA vs MLA of the same model.
 		{mla, "b" + tok + "_model_1_12.batch.bin", want{}},
-		{mla, "." + tok + "_model_1_12.tmp", want{}},
+		{mla, "." + tok + d(mla) + "_model_1_12.tmp", want{}},
 		{mla, "abc_model_1_12.bin", want{}},
 		{ours, "b" + tok + "_model.batch.bin", want{}},
 		{ours, "abc_model.bin", want{}},
@@ -98,7 +104,7 @@ func TestNamePredicates(t *testing.T) {
 		{ours, "b" + strings.ToUpper(tok) + "_model_1_12.batch.bin", want{}},
 		{ours, "b0123456789abcdeg_model_1_12.batch.bin", want{}},
 		{ours, "c" + tok + "_model_1_12.batch.bin", want{}},
-		{ours, tok + "_model_1_12.tmp", want{}},
+		{ours, tok + d(ours) + "_model_1_12.tmp", want{}},
 		{ours, "." + tok + "_model_1_12.batch.bin", want{}},
 		{ours, "b" + tok + "_model_1_12.tmp", want{}},
 		{ours, "_model_1_12.batch.bin", want{}},
@@ -108,6 +114,7 @@ func TestNamePredicates(t *testing.T) {
 		{ours, "b" + tok + ".batch_model_1_12.bin", want{old: true}},
 		{ours, "abc_model_1_12.bin.tmp", want{}},
 		{ours, "v1_model_1_12", want{}},
+		{ours, "v1" + d(ours) + "_model_1_12", want{}},
 	} {
 		s := storeOf(t, c.cfg)
 		got := want{batch: s.isBatchName(c.name), tmp: s.isTmpName(c.name), old: s.isOldName(c.name)}

@@ -376,6 +376,7 @@ func (s *Store) Clear() error {
 			return s.isOldName(n) || s.isTmpName(n) || s.isSGLangTmpName(n)
 		}),
 		s.removeMatching(s.v1fd(), s.v1Dir, func(n string) bool { return s.isBatchName(n) || s.isTmpName(n) }),
+		s.clearLegacy(),
 		s.clearComponents(),
 	)
 }

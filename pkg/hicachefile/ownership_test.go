@@ -170,7 +170,7 @@ func TestContextParallelRanksNeverShareAFile(t *testing.T) {
 		if err != nil || !bytes.Equal(b, pages[r]) {
 			t.Fatalf("rank %d's file: %v", r, err)
 		}
-		batches, _ := filepath.Glob(filepath.Join(dir, fmt.Sprintf("v1_org-m_1_2_cp%d_2", r), fmt.Sprintf("b*_org-m_1_2_cp%d_2.batch.bin", r)))
+		batches, _ := filepath.Glob(filepath.Join(dir, fmt.Sprintf("v1-%s_org-m_1_2_cp%d_2", s.digest, r), fmt.Sprintf("b*_org-m_1_2_cp%d_2.batch.bin", r)))
 		if len(batches) != 1 {
 			t.Fatalf("rank %d has %d batch files", r, len(batches))
 		}

@@ -50,7 +50,7 @@ func TestSpecialFilesInV1DirNeverBlock(t *testing.T) {
 			p, _ := randomPages(t, 1)
 			dir := t.TempDir()
 			w := newStore(t, Config{Dir: dir, ModelName: "m", MaxBytes: 1 << 20}, p)
-			tmpName := ".0123456789abcdef_m_0_1.tmp"
+			tmpName := ".0123456789abcdef-" + w.digest + "_m_0_1.tmp"
 			paths := []string{
 				filepath.Join(w.v1Dir, tmpName),
 				filepath.Join(dir, tmpName),

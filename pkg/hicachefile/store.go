@@ -27,8 +27,9 @@ import (
 type Store struct {
 	cfg     Config
 	suffix  string
+	digest  string   // Config.identityDigest
 	dir     string   // Config.Dir
-	v1Dir   string   // dir/v1<suffix>
+	v1Dir   string   // dir/v1-<digest><suffix>
 	workers int      // Config.IOWorkers
 	sys     Syscalls // Config.Syscalls, nil fields filled in
 	// ident is the store's identity as written into its batch files, and
@@ -126,8 +127,9 @@ func New(cfg Config) (*Store, error) {
 		return nil, err
 	}
 	cfg = cfg.withDefaults()
-	s := &Store{cfg: cfg, suffix: cfg.suffix(), dir: cfg.Dir, workers: cfg.IOWorkers, sys: cfg.Syscalls.withDefaults()}
-	s.v1Dir = filepath.Join(s.dir, v1DirName+s.suffix)
+	s := &Store{cfg: cfg, suffix: cfg.suffix(), digest: cfg.identityDigest(), dir: cfg.Dir, workers: cfg.IOWorkers,
+		sys: cfg.Syscalls.withDefaults()}
+	s.v1Dir = filepath.Join(s.dir, s.v1DirName())
 	id := identityOf(cfg)
 	s.ident, s.identKey = appendIdentity(nil, id), id.key()
 	s.idx = index.New()
@@ -146,6 +148,7 @@ func New(cfg Config) (*Store, error) {
 	s.top.Store(int64(topfd))
 	s.v1.Store(int64(v1fd))
 	s.topID, s.v1ID = topID, v1ID
+	s.adoptLegacy()
 	if cfg.Sync {
 		// Make the directories themselves durable, in case New made them.
 		if err := syncDirs(filepath.Dir(s.dir), topfd); err != nil {

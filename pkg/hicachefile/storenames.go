@@ -40,7 +40,14 @@ func (s *Store) oldName(key string) string { return key + s.suffix + oldExt }
 func (s *Store) batchName() string { return "b" + newToken() + s.suffix + batchExt }
 
 // tmpName returns a new temp file name.
-func (s *Store) tmpName() string { return "." + newToken() + s.suffix + tmpExt }
+func (s *Store) tmpName() string { return "." + newToken() + "-" + s.digest + s.suffix + tmpExt }
+
+// v1DirName returns the name of the store's V1 directory in Dir.
+func (s *Store) v1DirName() string { return v1DirPrefix + s.digest + s.suffix }
+
+// legacyV1DirName returns the name of the V1 directory of the earlier
+// naming, shared by every identity of the store's suffix.
+func (s *Store) legacyV1DirName() string { return legacyV1Prefix + s.suffix }
 
 // isBatchName reports whether name is one of this store's V1 batch files.
 func (s *Store) isBatchName(name string) bool {
@@ -50,15 +57,22 @@ func (s *Store) isBatchName(name string) bool {
 
 // lockedTmpName returns a new name for a temp file that is locked before
 // it has a name (see place).
-func (s *Store) lockedTmpName() string { return lockedTmpPrefix + newToken() + s.suffix + tmpExt }
+func (s *Store) lockedTmpName() string {
+	return lockedTmpPrefix + newToken() + "-" + s.digest + s.suffix + tmpExt
+}
 
 // isTmpName reports whether name is one of this store's temp files.
 func (s *Store) isTmpName(name string) bool {
+	t, ok := strings.CutSuffix(name, "-"+s.digest+s.suffix+tmpExt)
+	return ok && isTmpToken(t)
+}
+
+// isLegacyTmpName reports whether name is a temp file of the earlier
+// naming for the store's suffix: whose, among the identities of that
+// suffix, it cannot tell.
+func (s *Store) isLegacyTmpName(name string) bool {
 	t, ok := strings.CutSuffix(name, s.suffix+tmpExt)
-	if tok, locked := strings.CutPrefix(t, lockedTmpPrefix); locked {
-		return ok && len(tok) == tokenHex && isToken(tok)
-	}
-	return ok && len(t) == 1+tokenHex && t[0] == '.' && isToken(t[1:])
+	return ok && isTmpToken(t)
 }
 
 // isOldName reports whether name is named like this store's old-format

@@ -144,14 +144,19 @@ func (s *Store) reclaimTempsIn(v1Names []string) error {
 		}
 		for _, n := range names {
 			sglang := !d.v1 && s.isSGLangTmpName(n)
-			if !sglang && !s.isTmpName(n) || s.lru.ownTemp(n) {
+			// A legacy temp file (legacy.go) goes once dead, but may be
+			// another identity's: its bytes are not counted.
+			legacy := !d.v1 && !sglang && s.isLegacyTmpName(n)
+			if !sglang && !legacy && !s.isTmpName(n) || s.lru.ownTemp(n) {
 				continue
 			}
 			removed, size := s.reclaimOne(d.fd, n, sglang, now)
 			if removed {
 				s.stats.reclaimedTemps.Add(1)
 			}
-			live += size
+			if !legacy {
+				live += size
+			}
 		}
 	}
 	s.lru.setForeignTemps(live)

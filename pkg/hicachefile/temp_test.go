@@ -123,9 +123,9 @@ func TestBornLockedTempReclaimedAtOnce(t *testing.T) {
 	dir := t.TempDir()
 	s0 := newStore(t, Config{Dir: dir, ModelName: "m"}, nil)
 	const tok = "0123456789abcdef"
-	dead := filepath.Join(dir, lockedTmpPrefix+tok+"_m_0_1.tmp")
-	live := filepath.Join(s0.v1Dir, lockedTmpPrefix+tok+"_m_0_1.tmp")
-	named := filepath.Join(dir, "."+tok+"_m_0_1.tmp")
+	dead := filepath.Join(dir, lockedTmpPrefix+tok+"-"+s0.digest+"_m_0_1.tmp")
+	live := filepath.Join(s0.v1Dir, lockedTmpPrefix+tok+"-"+s0.digest+"_m_0_1.tmp")
+	named := filepath.Join(dir, "."+tok+"-"+s0.digest+"_m_0_1.tmp")
 	writeTempFile(t, dead, 100, 0, false)
 	writeTempFile(t, live, 100, 0, true)
 	writeTempFile(t, named, 100, 0, false)
@@ -193,12 +193,12 @@ func TestFreshDeadTempsReclaimedAtNew(t *testing.T) {
 	dir := t.TempDir()
 	s := newStore(t, Config{Dir: dir, ModelName: "m"}, nil)
 	dead := []string{
-		filepath.Join(dir, lockedTmpPrefix+"0123456789abcdef"+s.suffix+tmpExt),
-		filepath.Join(s.v1Dir, lockedTmpPrefix+"1123456789abcdef"+s.suffix+tmpExt),
+		filepath.Join(dir, lockedTmpPrefix+"0123456789abcdef-"+s.digest+s.suffix+tmpExt),
+		filepath.Join(s.v1Dir, lockedTmpPrefix+"1123456789abcdef-"+s.digest+s.suffix+tmpExt),
 	}
 	live := []string{
-		filepath.Join(dir, lockedTmpPrefix+"2123456789abcdef"+s.suffix+tmpExt),
-		filepath.Join(s.v1Dir, lockedTmpPrefix+"3123456789abcdef"+s.suffix+tmpExt),
+		filepath.Join(dir, lockedTmpPrefix+"2123456789abcdef-"+s.digest+s.suffix+tmpExt),
+		filepath.Join(s.v1Dir, lockedTmpPrefix+"3123456789abcdef-"+s.digest+s.suffix+tmpExt),
 	}
 	for _, path := range dead {
 		writeTempFile(t, path, 4096, 0, false)
@@ -230,13 +230,13 @@ func TestDeadWritersTempsReclaimed(t *testing.T) {
 	s0 := newStore(t, Config{Dir: dir, ModelName: "m"}, nil)
 	const tok = "0123456789abcdef"
 	dead := []string{
-		filepath.Join(dir, ".a"+tok[1:]+"_m_0_1.tmp"),
-		filepath.Join(s0.v1Dir, ".b"+tok[1:]+"_m_0_1.tmp"),
+		filepath.Join(dir, ".a"+tok[1:]+"-"+s0.digest+"_m_0_1.tmp"),
+		filepath.Join(s0.v1Dir, ".b"+tok[1:]+"-"+s0.digest+"_m_0_1.tmp"),
 		filepath.Join(dir, "abc_m_0_1.bin.tmp.4242.1398.0123456789abcdef0123456789abcdef"), // SGLang's, old
 	}
 	live := []string{
-		filepath.Join(dir, ".c"+tok[1:]+"_m_0_1.tmp"),
-		filepath.Join(s0.v1Dir, ".d"+tok[1:]+"_m_0_1.tmp"),
+		filepath.Join(dir, ".c"+tok[1:]+"-"+s0.digest+"_m_0_1.tmp"),
+		filepath.Join(s0.v1Dir, ".d"+tok[1:]+"-"+s0.digest+"_m_0_1.tmp"),
 	}
 	young := []string{
 		filepath.Join(dir, "abd_m_0_1.bin.tmp.4242.1398.0123456789abcdef0123456789abcdef"), // SGLang's, being written
@@ -247,7 +247,7 @@ func TestDeadWritersTempsReclaimed(t *testing.T) {
 	}
 	// A writer that died just now, or one between its create and its lock:
 	// its temp file stays until it is a second old.
-	justDied := filepath.Join(s0.v1Dir, ".e"+tok[1:]+"_m_0_1.tmp")
+	justDied := filepath.Join(s0.v1Dir, ".e"+tok[1:]+"-"+s0.digest+"_m_0_1.tmp")
 	writeTempFile(t, justDied, 100, 0, false)
 	for _, p := range live {
 		writeTempFile(t, p, 100, time.Hour, true)
@@ -295,8 +295,8 @@ func TestTempsDuringEviction(t *testing.T) {
 	file := oneKeyFile(p.PageBytes())
 	dir := t.TempDir()
 	s := newStore(t, Config{Dir: dir, ModelName: "m", MaxBatchFileBytes: int64(p.PageBytes()), MaxBytes: 4 * file, EvictionRatio: 1}, p)
-	deadTmp := filepath.Join(s.v1Dir, ".0123456789abcdef_m_0_1.tmp")
-	liveTmp := filepath.Join(s.v1Dir, ".1123456789abcdef_m_0_1.tmp")
+	deadTmp := filepath.Join(s.v1Dir, ".0123456789abcdef-"+s.digest+"_m_0_1.tmp")
+	liveTmp := filepath.Join(s.v1Dir, ".1123456789abcdef-"+s.digest+"_m_0_1.tmp")
 	writeTempFile(t, deadTmp, int(file), time.Hour, false)
 	writeTempFile(t, liveTmp, int(2*file), time.Hour, true)
 	for i := range 5 {

@@ -22,7 +22,8 @@ import (
 // Here each component pool has a store of its own over the same directory,
 // whose suffix is "." + pool + the KV store's suffix: its old-format files
 // carry SGLang's component names, its batch files live in their own V1
-// directory (v1.{pool}{suffix}) and carry the component pool's shape in
+// directory (v1-{digest}.{pool}{suffix}, the digest covering the pool
+// name) and carry the component pool's shape in
 // their fingerprint, so a page is only ever served into a pool of the
 // shape that wrote it. Each component store holds its own files to
 // MaxBytes on its own.

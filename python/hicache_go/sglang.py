@@ -41,24 +41,13 @@ import torch
 
 from hicache_go import _lib
 from hicache_go._base import HAVE_SGLANG, KV_POOL, HiCacheStorage, PoolTransferResult
+from hicache_go._pools import _KV_NAMES, describe_component, describe_pool, pool_name
 from hicache_go._size import ENV_MAX_SIZE, ENV_MIN_FREE_SPACE, resolve_ratio, resolve_size
 
 logger = logging.getLogger(__name__)
 
 ENV_STORAGE_DIR = "SGLANG_HICACHE_FILE_BACKEND_STORAGE_DIR"
 DEFAULT_DIR = "/tmp/hicache"
-
-# torch dtypes the Go pool knows, by torch's name.
-_DTYPES = {
-    "float16": "float16",
-    "bfloat16": "bfloat16",
-    "float32": "float32",
-    "float8_e4m3fn": "float8_e4m3fn",
-    "float8_e5m2": "float8_e5m2",
-    "uint8": "uint8",
-}
-_MHA_LAYOUTS = ("layer_first", "page_first", "page_first_direct", "page_head")
-_MLA_LAYOUTS = ("layer_first", "page_first", "page_first_direct")
 
 
 def _flag(v: Any) -> bool:
@@ -88,82 +77,6 @@ def storage_dir(extra: dict) -> str:
 def _int_attr(obj: Any, name: str, default: int) -> int:
     v = getattr(obj, name, default)
     return default if v is None else int(v)
-
-
-def describe_pool(pool: Any, mla: Optional[bool] = None) -> dict:
-    """The Go description of an SGLang host pool, from its attributes: MLA
-    when mla is True, MHA when False, and when None MLA exactly when the pool
-    has a kv_lora_rank.
-
-    Raises ValueError for a pool it cannot describe exactly.
-    """
-    def need(name: str) -> Any:
-        v = getattr(pool, name, None)
-        if v is None:
-            raise ValueError(f"hicache_go: host pool has no attribute {name!r}")
-        return v
-
-    layout = str(need("layout"))
-    dt = getattr(pool, "dtype", None)
-    if dt is None:
-        dt = getattr(getattr(pool, "kv_buffer", None), "dtype", None)
-    dtype = str(dt).removeprefix("torch.")
-    if dtype not in _DTYPES:
-        raise ValueError(f"hicache_go: host pool dtype {dtype!r} is not supported")
-    if mla is None:
-        mla = getattr(pool, "kv_lora_rank", None) is not None
-    desc = {
-        "kind": "mla" if mla else "mha",
-        "layout": layout,
-        "dtype": _DTYPES[dtype],
-        "page_size": int(need("page_size")),
-        "size": int(need("size")),
-        "layer_num": int(need("layer_num")),
-    }
-    if mla:
-        if layout not in _MLA_LAYOUTS:
-            raise ValueError(f"hicache_go: MLA layout {layout!r} is not supported")
-        desc["kv_lora_rank"] = int(need("kv_lora_rank"))
-        desc["qk_rope_head_dim"] = int(getattr(pool, "qk_rope_head_dim", 0) or 0)
-    else:
-        if layout not in _MHA_LAYOUTS:
-            raise ValueError(f"hicache_go: MHA layout {layout!r} is not supported")
-        desc["head_num"] = int(need("head_num"))
-        desc["head_dim"] = int(need("head_dim"))
-    return desc
-
-
-_KV_NAMES = ("kv", "__default__", "")
-
-
-def pool_name(name: Any) -> str:
-    """A pool name as a string: an Enum's value (SGLang's PoolName), else str."""
-    v = getattr(name, "value", name)
-    return str(v)
-
-
-def describe_component(pool: Any) -> tuple:
-    """(description, base, nbytes) of a component pool (Mamba or SWA states,
-    say) from its page_size, size and get_page_buffer_meta: one region per
-    buffer, one after another, slots in order. Raises ValueError for a pool
-    laid out otherwise."""
-    ps = int(getattr(pool, "page_size", 1) or 1)
-    size = getattr(pool, "size", None)
-    if size is None:
-        raise ValueError("hicache_go: component pool has no attribute 'size'")
-    size = int(size)
-    ptrs, sizes = pool.get_page_buffer_meta(torch.arange(ps, dtype=torch.int64))
-    ptrs, sizes = [int(p) for p in ptrs], [int(x) for x in sizes]
-    if not ptrs or any(x <= 0 or x % ps for x in sizes):
-        raise ValueError(f"hicache_go: component pool's buffers {sizes} are not whole slots of a {ps}-slot page")
-    per_slot = [x // ps for x in sizes]
-    base, off = ptrs[0], 0
-    for p, b in zip(ptrs, per_slot):
-        if p != base + off:
-            raise ValueError("hicache_go: component pool's buffers are not one region per buffer, back to back; not supported")
-        off += size * b
-    desc = {"kind": "component", "layout": "page_first", "dtype": "uint8", "page_size": ps, "size": size, "buffer_bytes": per_slot}
-    return desc, base, off
 
 
 class HiCacheGoFile(HiCacheStorage):
@@ -209,6 +122,7 @@ class HiCacheGoFile(HiCacheStorage):
         self._warned: set = set()
         self._warn_lock = threading.Lock()
         self._closed = False
+        self._tls = threading.local()
         self._page_size = 0
         self._page_bytes = 0
         self.mem_pool_host = None
@@ -324,7 +238,7 @@ class HiCacheGoFile(HiCacheStorage):
         if self._closed:
             self._warn("closed", f"{what} after close")
             return False
-        if _lib.forked():
+        if _lib.FORKED:
             self._warn("forked", f"{what} in a process forked after the library was loaded")
             return False
         return True
@@ -332,6 +246,15 @@ class HiCacheGoFile(HiCacheStorage):
     def _fail(self, what: str, code: int) -> None:
         kind = f"{what}:{code}"
         self._warn(kind, f"{what} failed: {_lib.last_error(self._lib)} [{_lib.CODE_NAMES.get(code, code)}]")
+
+    def _results(self, n: int) -> Any:
+        """A uint8 array of n results, reused per thread (each call fills
+        every entry before it returns)."""
+        tl = self._tls
+        res = getattr(tl, "res", None)
+        if res is None or len(res) != n:
+            res = tl.res = (ctypes.c_uint8 * n)()
+        return res
 
     @staticmethod
     def _keys(keys: Any) -> tuple:
@@ -388,10 +311,12 @@ class HiCacheGoFile(HiCacheStorage):
                 return []
             buf, lens, n = self._keys(keys)
             idx = self._indices(host_indices)
-            res = (ctypes.c_uint8 * n)()
+            res = self._results(n)
             r = fn(self._h, buf, lens.buffer_info()[0], n, idx.data_ptr(), idx.numel(), res)
             if r < 0:
                 self._fail(what, r)
+                if r == _lib.PANIC:  # the results may be half written
+                    return [False] * n
             return _bools(res, n)
         except Exception as e:  # never raise on the data path
             self._warn(f"{what}:exception", f"{what} raised {e!r}")

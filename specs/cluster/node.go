@@ -103,6 +103,11 @@ func (n *node) event(id int, name string, keys []string) {
 	n.send(reply{ID: id, Event: name, Keys: keys})
 }
 
+// config is the Config of the node's store of spec.
+func (n *node) config(spec storeSpec) hicachefile.Config {
+	return hicachefile.Config{Dir: n.dir, ModelName: spec.Model, TPRank: spec.Rank, TPSize: max(spec.Size, 1), MaxBytes: spec.MaxBytes}
+}
+
 // store returns the node's store of spec, opening it on first use.
 func (n *node) store(spec storeSpec) (*hicachefile.Store, error) {
 	n.mu.Lock()
@@ -110,8 +115,7 @@ func (n *node) store(spec storeSpec) (*hicachefile.Store, error) {
 	if s, ok := n.stores[spec]; ok {
 		return s, nil
 	}
-	s, err := hicachefile.New(hicachefile.Config{Dir: n.dir, ModelName: spec.Model,
-		TPRank: spec.Rank, TPSize: max(spec.Size, 1), MaxBytes: spec.MaxBytes})
+	s, err := hicachefile.New(n.config(spec))
 	if err != nil {
 		return nil, err
 	}

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/hicache-go/hicache/pkg/hicachefile"
+	"github.com/hicache-go/hicache/specs/internal/sgname"
 )
 
 // watch looks up r.V1 and r.Old every pollEvery until each has been served,
@@ -67,9 +68,7 @@ func split(keys []string, ok []bool, got []string) (rest, gotOut []string) {
 // its file exists. It tells what the file system shows other clients, for
 // comparison with the store.
 func (n *node) watchFS(s *hicachefile.Store, r request, rep *reply) error {
-	base := filepath.Base(s.FilePath("k"))
-	suffix := strings.TrimSuffix(strings.TrimPrefix(base, "k"), ".bin")
-	v1dir := filepath.Join(n.dir, "v1"+suffix)
+	v1dir := sgname.V1Dir(n.config(r.Store))
 	v1, old := r.V1, r.Old
 	known := map[string]bool{}
 	deadline := time.Now().Add(r.For)

@@ -87,7 +87,7 @@ var _ = Describe("Other behaviour", Ordered, func() {
 				stores = append(stores, o)
 			}
 			// Temp files left by crashed writers: ours and a look-alike.
-			tmp := func(cfg hicachefile.Config) string { return ".0123456789abcdef" + sgname.Suffix(cfg) + ".tmp" }
+			tmp := func(cfg hicachefile.Config) string { return sgname.TmpName(cfg, "0123456789abcdef") }
 			for _, d := range []string{dir, sgname.V1Dir(ours)} {
 				Expect(os.WriteFile(filepath.Join(d, tmp(ours)), nil, 0o644)).To(Succeed())
 				Expect(os.WriteFile(filepath.Join(d, tmp(others[0])), nil, 0o644)).To(Succeed())
@@ -173,7 +173,7 @@ var _ = Describe("Other behaviour", Ordered, func() {
 				Expect(ok).To(Equal([]bool{true, false, true}), "key %q", k)
 				Expect(s.BatchExists(keys)).To(Equal(1))
 			}
-			Expect(batchFiles(filepath.Join(s.Dir(), "v1_model_0_1"))).To(HaveLen(1)) // the first call's; later ones found good0 and good1
+			Expect(batchFiles(sgname.V1Dir(hicachefile.Config{Dir: s.Dir(), ModelName: "model"}))).To(HaveLen(1)) // the first call's; later ones found good0 and good1
 		})
 
 		It("stop BatchSet, and are false in BatchGet", func() {

@@ -195,9 +195,8 @@ var _ = Describe("SGLang's v2 interface: component pools", func() {
 		}
 		Expect(s.Close()).To(Succeed())
 		// Each component pool's batch files live apart from the KV pool's.
-		suffix := sgname.Suffix(cfg)
-		Expect(batchFiles(filepath.Join(dir, "v1.mamba"+suffix))).NotTo(BeEmpty())
-		Expect(batchFiles(filepath.Join(dir, "v1.indexer"+suffix))).NotTo(BeEmpty())
+		Expect(batchFiles(sgname.ComponentV1Dir(cfg, "mamba"))).NotTo(BeEmpty())
+		Expect(batchFiles(sgname.ComponentV1Dir(cfg, "indexer"))).NotTo(BeEmpty())
 
 		dst := newV2Pools()
 		r := mustStore(cfg, nil)

@@ -10,6 +10,7 @@ import (
 
 	"github.com/hicache-go/hicache/pkg/hicachefile"
 	"github.com/hicache-go/hicache/pkg/hostcache"
+	"github.com/hicache-go/hicache/specs/internal/sgname"
 )
 
 // Eviction as SGLang's LRUFileEvictor configures it (storage/file/
@@ -90,7 +91,7 @@ var _ = Describe("eviction settings as SGLang spells them", func() {
 		Expect(err).NotTo(HaveOccurred())
 		Expect(ok).To(Equal([]bool{false}))
 		Expect(filepath.Join(dir, "b_m.bin")).NotTo(BeAnExistingFile())
-		Expect(batchFiles(filepath.Join(dir, "v1_m"))).To(BeEmpty())
+		Expect(batchFiles(sgname.V1Dir(hicachefile.Config{Dir: dir, ModelName: "m", IsMLA: true}))).To(BeEmpty())
 		got := p.GetDummyFlatDataPage()
 		Expect(other.Get("a", got)).To(Succeed(), "a non-owner still reads")
 		Expect(got).To(Equal(page))

@@ -56,7 +56,7 @@ func leftovers(cfg hicachefile.Config, keys []string) ([]string, error) {
 		return nil, err
 	}
 	for _, e := range ents {
-		if !final[e.Name()] && !(e.IsDir() && strings.HasPrefix(e.Name(), "v1_")) {
+		if !final[e.Name()] && !(e.IsDir() && strings.HasPrefix(e.Name(), "v1-")) {
 			out = append(out, e.Name())
 		}
 	}
