@@ -291,3 +291,10 @@ func (l *LRU) Used() int64 {
 	defer l.mu.Unlock()
 	return l.used()
 }
+
+// Tracked returns the bytes of the tracked files alone.
+func (l *LRU) Tracked() int64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.total
+}
