@@ -851,11 +851,7 @@ var suffixTwins = []struct {
 }
 
 // lruBytes is what the store counts against MaxBytes.
-func lruBytes(s *Store) int64 {
-	s.lru.mu.Lock()
-	defer s.lru.mu.Unlock()
-	return s.lru.used()
-}
+func lruBytes(s *Store) int64 { return s.lru.Used() }
 
 // storeOf returns a Store with only the naming state of cfg: enough for the
 // name predicates and checkKey.
