@@ -261,3 +261,31 @@ func TestCloseWhileCallsRun(t *testing.T) {
 	}
 	wg.Wait()
 }
+
+// TestCodesAreThePythonPackages: python/hicache_go/_lib.py spells every
+// Code with the library's value.
+func TestCodesAreThePythonPackages(t *testing.T) {
+	b, err := os.ReadFile("../../python/hicache_go/_lib.py")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]Code{
+		"OK": CodeOK, "ERROR": CodeError, "ARGUMENT": CodeArgument, "HANDLE": CodeHandle,
+		"NO_POOL": CodeNoPool, "INVALID_KEY": CodeInvalidKey, "LENGTH": CodeLength,
+		"NOT_FOUND": CodeNotFound, "CORRUPT": CodeCorrupt, "PANIC": CodePanic,
+		"CONFIG": CodeConfig, "INDICES": CodeIndices, "MEMORY": CodeMemory, "BUFFER_SMALL": CodeBufferSmall,
+	}
+	for name, code := range want {
+		m := regexp.MustCompile(`(?m)^` + name + ` = (-?\d+)$`).FindSubmatch(b)
+		if m == nil || string(m[1]) != fmt.Sprint(int64(code)) {
+			t.Errorf("_lib.py %s = %q, the library's is %d", name, m, code)
+		}
+	}
+	if abi := fmt.Sprintf("\nABI = %d\n", ABI); !bytes.Contains(b, []byte(abi)) {
+		t.Errorf("_lib.py does not say %q", abi)
+	}
+	ops := fmt.Sprintf("OP_SET_V1, OP_GET_V1, OP_SET_OLD, OP_GET_OLD = %d, %d, %d, %d", opSetV1, opGetV1, opSetOld, opGetOld)
+	if !bytes.Contains(b, []byte(ops)) {
+		t.Errorf("_lib.py does not say %q", ops)
+	}
+}

@@ -9,7 +9,6 @@ import (
 	"hash/crc32"
 	"os"
 	"path/filepath"
-	"runtime"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -194,7 +193,7 @@ func benchFloor(b *testing.B, parent string, n int, write bool, others int) {
 	src, _ := p.Alloc(n * cfg.PageSize)
 	dst, _ := p.Alloc(n * cfg.PageSize)
 	fillRandom(b, p, src)
-	calls := newErrorFS()
+	calls := newErrorFS().counting(opAll &^ opFstatfs)
 	s := newStore(b, Config{Dir: filepath.Join(dir, "store"), ModelName: "bench", Syscalls: calls.syscalls()}, p)
 	fdir := filepath.Join(dir, "floor")
 	if err := os.Mkdir(fdir, 0o755); err != nil {
@@ -423,24 +422,6 @@ func benchIndexHeap(b *testing.B, files, per int) {
 	}
 	b.ReportMetric(heap/float64(b.N)/float64(files*per), "B/key")
 	b.ReportMetric(float64(took.Nanoseconds())/float64(b.N)/float64(files), "ns/file")
-}
-
-// newMeasured opens a store with cfg and returns it, the time New took,
-// and the heap it kept after a garbage collection.
-func newMeasured(b *testing.B, cfg Config) (*Store, time.Duration, float64) {
-	var ms runtime.MemStats
-	runtime.GC()
-	runtime.ReadMemStats(&ms)
-	h0 := ms.HeapAlloc
-	t0 := time.Now()
-	s, err := New(cfg)
-	if err != nil {
-		b.Fatal(err)
-	}
-	took := time.Since(t0)
-	runtime.GC()
-	runtime.ReadMemStats(&ms)
-	return s, took, float64(ms.HeapAlloc) - float64(h0)
 }
 
 // BenchmarkParallelGet runs BatchGetV1 of 128 seed pages from as many

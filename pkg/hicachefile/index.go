@@ -13,6 +13,7 @@ import (
 
 	"github.com/hicache-go/hicache/pkg/hicachefile/internal/batchfile"
 	"github.com/hicache-go/hicache/pkg/hicachefile/internal/index"
+	"github.com/hicache-go/hicache/pkg/hicachefile/internal/lru"
 )
 
 // scanState is what the store knows about its listings of the V1
@@ -163,7 +164,7 @@ func (s *Store) verifyFiles(refs []index.Ref, have []bool) bool {
 // eviction order.
 func (s *Store) forgetBatch(name string) {
 	s.idx.Forget(name)
-	s.lru.forget(fileID{name: name})
+	s.lru.Forget(lru.ID{Name: name})
 }
 
 // scratch is the per-call working memory of the V1 calls, reused through

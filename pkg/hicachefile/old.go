@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/hicache-go/hicache/pkg/hicachefile/internal/lru"
 	"golang.org/x/sys/unix"
 )
 
@@ -57,9 +58,9 @@ func (s *Store) set(key string, value []byte) error {
 	}
 	s.stats.sets.Add(1)
 	s.stats.setBytes.Add(int64(len(value)))
-	id := fileID{old: true, name: s.oldName(key)}
-	s.lru.track(id, int64(len(value)), time.Now().UnixNano())
-	s.evict(map[fileID]bool{id: true})
+	id := lru.ID{Old: true, Name: s.oldName(key)}
+	s.lru.Track(id, int64(len(value)), time.Now().UnixNano())
+	s.evict(map[lru.ID]bool{id: true})
 	return nil
 }
 
@@ -109,7 +110,7 @@ func (s *Store) writeTemp(dirfd int, dir string, size int64, write func(fd int) 
 func (s *Store) fillTemp(t tempFile, write func(fd int) error) (tempFile, error) {
 	dir := t.dir
 	if t.name != "" {
-		s.lru.startTemp(t.name, t.size)
+		s.lru.StartTemp(t.name, t.size)
 	}
 	err := write(t.fd)
 	if err == nil && s.cfg.Sync {
@@ -132,7 +133,7 @@ func (s *Store) discard(t tempFile) {
 		_ = s.sys.Unlinkat(t.dirfd, t.name, 0)
 	}
 	_ = s.sys.Close(t.fd)
-	s.lru.endTemp(t.name)
+	s.lru.EndTemp(t.name)
 }
 
 // commit renames the temp file t over name, then closes it, so that its
@@ -154,7 +155,7 @@ func (s *Store) commit(t tempFile, name string) error {
 		}
 		return fmt.Errorf("hicachefile: rename %s to %s: %w", t.name, filepath.Join(t.dir, name), err)
 	}
-	defer s.lru.endTemp(t.name)
+	defer s.lru.EndTemp(t.name)
 	return s.closeCommitted(t, name)
 }
 
@@ -233,7 +234,7 @@ func (s *Store) readOld(key string, bufs [][]byte, size int64) error {
 	if err := s.sys.preadv(fd, bufs, 0); err != nil {
 		return fmt.Errorf("hicachefile: read %s: %w", filepath.Join(s.dir, name), err)
 	}
-	s.lru.touch(fileID{old: true, name: name})
+	s.lru.Touch(lru.ID{Old: true, Name: name})
 	return nil
 }
 
@@ -369,8 +370,8 @@ func (s *Store) Clear() error {
 	s.commitMu.Lock()
 	defer s.commitMu.Unlock()
 	defer s.scan.reset(s.idx)
-	defer s.lru.forgetAll(true)
-	defer s.lru.forgetAll(false)
+	defer s.lru.ForgetAll(true)
+	defer s.lru.ForgetAll(false)
 	return errors.Join(
 		s.removeMatching(s.topfd(), s.dir, func(n string) bool {
 			return s.isOldName(n) || s.isTmpName(n) || s.isSGLangTmpName(n)
@@ -429,7 +430,7 @@ func (s *Store) trackOldFiles() error {
 		}
 	}
 	for _, f := range files {
-		s.lru.track(fileID{old: true, name: f.name}, f.size, f.mtime)
+		s.lru.Track(lru.ID{Old: true, Name: f.name}, f.size, f.mtime)
 	}
 	return nil
 }

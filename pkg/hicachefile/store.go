@@ -14,6 +14,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/hicache-go/hicache/pkg/hicachefile/internal/index"
+	"github.com/hicache-go/hicache/pkg/hicachefile/internal/lru"
 	"github.com/hicache-go/hicache/pkg/hostcache"
 )
 
@@ -96,7 +97,7 @@ type Store struct {
 		// flight (takeOwn).
 		own map[string]bool
 	}
-	lru lru
+	lru lru.LRU
 	// maxBytes is the bound in effect: Config.MaxBytes clamped to the file
 	// system (clampMaxBytes).
 	maxBytes atomic.Int64
@@ -158,7 +159,7 @@ func New(cfg Config) (*Store, error) {
 	}
 	s.clampMaxBytes()
 	if cfg.evicting() && cfg.owner() {
-		s.lru.init()
+		s.lru.Init()
 		if err := s.trackOldFiles(); err != nil {
 			_ = s.Close()
 			return nil, err

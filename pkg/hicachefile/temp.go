@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/hicache-go/hicache/pkg/hicachefile/internal/lru"
 	"golang.org/x/sys/unix"
 )
 
@@ -47,7 +48,7 @@ const (
 	staleTempAge = 10 * time.Minute
 	// reclaimEvery bounds how often eviction lists the directories for
 	// dead writers' temp files.
-	reclaimEvery = time.Second
+	reclaimEvery = lru.ReclaimEvery
 )
 
 // errTempGone marks a rename that failed because the temp file was no
@@ -147,7 +148,7 @@ func (s *Store) reclaimTempsIn(v1Names []string) error {
 			// A legacy temp file (legacy.go) goes once dead, but may be
 			// another identity's: its bytes are not counted.
 			legacy := !d.v1 && !sglang && s.isLegacyTmpName(n)
-			if !sglang && !legacy && !s.isTmpName(n) || s.lru.ownTemp(n) {
+			if !sglang && !legacy && !s.isTmpName(n) || s.lru.OwnTemp(n) {
 				continue
 			}
 			removed, size := s.reclaimOne(d.fd, n, sglang, now)
@@ -159,7 +160,7 @@ func (s *Store) reclaimTempsIn(v1Names []string) error {
 			}
 		}
 	}
-	s.lru.setForeignTemps(live)
+	s.lru.SetForeignTemps(live)
 	return errors.Join(errs...)
 }
 
@@ -299,7 +300,7 @@ func (s *Store) openUnnamed(dirfd int, dir string, size int64) (t tempFile, ok b
 // unnamedWrites reports whether the store's batch files are written with
 // no name until complete (see openUnnamed).
 func (s *Store) unnamedWrites() bool {
-	return !s.lru.on && tmpfile(s.tmpfile.Load()) != tmpfileNo
+	return !s.lru.On() && tmpfile(s.tmpfile.Load()) != tmpfileNo
 }
 
 // errNameTaken marks a link that failed because the final name exists: a

@@ -123,8 +123,6 @@ class HiCacheGoFile(HiCacheStorage):
         self._warn_lock = threading.Lock()
         self._closed = False
         self._tls = threading.local()
-        self._page_size = 0
-        self._page_bytes = 0
         self.mem_pool_host = None
         self._store = _lib.Store(config)  # loads the library; raises on a bad config
         self._lib = self._store.lib
@@ -144,7 +142,6 @@ class HiCacheGoFile(HiCacheStorage):
         pool = mem_pool_host
         # A pool that fails any check below leaves no pool registered.
         self.mem_pool_host = None
-        self._page_size = 0
         self._store.unregister_pool()
         kv = getattr(pool, "kv_buffer", None)
         if not isinstance(kv, torch.Tensor):
@@ -172,8 +169,6 @@ class HiCacheGoFile(HiCacheStorage):
                 errors.append(e)
                 continue
             self.mem_pool_host = pool
-            self._page_size = desc["page_size"]
-            self._page_bytes = pool.get_dummy_flat_data_page().numel() * kv.element_size()
             self.pool_description = desc
             return
         if len(errors) == 1:
@@ -185,8 +180,11 @@ class HiCacheGoFile(HiCacheStorage):
         pages = desc["size"] // ps
         sample = sorted({0, pages // 2, pages - 1})
         idx = [p * ps + s for p in sample for s in range(ps)]
-        want_ptrs, want_sizes = pool.get_page_buffer_meta(torch.tensor(idx, dtype=torch.int64))
-        want = ([int(x) for x in want_ptrs], [int(x) for x in want_sizes])
+        try:
+            want_ptrs, want_sizes = pool.get_page_buffer_meta(torch.tensor(idx, dtype=torch.int64))
+            want = ([int(x) for x in want_ptrs], [int(x) for x in want_sizes])
+        except Exception as e:
+            raise ValueError(f"hicache_go: the host pool's get_page_buffer_meta failed: {e!r}; refusing the pool") from e
         got = self._store.page_buffer_meta(idx, name)
         if got != want:
             raise ValueError(

@@ -123,6 +123,18 @@ def test_pool_whose_meta_differs_is_refused(tmp_path):
     refuse(tmp_path, LyingPool("page_first", 4, 8, 2, head_num=1, head_dim=4), "differ")
 
 
+class NoMetaPool(HostPool):
+    """A pool that keeps its pages outside kv_buffer, as SGLang's FP4 pool
+    does: its get_page_buffer_meta raises."""
+
+    def get_page_buffer_meta(self, indices):
+        raise NotImplementedError("no flat storage pages")
+
+
+def test_pool_whose_meta_raises_is_refused(tmp_path):
+    refuse(tmp_path, NoMetaPool("page_first", 4, 8, 2, head_num=1, head_dim=4), "get_page_buffer_meta failed")
+
+
 def test_pool_it_cannot_describe_is_refused(tmp_path):
     p = make_pool("mha", "page_first")
     p.layout = "weird"

@@ -127,7 +127,7 @@ var _ = Describe("Full disk", Serial, Label("torture"), func() {
 	BeforeEach(func() {
 		disk = mountSmallDisk()
 		var err error
-		pool, err = hostcache.New(poolConfig(diskHeadDim, diskV1Pages))
+		pool, err = hostcache.New(tortureShape(diskHeadDim, diskV1Pages).Config())
 		Expect(err).NotTo(HaveOccurred())
 		DeferCleanup(pool.Close)
 		v1At, err = pool.Alloc(diskV1Pages * pageSize)
