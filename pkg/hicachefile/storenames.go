@@ -56,7 +56,7 @@ func (s *Store) isBatchName(name string) bool {
 }
 
 // lockedTmpName returns a new name for a temp file that is locked before
-// it has a name (see place).
+// it has a name.
 func (s *Store) lockedTmpName() string {
 	return lockedTmpPrefix + newToken() + "-" + s.digest + s.suffix + tmpExt
 }
