@@ -153,9 +153,8 @@ func TestSetFaults(t *testing.T) {
 // BatchSetV1 that spans four batch files, written with no name, until the
 // call succeeds: no failing run may leave a descriptor open (an unnamed
 // file left open is also its disk space, held until the process exits).
-// A failed link of one file used to leave the files after it, written but
-// never linked, open: the cleanup of the later chunks only looked for temp
-// files with a name.
+// That includes the files after a failed link, written but never linked,
+// which have no name for a cleanup to find.
 func TestUnnamedWriteFaultsLeakNoDescriptor(t *testing.T) {
 	for _, workers := range []int{1, 2} {
 		for _, sync := range []bool{false, true} {
