@@ -861,7 +861,7 @@ func storeOf(t *testing.T, cfg Config) *Store {
 		t.Fatal(err)
 	}
 	c := cfg.withDefaults()
-	return &Store{cfg: c, suffix: c.suffix(), digest: c.identityDigest()}
+	return &Store{cfg: c, names: names{suffix: c.suffix(), digest: c.identityDigest()}}
 }
 
 // newMeasured opens a store with cfg and returns it, the time New took,

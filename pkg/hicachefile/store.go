@@ -27,8 +27,7 @@ import (
 // processes may share one directory. Close waits for calls in progress.
 type Store struct {
 	cfg     Config
-	suffix  string
-	digest  string   // Config.identityDigest
+	names            // the names of its files
 	dir     string   // Config.Dir
 	v1Dir   string   // dir/v1-<digest><suffix>
 	workers int      // Config.IOWorkers
@@ -128,7 +127,7 @@ func New(cfg Config) (*Store, error) {
 		return nil, err
 	}
 	cfg = cfg.withDefaults()
-	s := &Store{cfg: cfg, suffix: cfg.suffix(), digest: cfg.identityDigest(), dir: cfg.Dir, workers: cfg.IOWorkers,
+	s := &Store{cfg: cfg, names: names{suffix: cfg.suffix(), digest: cfg.identityDigest()}, dir: cfg.Dir, workers: cfg.IOWorkers,
 		sys: cfg.Syscalls.withDefaults()}
 	s.v1Dir = filepath.Join(s.dir, s.v1DirName())
 	id := identityOf(cfg)

@@ -9,7 +9,6 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/hicache-go/hicache/pkg/hicachefile/internal/lru"
 	"golang.org/x/sys/unix"
 )
 
@@ -46,9 +45,6 @@ import (
 const (
 	tempGrace    = time.Second
 	staleTempAge = 10 * time.Minute
-	// reclaimEvery bounds how often eviction lists the directories for
-	// dead writers' temp files.
-	reclaimEvery = lru.ReclaimEvery
 )
 
 // errTempGone marks a rename that failed because the temp file was no
