@@ -313,21 +313,43 @@
 // _EVICTION_RATIO, sizes read with ParseSize. With either bound set, only
 // the storage owner (Config.StorageOwner; by default every MHA rank for its
 // own files, and TP rank 0 of an MLA model) writes and evicts: the other
-// ranks read, check existence, and refuse new pages. Use is a write or a read hit in this process; files the store finds
-// on disk (at New, or written by other processes) enter as used at their
-// modification time, so the oldest go first. A batch file goes whole, with
-// all its pages. A file that cannot be removed (a read-only or NFS file
-// system) is counted in Stats.EvictErrors, still counts against the bound,
-// and is passed over: the next file goes instead, so one stuck file never
-// wedges eviction. Each process keeps its own order; a page another process
-// evicts is a miss here. Stats.Evicted and EvictedBytes count what went.
+// ranks read, check existence, and refuse new pages.
+//
+// What MaxBytes bounds is the bytes the store counts: the batch files in
+// its V1 directory, whichever process of its identity wrote them, from the
+// moment its watch or a listing finds them; the old-format files of its
+// suffix (twins' and, for keys holding '_', a neighbour's included: see
+// Naming) that it wrote itself or found by a listing of Dir; and the temp
+// files being written, its own and live writers' of its identity. Dir is
+// listed at New and at each eviction pass, at most once a second while the
+// count is over a bound: old-format files another process writes count
+// from the next such listing, so until then the directory may hold more
+// than MaxBytes of them (each process holds its own writes to the bound).
+// That listing also drops from the count the files gone from the
+// directory (another store's Clear or eviction removed them), which are
+// never evicted again nor counted in Stats.Evicted; with inotify, a batch
+// file's removal leaves the count at once.
+//
+// Use is a write or a read hit in this process: eviction goes by this
+// store's use. A file it never used (found at New, or written by another
+// process) enters as used at its modification time, clamped to now, so the
+// oldest go first and a file dated ahead goes before any the store uses
+// from then on. A batch file goes whole, with all its pages. A file that
+// cannot be removed (a read-only or NFS file system) is counted in
+// Stats.EvictErrors, still counts against the bound, and is passed over:
+// the next file goes instead, so one stuck file never wedges eviction.
+// Each process keeps its own order; a page another process evicts is a
+// miss here. Stats.Evicted and EvictedBytes count the files this store
+// removed.
 //
 // With Config.MinFreeBytes (SGLang's min_free_space), eviction also removes
 // least recently used files until the file system (statfs, the space
 // available to this user) has that many bytes free. With MaxBytes or
 // MinFreeBytes set, a write that meets ENOSPC or EDQUOT while the store
 // holds files it may evict removes at least as many bytes of them as the
-// write needs and tries once more; with neither, the error is returned.
+// write needs and tries again; since another process may take the space
+// freed before the retry, it does so up to 3 times, then returns the
+// error. With neither bound, the error is returned at once.
 //
 // # Direct I/O
 //
@@ -373,8 +395,11 @@
 // another name, or, if its file went, writes it again. Where the
 // file system refuses locks, and for SGLang's own temp files
 // (<key>S.bin.tmp.<pid>.<tid>.<uuid>, which carry none), a temp file goes
-// once its mtime is 10 minutes old, so a writer that takes longer than that
-// to write one file there may lose it and fail. Stats.ReclaimedTemps counts
+// once its mtime is 10 minutes old (its ctime, which no one can set, when
+// the mtime is dated ahead: no mtime keeps a dead temp file, and the
+// grace of a temp file made by name runs from its ctime then too), so a
+// writer that takes longer than that to write one file there may lose it
+// and fail. Stats.ReclaimedTemps counts
 // them. The temp files being written, by this store and (as of the last
 // such pass) by live writers elsewhere, count toward MaxBytes.
 //

@@ -153,11 +153,14 @@ func (l *lru) unstick(id fileID) {
 }
 
 // track records a file of size bytes last used at use (Unix nanoseconds),
-// or updates it; a later use never moves back.
+// or updates it; a later use never moves back. A use after now (the
+// modification time of a file dated ahead) counts as now, so that such a
+// file never outlives the files the store uses from now on.
 func (l *lru) track(id fileID, size, use int64) {
 	if !l.on {
 		return
 	}
+	use = min(use, time.Now().UnixNano())
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.unstick(id) // found again by a listing: a candidate once more
@@ -339,6 +342,87 @@ func (s *Store) makeRoom(need int64, protect map[fileID]bool) bool {
 	return len(victims) > 0
 }
 
+// recount brings the count of the store's files up to date with listings
+// of Dir (top) and of the V1 directory (v1) just made: a counted file that
+// neither holds and that is gone when looked up (another store's Clear or
+// eviction removed it) leaves the count, and an old-format file of the
+// store's suffix that it does not count (another process wrote it) joins
+// it, as used at its modification time (clamped to now). Eviction calls it
+// through reclaimTemps, at most once per reclaimEvery, so that MaxBytes
+// bounds the files there are.
+func (s *Store) recount(top, v1 []string) {
+	if !s.lru.on {
+		return
+	}
+	listed := make(map[fileID]bool, len(top)+len(v1))
+	for _, n := range top {
+		if s.isOldName(n) {
+			listed[fileID{old: true, name: n}] = true
+		}
+	}
+	for _, n := range v1 {
+		if s.isBatchName(n) {
+			listed[fileID{name: n}] = true
+		}
+	}
+	var st unix.Stat_t
+	for _, id := range s.lru.unlisted(listed) {
+		dirfd := s.topfd()
+		if !id.old {
+			dirfd = s.v1fd()
+		}
+		if unix.Fstatat(dirfd, id.name, &st, unix.AT_SYMLINK_NOFOLLOW) != unix.ENOENT {
+			continue // written since the listing, or not known gone
+		}
+		if id.old {
+			s.lru.forget(id)
+		} else {
+			s.forgetBatch(id.name)
+		}
+	}
+	for id := range listed {
+		if !id.old || s.lru.tracked(id) {
+			continue
+		}
+		if unix.Fstatat(s.topfd(), id.name, &st, unix.AT_SYMLINK_NOFOLLOW) == nil && st.Mode&unix.S_IFMT == unix.S_IFREG {
+			s.lru.track(id, st.Size, st.Mtim.Nano())
+		}
+	}
+}
+
+// unlisted returns the counted files (stuck ones included) that listed
+// does not hold.
+func (l *lru) unlisted(listed map[fileID]bool) []fileID {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var out []fileID
+	for id := range l.files {
+		if !listed[id] {
+			out = append(out, id)
+		}
+	}
+	for id := range l.stuck {
+		if !listed[id] {
+			out = append(out, id)
+		}
+	}
+	return out
+}
+
+// tracked reports whether the file id is counted.
+func (l *lru) tracked(id fileID) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	_, ok := l.files[id]
+	_, stuck := l.stuck[id]
+	return ok || stuck
+}
+
+// noSpaceRetries bounds how many times a write that meets ENOSPC or EDQUOT
+// makes room and tries again: another process may take the space freed
+// before the retry.
+const noSpaceRetries = 3
+
 // isNoSpace reports whether err says the file system or the user's quota
 // is full.
 func isNoSpace(err error) bool { return errors.Is(err, unix.ENOSPC) || errors.Is(err, unix.EDQUOT) }
@@ -354,9 +438,12 @@ func (s *Store) remove(victims []lruFile) {
 			s.idx.Forget(f.id.name)
 		}
 		switch err := s.sys.Unlinkat(dirfd, f.id.name, 0); err {
-		case nil, unix.ENOENT:
+		case nil:
 			s.stats.evicted.Add(1)
 			s.stats.evictedBytes.Add(f.size)
+		case unix.ENOENT:
+			// Already gone (another store's Clear or eviction): not an
+			// eviction of this store's, and no longer counted.
 		default:
 			// Still there and still taking space: the next round takes
 			// more files instead.
