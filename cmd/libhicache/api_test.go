@@ -5,11 +5,14 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"os"
 	"regexp"
 	"runtime"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -21,6 +24,14 @@ import (
 // over memory the test maps, and returns the handle and the memory.
 func openTest(t *testing.T) (int64, []byte) {
 	t.Helper()
+	// Mapped before the store opens, so that it is unmapped only after the
+	// store is closed (cleanups run last first): the lifetime rule.
+	n := 2 * 32 * 2 * 1 * 4 * 2
+	mem, err := unix.Mmap(-1, 0, n, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_ANON|unix.MAP_PRIVATE)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = unix.Munmap(mem) })
 	js, _ := json.Marshal(map[string]any{"dir": t.TempDir(), "model_name": "m/x"})
 	h, err := openStore(js)
 	if err != nil {
@@ -28,12 +39,6 @@ func openTest(t *testing.T) (int64, []byte) {
 	}
 	t.Cleanup(func() { _ = closeHandle(h) })
 	pool := []byte(`{"kind":"mha","layout":"page_first","dtype":"bfloat16","page_size":4,"size":32,"layer_num":2,"head_num":1,"head_dim":4}`)
-	n := 2 * 32 * 2 * 1 * 4 * 2
-	mem, err := unix.Mmap(-1, 0, n, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_ANON|unix.MAP_PRIVATE)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = unix.Munmap(mem) })
 	if err := registerPool(h, "kv", pool, unsafe.Pointer(&mem[0]), int64(n)); err != nil {
 		t.Fatal(err)
 	}
@@ -223,5 +228,61 @@ func TestV2ThroughAHandle(t *testing.T) {
 	}
 	if !bytes.Equal(state[5*16:6*16], want) {
 		t.Fatal("the state page came back with other bytes")
+	}
+}
+
+// TestCloseWhileCallsRun: closeHandle while other goroutines call the
+// store waits for the calls in progress; later calls fail with CodeHandle.
+func TestCloseWhileCallsRun(t *testing.T) {
+	h, _ := openTest(t)
+	var wg sync.WaitGroup
+	for g := range 3 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			res := make([]byte, 1)
+			for i := 0; ; i++ {
+				key := fmt.Sprintf("c%d-%d", g, i)
+				idx := []int64{int64(g * 4), int64(g*4 + 1), int64(g*4 + 2), int64(g*4 + 3)}
+				err := batchV1(h, i%2 == 0, []string{key}, idx, res)
+				if codeOf(err) == CodeHandle {
+					return
+				}
+				if err != nil {
+					t.Errorf("call before close: %v", err)
+					return
+				}
+			}
+		}()
+	}
+	time.Sleep(50 * time.Millisecond)
+	if err := closeHandle(h); err != nil {
+		t.Fatal(err)
+	}
+	wg.Wait()
+}
+
+// TestCodesAreThePythonPackages: python/hicache_go/_lib.py spells every
+// Code with the library's value.
+func TestCodesAreThePythonPackages(t *testing.T) {
+	b, err := os.ReadFile("../../python/hicache_go/_lib.py")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]Code{
+		"OK": CodeOK, "ERROR": CodeError, "ARGUMENT": CodeArgument, "HANDLE": CodeHandle,
+		"NO_POOL": CodeNoPool, "INVALID_KEY": CodeInvalidKey, "LENGTH": CodeLength,
+		"NOT_FOUND": CodeNotFound, "CORRUPT": CodeCorrupt, "PANIC": CodePanic,
+		"CONFIG": CodeConfig, "INDICES": CodeIndices, "MEMORY": CodeMemory, "BUFFER_SMALL": CodeBufferSmall,
+	}
+	for name, code := range want {
+		m := regexp.MustCompile(`(?m)^` + name + ` = (-?\d+)$`).FindSubmatch(b)
+		if m == nil || string(m[1]) != fmt.Sprint(int64(code)) {
+			t.Errorf("_lib.py %s = %q, the library's is %d", name, m, code)
+		}
+	}
+	ops := fmt.Sprintf("OP_SET_V1, OP_GET_V1, OP_SET_OLD, OP_GET_OLD = %d, %d, %d, %d", opSetV1, opGetV1, opSetOld, opGetOld)
+	if !bytes.Contains(b, []byte(ops)) {
+		t.Errorf("_lib.py does not say %q", ops)
 	}
 }

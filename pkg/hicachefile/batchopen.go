@@ -52,7 +52,7 @@ func (s *Store) openBatch(ref index.Ref, group []int32, pi *poolInfo, sc *scratc
 	case err == unix.ENOENT:
 		// Gone (another process's Clear or eviction): forget it, and look
 		// again after a refresh.
-		s.forgetBatch(name)
+		sc.note(name, effGone)
 		s.setState(group, sc, stGone)
 		s.dirCheck.Store(true)
 		return -1, "", meta, 0, direct, nil
@@ -153,7 +153,7 @@ func (s *Store) settleProbed(keys []string, f *fileRead, sc *scratch) {
 	case st.Size > f.meta.Size, !corrupt && st.Size < f.meta.Size, errors.Is(f.err, errGrown):
 		s.dropGroup(f.group, sc, &s.stats.mismatch)
 		if !sc.predicted {
-			s.reloadBatch(f.name) // another file now: read its index
+			sc.note(f.name, effReload) // another file now: read its index
 		}
 	case corrupt:
 		s.dropGroup(f.group, sc, &s.stats.corrupt)

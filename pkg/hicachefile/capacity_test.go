@@ -35,23 +35,21 @@ func (d *smallDisk) used() int64 {
 	return n
 }
 
+// syscalls returns Syscalls on a disk of d.capacity bytes: a write past
+// it fails with ENOSPC, and fstatfs reports what is left.
 func (d *smallDisk) syscalls() Syscalls {
-	return Syscalls{
-		Pwritev: func(fd int, iovs [][]byte, off int64) (int, error) {
-			n := int64(0)
-			for _, b := range iovs {
-				n += int64(len(b))
-			}
-			if d.used()+n > d.capacity {
-				return 0, unix.ENOSPC
-			}
-			return unix.Pwritev(fd, iovs, off)
-		},
-		Fstatfs: func(fd int, st *unix.Statfs_t) error {
-			*st = unix.Statfs_t{Bsize: 1, Bavail: uint64(max(0, d.capacity-d.used()))}
-			return nil
-		},
+	sys := newErrorFS().fail(opPwritev, func(c *sysCall) bool {
+		n := int64(0)
+		for _, b := range c.iovs {
+			n += int64(len(b))
+		}
+		return d.used()+n > d.capacity
+	}, unix.ENOSPC).syscalls()
+	sys.Fstatfs = func(fd int, st *unix.Statfs_t) error {
+		*st = unix.Statfs_t{Bsize: 1, Bavail: uint64(max(0, d.capacity-d.used()))}
+		return nil
 	}
+	return sys
 }
 
 // TestFullDiskMakesRoom: with MaxBytes above what the disk can hold, or
@@ -136,7 +134,7 @@ func TestNoSpaceErrorReportedOnce(t *testing.T) {
 	for i := range keys {
 		keys[i] = fmt.Sprint("k", i)
 	}
-	sys := Syscalls{Pwritev: func(int, [][]byte, int64) (int, error) { return 0, unix.ENOSPC }}
+	sys := newErrorFS().fail(opPwritev, nil, unix.ENOSPC).syscalls()
 	s := newStore(t, Config{Dir: t.TempDir(), ModelName: "m", IOWorkers: 2, Syscalls: sys}, p)
 	_, err := s.BatchSetV1(keys, idx)
 	if n := strings.Count(fmt.Sprint(err), unix.ENOSPC.Error()); n != 1 {

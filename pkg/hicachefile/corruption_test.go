@@ -6,10 +6,7 @@ import (
 	"fmt"
 	"os"
 	"slices"
-	"sync/atomic"
 	"testing"
-
-	"golang.org/x/sys/unix"
 
 	"github.com/hicache-go/hicache/pkg/hicachefile/internal/index"
 )
@@ -68,14 +65,9 @@ func TestGrownFileMissedWithoutReadingIt(t *testing.T) {
 			p := newPool(t, pc)
 			idx, _ := p.Alloc(130 * ps)
 			fillRandom(t, p, idx)
-			var read atomic.Int64
-			sys := Syscalls{Preadv: func(fd int, iovs [][]byte, off int64) (int, error) {
-				n, err := unix.Preadv(fd, iovs, off)
-				read.Add(int64(max(n, 0)))
-				return n, err
-			}}
+			fs := newErrorFS().counting(opPreadv) // counts the bytes read
 			dir := t.TempDir()
-			s := newStore(t, Config{Dir: dir, ModelName: "m", NoWatch: true, Syscalls: sys}, p)
+			s := newStore(t, Config{Dir: dir, ModelName: "m", NoWatch: true, Syscalls: fs.syscalls()}, p)
 			if ok, err := s.BatchSetV1([]string{"a"}, idx[:ps]); err != nil || !all(ok) {
 				t.Fatal(ok, err)
 			}
@@ -92,7 +84,7 @@ func TestGrownFileMissedWithoutReadingIt(t *testing.T) {
 			theirs, _ := o.Locate("a")
 			putOver(t, theirs.Path, mine.Path, how == "copy")
 			dst := idx[129*ps:]
-			read.Store(0)
+			read0 := fs.read.Load()
 			ok, err := s.BatchGetV1([]string{"a"}, dst)
 			if err != nil {
 				t.Fatal(err)
@@ -102,7 +94,7 @@ func TestGrownFileMissedWithoutReadingIt(t *testing.T) {
 			}
 			// The page, and the new file's index read once from its tail
 			// (the store reloads a file found other than indexed).
-			if got, limit := read.Load(), int64(p.PageBytes()+2*loadTail); got > limit {
+			if got, limit := fs.read.Load()-read0, int64(p.PageBytes()+2*loadTail); got > limit {
 				t.Errorf("BatchGetV1 read %d bytes of the file put in place, want at most %d", got, limit)
 			}
 		})

@@ -20,13 +20,10 @@ func TestFDLimitWhileLoadingNeverSilentMiss(t *testing.T) {
 		ps := mhaCfg.PageSize
 		p, idx := randomPages(t, 2)
 		dir := t.TempDir()
-		var failing atomic.Bool
-		sys := Syscalls{Openat: func(d int, path string, fl int, m uint32) (int, error) {
-			if fl&unix.O_CREAT == 0 && failing.Load() {
-				return -1, unix.EMFILE
-			}
-			return unix.Openat(d, path, fl, m)
-		}}
+		var failing atomic.Bool // opens of existing files fail with EMFILE
+		sys := newErrorFS().fail(opOpenat, func(c *sysCall) bool {
+			return c.flags&unix.O_CREAT == 0 && failing.Load()
+		}, unix.EMFILE).syscalls()
 		r := newStore(t, Config{Dir: dir, ModelName: "m", NoWatch: noWatch, Syscalls: sys}, p)
 		r.Exists("warm-up")
 		w := newStore(t, Config{Dir: dir, ModelName: "m"}, p)
@@ -112,12 +109,9 @@ func TestFDLimitNeverSilentMiss(t *testing.T) {
 		t.Fatal(err)
 	}
 	var failing atomic.Int64 // EMFILE for this many opens
-	sys := Syscalls{Openat: func(d int, path string, fl int, m uint32) (int, error) {
-		if fl&unix.O_CREAT == 0 && failing.Add(-1) >= 0 {
-			return -1, unix.EMFILE
-		}
-		return unix.Openat(d, path, fl, m)
-	}}
+	sys := newErrorFS().fail(opOpenat, func(c *sysCall) bool {
+		return c.flags&unix.O_CREAT == 0 && failing.Add(-1) >= 0
+	}, unix.EMFILE).syscalls()
 	r := newStore(t, Config{Dir: dir, ModelName: "m", Syscalls: sys}, p)
 	r.Exists("v")
 	for _, key := range []string{"v", "o"} {

@@ -301,7 +301,7 @@
 //
 // With Config.MaxBytes (SGLang's max_size), a store holds its files (batch
 // files and old-format files alike) to that many bytes as SGLang's
-// LRUFileEvictor (storage/file/lru_file_evictor.py at commit 001067f) does:
+// LRUFileEvictor (storage/file/lru_file_evictor.py at commit 09d1a69) does:
 // a write that takes the total over MaxBytes removes the least recently
 // used files until the total is at most MaxBytes x EvictionRatio (0.9 by
 // default), sparing the files that write made and every temp file still

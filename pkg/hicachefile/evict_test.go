@@ -55,12 +55,7 @@ func TestEvictLRU(t *testing.T) {
 func TestEvictSkipsUndeletable(t *testing.T) {
 	p, idx := randomPages(t, 1)
 	var stuck string
-	sys := Syscalls{Unlinkat: func(dirfd int, path string, flags int) error {
-		if path == stuck {
-			return unix.EROFS
-		}
-		return unix.Unlinkat(dirfd, path, flags)
-	}}
+	sys := newErrorFS().fail(opUnlinkat, func(c *sysCall) bool { return c.path == stuck }, unix.EROFS).syscalls()
 	s := newStore(t, Config{Dir: t.TempDir(), ModelName: "m", MaxBatchFileBytes: int64(p.PageBytes()),
 		MaxBytes: 3 * oneKeyFile(p.PageBytes()), EvictionRatio: 1, Syscalls: sys}, p)
 	for i := range 3 {

@@ -215,13 +215,7 @@ func TestLinkErrorsLeakNoDescriptor(t *testing.T) {
 			base := shmDir(t)
 			for n := 1; n <= 8; n++ {
 				dir := filepath.Join(base, strconv.Itoa(n))
-				links := 0
-				sys := Syscalls{Linkat: func(od int, op string, nd int, np string, fl int) error {
-					if links++; links == n {
-						return errno
-					}
-					return unix.Linkat(od, op, nd, np, fl)
-				}}
+				sys := newErrorFS().fail(opLinkat, nth(int64(n)), errno).syscalls()
 				before := openFDs(t)
 				s, err := New(Config{Dir: dir, ModelName: "m", MaxBatchFileBytes: int64(perFile * p.PageBytes()),
 					IOWorkers: 2, Syscalls: sys})
@@ -264,9 +258,9 @@ func TestFailedChunksNeverVisible(t *testing.T) {
 	var innerOK []bool
 	var innerErr error
 	var fired atomic.Bool
-	sys := Syscalls{Pwritev: func(fd int, iovs [][]byte, off int64) (int, error) {
+	sys := newErrorFS().fail(opPwritev, func(c *sysCall) bool {
 		// chunk 0's index+trailer write: it holds key "k0" and the magic
-		last := iovs[len(iovs)-1]
+		last := c.iovs[len(c.iovs)-1]
 		if bytes.Contains(last, []byte(batchfile.Magic)) && bytes.Contains(last, []byte("k0")) && !fired.Swap(true) {
 			deadline := time.Now().Add(300 * time.Millisecond)
 			for { // wait until chunk 1 is in the index
@@ -277,10 +271,10 @@ func TestFailedChunksNeverVisible(t *testing.T) {
 			}
 			// another goroutine of the same process stores k1 meanwhile
 			innerOK, innerErr = s.BatchSetV1([]string{"k1"}, idx[2*ps:])
-			return 0, unix.EIO
+			return true // and chunk 0's write fails
 		}
-		return unix.Pwritev(fd, iovs, off)
-	}}
+		return false
+	}, unix.EIO).syscalls()
 	s = newStore(t, Config{Dir: dir, ModelName: "m", IOWorkers: 2, MaxBatchFileBytes: int64(p.PageBytes()), Syscalls: sys}, p)
 	ok, err := s.BatchSetV1([]string{"k0", "k1"}, idx[:2*ps])
 	if err == nil || ok[0] || ok[1] {

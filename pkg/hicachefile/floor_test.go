@@ -194,7 +194,7 @@ func benchFloor(b *testing.B, parent string, n int, write bool, others int) {
 	src, _ := p.Alloc(n * cfg.PageSize)
 	dst, _ := p.Alloc(n * cfg.PageSize)
 	fillRandom(b, p, src)
-	calls := newErrorFS()
+	calls := newErrorFS().counting(opAll &^ opFstatfs)
 	s := newStore(b, Config{Dir: filepath.Join(dir, "store"), ModelName: "bench", Syscalls: calls.syscalls()}, p)
 	fdir := filepath.Join(dir, "floor")
 	if err := os.Mkdir(fdir, 0o755); err != nil {

@@ -13,6 +13,7 @@ import (
 	"math/bits"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -560,9 +561,14 @@ type sysCall struct {
 // and the real call is not made (except Close, which closes the
 // descriptor first, as close(2) does even when it reports an error);
 // otherwise the real call is made and the after hooks see its result.
-// errorFS counts the calls of each kind, the calls it failed, and the
+// errorFS sees only the calls of the kinds its rules and hooks name, or
+// that counting asks for: it leaves the other fields of the Syscalls it
+// returns nil, so that the store takes the same paths as with no seam
+// there (loading uses preadNowait only when Syscalls.Preadv is nil). It
+// counts the calls it sees of each kind, the calls it failed, and the
 // bytes read and written.
 type errorFS struct {
+	watched  sysOp // the calls it sees; the others go straight to the kernel
 	rules    []fsRule
 	calls    [numOps]atomic.Int64
 	injected atomic.Int64
@@ -587,6 +593,7 @@ func newErrorFS() *errorFS { return &errorFS{} }
 // of ops when when is nil) fails with err.
 func (e *errorFS) fail(ops sysOp, when func(c *sysCall) bool, err error) *errorFS {
 	e.rules = append(e.rules, fsRule{ops: ops, when: when, err: err})
+	e.watched |= ops
 	return e
 }
 
@@ -594,16 +601,26 @@ func (e *errorFS) fail(ops sysOp, when func(c *sysCall) bool, err error) *errorF
 // rule failed.
 func (e *errorFS) before(ops sysOp, fn func(c *sysCall)) *errorFS {
 	e.rules = append(e.rules, fsRule{ops: ops, before: fn})
+	e.watched |= ops
 	return e
 }
 
 // after adds a hook that runs after each real call of ops, with its error.
 func (e *errorFS) after(ops sysOp, fn func(c *sysCall, err error)) *errorFS {
 	e.rules = append(e.rules, fsRule{ops: ops, after: fn})
+	e.watched |= ops
 	return e
 }
 
-// count returns how many calls of ops the seam has seen, failed or not.
+// counting makes e see, and count, the calls of ops that no rule or hook
+// names.
+func (e *errorFS) counting(ops sysOp) *errorFS {
+	e.watched |= ops
+	return e
+}
+
+// count returns how many calls of ops e has seen, failed or not (none of
+// a kind it does not see).
 func (e *errorFS) count(ops sysOp) int64 {
 	var n int64
 	for i := range numOps {
@@ -711,8 +728,9 @@ func (e *errorFS) around(c *sysCall, real func() (int, error)) (int, error) {
 	return n, err
 }
 
-// syscalls returns the Syscalls that go through e. Without rules or hooks
-// a call costs a count and nothing more.
+// syscalls returns the Syscalls that go through e: nil fields for the
+// calls e does not see. Without rules or hooks a call costs a count and
+// nothing more.
 func (e *errorFS) syscalls() Syscalls {
 	k := Syscalls{}.withDefaults()
 	done := func(_ int, err error) error { return err }
@@ -720,7 +738,7 @@ func (e *errorFS) syscalls() Syscalls {
 	// read and written add what a Preadv or Pwritev moved to e's counts.
 	read := func(n int, err error) (int, error) { e.read.Add(int64(max(n, 0))); return n, err }
 	written := func(n int, err error) (int, error) { e.written.Add(int64(max(n, 0))); return n, err }
-	return Syscalls{
+	sys := Syscalls{
 		Openat: func(dirfd int, path string, flags int, mode uint32) (int, error) {
 			if e.plain(opOpenat) {
 				return k.Openat(dirfd, path, flags, mode)
@@ -802,4 +820,18 @@ func (e *errorFS) syscalls() Syscalls {
 			return done(e.around(&sysCall{op: opFstatfs, fd: fd, stat: buf}, func() (int, error) { return noRet(k.Fstatfs(fd, buf)) }))
 		},
 	}
+	for _, f := range []struct {
+		op    sysOp
+		field any
+	}{
+		{opOpenat, &sys.Openat}, {opPreadv, &sys.Preadv}, {opPwritev, &sys.Pwritev},
+		{opFdatasync, &sys.Fdatasync}, {opFsync, &sys.Fsync}, {opClose, &sys.Close},
+		{opRenameat, &sys.Renameat}, {opLinkat, &sys.Linkat}, {opUnlinkat, &sys.Unlinkat},
+		{opFcntlFlock, &sys.FcntlFlock}, {opFstatfs, &sys.Fstatfs},
+	} {
+		if e.watched&f.op == 0 {
+			reflect.ValueOf(f.field).Elem().SetZero()
+		}
+	}
+	return sys
 }

@@ -185,6 +185,9 @@ type scratch struct {
 	files  []fileRead
 	slots  []uint64 // bitmap of destination pages
 	bufs   [][]byte // the page buffers of the call's keys
+	// effects are what a read found of whole files, for applyVerdicts to
+	// apply to the index once the read is over.
+	effects []fileEffect
 	// predicted says that refs were predicted (predictRun), not looked
 	// up: a copy whose entry is another key's is then a wrong guess.
 	predicted bool
@@ -232,6 +235,8 @@ func putScratch(sc *scratch) {
 	clear(sc.iov[:cap(sc.iov)]) // drop references to pool memory
 	clear(sc.runs[:cap(sc.runs)])
 	clear(sc.files[:cap(sc.files)])
+	clear(sc.effects[:cap(sc.effects)])
+	sc.effects = sc.effects[:0]
 	sc.predicted = false
 	scratchPool.Put(sc)
 }

@@ -186,26 +186,19 @@ func TestLoadColdFDLimit(t *testing.T) {
 		}
 	}
 	evictPages(t, w.v1Dir)
+	// A descriptor limit of limit: an open past it fails with EMFILE.
 	open := map[int]bool{}
-	var limited int
 	sc.IOWorkers = 1
-	sc.Syscalls = Syscalls{
-		Openat: func(dirfd int, path string, flags int, mode uint32) (int, error) {
-			if len(open) >= limit {
-				limited++
-				return -1, unix.EMFILE
-			}
-			fd, err := unix.Openat(dirfd, path, flags, mode)
+	fs := newErrorFS().
+		fail(opOpenat, func(*sysCall) bool { return len(open) >= limit }, unix.EMFILE).
+		after(opOpenat, func(c *sysCall, err error) {
 			if err == nil {
-				open[fd] = true
+				open[c.ret] = true
 			}
-			return fd, err
-		},
-		Close: func(fd int) error {
-			delete(open, fd)
-			return unix.Close(fd)
-		},
-	}
+		}).
+		before(opClose, func(c *sysCall) { delete(open, c.fd) })
+	sc.Syscalls = fs.syscalls()
+
 	s := newStore(t, sc, p)
 	for f := range files {
 		if !s.Exists(sglangKey("fd", f)) {
@@ -215,7 +208,7 @@ func TestLoadColdFDLimit(t *testing.T) {
 	if st := s.Stats(); st.Errors != 0 {
 		t.Fatalf("%d errors", st.Errors)
 	}
-	if limited == 0 && !s.noNowait.Load() {
+	if fs.fired() == 0 && !s.noNowait.Load() {
 		t.Fatal("no open was refused: the worker never held files open for read-ahead")
 	}
 }

@@ -405,8 +405,14 @@ func (s *Store) removeMatching(dirfd int, dir string, match func(string) bool) e
 }
 
 // trackOldFiles puts this store's old-format files in Dir into the eviction
-// order, as used at their modification times.
+// order, as used at their modification times. A component pool's store
+// tracks none: its old-format files, SGLang's {key}.{pool}S.bin, are also
+// old-format names of the KV pool's store, which tracks and evicts them,
+// so that no file counts twice.
 func (s *Store) trackOldFiles() error {
+	if s.cfg.component != "" {
+		return nil
+	}
 	names, err := readDirNamesAt(s.topfd())
 	if err != nil {
 		return fmt.Errorf("hicachefile: list %s: %w", s.dir, err)

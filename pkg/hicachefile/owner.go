@@ -15,7 +15,9 @@ func (c Config) evicting() bool { return c.MaxBytes > 0 || c.MinFreeBytes > 0 }
 // owner reports whether a store of c owns its files (see
 // Config.StorageOwner): nil follows SGLang's rule, under which every rank
 // of an MHA model owns the files of its own suffix, and of an MLA model
-// only TP rank 0.
+// only TP rank 0 (HiCacheFile at 001067f hands its evictor tp_rank and
+// is_mla_model; LRUFileEvictor at 09d1a69 takes is_storage_owner from the
+// controller, which picks that same writer per shard).
 func (c Config) owner() bool {
 	if c.StorageOwner != nil {
 		return *c.StorageOwner

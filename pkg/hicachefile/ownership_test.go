@@ -9,8 +9,6 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
-
-	"golang.org/x/sys/unix"
 )
 
 // TestNonOwnerNeitherWritesNorEvicts: with eviction configured, a rank that
@@ -127,13 +125,11 @@ func TestEvictDownToRatio(t *testing.T) {
 // TestMaxBytesClampedToFileSystem: a MaxBytes larger than the file system
 // less MinFreeBytes is clamped to that.
 func TestMaxBytesClampedToFileSystem(t *testing.T) {
-	sys := Syscalls{Fstatfs: func(fd int, st *unix.Statfs_t) error {
-		if err := unix.Fstatfs(fd, st); err != nil {
-			return err
+	sys := newErrorFS().after(opFstatfs, func(c *sysCall, err error) {
+		if err == nil {
+			c.stat.Blocks, c.stat.Bavail, c.stat.Frsize, c.stat.Bsize = 1024, 1024, 4096, 4096
 		}
-		st.Blocks, st.Bavail, st.Frsize, st.Bsize = 1024, 1024, 4096, 4096
-		return nil
-	}}
+	}).syscalls()
 	s := newStore(t, Config{Dir: t.TempDir(), ModelName: "m", MaxBytes: 1 << 40, MinFreeBytes: 1000, Syscalls: sys}, nil)
 	if got, want := s.MaxBytes(), int64(1024*4096-1000); got != want {
 		t.Fatalf("MaxBytes() = %d, want %d", got, want)
@@ -205,13 +201,11 @@ func TestContextParallelRankValidated(t *testing.T) {
 // interfaces, as SGLang refuses a write whose free-space watermark it
 // cannot meet.
 func TestWriteBelowMinFreeRefused(t *testing.T) {
-	sys := Syscalls{Fstatfs: func(fd int, st *unix.Statfs_t) error {
-		if err := unix.Fstatfs(fd, st); err != nil {
-			return err
+	sys := newErrorFS().after(opFstatfs, func(c *sysCall, err error) {
+		if err == nil {
+			c.stat.Blocks, c.stat.Bavail, c.stat.Frsize, c.stat.Bsize = 1<<20, 1, 1024, 1024 // 1 KiB free
 		}
-		st.Blocks, st.Bavail, st.Frsize, st.Bsize = 1<<20, 1, 1024, 1024 // 1 KiB free
-		return nil
-	}}
+	}).syscalls()
 	p, idx := randomPages(t, 1)
 	page, _ := p.GetDataPage(idx[0])
 	s := newStore(t, Config{Dir: t.TempDir(), ModelName: "m", MinFreeBytes: int64(1024 - len(page) + 1), Syscalls: sys}, p)

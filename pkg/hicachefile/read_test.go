@@ -9,7 +9,6 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
-	"sync/atomic"
 	"testing"
 
 	"golang.org/x/sys/unix"
@@ -260,7 +259,7 @@ func TestReadOfIndexedSizeMakesFewestSyscalls(t *testing.T) {
 	if ok, err := w.BatchSetV1(keys, idx[:n*ps]); err != nil || !all(ok) {
 		t.Fatal(ok, err)
 	}
-	c := newErrorFS()
+	c := newErrorFS().counting(opAll &^ opFstatfs)
 	s := newStore(t, Config{Dir: dir, ModelName: "m", NoWatch: true, Syscalls: c.syscalls()}, p)
 	for _, tc := range []struct {
 		keys           []string
@@ -362,14 +361,11 @@ func TestOtherPoolsCopyNotOpened(t *testing.T) {
 	if ok, err := newStore(t, Config{Dir: dir, ModelName: "m"}, p).BatchSetV1([]string{"mine"}, idx[:ps]); err != nil || !ok[0] {
 		t.Fatal(ok, err)
 	}
-	var opens atomic.Int64
-	sys := Syscalls{Openat: func(dirfd int, path string, flags int, mode uint32) (int, error) {
-		opens.Add(1)
-		return unix.Openat(dirfd, path, flags, mode)
-	}}
+	fs := newErrorFS().counting(opOpenat)
+	sys := fs.syscalls()
 	s := newStore(t, Config{Dir: dir, ModelName: "m", NoWatch: true, Syscalls: sys}, p)
 	before := s.Stats()
-	opens.Store(0)
+	opens0 := fs.count(opOpenat)
 	ok, err := s.BatchGetV1([]string{"mine", "theirs"}, idx[ps:])
 	if err != nil || !ok[0] || ok[1] {
 		t.Fatalf("BatchGetV1 = %v, %v; want [true false]", ok, err)
@@ -382,7 +378,7 @@ func TestOtherPoolsCopyNotOpened(t *testing.T) {
 	}
 	// The refresh after the mismatch may list the directory; it opens no
 	// batch file it knows. Only "mine"'s file is opened for reading.
-	if got := opens.Load(); got != 1 {
+	if got := fs.count(opOpenat) - opens0; got != 1 {
 		t.Errorf("%d opens, want 1 (the file of mine)", got)
 	}
 }

@@ -55,7 +55,8 @@ func (s *Store) readFiles(pi *poolInfo, keys []string, bufs [][]byte, sc *scratc
 // read, and returns how many keys of read it took and how many of them it
 // found good. It fails only when out of descriptors. It runs one way: plan
 // each file's runs and open it (planFile, openBatch, checkSize), read every
-// run (readRuns), then settle each key (verifyFile).
+// run (readRuns), settle each key (verifyFile), then apply the verdicts to
+// the index in one place (applyVerdicts).
 func (s *Store) readSome(pi *poolInfo, keys []string, bufs [][]byte, sc *scratch, read []int32, ok []bool) (taken, hits int, err error) {
 	runs, files := sc.runs[:0], sc.files[:0]
 	var fds [8]int
@@ -64,6 +65,7 @@ func (s *Store) readSome(pi *poolInfo, keys []string, bufs [][]byte, sc *scratch
 		for _, fd := range open {
 			_ = s.sys.Close(fd)
 		}
+		s.applyVerdicts(sc, read[:taken], files, hits)
 	}()
 	// The entries of every file go into one buffer, reused from call to
 	// call.
@@ -135,13 +137,6 @@ func (s *Store) readSome(pi *poolInfo, keys []string, bufs [][]byte, sc *scratch
 	for f := range files {
 		hits += s.verifyFile(pi, keys, sc, &files[f], ok)
 	}
-	if s.lru.on && hits > 0 {
-		for _, f := range files {
-			if name, _, ok := s.idx.FileOf(sc.refs[f.group[0]]); ok {
-				s.lru.touch(fileID{name: name})
-			}
-		}
-	}
 	return taken, hits, nil
 }
 
@@ -205,7 +200,7 @@ func (s *Store) checkSize(keys []string, sc *scratch, group []int32, name string
 	switch {
 	case grown:
 		if !sc.predicted {
-			s.reloadBatch(name)
+			sc.note(name, effReload)
 		}
 		s.dropGroup(group, sc, &s.stats.mismatch)
 		return false

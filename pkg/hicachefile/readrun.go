@@ -199,7 +199,6 @@ func (s *Store) readRun(pi *poolInfo, bufs [][]byte, sc *scratch, r readRun, w *
 			case errors.Is(err, io.ErrUnexpectedEOF):
 				s.stats.corrupt.Add(1) // past the end of a truncated file
 				sc.state[i] = stBadCopy
-				s.idx.Drop(sc.hashes[i], sc.refs[i])
 			default:
 				s.stats.errors.Add(1)
 				sc.state[i] = stDone

@@ -40,16 +40,7 @@ func TestForeignWriteDuringOwnWrite(t *testing.T) {
 				}
 			}
 		}
-		sys := Syscalls{
-			Renameat: func(od int, op string, nd int, np string) error {
-				placing(np)
-				return unix.Renameat(od, op, nd, np)
-			},
-			Linkat: func(od int, op string, nd int, np string, fl int) error {
-				placing(np)
-				return unix.Linkat(od, op, nd, np, fl)
-			},
-		}
+		sys := newErrorFS().before(opRenameat|opLinkat, func(c *sysCall) { placing(c.path) }).syscalls()
 		a := newStore(t, Config{Dir: dir, ModelName: "m", NoWatch: noWatch, Syscalls: sys}, p)
 		if ok, err := a.BatchSetV1([]string{"ka"}, idx[:ps]); err != nil || !ok[0] {
 			t.Fatal(ok, err)
@@ -113,13 +104,9 @@ func TestTransientLoadFailureRetried(t *testing.T) {
 		p, idx := randomPages(t, 2)
 		dir := t.TempDir()
 		var armed atomic.Bool
-		sys := Syscalls{Openat: func(d int, path string, fl int, m uint32) (int, error) {
-			if armed.Load() && strings.HasSuffix(path, batchExt) {
-				armed.Store(false)
-				return -1, unix.EIO
-			}
-			return unix.Openat(d, path, fl, m)
-		}}
+		sys := newErrorFS().fail(opOpenat, func(c *sysCall) bool { // once armed, the next open of a batch file
+			return strings.HasSuffix(c.path, batchExt) && armed.CompareAndSwap(true, false)
+		}, unix.EIO).syscalls()
 		a := newStore(t, Config{Dir: dir, ModelName: "m", NoWatch: noWatch, Syscalls: sys}, p)
 		b := newStore(t, Config{Dir: dir, ModelName: "m", NoWatch: noWatch}, p)
 		if ok, err := b.BatchSetV1([]string{"kb"}, idx[:ps]); err != nil || !ok[0] {

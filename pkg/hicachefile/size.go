@@ -21,9 +21,12 @@ const (
 const DefaultEvictionRatio = 0.9
 
 // ParseSize parses a size in bytes as SGLang's HiCacheFile reads max_size
-// and min_free_space (_parse_size_to_bytes over human_readable_int in
-// sgl-project/sglang python/sglang/srt/mem_cache/storage/file/lru_file_evictor.py
-// and python/sglang/srt/utils/common.py, matched at commit 001067f):
+// and min_free_space: _parse_size_to_bytes in sgl-project/sglang
+// python/sglang/srt/mem_cache/storage/file/lru_file_evictor.py (matched at
+// commit 09d1a69), which strips the value, takes "" and "0" as disabled,
+// clamps a negative result to 0 and disables on an invalid value, over
+// human_readable_int (python/sglang/srt/utils/common.py) with the rules
+// SGLang states for it:
 //
 //   - surrounding white space is ignored;
 //   - "" and "0" disable the bound: 0, nil;

@@ -49,8 +49,8 @@ func testTempNeverUnlocked(t *testing.T, bounded bool) {
 	var s *Store
 	writes, links, published := 0, 0, 0
 	v1 := false // the write in progress is BatchSetV1's
-	sys := Syscalls{
-		Pwritev: func(fd int, iovs [][]byte, off int64) (int, error) {
+	sys := newErrorFS().
+		before(opPwritev, func(*sysCall) {
 			writes++
 			temps := tempsIn(t, s)
 			want := 1
@@ -65,24 +65,20 @@ func testTempNeverUnlocked(t *testing.T, bounded bool) {
 					t.Errorf("temp file %s unlocked, or not marked as locked from birth, while written", path)
 				}
 			}
-			return pwritevRaw(fd, iovs, off)
-		},
-		Linkat: func(od int, op string, nd int, np string, fl int) error {
-			if err := unix.Linkat(od, op, nd, np, fl); err != nil {
-				return err
-			}
-			if s.isBatchName(np) {
+		}).
+		after(opLinkat, func(c *sysCall, err error) {
+			switch {
+			case err != nil:
+			case s.isBatchName(c.path):
 				published++ // complete, under its final name
-				return nil
+			default:
+				links++
+				path := "/proc/self/fd/" + strconv.Itoa(c.fd) + "/" + c.path
+				if !bornLocked(c.path) || !lockedAt(t, path) {
+					t.Errorf("temp file %s linked in unlocked, or not marked as locked from birth", c.path)
+				}
 			}
-			links++
-			path := "/proc/self/fd/" + strconv.Itoa(nd) + "/" + np
-			if !bornLocked(np) || !lockedAt(t, path) {
-				t.Errorf("temp file %s linked in unlocked, or not marked as locked from birth", np)
-			}
-			return nil
-		},
-	}
+		}).syscalls()
 	cfg := Config{Dir: dir, ModelName: "m", Syscalls: sys}
 	if bounded {
 		cfg.MaxBytes = 1 << 30

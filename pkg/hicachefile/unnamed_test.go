@@ -21,7 +21,7 @@ func TestUnnamedWrite(t *testing.T) {
 	dir := t.TempDir()
 	b := newStore(t, Config{Dir: dir, ModelName: "m"}, p)
 	var a *Store
-	calls := newErrorFS().before(opPwritev, func(*sysCall) {
+	calls := newErrorFS().counting(opAll&^opFstatfs).before(opPwritev, func(*sysCall) {
 		if temps := tempsIn(t, a); len(temps) > 0 {
 			t.Errorf("temp files while a batch file is written: %v", temps)
 		}
@@ -62,34 +62,32 @@ func TestUnnamedLinkFallbacks(t *testing.T) {
 		t.Run(how, func(t *testing.T) {
 			p, idx := randomPages(t, 2)
 			dir := t.TempDir()
-			var emptyPath, proc, renames int
-			taken := false
-			sys := Syscalls{
-				Linkat: func(od int, op string, nd int, np string, fl int) error {
-					if fl&unix.AT_EMPTY_PATH != 0 {
-						emptyPath++
-					} else {
-						proc++
-					}
-					switch {
-					case how == "empty path refused" && fl&unix.AT_EMPTY_PATH != 0:
-						return unix.ENOENT
-					case how == "links refused":
-						return unix.EPERM
-					case how == "name taken" && !taken:
+			var emptyPath, proc int
+			fs := newErrorFS().counting(opRenameat).before(opLinkat, func(c *sysCall) {
+				if c.flags&unix.AT_EMPTY_PATH != 0 {
+					emptyPath++
+				} else {
+					proc++
+				}
+			})
+			switch how {
+			case "empty path refused":
+				fs.fail(opLinkat, withFlags(unix.AT_EMPTY_PATH), unix.ENOENT)
+			case "links refused":
+				fs.fail(opLinkat, nil, unix.EPERM)
+			case "name taken":
+				taken := false
+				fs.before(opLinkat, func(c *sysCall) {
+					if !taken {
 						taken = true
-						if err := os.WriteFile("/proc/self/fd/"+strconv.Itoa(nd)+"/"+np, []byte("someone else's"), 0o644); err != nil {
+						if err := os.WriteFile("/proc/self/fd/"+strconv.Itoa(c.fd)+"/"+c.path, []byte("someone else's"), 0o644); err != nil {
 							t.Fatal(err)
 						}
 					}
-					return unix.Linkat(od, op, nd, np, fl)
-				},
-				Renameat: func(od int, op string, nd int, np string) error {
-					renames++
-					return unix.Renameat(od, op, nd, np)
-				},
+				})
 			}
-			s := newStore(t, Config{Dir: dir, ModelName: "m", Syscalls: sys}, p)
+			s := newStore(t, Config{Dir: dir, ModelName: "m", Syscalls: fs.syscalls()}, p)
+			renames := func() int64 { return fs.count(opRenameat) }
 			ps := mhaCfg.PageSize
 			for i, k := range []string{"k0", "k1"} {
 				if ok, err := s.BatchSetV1([]string{k}, idx[i*ps:(i+1)*ps]); err != nil || !ok[0] {
@@ -98,16 +96,16 @@ func TestUnnamedLinkFallbacks(t *testing.T) {
 			}
 			switch how {
 			case "empty path refused":
-				if emptyPath != 1 || proc != 2 || renames != 0 {
-					t.Errorf("%d AT_EMPTY_PATH links, %d through /proc, %d renames; want 1, 2, 0", emptyPath, proc, renames)
+				if emptyPath != 1 || proc != 2 || renames() != 0 {
+					t.Errorf("%d AT_EMPTY_PATH links, %d through /proc, %d renames; want 1, 2, 0", emptyPath, proc, renames())
 				}
 			case "links refused":
-				if renames != 2 || tmpfile(s.tmpfile.Load()) != tmpfileNo {
-					t.Errorf("%d renames, tmpfile %d; want both batch files renamed from temp files, O_TMPFILE off", renames, s.tmpfile.Load())
+				if renames() != 2 || tmpfile(s.tmpfile.Load()) != tmpfileNo {
+					t.Errorf("%d renames, tmpfile %d; want both batch files renamed from temp files, O_TMPFILE off", renames(), s.tmpfile.Load())
 				}
 			case "name taken":
-				if emptyPath != 3 || renames != 0 {
-					t.Errorf("%d links, %d renames; want 3 (one to a taken name) and 0", emptyPath, renames)
+				if emptyPath != 3 || renames() != 0 {
+					t.Errorf("%d links, %d renames; want 3 (one to a taken name) and 0", emptyPath, renames())
 				}
 				n := 0
 				ents, _ := os.ReadDir(s.v1Dir)
@@ -140,16 +138,9 @@ func TestUnnamedLinkFallbacks(t *testing.T) {
 func TestNameTakenThriceFailsCleanly(t *testing.T) {
 	p, idx := randomPages(t, 1)
 	dir := shmDir(t)
-	tries := 0
-	sys := Syscalls{Linkat: func(od int, op string, nd int, np string, fl int) error {
-		if strings.HasSuffix(np, batchExt) {
-			tries++
-			return unix.EEXIST
-		}
-		return unix.Linkat(od, op, nd, np, fl)
-	}}
+	fs := newErrorFS().fail(opLinkat, pathSuffix(batchExt), unix.EEXIST) // every final name taken
 	before := openFDs(t)
-	s, err := New(Config{Dir: dir, ModelName: "m", Syscalls: sys})
+	s, err := New(Config{Dir: dir, ModelName: "m", Syscalls: fs.syscalls()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -158,7 +149,7 @@ func TestNameTakenThriceFailsCleanly(t *testing.T) {
 	}
 	during := openFDs(t)
 	ok, err := s.BatchSetV1([]string{"k"}, idx)
-	if err == nil || ok[0] || tries != 3 {
+	if tries := fs.fired(); err == nil || ok[0] || tries != 3 {
 		t.Errorf("BatchSetV1 with every name taken = %v, %v after %d links; want an error after 3", ok, err, tries)
 	}
 	if n := openFDs(t); n != during {
@@ -185,41 +176,30 @@ func TestSyncFlushesDataBeforeLinkAndDirAfter(t *testing.T) {
 	p, idx := randomPages(t, 1)
 	var log []string
 	var file, v1 int
-	sys := Syscalls{
-		Openat: func(dirfd int, path string, flags int, mode uint32) (int, error) {
-			fd, err := unix.Openat(dirfd, path, flags, mode)
-			if err == nil && flags&unix.O_TMPFILE == unix.O_TMPFILE {
-				file, v1 = fd, dirfd
+	// logAt logs what when the call's descriptor is *fd.
+	logAt := func(fd *int, what string) func(c *sysCall) {
+		return func(c *sysCall) {
+			if c.fd == *fd {
+				log = append(log, what)
+			}
+		}
+	}
+	fs := newErrorFS().
+		after(opOpenat, func(c *sysCall, err error) {
+			if err == nil && c.flags&unix.O_TMPFILE == unix.O_TMPFILE {
+				file, v1 = c.ret, c.fd
 				log = append(log, "open")
 			}
-			return fd, err
-		},
-		Fdatasync: func(fd int) error {
-			if fd == file {
-				log = append(log, "fdatasync file")
-			}
-			return unix.Fdatasync(fd)
-		},
-		Linkat: func(od int, op string, nd int, np string, fl int) error {
-			if strings.HasSuffix(np, batchExt) {
+		}).
+		before(opFdatasync, logAt(&file, "fdatasync file")).
+		before(opLinkat, func(c *sysCall) {
+			if strings.HasSuffix(c.path, batchExt) {
 				log = append(log, "link")
 			}
-			return unix.Linkat(od, op, nd, np, fl)
-		},
-		Fsync: func(fd int) error {
-			if fd == v1 {
-				log = append(log, "fsync dir")
-			}
-			return unix.Fsync(fd)
-		},
-		Close: func(fd int) error {
-			if fd == file {
-				log = append(log, "close")
-			}
-			return unix.Close(fd)
-		},
-	}
-	s := newStore(t, Config{Dir: shmDir(t), ModelName: "m", Sync: true, Syscalls: sys}, p)
+		}).
+		before(opFsync, logAt(&v1, "fsync dir")).
+		before(opClose, logAt(&file, "close"))
+	s := newStore(t, Config{Dir: shmDir(t), ModelName: "m", Sync: true, Syscalls: fs.syscalls()}, p)
 	if ok, err := s.BatchSetV1([]string{"k"}, idx); err != nil || !ok[0] {
 		t.Fatal(ok, err)
 	}
@@ -239,25 +219,22 @@ func TestEmptyPathLinkKeptAfterDirGone(t *testing.T) {
 	var s *Store
 	armed := false
 	emptyPath, proc := 0, 0
-	sys := Syscalls{
-		Pwritev: func(fd int, iovs [][]byte, off int64) (int, error) {
+	sys := newErrorFS().
+		before(opPwritev, func(*sysCall) {
 			if armed {
 				armed = false
 				if err := os.RemoveAll(s.v1Dir); err != nil {
 					t.Fatal(err)
 				}
 			}
-			return pwritevRaw(fd, iovs, off)
-		},
-		Linkat: func(od int, op string, nd int, np string, fl int) error {
-			if fl&unix.AT_EMPTY_PATH != 0 {
+		}).
+		before(opLinkat, func(c *sysCall) {
+			if c.flags&unix.AT_EMPTY_PATH != 0 {
 				emptyPath++
 			} else {
 				proc++
 			}
-			return unix.Linkat(od, op, nd, np, fl)
-		},
-	}
+		}).syscalls()
 	s = newStore(t, Config{Dir: shmDir(t), ModelName: "m", Syscalls: sys}, p)
 	armed = true
 	if ok, err := s.BatchSetV1([]string{"k0"}, idx[:ps]); err == nil && ok[0] {

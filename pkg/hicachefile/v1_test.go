@@ -21,12 +21,9 @@ import (
 // existed stays true. Nothing panics, and the unwritten pages are misses.
 func TestBatchSetV1FailedChunk(t *testing.T) {
 	var failCreate atomic.Bool
-	sys := Syscalls{Openat: func(dirfd int, path string, flags int, mode uint32) (int, error) {
-		if failCreate.Load() && (flags&unix.O_CREAT != 0 || flags&unix.O_TMPFILE == unix.O_TMPFILE) {
-			return -1, unix.ENOSPC
-		}
-		return unix.Openat(dirfd, path, flags, mode)
-	}}
+	sys := newErrorFS().fail(opOpenat, func(c *sysCall) bool { // creating a file fails while failCreate
+		return failCreate.Load() && (c.flags&unix.O_CREAT != 0 || c.flags&unix.O_TMPFILE == unix.O_TMPFILE)
+	}, unix.ENOSPC).syscalls()
 	p := newPool(t, mhaCfg)
 	s := newStore(t, Config{Dir: t.TempDir(), ModelName: "m", Syscalls: sys}, p)
 	idx, _ := p.Alloc(3 * mhaCfg.PageSize)

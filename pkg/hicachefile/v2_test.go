@@ -210,3 +210,27 @@ func TestV2ConcurrentWithRegisterAndClose(t *testing.T) {
 		t.Fatalf("RegisterPool after Close = %v, want ErrClosed", err)
 	}
 }
+
+// TestComponentOldFilesCountOnce: SGLang's component files count toward the
+// KV store's bound, not a second time toward the component store's.
+func TestComponentOldFilesCountOnce(t *testing.T) {
+	dir := t.TempDir()
+	for i := range 3 {
+		name := filepath.Join(dir, fmt.Sprintf("k%d.mamba_m_0_1.bin", i))
+		if err := os.WriteFile(name, make([]byte, 100), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s := newStore(t, Config{Dir: dir, ModelName: "m", MaxBytes: 1 << 30}, nil)
+	comp := newPool(t, componentCfg)
+	if err := s.RegisterPool("mamba", comp); err != nil {
+		t.Fatal(err)
+	}
+	c := s.components.get("mamba")
+	if got := s.lru.total; got != 300 {
+		t.Fatalf("the KV store tracks %d bytes, want the 300 of the component files", got)
+	}
+	if got := c.lru.total; got != 0 {
+		t.Fatalf("the component store tracks %d bytes, want 0", got)
+	}
+}

@@ -13,9 +13,64 @@ import (
 	"github.com/hicache-go/hicache/pkg/hicachefile/internal/index"
 )
 
+// A read settles each key with a verdict (scratch.state) and notes what it
+// found of whole files (scratch.effects); nothing it does while it reads
+// changes the index, the eviction order or the directory scan.
+// applyVerdicts applies them all in one place once the files are read: a
+// bad copy (stBadCopy) is dropped from the index, and each file effect is
+// applied.
+
+// fileEffect is what a read found of one batch file, to apply to the index.
+type fileEffect struct {
+	name string
+	kind uint8
+}
+
+// The kinds of fileEffect.
+const (
+	effGone    uint8 = iota // the file is gone: forget it
+	effSpecial              // another kind of file took its name: known as holding nothing
+	effReload               // another file took its name: read its index again
+)
+
+// applyVerdicts applies the verdicts of the keys at positions read and
+// the effects a read noted, and moves the files whose pages were served
+// up the eviction order.
+func (s *Store) applyVerdicts(sc *scratch, read []int32, files []fileRead, hits int) {
+	for _, i := range read {
+		if sc.state[i] == stBadCopy {
+			s.idx.Drop(sc.hashes[i], sc.refs[i])
+		}
+	}
+	for _, e := range sc.effects {
+		switch e.kind {
+		case effGone:
+			s.forgetBatch(e.name)
+		case effSpecial:
+			s.forgetBatch(e.name)
+			s.idx.Add(e.name, index.Meta{}, nil, nil)
+		case effReload:
+			s.reloadBatch(e.name)
+		}
+	}
+	clear(sc.effects)
+	sc.effects = sc.effects[:0]
+	if s.lru.on && hits > 0 {
+		for _, f := range files {
+			if name, _, ok := s.idx.FileOf(sc.refs[f.group[0]]); ok {
+				s.lru.touch(fileID{name: name})
+			}
+		}
+	}
+}
+
+// note records a file effect for applyVerdicts.
+func (sc *scratch) note(name string, kind uint8) {
+	sc.effects = append(sc.effects, fileEffect{name: name, kind: kind})
+}
+
 // dropGroup settles the keys at positions group whose read is still
-// pending (stRead) as bad copies: each is counted in c, and its copy is
-// dropped from the index.
+// pending (stRead) as bad copies, each counted in c.
 func (s *Store) dropGroup(group []int32, sc *scratch, c *atomic.Int64) {
 	if sc.guessed(group) {
 		return
@@ -25,18 +80,16 @@ func (s *Store) dropGroup(group []int32, sc *scratch, c *atomic.Int64) {
 			continue
 		}
 		c.Add(1)
-		s.idx.Drop(sc.hashes[i], sc.refs[i])
 		sc.state[i] = stBadCopy
 	}
 }
 
 // notRegular settles the keys of a batch file name that a FIFO, socket,
 // device, directory or symlink has taken: misses, counted in
-// Stats.SpecialFiles, and the name is known as holding no page.
+// Stats.SpecialFiles, and the name is to be known as holding no page.
 func (s *Store) notRegular(name string, group []int32, sc *scratch) {
 	s.stats.specialFiles.Add(1)
-	s.forgetBatch(name)
-	s.idx.Add(name, index.Meta{}, nil, nil)
+	sc.note(name, effSpecial)
 	if !sc.guessed(group) {
 		s.setState(group, sc, stDone)
 	}
@@ -56,10 +109,7 @@ func (s *Store) failGroup(group []int32, sc *scratch, err error) {
 	case sc.guessed(group):
 		return
 	case errors.Is(err, io.ErrUnexpectedEOF):
-		for _, i := range group {
-			s.stats.corrupt.Add(1)
-			s.idx.Drop(sc.hashes[i], sc.refs[i])
-		}
+		s.stats.corrupt.Add(int64(len(group)))
 		s.setState(group, sc, stBadCopy)
 		return
 	default:
@@ -157,10 +207,9 @@ func (s *Store) verifyFile(pi *poolInfo, keys []string, sc *scratch, f *fileRead
 			s.stats.corrupt.Add(1)
 		}
 		state[i] = stBadCopy
-		s.idx.Drop(sc.hashes[i], ref)
 	}
 	if foreign && !sc.predicted {
-		s.reloadBatch(f.name)
+		sc.note(f.name, effReload)
 	}
 	return hits
 }

@@ -73,19 +73,20 @@ func TestWatchOverflowNeverServesForeign(t *testing.T) {
 	theirs, _ := o.Locate("a")
 	var live *Store
 	armed := false
-	sys := Syscalls{Linkat: func(od int, op string, nd int, np string, fl int) error {
-		if armed && strings.HasSuffix(np, batchExt) {
-			flood(t, live.v1Dir) // the link's event is dropped
-		}
-		err := unix.Linkat(od, op, nd, np, fl)
-		if err == nil && armed && strings.HasSuffix(np, batchExt) {
-			armed = false
-			if err := os.Rename(theirs.Path, filepath.Join(live.v1Dir, np)); err != nil {
-				t.Fatal(err)
+	sys := newErrorFS().
+		before(opLinkat, func(c *sysCall) {
+			if armed && strings.HasSuffix(c.path, batchExt) {
+				flood(t, live.v1Dir) // the link's event is dropped
 			}
-		}
-		return err
-	}}
+		}).
+		after(opLinkat, func(c *sysCall, err error) {
+			if err == nil && armed && strings.HasSuffix(c.path, batchExt) {
+				armed = false
+				if err := os.Rename(theirs.Path, filepath.Join(live.v1Dir, c.path)); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}).syscalls()
 	live = newStore(t, Config{Dir: dir, ModelName: "m", TPSize: 2, Syscalls: sys}, p)
 	if live.watch == nil || live.poll.Load() {
 		t.Fatal("the store does not watch its directory")

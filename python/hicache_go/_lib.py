@@ -102,9 +102,23 @@ def _declare(lib: ctypes.CDLL) -> None:
         f.restype = i64
 
 
+# FORKED turns True in a child forked after the library was loaded (set by
+# the fork hook below), so that the data path checks a flag, not getpid.
+FORKED = False
+
+
+def _after_fork_in_child() -> None:
+    global FORKED
+    if _lib is not None:
+        FORKED = True
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 def forked() -> bool:
     """True in a child forked after the library was loaded."""
-    return _loaded_pid is not None and _loaded_pid != os.getpid()
+    return FORKED or (_loaded_pid is not None and _loaded_pid != os.getpid())
 
 
 def load() -> ctypes.CDLL:
@@ -155,18 +169,6 @@ def go_parse_size(s: str) -> int:
     if r < 0:
         raise ValueError(last_error(lib))
     return out.value
-
-
-class Keys:
-    """Keys packed as the C API takes them: one buffer and a length each."""
-
-    __slots__ = ("buf", "lens", "n")
-
-    def __init__(self, keys: Sequence[str]):
-        enc = [k.encode() if isinstance(k, str) else bytes(k) for k in keys]
-        self.n = len(enc)
-        self.buf = ctypes.create_string_buffer(b"".join(enc), sum(map(len, enc)) or 1)
-        self.lens = (ctypes.c_int64 * max(self.n, 1))(*map(len, enc))
 
 
 class Store:

@@ -83,8 +83,11 @@ def describe_component(pool: Any) -> tuple:
     if size is None:
         raise ValueError("hicache_go: component pool has no attribute 'size'")
     size = int(size)
-    ptrs, sizes = pool.get_page_buffer_meta(torch.arange(ps, dtype=torch.int64))
-    ptrs, sizes = [int(p) for p in ptrs], [int(x) for x in sizes]
+    try:
+        ptrs, sizes = pool.get_page_buffer_meta(torch.arange(ps, dtype=torch.int64))
+        ptrs, sizes = [int(p) for p in ptrs], [int(x) for x in sizes]
+    except Exception as e:
+        raise ValueError(f"hicache_go: component pool's get_page_buffer_meta failed: {e!r}") from e
     if not ptrs or any(x <= 0 or x % ps for x in sizes):
         raise ValueError(f"hicache_go: component pool's buffers {sizes} are not whole slots of a {ps}-slot page")
     per_slot = [x // ps for x in sizes]

@@ -122,8 +122,7 @@ class HiCacheGoFile(HiCacheStorage):
         self._warned: set = set()
         self._warn_lock = threading.Lock()
         self._closed = False
-        self._page_size = 0
-        self._page_bytes = 0
+        self._tls = threading.local()
         self.mem_pool_host = None
         self._store = _lib.Store(config)  # loads the library; raises on a bad config
         self._lib = self._store.lib
@@ -143,7 +142,6 @@ class HiCacheGoFile(HiCacheStorage):
         pool = mem_pool_host
         # A pool that fails any check below leaves no pool registered.
         self.mem_pool_host = None
-        self._page_size = 0
         self._store.unregister_pool()
         kv = getattr(pool, "kv_buffer", None)
         if not isinstance(kv, torch.Tensor):
@@ -171,8 +169,6 @@ class HiCacheGoFile(HiCacheStorage):
                 errors.append(e)
                 continue
             self.mem_pool_host = pool
-            self._page_size = desc["page_size"]
-            self._page_bytes = pool.get_dummy_flat_data_page().numel() * kv.element_size()
             self.pool_description = desc
             return
         if len(errors) == 1:
@@ -184,8 +180,11 @@ class HiCacheGoFile(HiCacheStorage):
         pages = desc["size"] // ps
         sample = sorted({0, pages // 2, pages - 1})
         idx = [p * ps + s for p in sample for s in range(ps)]
-        want_ptrs, want_sizes = pool.get_page_buffer_meta(torch.tensor(idx, dtype=torch.int64))
-        want = ([int(x) for x in want_ptrs], [int(x) for x in want_sizes])
+        try:
+            want_ptrs, want_sizes = pool.get_page_buffer_meta(torch.tensor(idx, dtype=torch.int64))
+            want = ([int(x) for x in want_ptrs], [int(x) for x in want_sizes])
+        except Exception as e:
+            raise ValueError(f"hicache_go: the host pool's get_page_buffer_meta failed: {e!r}; refusing the pool") from e
         got = self._store.page_buffer_meta(idx, name)
         if got != want:
             raise ValueError(
@@ -237,7 +236,7 @@ class HiCacheGoFile(HiCacheStorage):
         if self._closed:
             self._warn("closed", f"{what} after close")
             return False
-        if _lib.forked():
+        if _lib.FORKED:
             self._warn("forked", f"{what} in a process forked after the library was loaded")
             return False
         return True
@@ -245,6 +244,15 @@ class HiCacheGoFile(HiCacheStorage):
     def _fail(self, what: str, code: int) -> None:
         kind = f"{what}:{code}"
         self._warn(kind, f"{what} failed: {_lib.last_error(self._lib)} [{_lib.CODE_NAMES.get(code, code)}]")
+
+    def _results(self, n: int) -> Any:
+        """A uint8 array of n results, reused per thread (each call fills
+        every entry before it returns)."""
+        tl = self._tls
+        res = getattr(tl, "res", None)
+        if res is None or len(res) != n:
+            res = tl.res = (ctypes.c_uint8 * n)()
+        return res
 
     @staticmethod
     def _keys(keys: Any) -> tuple:
@@ -301,10 +309,12 @@ class HiCacheGoFile(HiCacheStorage):
                 return []
             buf, lens, n = self._keys(keys)
             idx = self._indices(host_indices)
-            res = (ctypes.c_uint8 * n)()
+            res = self._results(n)
             r = fn(self._h, buf, lens.buffer_info()[0], n, idx.data_ptr(), idx.numel(), res)
             if r < 0:
                 self._fail(what, r)
+                if r == _lib.PANIC:  # the results may be half written
+                    return [False] * n
             return _bools(res, n)
         except Exception as e:  # never raise on the data path
             self._warn(f"{what}:exception", f"{what} raised {e!r}")

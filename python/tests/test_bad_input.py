@@ -123,6 +123,18 @@ def test_pool_whose_meta_differs_is_refused(tmp_path):
     refuse(tmp_path, LyingPool("page_first", 4, 8, 2, head_num=1, head_dim=4), "differ")
 
 
+class NoMetaPool(HostPool):
+    """A pool that keeps its pages outside kv_buffer, as SGLang's FP4 pool
+    does: its get_page_buffer_meta raises."""
+
+    def get_page_buffer_meta(self, indices):
+        raise NotImplementedError("no flat storage pages")
+
+
+def test_pool_whose_meta_raises_is_refused(tmp_path):
+    refuse(tmp_path, NoMetaPool("page_first", 4, 8, 2, head_num=1, head_dim=4), "get_page_buffer_meta failed")
+
+
 def test_pool_it_cannot_describe_is_refused(tmp_path):
     p = make_pool("mha", "page_first")
     p.layout = "weird"
@@ -191,3 +203,40 @@ def test_pool_with_both_kinds_of_attributes_is_read_by_its_meta(tmp_path):
             assert s.batch_set_v1(["both"], slots(p, [0])) == [True]
         finally:
             s.close()
+
+
+def test_close_while_threads_call_is_false_not_a_crash(open_store):
+    """close() from the scheduler thread while the prefetch and backup
+    threads are mid-call: every call returns its list or count, never
+    raises, and calls after close are False/0."""
+    import threading
+    import time
+
+    store, pool = open_store(pages=256)
+    fill_random(pool)
+    errors, results = [], []
+    stop = time.monotonic() + 1.0
+
+    def worker(i):
+        n = 0
+        try:
+            while time.monotonic() < stop:
+                keys = [f"t{i}-{n}-{j}" for j in range(8)]
+                idx = slots(pool, range(i * 64, i * 64 + 8))
+                for r in (store.batch_set_v1(keys, idx), store.batch_get_v1(keys, idx)):
+                    results.append(isinstance(r, list) and len(r) == 8 and all(type(x) is bool for x in r))
+                results.append(isinstance(store.batch_exists(keys), int))
+                n += 1
+        except Exception as e:  # the test fails on any exception
+            errors.append(e)
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(3)]
+    for t in threads:
+        t.start()
+    time.sleep(0.3)
+    store.close()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert results and all(results)
+    assert store.batch_get_v1(["t0-0-0"], slots(pool, [0])) == [False]

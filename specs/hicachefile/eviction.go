@@ -14,7 +14,7 @@ import (
 )
 
 // Eviction as SGLang's LRUFileEvictor configures it (storage/file/
-// lru_file_evictor.py at 001067f): sizes read by human_readable_int,
+// lru_file_evictor.py at 09d1a69): sizes read by human_readable_int,
 // eviction down to max_size x eviction_ratio, only the owner writing.
 
 var _ = Describe("eviction settings as SGLang spells them", func() {
