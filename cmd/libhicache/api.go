@@ -17,6 +17,12 @@ import (
 // whose version is not its own.
 const Version = "0.1.0"
 
+// ABI is the version of the C API, the signatures of the hc_ functions:
+// raised whenever one changes, and checked by the Python package
+// (python/hicache_go/_lib.py ABI), so that a stale library is refused
+// instead of called with the wrong arguments.
+const ABI = 1
+
 // maxCount bounds every count a caller passes, so that a garbage count is
 // an error, never an attempt to read that much memory.
 const maxCount = 1 << 40

@@ -281,6 +281,9 @@ func TestCodesAreThePythonPackages(t *testing.T) {
 			t.Errorf("_lib.py %s = %q, the library's is %d", name, m, code)
 		}
 	}
+	if abi := fmt.Sprintf("\nABI = %d\n", ABI); !bytes.Contains(b, []byte(abi)) {
+		t.Errorf("_lib.py does not say %q", abi)
+	}
 	ops := fmt.Sprintf("OP_SET_V1, OP_GET_V1, OP_SET_OLD, OP_GET_OLD = %d, %d, %d, %d", opSetV1, opGetV1, opSetOld, opGetOld)
 	if !bytes.Contains(b, []byte(ops)) {
 		t.Errorf("_lib.py does not say %q", ops)

@@ -17,6 +17,9 @@ import (
 // functions beside them, each under guard. See the package documentation
 // for the conventions.
 
+//export hc_abi
+func hc_abi() C.int64_t { return C.int64_t(guard(func() int64 { return ABI })) }
+
 //export hc_version
 func hc_version(buf *C.char, size C.int64_t) C.int64_t {
 	return C.int64_t(guard(func() int64 {

@@ -9,7 +9,6 @@ import (
 	"hash/crc32"
 	"os"
 	"path/filepath"
-	"runtime"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -423,24 +422,6 @@ func benchIndexHeap(b *testing.B, files, per int) {
 	}
 	b.ReportMetric(heap/float64(b.N)/float64(files*per), "B/key")
 	b.ReportMetric(float64(took.Nanoseconds())/float64(b.N)/float64(files), "ns/file")
-}
-
-// newMeasured opens a store with cfg and returns it, the time New took,
-// and the heap it kept after a garbage collection.
-func newMeasured(b *testing.B, cfg Config) (*Store, time.Duration, float64) {
-	var ms runtime.MemStats
-	runtime.GC()
-	runtime.ReadMemStats(&ms)
-	h0 := ms.HeapAlloc
-	t0 := time.Now()
-	s, err := New(cfg)
-	if err != nil {
-		b.Fatal(err)
-	}
-	took := time.Since(t0)
-	runtime.GC()
-	runtime.ReadMemStats(&ms)
-	return s, took, float64(ms.HeapAlloc) - float64(h0)
 }
 
 // BenchmarkParallelGet runs BatchGetV1 of 128 seed pages from as many

@@ -14,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -834,4 +835,49 @@ func (e *errorFS) syscalls() Syscalls {
 		}
 	}
 	return sys
+}
+
+// suffixTwins are pairs of identities whose SGLang suffixes coincide, one
+// of each kind the suffix rules allow (see Naming in doc.go).
+var suffixTwins = []struct {
+	name string
+	a, b Config
+}{
+	{"slash and dash", Config{ModelName: "org/m"}, Config{ModelName: "org-m"}},
+	{"MHA TP and MLA", Config{ModelName: "m"}, Config{ModelName: "m_0_1", IsMLA: true}},
+	{"MLA PP and MLA", Config{ModelName: "m", IsMLA: true, PPRank: 0, PPSize: 2}, Config{ModelName: "m_2_0", IsMLA: true}},
+	{"MHA TP PP and MLA", Config{ModelName: "m", PPRank: 0, PPSize: 2}, Config{ModelName: "m_0_1_2_0", IsMLA: true}},
+	{"MHA TP PP and MLA PP", Config{ModelName: "m", PPRank: 1, PPSize: 2}, Config{ModelName: "m_0_1", IsMLA: true, PPRank: 1, PPSize: 2}},
+}
+
+// lruBytes is what the store counts against MaxBytes.
+func lruBytes(s *Store) int64 { return s.lru.Used() }
+
+// storeOf returns a Store with only the naming state of cfg: enough for the
+// name predicates and checkKey.
+func storeOf(t *testing.T, cfg Config) *Store {
+	t.Helper()
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	c := cfg.withDefaults()
+	return &Store{cfg: c, names: names{suffix: c.suffix(), digest: c.identityDigest()}}
+}
+
+// newMeasured opens a store with cfg and returns it, the time New took,
+// and the heap it kept after a garbage collection.
+func newMeasured(b *testing.B, cfg Config) (*Store, time.Duration, float64) {
+	var ms runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&ms)
+	h0 := ms.HeapAlloc
+	t0 := time.Now()
+	s, err := New(cfg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	took := time.Since(t0)
+	runtime.GC()
+	runtime.ReadMemStats(&ms)
+	return s, took, float64(ms.HeapAlloc) - float64(h0)
 }

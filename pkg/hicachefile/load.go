@@ -18,6 +18,7 @@ import (
 
 	"github.com/hicache-go/hicache/pkg/hicachefile/internal/batchfile"
 	"github.com/hicache-go/hicache/pkg/hicachefile/internal/index"
+	"github.com/hicache-go/hicache/pkg/hicachefile/internal/lru"
 )
 
 // loaded is the outcome of reading one batch file's index. The keys of a
@@ -182,7 +183,7 @@ func (s *Store) loadChunk(names []string, lw *loadWorker) {
 	// Files join the eviction order once their keys are in the index, so
 	// that an eviction that picks one forgets its keys too.
 	for _, f := range lw.found {
-		s.lru.track(fileID{name: f.name}, f.size, f.mtime)
+		s.lru.Track(lru.ID{Name: f.name}, f.size, f.mtime)
 	}
 	clear(lw.found)
 	lw.found = lw.found[:0]
@@ -217,7 +218,7 @@ func (s *Store) finishAhead(lw *loadWorker) {
 // its checks is to join the eviction order as used at its mtime, and one
 // that failed is kept for merge.
 func (lw *loadWorker) settle(s *Store, f loaded) {
-	if s.lru.on && f.err == nil {
+	if s.lru.On() && f.err == nil {
 		lw.found = append(lw.found, f)
 	}
 	if f.err != nil {
@@ -245,7 +246,7 @@ func (s *Store) merge(set *loadedSet) {
 		case errors.Is(f.err, ErrCorrupt):
 			// It takes space too: it joins the eviction order as the
 			// files that loaded did.
-			s.lru.track(fileID{name: f.name}, f.size, f.mtime)
+			s.lru.Track(lru.ID{Name: f.name}, f.size, f.mtime)
 			empty.EndFile(f.name, index.Meta{})
 			s.stats.skippedFiles.Add(1)
 		case errors.Is(f.err, os.ErrNotExist):

@@ -11,17 +11,6 @@ import (
 	"testing"
 )
 
-// storeOf returns a Store with only the naming state of cfg: enough for the
-// name predicates and checkKey.
-func storeOf(t *testing.T, cfg Config) *Store {
-	t.Helper()
-	if err := cfg.Validate(); err != nil {
-		t.Fatal(err)
-	}
-	c := cfg.withDefaults()
-	return &Store{cfg: c, suffix: c.suffix(), digest: c.identityDigest()}
-}
-
 func TestSuffix(t *testing.T) {
 	for _, c := range []struct {
 		cfg  Config

@@ -49,7 +49,7 @@ func (s *Store) admit(size int64) error {
 // cannot meet. Without MinFreeBytes, or on a rank that does not evict, it
 // is always true; so it is when statfs fails.
 func (s *Store) roomFor(n int64) bool {
-	if !s.lru.on || s.cfg.MinFreeBytes == 0 {
+	if !s.lru.On() || s.cfg.MinFreeBytes == 0 {
 		return true
 	}
 	short := func() int64 { return s.cfg.MinFreeBytes - (s.freeBytes() - n) }

@@ -10,10 +10,31 @@ import (
 	"go/token"
 	"maps"
 	"os"
+	"os/exec"
 	"slices"
 	"strings"
 	"testing"
 )
+
+// TestOtherPlatformsCompile pins that the package and its tests compile for
+// macOS and Windows, where New returns errors.ErrUnsupported: a file that
+// uses the store or Linux calls needs a //go:build linux line.
+func TestOtherPlatformsCompile(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: skips running go vet for other platforms")
+	}
+	gobin, err := exec.LookPath("go")
+	if err != nil {
+		t.Skipf("no go command on PATH to vet other platforms with: %v", err)
+	}
+	for _, platform := range [][2]string{{"darwin", "arm64"}, {"windows", "amd64"}} {
+		cmd := exec.Command(gobin, "vet", ".")
+		cmd.Env = append(os.Environ(), "GOOS="+platform[0], "GOARCH="+platform[1], "CGO_ENABLED=0")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Errorf("GOOS=%s GOARCH=%s go vet: %v\n%s", platform[0], platform[1], err, out)
+		}
+	}
+}
 
 // TestOtherPlatformsDeclareEveryStoreMethod pins that store_other.go, the
 // Store of every platform but Linux, has each exported method of the Linux

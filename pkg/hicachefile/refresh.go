@@ -103,8 +103,8 @@ func (s *Store) checkDir() bool {
 		s.retire(int(s.top.Swap(int64(nfd))))
 		s.topID = id
 		// The old-format files it tracked were in the old directory.
-		s.lru.forgetAll(true)
-		if s.lru.on {
+		s.lru.ForgetAll(true)
+		if s.lru.On() {
 			_ = s.trackOldFiles()
 		}
 	}
@@ -127,7 +127,7 @@ func (s *Store) checkDir() bool {
 	}
 	s.poll.Store(s.watch == nil || isNetworkFS(nfd))
 	s.scan.reset(s.idx) // everything it knew was in the old directory
-	s.lru.forgetAll(false)
+	s.lru.ForgetAll(false)
 	return true
 }
 

@@ -14,6 +14,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/hicache-go/hicache/pkg/hicachefile/internal/index"
+	"github.com/hicache-go/hicache/pkg/hicachefile/internal/lru"
 	"github.com/hicache-go/hicache/pkg/hostcache"
 )
 
@@ -26,8 +27,7 @@ import (
 // processes may share one directory. Close waits for calls in progress.
 type Store struct {
 	cfg     Config
-	suffix  string
-	digest  string   // Config.identityDigest
+	names            // the names of its files
 	dir     string   // Config.Dir
 	v1Dir   string   // dir/v1-<digest><suffix>
 	workers int      // Config.IOWorkers
@@ -96,7 +96,7 @@ type Store struct {
 		// flight (takeOwn).
 		own map[string]bool
 	}
-	lru lru
+	lru lru.LRU
 	// maxBytes is the bound in effect: Config.MaxBytes clamped to the file
 	// system (clampMaxBytes).
 	maxBytes atomic.Int64
@@ -127,7 +127,7 @@ func New(cfg Config) (*Store, error) {
 		return nil, err
 	}
 	cfg = cfg.withDefaults()
-	s := &Store{cfg: cfg, suffix: cfg.suffix(), digest: cfg.identityDigest(), dir: cfg.Dir, workers: cfg.IOWorkers,
+	s := &Store{cfg: cfg, names: names{suffix: cfg.suffix(), digest: cfg.identityDigest()}, dir: cfg.Dir, workers: cfg.IOWorkers,
 		sys: cfg.Syscalls.withDefaults()}
 	s.v1Dir = filepath.Join(s.dir, s.v1DirName())
 	id := identityOf(cfg)
@@ -158,7 +158,7 @@ func New(cfg Config) (*Store, error) {
 	}
 	s.clampMaxBytes()
 	if cfg.evicting() && cfg.owner() {
-		s.lru.init()
+		s.lru.Init()
 		if err := s.trackOldFiles(); err != nil {
 			_ = s.Close()
 			return nil, err

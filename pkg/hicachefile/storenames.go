@@ -9,69 +9,74 @@ import (
 	"github.com/hicache-go/hicache/pkg/hicachefile/internal/batchfile"
 )
 
-// The names of one store's files: the name grammar of naming.go with the
-// store's suffix.
+// names are the names of one store's files: the name grammar of naming.go
+// with the store's suffix and identity digest. A value, with no access to
+// the store; Store embeds it.
+type names struct {
+	suffix string // Config.suffix: SGLang's
+	digest string // Config.identityDigest
+}
 
 // validKey reports whether checkKey accepts key, without building an
 // error: the check a read makes of every key it is given.
-func (s *Store) validKey(key string) bool {
-	n := len(key)
-	if n == 0 || n+len(s.suffix)+len(oldExt) > maxName || n <= 2 && (key == "." || key == "..") {
+func (n names) validKey(key string) bool {
+	k := len(key)
+	if k == 0 || k+len(n.suffix)+len(oldExt) > maxName || k <= 2 && (key == "." || key == "..") {
 		return false
 	}
 	return batchfile.PlainKey(key)
 }
 
 // checkKey rejects keys that cannot name this store's old-format file.
-func (s *Store) checkKey(key string) error {
+func (n names) checkKey(key string) error {
 	if err := checkKeyChars(key); err != nil {
 		return err
 	}
-	if n := len(key) + len(s.suffix) + len(oldExt); n > maxName {
-		return fmt.Errorf("%w: file name of %d bytes exceeds %d", ErrInvalidKey, n, maxName)
+	if l := len(key) + len(n.suffix) + len(oldExt); l > maxName {
+		return fmt.Errorf("%w: file name of %d bytes exceeds %d", ErrInvalidKey, l, maxName)
 	}
 	return nil
 }
 
 // oldName is the old-format file name of key.
-func (s *Store) oldName(key string) string { return key + s.suffix + oldExt }
+func (n names) oldName(key string) string { return key + n.suffix + oldExt }
 
 // batchName returns a new V1 batch file name.
-func (s *Store) batchName() string { return "b" + newToken() + s.suffix + batchExt }
+func (n names) batchName() string { return "b" + newToken() + n.suffix + batchExt }
 
 // tmpName returns a new temp file name.
-func (s *Store) tmpName() string { return "." + newToken() + "-" + s.digest + s.suffix + tmpExt }
+func (n names) tmpName() string { return "." + newToken() + "-" + n.digest + n.suffix + tmpExt }
 
 // v1DirName returns the name of the store's V1 directory in Dir.
-func (s *Store) v1DirName() string { return v1DirPrefix + s.digest + s.suffix }
+func (n names) v1DirName() string { return v1DirPrefix + n.digest + n.suffix }
 
 // legacyV1DirName returns the name of the V1 directory of the earlier
 // naming, shared by every identity of the store's suffix.
-func (s *Store) legacyV1DirName() string { return legacyV1Prefix + s.suffix }
+func (n names) legacyV1DirName() string { return legacyV1Prefix + n.suffix }
 
 // isBatchName reports whether name is one of this store's V1 batch files.
-func (s *Store) isBatchName(name string) bool {
-	t, ok := strings.CutSuffix(name, s.suffix+batchExt)
+func (n names) isBatchName(name string) bool {
+	t, ok := strings.CutSuffix(name, n.suffix+batchExt)
 	return ok && len(t) == 1+tokenHex && t[0] == 'b' && isToken(t[1:])
 }
 
 // lockedTmpName returns a new name for a temp file that is locked before
 // it has a name (see place).
-func (s *Store) lockedTmpName() string {
-	return lockedTmpPrefix + newToken() + "-" + s.digest + s.suffix + tmpExt
+func (n names) lockedTmpName() string {
+	return lockedTmpPrefix + newToken() + "-" + n.digest + n.suffix + tmpExt
 }
 
 // isTmpName reports whether name is one of this store's temp files.
-func (s *Store) isTmpName(name string) bool {
-	t, ok := strings.CutSuffix(name, "-"+s.digest+s.suffix+tmpExt)
+func (n names) isTmpName(name string) bool {
+	t, ok := strings.CutSuffix(name, "-"+n.digest+n.suffix+tmpExt)
 	return ok && isTmpToken(t)
 }
 
 // isLegacyTmpName reports whether name is a temp file of the earlier
 // naming for the store's suffix: whose, among the identities of that
 // suffix, it cannot tell.
-func (s *Store) isLegacyTmpName(name string) bool {
-	t, ok := strings.CutSuffix(name, s.suffix+tmpExt)
+func (n names) isLegacyTmpName(name string) bool {
+	t, ok := strings.CutSuffix(name, n.suffix+tmpExt)
 	return ok && isTmpToken(t)
 }
 
@@ -82,16 +87,16 @@ func (s *Store) isLegacyTmpName(name string) bool {
 // eviction leave no page of this store behind: a model whose name ends with
 // this one's may lose such files (a miss), but no page this store wrote
 // survives its Clear (a stale page).
-func (s *Store) isOldName(name string) bool {
-	k, ok := strings.CutSuffix(name, s.suffix+oldExt)
+func (n names) isOldName(name string) bool {
+	k, ok := strings.CutSuffix(name, n.suffix+oldExt)
 	return ok && checkKeyChars(k) == nil
 }
 
 // isSGLangTmpName reports whether name is a temp file SGLang's HiCacheFile
 // writes for one of this store's old-format names.
-func (s *Store) isSGLangTmpName(name string) bool {
+func (n names) isSGLangTmpName(name string) bool {
 	i := strings.LastIndex(name, sglangTmpInfix)
-	if i < 0 || !s.isOldName(name[:i+len(oldExt)]) {
+	if i < 0 || !n.isOldName(name[:i+len(oldExt)]) {
 		return false
 	}
 	f := strings.Split(name[i+len(sglangTmpInfix):], ".")

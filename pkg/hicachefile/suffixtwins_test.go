@@ -1,3 +1,5 @@
+//go:build linux
+
 package hicachefile
 
 import (
@@ -8,26 +10,6 @@ import (
 	"strings"
 	"testing"
 )
-
-// suffixTwins are pairs of identities whose SGLang suffixes coincide, one
-// of each kind the suffix rules allow (see Naming in doc.go).
-var suffixTwins = []struct {
-	name string
-	a, b Config
-}{
-	{"slash and dash", Config{ModelName: "org/m"}, Config{ModelName: "org-m"}},
-	{"MHA TP and MLA", Config{ModelName: "m"}, Config{ModelName: "m_0_1", IsMLA: true}},
-	{"MLA PP and MLA", Config{ModelName: "m", IsMLA: true, PPRank: 0, PPSize: 2}, Config{ModelName: "m_2_0", IsMLA: true}},
-	{"MHA TP PP and MLA", Config{ModelName: "m", PPRank: 0, PPSize: 2}, Config{ModelName: "m_0_1_2_0", IsMLA: true}},
-	{"MHA TP PP and MLA PP", Config{ModelName: "m", PPRank: 1, PPSize: 2}, Config{ModelName: "m_0_1", IsMLA: true, PPRank: 1, PPSize: 2}},
-}
-
-// lruBytes is what the store counts against MaxBytes.
-func lruBytes(s *Store) int64 {
-	s.lru.mu.Lock()
-	defer s.lru.mu.Unlock()
-	return s.lru.used()
-}
 
 // TestSuffixTwinsKeepTheirBatchFiles: of two identities whose suffixes
 // coincide, one store's eviction, byte count and Clear never touch the

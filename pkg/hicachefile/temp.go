@@ -46,9 +46,6 @@ import (
 const (
 	tempGrace    = time.Second
 	staleTempAge = 10 * time.Minute
-	// reclaimEvery bounds how often eviction lists the directories for
-	// dead writers' temp files.
-	reclaimEvery = time.Second
 )
 
 // errTempGone marks a rename that failed because the temp file was no
@@ -166,7 +163,7 @@ func (s *Store) reclaimTempsIn(v1Names []string) error {
 			// A legacy temp file (legacy.go) goes once dead, but may be
 			// another identity's: its bytes are not counted.
 			legacy := !d.v1 && !sglang && s.isLegacyTmpName(n)
-			if !sglang && !legacy && !s.isTmpName(n) || s.lru.ownTemp(n) {
+			if !sglang && !legacy && !s.isTmpName(n) || s.lru.OwnTemp(n) {
 				continue
 			}
 			removed, size := s.reclaimOne(d.fd, n, sglang, now)
@@ -178,7 +175,7 @@ func (s *Store) reclaimTempsIn(v1Names []string) error {
 			}
 		}
 	}
-	s.lru.setForeignTemps(live)
+	s.lru.SetForeignTemps(live)
 	if len(errs) == 0 && v1Names == nil {
 		s.recount(listed[0], listed[1])
 	}
@@ -321,7 +318,7 @@ func (s *Store) openUnnamed(dirfd int, dir string, size int64) (t tempFile, ok b
 // unnamedWrites reports whether the store's batch files are written with
 // no name until complete (see openUnnamed).
 func (s *Store) unnamedWrites() bool {
-	return !s.lru.on && tmpfile(s.tmpfile.Load()) != tmpfileNo
+	return !s.lru.On() && tmpfile(s.tmpfile.Load()) != tmpfileNo
 }
 
 // errNameTaken marks a link that failed because the final name exists: a
@@ -348,4 +345,116 @@ func (s *Store) publish(t tempFile, name string) error {
 		return fmt.Errorf("hicachefile: link %s: %w", filepath.Join(t.dir, name), err)
 	}
 	return s.closeCommitted(t, name)
+}
+
+// writeFile creates the file name in the directory dirfd (at path dir):
+// write fills a new temp file of size bytes, which is then renamed over
+// name. On failure the temp file is removed and name is untouched.
+func (s *Store) writeFile(dirfd int, dir, name string, size int64, write func(fd int) error) error {
+	t, err := s.writeTemp(dirfd, dir, size, write)
+	if err != nil {
+		return err
+	}
+	err = s.commit(t, name)
+	if errors.Is(err, errTempGone) {
+		// Reclaimed by another store between its create and its lock:
+		// write it again, once.
+		if t, err = s.writeTemp(dirfd, dir, size, write); err == nil {
+			err = s.commit(t, name)
+		}
+	}
+	return err
+}
+
+// tempFile is a temp file written and still open: its descriptor holds the
+// lock that tells other stores its writer is alive, until commit or discard
+// closes it.
+type tempFile struct {
+	dirfd int
+	dir   string
+	name  string
+	fd    int
+	size  int64
+}
+
+// writeTemp fills a new temp file of size bytes in dirfd with write and
+// returns it, open and locked (see openTemp). On failure the temp file is
+// removed. Until commit or discard, its size counts toward MaxBytes.
+func (s *Store) writeTemp(dirfd int, dir string, size int64, write func(fd int) error) (tempFile, error) {
+	t, err := s.openTemp(dirfd, dir, size)
+	if err != nil {
+		return t, err
+	}
+	return s.fillTemp(t, write)
+}
+
+// fillTemp fills the temp file t, named or not, with write, and makes its
+// data durable with Config.Sync. On failure t is removed.
+func (s *Store) fillTemp(t tempFile, write func(fd int) error) (tempFile, error) {
+	dir := t.dir
+	if t.name != "" {
+		s.lru.StartTemp(t.name, t.size)
+	}
+	err := write(t.fd)
+	if err == nil && s.cfg.Sync {
+		err = s.sys.Fdatasync(t.fd)
+	}
+	if err != nil {
+		s.discard(t)
+		what := filepath.Join(dir, t.name)
+		if t.name == "" {
+			what = "a temp file in " + dir
+		}
+		return t, fmt.Errorf("hicachefile: write %s: %w", what, err)
+	}
+	return t, nil
+}
+
+// discard removes and closes a temp file that will not be committed.
+func (s *Store) discard(t tempFile) {
+	if t.name != "" {
+		_ = s.sys.Unlinkat(t.dirfd, t.name, 0)
+	}
+	_ = s.sys.Close(t.fd)
+	s.lru.EndTemp(t.name)
+}
+
+// commit renames the temp file t over name, then closes it, so that its
+// lock is held until it has its final name. On failure t is removed, and
+// name too if it was renamed into place but could not be made durable or
+// closed cleanly.
+func (s *Store) commit(t tempFile, name string) error {
+	err := s.sys.Renameat(t.dirfd, t.name, t.dirfd, name)
+	if err == unix.EISDIR && s.sys.Unlinkat(t.dirfd, name, unix.AT_REMOVEDIR) == nil {
+		// An empty directory planted under the name, which rename cannot
+		// replace: removed, as Clear would, so that no one can make the
+		// key unwritable that way.
+		err = s.sys.Renameat(t.dirfd, t.name, t.dirfd, name)
+	}
+	if err != nil {
+		s.discard(t)
+		if err == unix.ENOENT {
+			return fmt.Errorf("hicachefile: rename %s to %s: %w: %w", t.name, filepath.Join(t.dir, name), errTempGone, err)
+		}
+		return fmt.Errorf("hicachefile: rename %s to %s: %w", t.name, filepath.Join(t.dir, name), err)
+	}
+	defer s.lru.EndTemp(t.name)
+	return s.closeCommitted(t, name)
+}
+
+// closeCommitted makes the file t, now at name, durable when Config.Sync
+// asks for it, and closes it. On failure name is removed.
+func (s *Store) closeCommitted(t tempFile, name string) error {
+	if s.cfg.Sync {
+		if err := s.sys.Fsync(t.dirfd); err != nil {
+			_ = s.sys.Unlinkat(t.dirfd, name, 0)
+			_ = s.sys.Close(t.fd)
+			return fmt.Errorf("hicachefile: fsync %s: %w", t.dir, err)
+		}
+	}
+	if err := s.sys.Close(t.fd); err != nil {
+		_ = s.sys.Unlinkat(t.dirfd, name, 0)
+		return fmt.Errorf("hicachefile: close %s: %w", filepath.Join(t.dir, name), err)
+	}
+	return nil
 }

@@ -227,10 +227,10 @@ func TestComponentOldFilesCountOnce(t *testing.T) {
 		t.Fatal(err)
 	}
 	c := s.components.get("mamba")
-	if got := s.lru.total; got != 300 {
+	if got := s.lru.Tracked(); got != 300 {
 		t.Fatalf("the KV store tracks %d bytes, want the 300 of the component files", got)
 	}
-	if got := c.lru.total; got != 0 {
+	if got := c.lru.Tracked(); got != 0 {
 		t.Fatalf("the component store tracks %d bytes, want 0", got)
 	}
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/hicache-go/hicache/pkg/hicachefile/internal/batchfile"
 	"github.com/hicache-go/hicache/pkg/hicachefile/internal/index"
+	"github.com/hicache-go/hicache/pkg/hicachefile/internal/lru"
 )
 
 // A read settles each key with a verdict (scratch.state) and notes what it
@@ -55,10 +56,10 @@ func (s *Store) applyVerdicts(sc *scratch, read []int32, files []fileRead, hits 
 	}
 	clear(sc.effects)
 	sc.effects = sc.effects[:0]
-	if s.lru.on && hits > 0 {
+	if s.lru.On() && hits > 0 {
 		for _, f := range files {
 			if name, _, ok := s.idx.FileOf(sc.refs[f.group[0]]); ok {
-				s.lru.touch(fileID{name: name})
+				s.lru.Touch(lru.ID{Name: name})
 			}
 		}
 	}

@@ -14,6 +14,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/hicache-go/hicache/pkg/hicachefile/internal/index"
+	"github.com/hicache-go/hicache/pkg/hicachefile/internal/lru"
 	"github.com/hicache-go/hicache/pkg/hostcache"
 )
 
@@ -185,9 +186,9 @@ func (s *Store) BatchSetV1(keys []string, hostIndices []int64) ([]bool, error) {
 	perFile := int(max(1, s.cfg.MaxBatchFileBytes/pi.pageLen))
 	nChunks := (len(pending) + perFile - 1) / perFile
 	chunk := func(c int) []int32 { return pending[c*perFile : min(len(pending), (c+1)*perFile)] }
-	var written map[fileID]bool
-	if s.lru.on {
-		written = make(map[fileID]bool, nChunks)
+	var written map[lru.ID]bool
+	if s.lru.On() {
+		written = make(map[lru.ID]bool, nChunks)
 	}
 	v1fd := s.v1fd() // one directory for the whole call
 	f, err := s.writeChunks(pi, v1fd, keys, sc.hashes, bufs, 0, nChunks, chunk, written)
@@ -234,7 +235,7 @@ func (s *Store) BatchSetV1(keys []string, hostIndices []int64) ([]bool, error) {
 // files are then renamed into place in chunk order, stopping at the first
 // failure, so that no chunk after a failed one is ever visible, not even
 // for a moment; their temp files are removed.
-func (s *Store) writeChunks(pi *poolInfo, v1fd int, keys []string, hashes []uint64, bufs [][]byte, from, n int, chunk func(c int) []int32, written map[fileID]bool) (int, error) {
+func (s *Store) writeChunks(pi *poolInfo, v1fd int, keys []string, hashes []uint64, bufs [][]byte, from, n int, chunk func(c int) []int32, written map[lru.ID]bool) (int, error) {
 	if n-from == 1 {
 		// The common case, without the bookkeeping of several files.
 		b, err := s.writeBatch(pi, v1fd, keys, hashes, bufs, chunk(from), s.workers)
@@ -308,10 +309,10 @@ type batch struct {
 // lock is written again, once, from chunk. It holds s.commitMu shared, so
 // that Clear, which takes it exclusively, never runs between the rename and
 // the add: a file Clear removed is never left in the index.
-func (s *Store) commitBatch(pi *poolInfo, v1fd int, keys []string, hashes []uint64, bufs [][]byte, chunk []int32, b batch, written map[fileID]bool) error {
+func (s *Store) commitBatch(pi *poolInfo, v1fd int, keys []string, hashes []uint64, bufs [][]byte, chunk []int32, b batch, written map[lru.ID]bool) error {
 	listings := s.stats.listings.Load()
 	name, err := s.commitBatchLocked(pi, v1fd, keys, hashes, bufs, chunk, b, written)
-	if err != nil || name == "" || s.lru.on {
+	if err != nil || name == "" || s.lru.On() {
 		return err
 	}
 	// Another process's Clear may have removed the file between its link
@@ -333,7 +334,7 @@ func (s *Store) commitBatch(pi *poolInfo, v1fd int, keys []string, hashes []uint
 
 // commitBatchLocked is commitBatch under s.commitMu, and returns the name
 // of the file added to the index, or "" when it was forgotten at once.
-func (s *Store) commitBatchLocked(pi *poolInfo, v1fd int, keys []string, hashes []uint64, bufs [][]byte, chunk []int32, b batch, written map[fileID]bool) (string, error) {
+func (s *Store) commitBatchLocked(pi *poolInfo, v1fd int, keys []string, hashes []uint64, bufs [][]byte, chunk []int32, b batch, written map[lru.ID]bool) (string, error) {
 	s.commitMu.RLock()
 	defer s.commitMu.RUnlock()
 	name, err := s.place(b.tmp)
@@ -358,7 +359,7 @@ func (s *Store) commitBatchLocked(pi *poolInfo, v1fd int, keys []string, hashes 
 		s.idx.Forget(name)
 		s.dropOwn(name)
 		name = ""
-	} else if s.lru.on {
+	} else if s.lru.On() {
 		// Another process's Clear may have removed the file between the
 		// rename and the add: the bound needs to know. Another file may
 		// have been renamed over it, its event merged by inotify with the
@@ -370,8 +371,8 @@ func (s *Store) commitBatchLocked(pi *poolInfo, v1fd int, keys []string, hashes 
 			err == nil && b.meta.Ino != 0 && st.Ino != b.meta.Ino {
 			s.idx.Forget(name)
 		} else {
-			id := fileID{name: name}
-			s.lru.track(id, b.size, time.Now().UnixNano())
+			id := lru.ID{Name: name}
+			s.lru.Track(id, b.size, time.Now().UnixNano())
 			written[id] = true
 		}
 	}

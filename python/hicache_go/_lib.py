@@ -9,12 +9,19 @@ it; a forked child that tries to use it gets a clear error instead.
 from __future__ import annotations
 
 import ctypes
+import fcntl
 import json
 import os
+import shutil
+import subprocess
 import threading
 from typing import Any, List, Optional, Sequence
 
 from hicache_go._version import __version__
+
+# ABI is the C API's version: the signatures of the hc_ functions. The
+# library's hc_abi must return it.
+ABI = 1
 
 # Result codes of the C API (cmd/libhicache/errors.go).
 OK = 0
@@ -74,6 +81,7 @@ def library_path() -> str:
 def _declare(lib: ctypes.CDLL) -> None:
     i64, p, cp = ctypes.c_int64, ctypes.c_void_p, ctypes.c_char_p
     sig = {
+        "hc_abi": [],
         "hc_version": [p, i64],
         "hc_last_error": [p, i64],
         "hc_open": [cp, i64],
@@ -121,6 +129,33 @@ def forked() -> bool:
     return FORKED or (_loaded_pid is not None and _loaded_pid != os.getpid())
 
 
+def _build(path: str) -> None:
+    """Builds the library at path when the package sits in its source tree
+    (python/hicache_go under the Go module) and go is installed, as
+    scripts/build-python.sh does; a file lock keeps processes from building
+    it at once. Does nothing otherwise."""
+    pkg = os.path.dirname(os.path.abspath(__file__))
+    root = os.path.dirname(os.path.dirname(pkg))
+    go = shutil.which("go")
+    if go is None or not os.path.exists(os.path.join(root, "go.mod")) or not os.path.isdir(os.path.join(root, "cmd", "libhicache")):
+        return
+    with open(os.path.join(os.path.dirname(path), ".libhicache.lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if os.path.exists(path):
+            return
+        tmp = os.path.join(os.path.dirname(path), f".libhicache.{os.getpid()}.so")
+        out = subprocess.run(
+            [go, "build", "-buildmode=c-shared", "-o", tmp, "./cmd/libhicache"],
+            cwd=root, capture_output=True, text=True,
+        )
+        header = os.path.splitext(tmp)[0] + ".h"  # cgo's C header, not needed
+        if os.path.exists(header):
+            os.remove(header)
+        if out.returncode != 0:
+            raise RuntimeError(f"hicache_go: building {path} failed:\n{out.stderr}")
+        os.replace(tmp, path)
+
+
 def load() -> ctypes.CDLL:
     """Loads the library once per process and checks its version."""
     global _lib, _loaded_pid
@@ -134,12 +169,23 @@ def load() -> ctypes.CDLL:
                 )
             return _lib
         path = library_path()
+        if not os.path.exists(path) and not os.environ.get("HICACHE_GO_LIB"):
+            _build(path)
         if not os.path.exists(path):
             raise RuntimeError(
                 f"hicache_go: {path} not found; build it with scripts/build-python.sh "
                 "(or point HICACHE_GO_LIB at it)"
             )
         lib = ctypes.CDLL(path)
+        try:
+            abi = lib.hc_abi()
+        except AttributeError:
+            abi = None
+        if abi != ABI:
+            raise RuntimeError(
+                f"hicache_go: {path} speaks C ABI {abi}, the package {ABI}; "
+                "rebuild it with scripts/build-python.sh"
+            )
         _declare(lib)
         buf = ctypes.create_string_buffer(64)
         n = lib.hc_version(buf, len(buf))

@@ -1,5 +1,6 @@
-"""Shared fixtures: the library must be built (scripts/build-python.sh);
-without it every test is skipped with that reason."""
+"""Shared fixtures. The library must load (scripts/build-python.sh builds
+it; so does the package itself, in this source tree, when go is installed);
+where it cannot, every test is skipped with the reason."""
 
 import os
 import sys
@@ -17,8 +18,10 @@ LAYOUTS = [("mha", l) for l in MHA_LAYOUTS] + [("mla", l) for l in MLA_LAYOUTS]
 
 
 def pytest_collection_modifyitems(config, items):
-    if not os.path.exists(_lib.library_path()):
-        skip = pytest.mark.skip(reason=f"{_lib.library_path()} is not built: run scripts/build-python.sh")
+    try:
+        _lib.load()  # builds the library when it is missing and go is installed
+    except Exception as e:
+        skip = pytest.mark.skip(reason=f"libhicache cannot be loaded ({e}): run scripts/build-python.sh")
         for item in items:
             item.add_marker(skip)
 

@@ -314,7 +314,7 @@ var _ = Describe("Cluster", Serial, Ordered, Label("cluster"), func() {
 		// Room for evictFiles batch files of 4 pages. The writer first
 		// writes more than that, so it has evicted before the readers
 		// start, then a batch every evictPace while they read.
-		spec := storeSpec{Model: "cl-evict", MaxBytes: evictFiles * 4 * int64(poolConfigPageBytes())}
+		spec := storeSpec{Model: "cl-evict", MaxBytes: evictFiles * 4 * int64(nodePageBytes())}
 		wc := nodes[0].start(request{Op: "evict", Store: spec, Role: "writer", Batches: 2 * evictFiles, For: evictFor, Pace: evictPace, Seed: 1})
 		wc.event("ready", time.Minute)
 		calls := []*call{wc}
@@ -340,9 +340,9 @@ var _ = Describe("Cluster", Serial, Ordered, Label("cluster"), func() {
 	})
 })
 
-// poolConfigPageBytes returns the bytes of one page of poolConfig.
-func poolConfigPageBytes() int {
-	c := poolConfig()
+// nodePageBytes returns the bytes of one page of nodeShape.
+func nodePageBytes() int {
+	c := nodeShape.Config()
 	return c.PageSize * 2 * c.LayerNum * c.HeadNum * c.HeadDim * c.DType.Size()
 }
 

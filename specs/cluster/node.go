@@ -58,7 +58,7 @@ func nodeMain(id, dir string, in io.Reader, out io.Writer) int {
 		fmt.Fprintf(os.Stderr, "cluster node: %s=%q: %v\n", envNode, id, err)
 		return 2
 	}
-	if n.pool, err = hostcache.New(poolConfig()); err != nil {
+	if n.pool, err = hostcache.New(nodeShape.Config()); err != nil {
 		fmt.Fprintf(os.Stderr, "cluster node %d: %v\n", n.id, err)
 		return 1
 	}

@@ -5,15 +5,14 @@ import (
 	"hash/fnv"
 
 	"github.com/hicache-go/hicache/pkg/hostcache"
+	"github.com/hicache-go/hicache/specs/internal/pools"
 )
 
-// poolConfig is the one pool shape every node uses, so that each can load
+// nodeShape is the one pool shape every node uses, so that each can load
 // the others' V1 pages: MHA, layer_first (a page is scattered over 2*L
 // buffers), bf16, 16 tokens of 4 layers x 2 heads x 32 dims: 16 KiB a page.
-func poolConfig() hostcache.Config {
-	return hostcache.Config{Kind: hostcache.MHA, Layout: hostcache.LayerFirst, DType: hostcache.BFloat16,
-		PageSize: 16, Pages: 256, LayerNum: 4, HeadNum: 2, HeadDim: 32}
-}
+var nodeShape = pools.Shape{Kind: hostcache.MHA, Layout: hostcache.LayerFirst, DType: hostcache.BFloat16,
+	PageSize: 16, Pages: 256, Layers: 4, Heads: 2, HeadDim: 32}
 
 // A stamp names one write of one page: the node that wrote it, the TP rank
 // of its store, a generation (bumped when a spec rewrites keys after Clear)

@@ -17,7 +17,7 @@ import (
 var _ = Describe("Other behaviour", Ordered, func() {
 	var p *hostcache.Pool
 	BeforeAll(func() {
-		p = mustPool(poolConfig(hostcache.MHA, hostcache.LayerFirst, hostcache.Float16))
+		p = mustPool(specShape.Of(hostcache.MHA, hostcache.LayerFirst, hostcache.Float16))
 	})
 	newStore := func() (*hicachefile.Store, hicachefile.Config) {
 		GinkgoHelper()

@@ -14,7 +14,7 @@ import (
 var _ = Describe("Capacity", Ordered, func() {
 	var p *hostcache.Pool
 	BeforeAll(func() {
-		p = mustPool(poolConfig(hostcache.MHA, hostcache.PageFirst, hostcache.Float16))
+		p = mustPool(specShape.Of(hostcache.MHA, hostcache.PageFirst, hostcache.Float16))
 	})
 
 	It("keeps a store's batch files within MaxBytes, evicting the least recently used", func() {

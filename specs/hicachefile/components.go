@@ -33,9 +33,9 @@ type v2Pools map[string]*hostcache.Pool
 func newV2Pools() v2Pools {
 	GinkgoHelper()
 	return v2Pools{
-		"kv":      mustPool(poolConfig(hostcache.MHA, hostcache.PageFirst, hostcache.Float16)),
+		"kv":      mustPool(specShape.Of(hostcache.MHA, hostcache.PageFirst, hostcache.Float16)),
 		"mamba":   mustPool(mambaPoolConfig()),
-		"indexer": mustPool(poolConfig(hostcache.MLA, hostcache.PageFirst, hostcache.BFloat16)),
+		"indexer": mustPool(specShape.Of(hostcache.MLA, hostcache.PageFirst, hostcache.BFloat16)),
 	}
 }
 

@@ -19,7 +19,7 @@ var _ = Describe("context-parallel ranks (SGLang's attn_cp_rank, attn_cp_size)",
 			if cfg.IsMLA {
 				kind = hostcache.MLA
 			}
-			p := mustPool(poolConfig(kind, hostcache.PageFirst, hostcache.Float16))
+			p := mustPool(specShape.Of(kind, hostcache.PageFirst, hostcache.Float16))
 			cfg.Dir = GinkgoT().TempDir()
 			s := mustStore(cfg, p)
 			Expect(want).To(Equal(key + sgname.Suffix(cfg) + ".bin"))
@@ -47,7 +47,7 @@ var _ = Describe("context-parallel ranks (SGLang's attn_cp_rank, attn_cp_size)",
 
 	It("never lets two CP ranks share a file, so neither reads the other's slice", func() {
 		dir := GinkgoT().TempDir()
-		p := mustPool(poolConfig(hostcache.MLA, hostcache.PageFirst, hostcache.BFloat16))
+		p := mustPool(specShape.Of(hostcache.MLA, hostcache.PageFirst, hostcache.BFloat16))
 		var stores [2]*hicachefile.Store
 		var want [2][]byte
 		for r := range stores {

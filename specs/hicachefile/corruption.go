@@ -26,7 +26,7 @@ var _ = Describe("Corruption", Ordered, func() {
 		pageBytes int64
 	)
 	BeforeAll(func() {
-		p = mustPool(poolConfig(hostcache.MHA, hostcache.PageFirst, hostcache.Float16))
+		p = mustPool(specShape.Of(hostcache.MHA, hostcache.PageFirst, hostcache.Float16))
 		pageBytes = int64(p.PageBytes())
 	})
 
@@ -218,8 +218,8 @@ var _ = Describe("Corruption", Ordered, func() {
 					Expect(load(s, b)).To(Equal(trues(n)))
 				}
 			},
-			Entry("bfloat16 instead of float16", poolConfig(hostcache.MHA, hostcache.PageFirst, hostcache.BFloat16)),
-			Entry("page_first_direct instead of page_first", poolConfig(hostcache.MHA, hostcache.PageFirstDirect, hostcache.Float16)),
+			Entry("bfloat16 instead of float16", specShape.Of(hostcache.MHA, hostcache.PageFirst, hostcache.BFloat16)),
+			Entry("page_first_direct instead of page_first", specShape.Of(hostcache.MHA, hostcache.PageFirstDirect, hostcache.Float16)),
 			Entry("MLA of the same page size", hostcache.Config{Kind: hostcache.MLA, Layout: hostcache.PageFirst, DType: hostcache.Float16,
 				PageSize: pageSize, Pages: poolPages, LayerNum: 2, KVLoraRank: 2 * 2 * 8}),
 		)

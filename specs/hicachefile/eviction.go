@@ -44,7 +44,7 @@ var _ = Describe("eviction settings as SGLang spells them", func() {
 	)
 
 	It("evicts, once over MaxBytes, down to MaxBytes x EvictionRatio", func() {
-		p := mustPool(poolConfig(hostcache.MHA, hostcache.PageFirst, hostcache.Float16))
+		p := mustPool(specShape.Of(hostcache.MHA, hostcache.PageFirst, hostcache.Float16))
 		n := int64(p.PageBytes())
 		dir := GinkgoT().TempDir()
 		s := mustStore(hicachefile.Config{Dir: dir, ModelName: "m", MaxBytes: 10 * n, EvictionRatio: 0.5}, nil)
@@ -70,7 +70,7 @@ var _ = Describe("eviction settings as SGLang spells them", func() {
 	})
 
 	It("refuses a page larger than MaxBytes, and lets only the storage owner write while eviction is on", func() {
-		p := mustPool(poolConfig(hostcache.MLA, hostcache.PageFirst, hostcache.BFloat16))
+		p := mustPool(specShape.Of(hostcache.MLA, hostcache.PageFirst, hostcache.BFloat16))
 		from := mustAlloc(p, 1)
 		fillRandom(p, from)
 		page := dataPages(p, from)[0]

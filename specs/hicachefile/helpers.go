@@ -12,6 +12,7 @@ import (
 
 	"github.com/hicache-go/hicache/pkg/hicachefile"
 	"github.com/hicache-go/hicache/pkg/hostcache"
+	"github.com/hicache-go/hicache/specs/internal/pools"
 )
 
 // The shapes the specs use: small, so that the suite stays fast.
@@ -20,17 +21,10 @@ const (
 	poolPages = 64
 )
 
-// poolConfig returns a small pool config of kind, layout and dtype: ps=4,
-// L=2, and H=2, D=8 for MHA or R=8+4 for MLA.
-func poolConfig(kind hostcache.Kind, layout hostcache.Layout, dtype hostcache.DType) hostcache.Config {
-	c := hostcache.Config{Kind: kind, Layout: layout, DType: dtype, PageSize: pageSize, Pages: poolPages, LayerNum: 2}
-	if kind == hostcache.MHA {
-		c.HeadNum, c.HeadDim = 2, 8
-	} else {
-		c.KVLoraRank, c.QKRopeHeadDim = 8, 4
-	}
-	return c
-}
+// specShape is the small pool shape of the specs: ps=4, L=2, and H=2, D=8
+// for MHA or R=8+4 for MLA; specShape.Of gives a pool of a kind, layout
+// and dtype.
+var specShape = pools.Shape{PageSize: pageSize, Pages: poolPages, Layers: 2, Heads: 2, HeadDim: 8, LoraRank: 8, RopeDim: 4}
 
 // layoutsOf lists the layouts kind supports: every layout for MHA, the
 // first three for MLA.

@@ -30,7 +30,7 @@ var _ = Describe("get_page_buffer_meta integration", func() {
 
 	DescribeTable("stores every page as its buffers in pointer order",
 		func(kind hostcache.Kind, layout hostcache.Layout, n, pagesPerFile int, maxBytes func(pageBytes int64) int64) {
-			p := mustPool(poolConfig(kind, layout, hostcache.Float16))
+			p := mustPool(specShape.Of(kind, layout, hostcache.Float16))
 			pageBytes := int64(p.PageBytes())
 			cfg := hicachefile.Config{Dir: GinkgoT().TempDir(), ModelName: "org/model", IsMLA: kind == hostcache.MLA,
 				MaxBatchFileBytes: maxBytes(pageBytes)}

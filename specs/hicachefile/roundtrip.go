@@ -34,7 +34,7 @@ var _ = Describe("Round trips", func() {
 
 	DescribeTable("return every page byte-exact into a second pool",
 		func(kind hostcache.Kind, layout hostcache.Layout, via iface) {
-			cfg := poolConfig(kind, layout, hostcache.Float16)
+			cfg := specShape.Of(kind, layout, hostcache.Float16)
 			src := mustPool(cfg)
 			dst := mustPool(cfg)
 			store := hicachefile.Config{Dir: GinkgoT().TempDir(), ModelName: "org/model", IsMLA: kind == hostcache.MLA,
@@ -94,7 +94,7 @@ var _ = Describe("Restart and sharing", func() {
 
 	DescribeTable("a new Store on the same directory finds every page",
 		func(kind hostcache.Kind, layout hostcache.Layout) {
-			pc := poolConfig(kind, layout, hostcache.Float16)
+			pc := specShape.Of(kind, layout, hostcache.Float16)
 			src, dst := mustPool(pc), mustPool(pc)
 			cfg := hicachefile.Config{Dir: GinkgoT().TempDir(), ModelName: "model", TPRank: 1, TPSize: 2,
 				IsMLA: kind == hostcache.MLA, MaxBatchFileBytes: int64(4 * src.PageBytes())}
@@ -130,7 +130,7 @@ var _ = Describe("Restart and sharing", func() {
 			a, b     *hicachefile.Store
 		)
 		BeforeAll(func() {
-			pc := poolConfig(hostcache.MHA, hostcache.PageFirst, hostcache.BFloat16)
+			pc := specShape.Of(hostcache.MHA, hostcache.PageFirst, hostcache.BFloat16)
 			src, dst = mustPool(pc), mustPool(pc)
 			cfg := hicachefile.Config{Dir: GinkgoT().TempDir(), ModelName: "model", MaxBatchFileBytes: int64(2 * src.PageBytes())}
 			a = mustStore(cfg, dst)

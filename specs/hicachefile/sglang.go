@@ -32,7 +32,7 @@ var _ = Describe("SGLang compatibility", func() {
 
 	DescribeTable("reads SGLang's .bin files through both interfaces, byte-exact",
 		func(kind hostcache.Kind, layout hostcache.Layout) {
-			pc := poolConfig(kind, layout, hostcache.Float16)
+			pc := specShape.Of(kind, layout, hostcache.Float16)
 			src, dst := mustPool(pc), mustPool(pc)
 			cfg := hicachefile.Config{Dir: GinkgoT().TempDir(), ModelName: "org/model", TPRank: 1, TPSize: 4, IsMLA: kind == hostcache.MLA}
 			s := mustStore(cfg, dst)
@@ -72,7 +72,7 @@ var _ = Describe("SGLang compatibility", func() {
 	)
 
 	It("reads MHA layer_first .bin files in flat order, which is not pointer order", func() {
-		p := mustPool(poolConfig(hostcache.MHA, hostcache.LayerFirst, hostcache.Float16))
+		p := mustPool(specShape.Of(hostcache.MHA, hostcache.LayerFirst, hostcache.Float16))
 		s := mustStore(hicachefile.Config{Dir: GinkgoT().TempDir(), ModelName: "m"}, p)
 		from := mustAlloc(p, 1)
 		fillRandom(p, from)

@@ -26,7 +26,7 @@ var _ = Describe("bad host indices", Ordered, func() {
 	BeforeAll(func() {
 		// A full pool: a Free that wrongly freed part of its input would
 		// show in Available.
-		p = newFullPool(mhaConfig(hostcache.LayerFirst, hostcache.Float16))
+		p = newFullPool(specShape.Of(hostcache.MHA, hostcache.LayerFirst, hostcache.Float16))
 	})
 
 	DescribeTable("are rejected by every call that takes indices, and Free frees nothing",
@@ -86,7 +86,7 @@ var _ = Describe("Free", Ordered, func() {
 
 	BeforeAll(func() {
 		var err error
-		p, err = hostcache.New(mhaConfig(hostcache.PageFirst, hostcache.Float16))
+		p, err = hostcache.New(specShape.Of(hostcache.MHA, hostcache.PageFirst, hostcache.Float16))
 		Expect(err).NotTo(HaveOccurred())
 		DeferCleanup(p.Close)
 	})
@@ -134,7 +134,7 @@ var _ = Describe("Alloc", Ordered, func() {
 
 	BeforeAll(func() {
 		var err error
-		p, err = hostcache.New(mlaConfig(hostcache.PageFirstDirect, hostcache.Float8E4M3))
+		p, err = hostcache.New(specShape.Of(hostcache.MLA, hostcache.PageFirstDirect, hostcache.Float8E4M3))
 		Expect(err).NotTo(HaveOccurred())
 		DeferCleanup(p.Close)
 	})
@@ -198,7 +198,7 @@ var _ = Describe("a closed pool", Ordered, func() {
 
 	BeforeAll(func() {
 		var err error
-		p, err = hostcache.New(mhaConfig(hostcache.PageHead, hostcache.Float32))
+		p, err = hostcache.New(specShape.Of(hostcache.MHA, hostcache.PageHead, hostcache.Float32))
 		Expect(err).NotTo(HaveOccurred())
 		held, err = p.Alloc(2 * pageSize)
 		Expect(err).NotTo(HaveOccurred())

@@ -11,13 +11,13 @@ import (
 
 // mha and mla return the spec shape with change applied.
 func mha(change func(*hostcache.Config)) hostcache.Config {
-	c := mhaConfig(hostcache.PageFirst, hostcache.Float16)
+	c := specShape.Of(hostcache.MHA, hostcache.PageFirst, hostcache.Float16)
 	change(&c)
 	return c
 }
 
 func mla(change func(*hostcache.Config)) hostcache.Config {
-	c := mlaConfig(hostcache.PageFirst, hostcache.Float16)
+	c := specShape.Of(hostcache.MLA, hostcache.PageFirst, hostcache.Float16)
 	change(&c)
 	return c
 }

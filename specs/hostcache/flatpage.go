@@ -15,7 +15,7 @@ import (
 var _ = Describe("flat data page", func() {
 	DescribeTable("SetFromFlatDataPage then GetDataPage gives the same bytes, and the neighbours stay zero",
 		func(kind hostcache.Kind, layout hostcache.Layout, dt hostcache.DType) {
-			p := newFullPool(configFor(kind, layout, dt))
+			p := newFullPool(specShape.Of(kind, layout, dt))
 			page := randomBytes(pageBytes(kind, itemSize(dt)), 1)
 			Expect(p.SetFromFlatDataPage(middlePage*pageSize, page)).To(Succeed())
 			Expect(p.GetDataPage(middlePage * pageSize)).To(Equal(page))
@@ -31,7 +31,7 @@ var _ = Describe("flat data page", func() {
 
 	DescribeTable("keeps every page's own bytes when all pages are written",
 		func(kind hostcache.Kind, layout hostcache.Layout, dt hostcache.DType) {
-			p := newFullPool(configFor(kind, layout, dt))
+			p := newFullPool(specShape.Of(kind, layout, dt))
 			n := pageBytes(kind, itemSize(dt))
 			written := make([][]byte, pages)
 			for pg := range pages {
@@ -46,7 +46,7 @@ var _ = Describe("flat data page", func() {
 
 	DescribeTable("FlatPageBuffers, concatenated, are GetDataPage's bytes",
 		func(kind hostcache.Kind, layout hostcache.Layout, dt hostcache.DType) {
-			p := newFullPool(configFor(kind, layout, dt))
+			p := newFullPool(specShape.Of(kind, layout, dt))
 			idx := pageSlots(middlePage)
 			Expect(p.SetFromFlatDataPage(idx[0], randomBytes(pageBytes(kind, itemSize(dt)), 2))).To(Succeed())
 			flat, err := p.FlatPageBuffers(idx)
@@ -70,7 +70,7 @@ var _ = Describe("flat data page", func() {
 
 	DescribeTable("GetDummyFlatDataPage is a fresh zeroed page of PageBytes",
 		func(kind hostcache.Kind, layout hostcache.Layout, dt hostcache.DType) {
-			p := newFullPool(configFor(kind, layout, dt))
+			p := newFullPool(specShape.Of(kind, layout, dt))
 			n := pageBytes(kind, itemSize(dt))
 			Expect(p.PageBytes()).To(Equal(n))
 			a := p.GetDummyFlatDataPage()

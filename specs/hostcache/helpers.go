@@ -9,6 +9,7 @@ import (
 	. "github.com/onsi/gomega"
 
 	"github.com/hicache-go/hicache/pkg/hostcache"
+	"github.com/hicache-go/hicache/specs/internal/pools"
 )
 
 // The shape every spec uses: small, but with extents that differ from one
@@ -54,23 +55,10 @@ func itemSize(dt hostcache.DType) int {
 	panic(fmt.Sprintf("itemSize: no size for %q", dt))
 }
 
-func mhaConfig(layout hostcache.Layout, dt hostcache.DType) hostcache.Config {
-	return hostcache.Config{Kind: hostcache.MHA, Layout: layout, DType: dt,
-		PageSize: pageSize, Pages: pages, LayerNum: layers, HeadNum: heads, HeadDim: headDim}
-}
-
-func mlaConfig(layout hostcache.Layout, dt hostcache.DType) hostcache.Config {
-	return hostcache.Config{Kind: hostcache.MLA, Layout: layout, DType: dt,
-		PageSize: pageSize, Pages: pages, LayerNum: layers, KVLoraRank: loraRank, QKRopeHeadDim: ropeDim}
-}
-
-// configFor returns the spec shape for kind.
-func configFor(kind hostcache.Kind, layout hostcache.Layout, dt hostcache.DType) hostcache.Config {
-	if kind == hostcache.MLA {
-		return mlaConfig(layout, dt)
-	}
-	return mhaConfig(layout, dt)
-}
+// specShape is the pool shape every spec uses (the constants above);
+// specShape.Of gives a pool of a kind, layout and dtype.
+var specShape = pools.Shape{PageSize: pageSize, Pages: pages, Layers: layers, Heads: heads, HeadDim: headDim,
+	LoraRank: loraRank, RopeDim: ropeDim}
 
 // layoutEntries is one table entry per layout and dtype: (layout, dtype).
 func layoutEntries(layouts []hostcache.Layout) []TableEntry {

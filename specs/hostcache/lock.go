@@ -9,7 +9,7 @@ import (
 
 var _ = Describe("a locked pool", func() {
 	It("is mlocked and usable, or New says RLIMIT_MEMLOCK refused", func() {
-		cfg := mlaConfig(hostcache.PageFirst, hostcache.BFloat16)
+		cfg := specShape.Of(hostcache.MLA, hostcache.PageFirst, hostcache.BFloat16)
 		cfg.Lock = true
 		p, err := hostcache.New(cfg)
 		if err != nil {

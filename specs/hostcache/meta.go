@@ -42,7 +42,7 @@ type meta struct {
 
 func getMeta(kind hostcache.Kind, layout hostcache.Layout, dt hostcache.DType) meta {
 	GinkgoHelper()
-	p := newFullPool(configFor(kind, layout, dt))
+	p := newFullPool(specShape.Of(kind, layout, dt))
 	m := meta{p: p, it: itemSize(dt)}
 	m.base, m.n = p.Region()
 	Expect(m.base).NotTo(BeZero())

@@ -98,13 +98,13 @@ var _ = Describe("a pool over memory the store does not own (Wrap)", func() {
 			o := int(uintptr(unsafe.Pointer(&flat[0][0])) - nb)
 			Expect(mem[o : o+len(flat[0])]).To(Equal(flat[0]))
 		},
-		Entry("MHA layer_first", mhaConfig(hostcache.LayerFirst, hostcache.BFloat16)),
-		Entry("MHA page_first", mhaConfig(hostcache.PageFirst, hostcache.BFloat16)),
-		Entry("MHA page_first_direct", mhaConfig(hostcache.PageFirstDirect, hostcache.Float16)),
-		Entry("MHA page_head", mhaConfig(hostcache.PageHead, hostcache.Float32)),
-		Entry("MLA layer_first", mlaConfig(hostcache.LayerFirst, hostcache.BFloat16)),
-		Entry("MLA page_first", mlaConfig(hostcache.PageFirst, hostcache.Float8E4M3)),
-		Entry("MLA page_first_direct", mlaConfig(hostcache.PageFirstDirect, hostcache.BFloat16)),
+		Entry("MHA layer_first", specShape.Of(hostcache.MHA, hostcache.LayerFirst, hostcache.BFloat16)),
+		Entry("MHA page_first", specShape.Of(hostcache.MHA, hostcache.PageFirst, hostcache.BFloat16)),
+		Entry("MHA page_first_direct", specShape.Of(hostcache.MHA, hostcache.PageFirstDirect, hostcache.Float16)),
+		Entry("MHA page_head", specShape.Of(hostcache.MHA, hostcache.PageHead, hostcache.Float32)),
+		Entry("MLA layer_first", specShape.Of(hostcache.MLA, hostcache.LayerFirst, hostcache.BFloat16)),
+		Entry("MLA page_first", specShape.Of(hostcache.MLA, hostcache.PageFirst, hostcache.Float8E4M3)),
+		Entry("MLA page_first_direct", specShape.Of(hostcache.MLA, hostcache.PageFirstDirect, hostcache.BFloat16)),
 		Entry("a Mamba-style component pool, one slot per page", mambaConfig(1)),
 		Entry("a component pool of 4 slots per page", mambaConfig(pageSize)),
 	)

@@ -4,14 +4,11 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"runtime"
 	"time"
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 	"github.com/onsi/gomega/gmeasure"
-
-	"github.com/hicache-go/hicache/specs/internal/fsname"
 )
 
 // scenarioID orders the seed's scenarios.
@@ -80,8 +77,8 @@ var _ = Describe("Performance comparison of the old and the zero-copy interface"
 		if o.direct {
 			directFlag = " -perf-direct"
 		}
-		sum.env = fmt.Sprintf("-interface=%s -perf-samples=%d -perf-presets=%s%s\ndir %s (%s), %d CPUs, GOMAXPROCS %d",
-			o.iface, o.samples, o.presetArg, directFlag, dir, fsname.Of(dir), runtime.NumCPU(), runtime.GOMAXPROCS(0))
+		sum.flags = fmt.Sprintf("-interface=%s -perf-samples=%d -perf-presets=%s%s", o.iface, o.samples, o.presetArg, directFlag)
+		sum.machine = machineOf(dir, o.direct, o.runOld)
 		sum.readMode = o.readMode()
 	})
 

@@ -12,10 +12,14 @@
 // back wrong. Before each timed write the file system's dirty pages are
 // written back, untimed (syncfs), so that no timing pays for the one before.
 //
-// The run ends with a summary table, whose speedups carry their per-sample
-// range (marked "?" when it crosses 1x), and, unless -perf-plot-dir is empty,
-// charts drawn with gonum.org/v1/plot (plot.go): per preset, the throughput
-// of each side with min-max whiskers and the speedups on a log scale.
+// Each scenario gives every interface's median time as a ratio to the
+// floor's ("x the floor's time"), with a legend under it. The run ends with
+// a summary table within 120 columns, throughput in MiB/s and speedups
+// (marked "?" when their per-sample range crosses 1x), with a legend, and,
+// unless -perf-plot-dir is empty, charts drawn with gonum.org/v1/plot
+// (plot.go): per preset, the throughput of each side's batch calls with
+// min-max whiskers and the speedups on a log scale. The summary and every
+// chart say the CPU, the file system and how the reads met the page cache.
 //
 // With -perf-direct the V1 store is opened with Config.DirectIO and the
 // floor preads with O_DIRECT, so that their reads time the device rather

@@ -281,12 +281,12 @@ func writeCharts(dir string, s *summary) ([]string, error) {
 		if s.readMode != "" {
 			base += "-direct"
 		}
-		fs, err := saveFigure(base+"-throughput", 11*vg.Inch, 4.5*vg.Inch, throughputPlots(rs, s.readMode != "")...)
+		fs, err := saveFigure(base+"-throughput", 11*vg.Inch, 4.5*vg.Inch, throughputPlots(rs, s.readMode != "", s.machine.caption())...)
 		if err != nil {
 			return files, err
 		}
 		files = append(files, fs...)
-		if sp := speedupPlot(rs); sp != nil {
+		if sp := speedupPlot(rs, s.machine.caption()); sp != nil {
 			fs, err := saveFigure(base+"-speedup", 7*vg.Inch, 4.5*vg.Inch, sp)
 			if err != nil {
 				return files, err
@@ -298,13 +298,13 @@ func writeCharts(dir string, s *summary) ([]string, error) {
 }
 
 // throughputPlots are one preset's write and read charts: a bar per side
-// and scenario at the median throughput, its whisker from the slowest to
-// the fastest sample.
-func throughputPlots(rs []*result, direct bool) []*plot.Plot {
+// and scenario at the median throughput of a batch call, its whisker from
+// the slowest to the fastest sample; caption says where they ran.
+func throughputPlots(rs []*result, direct bool, caption string) []*plot.Plot {
 	p := rs[0].preset
 	groups := make([]string, len(rs))
 	for i, r := range rs {
-		groups[i] = fmt.Sprintf("%s\n%d keys", r.scenario.short, r.pages)
+		groups[i] = fmt.Sprintf("%s\n%d keys a call", r.scenario.short, r.pages)
 	}
 	var plots []*plot.Plot
 	for _, dir := range []struct {
@@ -334,11 +334,11 @@ func throughputPlots(rs []*result, direct bool) []*plot.Plot {
 				ss[i] = span{ss[i].mid / scale, ss[i].lo / scale, ss[i].hi / scale}
 			}
 		}
-		title := fmt.Sprintf("%s: %s throughput", p.label(), dir.what)
+		title := fmt.Sprintf("%s: %s throughput of one batch call", p.label(), dir.what)
 		if direct && dir.what == "read" {
 			title += " (new, floor: O_DIRECT)"
 		}
-		pl := newPlot(title, "scenario (median of "+plural(rs[0].samples, "sample")+"; whiskers: min–max)", "throughput ("+unit+")")
+		pl := newPlot(title+"\n"+caption, "scenario (median of "+plural(rs[0].samples, "sample")+"; whiskers: min–max)", "throughput ("+unit+")")
 		addGroups(pl, groups, names, spans, true)
 		pl.Y.Tick.Marker = plot.TickerFunc(plainTicks)
 		pl.Y.Max *= 1.3 // room for the legend above the tallest whisker
@@ -350,8 +350,8 @@ func throughputPlots(rs []*result, direct bool) []*plot.Plot {
 // speedupPlot is one preset's speedups, old time over new time, per
 // scenario: a point at the ratio of the medians, a whisker over the
 // ratios within each sample, on a log scale with a line at 1x. It is nil
-// unless both interfaces ran.
-func speedupPlot(rs []*result) *plot.Plot {
+// unless both interfaces ran. caption says where they ran.
+func speedupPlot(rs []*result, caption string) *plot.Plot {
 	if !rs[0].has(timeBatchSet) || !rs[0].has(timeBatchSetV1) {
 		return nil
 	}
@@ -359,7 +359,7 @@ func speedupPlot(rs []*result) *plot.Plot {
 	spans := map[string][]span{}
 	lo, hi := 1.0, 1.0
 	for i, r := range rs {
-		groups[i] = fmt.Sprintf("%s\n%d keys", r.scenario.short, r.pages)
+		groups[i] = fmt.Sprintf("%s\n%d keys a call", r.scenario.short, r.pages)
 		for _, d := range []struct{ name, old, new string }{{"write", timeBatchSet, timeBatchSetV1}, {"read", timeBatchGet, timeBatchGetV1}} {
 			rg := r.ratioRange(d.old, d.new)
 			v := span{mid: r.ratio(d.old, d.new), lo: rg.lo, hi: rg.hi}
@@ -367,7 +367,7 @@ func speedupPlot(rs []*result) *plot.Plot {
 			spans[d.name] = append(spans[d.name], v)
 		}
 	}
-	pl := newPlot(fmt.Sprintf("%s: speedup of the zero-copy interface", rs[0].preset.label()),
+	pl := newPlot(fmt.Sprintf("%s: speedup of the zero-copy interface's batch calls\n%s", rs[0].preset.label(), caption),
 		"scenario (point: ratio of medians; whiskers: per-sample min–max)", "speedup: old time / new time")
 	addGroups(pl, groups, []string{"write", "read"}, spans, false)
 	one := hline{1}
@@ -380,12 +380,13 @@ func speedupPlot(rs []*result) *plot.Plot {
 	return pl
 }
 
-// plotCDF draws the cumulative distribution of each series of durations
-// (latencies, say), one line per series in name order, on a log time axis,
-// into path (which names the PNG; an SVG is written beside it). It returns
-// the files written. Series with no values are left out.
-func plotCDF(path, title string, series map[string][]time.Duration) ([]string, error) {
-	p := newPlot(title, "latency (ms, log scale)", "fraction of requests at or below")
+// plotCDF draws the cumulative distribution of each series of batch-call
+// latencies, one line per series in name order, on a log time axis, into
+// path (which names the PNG; an SVG is written beside it), with caption
+// under the title. It returns the files written. Series with no values are
+// left out.
+func plotCDF(path, title, caption string, series map[string][]time.Duration) ([]string, error) {
+	p := newPlot(title+"\n"+caption, "latency of one batch call (ms, log scale)", "fraction of batch calls at or below")
 	lo, hi := math.Inf(1), math.Inf(-1)
 	for i, name := range slices.Sorted(maps.Keys(series)) {
 		ds := slices.Clone(series[name])

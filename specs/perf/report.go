@@ -110,7 +110,7 @@ func (r *result) String() string {
 		s := r.stat(name)
 		fmt.Fprintf(&b, "%s %s: %s (%s", prefix, name, formatMs(s.median), formatRate(r.rate(name)))
 		if floor != "" && r.has(floor) {
-			fmt.Fprintf(&b, ", %.0f%% of floor", 100*r.rate(name)/r.rate(floor))
+			fmt.Fprintf(&b, ", %.2fx the floor's time", r.stat(name).median.Seconds()/r.stat(floor).median.Seconds())
 		}
 		fmt.Fprintf(&b, ") [%.3f–%s]\n", float64(s.min)/float64(time.Millisecond), formatMs(s.max))
 	}
@@ -127,6 +127,9 @@ func (r *result) String() string {
 	b.WriteString("\n")
 	line("[Floor]", timePwrite, "")
 	line("[Floor]", timePread, "")
+	if r.has(timeBatchSet) || r.has(timeBatchSetV1) {
+		fmt.Fprintf(&b, "\n%s\n", floorLegend)
+	}
 	if r.has(timeBatchSet) && r.has(timeBatchSetV1) {
 		fmt.Fprintf(&b, "\n%s\n", rule)
 		fmt.Fprintf(&b, "Write Speedup: %s\n", r.speedup(timeBatchSet, timeBatchSetV1))
@@ -139,6 +142,11 @@ func (r *result) String() string {
 	b.WriteString(rule)
 	return b.String()
 }
+
+// floorLegend explains the ratio to the floor that each interface's lines
+// give.
+const floorLegend = "x the floor's time = the call's median time / the floor's: a plain pwrite or pread of the same pages,\n" +
+	"a file per page, with no copy, index or checksum. 1.00x costs what the floor costs; below 1x is faster than the floor."
 
 // speedup is old over new, of the medians, with the spread of the ratio
 // within each sample (both sides of a sample ran back to back).
@@ -191,8 +199,9 @@ func (r *result) ratio(oldName, newName string) float64 {
 
 // summary collects every scenario's result for the table at the end.
 type summary struct {
-	env      string // where it ran
-	readMode string // how the sides read, with -perf-direct
+	flags    string  // the flags of the run
+	machine  machine // where it ran
+	readMode string  // how the sides read, with -perf-direct
 	results  []*result
 }
 
@@ -222,8 +231,17 @@ func (s *summary) byPreset() [][]*result {
 	return out
 }
 
+// summaryGroup is a header over some of the summary's columns: write,
+// read, O_DIRECT.
+type summaryGroup struct {
+	label      string
+	first, end int // the columns under it
+}
+
 // String renders one table of presets x scenarios: median throughput of
-// each interface and of the floor, and the speedups.
+// each interface and of the floor in MiB/s, and the speedups, one unit per
+// column, within 120 columns; a legend under it says what the columns
+// mean.
 func (s *summary) String() string {
 	if len(s.results) == 0 {
 		return "Performance summary: no scenario ran"
@@ -232,69 +250,69 @@ func (s *summary) String() string {
 	first := s.results[0]
 	old, nw := first.has(timeBatchSet), first.has(timeBatchSetV1)
 	var b strings.Builder
-	fmt.Fprintf(&b, "%s\nPerformance summary: median throughput over %s", rule, plural(first.samples, "sample"))
-	if old && nw {
-		b.WriteString("; speedup = old time / new time [per-sample min–max]")
-	}
+	fmt.Fprintf(&b, "%s\nPerformance summary: median throughput of a batch call over %s\n", rule, plural(first.samples, "sample"))
+	fmt.Fprintf(&b, "%s\n%s\n", s.flags, s.machine)
 	if s.readMode != "" {
-		fmt.Fprintf(&b, "\n%s; writes: page cache, written back (untimed) before each direct read", s.readMode)
-		b.WriteString("\ndirect = share of the read bytes that went O_DIRECT, the rest through the page cache (the scenarios say why)")
-		if old && nw {
-			b.WriteString("\nthe read speedup sets old's page-cache reads against new's direct ones")
-		}
+		fmt.Fprintf(&b, "%s; writes: page cache, written back (untimed) before each direct read\n", s.readMode)
 	}
-	fmt.Fprintf(&b, "\n%s\n%s\n\n", s.env, rule)
+	fmt.Fprintf(&b, "%s\n\n", rule)
 
 	// Columns for what ran: write then read, each old, new, floor and,
 	// with both interfaces, the speedup.
-	head := []string{"preset", "page", "scenario"}
+	head := []string{"preset", "scenario"}
+	var groups []summaryGroup
 	type col struct{ old, new, floor string }
 	cols := []col{{timeBatchSet, timeBatchSetV1, timePwrite}, {timeBatchGet, timeBatchGetV1, timePread}}
 	for _, c := range []string{"write", "read"} {
+		g := summaryGroup{label: c + ", MiB/s", first: len(head)}
 		if old {
-			head = append(head, "old "+c)
+			head = append(head, "old")
 		}
 		if nw {
-			head = append(head, "new "+c)
+			head = append(head, "new")
 		}
-		head = append(head, "floor "+c)
+		head = append(head, "floor")
 		if old && nw {
 			head = append(head, "speedup")
 		}
+		g.end = len(head)
+		groups = append(groups, g)
 	}
 	direct := s.readMode != ""
 	if direct {
+		g := summaryGroup{label: "O_DIRECT, %", first: len(head)}
 		if nw {
-			head = append(head, "new direct")
+			head = append(head, "new")
 		}
-		head = append(head, "floor direct")
+		head = append(head, "floor")
+		g.end = len(head)
+		groups = append(groups, g)
 	}
 	rows := [][]string{head}
 	undecided := false
 	for _, r := range s.results {
-		row := []string{r.preset.name, formatBytes(int64(r.preset.pageBytes)), r.scenario.short}
+		row := []string{r.preset.name, r.scenario.short}
 		for _, c := range cols {
 			if old {
-				row = append(row, r.rateCell(c.old))
+				row = append(row, r.mibCell(c.old))
 			}
 			if nw {
-				row = append(row, r.rateCell(c.new))
+				row = append(row, r.mibCell(c.new))
 			}
-			row = append(row, r.rateCell(c.floor))
+			row = append(row, r.mibCell(c.floor))
 			if old && nw {
-				rg := r.ratioRange(c.old, c.new)
 				mark := "  "
-				if rg.undecided() {
+				if r.ratioRange(c.old, c.new).undecided() {
 					mark, undecided = " ?", true
 				}
-				row = append(row, fmt.Sprintf("%.2fx [%.2f–%.2f]%s", r.ratio(c.old, c.new), rg.lo, rg.hi, mark))
+				row = append(row, fmt.Sprintf("%.2fx%s", r.ratio(c.old, c.new), mark))
 			}
 		}
 		if direct {
 			if nw {
-				row = append(row, percent(r.reads.v1Direct, r.reads.v1))
+				row = append(row, percentNumber(r.reads.v1Direct, r.reads.v1))
 			}
-			row = append(row, percent(r.reads.floorDirect, r.reads.floor))
+			row = append(row, percentNumber(r.reads.floorDirect, r.reads.floor))
 		}
 		rows = append(rows, row)
 	}
@@ -304,6 +322,30 @@ func (s *summary) String() string {
 			width[i] = max(width[i], len([]rune(c)))
 		}
 	}
+	// A group's label must fit over its columns.
+	for _, g := range groups {
+		span := 2 * (g.end - g.first - 1)
+		for i := g.first; i < g.end; i++ {
+			span += width[i]
+		}
+		if extra := len([]rune(g.label)) - span; extra > 0 {
+			width[g.end-1] += extra
+		}
+	}
+	var top strings.Builder
+	at := 0 // the text column the next cell starts at
+	for i := range head {
+		if i > 0 {
+			at += 2
+		}
+		for _, g := range groups {
+			if g.first == i {
+				top.WriteString(strings.Repeat(" ", at-len([]rune(top.String()))) + g.label)
+			}
+		}
+		at += width[i]
+	}
+	b.WriteString(top.String() + "\n")
 	for _, row := range rows {
 		var line strings.Builder
 		for i, c := range row {
@@ -311,7 +353,7 @@ func (s *summary) String() string {
 				line.WriteString("  ")
 			}
 			pad := strings.Repeat(" ", width[i]-len([]rune(c)))
-			if i < 3 {
+			if i < 2 {
 				line.WriteString(c + pad)
 			} else {
 				line.WriteString(pad + c)
@@ -319,18 +361,53 @@ func (s *summary) String() string {
 		}
 		b.WriteString(strings.TrimRight(line.String(), " ") + "\n")
 	}
+	b.WriteString("\n")
+	var pages []string
+	for _, g := range s.byPreset() {
+		p := g[0].preset
+		pages = append(pages, fmt.Sprintf("%s %s (%d tokens)", p.name, formatBytes(int64(p.pageBytes)), p.pool.PageSize))
+	}
+	fmt.Fprintf(&b, "page sizes: %s\n", strings.Join(pages, ", "))
+	b.WriteString("old = copy interface (BatchSet, BatchGet), new = zero-copy (BatchSetV1, BatchGetV1), floor = plain pwrite/pread\n")
+	if old && nw {
+		b.WriteString("speedup = old median time / new median time: above 1x the zero-copy interface is faster\n")
+	}
 	if undecided {
-		b.WriteString("\n? " + undecidedNote + " in that direction\n")
+		b.WriteString("? " + undecidedNote + " in that direction (per-sample ranges: each scenario above)\n")
+	}
+	if direct {
+		b.WriteString("O_DIRECT = share of the read bytes that went O_DIRECT, the rest through the page cache (the scenarios say why)\n")
 	}
 	b.WriteString(rule)
 	return b.String()
 }
 
-func (r *result) rateCell(name string) string {
+// mibCell is the median throughput of name in MiB/s, with three
+// significant digits or more, or "-".
+func (r *result) mibCell(name string) string {
 	if !r.has(name) {
 		return "-"
 	}
-	return formatRate(r.rate(name))
+	return formatMiB(r.rate(name) / (1 << 20))
+}
+
+// formatMiB prints v with at least three significant digits and at most
+// three decimals.
+func formatMiB(v float64) string {
+	switch {
+	case v >= 100:
+		return fmt.Sprintf("%.0f", v)
+	case v >= 10:
+		return fmt.Sprintf("%.1f", v)
+	case v >= 1:
+		return fmt.Sprintf("%.2f", v)
+	}
+	return fmt.Sprintf("%.3f", v)
+}
+
+// percentNumber is percent without its sign, for a column headed by it.
+func percentNumber(part, whole int64) string {
+	return strings.TrimSuffix(percent(part, whole), "%")
 }
 
 func presetIndex(name string) int {

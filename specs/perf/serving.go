@@ -35,6 +35,7 @@ func servingSpecs(o options, dir *string) {
 		}
 		var mu sync.Mutex
 		var all [][]*servingResult
+		var where machine // for the charts
 
 		for pi, p := range o.presets {
 			It(p.label(), func() {
@@ -99,6 +100,7 @@ func servingSpecs(o options, dir *string) {
 				}
 				mu.Lock()
 				all = append(all, runs)
+				where = machineOf(*dir, o.direct, o.runOld)
 				mu.Unlock()
 
 				AddReportEntry("Serving", servingReport(pl, o.readMode(), runs))
@@ -130,7 +132,7 @@ func servingSpecs(o options, dir *string) {
 			if len(all) == 0 || o.plotDir == "" {
 				return
 			}
-			files, err := plotServing(o.plotDir, all)
+			files, err := plotServing(o.plotDir, where, all)
 			report := "Serving latency CDF charts:"
 			for _, f := range files {
 				if abs, err := filepath.Abs(f); err == nil {

@@ -10,9 +10,9 @@ import (
 // plotServing draws, for each preset, the CDF of its fetch and of its
 // backup batch latencies, old and new on one chart each, with the report's
 // plotCDF into dir: serving-<preset>-fetch-cdf.png and
-// serving-<preset>-backup-cdf.png, each with an SVG beside it. It returns
-// the files written.
-func plotServing(dir string, all [][]*servingResult) ([]string, error) {
+// serving-<preset>-backup-cdf.png, each with an SVG beside it, captioned
+// with where they ran. It returns the files written.
+func plotServing(dir string, m machine, all [][]*servingResult) ([]string, error) {
 	var files []string
 	var errs []error
 	for _, runs := range all {
@@ -39,9 +39,9 @@ func plotServing(dir string, all [][]*servingResult) ([]string, error) {
 			if kind == backupCall {
 				what = "backup"
 			}
-			title := fmt.Sprintf("Serving %s: %s batch latency (%s)", p.name, what, names)
+			title := fmt.Sprintf("Serving %s: latency of each %s batch call (%s)", p.name, what, names)
 			path := filepath.Join(dir, fmt.Sprintf("serving-%s-%s-cdf.png", p.name, what))
-			fs, err := plotCDF(path, title, series)
+			fs, err := plotCDF(path, title, m.caption(), series)
 			files = append(files, fs...)
 			errs = append(errs, err)
 		}

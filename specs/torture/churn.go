@@ -58,7 +58,7 @@ func churnChild(enc []byte) (any, error) {
 	}
 	keys := keyNames(a.Keys)
 	slots := (a.Writers + a.Readers + 1) * a.Batch
-	pool, err := hostcache.New(poolConfig(a.HeadDim, slots))
+	pool, err := hostcache.New(tortureShape(a.HeadDim, slots).Config())
 	if err != nil {
 		return nil, err
 	}

@@ -34,7 +34,7 @@ func crashChild(enc []byte) (any, error) {
 		return nil, err
 	}
 	keys := keyNames(a.Keys)
-	pool, err := hostcache.New(poolConfig(a.HeadDim, a.Keys+a.Batch))
+	pool, err := hostcache.New(tortureShape(a.HeadDim, a.Keys+a.Batch).Config())
 	if err != nil {
 		return nil, err
 	}
@@ -128,7 +128,7 @@ var _ = Describe("Crash", Serial, Label("torture"), func() {
 		cfg := args.config()
 		keys := keyNames(nKeys)
 
-		pool, err := hostcache.New(poolConfig(headDim, batch))
+		pool, err := hostcache.New(tortureShape(headDim, batch).Config())
 		Expect(err).NotTo(HaveOccurred())
 		DeferCleanup(pool.Close)
 		into, err := pool.Alloc(batch * pageSize)

@@ -65,7 +65,7 @@ type hostileRig struct {
 
 func newHostileRig(cfg hicachefile.Config) *hostileRig {
 	GinkgoHelper()
-	pool, err := hostcache.New(poolConfig(8, 16)) // 512 B pages
+	pool, err := hostcache.New(tortureShape(8, 16).Config()) // 512 B pages
 	Expect(err).NotTo(HaveOccurred())
 	DeferCleanup(pool.Close)
 	at, err := pool.Alloc(8 * pageSize)

@@ -51,7 +51,7 @@ func nofileChild(enc []byte) (any, error) {
 	}
 	res := nofileResult{Limit: a.Limit}
 	const headDim = 8 // 512 B pages
-	pool, err := hostcache.New(poolConfig(headDim, 2*a.Keys))
+	pool, err := hostcache.New(tortureShape(headDim, 2*a.Keys).Config())
 	if err != nil {
 		return nil, err
 	}

@@ -106,7 +106,7 @@ func procsChild(enc []byte) (any, error) {
 		return nil, err
 	}
 	keys := keyNames(a.Keys)
-	pool, err := hostcache.New(poolConfig(a.HeadDim, 2*a.Batch))
+	pool, err := hostcache.New(tortureShape(a.HeadDim, 2*a.Batch).Config())
 	if err != nil {
 		return nil, err
 	}

@@ -28,7 +28,7 @@ type batchRig struct {
 
 func newBatchRig(cfg hicachefile.Config, owner string, n int) *batchRig {
 	GinkgoHelper()
-	pool, err := hostcache.New(poolConfig(8, 2*n))
+	pool, err := hostcache.New(tortureShape(8, 2*n).Config())
 	Expect(err).NotTo(HaveOccurred())
 	DeferCleanup(pool.Close)
 	from, err := pool.Alloc(n * pageSize)

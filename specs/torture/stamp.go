@@ -7,17 +7,18 @@ import (
 	"math/rand/v2"
 
 	"github.com/hicache-go/hicache/pkg/hostcache"
+	"github.com/hicache-go/hicache/specs/internal/pools"
 )
 
 // The pool every torture spec uses: MHA, page_first, float16, 4 tokens per
 // page, 2 layers and 2 KV heads, so that a page is 64*headDim bytes.
 const pageSize = 4
 
-// poolConfig returns the config of a pool of pages pages whose pages are
-// 64*headDim bytes.
-func poolConfig(headDim, pages int) hostcache.Config {
-	return hostcache.Config{Kind: hostcache.MHA, Layout: hostcache.PageFirst, DType: hostcache.Float16,
-		PageSize: pageSize, Pages: pages, LayerNum: 2, HeadNum: 2, HeadDim: headDim}
+// tortureShape is the shape of a torture pool of pages pages whose pages
+// are 64*headDim bytes.
+func tortureShape(headDim, pages int) pools.Shape {
+	return pools.Shape{Kind: hostcache.MHA, Layout: hostcache.PageFirst, DType: hostcache.Float16,
+		PageSize: pageSize, Pages: pages, Layers: 2, Heads: 2, HeadDim: headDim}
 }
 
 // stampHeader is the bytes at the start of a stamped page: the generation
