@@ -141,3 +141,63 @@ func TestNoSpaceErrorReportedOnce(t *testing.T) {
 		t.Errorf("error %q reports ENOSPC %d times, want once", err, n)
 	}
 }
+
+// TestPageLargerThanMaxBytesRefused: a page that could never fit is
+// refused, not written and then evicted.
+func TestPageLargerThanMaxBytesRefused(t *testing.T) {
+	p, idx := randomPages(t, 1)
+	page, _ := p.GetDataPage(idx[0])
+	s := newStore(t, Config{Dir: t.TempDir(), ModelName: "m", MaxBytes: int64(len(page) - 1)}, p)
+	if err := s.Set("k", page); !errors.Is(err, ErrRefused) {
+		t.Fatalf("Set = %v, want ErrRefused", err)
+	}
+	if ok, err := s.BatchSetV1([]string{"k"}, idx); err != nil || ok[0] {
+		t.Fatalf("BatchSetV1 = %v, %v; want false, nil", ok, err)
+	}
+	if s.Exists("k") || batchFileCount(t, s) != 0 {
+		t.Fatal("a refused page was stored")
+	}
+}
+
+// TestMaxBytesClampedToFileSystem: a MaxBytes larger than the file system
+// less MinFreeBytes is clamped to that.
+func TestMaxBytesClampedToFileSystem(t *testing.T) {
+	sys := newErrorFS().after(opFstatfs, func(c *sysCall, err error) {
+		if err == nil {
+			c.stat.Blocks, c.stat.Bavail, c.stat.Frsize, c.stat.Bsize = 1024, 1024, 4096, 4096
+		}
+	}).syscalls()
+	s := newStore(t, Config{Dir: t.TempDir(), ModelName: "m", MaxBytes: 1 << 40, MinFreeBytes: 1000, Syscalls: sys}, nil)
+	if got, want := s.MaxBytes(), int64(1024*4096-1000); got != want {
+		t.Fatalf("MaxBytes() = %d, want %d", got, want)
+	}
+	small := newStore(t, Config{Dir: t.TempDir(), ModelName: "m", MaxBytes: 5000, Syscalls: sys}, nil)
+	if got := small.MaxBytes(); got != 5000 {
+		t.Fatalf("MaxBytes() = %d, want 5000 unclamped", got)
+	}
+}
+
+// TestWriteBelowMinFreeRefused: a page that would leave less than
+// MinFreeBytes free, with nothing left to evict, is refused through both
+// interfaces, as SGLang refuses a write whose free-space watermark it
+// cannot meet.
+func TestWriteBelowMinFreeRefused(t *testing.T) {
+	sys := newErrorFS().after(opFstatfs, func(c *sysCall, err error) {
+		if err == nil {
+			c.stat.Blocks, c.stat.Bavail, c.stat.Frsize, c.stat.Bsize = 1<<20, 1, 1024, 1024 // 1 KiB free
+		}
+	}).syscalls()
+	p, idx := randomPages(t, 1)
+	page, _ := p.GetDataPage(idx[0])
+	s := newStore(t, Config{Dir: t.TempDir(), ModelName: "m", MinFreeBytes: int64(1024 - len(page) + 1), Syscalls: sys}, p)
+	if err := s.Set("k", page); !errors.Is(err, ErrRefused) {
+		t.Fatalf("Set = %v, want ErrRefused", err)
+	}
+	if ok, err := s.BatchSetV1([]string{"k"}, idx); err != nil || ok[0] {
+		t.Fatalf("BatchSetV1 = %v, %v; want false, nil", ok, err)
+	}
+	roomy := newStore(t, Config{Dir: t.TempDir(), ModelName: "m", MinFreeBytes: int64(1024 - len(page)), Syscalls: sys}, p)
+	if err := roomy.Set("k", page); err != nil {
+		t.Fatalf("Set leaving exactly MinFreeBytes = %v", err)
+	}
+}

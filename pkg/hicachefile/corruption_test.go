@@ -3,8 +3,10 @@
 package hicachefile
 
 import (
+	"bytes"
 	"fmt"
 	"os"
+	"path/filepath"
 	"slices"
 	"testing"
 
@@ -134,5 +136,61 @@ func TestInPlaceFlipCountedCorruptOnce(t *testing.T) {
 		if c := s.Stats().Corrupt; c != 1 {
 			t.Errorf("round %d: Stats.Corrupt = %d, want 1 (the bad page read once, then dropped)", round, c)
 		}
+	}
+}
+
+// TestCorruptCopyShadowsGoodCopy: after a corrupt page is dropped, the key
+// no longer exists, so the cache controller writes it again into a second
+// batch file. The directory then holds a bad and a good copy of the key. A
+// store that opens the directory must serve the good copy in one call,
+// whichever copy its index took first (that depends on directory order, so
+// several directories are tried).
+func TestCorruptCopyShadowsGoodCopy(t *testing.T) {
+	p := newPool(t, mhaCfg)
+	src, _ := p.Alloc(mhaCfg.PageSize)
+	dst, _ := p.Alloc(mhaCfg.PageSize)
+	misses := 0
+	const tries = 12
+	for range tries {
+		cfg := Config{Dir: t.TempDir(), ModelName: "m"}
+		s := newStore(t, cfg, p)
+		fillRandom(t, p, src)
+		want, _ := p.GetDataPage(src[0])
+		if ok, err := s.BatchSetV1([]string{"k"}, src); err != nil || !ok[0] {
+			t.Fatal(ok, err)
+		}
+		loc, _ := s.Locate("k")
+		b, _ := os.ReadFile(loc.Path)
+		b[loc.Offset] ^= 1
+		if err := os.WriteFile(loc.Path, b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if ok, _ := s.BatchGetV1([]string{"k"}, dst); ok[0] {
+			t.Fatal("a corrupt page was served")
+		}
+		if s.Exists("k") {
+			t.Fatal("a dropped page still exists")
+		}
+		if ok, err := s.BatchSetV1([]string{"k"}, src); err != nil || !ok[0] {
+			t.Fatal(ok, err)
+		}
+		if files, _ := filepath.Glob(filepath.Join(s.v1Dir, "*.batch.bin")); len(files) != 2 {
+			t.Fatalf("%d batch files, want 2", len(files))
+		}
+
+		r := newStore(t, cfg, p)
+		ok, err := r.BatchGetV1([]string{"k"}, dst)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, _ := p.GetDataPage(dst[0]); ok[0] && !bytes.Equal(got, want) {
+			t.Fatal("wrong bytes served")
+		}
+		if !ok[0] {
+			misses++
+		}
+	}
+	if misses > 0 {
+		t.Errorf("a new store missed a key with a good copy on disk in %d of %d directories: the corrupt copy shadows it", misses, tries)
 	}
 }

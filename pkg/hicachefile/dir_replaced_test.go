@@ -284,3 +284,47 @@ func testRetiredDirsClosed(t *testing.T, noWatch bool) {
 		t.Errorf("%d descriptors open after %d removals of the V1 directory, %d before", after, n, before)
 	}
 }
+
+// TestV1DirReplaced: an operator removes or moves the V1 directory under an
+// open store. The store must find its way to the directory now at the path:
+// its writes land there, and pages other stores write there are found.
+func TestV1DirReplaced(t *testing.T) {
+	for _, how := range []string{"removed", "moved"} {
+		t.Run(how, func(t *testing.T) {
+			bothModes(t, func(t *testing.T, noWatch bool) {
+				ps := mhaCfg.PageSize
+				p, idx := randomPages(t, 2)
+				dir := t.TempDir()
+				a := newStore(t, Config{Dir: dir, ModelName: "m", NoWatch: noWatch}, p)
+				if ok, err := a.BatchSetV1([]string{"before"}, idx[:ps]); err != nil || !ok[0] {
+					t.Fatal(ok, err)
+				}
+				var err error
+				if how == "removed" {
+					err = os.RemoveAll(a.v1Dir)
+				} else {
+					err = os.Rename(a.v1Dir, a.v1Dir+".old")
+				}
+				if err != nil {
+					t.Fatal(err)
+				}
+				b := newStore(t, Config{Dir: dir, ModelName: "m", NoWatch: noWatch}, p)
+				if ok, err := b.BatchSetV1([]string{"kb"}, idx[:ps]); err != nil || !ok[0] {
+					t.Fatal(ok, err)
+				}
+				if !a.Exists("kb") {
+					t.Error("a does not find a page written into the new directory")
+				}
+				if a.Exists("before") {
+					t.Error("a still finds a page whose directory is gone from the path")
+				}
+				if ok, err := a.BatchSetV1([]string{"ka"}, idx[ps:]); err != nil || !ok[0] {
+					t.Fatalf("a cannot write after the directory was %s: %v, %v", how, ok, err)
+				}
+				if !b.Exists("ka") {
+					t.Error("b does not find a's page: a wrote it somewhere else")
+				}
+			})
+		})
+	}
+}

@@ -236,3 +236,33 @@ func TestEvictionDuringReadServesOwnPages(t *testing.T) {
 		}
 	})
 }
+
+// TestEvictDownToRatio: a write that takes the total over MaxBytes evicts
+// the least recently used files until the total is at most MaxBytes x
+// EvictionRatio, the new file included, as SGLang's _evict_locked does.
+func TestEvictDownToRatio(t *testing.T) {
+	p, idx := randomPages(t, 1)
+	page, _ := p.GetDataPage(idx[0])
+	n := int64(len(page))
+	s := newStore(t, Config{Dir: t.TempDir(), ModelName: "m", MaxBytes: 10 * n, EvictionRatio: 0.5}, nil)
+	for i := range 10 {
+		if err := s.Set(fmt.Sprint("k", i), page); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if st := s.Stats(); st.Evicted != 0 {
+		t.Fatalf("evicted %d files at the bound, want none", st.Evicted)
+	}
+	if err := s.Set("k10", page); err != nil {
+		t.Fatal(err)
+	}
+	if st := s.Stats(); st.Evicted != 6 {
+		t.Fatalf("evicted %d files, want 6: down to 5 files of 10 x 0.5", st.Evicted)
+	}
+	if got := s.BatchExists([]string{"k6", "k7", "k8", "k9", "k10"}); got != 5 {
+		t.Fatalf("BatchExists of the 5 newest = %d", got)
+	}
+	if s.Exists("k5") {
+		t.Fatal("k5 survived")
+	}
+}

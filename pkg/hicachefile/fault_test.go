@@ -153,9 +153,8 @@ func TestSetFaults(t *testing.T) {
 // BatchSetV1 that spans four batch files, written with no name, until the
 // call succeeds: no failing run may leave a descriptor open (an unnamed
 // file left open is also its disk space, held until the process exits).
-// A failed link of one file used to leave the files after it, written but
-// never linked, open: the cleanup of the later chunks only looked for temp
-// files with a name.
+// That includes the files after a failed link, written but never linked,
+// which have no name for a cleanup to find.
 func TestUnnamedWriteFaultsLeakNoDescriptor(t *testing.T) {
 	for _, workers := range []int{1, 2} {
 		for _, sync := range []bool{false, true} {
@@ -287,4 +286,53 @@ func TestFailedChunksNeverVisible(t *testing.T) {
 		t.Errorf("BatchSetV1([k1]) reported true, but k1 is not stored: Exists=%v onDisk=%v",
 			s.Exists("k1"), onDisk(t, dir, p, "k1"))
 	}
+}
+
+// TestBatchSetV1FailedChunk makes creating batch files fail, so that the
+// first chunk to write fails: the call returns the error, and the failed
+// chunk and every later entry are false, while a key before it that already
+// existed stays true. Nothing panics, and the unwritten pages are misses.
+func TestBatchSetV1FailedChunk(t *testing.T) {
+	var failCreate atomic.Bool
+	sys := newErrorFS().fail(opOpenat, func(c *sysCall) bool { // creating a file fails while failCreate
+		return failCreate.Load() && (c.flags&unix.O_CREAT != 0 || c.flags&unix.O_TMPFILE == unix.O_TMPFILE)
+	}, unix.ENOSPC).syscalls()
+	p := newPool(t, mhaCfg)
+	s := newStore(t, Config{Dir: t.TempDir(), ModelName: "m", Syscalls: sys}, p)
+	idx, _ := p.Alloc(3 * mhaCfg.PageSize)
+	fillRandom(t, p, idx)
+	page, _ := p.GetDataPage(idx[0])
+	if err := s.Set("old", page); err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := s.BatchSetV1([]string{"v"}, idx[:mhaCfg.PageSize]); err != nil || !ok[0] {
+		t.Fatal(ok, err)
+	}
+	failCreate.Store(true)
+
+	ok, err := s.BatchSetV1([]string{"v", "new1", "new2"}, idx)
+	if !errors.Is(err, unix.ENOSPC) || !bytes.Equal(bools(ok), bools([]bool{true, false, false})) {
+		t.Fatalf("BatchSetV1 = %v, %v; want [true false false] and ENOSPC", ok, err)
+	}
+	ok, err = s.BatchSetV1([]string{"new1", "v"}, idx[:2*mhaCfg.PageSize])
+	if err == nil || ok[0] || ok[1] {
+		t.Fatalf("BatchSetV1 = %v, %v; want every entry from the failed chunk on false", ok, err)
+	}
+	if st := s.Stats(); st.Errors == 0 {
+		t.Fatalf("Stats = %+v, want errors counted", st)
+	}
+	ok, err = s.BatchGetV1([]string{"v", "old", "new1"}, idx)
+	if err != nil || !ok[0] || !ok[1] || ok[2] {
+		t.Fatalf("BatchGetV1 = %v, %v; want [true true false]", ok, err)
+	}
+}
+
+func bools(b []bool) []byte {
+	out := make([]byte, len(b))
+	for i, v := range b {
+		if v {
+			out[i] = 1
+		}
+	}
+	return out
 }

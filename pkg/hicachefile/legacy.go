@@ -15,7 +15,7 @@ import (
 )
 
 // Legacy names: those of the previous format, without the identity
-// digest (doc.go, Naming, says what becomes of them). v1S/ held the batch
+// digest (docs/format.md says what becomes of them). v1S/ held the batch
 // files of every identity of suffix S, so a store's Clear, eviction and
 // byte count took its twins' files; New moves its own out of it, Clear
 // removes its own from it, and a dead writer's temp file of those names

@@ -75,71 +75,6 @@ func TestNonOwnerNeitherWritesNorEvicts(t *testing.T) {
 	}
 }
 
-// TestPageLargerThanMaxBytesRefused: a page that could never fit is
-// refused, not written and then evicted.
-func TestPageLargerThanMaxBytesRefused(t *testing.T) {
-	p, idx := randomPages(t, 1)
-	page, _ := p.GetDataPage(idx[0])
-	s := newStore(t, Config{Dir: t.TempDir(), ModelName: "m", MaxBytes: int64(len(page) - 1)}, p)
-	if err := s.Set("k", page); !errors.Is(err, ErrRefused) {
-		t.Fatalf("Set = %v, want ErrRefused", err)
-	}
-	if ok, err := s.BatchSetV1([]string{"k"}, idx); err != nil || ok[0] {
-		t.Fatalf("BatchSetV1 = %v, %v; want false, nil", ok, err)
-	}
-	if s.Exists("k") || batchFileCount(t, s) != 0 {
-		t.Fatal("a refused page was stored")
-	}
-}
-
-// TestEvictDownToRatio: a write that takes the total over MaxBytes evicts
-// the least recently used files until the total is at most MaxBytes x
-// EvictionRatio, the new file included, as SGLang's _evict_locked does.
-func TestEvictDownToRatio(t *testing.T) {
-	p, idx := randomPages(t, 1)
-	page, _ := p.GetDataPage(idx[0])
-	n := int64(len(page))
-	s := newStore(t, Config{Dir: t.TempDir(), ModelName: "m", MaxBytes: 10 * n, EvictionRatio: 0.5}, nil)
-	for i := range 10 {
-		if err := s.Set(fmt.Sprint("k", i), page); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if st := s.Stats(); st.Evicted != 0 {
-		t.Fatalf("evicted %d files at the bound, want none", st.Evicted)
-	}
-	if err := s.Set("k10", page); err != nil {
-		t.Fatal(err)
-	}
-	if st := s.Stats(); st.Evicted != 6 {
-		t.Fatalf("evicted %d files, want 6: down to 5 files of 10 x 0.5", st.Evicted)
-	}
-	if got := s.BatchExists([]string{"k6", "k7", "k8", "k9", "k10"}); got != 5 {
-		t.Fatalf("BatchExists of the 5 newest = %d", got)
-	}
-	if s.Exists("k5") {
-		t.Fatal("k5 survived")
-	}
-}
-
-// TestMaxBytesClampedToFileSystem: a MaxBytes larger than the file system
-// less MinFreeBytes is clamped to that.
-func TestMaxBytesClampedToFileSystem(t *testing.T) {
-	sys := newErrorFS().after(opFstatfs, func(c *sysCall, err error) {
-		if err == nil {
-			c.stat.Blocks, c.stat.Bavail, c.stat.Frsize, c.stat.Bsize = 1024, 1024, 4096, 4096
-		}
-	}).syscalls()
-	s := newStore(t, Config{Dir: t.TempDir(), ModelName: "m", MaxBytes: 1 << 40, MinFreeBytes: 1000, Syscalls: sys}, nil)
-	if got, want := s.MaxBytes(), int64(1024*4096-1000); got != want {
-		t.Fatalf("MaxBytes() = %d, want %d", got, want)
-	}
-	small := newStore(t, Config{Dir: t.TempDir(), ModelName: "m", MaxBytes: 5000, Syscalls: sys}, nil)
-	if got := small.MaxBytes(); got != 5000 {
-		t.Fatalf("MaxBytes() = %d, want 5000 unclamped", got)
-	}
-}
-
 // TestContextParallelRanksNeverShareAFile: two CP ranks writing the same key
 // through both interfaces make files of their own, named as SGLang names
 // them, and each reads back its own bytes.
@@ -193,30 +128,5 @@ func TestContextParallelRankValidated(t *testing.T) {
 	}
 	if err := (Config{CPRank: 3, CPSize: 4}).Validate(); err != nil {
 		t.Errorf("Validate(CPRank 3 of 4) = %v", err)
-	}
-}
-
-// TestWriteBelowMinFreeRefused: a page that would leave less than
-// MinFreeBytes free, with nothing left to evict, is refused through both
-// interfaces, as SGLang refuses a write whose free-space watermark it
-// cannot meet.
-func TestWriteBelowMinFreeRefused(t *testing.T) {
-	sys := newErrorFS().after(opFstatfs, func(c *sysCall, err error) {
-		if err == nil {
-			c.stat.Blocks, c.stat.Bavail, c.stat.Frsize, c.stat.Bsize = 1<<20, 1, 1024, 1024 // 1 KiB free
-		}
-	}).syscalls()
-	p, idx := randomPages(t, 1)
-	page, _ := p.GetDataPage(idx[0])
-	s := newStore(t, Config{Dir: t.TempDir(), ModelName: "m", MinFreeBytes: int64(1024 - len(page) + 1), Syscalls: sys}, p)
-	if err := s.Set("k", page); !errors.Is(err, ErrRefused) {
-		t.Fatalf("Set = %v, want ErrRefused", err)
-	}
-	if ok, err := s.BatchSetV1([]string{"k"}, idx); err != nil || ok[0] {
-		t.Fatalf("BatchSetV1 = %v, %v; want false, nil", ok, err)
-	}
-	roomy := newStore(t, Config{Dir: t.TempDir(), ModelName: "m", MinFreeBytes: int64(1024 - len(page)), Syscalls: sys}, p)
-	if err := roomy.Set("k", page); err != nil {
-		t.Fatalf("Set leaving exactly MinFreeBytes = %v", err)
 	}
 }

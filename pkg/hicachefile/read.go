@@ -25,29 +25,24 @@ import (
 // its own entry false, and the slots of a false entry hold unspecified
 // bytes. Call-level problems (no pool, mismatched lengths, indices the pool
 // rejects, two keys given the same slots) return an error with every entry
-// false. The call holds at most maxOpenFiles batch files open at once; if
-// it still runs out of descriptors (EMFILE, ENFILE) after waiting for some
-// to be closed, it returns that error with the entries read so far.
+// false. The call holds at most 16 batch files open at once; if it still
+// runs out of descriptors (EMFILE, ENFILE) after waiting for some to be
+// closed, it returns that error with the entries read so far.
 //
 // For the pages it finds, it makes per batch file an open (by path, so
-// that reads follow the path Dir: see the package documentation), one preadv per
-// run of adjacent pages (per 1024 buffers or MiB), and a close; the keys'
-// entries in the file's own index, up to the file's end, come in the last
-// preadv when the pages read end where the index begins (a batch read as
-// it was written), else with one pread more. It makes no fstat: the entries
-// are read up to the size the index recorded plus one byte, and a
-// transfer short by exactly that byte shows the file is the size indexed
-// (readProbe). Only a file whose read fails or finds it larger is fstat'ed,
-// to classify it as a special file, another file or a truncated one
-// (settleProbed); with Config.DirectIO every file is fstat'ed before it is
-// read. It makes no system call per key, and no other when every key is
-// found.
+// that reads follow the path Dir), one preadv per run of adjacent pages
+// (per 1024 buffers or MiB), and a close; the keys' entries in the file's
+// own index come in the last preadv when the pages read end where the
+// index begins (a batch read as it was written), else with one pread more.
+// It makes no fstat unless a read fails or finds the file larger than
+// indexed (with Config.DirectIO, every file is fstat'ed before it is read),
+// no system call per key, and no other when every key is found.
 //
 // Keys read back as a batch was written, its pages in order, are not
 // looked up one by one: when the call's first and last keys lie n-1 pages
 // apart in one batch file, the keys between are taken to fill the pages
-// between (predictRun), and each is checked against the file's own index
-// like any copy; a guess that proves wrong costs its key a lookup round.
+// between, and each is checked against the file's own index like any copy;
+// a guess that proves wrong costs its key a lookup round.
 func (s *Store) BatchGetV1(keys []string, hostIndices []int64) ([]bool, error) {
 	ok := make([]bool, len(keys))
 	sc := getScratch(len(keys))

@@ -61,7 +61,7 @@ func (n names) isBatchName(name string) bool {
 }
 
 // lockedTmpName returns a new name for a temp file that is locked before
-// it has a name (see place).
+// it has a name.
 func (n names) lockedTmpName() string {
 	return lockedTmpPrefix + newToken() + "-" + n.digest + n.suffix + tmpExt
 }

@@ -3,12 +3,14 @@
 package hicachefile
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -260,4 +262,95 @@ func TestUnnamedWriteStormServesOwnIdentity(t *testing.T) {
 	if n := openFDs(t); n != fds {
 		t.Errorf("%d descriptors open after the storm and Close, %d before", n, fds)
 	}
+}
+
+// TestStressNoWrongPage: two stores on one directory, four goroutines
+// writing and reading random keys through either, while another flips bytes
+// in batch files, truncates them and clears the directory. A page reported
+// true must always be its key's bytes.
+func TestStressNoWrongPage(t *testing.T) {
+	bothModes(t, func(t *testing.T, noWatch bool) {
+		cfg := mhaCfg
+		cfg.Pages = 64
+		p := newPool(t, cfg)
+		dir := t.TempDir()
+		sc := Config{Dir: dir, ModelName: "m", MaxBatchFileBytes: int64(2 * p.PageBytes()), IOWorkers: 2, NoWatch: noWatch}
+		stores := []*Store{newStore(t, sc, p), newStore(t, sc, p)}
+		const nkeys = 24
+		var stop atomic.Bool
+		var wg sync.WaitGroup
+		var bad, hits atomic.Int64
+		for w := range 4 {
+			slots, _ := p.Alloc(4 * cfg.PageSize)
+			wg.Go(func() {
+				r := rand.New(rand.NewPCG(uint64(w), 9))
+				for !stop.Load() {
+					s := stores[r.IntN(2)]
+					ks := make([]string, 4)
+					for i := range ks {
+						ks[i] = fmt.Sprintf("k%02d", r.IntN(nkeys))
+					}
+					if r.IntN(2) == 0 {
+						for i, k := range ks {
+							if err := p.SetFromFlatDataPage(slots[i*cfg.PageSize], keyPage(k, p.PageBytes())); err != nil {
+								t.Error(err)
+								return
+							}
+						}
+						_, _ = s.BatchSetV1(ks, slots)
+						continue
+					}
+					ok, _ := s.BatchGetV1(ks, slots)
+					for i, k := range ks {
+						if !ok[i] {
+							continue
+						}
+						hits.Add(1)
+						if got, _ := p.GetDataPage(slots[i*cfg.PageSize]); !bytes.Equal(got, keyPage(k, p.PageBytes())) {
+							bad.Add(1)
+						}
+					}
+				}
+			})
+		}
+		wg.Go(func() {
+			r := rand.New(rand.NewPCG(7, 7))
+			for !stop.Load() {
+				time.Sleep(2 * time.Millisecond)
+				if r.IntN(20) == 0 {
+					_ = stores[r.IntN(2)].Clear()
+					continue
+				}
+				ents, _ := os.ReadDir(stores[0].v1Dir)
+				for _, e := range ents {
+					if !strings.HasSuffix(e.Name(), batchExt) || r.IntN(4) != 0 {
+						continue
+					}
+					f, err := os.OpenFile(filepath.Join(stores[0].v1Dir, e.Name()), os.O_RDWR, 0)
+					if err != nil {
+						continue
+					}
+					if st, err := f.Stat(); err == nil && st.Size() > 0 {
+						switch r.IntN(3) {
+						case 0:
+							_, _ = f.WriteAt([]byte{byte(r.Uint32()) | 1}, r.Int64N(st.Size()))
+						case 1:
+							_ = f.Truncate(r.Int64N(st.Size()))
+						}
+					}
+					_ = f.Close()
+				}
+			}
+		})
+		time.Sleep(time.Second)
+		stop.Store(true)
+		wg.Wait()
+		t.Logf("%d pages served and checked", hits.Load())
+		if bad.Load() != 0 {
+			t.Fatalf("%d wrong pages reported true", bad.Load())
+		}
+		if hits.Load() == 0 {
+			t.Fatal("no page was served: the test checked nothing")
+		}
+	})
 }

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/hicache-go/hicache/pkg/hostcache"
 
@@ -347,5 +348,62 @@ func TestPollingSeesFileGoneUnderStaleMtime(t *testing.T) {
 	before := a.Stats().Sets
 	if ok, _ := a.BatchSetV1([]string{"k"}, idx); ok[0] && a.Stats().Sets == before {
 		t.Error("BatchSetV1(k) reported true without writing; nothing is on disk")
+	}
+}
+
+// TestPollIntervalListsUnderStaleMtime: a polling store whose V1 directory's
+// mtime does not change (as a network client's attribute cache shows it)
+// finds another store's batch file by listing once PollInterval has passed,
+// never before, and callers that miss at once share one listing; with a
+// negative PollInterval it lists only on an mtime change.
+func TestPollIntervalListsUnderStaleMtime(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		iv   time.Duration
+		due  bool // the last listing is made older than iv
+		want bool
+	}{
+		{"mtime only", -1, true, false},
+		{"not due", time.Hour, false, false},
+		{"due", time.Hour, true, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p, idx := randomPages(t, 1)
+			dir := t.TempDir()
+			b := newStore(t, Config{Dir: dir, ModelName: "m", NoWatch: true, PollInterval: tc.iv}, p)
+			var before unix.Stat_t
+			if err := unix.Stat(b.v1Dir, &before); err != nil {
+				t.Fatal(err)
+			}
+			a := newStore(t, Config{Dir: dir, ModelName: "m", NoWatch: true}, p)
+			if ok, err := a.BatchSetV1([]string{"k"}, idx); err != nil || !ok[0] {
+				t.Fatal(ok, err)
+			}
+			// The mtime b saw at its last listing, as a stale attribute cache shows it.
+			if err := unix.UtimesNano(b.v1Dir, []unix.Timespec{before.Atim, before.Mtim}); err != nil {
+				t.Fatal(err)
+			}
+			if tc.due {
+				b.scan.mu.Lock()
+				b.scan.at = b.scan.at.Add(-2 * time.Hour)
+				b.scan.mu.Unlock()
+			}
+			listings := b.Stats().Listings
+			var wg sync.WaitGroup
+			got := make([]bool, 8)
+			for i := range got {
+				wg.Go(func() { got[i] = b.Exists("k") })
+			}
+			wg.Wait()
+			n := b.Stats().Listings - listings
+			for i, g := range got {
+				if g != tc.want {
+					t.Errorf("caller %d: Exists(k) = %v, want %v", i, g, tc.want)
+				}
+			}
+			if want := map[bool]int64{true: 1, false: 0}[tc.want]; n != want {
+				t.Errorf("%d listings for 8 concurrent misses, want %d", n, want)
+			}
+		})
 	}
 }

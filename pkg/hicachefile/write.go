@@ -102,8 +102,8 @@ const (
 // pwritev of pages and index for up to 1024 buffers and a MiB of pages;
 // else one per window, and one for the index), a linkat under its final
 // name and a close. With MaxBytes or MinFreeBytes, or where O_TMPFILE is
-// refused, the file is written under a temp name instead (see the package
-// documentation): an OFD lock, a rename and an fstat more.
+// refused, the file is written under a temp name instead, locked and then
+// renamed into place: an OFD lock, a rename and an fstat more.
 func (s *Store) BatchSetV1(keys []string, hostIndices []int64) ([]bool, error) {
 	ok := make([]bool, len(keys))
 	sc := getScratch(len(keys))

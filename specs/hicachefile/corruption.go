@@ -136,7 +136,7 @@ var _ = Describe("Corruption", Ordered, func() {
 	Context("a damaged index, identity or trailer", func() {
 		// Offsets from the start of the index (entry 0 is keyLen u16, key,
 		// offset u64, length u64, crc u32; keys are 5 bytes), of the
-		// identity, or of the trailer, as doc.go lays them out.
+		// identity, or of the trailer, as docs/format.md lays them out.
 		const keyLen = 5
 		DescribeTable("skips the file: its keys all miss on a new store",
 			func(region string, at int64) {

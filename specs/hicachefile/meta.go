@@ -18,7 +18,7 @@ import (
 // page as its GetPageBufferMeta buffers, in pointer order, in batch files
 // whose size the documented format predicts.
 var _ = Describe("get_page_buffer_meta integration", func() {
-	// documentedIndexSize is the index size from doc.go's byte layout:
+	// documentedIndexSize is the index size from docs/format.md's byte layout:
 	// keyLen u16, key, offset u64, length u64, crc u32 per entry.
 	documentedIndexSize := func(keys []string) int64 {
 		n := int64(0)
@@ -83,7 +83,7 @@ var _ = Describe("get_page_buffer_meta integration", func() {
 			for path, ks := range keysOf {
 				Expect(len(ks)).To(BeNumerically("<=", pagesPerFile))
 				Expect(hicachefile.IndexSize(ks)).To(Equal(documentedIndexSize(ks)))
-				// doc.go: an identity of 19 bytes plus the model name, and a
+				// docs/format.md: an identity of 19 bytes plus the model name, and a
 				// 56-byte trailer.
 				Expect(fileSize(path)).To(Equal(int64(len(ks))*pageBytes+documentedIndexSize(ks)+19+int64(len(cfg.ModelName))+56), path)
 				Expect(fileSize(path)).To(Equal(int64(len(ks))*pageBytes+hicachefile.IndexSize(ks)+

@@ -206,7 +206,7 @@ var _ = Describe("Crash", Serial, Label("torture"), func() {
 			}
 
 			// A writer's temp file is locked from the moment it has a name
-			// (pkg/hicachefile/doc.go, "Durability"), so New leaves none
+			// (docs/design.md, "Durability and temp files"), so New leaves none
 			// of a dead writer's, however young.
 			left = reopen()
 			for _, name := range left {

@@ -149,8 +149,7 @@ func (r *hostileRig) get(s *hicachefile.Store, key string) error {
 }
 
 // version1File returns a batch file of keys' stamped pages in format
-// version 1, the format before issue 7 §6 (pkg/hicachefile/doc.go at that
-// version): the pages in pointer order, an index of keyLen u16, key, offset
+// version 1, the previous format (docs/format.md): the pages in pointer order, an index of keyLen u16, key, offset
 // u64, length u64 and CRC32C u32 per page, then a 48-byte trailer: magic
 // "HCBATCH1", version 1, count, index offset and length, the index's CRC32C,
 // the pool's fingerprint (FNV-1a of its shape, as that version computed

@@ -42,7 +42,7 @@ func ComponentFile(cfg hicachefile.Config, key, pool string) string {
 }
 
 // Digest is the identity digest of a store of cfg, as the format doc
-// (pkg/hicachefile/doc.go, Naming) defines it: the first 8 bytes of the
+// (docs/format.md, Names) defines it: the first 8 bytes of the
 // SHA-256 of the identity fields joined by NUL, in hex.
 func Digest(cfg hicachefile.Config) string { return digest(cfg, "") }
 
