@@ -8,6 +8,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/hicache-go/hicache/pkg/hicachefile/internal/batchfile"
+	"github.com/hicache-go/hicache/pkg/hicachefile/internal/crc32c"
 	"github.com/hicache-go/hicache/pkg/hicachefile/internal/index"
 )
 
@@ -62,11 +63,11 @@ func (s *Store) writeBatch(pi *poolInfo, v1fd int, keys []string, hashes []uint6
 				iov = append(iov, page(j)...)
 			}
 			// The CRCs a block of pages at a time, three pages at once
-			// (pageCRCs), into an array on the stack.
+			// (crc32c.Pages), into an array on the stack.
 			var crcs [48]uint32
 			for lo := 0; lo < n; lo += len(crcs) {
 				hi := min(n, lo+len(crcs))
-				pageCRCs(iov[lo*pi.bpp:hi*pi.bpp], pi.bpp, crcs[:hi-lo])
+				crc32c.Pages(iov[lo*pi.bpp:hi*pi.bpp], pi.bpp, crcs[:hi-lo])
 				for j, crc := range crcs[:hi-lo] {
 					setCRC(lo+j, crc)
 				}

@@ -16,6 +16,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/hicache-go/hicache/pkg/hicachefile/internal/batchfile"
+	"github.com/hicache-go/hicache/pkg/hicachefile/internal/crc32c"
 	"github.com/hicache-go/hicache/pkg/hostcache"
 )
 
@@ -111,7 +112,7 @@ func (f *floor) read(name string) error {
 // page's key is compared in full with its entry, the entry's offset and
 // length with the page's, its CRC32C with the entry's, and the trailer's
 // checksum with the one written (tag). Its CRC32Cs are the store's
-// (pageCRCs, three pages at once), not read's (hash/crc32 a page at a
+// (crc32c.Pages, three pages at once), not read's (hash/crc32 a page at a
 // time), so that x-checked is the store's design alone. The store's own costs, which this
 // leaves out, are its index lookups and the translation of host indices
 // into page buffers.
@@ -131,7 +132,7 @@ func (f *floor) readChecked(name string, keys []string, iov [][]byte, tail []byt
 	if len(f.got) < f.n {
 		f.got = make([]uint32, f.n)
 	}
-	pageCRCs(f.pages, f.bpp, f.got[:f.n])
+	crc32c.Pages(f.pages, f.bpp, f.got[:f.n])
 	e := 0
 	for i := range f.n {
 		crc := f.got[i]
@@ -245,7 +246,7 @@ func benchFloor(b *testing.B, parent string, n int, write bool, others int) {
 			}
 		}
 		for i := range n {
-			fl.crcs = append(fl.crcs, pageCRC(fl.pages[i*fl.bpp:(i+1)*fl.bpp]))
+			fl.crcs = append(fl.crcs, crc32c.Page(fl.pages[i*fl.bpp:(i+1)*fl.bpp]))
 		}
 		fl.pages = pages
 	}

@@ -9,6 +9,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/hicache-go/hicache/pkg/hicachefile/internal/crc32c"
 	"github.com/hicache-go/hicache/pkg/hicachefile/internal/index"
 )
 
@@ -43,7 +44,7 @@ func readConsecutive(bufs [][]byte, bpp int, pageLen int64, crcs []uint32, off i
 		if err != nil {
 			return err
 		}
-		pageCRCs(bufs[lo*bpp:hi*bpp], bpp, crcs[lo:hi])
+		crc32c.Pages(bufs[lo*bpp:hi*bpp], bpp, crcs[lo:hi])
 		off += int64(hi-lo) * pageLen
 	}
 	return nil

@@ -80,8 +80,8 @@ var _ = Describe("Suffix twins", Label("torture"), func() {
 		Entry("model org/m and org-m, eviction",
 			hicachefile.Config{ModelName: "org/m", TPSize: 1}, hicachefile.Config{ModelName: "org-m", TPSize: 1}, "eviction"),
 		Entry("MHA m on TP 0 of 1 and MLA m_0_1, Clear",
-			hicachefile.Config{ModelName: "m", TPSize: 1}, hicachefile.Config{ModelName: "m_0_1", IsMLA: true}, "Clear"),
+			hicachefile.Config{ModelName: "m", TPSize: 1}, hicachefile.Config{ModelName: "m_0_1", IsMLA: true, TPSize: 1}, "Clear"),
 		Entry("MHA m on TP 0 of 1 and MLA m_0_1, eviction",
-			hicachefile.Config{ModelName: "m", TPSize: 1}, hicachefile.Config{ModelName: "m_0_1", IsMLA: true}, "eviction"),
+			hicachefile.Config{ModelName: "m", TPSize: 1}, hicachefile.Config{ModelName: "m_0_1", IsMLA: true, TPSize: 1}, "eviction"),
 	)
 })

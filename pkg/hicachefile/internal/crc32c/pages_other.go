@@ -1,8 +1,8 @@
 //go:build !amd64 || purego
 
-package hicachefile
+package crc32c
 
-// haveCRC3 is false where crc32cPages has no assembly: pageCRCs then
+// haveCRC3 is false where crc32cPages has no assembly: Pages then
 // checksums one page at a time with hash/crc32.
 const haveCRC3 = false
 

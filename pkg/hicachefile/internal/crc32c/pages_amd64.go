@@ -1,6 +1,6 @@
 //go:build amd64 && !purego
 
-package hicachefile
+package crc32c
 
 import "golang.org/x/sys/cpu"
 
@@ -9,7 +9,7 @@ import "golang.org/x/sys/cpu"
 var haveCRC3 = cpu.X86.HasSSE42
 
 // crc32cPages checksums groups of three pages, three chains at once, and
-// returns how many groups it did (see crc_amd64.s): it stops before a
+// returns how many groups it did (see pages_amd64.s): it stops before a
 // group whose buffers do not suit it. bufs points at the first of the
 // groups' 3*groups*bpp slice headers, crcs at room for 3*groups CRCs.
 //
