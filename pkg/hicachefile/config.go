@@ -59,11 +59,14 @@ type Config struct {
 	// 8. Copies between the page cache and pool memory are bound by one
 	// core's memory bandwidth, so a second worker nearly doubles them.
 	IOWorkers int
-	// MaxBytes bounds the bytes of this store's files in Dir: its batch
-	// files and its old-format files (SGLang's max_size). After a write
-	// that takes the total over MaxBytes, the least recently used files (by
-	// writes and read hits in this process; files found on disk count as
-	// used at their modification time) are removed until the total is at
+	// MaxBytes bounds the bytes of this store's files in Dir: the batch
+	// files of its V1 directory and the old-format files of its suffix
+	// (SGLang's max_size), as far as it has found them (see Capacity in
+	// the package doc: another process's old-format files count from the
+	// next listing of Dir). After a write that takes the total over
+	// MaxBytes, the least recently used files (by writes and read hits in
+	// this process; files found on disk count as used at their
+	// modification time, clamped to now) are removed until the total is at
 	// most MaxBytes x EvictionRatio, sparing the files the write just made
 	// and temp files still being written. A batch file goes whole. A page
 	// larger than MaxBytes is refused (ErrRefused; false from BatchSetV1).
@@ -95,8 +98,9 @@ type Config struct {
 	// is refused (ErrRefused; false from BatchSetV1), as SGLang refuses it.
 	// With it or MaxBytes set, a write that meets ENOSPC or EDQUOT while
 	// the store holds files it can evict removes enough of them and tries
-	// once more. 0 means $SGLANG_HICACHE_FILE_BACKEND_MIN_FREE_SPACE read
-	// with ParseSize, and no bound when that is unset, "0" or invalid.
+	// again, up to 3 times. 0 means
+	// $SGLANG_HICACHE_FILE_BACKEND_MIN_FREE_SPACE read with ParseSize, and
+	// no bound when that is unset, "0" or invalid.
 	MinFreeBytes int64
 	// DirectIO makes BatchGetV1 read pages from batch files with O_DIRECT,
 	// straight from the device into pool memory, bypassing the page cache:

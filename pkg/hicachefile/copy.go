@@ -49,8 +49,8 @@ func (s *Store) set(key string, value []byte) error {
 		})
 	}
 	err := write()
-	if isNoSpace(err) && s.makeRoom(int64(len(value)), nil) {
-		err = write() // a full disk makes room, then tries once more
+	for try := 0; isNoSpace(err) && try < noSpaceRetries && s.makeRoom(int64(len(value)), nil); try++ {
+		err = write() // a full disk makes room, then tries again
 	}
 	if err != nil {
 		s.stats.errors.Add(1)

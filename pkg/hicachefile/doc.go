@@ -78,7 +78,9 @@
 //
 // Capacity. With Config.MaxBytes or MinFreeBytes (SGLang's max_size and
 // min_free_space) the store evicts its least recently used files after
-// each write; a full disk then makes it evict and retry. With either set,
+// each write, files it never used ranking by modification time clamped to
+// now; a full disk then makes it evict and retry, up to 3 times.
+// docs/design.md says exactly which files MaxBytes counts. With either set,
 // only the storage owner (Config.StorageOwner) writes: the other ranks'
 // writes are refused (ErrRefused from Set, false from the batch calls).
 //

@@ -78,6 +78,59 @@ func (s *Store) makeRoom(need int64, protect map[lru.ID]bool) bool {
 	return len(victims) > 0
 }
 
+// recount brings the count of the store's files up to date with listings
+// of Dir (top) and of the V1 directory (v1) just made: a counted file that
+// neither holds and that is gone when looked up (another store's Clear or
+// eviction removed it) leaves the count, and an old-format file of the
+// store's suffix that it does not count (another process wrote it) joins
+// it, as used at its modification time (clamped to now). Eviction calls it
+// through reclaimTemps, at most once per lru.ReclaimEvery, so that MaxBytes
+// bounds the files there are.
+func (s *Store) recount(top, v1 []string) {
+	if !s.lru.On() {
+		return
+	}
+	listed := make(map[lru.ID]bool, len(top)+len(v1))
+	for _, n := range top {
+		if s.isOldName(n) {
+			listed[lru.ID{Old: true, Name: n}] = true
+		}
+	}
+	for _, n := range v1 {
+		if s.isBatchName(n) {
+			listed[lru.ID{Name: n}] = true
+		}
+	}
+	var st unix.Stat_t
+	for _, id := range s.lru.Unlisted(listed) {
+		dirfd := s.topfd()
+		if !id.Old {
+			dirfd = s.v1fd()
+		}
+		if unix.Fstatat(dirfd, id.Name, &st, unix.AT_SYMLINK_NOFOLLOW) != unix.ENOENT {
+			continue // written since the listing, or not known gone
+		}
+		if id.Old {
+			s.lru.Forget(id)
+		} else {
+			s.forgetBatch(id.Name)
+		}
+	}
+	for id := range listed {
+		if !id.Old || s.lru.Counts(id) {
+			continue
+		}
+		if unix.Fstatat(s.topfd(), id.Name, &st, unix.AT_SYMLINK_NOFOLLOW) == nil && st.Mode&unix.S_IFMT == unix.S_IFREG {
+			s.lru.Track(id, st.Size, st.Mtim.Nano())
+		}
+	}
+}
+
+// noSpaceRetries bounds how many times a write that meets ENOSPC or EDQUOT
+// makes room and tries again: another process may take the space freed
+// before the retry.
+const noSpaceRetries = 3
+
 // isNoSpace reports whether err says the file system or the user's quota
 // is full.
 func isNoSpace(err error) bool { return errors.Is(err, unix.ENOSPC) || errors.Is(err, unix.EDQUOT) }
@@ -93,9 +146,12 @@ func (s *Store) remove(victims []lru.File) {
 			s.idx.Forget(f.ID.Name)
 		}
 		switch err := s.sys.Unlinkat(dirfd, f.ID.Name, 0); err {
-		case nil, unix.ENOENT:
+		case nil:
 			s.stats.evicted.Add(1)
 			s.stats.evictedBytes.Add(f.Size)
+		case unix.ENOENT:
+			// Already gone (another store's Clear or eviction): not an
+			// eviction of this store's, and no longer counted.
 		default:
 			// Still there and still taking space: the next round takes
 			// more files instead.

@@ -24,9 +24,10 @@ type Stats struct {
 	// DirectBytes counts the bytes BatchGetV1 read with O_DIRECT (see
 	// Config.DirectIO).
 	DirectBytes int64
-	// Evicted and EvictedBytes count the files removed to keep within
-	// Config.MaxBytes; EvictErrors counts the files that could not be
-	// removed and were passed over.
+	// Evicted and EvictedBytes count the files this store removed to keep
+	// within Config.MaxBytes or MinFreeBytes (not those it found already
+	// gone); EvictErrors counts the files that could not be removed and
+	// were passed over.
 	Evicted, EvictedBytes, EvictErrors int64
 	// ReclaimedTemps counts temp files of dead writers of this store's
 	// suffix that the store removed (at New and during eviction).

@@ -39,9 +39,10 @@ import (
 // tempGrace old there, and a live writer's never does.
 //
 // Where the file system refuses locks, a temp file is taken as dead once
-// its mtime is staleTempAge old. SGLang's own temp files
+// it is staleTempAge old. SGLang's own temp files
 // (<key><suffix>.bin.tmp.<pid>.<tid>.<uuid>) carry no lock; they go by that
-// age too.
+// age too. A file's age is that of its mtime, or of its ctime when the
+// mtime is dated ahead (tempAge), so no mtime keeps a dead file.
 const (
 	tempGrace    = time.Second
 	staleTempAge = 10 * time.Minute
@@ -77,7 +78,7 @@ func (s *Store) reclaimOne(dirfd int, name string, sglang bool, now time.Time) (
 	if unix.Fstatat(dirfd, name, &st, unix.AT_SYMLINK_NOFOLLOW) != nil || st.Mode&unix.S_IFMT != unix.S_IFREG {
 		return false, 0
 	}
-	age := now.Sub(time.Unix(st.Mtim.Unix()))
+	age := tempAge(&st, now)
 	old := age >= staleTempAge
 	remove := func() (bool, int64) {
 		switch err := s.sys.Unlinkat(dirfd, name, 0); err {
@@ -115,10 +116,24 @@ func (s *Store) reclaimOne(dirfd int, name string, sglang bool, now time.Time) (
 	return false, st.Size
 }
 
+// tempAge returns how long ago the temp file whose stat is st was last
+// written: by its mtime, or, when that is dated ahead of now (set by
+// utimes, which anyone who can write the file may call), by its ctime,
+// which the kernel sets to now at every change and no one can set. A
+// file dated ahead is thus judged like any other, never kept for its
+// mtime. A ctime ahead too (the clock stepped back) counts as now.
+func tempAge(st *unix.Stat_t, now time.Time) time.Duration {
+	if age := now.Sub(time.Unix(st.Mtim.Unix())); age >= 0 {
+		return age
+	}
+	return max(now.Sub(time.Unix(st.Ctim.Unix())), 0)
+}
+
 // reclaimTemps removes the temp files of dead writers of this store's
 // suffix in Dir and its V1 directory, counting them in Stats.ReclaimedTemps,
 // and records the bytes of the live ones other writers hold, which count
-// toward MaxBytes. It lists both directories.
+// toward MaxBytes. It lists both directories, and brings the count of the
+// store's files up to date from those listings (recount).
 func (s *Store) reclaimTemps() error { return s.reclaimTempsIn(nil) }
 
 // reclaimTempsIn is reclaimTemps with the V1 directory's names listed
@@ -127,7 +142,8 @@ func (s *Store) reclaimTempsIn(v1Names []string) error {
 	now := time.Now()
 	var errs []error
 	var live int64
-	for _, d := range []struct {
+	var listed [2][]string // Dir's names and the V1 directory's, when both were listed here
+	for i, d := range []struct {
 		fd int
 		v1 bool
 	}{{fd: s.topfd()}, {fd: s.v1fd(), v1: true}} {
@@ -138,6 +154,9 @@ func (s *Store) reclaimTempsIn(v1Names []string) error {
 		if err != nil {
 			errs = append(errs, err)
 			continue
+		}
+		if v1Names == nil {
+			listed[i] = names
 		}
 		for _, n := range names {
 			sglang := !d.v1 && s.isSGLangTmpName(n)
@@ -157,6 +176,9 @@ func (s *Store) reclaimTempsIn(v1Names []string) error {
 		}
 	}
 	s.lru.SetForeignTemps(live)
+	if len(errs) == 0 && v1Names == nil {
+		s.recount(listed[0], listed[1])
+	}
 	return errors.Join(errs...)
 }
 

@@ -192,16 +192,18 @@ func (s *Store) BatchSetV1(keys []string, hostIndices []int64) ([]bool, error) {
 	}
 	v1fd := s.v1fd() // one directory for the whole call
 	f, err := s.writeChunks(pi, v1fd, keys, sc.hashes, bufs, 0, nChunks, chunk, written)
-	if isNoSpace(err) {
+	for try := 0; isNoSpace(err) && try < noSpaceRetries; try++ {
 		// A full disk: make room for the chunks not written, by removing
-		// least recently used files, and try them once more.
+		// least recently used files, and try them again; another process
+		// may take the space freed first.
 		need := int64(0)
 		for c := f; c < nChunks; c++ {
 			need += int64(len(chunk(c))) * pi.pageLen
 		}
-		if s.makeRoom(need, written) {
-			f, err = s.writeChunks(pi, v1fd, keys, sc.hashes, bufs, f, nChunks, chunk, written)
+		if !s.makeRoom(need, written) {
+			break
 		}
+		f, err = s.writeChunks(pi, v1fd, keys, sc.hashes, bufs, f, nChunks, chunk, written)
 	}
 	s.evict(written)
 	for c := range f {

@@ -162,11 +162,14 @@ func (l *LRU) unstick(id ID) {
 }
 
 // Track records a file of size bytes last used at use (Unix nanoseconds),
-// or updates it; a later use never moves back.
+// or updates it; a later use never moves back. A use after now (the
+// modification time of a file dated ahead) counts as now, so that such a
+// file never outlives the files used from now on.
 func (l *LRU) Track(id ID, size, use int64) {
 	if !l.on {
 		return
 	}
+	use = min(use, time.Now().UnixNano())
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.unstick(id) // found again by a listing: a candidate once more
@@ -183,6 +186,34 @@ func (l *LRU) Track(id ID, size, use int64) {
 	heap.Push(&l.heap, f)
 	l.files[id] = f
 	l.total += size
+}
+
+// Unlisted returns the files counted (stuck ones included) that listed
+// does not hold.
+func (l *LRU) Unlisted(listed map[ID]bool) []ID {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var out []ID
+	for id := range l.files {
+		if !listed[id] {
+			out = append(out, id)
+		}
+	}
+	for id := range l.stuck {
+		if !listed[id] {
+			out = append(out, id)
+		}
+	}
+	return out
+}
+
+// Counts reports whether the file id is counted, stuck or not.
+func (l *LRU) Counts(id ID) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	_, ok := l.files[id]
+	_, stuck := l.stuck[id]
+	return ok || stuck
 }
 
 // Touch marks a file as used now.
