@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/hicache-go/hicache/pkg/hicachefile/internal/batchfile"
+	"github.com/hicache-go/hicache/pkg/hicachefile/internal/dirwatch"
 	"golang.org/x/sys/unix"
 )
 
@@ -118,14 +119,14 @@ func (s *Store) checkDir() bool {
 	}
 	s.retire(int(s.v1.Swap(int64(nfd))))
 	s.v1ID = id
-	if s.watch != nil && s.watch.rewatch(s.v1Dir, s.dir) != nil {
-		_ = s.watch.close()
+	if s.watch != nil && s.watch.Rewatch(s.v1Dir, s.dir) != nil {
+		_ = s.watch.Close()
 		s.watch = nil
 	}
 	if s.watch == nil && !s.cfg.NoWatch {
-		s.watch, _ = newWatcher(s.v1Dir, s.dir)
+		s.watch, _ = dirwatch.New(s.v1Dir, s.dir)
 	}
-	s.poll.Store(s.watch == nil || isNetworkFS(nfd))
+	s.poll.Store(s.watch == nil || dirwatch.IsNetworkFS(nfd))
 	s.scan.reset(s.idx) // everything it knew was in the old directory
 	s.lru.ForgetAll(false)
 	return true
@@ -155,16 +156,16 @@ func (s *Store) applyEvents() bool {
 	// a file being written in place (cp) is not skipped as bad when read
 	// before its close, whose event loads it again.
 	var created map[string]bool
-	overflow, lost := s.watch.drain(func(name string, ev event) {
-		if ev != evDirs && !s.isBatchName(name) {
+	overflow, lost := s.watch.Drain(func(name string, ev dirwatch.Event) {
+		if ev != dirwatch.Dirs && !s.isBatchName(name) {
 			return
 		}
 		switch ev {
-		case evGone:
+		case dirwatch.Gone:
 			s.dropOwn(name)
 			gone = append(gone, name)
-		case evAppeared, evCreated, evWritten:
-			if ev == evCreated {
+		case dirwatch.Appeared, dirwatch.Created, dirwatch.Written:
+			if ev == dirwatch.Created {
 				if created == nil {
 					created = make(map[string]bool)
 				}
@@ -172,7 +173,7 @@ func (s *Store) applyEvents() bool {
 			} else {
 				delete(created, name)
 			}
-			if ev != evWritten && s.takeOwn(name) {
+			if ev != dirwatch.Written && s.takeOwn(name) {
 				// The link of this store's own unnamed file: known, or
 				// being committed. (Another file put under the name while
 				// that commit is in flight makes it forget the name.)
@@ -189,15 +190,15 @@ func (s *Store) applyEvents() bool {
 			// when closed. A file rewritten in place (same inode)
 			// is caught when read: its trailer checksum, key or CRC
 			// checks fail.
-			if !s.isInflight(name) && !s.knownFile(name, ev == evWritten) {
+			if !s.isInflight(name) && !s.knownFile(name, ev == dirwatch.Written) {
 				fresh = append(fresh, name)
 			}
-		case evDirs:
+		case dirwatch.Dirs:
 			s.dirsMoved = true
 		}
 	})
 	if lost {
-		_ = s.watch.close()
+		_ = s.watch.Close()
 		s.watch = nil
 		s.poll.Store(true)
 		// A polling store tells another file put under a name it knows

@@ -13,6 +13,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/hicache-go/hicache/pkg/hicachefile/internal/dirwatch"
 	"github.com/hicache-go/hicache/pkg/hicachefile/internal/index"
 	"github.com/hicache-go/hicache/pkg/hicachefile/internal/lru"
 	"github.com/hicache-go/hicache/pkg/hostcache"
@@ -55,7 +56,7 @@ type Store struct {
 	// watch follows the V1 directory (nil when inotify is unavailable),
 	// guarded by scan.mu. poll makes a miss compare the directory's mtime
 	// (when there is no watch, or on a network file system).
-	watch *watcher
+	watch *dirwatch.Watcher
 	poll  atomic.Bool
 	// tmpfile (a tmpfile value) says whether writes make their temp files
 	// with O_TMPFILE: not known until the first write, and off for good
@@ -166,9 +167,9 @@ func New(cfg Config) (*Store, error) {
 	}
 	// Watch before the first listing, so that no change falls between.
 	if !cfg.NoWatch {
-		s.watch, _ = newWatcher(s.v1Dir, s.dir) // without it, the store polls
+		s.watch, _ = dirwatch.New(s.v1Dir, s.dir) // without it, the store polls
 	}
-	s.poll.Store(s.watch == nil || isNetworkFS(s.v1fd()))
+	s.poll.Store(s.watch == nil || dirwatch.IsNetworkFS(s.v1fd()))
 	// One listing of the V1 directory serves both the reclaim and the
 	// index. Temp files left by writers that died (SIGKILL, a crash, a
 	// power cut) go now; live writers' stay. A failure only leaves them.
@@ -221,7 +222,7 @@ func (s *Store) Close() error {
 	s.close = true
 	var werr error
 	if s.watch != nil {
-		werr = s.watch.close()
+		werr = s.watch.Close()
 	}
 	errs := []error{closeFD(s.topfd(), s.dir), closeFD(s.v1fd(), s.v1Dir), werr, s.closeComponents()}
 	for _, fd := range s.retired {

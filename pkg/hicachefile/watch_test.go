@@ -170,7 +170,7 @@ func TestWatchLostThenForeignNotStored(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := unix.Dup2(null, live.watch.fd); err != nil {
+	if err := unix.Dup2(null, live.watch.FD()); err != nil {
 		t.Fatal(err)
 	}
 	_ = unix.Close(null)

@@ -22,7 +22,7 @@ const (
 	// seenBound bounds how long a page written on one node may take to be
 	// served on another, and a change (Clear, a damaged file) to be seen.
 	// It is a bound on correctness, far above the latencies measured
-	// (see the README), not a timing.
+	// (docs/cluster.md), not a timing.
 	seenBound    = 10 * time.Second
 	storeSamples = 10 // visibility samples through the stores
 	fsSamples    = 4  // visibility samples through the file system alone

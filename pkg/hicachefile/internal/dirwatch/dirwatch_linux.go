@@ -1,6 +1,12 @@
 //go:build linux
 
-package hicachefile
+// Package dirwatch follows a store's V1 directory and the Dir holding it
+// through inotify, so that the store sees other processes' batch files
+// arrive and go without listing the directory, and sees either directory
+// removed, moved or (through a symlinked Dir) retargeted without a stat per
+// call. It knows paths and names only. A Watcher is used by one goroutine
+// at a time (the store's scan lock serialises it).
+package dirwatch
 
 import (
 	"bytes"
@@ -30,12 +36,12 @@ const topMask = unix.IN_DELETE | unix.IN_MOVED_FROM | unix.IN_DELETE_SELF | unix
 const linkMask = unix.IN_CREATE | unix.IN_MOVED_TO | unix.IN_DELETE | unix.IN_MOVED_FROM |
 	unix.IN_DELETE_SELF | unix.IN_MOVE_SELF | unix.IN_ONLYDIR
 
-// watcher follows the V1 directory through inotify, so that the index sees
+// Watcher follows the V1 directory through inotify, so that the index sees
 // other processes' batch files arrive and go without listing the directory,
 // and Dir, so that the store sees either directory removed or replaced
 // without a stat per call. When Dir is a symlink, it also watches the
 // directory that holds the link, for the link replaced.
-type watcher struct {
+type Watcher struct {
 	fd     int
 	wd     int    // the watch on the V1 directory
 	top    int    // the watch on Dir
@@ -45,25 +51,25 @@ type watcher struct {
 	buf    []byte
 }
 
-// newWatcher starts watching dir, the V1 directory, and top, the Dir that
+// New starts watching dir, the V1 directory, and top, the Dir that
 // holds it. It fails where inotify is unavailable or its per-user limits
 // are reached; the store then polls instead.
-func newWatcher(dir, top string) (*watcher, error) {
+func New(dir, top string) (*Watcher, error) {
 	fd, err := unix.InotifyInit1(unix.IN_NONBLOCK | unix.IN_CLOEXEC)
 	if err != nil {
 		return nil, err
 	}
-	w := &watcher{fd: fd, v1Name: filepath.Base(dir), buf: make([]byte, 64<<10)}
-	if err := w.rewatch(dir, top); err != nil {
+	w := &Watcher{fd: fd, v1Name: filepath.Base(dir), buf: make([]byte, 64<<10)}
+	if err := w.Rewatch(dir, top); err != nil {
 		_ = unix.Close(fd)
 		return nil, err
 	}
 	return w, nil
 }
 
-// rewatch moves the watches to the directories now at dir and top. Events
+// Rewatch moves the watches to the directories now at dir and top. Events
 // of the old watches are ignored from then on.
-func (w *watcher) rewatch(dir, top string) error {
+func (w *Watcher) Rewatch(dir, top string) error {
 	if w.wd > 0 {
 		_, _ = unix.InotifyRmWatch(w.fd, uint32(w.wd)) // the old directory may be gone
 		_, _ = unix.InotifyRmWatch(w.fd, uint32(w.top))
@@ -97,26 +103,26 @@ func (w *watcher) rewatch(dir, top string) error {
 	return nil
 }
 
-// event is what drain reports of one inotify event.
-type event int
+// Event is what Drain reports of one inotify Event.
+type Event int
 
 const (
-	evAppeared event = iota // renamed into the directory
-	evCreated               // linked into the directory, or created in it
-	evWritten               // written in place and closed
-	evGone                  // removed or renamed out
-	evDirs                  // Dir or the V1 directory was removed or moved
+	Appeared Event = iota // renamed into the directory
+	Created               // linked into the directory, or created in it
+	Written               // written in place and closed
+	Gone                  // removed or renamed out
+	Dirs                  // Dir or the V1 directory was removed or moved
 )
 
-// drain reads every pending event and passes each named one to fn. It
+// Drain reads every pending Event and passes each named one to fn. It
 // reports overflow when the kernel dropped events, so that only a full
 // listing can tell what changed, and lost when a watch ended for good (its
 // file system unmounted, or reading failed). Dir or the V1 directory moved,
-// or the V1 directory removed from Dir, is evDirs: the store then checks
+// or the V1 directory removed from Dir, is Dirs: the store then checks
 // which directories are now at their paths. (A directory removed while the
-// store holds it open raises no event of its own; its removal from its
+// store holds it open raises no Event of its own; its removal from its
 // parent does.)
-func (w *watcher) drain(fn func(name string, ev event)) (overflow, lost bool) {
+func (w *Watcher) Drain(fn func(name string, ev Event)) (overflow, lost bool) {
 	for {
 		n, err := unix.Read(w.fd, w.buf)
 		switch {
@@ -131,7 +137,7 @@ func (w *watcher) drain(fn func(name string, ev event)) (overflow, lost bool) {
 			mask := binary.NativeEndian.Uint32(b[4:])
 			size := unix.SizeofInotifyEvent + int(binary.NativeEndian.Uint32(b[12:]))
 			if size > len(b) {
-				return overflow, true // the kernel never splits an event
+				return overflow, true // the kernel never splits an Event
 			}
 			wd := int(int32(binary.NativeEndian.Uint32(b)))
 			name := string(bytes.TrimRight(b[unix.SizeofInotifyEvent:size], "\x00"))
@@ -144,48 +150,48 @@ func (w *watcher) drain(fn func(name string, ev event)) (overflow, lost bool) {
 				// holds it gone (its watch then ends: IN_IGNORED, not a
 				// lost watch of the V1 directory).
 				if name == w.link || name == "" {
-					fn("", evDirs)
+					fn("", Dirs)
 				}
 			case wd != w.wd && wd != w.top:
-				// A watch rewatch removed.
+				// A watch Rewatch removed.
 			case mask&(unix.IN_IGNORED|unix.IN_UNMOUNT) != 0:
 				lost = true
-				fn("", evDirs)
+				fn("", Dirs)
 			case mask&(unix.IN_DELETE_SELF|unix.IN_MOVE_SELF) != 0:
-				fn("", evDirs)
+				fn("", Dirs)
 			case wd == w.top:
 				if name == w.v1Name || name == "" && mask&unix.IN_ATTRIB != 0 {
 					// The V1 directory removed or moved, or Dir's own
 					// attributes changed: checkDir stats both paths.
-					fn(name, evDirs)
+					fn(name, Dirs)
 				}
 			case mask&unix.IN_MOVED_TO != 0:
-				fn(name, evAppeared)
+				fn(name, Appeared)
 			case mask&unix.IN_CREATE != 0:
-				fn(name, evCreated)
+				fn(name, Created)
 			case mask&unix.IN_CLOSE_WRITE != 0:
-				fn(name, evWritten)
+				fn(name, Written)
 			case mask&(unix.IN_DELETE|unix.IN_MOVED_FROM) != 0:
-				fn(name, evGone)
+				fn(name, Gone)
 			}
 		}
 		if n < len(w.buf)-maxEventSize {
-			// The read took every event queued: no second read(2) only to
-			// learn EAGAIN. An event queued since is for the next drain.
+			// The read took every Event queued: no second read(2) only to
+			// learn EAGAIN. An Event queued since is for the next Drain.
 			return overflow, lost
 		}
 	}
 }
 
-// maxEventSize is the size of the largest inotify event: its header and a
+// maxEventSize is the size of the largest inotify Event: its header and a
 // NUL-terminated name of up to 255 bytes.
 const maxEventSize = unix.SizeofInotifyEvent + 256
 
-// close ends the watch.
-func (w *watcher) close() error { return unix.Close(w.fd) }
+// Close ends the watch.
+func (w *Watcher) Close() error { return unix.Close(w.fd) }
 
 // Magic numbers (statfs f_type) of file systems that other hosts may write
-// to: their changes raise no inotify event here, so a store there polls
+// to: their changes raise no inotify Event here, so a store there polls
 // (Config.PollInterval) as well as watching for this host's changes. FUSE
 // covers every FUSE client (GlusterFS, 3FS, s3fs, JuiceFS): f_type does not
 // say which, and any of them may be shared.
@@ -206,9 +212,13 @@ var networkFS = map[int64]bool{
 	0x01021997: true, // 9P
 }
 
-// isNetworkFS reports whether the directory open at fd lies on a file system
+// IsNetworkFS reports whether the directory open at fd lies on a file system
 // that other hosts may change.
-func isNetworkFS(fd int) bool {
+func IsNetworkFS(fd int) bool {
 	var st unix.Statfs_t
 	return unix.Fstatfs(fd, &st) == nil && networkFS[int64(st.Type)]
 }
+
+// FD returns the watcher's inotify descriptor, for a test that makes the
+// watch fail under the store.
+func (w *Watcher) FD() int { return w.fd }
