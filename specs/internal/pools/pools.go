@@ -10,9 +10,11 @@ import "github.com/hicache-go/hicache/pkg/hostcache"
 // set all four, so that one Shape serves pools of both kinds.
 type Shape struct {
 	// Kind, Layout and DType are the pool's; Of replaces them.
-	Kind   hostcache.Kind
+	Kind hostcache.Kind
+	// Layout is the pool's buffer layout.
 	Layout hostcache.Layout
-	DType  hostcache.DType
+	// DType is the pool's element type.
+	DType hostcache.DType
 	// PageSize is the tokens per page (ps).
 	PageSize int
 	// Pages is how many pages the pool holds.

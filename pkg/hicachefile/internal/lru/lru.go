@@ -163,20 +163,23 @@ func (l *LRU) unstick(id ID) {
 
 // Track records a file of size bytes last used at use (Unix nanoseconds),
 // or updates it; a later use never moves back. A use after now (the
-// modification time of a file dated ahead) counts as now, so that such a
-// file never outlives the files used from now on.
+// modification time of a file dated ahead) counts as now when the file
+// enters, and not at all for a file already counted, so that such a file
+// never outlives the files used from now on, however often it is found.
 func (l *LRU) Track(id ID, size, use int64) {
 	if !l.on {
 		return
 	}
-	use = min(use, time.Now().UnixNano())
+	now := time.Now().UnixNano()
+	ahead := use > now
+	use = min(use, now)
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.unstick(id) // found again by a listing: a candidate once more
 	if f, ok := l.files[id]; ok {
 		l.total += size - f.Size
 		f.Size = size
-		if use > f.Use {
+		if use > f.Use && !ahead {
 			f.Use = use
 			heap.Fix(&l.heap, f.pos)
 		}

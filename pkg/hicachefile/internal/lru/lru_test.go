@@ -1,6 +1,25 @@
 package lru
 
-import "testing"
+import (
+	"testing"
+	"time"
+)
+
+// TestUseDatedAheadClampedToNow: a file entering with a use after now (a
+// modification time dated ahead) counts as used now, and finding it again
+// with that time does not make it more recent: files used later go after
+// it.
+func TestUseDatedAheadClampedToNow(t *testing.T) {
+	var l LRU
+	l.Init()
+	ahead := time.Now().AddDate(1, 0, 0).UnixNano()
+	l.Track(ID{Name: "ahead"}, 10, ahead)
+	l.Track(ID{Name: "recent"}, 10, time.Now().UnixNano())
+	l.Track(ID{Name: "ahead"}, 10, ahead) // found again by a listing
+	if out := l.Victims(10, nil); len(out) != 1 || out[0].ID.Name != "ahead" {
+		t.Fatalf("victim = %+v, want the file dated ahead", out)
+	}
+}
 
 // TestVictimsLeastRecentFirst tracks files used at different times: victims
 // come least recently used first, spare the protected ones, and stop once
