@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"strings"
 
 	"golang.org/x/sys/unix"
 )
@@ -50,7 +51,51 @@ func (s *Store) Clear() error {
 		s.removeMatching(s.v1fd(), s.v1Dir, func(n string) bool { return s.isBatchName(n) || s.isTmpName(n) }),
 		s.clearLegacy(),
 		s.clearComponents(),
+		s.clearUnregisteredComponents(),
 	)
+}
+
+// clearUnregisteredComponents clears the batch files of this identity's
+// component pools that are not registered with s (written by another
+// process, or by this one before a restart): the V1 directories in Dir
+// named for this identity with a component pool's digest. A component
+// page written before Clear must not be served after it, whichever store
+// registers the pool next.
+func (s *Store) clearUnregisteredComponents() error {
+	if s.cfg.component != "" {
+		return nil
+	}
+	names, err := readDirNamesAt(s.topfd())
+	if err != nil {
+		return fmt.Errorf("hicachefile: list %s: %w", s.dir, err)
+	}
+	var errs []error
+	for _, n := range names {
+		mid, ok := strings.CutPrefix(n, v1DirPrefix)
+		if !ok {
+			continue
+		}
+		if mid, ok = strings.CutSuffix(mid, s.suffix); !ok || len(mid) < digestHex+2 || mid[digestHex] != '.' {
+			continue
+		}
+		digest, pool := mid[:digestHex], mid[digestHex+1:]
+		if checkKeyChars(pool) != nil || isKVPool(pool) || s.components.get(pool) != nil {
+			continue
+		}
+		cfg := s.cfg
+		cfg.component = pool
+		if cfg.identityDigest() != digest {
+			continue
+		}
+		cfg.NoWatch = true
+		c, err := New(cfg)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("hicachefile: pool %q: %w", pool, err))
+			continue
+		}
+		errs = append(errs, c.Clear(), c.Close())
+	}
+	return errors.Join(errs...)
 }
 
 // removeMatching removes the files in dir whose names match, without

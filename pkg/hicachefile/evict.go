@@ -33,19 +33,25 @@ func (s *Store) evict(protect map[lru.ID]bool) {
 		return s.cfg.MinFreeBytes - s.freeBytes()
 	}
 	need := short()
-	if (s.lru.Over(limit) || need > 0) && s.lru.ReclaimDue() {
+	fam := s.family()
+	defer fam.leave()
+	if (fam.used() > limit || need > 0) && s.lru.ReclaimDue() {
 		// Dead writers' temp files go before anyone's pages.
 		if s.reclaimTemps() == nil && need > 0 {
 			need = short()
 		}
 	}
 	// Over the bound, down to the ratio: SGLang's _evict_locked.
-	for over := s.lru.Over(limit); over; {
-		victims := s.lru.Victims(target, protect)
-		if len(victims) == 0 {
-			break
+	if len(fam.others) > 0 {
+		fam.evict(s, limit, target, protect)
+	} else if s.lru.Over(limit) {
+		for {
+			victims := s.lru.Victims(target, protect)
+			if len(victims) == 0 {
+				break
+			}
+			s.remove(victims)
 		}
-		s.remove(victims)
 	}
 	if need > 0 {
 		s.makeRoom(need, protect)
@@ -157,6 +163,80 @@ func (s *Store) remove(victims []lru.File) {
 			// more files instead.
 			s.stats.evictErrors.Add(1)
 			s.lru.MarkStuck(f)
+		}
+	}
+}
+
+// storeFamily is a store with the other stores that share its MaxBytes:
+// the store a component pool's store was registered with, and that
+// store's other component pool stores. SGLang's backend has one evictor
+// over every file it writes, component pages included.
+type storeFamily struct {
+	self   *Store
+	others []*Store // entered with tryEnter; leave releases them
+}
+
+// family returns s with the open stores that share its MaxBytes. It never
+// waits for one (a Close in progress there may be waiting for this very
+// call): a store it cannot enter at once is left out of this round.
+func (s *Store) family() storeFamily {
+	f := storeFamily{self: s}
+	root := s
+	if s.parent != nil {
+		root = s.parent
+	}
+	members := root.components.all()
+	if root != s {
+		members = append(members, root)
+	}
+	for _, m := range members {
+		if m != s && m.lru.On() && m.tryEnter() {
+			f.others = append(f.others, m)
+		}
+	}
+	return f
+}
+
+// leave ends the calls family entered.
+func (f storeFamily) leave() {
+	for _, m := range f.others {
+		m.leave()
+	}
+}
+
+// used returns the bytes counted against MaxBytes across the family.
+func (f storeFamily) used() int64 {
+	n := f.self.lru.Used()
+	for _, m := range f.others {
+		n += m.lru.Used()
+	}
+	return n
+}
+
+// evict removes the family's least recently used files, whichever store
+// holds them, once the family is over limit, until it is at most target,
+// sparing protect (the files of s's calling write).
+func (f storeFamily) evict(s *Store, limit, target int64, protect map[lru.ID]bool) {
+	if f.used() <= limit {
+		return
+	}
+	for f.used() > target {
+		var from *Store
+		var oldest lru.File
+		for _, m := range append([]*Store{f.self}, f.others...) {
+			p := protect
+			if m != s {
+				p = nil
+			}
+			if c, ok := m.lru.Peek(p); ok && (from == nil || c.Use < oldest.Use) {
+				from, oldest = m, c
+			}
+		}
+		if from == nil {
+			return
+		}
+		if v, ok := from.lru.Take(oldest.ID); ok {
+			from.remove([]lru.File{v})
 		}
 	}
 }

@@ -104,7 +104,10 @@ type Store struct {
 	// components holds the stores of the component pools registered with
 	// RegisterPool, by pool name (v2.go).
 	components componentStores
-	stats      counters
+	// parent is the store that registered this one as a component pool's
+	// store (nil for a store from New): they share one MaxBytes.
+	parent *Store
+	stats  counters
 }
 
 // poolInfo is what the V1 interface needs of the registered pool.
@@ -266,6 +269,20 @@ func (s *Store) enter() error {
 	}
 	s.calls.Add(1)
 	return nil
+}
+
+// tryEnter begins a call as enter does, without waiting: false when the
+// store is closed or a Close holds it.
+func (s *Store) tryEnter() bool {
+	if !s.life.TryRLock() {
+		return false
+	}
+	if s.close {
+		s.life.RUnlock()
+		return false
+	}
+	s.calls.Add(1)
+	return true
 }
 
 // leave ends a call that enter began. The last call to leave closes the

@@ -90,6 +90,7 @@ func (s *Store) RegisterPool(name string, p *hostcache.Pool) error {
 		if c, err = New(cfg); err != nil {
 			return fmt.Errorf("hicachefile: pool %q: %w", name, err)
 		}
+		c.parent = s
 		if s.components.m == nil {
 			s.components.m = make(map[string]*Store)
 		}

@@ -354,14 +354,19 @@ class HiCacheGoFile(HiCacheStorage):
         keys = [list(getattr(t, "keys", None) or []) for t in trs]
         nbuf, nlens, _ = self._keys(names)
         counts = array.array("q", map(len, keys))
-        kbuf, klens, total = self._keys([k for ks in keys for k in ks])
+        # batch_exists_v2 takes only how many keys a transfer has (SGLang's
+        # controller passes [None] * window); get and set take the keys, and
+        # a transfer whose keys are not all strings or bytes fails alone.
+        bad = [with_indices and not all(isinstance(k, (str, bytes, bytearray)) for k in ks) for ks in keys]
+        sent = [[""] * len(ks) if b else ks for ks, b in zip(keys, bad)] if with_indices else []
+        kbuf, klens, total = self._keys([k for ks in sent for k in ks])
         policies = array.array("q", [1 if pool_name(getattr(t, "hit_policy", "all_pages")) == "trailing_pages" else 0 for t in trs])
         keep = [nbuf, nlens, counts, kbuf, klens, policies]
         ptrs = icounts = None
         if with_indices:
             idx = []
-            for t in trs:
-                hi = getattr(t, "host_indices", None)
+            for t, b in zip(trs, bad):
+                hi = None if b else getattr(t, "host_indices", None)
                 idx.append(None if hi is None else self._indices(hi))
             ptrs = (ctypes.c_void_p * max(len(trs), 1))(*[0 if i is None else i.data_ptr() for i in idx])
             icounts = array.array("q", [0 if i is None else i.numel() for i in idx])

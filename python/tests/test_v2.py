@@ -92,3 +92,29 @@ def test_component_pool_it_cannot_describe_is_refused(tmp_path):
         assert s.batch_set_v2([transfer("mamba", ["k"], torch.tensor([0]))]) == {"mamba": [False]}
     finally:
         s.close()
+
+
+def test_exists_v2_takes_only_the_count_of_a_transfers_keys(v2):
+    """SGLang's hybrid controller asks batch_exists_v2 with
+    PoolTransfer(keys=[None] * window, hit_policy=trailing_pages): only
+    len(keys) counts, so placeholder keys must not fail the lookup."""
+    s, kv, mamba = v2
+    keys = [f"n-{i}" for i in range(4)]
+    res = s.batch_set_v2([transfer("kv", keys, slots(kv, range(4))), transfer("mamba", keys[-2:], torch.tensor([4, 5]))])
+    assert res == {"kv": [True] * 4, "mamba": [True, True]}
+    found = s.batch_exists_v2(keys, [transfer("mamba", [None, None], None, "trailing_pages")])
+    assert found.kv_hit_pages == 4
+    assert found.extra_pool_hit_pages == {"kv": 4, "mamba": 4}
+    found = s.batch_exists_v2(keys, [transfer("mamba", [None] * 3, None, "trailing_pages")])
+    assert found.kv_hit_pages == 0
+    found = s.batch_exists_v2(keys, [transfer("mamba", None, None, "trailing_pages")])
+    assert found.kv_hit_pages == 4
+
+
+def test_v2_transfer_with_keys_that_are_not_strings_fails_alone(v2):
+    s, kv, mamba = v2
+    keys = ["s1", "s2"]
+    res = s.batch_set_v2([transfer("kv", keys, slots(kv, [0, 1])), transfer("mamba", [None, 5], torch.tensor([1, 2]))])
+    assert res == {"kv": [True, True], "mamba": [False, False]}
+    res = s.batch_get_v2([transfer("kv", keys, slots(kv, [2, 3])), transfer("mamba", [object()], torch.tensor([1]))])
+    assert res == {"kv": [True, True], "mamba": [False]}

@@ -332,3 +332,38 @@ func (l *LRU) Tracked() int64 {
 	defer l.mu.Unlock()
 	return l.total
 }
+
+// Peek returns the least recently used file not in protect, leaving it
+// tracked, and false when there is none.
+func (l *LRU) Peek(protect map[ID]bool) (File, bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var spared []*File
+	var out File
+	found := false
+	for l.heap.Len() > 0 {
+		f := heap.Pop(&l.heap).(*File)
+		spared = append(spared, f)
+		if !protect[f.ID] {
+			out, found = *f, true
+			break
+		}
+	}
+	for _, f := range spared {
+		heap.Push(&l.heap, f)
+	}
+	return out, found
+}
+
+// Take stops tracking the file id, for its removal, and returns it; false
+// when it is not tracked (taken or forgotten meanwhile).
+func (l *LRU) Take(id ID) (File, bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	f := l.files[id]
+	if f == nil {
+		return File{}, false
+	}
+	l.remove(f)
+	return *f, true
+}

@@ -1,0 +1,118 @@
+//go:build linux
+
+package hicachefile
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+)
+
+// dirFileBytes returns the bytes of the regular files under dir.
+func dirFileBytes(t *testing.T, dir string) int64 {
+	t.Helper()
+	var n int64
+	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil || !d.Type().IsRegular() {
+			return err
+		}
+		info, err := d.Info()
+		if err == nil {
+			n += info.Size()
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// TestMaxBytesBoundsComponentPoolPages: MaxBytes bounds the store's files
+// with its component pools' pages among them, as SGLang's one evictor per
+// backend bounds every file the backend writes: pages written through
+// BatchSetV2 to the KV pool and to a component pool together stay within
+// MaxBytes.
+func TestMaxBytesBoundsComponentPoolPages(t *testing.T) {
+	const n = 16
+	kv, kvIdx := randomPages(t, n)
+	comp := newPool(t, componentCfg)
+	compIdx, err := comp.Alloc(n * componentCfg.PageSize)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fillRandom(t, comp, compIdx)
+	dir := t.TempDir()
+	limit := 6 * oneKeyFile(kv.PageBytes())
+	s := newStore(t, Config{Dir: dir, ModelName: "m", MaxBytes: limit, EvictionRatio: 1}, kv)
+	if err := s.RegisterPool("mamba", comp); err != nil {
+		t.Fatal(err)
+	}
+	for i := range n {
+		k := []string{fmt.Sprint("k", i)}
+		res, err := s.BatchSetV2([]Transfer{
+			{Pool: KVPool, Keys: k, HostIndices: kvIdx[i*mhaCfg.PageSize : (i+1)*mhaCfg.PageSize]},
+			{Pool: "mamba", Keys: k, HostIndices: compIdx[i*componentCfg.PageSize : (i+1)*componentCfg.PageSize]},
+		})
+		if err != nil {
+			t.Fatalf("BatchSetV2 #%d = %v, %v", i, res, err)
+		}
+		if got := dirFileBytes(t, dir); got > limit {
+			t.Fatalf("after %d pages of each pool the directory holds %d bytes, MaxBytes is %d", i+1, got, limit)
+		}
+	}
+}
+
+// TestSharedMaxBytesEvictionRacingClose: writers of the KV pool and of a
+// component pool evicting each other's files while the store closes
+// neither deadlock nor fail other than with ErrClosed.
+func TestSharedMaxBytesEvictionRacingClose(t *testing.T) {
+	const n = 8
+	kv, kvIdx := randomPages(t, n)
+	comp := newPool(t, componentCfg)
+	compIdx, err := comp.Alloc(n * componentCfg.PageSize)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fillRandom(t, comp, compIdx)
+	s := newStore(t, Config{Dir: t.TempDir(), ModelName: "m", MaxBytes: 4 * oneKeyFile(kv.PageBytes())}, kv)
+	if err := s.RegisterPool("mamba", comp); err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	fail := make(chan error, 4)
+	for w := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; ; i++ {
+				k := []string{fmt.Sprint("w", w, "-", i)}
+				j := i % n
+				res, err := s.BatchSetV2([]Transfer{
+					{Pool: KVPool, Keys: k, HostIndices: kvIdx[j*mhaCfg.PageSize : (j+1)*mhaCfg.PageSize]},
+					{Pool: "mamba", Keys: k, HostIndices: compIdx[j : j+1]},
+				})
+				if errors.Is(err, ErrClosed) {
+					return
+				}
+				if err != nil || !res["kv"][0] || !res["mamba"][0] {
+					fail <- fmt.Errorf("BatchSetV2 = %v, %v", res, err)
+					return
+				}
+			}
+		}()
+	}
+	time.Sleep(200 * time.Millisecond)
+	within(t, "Close and the writers", func() {
+		_ = s.Close()
+		wg.Wait()
+	})
+	close(fail)
+	for err := range fail {
+		t.Error(err)
+	}
+}
