@@ -116,3 +116,44 @@ func TestSharedMaxBytesEvictionRacingClose(t *testing.T) {
 		t.Error(err)
 	}
 }
+
+// TestMinFreeBytesEvictsComponentPages: with MinFreeBytes, a KV page that
+// would leave too little free space evicts the component pool's older pages
+// rather than being refused, as SGLang's one evictor over the backend's
+// files does, and the free space stays at or above MinFreeBytes.
+func TestMinFreeBytesEvictsComponentPages(t *testing.T) {
+	const n = 4
+	kv, kvIdx := randomPages(t, n)
+	comp := newPool(t, componentCfg)
+	compIdx, err := comp.Alloc(componentCfg.Pages)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fillRandom(t, comp, compIdx)
+	file := oneKeyFile(kv.PageBytes())
+	d := &smallDisk{t: t, dir: t.TempDir(), capacity: 10 * file}
+	s := newStore(t, Config{Dir: d.dir, ModelName: "m", MinFreeBytes: 2 * file, Syscalls: d.syscalls()}, kv)
+	if err := s.RegisterPool("mamba", comp); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; d.capacity-d.used() >= 3*file; i++ {
+		if i == 200 {
+			t.Fatalf("200 component pages leave %d bytes free", d.capacity-d.used())
+		}
+		k := []string{fmt.Sprint("m", i)}
+		j := i % componentCfg.Pages
+		if res, err := s.BatchSetV2([]Transfer{{Pool: "mamba", Keys: k, HostIndices: compIdx[j : j+1]}}); err != nil || !res["mamba"][0] {
+			t.Fatalf("BatchSetV2(mamba) #%d = %v, %v", i, res, err)
+		}
+	}
+	for i := range n {
+		k := []string{fmt.Sprint("k", i)}
+		res, err := s.BatchSetV2([]Transfer{{Pool: KVPool, Keys: k, HostIndices: kvIdx[i*mhaCfg.PageSize : (i+1)*mhaCfg.PageSize]}})
+		if err != nil || !res["kv"][0] {
+			t.Fatalf("BatchSetV2(kv) #%d = %v, %v; the component pool's pages were not evicted for it", i, res, err)
+		}
+		if free := d.capacity - d.used(); free < 2*file {
+			t.Fatalf("after KV page %d: %d bytes free, MinFreeBytes is %d", i, free, 2*file)
+		}
+	}
+}

@@ -79,6 +79,12 @@ func (s *Store) makeRoom(need int64, protect map[lru.ID]bool) bool {
 	if s.lru.ReclaimDue() {
 		_ = s.reclaimTemps() // may free enough; pages go below all the same
 	}
+	fam := s.family()
+	defer fam.leave()
+	if len(fam.others) > 0 {
+		freed := int64(0)
+		return fam.removeOldest(s, protect, func(f lru.File) bool { freed += f.Size; return freed < need }) > 0
+	}
 	victims := s.lru.Oldest(need, protect)
 	s.remove(victims)
 	return len(victims) > 0
@@ -220,7 +226,17 @@ func (f storeFamily) evict(s *Store, limit, target int64, protect map[lru.ID]boo
 	if f.used() <= limit {
 		return
 	}
-	for f.used() > target {
+	f.removeOldest(s, protect, func(lru.File) bool { return f.used() > target })
+}
+
+// removeOldest removes the family's least recently used files one by one,
+// whichever store holds them, sparing protect (the files of s's calling
+// write), while more returns true for the file just removed (and before
+// the first, when more(zero File) is true); it returns how many it
+// removed.
+func (f storeFamily) removeOldest(s *Store, protect map[lru.ID]bool, more func(lru.File) bool) int {
+	removed := 0
+	for ok := more(lru.File{}); ok; {
 		var from *Store
 		var oldest lru.File
 		for _, m := range append([]*Store{f.self}, f.others...) {
@@ -233,10 +249,13 @@ func (f storeFamily) evict(s *Store, limit, target int64, protect map[lru.ID]boo
 			}
 		}
 		if from == nil {
-			return
+			break
 		}
-		if v, ok := from.lru.Take(oldest.ID); ok {
+		if v, took := from.lru.Take(oldest.ID); took {
 			from.remove([]lru.File{v})
+			removed++
+			ok = more(v)
 		}
 	}
+	return removed
 }
