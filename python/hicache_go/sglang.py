@@ -140,9 +140,14 @@ class HiCacheGoFile(HiCacheStorage):
         whose pages match the pool's get_page_buffer_meta is taken, the
         store's is_mla_model first."""
         pool = mem_pool_host
-        # A pool that fails any check below leaves no pool registered.
-        self.mem_pool_host = None
+        # A pool that fails any check below leaves no pool registered. The
+        # old pool is dropped only once the Go side has detached it, which
+        # waits for the calls using its memory: were it the last reference,
+        # dropping it first would unmap that memory under them.
+        old = self.mem_pool_host
         self._store.unregister_pool()
+        self.mem_pool_host = None
+        del old
         kv = getattr(pool, "kv_buffer", None)
         if not isinstance(kv, torch.Tensor):
             raise ValueError("hicache_go: host pool's kv_buffer is not a tensor")

@@ -240,3 +240,39 @@ def test_close_while_threads_call_is_false_not_a_crash(open_store):
     assert errors == []
     assert results and all(results)
     assert store.batch_get_v1(["t0-0-0"], slots(pool, [0])) == [False]
+
+
+def test_registering_a_new_pool_while_reads_run_never_faults(tmp_path):
+    """The store holds the pool it replaces until the Go side has detached
+    it (which waits for the calls using it): a caller that keeps no
+    reference of its own to the old pool must not have it unmapped under a
+    read in flight."""
+    code = textwrap.dedent(
+        f"""
+        import threading, time, torch
+        from hicache_go.driver import storage_config
+        from hicache_go.hostpool import make_pool
+        from hicache_go.sglang import HiCacheGoFile
+        s = HiCacheGoFile(storage_config({str(tmp_path)!r}))
+        s.register_mem_pool_host(make_pool("mha", "page_first", page_size=4, pages=1024))
+        keys = [f"k{{i}}" for i in range(256)]
+        idx = torch.arange(0, 256 * 4, dtype=torch.int64)
+        assert all(s.batch_set_v1(keys, idx))
+        stop = False
+        def read():
+            while not stop:
+                s.batch_get_v1(keys, idx)
+        ts = [threading.Thread(target=read) for _ in range(2)]
+        for t in ts:
+            t.start()
+        end = time.time() + 1.5
+        while time.time() < end:
+            s.register_mem_pool_host(make_pool("mha", "page_first", page_size=4, pages=1024))
+        stop = True
+        for t in ts:
+            t.join()
+        s.close()
+        """
+    )
+    out = subprocess.run([sys.executable, "-c", code], env={"PYTHONPATH": PYTHON_DIR}, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
