@@ -13,8 +13,9 @@ import (
 
 // Clear removes this store's files from the directory: its batch files, its
 // old-format files, its temp files and SGLang's temp files of its names
-// (<key><suffix>.bin.tmp.<pid>.<tid>.<uuid>). After it returns, no key this
-// store wrote exists or is served, through either interface. Every
+// (<key><suffix>.bin.tmp.<pid>.<tid>.<uuid>), and the batch files of its
+// component pools, registered or not. After it returns, no key this
+// store wrote exists or is served, through any interface. Every
 // old-format file named <key><suffix>.bin goes, whatever the key: SGLang's
 // naming cannot tell key "k_x" of model "m" from key "k" of model "x_m", so
 // a model whose name ends with this one's loses such files (a miss for it,

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io/fs"
 	"path/filepath"
+	"reflect"
 	"sync"
 	"testing"
 	"time"
@@ -154,6 +155,42 @@ func TestMinFreeBytesEvictsComponentPages(t *testing.T) {
 		}
 		if free := d.capacity - d.used(); free < 2*file {
 			t.Fatalf("after KV page %d: %d bytes free, MinFreeBytes is %d", i, free, 2*file)
+		}
+	}
+}
+
+// TestStatsCountComponentPoolPages: the store's Stats count what its
+// component pools' stores did too: pages a BatchSetV2 wrote and a
+// BatchGetV2 served in every pool.
+func TestStatsCountComponentPoolPages(t *testing.T) {
+	s, _, _, kvIdx, compIdx := v2Store(t, t.TempDir(), 3)
+	keys := []string{"a", "b", "c"}
+	ts := []Transfer{{Pool: KVPool, Keys: keys, HostIndices: kvIdx}, {Pool: "mamba", Keys: keys, HostIndices: compIdx}}
+	if res, err := s.BatchSetV2(ts); err != nil || !all(res["kv"]) || !all(res["mamba"]) {
+		t.Fatalf("BatchSetV2 = %v, %v", res, err)
+	}
+	if res, err := s.BatchGetV2(ts); err != nil || !all(res["kv"]) || !all(res["mamba"]) {
+		t.Fatalf("BatchGetV2 = %v, %v", res, err)
+	}
+	if st := s.Stats(); st.Sets != 6 || st.Hits != 6 || st.Gets != 6 {
+		t.Errorf("Stats = %+v; want 6 pages set, asked for and served (3 per pool)", st)
+	}
+}
+
+// TestStatsAddCoversEveryCounter: summing a component pool's Stats into the
+// store's adds every field, so that a counter added later is not left out.
+func TestStatsAddCoversEveryCounter(t *testing.T) {
+	var a, b Stats
+	v := reflect.ValueOf(&b).Elem()
+	for i := range v.NumField() {
+		v.Field(i).SetInt(int64(i + 1))
+	}
+	a.add(b)
+	a.add(b)
+	w := reflect.ValueOf(a)
+	for i := range w.NumField() {
+		if got := w.Field(i).Int(); got != 2*int64(i+1) {
+			t.Errorf("Stats.%s after adding %d twice = %d", w.Type().Field(i).Name, i+1, got)
 		}
 	}
 }

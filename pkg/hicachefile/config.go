@@ -63,9 +63,9 @@ type Config struct {
 	// files of its V1 directory and the old-format files of its suffix
 	// (SGLang's max_size), with those of the component pools registered
 	// with RegisterPool, which share the bound and are evicted with the
-	// store's own files least recently used first, as far as it has found them (see Capacity in
-	// the package doc: another process's old-format files count from the
-	// next listing of Dir). After a write that takes the total over
+	// store's own files least recently used first, as far as it has
+	// found them (see Capacity in the package doc: another process's
+	// old-format files count from the next listing of Dir). After a write that takes the total over
 	// MaxBytes, the least recently used files (by writes and read hits in
 	// this process; files found on disk count as used at their
 	// modification time, clamped to now) are removed until the total is at

@@ -2,7 +2,8 @@ package hicachefile
 
 import "sync/atomic"
 
-// Stats is a snapshot of a store's counters since New.
+// Stats is a snapshot of a store's counters since New, those of the
+// component pools registered with RegisterPool included.
 type Stats struct {
 	Sets     int64 // pages written, by either interface
 	SetBytes int64 // bytes of the pages written
@@ -37,6 +38,28 @@ type Stats struct {
 	// directory was replaced under the store, and, when polling, after a
 	// miss in a changed directory.
 	Listings int64
+}
+
+// add adds o's counts to st's.
+func (st *Stats) add(o Stats) {
+	st.Sets += o.Sets
+	st.SetBytes += o.SetBytes
+	st.Existed += o.Existed
+	st.Gets += o.Gets
+	st.GetBytes += o.GetBytes
+	st.Hits += o.Hits
+	st.Misses += o.Misses
+	st.Corrupt += o.Corrupt
+	st.Mismatch += o.Mismatch
+	st.SkippedFiles += o.SkippedFiles
+	st.Errors += o.Errors
+	st.SpecialFiles += o.SpecialFiles
+	st.DirectBytes += o.DirectBytes
+	st.Evicted += o.Evicted
+	st.EvictedBytes += o.EvictedBytes
+	st.EvictErrors += o.EvictErrors
+	st.ReclaimedTemps += o.ReclaimedTemps
+	st.Listings += o.Listings
 }
 
 // counters are the live Stats.

@@ -375,8 +375,18 @@ func (s *Store) RegisterMemPoolHost(p *hostcache.Pool) error {
 	return nil
 }
 
-// Stats returns a snapshot of the store's counters.
+// Stats returns a snapshot of the store's counters, its component pools' included.
 func (s *Store) Stats() Stats {
+	st := s.ownStats()
+	for _, c := range s.components.all() {
+		st.add(c.ownStats())
+	}
+	return st
+}
+
+// ownStats returns the counters of this store alone, without its
+// component pools' stores.
+func (s *Store) ownStats() Stats {
 	c := &s.stats
 	return Stats{
 		Sets: c.sets.Load(), SetBytes: c.setBytes.Load(), Existed: c.existed.Load(),

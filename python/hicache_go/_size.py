@@ -7,8 +7,8 @@ to SGLANG_HICACHE_FILE_BACKEND_MAX_SIZE, _MIN_FREE_SPACE and _EVICTION_RATIO.
 Sizes are integers with an optional suffix: SI k, M, G, T (10^3 ... 10^12,
 decimals allowed: "25.6k" is 25600) or IEC Ki, Mi, Gi, Ti (2^10 ... 2^40,
 integers only), case-sensitive, or a plain integer. None, "", "0" and a
-negative number disable the bound; an invalid value disables it with a
-warning.
+negative number disable the bound; an invalid value, or one beyond 2^63 - 1
+bytes, disables it with a warning.
 """
 
 from __future__ import annotations
@@ -38,8 +38,20 @@ _SUFFIXES = (
 _NUMBER = re.compile(r"[0-9]+(?:\.[0-9]+)?")
 
 
+_MAX_SIZE = 2**63 - 1
+
+
 def parse_size(value: Any) -> int:
-    """Bytes for an SGLang size; 0 disables. Raises ValueError when invalid."""
+    """Bytes for an SGLang size; 0 disables. Raises ValueError when invalid,
+    and for a size beyond 2^63 - 1 bytes, which the Go store cannot hold
+    (its ParseSize refuses it too)."""
+    n = _parse_size(value)
+    if n > _MAX_SIZE:
+        raise ValueError(f"size {value!r} is out of range")
+    return n
+
+
+def _parse_size(value: Any) -> int:
     if value is None:
         return 0
     if isinstance(value, bool):

@@ -41,7 +41,8 @@ def test_parse_size_refuses_what_sglang_refuses(value):
 
 
 SIZE_CASES = ["1k", "1Ki", "25.6k", "200G", "2Mi", "1T", "3Ti", "0", "", "  4096 ", "-5", "1_000",
-              "1.5Gi", "abc", "1K", "1g", "1 k", "1kB", "k", ".5k", "0.5M", "1e3", "+7", "12__3"]
+              "1.5Gi", "abc", "1K", "1g", "1 k", "1kB", "k", ".5k", "0.5M", "1e3", "+7", "12__3",
+              "9223372036854775807", "9223372036854775808", "99999999999999999999", "9000000Ti", "9999999999T"]
 
 
 @pytest.mark.parametrize("value", SIZE_CASES)
@@ -78,6 +79,18 @@ def test_directory_resolution(tmp_path, monkeypatch):
     monkeypatch.delenv("SGLANG_HICACHE_FILE_BACKEND_STORAGE_DIR")
     assert storage_dir({}) == "/tmp/hicache"
     assert storage_dir({"file_path": ""}) == "/tmp/hicache"
+
+
+@pytest.mark.parametrize("value", ["99999999999999999999", "9000000Ti", 1e30, 2**70])
+def test_size_too_large_for_the_store_disables_not_fails(tmp_path, value):
+    """A size the Go store cannot hold (beyond int64) is invalid, as the
+    store's ParseSize reads it: the bound is disabled with a warning, and
+    the constructor still opens the store."""
+    for key in ("max_size", "min_free_space"):
+        cfg = types.SimpleNamespace(extra_config={"file_path": str(tmp_path), key: value})
+        s = HiCacheGoFile(cfg)
+        s.close()
+        assert s.config["max_bytes"] == 0 and s.config["min_free_bytes"] == 0
 
 
 def test_config_read_with_defaults(tmp_path):
