@@ -223,7 +223,7 @@ func churnChild(enc []byte) (any, error) {
 	return res, s.Close()
 }
 
-// Issue 16 §1: one store read and written by several goroutines while its
+// One store read and written by several goroutines while its
 // batch files are evicted, cleared by itself and cleared by another
 // process, so that file ids are freed and taken again between a read's
 // lookup and its use of the file. No call panics or fails, no page served

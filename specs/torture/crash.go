@@ -111,7 +111,7 @@ func crashChild(enc []byte) (any, error) {
 	}
 }
 
-// Issue 7 §5 and §11: a writer SIGKILLed at random moments, through both
+// A writer SIGKILLed at random moments, through both
 // interfaces, leaves nothing a fresh store serves wrong, and its temp files
 // are reclaimed when the next store opens.
 var _ = Describe("Crash", Serial, Label("torture"), func() {

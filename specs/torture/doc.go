@@ -1,11 +1,11 @@
-// Package torture holds the torture specs of pkg/hicachefile (issues 7 and
-// 16): a writer SIGKILLed at random moments, several processes writing,
-// reading and clearing one directory, one store read and written while its
-// files are evicted and cleared by itself and by another process (file
-// churn), a batch file rewritten in place, a Dir moved away or a symlink
-// Dir retargeted under readers whose reads all hit, identities whose
-// SGLang suffixes coincide (suffix twins), a full file system, and hostile
-// files, descriptor limits and replaced directories. Every served page is checked against the
+// Package torture holds the torture specs of pkg/hicachefile: a writer
+// SIGKILLed at random moments, several processes writing, reading and
+// clearing one directory, one store read and written while its files are
+// evicted and cleared by itself and by another process (file churn), a batch
+// file rewritten in place, a Dir moved away or a symlink Dir retargeted
+// under readers whose reads all hit, identities whose SGLang suffixes
+// coincide (suffix twins), a full file system, and hostile files, descriptor
+// limits and replaced directories. Every served page is checked against the
 // bytes its key was stamped with, so a stale, foreign, torn or zeroed page
 // fails the spec; each spec reports its counts as report entries.
 //

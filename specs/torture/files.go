@@ -15,7 +15,7 @@ import (
 
 // keyName returns the i-th key of a key space: most are 16 hex digits, as
 // SGLang's hashes are; every eighth holds '_' ("req3_page_24"), as a caller
-// of the store's own may choose, and as issue 7 §1 found Clear leaving.
+// of the store's own may choose, and as Clear must handle.
 func keyName(i int) string {
 	if i%8 == 7 {
 		return fmt.Sprintf("req%d_page_%d", i/64, i)

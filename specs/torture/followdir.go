@@ -42,7 +42,7 @@ func (f *followedReads) note(list *[]string, format string, args ...any) {
 	}
 }
 
-// Issue 16 §5: a store whose reads all hit follows the path Dir when it is
+// A store whose reads all hit follows the path Dir when it is
 // moved away (mv Dir Dir.old && mkdir Dir) or, a symlink, retargeted (ln
 // -sfn): no read call that starts after the change serves a page of the
 // directory left behind, the pages another store then writes at the path

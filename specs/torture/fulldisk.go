@@ -112,7 +112,7 @@ func usedBytes(dir string) int64 {
 	return n
 }
 
-// Issue 7 §7 and §11: a store that may evict makes room on a full disk
+// A store that may evict makes room on a full disk
 // instead of failing writes; one that may not returns ENOSPC once.
 var _ = Describe("Full disk", Serial, Label("torture"), func() {
 	var (

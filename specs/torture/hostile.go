@@ -237,7 +237,7 @@ func unblockFIFO(path string) func() {
 	}
 }
 
-// Issue 7 §2, §3, §4, §6, §8, §9, §10 and §11: files and directories that
+// Files and directories that
 // others planted, damaged, renamed or replaced under the store never make it
 // block, serve a wrong page, or run out of descriptors.
 var _ = Describe("Hostile files", Label("torture"), func() {

@@ -161,7 +161,7 @@ func nofileChild(enc []byte) (any, error) {
 	return res, nil
 }
 
-// Issue 7 §9 and §11: a call holds a bounded number of files open, so one
+// A call holds a bounded number of files open, so one
 // BatchGetV1 over thousands of batch files works under a low descriptor
 // limit, and a descriptor shortage is never a silent miss.
 var _ = Describe("Descriptor limit", Serial, Label("torture"), func() {

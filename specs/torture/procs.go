@@ -37,7 +37,7 @@ import (
 // A Clear raises epoch, then takes the least epoch of the busy writers of
 // its group as the floor it publishes once it returns, so that a write in
 // flight across a Clear may land after it (a concurrent writer re-adding,
-// which issue 7 §1 allows).
+// which is allowed: only what was written before Clear began must be gone).
 type shared struct {
 	mem []byte
 }
@@ -331,7 +331,7 @@ func countTrue(b []bool) int {
 	return n
 }
 
-// Issue 7 §1 and §11: processes sharing one directory, as SGLang's TP
+// Processes sharing one directory, as SGLang's TP
 // ranks and restarted servers do, never serve a wrong or stale page.
 var _ = Describe("Several processes", Serial, Label("torture"), func() {
 	It("never serve a wrong or stale page while writing, reading and clearing one directory", func() {

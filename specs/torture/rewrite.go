@@ -92,7 +92,7 @@ func batchFiles(dir string) []string {
 	return files
 }
 
-// Issue 16 §2: a batch file rewritten in place (same inode, same size) by
+// A batch file rewritten in place (same inode, same size) by
 // another valid batch of the same identity and keys is reloaded, not
 // abandoned: its pages are served, and a write of its keys is not skipped
 // as if they were stored.

@@ -18,7 +18,7 @@ func twinOwner(cfg hicachefile.Config) string {
 	return fmt.Sprintf("model %q, MLA %v, TP %d of %d", cfg.ModelName, cfg.IsMLA, cfg.TPRank, cfg.TPSize)
 }
 
-// Issue 16 §4: two identities whose SGLang suffixes coincide (SGLang maps
+// Two identities whose SGLang suffixes coincide (SGLang maps
 // '/' in a model name to '-'; an MHA suffix ends in the TP rank and size,
 // which an MLA model's name may end in too) share a directory without
 // touching each other's batch files: one's Clear and eviction leave every
