@@ -70,7 +70,9 @@ type Config struct {
 	// this process; files found on disk count as used at their
 	// modification time, clamped to now) are removed until the total is at
 	// most MaxBytes x EvictionRatio, sparing the files the write just made
-	// and temp files still being written. A batch file goes whole. A page
+	// (of a call that writes more than that, its newest files that fit)
+	// and temp files still being written. A batch file goes whole, and
+	// holds no more pages than MaxBytes x EvictionRatio. A page
 	// larger than MaxBytes is refused (ErrRefused; false from BatchSetV1).
 	// A MaxBytes larger than the file system less MinFreeBytes is clamped
 	// to that at New (Store.MaxBytes). 0 means

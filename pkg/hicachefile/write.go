@@ -184,6 +184,12 @@ func (s *Store) BatchSetV1(keys []string, hostIndices []int64) ([]bool, error) {
 		pending = pending[:0] // refused: reported false, not an error
 	}
 	perFile := int(max(1, s.cfg.MaxBatchFileBytes/pi.pageLen))
+	if limit := s.maxBytes.Load(); limit > 0 {
+		// No batch file larger than eviction leaves room for: a call that
+		// writes more than MaxBytes keeps its newest files, as SGLang's
+		// page-by-page writes keep their last pages.
+		perFile = min(perFile, int(max(1, s.evictTarget(limit)/pi.pageLen)))
+	}
 	nChunks := (len(pending) + perFile - 1) / perFile
 	chunk := func(c int) []int32 { return pending[c*perFile : min(len(pending), (c+1)*perFile)] }
 	var written map[lru.ID]bool
@@ -205,7 +211,13 @@ func (s *Store) BatchSetV1(keys []string, hostIndices []int64) ([]bool, error) {
 		}
 		f, err = s.writeChunks(pi, v1fd, keys, sc.hashes, bufs, f, nChunks, chunk, written)
 	}
-	s.evict(written)
+	protect := written
+	if limit := s.maxBytes.Load(); limit > 0 {
+		// Spare only the newest of this call's files that fit: the older
+		// ones may go, after every file used before the call.
+		protect = s.lru.Newest(written, s.evictTarget(limit))
+	}
+	s.evict(protect)
 	for c := range f {
 		for _, i := range chunk(c) {
 			ok[i] = true

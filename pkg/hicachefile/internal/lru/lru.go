@@ -6,7 +6,9 @@
 package lru
 
 import (
+	"cmp"
 	"container/heap"
+	"slices"
 	"sync"
 	"time"
 )
@@ -366,4 +368,27 @@ func (l *LRU) Take(id ID) (File, bool) {
 	}
 	l.remove(f)
 	return *f, true
+}
+
+// Newest returns, of the tracked files in ids, the most recently used ones
+// whose sizes add up to at most budget, and always the most recent one.
+func (l *LRU) Newest(ids map[ID]bool, budget int64) map[ID]bool {
+	l.mu.Lock()
+	fs := make([]File, 0, len(ids))
+	for id := range ids {
+		if f := l.files[id]; f != nil {
+			fs = append(fs, *f)
+		}
+	}
+	l.mu.Unlock()
+	slices.SortFunc(fs, func(a, b File) int { return cmp.Compare(b.Use, a.Use) })
+	out := make(map[ID]bool, len(fs))
+	for i, f := range fs {
+		if i > 0 && f.Size > budget {
+			break
+		}
+		out[f.ID] = true
+		budget -= f.Size
+	}
+	return out
 }
