@@ -93,29 +93,12 @@ func AppendIndex(dst []byte, entries []Entry, fp uint64, ident []byte) []byte {
 	start := len(dst)
 	var indexOff int64
 	for _, e := range entries {
-		dst = binary.LittleEndian.AppendUint16(dst, uint16(len(e.Key)))
-		dst = append(dst, e.Key...)
-		dst = binary.LittleEndian.AppendUint64(dst, uint64(e.Off))
-		dst = binary.LittleEndian.AppendUint64(dst, uint64(e.Length))
-		dst = binary.LittleEndian.AppendUint32(dst, e.CRC)
+		ent := len(dst)
+		dst = AppendEntry(dst, e.Key, e.Off, e.Length)
+		SetEntryCRC(dst[ent:], len(e.Key), e.CRC)
 		indexOff = max(indexOff, e.Off+e.Length)
 	}
-	index := dst[start:]
-	indexCRC := crc32.Checksum(index, castagnoli)
-	indexLen := len(index)
-	dst = append(dst, ident...)
-	t := len(dst)
-	dst = append(dst, Magic...)
-	dst = binary.LittleEndian.AppendUint32(dst, Version)
-	dst = binary.LittleEndian.AppendUint32(dst, uint32(len(entries)))
-	dst = binary.LittleEndian.AppendUint64(dst, uint64(indexOff))
-	dst = binary.LittleEndian.AppendUint64(dst, uint64(indexLen))
-	dst = binary.LittleEndian.AppendUint32(dst, indexCRC)
-	dst = binary.LittleEndian.AppendUint64(dst, fp)
-	dst = binary.LittleEndian.AppendUint32(dst, uint32(len(ident)))
-	dst = binary.LittleEndian.AppendUint32(dst, crc32.Checksum(ident, castagnoli))
-	dst = binary.LittleEndian.AppendUint32(dst, crc32.Checksum(dst[t:], castagnoli))
-	return dst
+	return AppendTrailer(dst, start, len(entries), indexOff, fp, ident)
 }
 
 // Tag returns the Trailer checksum at the end of b, the last bytes of a
