@@ -74,6 +74,19 @@ def storage_dir(extra: dict) -> str:
     return str(extra.get("file_path") or os.environ.get(ENV_STORAGE_DIR) or DEFAULT_DIR)
 
 
+def _kv_pool_of(pool: Any) -> Any:
+    """The KV pool of SGLang's HostPoolGroup (its "kv" entry, else its
+    anchor entry), or pool itself when it is not a group."""
+    entries = getattr(pool, "entry_map", None)
+    if not isinstance(entries, dict) or isinstance(getattr(pool, "kv_buffer", None), torch.Tensor):
+        return pool
+    for name, entry in entries.items():
+        if pool_name(name) in _KV_NAMES and getattr(entry, "host_pool", None) is not None:
+            return entry.host_pool
+    anchor = getattr(getattr(pool, "anchor_entry", None), "host_pool", None)
+    return pool if anchor is None else anchor
+
+
 def _int_attr(obj: Any, name: str, default: int) -> int:
     v = getattr(obj, name, default)
     return default if v is None else int(v)
@@ -138,8 +151,11 @@ class HiCacheGoFile(HiCacheStorage):
         The pool is read as MLA or MHA from its attributes (kv_lora_rank,
         or head_num and head_dim); where both readings are possible, the one
         whose pages match the pool's get_page_buffer_meta is taken, the
-        store's is_mla_model first."""
-        pool = mem_pool_host
+        store's is_mla_model first. A hybrid model's HostPoolGroup (an
+        entry_map of pools, no kv_buffer of its own) stands for its KV
+        entry's pool (else its anchor's); the other entries come through
+        register_mem_host_pool_v2."""
+        pool = _kv_pool_of(mem_pool_host)
         # A pool that fails any check below leaves no pool registered. The
         # old pool is dropped only once the Go side has detached it, which
         # waits for the calls using its memory: were it the last reference,

@@ -118,3 +118,24 @@ def test_v2_transfer_with_keys_that_are_not_strings_fails_alone(v2):
     assert res == {"kv": [True, True], "mamba": [False, False]}
     res = s.batch_get_v2([transfer("kv", keys, slots(kv, [2, 3])), transfer("mamba", [object()], torch.tensor([1]))])
     assert res == {"kv": [True, True], "mamba": [False]}
+
+
+def test_a_host_pool_group_registers_its_kv_pool(tmp_path):
+    """SGLang's hybrid controller holds a HostPoolGroup (pools by name, no
+    kv_buffer of its own): registering it registers its KV entry's pool."""
+    kv = make_pool("mha", "page_first")
+    fill_random(kv, 2)
+    mamba = StatePool([24, 40], size=32)
+    entry = lambda pool: types.SimpleNamespace(host_pool=pool)
+    group = types.SimpleNamespace(entry_map={"mamba": entry(mamba), "kv": entry(kv)}, anchor_entry=entry(kv),
+                                  layout=kv.layout, page_size=kv.page_size, size=kv.size)
+    s = HiCacheGoFile(storage_config(str(tmp_path)))
+    try:
+        s.register_mem_pool_host(group)
+        assert s.mem_pool_host is kv
+        want = page_bytes(kv, 0)
+        assert s.batch_set_v1(["g"], slots(kv, [0])) == [True]
+        assert s.batch_get_v1(["g"], slots(kv, [5])) == [True]
+        assert page_bytes(kv, 5 * kv.page_size) == want
+    finally:
+        s.close()
