@@ -137,6 +137,9 @@ class HiCacheGoFile(HiCacheStorage):
         self._closed = False
         self._tls = threading.local()
         self.mem_pool_host = None
+        # Component pools moved through their flat pages (see
+        # register_mem_host_pool_v2), by pool name.
+        self._copy_pools: dict = {}
         self._store = _lib.Store(config)  # loads the library; raises on a bad config
         self._lib = self._store.lib
         self._h = self._store.handle
@@ -217,13 +220,30 @@ class HiCacheGoFile(HiCacheStorage):
         """Registers a pool for the v2 calls: the KV pool as
         register_mem_pool_host does; a component pool (Mamba, SWA, ...) from
         its page_size, size and get_page_buffer_meta, checked like the KV
-        pool. Raises ValueError for a pool it cannot describe exactly."""
+        pool. Raises ValueError for a pool it cannot describe exactly.
+
+        A component pool whose memory is not one region of back-to-back
+        buffers, or that has no get_page_buffer_meta (SGLang's MambaPoolHost
+        keeps a tensor per state), is moved through its flat pages instead,
+        as SGLang's HiCacheFile moves it: get_data_page and
+        set_from_flat_data_page, stored as SGLang's {key}.{pool}{suffix}.bin
+        files."""
         name = pool_name(host_pool_name)
         if name in _KV_NAMES:
             self.register_mem_pool_host(host_pool)
         else:
             self._store.unregister_pool(name)
-            desc, base, nbytes = describe_component(host_pool)
+            old = self._copy_pools.pop(name, None)
+            try:
+                desc, base, nbytes = describe_component(host_pool)
+            except ValueError:
+                if not all(callable(getattr(host_pool, m, None)) for m in ("get_data_page", "set_from_flat_data_page", "get_dummy_flat_data_page")):
+                    raise
+                self._copy_pools[name] = host_pool
+                logger.info("hicache_go: component pool %r moves through flat pages (no zero-copy description)", name)
+                desc = None
+            del old
+        if name not in _KV_NAMES and desc is not None:
             try:
                 self._store.register_pool(desc, base, nbytes, name)
             except _lib.LibraryError as e:
@@ -425,6 +445,14 @@ class HiCacheGoFile(HiCacheStorage):
             trs = list(transfers or [])
             if not self._usable(what):
                 return {t.name: [False] * len(getattr(t, "keys", None) or []) for t in trs}
+            if self._copy_pools:
+                copied = [t for t in trs if pool_name(getattr(t, "name", "")) in self._copy_pools]
+                if copied:
+                    direct = [t for t in trs if not any(t is c for c in copied)]
+                    out = self._v2(what, set_, direct) if direct else {}
+                    for t in copied:
+                        out[t.name] = self._v2_copy(what, set_, t)
+                    return out
             trs, keys, total, keep = self._transfers(trs, True)
             nbuf, nlens, counts, kbuf, klens, _, _, ptrs, icounts = keep
             res = (ctypes.c_uint8 * max(total, 1))()
@@ -447,6 +475,37 @@ class HiCacheGoFile(HiCacheStorage):
                 except Exception:
                     pass
             return out
+
+    def _v2_copy(self, what: str, set_: bool, t: Any) -> List[bool]:
+        """One transfer of a component pool moved through its flat pages,
+        as SGLang's HiCacheFile moves them: per key, get_data_page and set
+        under {key}.{pool}, or get and set_from_flat_data_page."""
+        keys = list(getattr(t, "keys", None) or [])
+        res = [False] * len(keys)
+        try:
+            name = pool_name(t.name)
+            pool = self._copy_pools.get(name)
+            ps = int(getattr(pool, "page_size", 1) or 1)
+            hi = getattr(t, "host_indices", None)
+            if pool is None or hi is None or not all(isinstance(k, str) for k in keys):
+                return res
+            idx = self._indices(hi)
+            if idx.numel() != len(keys) * ps:
+                self._warn(f"{what}:length", f"{what}: {idx.numel()} host indices for {len(keys)} keys of pool {name!r}")
+                return res
+            for i, k in enumerate(keys):
+                slot = int(idx[i * ps])
+                if set_:
+                    res[i] = self.set(f"{k}.{name}", pool.get_data_page(slot, flat=True))
+                else:
+                    page = self.get(f"{k}.{name}", pool.get_dummy_flat_data_page())
+                    if page is not None:
+                        pool.set_from_flat_data_page(slot, page)
+                        res[i] = True
+            return res
+        except Exception as e:
+            self._warn(f"{what}:exception", f"{what} raised {e!r}")
+            return res
 
     def batch_get_v2(self, transfers: list, extra_info: Optional[Any] = None) -> dict:
         """SGLang's batch_get_v2: each transfer's pages into its pool; per

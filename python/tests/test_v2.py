@@ -139,3 +139,59 @@ def test_a_host_pool_group_registers_its_kv_pool(tmp_path):
         assert page_bytes(kv, 5 * kv.page_size) == want
     finally:
         s.close()
+
+
+class TensorPerStatePool:
+    """A Mamba-style state pool as SGLang's MambaPoolHost keeps one: a
+    tensor per state, no get_page_buffer_meta, flat pages only."""
+
+    def __init__(self, size=16):
+        self.page_size = 1
+        self.size = size
+        g = torch.Generator().manual_seed(7)
+        self.temporal = torch.randint(0, 256, (size, 2, 12), dtype=torch.uint8, generator=g)
+        self.conv = [torch.randint(0, 256, (size, 2, 5), dtype=torch.uint8, generator=g)]
+
+    def _tensors(self, index):
+        return [self.temporal[index]] + [c[index] for c in self.conv]
+
+    def get_data_page(self, index, flat=True):
+        return torch.cat([t.contiguous().view(torch.uint8).reshape(-1) for t in self._tensors(index)])
+
+    def get_dummy_flat_data_page(self):
+        return torch.zeros(2 * 12 + 2 * 5, dtype=torch.uint8)
+
+    def set_from_flat_data_page(self, index, page):
+        flat, start = page.contiguous().view(torch.uint8).reshape(-1), 0
+        for t in self._tensors(index):
+            n = t.numel() * t.element_size()
+            t.copy_(flat[start : start + n].view(t.dtype).reshape(t.shape))
+            start += n
+
+
+def test_state_pool_without_page_meta_moves_through_flat_pages(tmp_path):
+    """A component pool the Go side cannot wrap (a tensor per state, no
+    get_page_buffer_meta) is registered, and its pages round-trip through
+    SGLang's {key}.{pool}{suffix}.bin files, which batch_exists_v2 counts."""
+    kv = make_pool("mha", "page_first")
+    fill_random(kv, 3)
+    mamba = TensorPerStatePool()
+    s = HiCacheGoFile(storage_config(str(tmp_path)))
+    try:
+        s.register_mem_host_pool_v2(kv, "kv")
+        s.register_mem_host_pool_v2(mamba, "mamba")
+        keys = ["t0", "t1", "t2"]
+        want = mamba.get_data_page(4).clone()
+        res = s.batch_set_v2([transfer("kv", keys, slots(kv, range(3))), transfer("mamba", keys[-1:], torch.tensor([4]))])
+        assert res == {"kv": [True] * 3, "mamba": [True]}
+        names = os.listdir(tmp_path)
+        assert any(n.startswith("t2.mamba_") and n.endswith(".bin") for n in names), names
+        found = s.batch_exists_v2(keys, [transfer("mamba", keys[-1:], None, "trailing_pages")])
+        assert found.kv_hit_pages == 3 and found.extra_pool_hit_pages == {"kv": 3, "mamba": 3}
+        res = s.batch_get_v2([transfer("kv", keys, slots(kv, range(8, 11))), transfer("mamba", keys[-1:], torch.tensor([9]))])
+        assert res == {"kv": [True] * 3, "mamba": [True]}
+        assert torch.equal(mamba.get_data_page(9), want)
+        assert s.batch_get_v2([transfer("mamba", ["t0"], torch.tensor([10]))]) == {"mamba": [False]}
+        assert s.batch_set_v2([transfer("mamba", ["t5"], torch.tensor([1, 2]))]) == {"mamba": [False]}
+    finally:
+        s.close()
