@@ -98,3 +98,16 @@ def describe_component(pool: Any) -> tuple:
         off += size * b
     desc = {"kind": "component", "layout": "page_first", "dtype": "uint8", "page_size": ps, "size": size, "buffer_bytes": per_slot}
     return desc, base, off
+
+
+def _kv_pool_of(pool: Any) -> Any:
+    """The KV pool of SGLang's HostPoolGroup (its "kv" entry, else its
+    anchor entry), or pool itself when it is not a group."""
+    entries = getattr(pool, "entry_map", None)
+    if not isinstance(entries, dict) or isinstance(getattr(pool, "kv_buffer", None), torch.Tensor):
+        return pool
+    for name, entry in entries.items():
+        if pool_name(name) in _KV_NAMES and getattr(entry, "host_pool", None) is not None:
+            return entry.host_pool
+    anchor = getattr(getattr(pool, "anchor_entry", None), "host_pool", None)
+    return pool if anchor is None else anchor

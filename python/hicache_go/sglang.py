@@ -41,7 +41,8 @@ import torch
 
 from hicache_go import _lib
 from hicache_go._base import HAVE_SGLANG, KV_POOL, HiCacheStorage, PoolTransferResult
-from hicache_go._pools import _KV_NAMES, describe_component, describe_pool, pool_name
+from hicache_go._copypath import copy_transfer
+from hicache_go._pools import _KV_NAMES, _kv_pool_of, describe_component, describe_pool, pool_name
 from hicache_go._size import ENV_MAX_SIZE, ENV_MIN_FREE_SPACE, resolve_ratio, resolve_size
 
 logger = logging.getLogger(__name__)
@@ -72,19 +73,6 @@ def storage_dir(extra: dict) -> str:
     """extra["file_path"], else $SGLANG_HICACHE_FILE_BACKEND_STORAGE_DIR,
     else /tmp/hicache."""
     return str(extra.get("file_path") or os.environ.get(ENV_STORAGE_DIR) or DEFAULT_DIR)
-
-
-def _kv_pool_of(pool: Any) -> Any:
-    """The KV pool of SGLang's HostPoolGroup (its "kv" entry, else its
-    anchor entry), or pool itself when it is not a group."""
-    entries = getattr(pool, "entry_map", None)
-    if not isinstance(entries, dict) or isinstance(getattr(pool, "kv_buffer", None), torch.Tensor):
-        return pool
-    for name, entry in entries.items():
-        if pool_name(name) in _KV_NAMES and getattr(entry, "host_pool", None) is not None:
-            return entry.host_pool
-    anchor = getattr(getattr(pool, "anchor_entry", None), "host_pool", None)
-    return pool if anchor is None else anchor
 
 
 def _int_attr(obj: Any, name: str, default: int) -> int:
@@ -137,8 +125,7 @@ class HiCacheGoFile(HiCacheStorage):
         self._closed = False
         self._tls = threading.local()
         self.mem_pool_host = None
-        # Component pools moved through their flat pages (see
-        # register_mem_host_pool_v2), by pool name.
+        # Component pools on the copy path (_copypath), by name.
         self._copy_pools: dict = {}
         self._store = _lib.Store(config)  # loads the library; raises on a bad config
         self._lib = self._store.lib
@@ -154,15 +141,11 @@ class HiCacheGoFile(HiCacheStorage):
         The pool is read as MLA or MHA from its attributes (kv_lora_rank,
         or head_num and head_dim); where both readings are possible, the one
         whose pages match the pool's get_page_buffer_meta is taken, the
-        store's is_mla_model first. A hybrid model's HostPoolGroup (an
-        entry_map of pools, no kv_buffer of its own) stands for its KV
-        entry's pool (else its anchor's); the other entries come through
-        register_mem_host_pool_v2."""
+        store's is_mla_model first. A hybrid model's HostPoolGroup stands for
+        its kv entry's pool (else its anchor's)."""
         pool = _kv_pool_of(mem_pool_host)
-        # A pool that fails any check below leaves no pool registered. The
-        # old pool is dropped only once the Go side has detached it, which
-        # waits for the calls using its memory: were it the last reference,
-        # dropping it first would unmap that memory under them.
+        # A pool that fails any check below leaves no pool registered. The old
+        # one is released after the Go side detached it (which waits for calls).
         old = self.mem_pool_host
         self._store.unregister_pool()
         self.mem_pool_host = None
@@ -220,14 +203,9 @@ class HiCacheGoFile(HiCacheStorage):
         """Registers a pool for the v2 calls: the KV pool as
         register_mem_pool_host does; a component pool (Mamba, SWA, ...) from
         its page_size, size and get_page_buffer_meta, checked like the KV
-        pool. Raises ValueError for a pool it cannot describe exactly.
-
-        A component pool whose memory is not one region of back-to-back
-        buffers, or that has no get_page_buffer_meta (SGLang's MambaPoolHost
-        keeps a tensor per state), is moved through its flat pages instead,
-        as SGLang's HiCacheFile moves it: get_data_page and
-        set_from_flat_data_page, stored as SGLang's {key}.{pool}{suffix}.bin
-        files."""
+        pool. Raises ValueError for a pool it cannot describe exactly. A
+        component pool that cannot be wrapped (no get_page_buffer_meta, or
+        not one region) goes on the copy path (_copypath), as SGLang's."""
         name = pool_name(host_pool_name)
         if name in _KV_NAMES:
             self.register_mem_pool_host(host_pool)
@@ -395,9 +373,8 @@ class HiCacheGoFile(HiCacheStorage):
         keys = [list(getattr(t, "keys", None) or []) for t in trs]
         nbuf, nlens, _ = self._keys(names)
         counts = array.array("q", map(len, keys))
-        # batch_exists_v2 takes only how many keys a transfer has (SGLang's
-        # controller passes [None] * window); get and set take the keys, and
-        # a transfer whose keys are not all strings or bytes fails alone.
+        # exists takes only key counts (SGLang passes [None] * window); get
+        # and set take the keys, a transfer with a key not a string failing alone.
         bad = [with_indices and not all(isinstance(k, (str, bytes, bytearray)) for k in ks) for ks in keys]
         sent = [[""] * len(ks) if b else ks for ks, b in zip(keys, bad)] if with_indices else []
         kbuf, klens, total = self._keys([k for ks in sent for k in ks])
@@ -451,7 +428,7 @@ class HiCacheGoFile(HiCacheStorage):
                     direct = [t for t in trs if not any(t is c for c in copied)]
                     out = self._v2(what, set_, direct) if direct else {}
                     for t in copied:
-                        out[t.name] = self._v2_copy(what, set_, t)
+                        out[t.name] = copy_transfer(self, what, set_, self._copy_pools.get(pool_name(t.name)), t)
                     return out
             trs, keys, total, keep = self._transfers(trs, True)
             nbuf, nlens, counts, kbuf, klens, _, _, ptrs, icounts = keep
@@ -475,37 +452,6 @@ class HiCacheGoFile(HiCacheStorage):
                 except Exception:
                     pass
             return out
-
-    def _v2_copy(self, what: str, set_: bool, t: Any) -> List[bool]:
-        """One transfer of a component pool moved through its flat pages,
-        as SGLang's HiCacheFile moves them: per key, get_data_page and set
-        under {key}.{pool}, or get and set_from_flat_data_page."""
-        keys = list(getattr(t, "keys", None) or [])
-        res = [False] * len(keys)
-        try:
-            name = pool_name(t.name)
-            pool = self._copy_pools.get(name)
-            ps = int(getattr(pool, "page_size", 1) or 1)
-            hi = getattr(t, "host_indices", None)
-            if pool is None or hi is None or not all(isinstance(k, str) for k in keys):
-                return res
-            idx = self._indices(hi)
-            if idx.numel() != len(keys) * ps:
-                self._warn(f"{what}:length", f"{what}: {idx.numel()} host indices for {len(keys)} keys of pool {name!r}")
-                return res
-            for i, k in enumerate(keys):
-                slot = int(idx[i * ps])
-                if set_:
-                    res[i] = self.set(f"{k}.{name}", pool.get_data_page(slot, flat=True))
-                else:
-                    page = self.get(f"{k}.{name}", pool.get_dummy_flat_data_page())
-                    if page is not None:
-                        pool.set_from_flat_data_page(slot, page)
-                        res[i] = True
-            return res
-        except Exception as e:
-            self._warn(f"{what}:exception", f"{what} raised {e!r}")
-            return res
 
     def batch_get_v2(self, transfers: list, extra_info: Optional[Any] = None) -> dict:
         """SGLang's batch_get_v2: each transfer's pages into its pool; per
