@@ -289,3 +289,29 @@ func TestCodesAreThePythonPackages(t *testing.T) {
 		t.Errorf("_lib.py does not say %q", ops)
 	}
 }
+
+// TestHugeTransferKeyCountInExistsCostsNoMemory: batch_exists_v2 takes only
+// a transfer's key count, so a huge count (an adversary's, or a window far
+// past the prefix) neither allocates per key nor changes the answer.
+func TestHugeTransferKeyCountInExistsCostsNoMemory(t *testing.T) {
+	names := []byte("mamba")
+	nameLens := []int64{int64(len(names))}
+	policies := []int64{1}
+	for _, count := range []int64{1 << 38, 3} {
+		counts := []int64{count}
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		trs, _, err := cTransfers(1, unsafe.Pointer(&names[0]), unsafe.Pointer(&nameLens[0]), unsafe.Pointer(&counts[0]),
+			nil, nil, nil, nil, unsafe.Pointer(&policies[0]), 2)
+		runtime.ReadMemStats(&after)
+		if err != nil {
+			t.Fatalf("count %d: %v", count, err)
+		}
+		if grew := after.TotalAlloc - before.TotalAlloc; grew > 1<<20 {
+			t.Errorf("count %d: %d bytes allocated", count, grew)
+		}
+		if n := len(trs[0].Keys); n != 2 || trs[0].HitPolicy != hicachefile.TrailingPages {
+			t.Errorf("count %d: a transfer of %d keys (%v); want 2, trailing", count, n, trs[0].HitPolicy)
+		}
+	}
+}

@@ -286,7 +286,7 @@ func hc_batch_exists_v2(h C.int64_t, keys *C.char, lens *C.int64_t, nkeys C.int6
 		if err != nil {
 			return result(0, err)
 		}
-		trs, _, err := cTransfers(int64(ntr), unsafe.Pointer(names), unsafe.Pointer(nameLens), unsafe.Pointer(counts), nil, nil, nil, nil, unsafe.Pointer(policies))
+		trs, _, err := cTransfers(int64(ntr), unsafe.Pointer(names), unsafe.Pointer(nameLens), unsafe.Pointer(counts), nil, nil, nil, nil, unsafe.Pointer(policies), int64(nkeys))
 		if err != nil {
 			return result(0, err)
 		}
@@ -303,7 +303,7 @@ func hc_batch_v2(h C.int64_t, set C.int64_t, ntr C.int64_t, names *C.char, nameL
 		}
 		putBools(out, nil)
 		trs, _, err := cTransfers(int64(ntr), unsafe.Pointer(names), unsafe.Pointer(nameLens), unsafe.Pointer(counts),
-			unsafe.Pointer(keys), unsafe.Pointer(keyLens), idxPtrs, unsafe.Pointer(idxCounts), nil)
+			unsafe.Pointer(keys), unsafe.Pointer(keyLens), idxPtrs, unsafe.Pointer(idxCounts), nil, int64(nres))
 		if err != nil {
 			return result(0, err)
 		}

@@ -13,8 +13,12 @@ import (
 // names (one buffer, a length each), each transfer's key count, its keys
 // (one buffer and a length each, all transfers' in turn), and, when idxPtrs
 // is not nil, a pointer to each transfer's host indices and their count.
-// A nil index pointer with a count of 0 is an empty list.
-func cTransfers(n int64, names, nameLens, counts, keys, keyLens, idxPtrs, idxCounts, policies unsafe.Pointer) ([]hicachefile.Transfer, int64, error) {
+// A nil index pointer with a count of 0 is an empty list. Without keys
+// (BatchExistsV2, where only a transfer's key count matters, and no count
+// past the prefix's length changes the result) each transfer's Keys are
+// min(count, max(1, prefixKeys)) empty strings sharing one allocation, so
+// that a huge count costs no memory.
+func cTransfers(n int64, names, nameLens, counts, keys, keyLens, idxPtrs, idxCounts, policies unsafe.Pointer, prefixKeys int64) ([]hicachefile.Transfer, int64, error) {
 	ns, err := cKeys(names, nameLens, n)
 	if err != nil {
 		return nil, 0, err
@@ -52,6 +56,10 @@ func cTransfers(n int64, names, nameLens, counts, keys, keyLens, idxPtrs, idxCou
 			return nil, 0, err
 		}
 	}
+	var blank []string
+	if ks == nil {
+		blank = make([]string, max(1, min(prefixKeys, total)))
+	}
 	trs := make([]hicachefile.Transfer, n)
 	off := int64(0)
 	for i := range trs {
@@ -60,7 +68,7 @@ func cTransfers(n int64, names, nameLens, counts, keys, keyLens, idxPtrs, idxCou
 		if ks != nil {
 			tr.Keys = ks[off : off+cs[i]]
 		} else {
-			tr.Keys = make([]string, cs[i])
+			tr.Keys = blank[:min(cs[i], int64(len(blank)))]
 		}
 		off += cs[i]
 		if ps != nil && ps[i] != 0 {
