@@ -32,6 +32,7 @@ type storeConfig struct {
 	DirectIO          bool    `json:"direct_io"`
 	Sync              bool    `json:"sync"`
 	NoWatch           bool    `json:"no_watch"`
+	NoEnv             bool    `json:"no_env"`
 	MaxBatchFileBytes int64   `json:"max_batch_file_bytes"`
 }
 
@@ -60,7 +61,7 @@ func parseStoreConfig(js []byte) (hicachefile.Config, error) {
 		CPRank: c.CPRank, CPSize: c.CPSize, IsMLA: c.IsMLA,
 		MaxBytes: c.MaxBytes, MinFreeBytes: c.MinFreeBytes, EvictionRatio: c.EvictionRatio,
 		StorageOwner: c.StorageOwner,
-		IOWorkers:    c.IOWorkers, DirectIO: c.DirectIO, Sync: c.Sync, NoWatch: c.NoWatch,
+		IOWorkers:    c.IOWorkers, DirectIO: c.DirectIO, Sync: c.Sync, NoWatch: c.NoWatch, NoEnv: c.NoEnv,
 		MaxBatchFileBytes: c.MaxBatchFileBytes,
 	}
 	if err := cfg.Validate(); err != nil {

@@ -121,6 +121,12 @@ type Config struct {
 	// that by itself where inotify is unavailable, and adds it on network
 	// file systems, whose other clients raise no inotify event here.
 	NoWatch bool
+	// NoEnv makes a zero MaxBytes, MinFreeBytes or EvictionRatio mean
+	// exactly that (no bound; DefaultEvictionRatio) instead of reading
+	// SGLang's environment variables: for a caller that resolved SGLang's
+	// settings itself, as SGLang does, from extra_config first, so that an
+	// explicit "0" there is not overridden by the environment.
+	NoEnv bool
 	// PollInterval bounds how stale a polling store's view of the V1
 	// directory may be. A store polls where inotify does not tell it of
 	// other writers' batch files: without inotify, with NoWatch, and on
@@ -170,13 +176,13 @@ func (c Config) withDefaults() Config {
 	if c.CPSize == 0 {
 		c.CPSize = 1
 	}
-	if c.MaxBytes == 0 {
+	if c.MaxBytes == 0 && !c.NoEnv {
 		c.MaxBytes, _ = ParseSize(os.Getenv(envMaxSize))
 	}
-	if c.MinFreeBytes == 0 {
+	if c.MinFreeBytes == 0 && !c.NoEnv {
 		c.MinFreeBytes, _ = ParseSize(os.Getenv(envMinFreeSpace))
 	}
-	c.EvictionRatio = evictionRatio(c.EvictionRatio)
+	c.EvictionRatio = evictionRatio(c.EvictionRatio, !c.NoEnv)
 	if c.IOWorkers == 0 {
 		c.IOWorkers = min(runtime.GOMAXPROCS(0), 8)
 	}

@@ -131,10 +131,11 @@ func parsePyInt(s string) (int64, bool) {
 }
 
 // evictionRatio returns the eviction ratio in effect for the configured
-// ratio r: r itself in (0, 1]; for 0, $SGLANG_HICACHE_FILE_BACKEND_EVICTION_RATIO
-// if it parses as a float in (0, 1]; else DefaultEvictionRatio.
-func evictionRatio(r float64) float64 {
-	if r == 0 {
+// ratio r: r itself in (0, 1]; for 0, with env,
+// $SGLANG_HICACHE_FILE_BACKEND_EVICTION_RATIO if it parses as a float in
+// (0, 1]; else DefaultEvictionRatio.
+func evictionRatio(r float64, env bool) float64 {
+	if r == 0 && env {
 		if v, err := strconv.ParseFloat(strings.TrimSpace(os.Getenv(envEvictionRatio)), 64); err == nil {
 			r = v
 		}

@@ -155,3 +155,21 @@ func TestSizesFromEnvironment(t *testing.T) {
 		t.Fatalf("an invalid environment size gave MaxBytes %d, want 0 (disabled)", c.MaxBytes)
 	}
 }
+
+// TestNoEnvIgnoresSGLangEnvironment: with NoEnv a zero MaxBytes,
+// MinFreeBytes and EvictionRatio stay as given, whatever SGLang's
+// environment variables say; without it they are read from there.
+func TestNoEnvIgnoresSGLangEnvironment(t *testing.T) {
+	t.Setenv(envMaxSize, "1Mi")
+	t.Setenv(envMinFreeSpace, "2k")
+	t.Setenv(envEvictionRatio, "0.5")
+	got := Config{Dir: t.TempDir(), NoEnv: true}.withDefaults()
+	if got.MaxBytes != 0 || got.MinFreeBytes != 0 || got.EvictionRatio != DefaultEvictionRatio {
+		t.Errorf("NoEnv: MaxBytes %d, MinFreeBytes %d, EvictionRatio %v; want 0, 0, %v",
+			got.MaxBytes, got.MinFreeBytes, got.EvictionRatio, DefaultEvictionRatio)
+	}
+	got = Config{Dir: t.TempDir()}.withDefaults()
+	if got.MaxBytes != 1<<20 || got.MinFreeBytes != 2000 || got.EvictionRatio != 0.5 {
+		t.Errorf("from the environment: MaxBytes %d, MinFreeBytes %d, EvictionRatio %v", got.MaxBytes, got.MinFreeBytes, got.EvictionRatio)
+	}
+}

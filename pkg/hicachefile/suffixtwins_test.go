@@ -188,7 +188,7 @@ func TestSuffixTwinsRule(t *testing.T) {
 // TestIdentityDigestCoversEveryField: decide where it belongs.
 var (
 	identityFields = []string{"ModelName", "TPRank", "TPSize", "PPRank", "PPSize", "CPRank", "CPSize", "IsMLA", "component"}
-	notIdentity    = []string{"Dir", "MaxBatchFileBytes", "Sync", "IOWorkers", "MaxBytes", "MinFreeBytes",
+	notIdentity    = []string{"NoEnv", "Dir", "MaxBatchFileBytes", "Sync", "IOWorkers", "MaxBytes", "MinFreeBytes",
 		"DirectIO", "NoWatch", "PollInterval", "Syscalls", "EvictionRatio", "StorageOwner"}
 )
 

@@ -118,6 +118,10 @@ class HiCacheGoFile(HiCacheStorage):
             "eviction_ratio": resolve_ratio(extra),
             "io_workers": int(extra.get("io_workers", 0) or 0),
             "direct_io": _flag(extra.get("direct_io", False)),
+            # The sizes and ratio above are resolved here, extra_config
+            # first, as SGLang does: the store must not read the
+            # environment again (an explicit "0" would lose to it).
+            "no_env": True,
         }
         self.config = config
         self._warned: set = set()

@@ -10,6 +10,7 @@ import types
 import pytest
 
 import hicache_go
+from conftest import slots
 from hicache_go import _lib
 from hicache_go._base import HiCacheStorage
 from hicache_go._size import parse_size, resolve_ratio, resolve_size
@@ -123,3 +124,21 @@ def test_library_version_is_the_packages(tmp_path):
     buf = ctypes.create_string_buffer(64)
     n = lib.hc_version(buf, 64)
     assert buf.raw[:n].decode() == hicache_go.__version__
+
+
+def test_explicit_zero_size_in_extra_config_beats_the_env(open_store, monkeypatch):
+    # SGLang reads extra_config first: max_size "0" there means no bound,
+    # whatever the environment says.
+    monkeypatch.setenv("SGLANG_HICACHE_FILE_BACKEND_MAX_SIZE", "1k")
+    store, pool = open_store(max_size="0")
+    keys = [f"{i:064x}" for i in range(8)]
+    assert store.batch_set_v1(keys, slots(pool, list(range(8)))) == [True] * 8
+    assert store.batch_exists(keys) == 8
+
+
+def test_env_size_applies_when_extra_config_has_none(open_store, monkeypatch):
+    monkeypatch.setenv("SGLANG_HICACHE_FILE_BACKEND_MAX_SIZE", "1k")
+    store, pool = open_store()
+    keys = [f"{i:064x}" for i in range(8)]
+    store.batch_set_v1(keys, slots(pool, list(range(8))))
+    assert store.batch_exists(keys) < 8
