@@ -159,33 +159,36 @@ func hc_timed(h C.int64_t, op C.int64_t, keys *C.char, lens *C.int64_t, nkeys C.
 	}))
 }
 
+// pageArgs converts the arguments the one-page copy calls share: a key and
+// a page buffer of n bytes, both the caller's.
+func pageArgs(key *C.char, klen C.int64_t, page unsafe.Pointer, n C.int64_t) (string, []byte, error) {
+	k, err := cBytes(unsafe.Pointer(key), int64(klen))
+	if err != nil {
+		return "", nil, err
+	}
+	p, err := cBytes(page, int64(n))
+	return string(k), p, err
+}
+
 //export hc_set
 func hc_set(h C.int64_t, key *C.char, klen C.int64_t, page unsafe.Pointer, n C.int64_t) C.int64_t {
 	return C.int64_t(guard(func() int64 {
-		k, err := cBytes(unsafe.Pointer(key), int64(klen))
+		k, p, err := pageArgs(key, klen, page, n)
 		if err != nil {
 			return result(0, err)
 		}
-		p, err := cBytes(page, int64(n))
-		if err != nil {
-			return result(0, err)
-		}
-		return result(0, setPage(int64(h), string(k), p))
+		return result(0, setPage(int64(h), k, p))
 	}))
 }
 
 //export hc_get
 func hc_get(h C.int64_t, key *C.char, klen C.int64_t, dst unsafe.Pointer, n C.int64_t) C.int64_t {
 	return C.int64_t(guard(func() int64 {
-		k, err := cBytes(unsafe.Pointer(key), int64(klen))
+		k, p, err := pageArgs(key, klen, dst, n)
 		if err != nil {
 			return result(0, err)
 		}
-		p, err := cBytes(dst, int64(n))
-		if err != nil {
-			return result(0, err)
-		}
-		return result(0, getPage(int64(h), string(k), p))
+		return result(0, getPage(int64(h), k, p))
 	}))
 }
 
