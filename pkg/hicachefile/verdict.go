@@ -38,9 +38,11 @@ const (
 // the effects a read noted, and moves the files whose pages were served
 // up the eviction order.
 func (s *Store) applyVerdicts(sc *scratch, read []int32, files []fileRead, hits int) {
-	for _, i := range read {
-		if sc.state[i] == stBadCopy {
-			s.idx.Drop(sc.hashes[i], sc.refs[i])
+	if hits < len(read) { // a key served is no bad copy
+		for _, i := range read {
+			if sc.state[i] == stBadCopy {
+				s.idx.Drop(sc.hashes[i], sc.refs[i])
+			}
 		}
 	}
 	for _, e := range sc.effects {
