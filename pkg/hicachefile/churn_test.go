@@ -108,12 +108,7 @@ func TestReadsSurviveFileChurn(t *testing.T) {
 				wg.Go(func() { // writer
 					r := rand.New(rand.NewPCG(uint64(w), 1))
 					page := make([]byte, p.PageBytes())
-					for {
-						select {
-						case <-stop:
-							return
-						default:
-						}
+					untilClosed(stop, func() bool {
 						// Batches of every size, so that a reused file id
 						// names a file of another size and layout of entries.
 						start := r.IntN(keySpace - perCall)
@@ -123,14 +118,15 @@ func TestReadsSurviveFileChurn(t *testing.T) {
 							keyedPage(keys[i], page)
 							if err := p.SetFromFlatDataPage(idx[i*cfg.PageSize], page); err != nil {
 								t.Error(err)
-								return
+								return false
 							}
 						}
 						if _, err := s.BatchSetV1(keys, idx[:len(keys)*cfg.PageSize]); err != nil {
 							t.Errorf("BatchSetV1: %v", err)
-							return
+							return false
 						}
-					}
+						return true
+					})
 				})
 			}
 			for w := range 2 {
@@ -141,12 +137,7 @@ func TestReadsSurviveFileChurn(t *testing.T) {
 				wg.Go(func() { // reader
 					r := rand.New(rand.NewPCG(uint64(w), 2))
 					want := make([]byte, p.PageBytes())
-					for {
-						select {
-						case <-stop:
-							return
-						default:
-						}
+					untilClosed(stop, func() bool {
 						start := r.IntN(keySpace - perCall)
 						keys := make([]string, perCall)
 						for i := range keys {
@@ -155,7 +146,7 @@ func TestReadsSurviveFileChurn(t *testing.T) {
 						ok, err := s.BatchGetV1(keys, idx)
 						if err != nil {
 							t.Errorf("BatchGetV1: %v", err)
-							return
+							return false
 						}
 						for i, hit := range ok {
 							if !hit {
@@ -168,7 +159,8 @@ func TestReadsSurviveFileChurn(t *testing.T) {
 								wrong.Add(1)
 							}
 						}
-					}
+						return true
+					})
 				})
 			}
 			if m.disturb != nil {

@@ -66,12 +66,7 @@ func TestV2ChurnUnderSharedBound(t *testing.T) {
 		wg.Go(func() {
 			r := rand.New(rand.NewPCG(uint64(w), 2))
 			kvPage, compPage := make([]byte, kv.PageBytes()), make([]byte, comp.PageBytes())
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-				}
+			untilClosed(stop, func() bool {
 				start := r.IntN(keySpace - perCall)
 				keys := make([]string, 1+r.IntN(perCall))
 				for i := range keys {
@@ -80,26 +75,22 @@ func TestV2ChurnUnderSharedBound(t *testing.T) {
 					keyedPage(keys[i]+".mamba", compPage)
 					if kv.SetFromFlatDataPage(kvIdx[i*kvCfg.PageSize], kvPage) != nil || comp.SetFromFlatDataPage(compIdx[i*cc.PageSize], compPage) != nil {
 						t.Error("SetFromFlatDataPage failed")
-						return
+						return false
 					}
 				}
 				if _, err := s.BatchSetV2(transfers(keys, kvIdx, compIdx)); err != nil {
 					t.Errorf("BatchSetV2: %v", err)
-					return
+					return false
 				}
-			}
+				return true
+			})
 		})
 	}
 	for w := range 2 {
 		kvIdx, compIdx := alloc()
 		wg.Go(func() {
 			r := rand.New(rand.NewPCG(uint64(w), 3))
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-				}
+			untilClosed(stop, func() bool {
 				start := r.IntN(keySpace - perCall)
 				keys := make([]string, 1+r.IntN(perCall))
 				for i := range keys {
@@ -108,7 +99,7 @@ func TestV2ChurnUnderSharedBound(t *testing.T) {
 				res, err := s.BatchGetV2(transfers(keys, kvIdx, compIdx))
 				if err != nil {
 					t.Errorf("BatchGetV2: %v", err)
-					return
+					return false
 				}
 				for i, k := range keys {
 					if res["kv"][i] {
@@ -126,7 +117,8 @@ func TestV2ChurnUnderSharedBound(t *testing.T) {
 						}
 					}
 				}
-			}
+				return true
+			})
 		})
 	}
 	wg.Go(func() {

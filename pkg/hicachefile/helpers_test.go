@@ -881,3 +881,18 @@ func newMeasured(b *testing.B, cfg Config) (*Store, time.Duration, float64) {
 	runtime.ReadMemStats(&ms)
 	return s, took, float64(ms.HeapAlloc) - float64(h0)
 }
+
+// untilClosed calls body over and over until stop is closed or body
+// returns false: the loop of a test's worker goroutines.
+func untilClosed(stop <-chan struct{}, body func() bool) {
+	for {
+		select {
+		case <-stop:
+			return
+		default:
+		}
+		if !body() {
+			return
+		}
+	}
+}
